@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// Runs a command inside a throwaway network + mount namespace, so nothing it does to links,
+// addresses, routes, sysctls, iptables or /run/netns and /run/tsnetlink reaches the real host.
+import { spawnSync } from 'node:child_process';
+
+const argv = process.argv.slice(2);
+if (argv.length === 0) {
+  console.error('usage: node scripts/sandbox.mjs CMD [ARGS...]');
+  process.exit(2);
+}
+if (process.getuid?.() !== 0) {
+  console.error('tsnetlink: this needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create throwaway namespaces; try: sudo npm run ...');
+  process.exit(77);
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1') {
+  const r = spawnSync(argv[0], argv.slice(1), { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+const inner = [
+  'set -e',
+  'mkdir -p /run/netns /run/tsnetlink',
+  'mount -t tmpfs -o mode=0755 tmpfs /run/netns',
+  'mount -t tmpfs -o mode=0700 tmpfs /run/tsnetlink',
+  'ip link set lo up',
+  'exec "$@"',
+].join('\n');
+const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', '--', 'bash', '-c', inner, 'sandbox', ...argv], {
+  stdio: 'inherit',
+  env: { ...process.env, TSNETLINK_IN_SANDBOX: '1' },
+});
+if (r.error) {
+  console.error(`tsnetlink sandbox: ${r.error.message}`);
+  process.exit(1);
+}
+process.exit(r.status ?? (r.signal ? 128 : 1));

@@ -1,0 +1,99 @@
+import { constants } from 'node:os';
+
+const errnoNames = new Map<number, string>();
+for (const [name, num] of Object.entries(constants.errno)) {
+  if (!errnoNames.has(num)) errnoNames.set(num, name);
+}
+
+/** Returns the symbolic name ('EEXIST') of a positive or negative errno value. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(Math.abs(errno)) ?? `E${Math.abs(errno)}`;
+}
+
+/** Returns the positive errno number for a name such as 'EEXIST', or undefined. */
+export function errnoNumber(code: string): number | undefined {
+  return (constants.errno as Record<string, number | undefined>)[code];
+}
+
+/** A failed libc call: `code` like 'EPERM', negative `errno`, and the `syscall` name. */
+export class SysError extends Error {
+  override name = 'SysError';
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(syscall: string, errno: number, detail?: string) {
+    const code = errnoName(errno);
+    super(`${syscall}: ${code}${detail ? ` (${detail})` : ''}`);
+    this.code = code;
+    this.errno = -Math.abs(errno);
+    this.syscall = syscall;
+  }
+}
+
+/** The kernel refused a netlink request: `code` ('EEXIST'), negative `errno`, the operation and the extended ack. */
+export class NetlinkError extends Error {
+  override name = 'NetlinkError';
+  readonly code: string;
+  readonly errno: number;
+  /** The request's message type, e.g. 'RTM_NEWADDR'. */
+  readonly operation: string;
+  /** The kernel's extended-ack text (NLMSGERR_ATTR_MSG), if it sent one. */
+  readonly kernelMessage: string | undefined;
+  /** Byte offset of the offending attribute in the request (NLMSGERR_ATTR_OFFS), if sent. */
+  readonly offset: number | undefined;
+  constructor(operation: string, errno: number, kernelMessage?: string, offset?: number, context?: string) {
+    const code = errnoName(errno);
+    super(`${operation}${context ? ` ${context}` : ''}: ${code}${kernelMessage ? ` (${kernelMessage})` : ''}`);
+    this.code = code;
+    this.errno = -Math.abs(errno);
+    this.operation = operation;
+    this.kernelMessage = kernelMessage;
+    this.offset = offset;
+  }
+}
+
+/** A dump was interrupted (NLM_F_DUMP_INTR); `partial` holds what was received. */
+export class DumpInterruptedError<T = unknown> extends Error {
+  override name = 'DumpInterruptedError';
+  readonly code = 'EINTR';
+  readonly operation: string;
+  readonly partial: T[];
+  constructor(operation: string, partial: T[]) {
+    super(`${operation}: dump interrupted by a concurrent change (NLM_F_DUMP_INTR); ${partial.length} partial results kept`);
+    this.operation = operation;
+    this.partial = partial;
+  }
+}
+
+/** Malformed or truncated wire data; never a crash. */
+export class CodecError extends Error {
+  override name = 'CodecError';
+  readonly code = 'ECODEC';
+  readonly offset: number | undefined;
+  constructor(message: string, offset?: number) {
+    super(offset === undefined ? message : `${message} (at byte ${offset})`);
+    this.offset = offset;
+  }
+}
+
+/** Input refused before the kernel was touched (bad name, CIDR, port spec...). */
+export class ValidationError extends Error {
+  override name = 'ValidationError';
+  readonly code = 'EINVAL';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.field = field;
+  }
+}
+
+/** A receive waited past its deadline. */
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+  readonly code = 'ETIMEDOUT';
+  readonly operation: string;
+  constructor(operation: string, ms: number) {
+    super(`${operation}: no reply from the kernel within ${ms} ms`);
+    this.operation = operation;
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * The libc binding: the only module of tsnetlink that imports koffi.
+ *
+ * Every call is synchronous on the calling (JS) thread. That is deliberate: setns() is
+ * per thread, so a namespace switch, the socket() that must happen inside it and the switch
+ * back have to run on one thread without yielding (field notes, pitfall 5).
+ */
+import koffi from 'koffi';
+import { SysError } from '../errors.js';
+
+const lib = koffi.load('libc.so.6');
+
+const c = {
+  socket: lib.func('int socket(int domain, int type, int protocol)'),
+  bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+  setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+  getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *val, void *len)'),
+  getsockname: lib.func('int getsockname(int fd, void *addr, void *len)'),
+  sendto: lib.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t alen)'),
+  recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
+  recvfrom: lib.func('long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *alen)'),
+  poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  close: lib.func('int close(int fd)'),
+  setns: lib.func('int setns(int fd, int nstype)'),
+  unshare: lib.func('int unshare(int flags)'),
+  mount: lib.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+  umount2: lib.func('int umount2(const char *target, int flags)'),
+  flock: lib.func('int flock(int fd, int op)'),
+  gettid: lib.func('int gettid()'),
+  ioctl: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
+};
+
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SOL_NETLINK = 270;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_RCVBUFFORCE = 33;
+export const MSG_PEEK = 0x2;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const POLLIN = 0x1;
+export const CLONE_NEWNET = 0x40000000;
+export const CLONE_NEWNS = 0x00020000;
+export const MS_BIND = 4096;
+export const MS_REC = 16384;
+export const MS_PRIVATE = 1 << 18;
+export const MS_SHARED = 1 << 20;
+export const MNT_DETACH = 2;
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const NS_GET_NSTYPE = 0xb703;
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+/**
+ * Time spent inside kernel-facing calls, for the bench's "floor" figure.
+ * Off by default so the hot path pays one boolean test per call.
+ */
+export const kernelClock = { enabled: false, ns: 0n, calls: 0 };
+
+function timed<T>(fn: () => T): T {
+  if (!kernelClock.enabled) return fn();
+  const t0 = process.hrtime.bigint();
+  try {
+    return fn();
+  } finally {
+    kernelClock.ns += process.hrtime.bigint() - t0;
+    kernelClock.calls++;
+  }
+}
+
+function fail(syscall: string, detail?: string): never {
+  throw new SysError(syscall, koffi.errno(), detail);
+}
+
+/** socket(2); throws SysError. */
+export function socket(domain: number, type: number, protocol: number): number {
+  const fd = timed(() => c.socket(domain, type, protocol) as number);
+  if (fd < 0) fail('socket');
+  return fd;
+}
+
+/** bind(2) with a raw sockaddr buffer. */
+export function bind(fd: number, addr: Buffer): void {
+  if ((c.bind(fd, addr, addr.length) as number) < 0) fail('bind');
+}
+
+/** setsockopt(2) with an int value. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(value);
+  if ((c.setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
+}
+
+/** getsockopt(2) for an int value. */
+export function getsockoptInt(fd: number, level: number, name: number): number {
+  const v = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if ((c.getsockopt(fd, level, name, v, len) as number) < 0) fail('getsockopt');
+  return v.readInt32LE();
+}
+
+/** getsockname(2) into a raw sockaddr buffer of the given size. */
+export function getsockname(fd: number, size: number): Buffer {
+  const addr = Buffer.alloc(size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(size);
+  if ((c.getsockname(fd, addr, len) as number) < 0) fail('getsockname');
+  return addr.subarray(0, len.readUInt32LE());
+}
+
+/** sendto(2) the whole buffer (netlink datagrams are all-or-nothing); retries EINTR. */
+export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
+  for (;;) {
+    const n = timed(() => Number(c.sendto(fd, buf, buf.length, 0, addr, addr.length)));
+    if (n >= 0) return n;
+    if (koffi.errno() !== EINTR) fail('sendto');
+  }
+}
+
+/**
+ * recv(2) without blocking: returns the datagram length (the full length with MSG_TRUNC,
+ * even when `buf` is smaller), or -1 when nothing is queued. Other errors throw.
+ */
+export function recvNonBlocking(fd: number, buf: Buffer, flags: number): number {
+  for (;;) {
+    const n = timed(() => Number(c.recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e === EAGAIN) return -1;
+    if (e !== EINTR) fail('recv');
+  }
+}
+
+const fromLen = Buffer.alloc(4);
+/**
+ * recvfrom(2) without blocking into `buf`, filling `addr` with the sender's sockaddr.
+ * Returns the datagram length or -1 when nothing is queued.
+ */
+export function recvfromNonBlocking(fd: number, buf: Buffer, flags: number, addr: Buffer): number {
+  for (;;) {
+    fromLen.writeUInt32LE(addr.length);
+    const n = timed(() => Number(c.recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
+    if (n >= 0) return n;
+    const e = koffi.errno();
+    if (e === EAGAIN) return -1;
+    if (e !== EINTR) fail('recvfrom');
+  }
+}
+
+const pollBuf = Buffer.alloc(8);
+/** poll(2) one fd for input; returns true when readable, false on timeout. */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  pollBuf.writeInt32LE(fd, 0);
+  pollBuf.writeInt16LE(POLLIN, 4);
+  pollBuf.writeInt16LE(0, 6);
+  const n = timed(() => c.poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
+  if (n < 0) {
+    if (koffi.errno() === EINTR) return false;
+    fail('poll');
+  }
+  return n > 0;
+}
+
+/** close(2); errors are ignored because the fd is released either way on Linux. */
+export function close(fd: number): void {
+  c.close(fd);
+}
+
+/** setns(2) for the calling thread. */
+export function setns(fd: number, nstype: number): void {
+  const r = timed(() => c.setns(fd, nstype) as number);
+  if (r < 0) fail('setns');
+}
+
+/** Throws unless `fd` is an nsfs handle of a network namespace (ioctl NS_GET_NSTYPE). */
+export function assertNetnsFd(fd: number): void {
+  const t = c.ioctl(fd, NS_GET_NSTYPE, null) as number;
+  if (t < 0) fail('ioctl', 'NS_GET_NSTYPE');
+  if (t !== CLONE_NEWNET) throw new SysError('ioctl', 22, 'not a network namespace');
+}
+
+/** unshare(2) for the calling thread. */
+export function unshare(flags: number): void {
+  if ((c.unshare(flags) as number) < 0) fail('unshare');
+}
+
+/** mount(2). */
+export function mount(src: string | null, target: string, fstype: string | null, flags: number): void {
+  if ((c.mount(src, target, fstype, flags, null) as number) < 0) fail('mount', target);
+}
+
+/** umount2(2). */
+export function umount2(target: string, flags: number): void {
+  if ((c.umount2(target, flags) as number) < 0) fail('umount2', target);
+}
+
+/** flock(2); with LOCK_NB returns false instead of blocking when the lock is held. */
+export function flock(fd: number, op: number): boolean {
+  for (;;) {
+    if ((c.flock(fd, op) as number) === 0) return true;
+    const e = koffi.errno();
+    if ((op & LOCK_NB) !== 0 && e === EAGAIN) return false;
+    if (e !== EINTR) fail('flock');
+  }
+}
+
+/** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
+export function gettid(): number {
+  return c.gettid() as number;
+}

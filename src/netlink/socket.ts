@@ -1,0 +1,265 @@
+/**
+ * NetlinkSocket: request/ack, dumps and pipelined batches over NETLINK_ROUTE.
+ *
+ * Synchronous by design: rtnetlink requests are handled inside the kernel's sendmsg, so the
+ * reply is usually queued before sendto() returns and a blocking read costs nothing; and a
+ * synchronous socket is what lets a namespace switch stay inside one critical section.
+ * Every wait still has a deadline, so a lost reply is a TimeoutError, never a hang.
+ */
+import { CodecError, DumpInterruptedError, NetlinkError, SysError, TimeoutError } from '../errors.js';
+import * as libc from './libc.js';
+import { NETLINK_OPT, NETLINK_ROUTE, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
+import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
+import { rawAttrs, align4 } from './attr.js';
+
+/** The kernel side of a socket; tests can stand in a fake that replays captured replies. */
+export interface Transport {
+  /** Our netlink port id (nl_pid), as assigned by the kernel. */
+  readonly portId: number;
+  send(buf: Buffer): void;
+  /** One datagram, or null when none arrived before the deadline (ms since epoch, performance clock). */
+  receive(timeoutMs: number): Buffer | null;
+  close(): void;
+}
+
+/** Options for opening a socket. */
+export interface SocketOptions {
+  /** Deadline for each reply, in milliseconds (default 5000). */
+  timeoutMs?: number;
+  /** SO_RCVBUF in bytes; raise it for large dumps on busy hosts (pitfall 3). */
+  receiveBufferSize?: number;
+}
+
+const MIN_RECV_BUF = 32 * 1024;
+
+/** A real NETLINK_ROUTE socket in the calling thread's current network namespace. */
+export class KernelTransport implements Transport {
+  readonly fd: number;
+  readonly portId: number;
+  private buf = Buffer.alloc(MIN_RECV_BUF);
+  private readonly from = Buffer.alloc(12);
+  private static readonly kernelAddr = (() => {
+    const a = Buffer.alloc(12);
+    a.writeUInt16LE(libc.AF_NETLINK, 0);
+    return a;
+  })();
+
+  constructor(opts: SocketOptions = {}) {
+    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
+    try {
+      // Extended acks carry the kernel's reason; CAP_ACK keeps error replies small;
+      // strict checking makes the kernel reject malformed dump requests instead of guessing.
+      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.EXT_ACK, 1);
+      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.CAP_ACK, 1);
+      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.GET_STRICT_CHK, 1);
+      if (opts.receiveBufferSize !== undefined) {
+        try {
+          libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, opts.receiveBufferSize);
+        } catch {
+          libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, opts.receiveBufferSize);
+        }
+      }
+      const local = Buffer.alloc(12);
+      local.writeUInt16LE(libc.AF_NETLINK, 0);
+      libc.bind(fd, local);
+      this.portId = libc.getsockname(fd, 12).readUInt32LE(4);
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+    this.fd = fd;
+  }
+
+  send(buf: Buffer): void {
+    libc.sendto(this.fd, buf, KernelTransport.kernelAddr);
+  }
+
+  receive(timeoutMs: number): Buffer | null {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      // Peek with MSG_TRUNC to learn the datagram's real size before taking it off the queue,
+      // so a message larger than our buffer is never read truncated (pitfall 2).
+      let n: number;
+      try {
+        n = libc.recvNonBlocking(this.fd, this.buf, libc.MSG_PEEK | libc.MSG_TRUNC);
+      } catch (e) {
+        throw enobufs(e);
+      }
+      if (n >= 0) {
+        if (n > this.buf.length) this.buf = Buffer.alloc(align4(n) + 4096);
+        const got = libc.recvfromNonBlocking(this.fd, this.buf, 0, this.from);
+        if (got < 0) continue;
+        // Only the kernel (nl_pid 0) may answer; anything else is dropped.
+        if (this.from.readUInt32LE(4) !== 0) continue;
+        return Buffer.from(this.buf.subarray(0, got));
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      libc.pollIn(this.fd, left);
+    }
+  }
+
+  close(): void {
+    libc.close(this.fd);
+  }
+}
+
+function enobufs(e: unknown): unknown {
+  if (e instanceof SysError && e.code === 'ENOBUFS') {
+    return new NetlinkError('recv', 105, 'socket receive buffer overflowed; state must be resynchronised with a new dump');
+  }
+  return e;
+}
+
+/** The outcome of one request of a pipelined batch. */
+export interface BatchResult {
+  /** Messages the kernel sent for this request before its ack (NLM_F_ECHO replies). */
+  replies: RawMessage[];
+  error?: NetlinkError;
+}
+
+/** Options for a dump. */
+export interface DumpOptions {
+  /** Retry an interrupted dump up to this many times before throwing (default 0). */
+  retries?: number;
+}
+
+/** Parses an NLMSG_ERROR payload; errno 0 is an ack. */
+export function parseError(msg: RawMessage, context?: string): NetlinkError | null {
+  const p = msg.payload;
+  if (p.length < 4) throw new CodecError('NLMSG_ERROR shorter than its error code');
+  const err = p.readInt32LE(0);
+  if (err === 0) return null;
+  let op = 'netlink';
+  let kernelMessage: string | undefined;
+  let offset: number | undefined;
+  if (p.length >= 4 + NLMSG_HDRLEN) {
+    op = messageTypeName(p.readUInt16LE(8));
+    const origLen = p.readUInt32LE(4);
+    const tlvStart = 4 + ((msg.flags & NLM_F.CAPPED) !== 0 ? NLMSG_HDRLEN : align4(origLen));
+    if ((msg.flags & NLM_F.ACK_TLVS) !== 0 && tlvStart <= p.length) {
+      for (const a of rawAttrs(p, tlvStart, p.length)) {
+        if (a.type === NLMSGERR_ATTR.MSG) kernelMessage = a.data.toString('utf8').replace(/\0.*$/s, '');
+        if (a.type === NLMSGERR_ATTR.OFFS && a.data.length >= 4) offset = a.data.readUInt32LE(0);
+      }
+    }
+  }
+  return new NetlinkError(op, err, kernelMessage, offset, context);
+}
+
+/** A NETLINK_ROUTE socket with per-socket sequence numbers. */
+export class NetlinkSocket {
+  private seq: number;
+  readonly timeoutMs: number;
+  private closed = false;
+
+  /** Opens a socket in the calling thread's current netns (see ns/ for other namespaces). */
+  static open(opts: SocketOptions = {}): NetlinkSocket {
+    return new NetlinkSocket(new KernelTransport(opts), opts);
+  }
+
+  constructor(
+    readonly transport: Transport,
+    opts: SocketOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    // A random start keeps a reopened socket from matching a stale reply of its predecessor.
+    this.seq = (Math.random() * 0x7fffffff) >>> 0;
+  }
+
+  /** Closes the socket; idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.transport.close();
+  }
+
+  private nextSeq(count: number): number {
+    const first = this.seq;
+    this.seq = (this.seq + count) >>> 0;
+    return first;
+  }
+
+  private receiveOrThrow(op: string): RawMessage[] {
+    if (this.closed) throw new SysError(op, 9, 'socket closed');
+    const dgram = this.transport.receive(this.timeoutMs);
+    if (dgram === null) throw new TimeoutError(op, this.timeoutMs);
+    return splitMessages(dgram);
+  }
+
+  /**
+   * Sends several requests in one sendto and reads every ack (pipelining). Each request gets
+   * NLM_F_ACK; results come back in request order, each with its own error, so one failure
+   * maps to the request that caused it. The kernel keeps going after a failed request.
+   */
+  batch(reqs: readonly Request[], context?: string): BatchResult[] {
+    if (reqs.length === 0) return [];
+    const first = this.nextSeq(reqs.length);
+    const withAck = reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK }));
+    this.transport.send(encodeBatch(withAck, first, this.transport.portId));
+    const results: BatchResult[] = reqs.map(() => ({ replies: [] }));
+    let pending = reqs.length;
+    const op = messageTypeName(reqs[0]!.type);
+    while (pending > 0) {
+      for (const m of this.receiveOrThrow(op)) {
+        const i = (m.seq - first) >>> 0;
+        if (i >= reqs.length || m.pid !== this.transport.portId) continue; // stale reply of an earlier request
+        const r = results[i] as BatchResult;
+        if (m.type === NLMSG.ERROR) {
+          const err = parseError(m, context);
+          if (err) r.error = err;
+          pending--;
+        } else if (m.type !== NLMSG.NOOP && m.type !== NLMSG.DONE) {
+          r.replies.push(m);
+        }
+      }
+    }
+    return results;
+  }
+
+  /** Sends one request and waits for its ack; throws NetlinkError on refusal. Returns echo replies. */
+  request(req: Request, context?: string): RawMessage[] {
+    const [r] = this.batch([req], context);
+    if (r?.error) throw r.error;
+    return r?.replies ?? [];
+  }
+
+  /**
+   * Runs a dump and decodes every message with `decode` (which may return undefined to skip).
+   * An interrupted dump (NLM_F_DUMP_INTR) is retried `retries` times, then thrown as
+   * DumpInterruptedError carrying the partial result: never silently discarded (pitfall 1).
+   */
+  dump<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): T[] {
+    const op = messageTypeName(req.type);
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.nextSeq(1);
+      this.transport.send(encodeBatch([{ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }], seq, this.transport.portId));
+      const out: T[] = [];
+      let interrupted = false;
+      let done = false;
+      while (!done) {
+        for (const m of this.receiveOrThrow(op)) {
+          if (m.seq !== seq || m.pid !== this.transport.portId) continue;
+          if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
+          if (m.type === NLMSG.DONE) {
+            // A dump that failed part-way reports the error in NLMSG_DONE's payload.
+            const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+            if (code < 0) throw new NetlinkError(op, code);
+            done = true;
+            break;
+          }
+          if (m.type === NLMSG.ERROR) {
+            const err = parseError(m);
+            if (err) throw err;
+            done = true;
+            break;
+          }
+          const v = decode(m);
+          if (v !== undefined) out.push(v);
+        }
+      }
+      if (!interrupted) return out;
+      if (attempt >= (opts.retries ?? 0)) throw new DumpInterruptedError<T>(op, out);
+    }
+  }
+}
