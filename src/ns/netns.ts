@@ -78,7 +78,7 @@ export function openNetns(spec: NetnsSpec): NetnsHandle {
     return new NetnsHandle(fd, path, st.dev, st.ino);
   } catch (e) {
     closeSync(fd);
-    if (e instanceof SysError && e.code === 'EINVAL') throw new SysError('open', 22, `${path} is not a network namespace`);
+    if (e instanceof SysError && (e.code === 'EINVAL' || e.code === 'ENOTTY')) throw new SysError('open', 22, `${path} is not a network namespace`);
     throw e;
   }
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// Test runner: unit tests (no root) in one uvu process, then each end-to-end file in its own
+// throwaway network + mount namespace (scripts/sandbox.mjs). Prints "N passed, N failed".
+// The end-to-end tests need root; under CI=true a missing root is a failure, not a skip.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const unitOnly = process.argv.includes('--unit');
+const e2eOnly = process.argv.includes('--e2e');
+const filter = process.argv.slice(2).find((a) => !a.startsWith('--'));
+const uvu = join('node_modules', 'uvu', 'bin.js');
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+
+function run(label, cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  process.stdout.write(r.stdout ?? '');
+  process.stderr.write(r.stderr ?? '');
+  const total = Number(/Total:\s+(\d+)/.exec(r.stdout ?? '')?.[1] ?? 0);
+  const ok = Number(/Passed:\s+(\d+)/.exec(r.stdout ?? '')?.[1] ?? 0);
+  const sk = Number(/Skipped:\s+(\d+)/.exec(r.stdout ?? '')?.[1] ?? 0);
+  passed += ok;
+  skipped += sk;
+  const bad = total - ok - sk;
+  if (r.status !== 0 && bad <= 0) {
+    console.error(`\n${label}: exited with ${r.status ?? r.signal} before reporting results`);
+    failed += 1;
+  } else failed += Math.max(0, bad);
+}
+
+if (!e2eOnly) {
+  console.log('== unit tests');
+  run('unit', process.execPath, [uvu, 'dist/test/unit', filter ?? '.test.js$']);
+}
+
+if (!unitOnly) {
+  const root = process.getuid?.() === 0;
+  const files = existsSync('dist/test/e2e') ? readdirSync('dist/test/e2e').filter((f) => f.endsWith('.e2e.test.js') && (!filter || f.includes(filter))).sort() : [];
+  if (!root) {
+    const msg = `end-to-end tests need root (they build bridges and namespaces in a sandbox); ${files.length} files not run`;
+    if (process.env.CI) {
+      console.error(`FAIL: ${msg}`);
+      failed += files.length || 1;
+    } else {
+      console.warn(`SKIP: ${msg}; run as root: sudo npm test`);
+      skipped += files.length;
+    }
+  } else {
+    for (const f of files) {
+      console.log(`== e2e ${f} (own sandbox)`);
+      run(f, process.execPath, ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`]);
+    }
+  }
+}
+
+console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 ? 1 : 0);

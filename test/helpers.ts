@@ -1,0 +1,147 @@
+/** Shared test helpers: independent oracles (iproute2, /proc) and leak checks. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
+
+/** Runs `ip -j ARGS` (in netns NAME when given) and parses its JSON: iproute2 as an independent oracle. */
+export function ipJson<T = any>(args: string[], netns?: string): T {
+  const full = [...(netns ? ['-n', netns] : []), '-j', ...args];
+  const out = execFileSync('ip', full, { encoding: 'utf8' });
+  return (out.trim() === '' ? [] : JSON.parse(out)) as T;
+}
+
+/** Runs `ip ARGS` and returns stdout, throwing on failure. */
+export function ip(args: string[], netns?: string): string {
+  return execFileSync('ip', [...(netns ? ['-n', netns] : []), ...args], { encoding: 'utf8' });
+}
+
+/** Runs a shell command, returning status and output (never throws). */
+export function sh(cmd: string): { status: number; out: string } {
+  const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8' });
+  return { status: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
+}
+
+/** Open file descriptors of this process, for leak checks. */
+export function openFds(): string[] {
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return `${fd}:${readlinkSync(`/proc/self/fd/${fd}`)}`;
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((x): x is string => x !== undefined && !x.includes('/proc/') );
+}
+
+/** Inode of the JS thread's current netns, to prove a switch was undone. */
+export function threadNetnsIno(): number {
+  return statSync('/proc/thread-self/ns/net').ino;
+}
+
+/** Captures the process state that a test must leave as it found it. */
+export function leakGuard(): { check(): void } {
+  const fds = new Set(openFds().map((x) => x.split(':')[0]));
+  const ino = threadNetnsIno();
+  return {
+    check() {
+      const now = threadNetnsIno();
+      if (now !== ino) throw new Error(`JS thread left in netns ${now}, expected ${ino}`);
+      const leaked = openFds().filter((x) => !fds.has(x.split(':')[0]) && /socket:|net:|nsfs|netns/.test(x));
+      if (leaked.length) throw new Error(`leaked file descriptors: ${leaked.join(', ')}`);
+    },
+  };
+}
+
+/** Asserts `fn` throws and returns the error for property checks. */
+export function catchError(fn: () => unknown): any {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error, none was thrown');
+}
+
+/** Asserts an async `fn` rejects and returns the error. */
+export async function catchAsync(fn: () => Promise<unknown>): Promise<any> {
+  try {
+    await fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection, none happened');
+}
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+
+/**
+ * Node one-liner for a server that answers every TCP connection with `reply` plus the
+ * client's address as it saw it ("hello from=1.2.3.4"), and UDP datagrams likewise.
+ */
+export function serverScript(port: number, reply: string, udp = false): string {
+  return udp
+    ? `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('${reply} from='+r.address,r.port,r.address));s.bind(${port},()=>console.log('ready'))`
+    : `require('net').createServer(c=>c.end('${reply} from='+c.remoteAddress.replace('::ffff:',''))).listen(${port},'0.0.0.0',()=>console.log('ready'))`;
+}
+
+/** Waits until a spawned server prints 'ready' (or fails after `ms`). */
+export function waitReady(p: ChildProcess, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('server did not start')), ms);
+    p.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`server exited with ${code}`));
+    });
+  });
+}
+
+/** Connects over TCP from this process and returns what the server sent. */
+export function tcpGet(host: string, port: number, ms = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port });
+    let data = '';
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`timeout connecting to ${host}:${port}`));
+    }, ms);
+    s.on('data', (d) => (data += d.toString()));
+    s.on('end', () => {
+      clearTimeout(t);
+      resolve(data);
+    });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+}
+
+/** Node one-liner that connects to host:port over TCP and prints the reply (exit 1 on failure). */
+export function clientScript(host: string, port: number, udp = false): string {
+  return udp
+    ? `const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(m.toString());process.exit(0)});s.send('x',${port},'${host}');setTimeout(()=>process.exit(1),2000)`
+    : `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{console.log(d);process.exit(0)});s.on('error',e=>{console.error(e.message);process.exit(1)});setTimeout(()=>process.exit(1),2000)`;
+}
+
+/** Spawns a node process running `script` (caller decides the netns). */
+export function spawnNode(script: string): ChildProcess {
+  return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Kills a child and waits until it has exited and its stdio pipes are closed (no fd leaks). */
+export function stop(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (p.exitCode !== null || p.signalCode !== null) {
+      if (p.stdout?.destroyed !== false && p.stderr?.destroyed !== false) return resolve();
+    }
+    p.once('close', () => resolve());
+    p.kill();
+  });
+}
