@@ -13,3 +13,5 @@ export { kernelClock } from './netlink/libc.js';
 export { NetnsHandle, openNetns, currentNetns, withNetns, openSocketIn, openRtnlIn, type NetnsSpec } from './ns/netns.js';
 export { createNamedNetns, deleteNamedNetns } from './ns/named.js';
 export { spawnInNetns, spawnSyncInNetns } from './ns/spawn.js';
+export * from './bridge/index.js';
+export * as iptables from './iptables/index.js';

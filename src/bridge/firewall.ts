@@ -1,0 +1,88 @@
+/**
+ * Glue between bridge state and the iptables layer: every change is one iptables-restore run
+ * computed from persisted state, with a full rebuild as the fallback when the live ruleset has
+ * drifted (a firewall reload wiped it, a jump went missing).
+ */
+import { writeFileSync } from 'node:fs';
+import {
+  applyNetworksText,
+  conntrackFlushUdp,
+  endpointAddText,
+  endpointRemoveText,
+  fullRebuildText,
+  removeAllText,
+  restore,
+  save,
+  IptablesError,
+  type EndpointRuleSpec,
+  type IptablesOptions,
+  type NetworkRuleSpec,
+} from '../iptables/index.js';
+import type { EndpointRecord, NetworkRecord } from './types.js';
+
+/** The rule view of a network record. */
+export function networkSpec(n: NetworkRecord): NetworkRuleSpec {
+  return { name: n.name, bridge: n.bridge, subnet: n.subnet };
+}
+
+/** The rule view of an endpoint record. */
+export function endpointSpec(n: NetworkRecord, e: EndpointRecord): EndpointRuleSpec {
+  return { id: e.id, network: networkSpec(n), ip: e.ip, mappings: e.mappings };
+}
+
+/** Rewrites the per-network chains for `networks` and appends any missing jumps. */
+export async function applyNetworks(networks: readonly NetworkRecord[], opts: IptablesOptions): Promise<void> {
+  if (networks.length === 0) {
+    await restore(removeAllText(await save(undefined, opts)), opts);
+    return;
+  }
+  await restore(applyNetworksText(networks.map(networkSpec), await save(undefined, opts)), opts);
+}
+
+/** Adds an endpoint's DNAT chain and jump; falls back to a full rebuild if the ruleset drifted. */
+export async function addEndpointRules(
+  net: NetworkRecord,
+  ep: EndpointRecord,
+  all: () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] },
+  opts: IptablesOptions,
+): Promise<void> {
+  const text = endpointAddText(endpointSpec(net, ep));
+  if (text === '') return;
+  try {
+    await restore(text, opts);
+  } catch (e) {
+    if (!(e instanceof IptablesError)) throw e;
+    await rebuild(all(), opts);
+  }
+  const udp = ep.mappings.filter((m) => m.protocol === 'udp');
+  // Old UDP flows to the host port would keep going to their previous destination (pitfall 20).
+  for (const m of udp) await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {}).catch(() => false);
+}
+
+/** Removes an endpoint's DNAT chain and jump; a drifted ruleset is rebuilt from state instead. */
+export async function removeEndpointRules(
+  ep: EndpointRecord,
+  all: () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] },
+  opts: IptablesOptions,
+): Promise<void> {
+  const text = endpointRemoveText({ id: ep.id, mappings: ep.mappings });
+  if (text === '') return;
+  try {
+    await restore(text, opts);
+  } catch (e) {
+    if (!(e instanceof IptablesError)) throw e;
+    await rebuild(all(), opts);
+  }
+}
+
+/** Rewrites every owned chain from state (`tsnetlink network repair`). */
+export async function rebuild(state: { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] }, opts: IptablesOptions): Promise<void> {
+  const saved = await save(undefined, opts);
+  if (state.networks.length === 0) return restore(removeAllText(saved), opts);
+  await restore(fullRebuildText(state.networks.map(networkSpec), state.endpoints, saved), opts);
+}
+
+/** Sets an IPv4 sysctl of the calling process's netns (e.g. ip_forward, conf/BR/route_localnet). */
+export function setSysctl(path: string, value: string): void {
+  writeFileSync(`/proc/sys/net/ipv4/${path}`, value);
+}

@@ -1,0 +1,248 @@
+/**
+ * Host-local IPAM for one bridge network, on the Store's files.
+ *
+ * A reservation is a file ROOT/networks/<name>/ips/<ip> created with O_CREAT|O_EXCL under
+ * the network's flock, so two processes can never hand out the same address. The cursor
+ * ('last') makes allocation round robin: a just-released address is not reused until the
+ * range wraps, so stale ARP entries and half-cleaned rules do not hit a new endpoint.
+ * No processes, no network I/O.
+ */
+import { closeSync, constants as fsc, openSync, readdirSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ValidationError } from '../errors.js';
+import { ipToU32, parseSubnet, u32ToIp, type Subnet } from './cidr.js';
+import { assertSafeName, createExclusive, ensureDir, type LockOptions, readText, removeFile, type Store, writeFileAtomic } from './store.js';
+
+/** The subnet has no free address left (EIPAMFULL). */
+export class IpamError extends Error {
+  override name = 'IpamError';
+  readonly code: 'EIPAMFULL';
+  readonly network: string;
+  readonly subnet: string;
+  constructor(code: 'EIPAMFULL', network: string, subnet: string, message: string) {
+    super(`network ${network} (${subnet}): ${message}`);
+    this.code = code;
+    this.network = network;
+    this.subnet = subnet;
+  }
+}
+
+/** One reservation as listed by Ipam.list(). */
+export interface IpamAllocation {
+  ip: string;
+  /** The owner written into the reservation file ('' if a crash left it empty). */
+  endpointId: string;
+}
+
+/** O_EXCL attempts straight after the cursor before falling back to one directory read. */
+const PROBES_BEFORE_SCAN = 8;
+
+function errCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+}
+
+/** Address allocator for one network; every method takes the network lock itself (re-entrant). */
+export class Ipam {
+  readonly network: string;
+  readonly subnet: Subnet;
+  /** Number of addresses that can be handed out (hosts minus the gateway). */
+  readonly capacity: number;
+  private readonly store: Store;
+  private readonly dir: string;
+  private readonly ipsDir: string;
+  private readonly byIdDir: string;
+  private readonly first: number;
+  private readonly lastHost: number;
+  private readonly gateway: number;
+  private readonly lockOptions: LockOptions;
+
+  constructor(store: Store, network: string, subnet: Subnet | string, lockOptions: LockOptions = {}) {
+    this.store = store;
+    this.network = network;
+    this.subnet = typeof subnet === 'string' ? parseSubnet(subnet) : subnet;
+    this.dir = store.networkDir(network);
+    this.ipsDir = join(this.dir, 'ips');
+    this.byIdDir = join(this.dir, 'byid');
+    this.first = ipToU32(this.subnet.network) + 1;
+    this.lastHost = ipToU32(this.subnet.broadcast) - 1;
+    this.gateway = ipToU32(this.subnet.gateway);
+    this.capacity = this.lastHost - this.first; // hosts minus the gateway
+    this.lockOptions = lockOptions;
+  }
+
+  /**
+   * Reserves the next free address after the cursor for `endpointId` and returns it;
+   * the same id gets its existing address back. Throws IpamError EIPAMFULL when none is left.
+   */
+  allocate(endpointId: string): string {
+    assertSafeName('endpoint', endpointId);
+    return this.locked(() => {
+      const existing = this.ownedBy(endpointId);
+      if (existing !== undefined) return existing;
+      const ip = this.reserveNext(endpointId);
+      // Index and cursor are written after the reservation: a crash in between leaves an
+      // address owned by the id in ips/ (found by list() and gc()), never a double grant.
+      // ownedBy() removed any stale index, so the exclusive create normally wins.
+      const indexFile = join(this.byIdDir, endpointId);
+      if (!createExclusive(indexFile, ip, this.store.writeOptions)) writeFileAtomic(indexFile, ip, this.store.writeOptions);
+      this.setCursor(ip);
+      return ip;
+    });
+  }
+
+  /** The address held by `endpointId`, or undefined. */
+  lookup(endpointId: string): string | undefined {
+    assertSafeName('endpoint', endpointId);
+    return this.locked(() => this.ownedBy(endpointId));
+  }
+
+  /** Frees the address of `endpointId`; returns it, or undefined if the id held none. Idempotent. */
+  release(endpointId: string): string | undefined {
+    assertSafeName('endpoint', endpointId);
+    return this.locked(() => {
+      const indexFile = join(this.byIdDir, endpointId);
+      const ip = readText(indexFile);
+      if (ip === undefined) return undefined;
+      let freed: string | undefined;
+      if (this.isHandable(ip) && readText(join(this.ipsDir, ip)) === endpointId) {
+        removeFile(join(this.ipsDir, ip));
+        freed = ip;
+      }
+      removeFile(indexFile);
+      return freed;
+    });
+  }
+
+  /** All reservations, in address order. */
+  list(): IpamAllocation[] {
+    return this.locked(() => {
+      const out: Array<IpamAllocation & { n: number }> = [];
+      for (const ip of this.readReserved()) {
+        out.push({ ip, endpointId: readText(join(this.ipsDir, ip)) ?? '', n: ipToU32(ip) });
+      }
+      out.sort((a, b) => a.n - b.n);
+      return out.map(({ ip, endpointId }) => ({ ip, endpointId }));
+    });
+  }
+
+  /**
+   * Frees every reservation whose owner `isLive` rejects (crash leftovers); returns the freed
+   * addresses. O(addresses in use): meant for recovery, not the connect path.
+   */
+  gc(isLive: (endpointId: string) => boolean): string[] {
+    return this.locked(() => {
+      const freed: string[] = [];
+      for (const ip of this.readReserved()) {
+        const owner = readText(join(this.ipsDir, ip)) ?? '';
+        if (owner !== '' && isLive(owner)) continue;
+        removeFile(join(this.ipsDir, ip));
+        if (owner !== '' && readText(join(this.byIdDir, owner)) === ip) removeFile(join(this.byIdDir, owner));
+        freed.push(ip);
+      }
+      return freed;
+    });
+  }
+
+  private locked<T>(fn: () => T): T {
+    return this.store.withNetworkLockSync(this.network, fn, this.lockOptions);
+  }
+
+  private isHandable(ip: string): boolean {
+    let n: number;
+    try {
+      n = ipToU32(ip);
+    } catch (e) {
+      if (e instanceof ValidationError) return false;
+      throw e;
+    }
+    return n >= this.first && n <= this.lastHost && n !== this.gateway;
+  }
+
+  /** The id's address via its index file, checked against the reservation it points to. */
+  private ownedBy(endpointId: string): string | undefined {
+    const indexFile = join(this.byIdDir, endpointId);
+    const ip = readText(indexFile);
+    if (ip === undefined) return undefined;
+    if (this.isHandable(ip)) {
+      const owner = readText(join(this.ipsDir, ip));
+      if (owner === endpointId) return ip;
+      // The reservation vanished (removed by hand): take the address back if still free.
+      if (owner === undefined && this.tryReserve(ip, endpointId)) return ip;
+    }
+    removeFile(indexFile);
+    return undefined;
+  }
+
+  private readReserved(): string[] {
+    try {
+      return readdirSync(this.ipsDir).filter((n) => !n.startsWith('.'));
+    } catch (e) {
+      if (errCode(e) === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  private cursor(): number {
+    const text = readText(join(this.dir, 'last'))?.trim();
+    if (text !== undefined && this.isHandable(text)) return ipToU32(text);
+    return this.first - 1; // so the first candidate is the first host
+  }
+
+  /**
+   * The cursor is only a hint (a bad value restarts at the first host) and is written under
+   * the lock, so an in-place write of a fixed-width line is enough; it saves a temp file and
+   * a rename on every connect.
+   */
+  private setCursor(ip: string): void {
+    const file = join(this.dir, 'last');
+    let fd: number;
+    try {
+      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT, 0o600);
+    } catch (e) {
+      if (errCode(e) !== 'ENOENT') throw e;
+      ensureDir(this.dir);
+      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT, 0o600);
+    }
+    try {
+      writeSync(fd, `${ip.padEnd(15)}\n`, 0);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Steps to the next host after `n`, wrapping at the end of the range and skipping the gateway. */
+  private next(n: number): number {
+    let m = n >= this.lastHost ? this.first : n + 1;
+    if (m === this.gateway) m = m >= this.lastHost ? this.first : m + 1;
+    return m;
+  }
+
+  /** O_EXCL create of ips/<ip> with the owner inside; false when someone holds it. */
+  private tryReserve(ip: string, endpointId: string): boolean {
+    return createExclusive(join(this.ipsDir, ip), endpointId, this.store.writeOptions);
+  }
+
+  private reserveNext(endpointId: string): string {
+    if (this.capacity <= 0) this.full();
+    const start = this.cursor();
+    // Fast path: after the cursor the range is usually free, so one O_EXCL create wins.
+    let n = start;
+    for (let i = 0; i < Math.min(PROBES_BEFORE_SCAN, this.capacity); i++) {
+      n = this.next(n);
+      const ip = u32ToIp(n);
+      if (this.tryReserve(ip, endpointId)) return ip;
+    }
+    // Dense region: one directory read instead of a failing syscall per taken address.
+    const taken = new Set(this.readReserved());
+    for (let i = 0; i < this.capacity; i++) {
+      n = this.next(n);
+      const ip = u32ToIp(n);
+      if (!taken.has(ip) && this.tryReserve(ip, endpointId)) return ip;
+    }
+    this.full();
+  }
+
+  private full(): never {
+    throw new IpamError('EIPAMFULL', this.network, this.subnet.subnet, `no free address left (${this.capacity} in use)`);
+  }
+}

@@ -1,0 +1,40 @@
+/** A tiny transaction: named steps with undo actions, rolled back in reverse on the first failure. */
+import { StepError } from './errors.js';
+
+/** Records what was done so a failure half-way undoes it all. */
+export class Steps {
+  private readonly undo: { step: string; fn: () => unknown }[] = [];
+  private current = 'start';
+
+  constructor(private readonly operation: string) {}
+
+  /** Runs a synchronous step; `rollback` is registered only once the step succeeded. */
+  run<T>(step: string, fn: () => T, rollback?: (value: T) => unknown): T {
+    this.current = step;
+    const v = fn();
+    if (rollback) this.undo.push({ step, fn: () => rollback(v) });
+    return v;
+  }
+
+  /** Runs an asynchronous step (iptables). */
+  async runAsync<T>(step: string, fn: () => Promise<T>, rollback?: (value: T) => unknown): Promise<T> {
+    this.current = step;
+    const v = await fn();
+    if (rollback) this.undo.push({ step, fn: () => rollback(v) });
+    return v;
+  }
+
+  /** Undoes every completed step (newest first) and throws a StepError naming the failed step. */
+  async fail(cause: unknown): Promise<never> {
+    const errors: unknown[] = [];
+    for (const u of this.undo.reverse()) {
+      try {
+        await u.fn();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    this.undo.length = 0;
+    throw new StepError(this.operation, this.current, cause, errors);
+  }
+}

@@ -1,0 +1,451 @@
+/**
+ * Pure builders of `iptables-restore --noflush` text for bridge networks and port mappings.
+ *
+ * tsnetlink owns every chain named TSN-*: each change rewrites whole chains (a `:CHAIN - [0:0]`
+ * line creates or flushes one), and the only rules it places in built-in chains are jumps,
+ * appended once and never prepended, so rules of other software keep their precedence.
+ * Nothing here runs a process; restore.ts does.
+ */
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { ValidationError } from '../errors.js';
+import { parseSave, type SavedRuleset } from './save.js';
+import { type Cidr, checkId, checkIfName, checkIPv4, checkIPv4Cidr, checkPort, checkProtocol } from './validate.js';
+
+export type Protocol = 'tcp' | 'udp';
+
+/** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
+export interface PortMapping {
+  /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+/** What the rules need to know about a network. */
+export interface NetworkRuleSpec {
+  name: string;
+  bridge: string;
+  /** IPv4 CIDR, e.g. 192.168.10.0/24 (host bits are ignored). */
+  subnet: string;
+}
+
+/** What the rules need to know about an endpoint (a container attached to a network). */
+export interface EndpointRuleSpec {
+  id: string;
+  network: NetworkRuleSpec;
+  ip: string;
+  mappings: PortMapping[];
+}
+
+export type Table = 'raw' | 'filter' | 'nat';
+
+/** The chains tsnetlink owns besides the per-endpoint TSN-DN-<hash> chains. */
+export const CHAINS = {
+  forward: 'TSN-FORWARD',
+  postrouting: 'TSN-POSTROUTING',
+  hostports: 'TSN-HOSTPORTS',
+  prerouting: 'TSN-PREROUTING',
+} as const;
+
+/** Prefix of every chain tsnetlink owns. */
+export const CHAIN_PREFIX = 'TSN-';
+/** Prefix of the per-endpoint DNAT chains. */
+export const DNAT_CHAIN_PREFIX = 'TSN-DN-';
+
+/** A rule in a built-in chain that enters one of our chains: `-A <chain> <spec>` in `table`. */
+export interface Jump {
+  table: Table;
+  chain: string;
+  spec: string;
+  target: string;
+}
+
+/** The jumps from built-in chains into tsnetlink's chains, in the exact form iptables-save prints. */
+export const REQUIRED_JUMPS: readonly Jump[] = Object.freeze([
+  { table: 'raw', chain: 'PREROUTING', spec: `-j ${CHAINS.prerouting}`, target: CHAINS.prerouting },
+  { table: 'filter', chain: 'FORWARD', spec: `-j ${CHAINS.forward}`, target: CHAINS.forward },
+  // --dst-type LOCAL: only traffic addressed to this host is mapped; a container talking to a
+  // remote address on the same port is left alone (mydocker's DNAT hijacked it).
+  { table: 'nat', chain: 'PREROUTING', spec: `-m addrtype --dst-type LOCAL -j ${CHAINS.hostports}`, target: CHAINS.hostports },
+  { table: 'nat', chain: 'OUTPUT', spec: `-m addrtype --dst-type LOCAL -j ${CHAINS.hostports}`, target: CHAINS.hostports },
+  { table: 'nat', chain: 'POSTROUTING', spec: `-j ${CHAINS.postrouting}`, target: CHAINS.postrouting },
+] satisfies Jump[]);
+
+const BASE_CHAINS: Record<Table, readonly string[]> = {
+  raw: [CHAINS.prerouting],
+  filter: [CHAINS.forward],
+  nat: [CHAINS.postrouting, CHAINS.hostports],
+};
+
+// iptables-nft commits each *table block on its own, so a failure in a later block leaves the
+// earlier ones applied. Going in, the localnet guard lands before any DNAT; going out, the
+// DNAT goes first. Either way a partial apply never opens more than the final state would.
+const APPLY_ORDER: readonly Table[] = ['raw', 'filter', 'nat'];
+const REMOVE_ORDER: readonly Table[] = ['nat', 'filter', 'raw'];
+
+/*
+ * The localnet guard. route_localnet=1 on a bridge (needed so that 127.0.0.1:hostPort can be
+ * DNATed out of the bridge) also makes the kernel accept packets that arrive on that bridge
+ * addressed to 127/8: a container could reach services the host binds to 127.0.0.1. Separately,
+ * nat PREROUTING rewrites the destination before the routing decision, so a neighbour that sends
+ * to 127.0.0.1:hostPort through any interface would be DNATed into a container, martian check or
+ * not, which exposes mappings published on hostIp 127.0.0.1. Both arrive through PREROUTING on an
+ * interface other than lo, so one rule drops them before conntrack sees them: "-d 127.0.0.0/8
+ * ! -i lo". It cannot hurt localhost -> container mappings: those are DNATed in OUTPUT and
+ * MASQUERADEd to the bridge IP, so their replies reach raw PREROUTING addressed to the bridge IP.
+ * Scoping it to "-i <bridge>" would leave the second path open, so the rule is global, present
+ * while at least one network exists.
+ */
+const GUARD_RULE = `-A ${CHAINS.prerouting} -d 127.0.0.0/8 ! -i lo -m comment --comment "tsnetlink:localnet-guard" -j DROP`;
+
+/** Returns the per-endpoint DNAT chain name: TSN-DN- and the first 16 hex digits of sha256(id). */
+export function dnatChainName(endpointId: string): string {
+  checkId('endpoint.id', endpointId);
+  return DNAT_CHAIN_PREFIX + createHash('sha256').update(endpointId).digest('hex').slice(0, 16);
+}
+
+/** Tells whether two mappings claim the same host port (same protocol and port, overlapping host IPs). */
+export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
+  if (a.protocol !== b.protocol || a.hostPort !== b.hostPort) return false;
+  const ia = anyIp(a.hostIp);
+  const ib = anyIp(b.hostIp);
+  return ia === undefined || ib === undefined || ia === ib;
+}
+
+/** Text rewriting TSN-FORWARD (filter), TSN-POSTROUTING (nat) and TSN-PREROUTING (raw) for exactly `networks`. */
+export function networkChainsText(networks: readonly NetworkRuleSpec[]): string {
+  const script = new Script();
+  writeNetworkChains(script, checkNetworks(networks));
+  return script.render(APPLY_ORDER);
+}
+
+/** Text appending `missing` jumps; their target chains must exist (see applyNetworksText). */
+export function jumpsText(missing: readonly Jump[]): string {
+  const script = new Script();
+  for (const jump of missing) script.add(checkJump(jump).table, `-A ${jump.chain} ${jump.spec}`);
+  return script.render(APPLY_ORDER);
+}
+
+/** The REQUIRED_JUMPS that the given iptables-save output (text or parsed) does not contain. */
+export function missingJumps(save: string | SavedRuleset): Jump[] {
+  const saved = typeof save === 'string' ? parseSave(save) : save;
+  return REQUIRED_JUMPS.filter((j) => !saved.get(j.table)?.rules.some((r) => r.chain === j.chain && r.spec === j.spec));
+}
+
+/**
+ * Text for a network create or delete: rewrites the network chains, creates TSN-HOSTPORTS if
+ * the save text lacks it (never flushes it: it holds the endpoints' jumps) and appends the
+ * missing jumps, one block per table.
+ */
+export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText: string): string {
+  const saved = parseSave(saveText);
+  const script = new Script();
+  writeNetworkChains(script, checkNetworks(networks));
+  if (!saved.get('nat')?.chains.includes(CHAINS.hostports)) script.declare('nat', CHAINS.hostports);
+  for (const jump of missingJumps(saved)) script.tail(jump.table, `-A ${jump.chain} ${jump.spec}`);
+  return script.render(APPLY_ORDER);
+}
+
+/** Text creating an endpoint's DNAT chain and appending its jump in TSN-HOSTPORTS; '' without mappings. */
+export function endpointAddText(endpoint: EndpointRuleSpec): string {
+  const ep = checkEndpoint(endpoint, 'endpoint');
+  if (ep.mappings.length === 0) return '';
+  const script = new Script();
+  writeEndpointChain(script, ep);
+  script.add('nat', hostportsJump(ep));
+  return script.render(APPLY_ORDER);
+}
+
+/** Text rewriting an already added endpoint's DNAT chain (its jump stays); '' without mappings. */
+export function endpointUpdateText(endpoint: EndpointRuleSpec): string {
+  const ep = checkEndpoint(endpoint, 'endpoint');
+  if (ep.mappings.length === 0) return '';
+  const script = new Script();
+  writeEndpointChain(script, ep);
+  return script.render(APPLY_ORDER);
+}
+
+/**
+ * Text deleting an endpoint's jump and DNAT chain in one transaction; '' without mappings.
+ * If the jump is missing, iptables-restore rejects the whole text: fall back to fullRebuildText.
+ */
+export function endpointRemoveText(endpoint: Pick<EndpointRuleSpec, 'id' | 'mappings'>): string {
+  const id = checkId('endpoint.id', endpoint.id);
+  if (!Array.isArray(endpoint.mappings) || endpoint.mappings.length === 0) return '';
+  const chain = dnatChainName(id);
+  const script = new Script();
+  script.declare('nat', chain);
+  script.add('nat', `-D ${CHAINS.hostports} ${comment(id)} -j ${chain}`);
+  script.tail('nat', `-X ${chain}`);
+  return script.render(REMOVE_ORDER);
+}
+
+/**
+ * Text rebuilding every owned chain from state: network chains, TSN-HOSTPORTS and each
+ * endpoint's DNAT chain; TSN-DN-* chains in `saveText` that state lacks are deleted, jumps that
+ * are missing are appended and duplicated or altered jumps into our chains are deleted.
+ */
+export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string): string {
+  const nets = checkNetworks(networks);
+  const eps = checkEndpoints(endpoints, nets);
+  const saved = parseSave(saveText);
+  const script = new Script();
+  writeNetworkChains(script, nets);
+  script.declare('nat', CHAINS.hostports);
+  const wanted = new Set<string>();
+  for (const ep of eps) {
+    if (ep.mappings.length === 0) continue;
+    wanted.add(ep.chain);
+    script.add('nat', hostportsJump(ep));
+  }
+  for (const ep of eps) if (ep.mappings.length > 0) writeEndpointChain(script, ep);
+  for (const chain of saved.get('nat')?.chains ?? []) {
+    if (!chain.startsWith(DNAT_CHAIN_PREFIX) || wanted.has(chain)) continue;
+    script.declare('nat', checkSavedChain(chain));
+    script.tail('nat', `-X ${chain}`);
+  }
+  const owned = (target: string): boolean =>
+    target.startsWith(DNAT_CHAIN_PREFIX) || Object.values(CHAINS).includes(target as (typeof CHAINS)[keyof typeof CHAINS]);
+  for (const table of APPLY_ORDER) {
+    const kept = new Set<Jump>();
+    for (const rule of saved.get(table)?.rules ?? []) {
+      if (rule.chain.startsWith(CHAIN_PREFIX) || rule.target === undefined || !owned(rule.target)) continue;
+      const jump = REQUIRED_JUMPS.find((j) => j.table === table && j.chain === rule.chain && j.spec === rule.spec);
+      if (jump && !kept.has(jump)) kept.add(jump);
+      else script.del(table, `-D ${rule.chain} ${rule.spec}`);
+    }
+    for (const jump of REQUIRED_JUMPS) if (jump.table === table && !kept.has(jump)) script.tail(table, `-A ${jump.chain} ${jump.spec}`);
+  }
+  return script.render(APPLY_ORDER);
+}
+
+/** Text removing every TSN-* chain in every table of `saveText`, and every rule that jumps to one. */
+export function removeAllText(saveText: string): string {
+  const saved = parseSave(saveText);
+  const script = new Script();
+  const order = [...REMOVE_ORDER, ...[...saved.keys()].filter((t) => !REMOVE_ORDER.includes(t as Table)).sort()];
+  for (const table of order) {
+    const t = saved.get(table);
+    if (!t) continue;
+    const chains = t.chains.filter((c) => c.startsWith(CHAIN_PREFIX)).map(checkSavedChain);
+    for (const chain of chains) {
+      script.declare(table, chain);
+      script.tail(table, `-X ${chain}`);
+    }
+    for (const rule of t.rules) {
+      if (!rule.chain.startsWith(CHAIN_PREFIX) && rule.target?.startsWith(CHAIN_PREFIX)) script.del(table, `-D ${rule.chain} ${rule.spec}`);
+    }
+  }
+  return script.render(order);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Net {
+  name: string;
+  bridge: string;
+  subnet: Cidr;
+}
+
+interface Mapping {
+  hostIp: string | undefined;
+  hostPort: number;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+interface Ep {
+  id: string;
+  network: Net;
+  ip: string;
+  mappings: Mapping[];
+  chain: string;
+}
+
+const comment = (id: string): string => `-m comment --comment "tsnetlink:${id}"`;
+
+function writeNetworkChains(script: Script, nets: readonly Net[]): void {
+  script.declare('raw', CHAINS.prerouting);
+  script.declare('filter', CHAINS.forward);
+  script.declare('nat', CHAINS.postrouting);
+  if (nets.length > 0) script.add('raw', GUARD_RULE);
+  for (const { name, bridge, subnet } of nets) {
+    const c = comment(name);
+    script.add('filter', `-A ${CHAINS.forward} -o ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT`);
+    // Published ports: one rule per network, whatever the number of mappings.
+    script.add('filter', `-A ${CHAINS.forward} -o ${bridge} -m conntrack --ctstate DNAT ${c} -j ACCEPT`);
+    script.add('filter', `-A ${CHAINS.forward} -i ${bridge} ${c} -j ACCEPT`);
+    script.add('nat', `-A ${CHAINS.postrouting} -s ${subnet.cidr} ! -o ${bridge} ${c} -j MASQUERADE`);
+    // Hairpin: a container reaching a published port of a container on the same bridge must see
+    // the reply come from the host, or it would arrive directly and be dropped as unknown.
+    script.add('nat', `-A ${CHAINS.postrouting} -s ${subnet.cidr} -o ${bridge} -m conntrack --ctstate DNAT ${c} -j MASQUERADE`);
+    // Host and 127.0.0.1 sources towards a published port; 127/8 must not leave on the bridge.
+    script.add('nat', `-A ${CHAINS.postrouting} -o ${bridge} -m addrtype --src-type LOCAL ${c} -j MASQUERADE`);
+  }
+}
+
+function writeEndpointChain(script: Script, ep: Ep): void {
+  script.declare('nat', ep.chain);
+  for (const m of ep.mappings) {
+    const dst = m.hostIp === undefined ? '' : ` -d ${m.hostIp}/32`;
+    script.add(
+      'nat',
+      `-A ${ep.chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${comment(ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
+    );
+  }
+}
+
+function hostportsJump(ep: Ep): string {
+  return `-A ${CHAINS.hostports} ${comment(ep.id)} -j ${ep.chain}`;
+}
+
+/** Per-table sections: chain declarations, deletions, rules, then chain removals and jumps. */
+class Script {
+  private readonly tables = new Map<string, { decl: string[]; del: string[]; body: string[]; tail: string[] }>();
+
+  private section(table: string) {
+    let t = this.tables.get(table);
+    if (!t) this.tables.set(table, (t = { decl: [], del: [], body: [], tail: [] }));
+    return t;
+  }
+  declare(table: string, chain: string): void {
+    const line = `:${chain} - [0:0]`;
+    const t = this.section(table);
+    if (!t.decl.includes(line)) t.decl.push(line);
+  }
+  del(table: string, line: string): void {
+    this.section(table).del.push(line);
+  }
+  add(table: string, line: string): void {
+    this.section(table).body.push(line);
+  }
+  tail(table: string, line: string): void {
+    this.section(table).tail.push(line);
+  }
+  render(order: readonly string[]): string {
+    let out = '';
+    for (const table of order) {
+      const t = this.tables.get(table);
+      if (!t) continue;
+      const lines = [...t.decl, ...t.del, ...t.body, ...t.tail];
+      if (lines.length > 0) out += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
+    }
+    return out;
+  }
+}
+
+function anyIp(hostIp: string | undefined): string | undefined {
+  return hostIp === undefined || hostIp === '0.0.0.0' ? undefined : hostIp;
+}
+
+const RESERVED: readonly Cidr[] = ['0.0.0.0/8', '127.0.0.0/8', '224.0.0.0/4', '240.0.0.0/4'].map((c) => checkIPv4Cidr('reserved', c));
+
+function overlaps(a: Cidr, b: Cidr): boolean {
+  return a.network.match(b.network, Math.min(a.prefix, b.prefix));
+}
+
+function checkNetwork(n: NetworkRuleSpec, field: string): Net {
+  if (typeof n !== 'object' || n === null) throw new ValidationError(field, 'must be an object');
+  const name = checkId(`${field}.name`, n.name);
+  const bridge = checkIfName(`${field}.bridge`, n.bridge);
+  const subnet = checkIPv4Cidr(`${field}.subnet`, n.subnet);
+  const reserved = RESERVED.find((r) => overlaps(r, subnet));
+  if (reserved) throw new ValidationError(`${field}.subnet`, `${subnet.cidr} overlaps the reserved range ${reserved.cidr}`);
+  return { name, bridge, subnet };
+}
+
+// Sorted by name so that the same set of networks always yields the same text.
+function checkNetworks(networks: readonly NetworkRuleSpec[]): Net[] {
+  if (!Array.isArray(networks)) throw new ValidationError('networks', 'must be an array');
+  const nets = networks.map((n, i) => checkNetwork(n, `networks[${i}]`)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (let i = 0; i < nets.length; i++) {
+    for (let j = i + 1; j < nets.length; j++) {
+      const a = nets[i] as Net;
+      const b = nets[j] as Net;
+      if (a.name === b.name) throw new ValidationError('networks', `network "${a.name}" is listed twice`);
+      if (a.bridge === b.bridge) throw new ValidationError('networks', `networks "${a.name}" and "${b.name}" share bridge ${a.bridge}`);
+      if (overlaps(a.subnet, b.subnet)) {
+        throw new ValidationError('networks', `subnets of "${a.name}" (${a.subnet.cidr}) and "${b.name}" (${b.subnet.cidr}) overlap`);
+      }
+    }
+  }
+  return nets;
+}
+
+function checkEndpoint(ep: EndpointRuleSpec, field: string): Ep {
+  if (typeof ep !== 'object' || ep === null) throw new ValidationError(field, 'must be an object');
+  const id = checkId(`${field}.id`, ep.id);
+  const network = checkNetwork(ep.network, `${field}.network`);
+  const ip = checkIPv4(`${field}.ip`, ep.ip);
+  const addr = ipaddr.IPv4.parse(ip);
+  if (!addr.match(network.subnet.network, network.subnet.prefix)) {
+    throw new ValidationError(`${field}.ip`, `${ip} is outside the network's subnet ${network.subnet.cidr}`);
+  }
+  if (network.subnet.prefix <= 30 && (ip === network.subnet.network.toString() || ip === ipaddr.IPv4.broadcastAddressFromCIDR(network.subnet.cidr).toString())) {
+    throw new ValidationError(`${field}.ip`, `${ip} is the network or broadcast address of ${network.subnet.cidr}`);
+  }
+  if (!Array.isArray(ep.mappings)) throw new ValidationError(`${field}.mappings`, 'must be an array');
+  const mappings = ep.mappings.map((m, i) => checkMapping(m, `${field}.mappings[${i}]`));
+  mappings.forEach((m, i) => {
+    const j = mappings.findIndex((o) => mappingsOverlap(o, m));
+    if (j !== i) throw new ValidationError(`${field}.mappings[${i}]`, `${describe(m)} overlaps mappings[${j}]`);
+  });
+  return { id, network, ip, mappings, chain: dnatChainName(id) };
+}
+
+function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: readonly Net[]): Ep[] {
+  if (!Array.isArray(endpoints)) throw new ValidationError('endpoints', 'must be an array');
+  const eps = endpoints.map((e, i) => checkEndpoint(e, `endpoints[${i}]`)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const seen = new Map<string, Ep>();
+  const claimed: { ep: Ep; m: Mapping }[] = [];
+  for (const ep of eps) {
+    const net = nets.find((n) => n.name === ep.network.name);
+    if (!net || net.bridge !== ep.network.bridge || net.subnet.cidr !== ep.network.subnet.cidr) {
+      throw new ValidationError(`endpoint ${ep.id}`, `its network "${ep.network.name}" is not among the networks given`);
+    }
+    const other = seen.get(ep.chain);
+    if (other) throw new ValidationError(`endpoint ${ep.id}`, other.id === ep.id ? 'is listed twice' : `its chain name collides with "${other.id}"`);
+    seen.set(ep.chain, ep);
+    for (const m of ep.mappings) {
+      const clash = claimed.find((c) => mappingsOverlap(c.m, m));
+      if (clash) throw new ValidationError(`endpoint ${ep.id}`, `${describe(m)} is also published by "${clash.ep.id}"`);
+      claimed.push({ ep, m });
+    }
+  }
+  return eps;
+}
+
+function checkMapping(m: PortMapping, field: string): Mapping {
+  if (typeof m !== 'object' || m === null) throw new ValidationError(field, 'must be an object');
+  let hostIp: string | undefined;
+  if (m.hostIp !== undefined) {
+    hostIp = anyIp(checkIPv4(`${field}.hostIp`, m.hostIp));
+    const range = hostIp === undefined ? 'unicast' : ipaddr.IPv4.parse(hostIp).range();
+    if (range === 'multicast' || range === 'broadcast' || range === 'reserved') {
+      throw new ValidationError(`${field}.hostIp`, `${hostIp} is a ${range} address`);
+    }
+  }
+  return {
+    hostIp,
+    hostPort: checkPort(`${field}.hostPort`, m.hostPort),
+    containerPort: checkPort(`${field}.containerPort`, m.containerPort),
+    protocol: checkProtocol(`${field}.protocol`, m.protocol),
+  };
+}
+
+function checkJump(jump: Jump): Jump {
+  const known = REQUIRED_JUMPS.find((j) => j.table === jump?.table && j.chain === jump.chain && j.spec === jump.spec);
+  if (!known) throw new ValidationError('jump', 'is not one of REQUIRED_JUMPS');
+  return known;
+}
+
+function checkSavedChain(chain: string): string {
+  if (!/^TSN-[A-Za-z0-9_.-]{1,24}$/.test(chain)) throw new ValidationError('saveText', `unexpected chain name ${JSON.stringify(chain)}`);
+  return chain;
+}
+
+function describe(m: Mapping): string {
+  return `${m.hostIp ?? '*'}:${m.hostPort}/${m.protocol}`;
+}
