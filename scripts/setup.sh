@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the demo, the tests and the bench need on a fresh Debian machine. Idempotent:
+# a machine that already has everything only pays a few `command -v` checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=()
+command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)                 # test oracle (ip -j)
+command -v iptables-restore >/dev/null 2>&1 || pkgs+=(iptables)   # port mappings, MASQUERADE
+command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # UDP mapping conntrack flush
+command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox
+[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # bench only: the CNI row
+if [ ${#pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install: ${pkgs[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${pkgs[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
