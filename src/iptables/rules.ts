@@ -7,38 +7,14 @@
  * Nothing here runs a process; restore.ts does.
  */
 import { createHash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
 import { parseSave, type SavedRuleset } from './save.js';
-import { type Cidr, checkId, checkIfName, checkIPv4, checkIPv4Cidr, checkPort, checkProtocol } from './validate.js';
+import { type EndpointRuleSpec, type Ep, type Net, type NetworkRuleSpec, checkEndpoint, checkEndpoints, checkNetworks } from './spec.js';
+import { checkId } from './validate.js';
 
-export type Protocol = 'tcp' | 'udp';
+export { type EndpointRuleSpec, type NetworkRuleSpec, type PortMapping, type Protocol, mappingsOverlap } from './spec.js';
 
-/** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
-export interface PortMapping {
-  /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
-  hostIp?: string;
-  hostPort: number;
-  containerPort: number;
-  protocol: Protocol;
-}
-
-/** What the rules need to know about a network. */
-export interface NetworkRuleSpec {
-  name: string;
-  bridge: string;
-  /** IPv4 CIDR, e.g. 192.168.10.0/24 (host bits are ignored). */
-  subnet: string;
-}
-
-/** What the rules need to know about an endpoint (a container attached to a network). */
-export interface EndpointRuleSpec {
-  id: string;
-  network: NetworkRuleSpec;
-  ip: string;
-  mappings: PortMapping[];
-}
-
+/** The iptables tables tsnetlink writes to. */
 export type Table = 'raw' | 'filter' | 'nat';
 
 /** The chains tsnetlink owns besides the per-endpoint TSN-DN-<hash> chains. */
@@ -73,12 +49,6 @@ export const REQUIRED_JUMPS: readonly Jump[] = Object.freeze([
   { table: 'nat', chain: 'POSTROUTING', spec: `-j ${CHAINS.postrouting}`, target: CHAINS.postrouting },
 ] satisfies Jump[]);
 
-const BASE_CHAINS: Record<Table, readonly string[]> = {
-  raw: [CHAINS.prerouting],
-  filter: [CHAINS.forward],
-  nat: [CHAINS.postrouting, CHAINS.hostports],
-};
-
 // iptables-nft commits each *table block on its own, so a failure in a later block leaves the
 // earlier ones applied. Going in, the localnet guard lands before any DNAT; going out, the
 // DNAT goes first. Either way a partial apply never opens more than the final state would.
@@ -106,14 +76,6 @@ export function dnatChainName(endpointId: string): string {
   return DNAT_CHAIN_PREFIX + createHash('sha256').update(endpointId).digest('hex').slice(0, 16);
 }
 
-/** Tells whether two mappings claim the same host port (same protocol and port, overlapping host IPs). */
-export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
-  if (a.protocol !== b.protocol || a.hostPort !== b.hostPort) return false;
-  const ia = anyIp(a.hostIp);
-  const ib = anyIp(b.hostIp);
-  return ia === undefined || ib === undefined || ia === ib;
-}
-
 /** Text rewriting TSN-FORWARD (filter), TSN-POSTROUTING (nat) and TSN-PREROUTING (raw) for exactly `networks`. */
 export function networkChainsText(networks: readonly NetworkRuleSpec[]): string {
   const script = new Script();
@@ -137,7 +99,7 @@ export function missingJumps(save: string | SavedRuleset): Jump[] {
 /**
  * Text for a network create or delete: rewrites the network chains, creates TSN-HOSTPORTS if
  * the save text lacks it (never flushes it: it holds the endpoints' jumps) and appends the
- * missing jumps, one block per table.
+ * missing jumps, one block per table. When the last network goes, use removeAllText instead.
  */
 export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText: string): string {
   const saved = parseSave(saveText);
@@ -148,7 +110,10 @@ export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText
   return script.render(APPLY_ORDER);
 }
 
-/** Text creating an endpoint's DNAT chain and appending its jump in TSN-HOSTPORTS; '' without mappings. */
+/**
+ * Text creating an endpoint's DNAT chain and appending its jump in TSN-HOSTPORTS; '' without
+ * mappings. Once per endpoint: a second run appends a second jump (re-apply with endpointUpdateText).
+ */
 export function endpointAddText(endpoint: EndpointRuleSpec): string {
   const ep = checkEndpoint(endpoint, 'endpoint');
   if (ep.mappings.length === 0) return '';
@@ -194,10 +159,13 @@ export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints:
   const script = new Script();
   writeNetworkChains(script, nets);
   script.declare('nat', CHAINS.hostports);
-  const wanted = new Set<string>();
+  const wanted = new Map<string, string>();
   for (const ep of eps) {
     if (ep.mappings.length === 0) continue;
-    wanted.add(ep.chain);
+    const chain = dnatChainName(ep.id);
+    const other = wanted.get(chain);
+    if (other !== undefined) throw new ValidationError(`endpoint ${ep.id}`, `its chain name ${chain} collides with that of "${other}"`);
+    wanted.set(chain, ep.id);
     script.add('nat', hostportsJump(ep));
   }
   for (const ep of eps) if (ep.mappings.length > 0) writeEndpointChain(script, ep);
@@ -243,27 +211,6 @@ export function removeAllText(saveText: string): string {
 
 // ---------------------------------------------------------------------------------------------
 
-interface Net {
-  name: string;
-  bridge: string;
-  subnet: Cidr;
-}
-
-interface Mapping {
-  hostIp: string | undefined;
-  hostPort: number;
-  containerPort: number;
-  protocol: Protocol;
-}
-
-interface Ep {
-  id: string;
-  network: Net;
-  ip: string;
-  mappings: Mapping[];
-  chain: string;
-}
-
 const comment = (id: string): string => `-m comment --comment "tsnetlink:${id}"`;
 
 function writeNetworkChains(script: Script, nets: readonly Net[]): void {
@@ -287,18 +234,19 @@ function writeNetworkChains(script: Script, nets: readonly Net[]): void {
 }
 
 function writeEndpointChain(script: Script, ep: Ep): void {
-  script.declare('nat', ep.chain);
+  const chain = dnatChainName(ep.id);
+  script.declare('nat', chain);
   for (const m of ep.mappings) {
     const dst = m.hostIp === undefined ? '' : ` -d ${m.hostIp}/32`;
     script.add(
       'nat',
-      `-A ${ep.chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${comment(ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
+      `-A ${chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${comment(ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
     );
   }
 }
 
 function hostportsJump(ep: Ep): string {
-  return `-A ${CHAINS.hostports} ${comment(ep.id)} -j ${ep.chain}`;
+  return `-A ${CHAINS.hostports} ${comment(ep.id)} -j ${dnatChainName(ep.id)}`;
 }
 
 /** Per-table sections: chain declarations, deletions, rules, then chain removals and jumps. */
@@ -336,105 +284,6 @@ class Script {
   }
 }
 
-function anyIp(hostIp: string | undefined): string | undefined {
-  return hostIp === undefined || hostIp === '0.0.0.0' ? undefined : hostIp;
-}
-
-const RESERVED: readonly Cidr[] = ['0.0.0.0/8', '127.0.0.0/8', '224.0.0.0/4', '240.0.0.0/4'].map((c) => checkIPv4Cidr('reserved', c));
-
-function overlaps(a: Cidr, b: Cidr): boolean {
-  return a.network.match(b.network, Math.min(a.prefix, b.prefix));
-}
-
-function checkNetwork(n: NetworkRuleSpec, field: string): Net {
-  if (typeof n !== 'object' || n === null) throw new ValidationError(field, 'must be an object');
-  const name = checkId(`${field}.name`, n.name);
-  const bridge = checkIfName(`${field}.bridge`, n.bridge);
-  const subnet = checkIPv4Cidr(`${field}.subnet`, n.subnet);
-  const reserved = RESERVED.find((r) => overlaps(r, subnet));
-  if (reserved) throw new ValidationError(`${field}.subnet`, `${subnet.cidr} overlaps the reserved range ${reserved.cidr}`);
-  return { name, bridge, subnet };
-}
-
-// Sorted by name so that the same set of networks always yields the same text.
-function checkNetworks(networks: readonly NetworkRuleSpec[]): Net[] {
-  if (!Array.isArray(networks)) throw new ValidationError('networks', 'must be an array');
-  const nets = networks.map((n, i) => checkNetwork(n, `networks[${i}]`)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (let i = 0; i < nets.length; i++) {
-    for (let j = i + 1; j < nets.length; j++) {
-      const a = nets[i] as Net;
-      const b = nets[j] as Net;
-      if (a.name === b.name) throw new ValidationError('networks', `network "${a.name}" is listed twice`);
-      if (a.bridge === b.bridge) throw new ValidationError('networks', `networks "${a.name}" and "${b.name}" share bridge ${a.bridge}`);
-      if (overlaps(a.subnet, b.subnet)) {
-        throw new ValidationError('networks', `subnets of "${a.name}" (${a.subnet.cidr}) and "${b.name}" (${b.subnet.cidr}) overlap`);
-      }
-    }
-  }
-  return nets;
-}
-
-function checkEndpoint(ep: EndpointRuleSpec, field: string): Ep {
-  if (typeof ep !== 'object' || ep === null) throw new ValidationError(field, 'must be an object');
-  const id = checkId(`${field}.id`, ep.id);
-  const network = checkNetwork(ep.network, `${field}.network`);
-  const ip = checkIPv4(`${field}.ip`, ep.ip);
-  const addr = ipaddr.IPv4.parse(ip);
-  if (!addr.match(network.subnet.network, network.subnet.prefix)) {
-    throw new ValidationError(`${field}.ip`, `${ip} is outside the network's subnet ${network.subnet.cidr}`);
-  }
-  if (network.subnet.prefix <= 30 && (ip === network.subnet.network.toString() || ip === ipaddr.IPv4.broadcastAddressFromCIDR(network.subnet.cidr).toString())) {
-    throw new ValidationError(`${field}.ip`, `${ip} is the network or broadcast address of ${network.subnet.cidr}`);
-  }
-  if (!Array.isArray(ep.mappings)) throw new ValidationError(`${field}.mappings`, 'must be an array');
-  const mappings = ep.mappings.map((m, i) => checkMapping(m, `${field}.mappings[${i}]`));
-  mappings.forEach((m, i) => {
-    const j = mappings.findIndex((o) => mappingsOverlap(o, m));
-    if (j !== i) throw new ValidationError(`${field}.mappings[${i}]`, `${describe(m)} overlaps mappings[${j}]`);
-  });
-  return { id, network, ip, mappings, chain: dnatChainName(id) };
-}
-
-function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: readonly Net[]): Ep[] {
-  if (!Array.isArray(endpoints)) throw new ValidationError('endpoints', 'must be an array');
-  const eps = endpoints.map((e, i) => checkEndpoint(e, `endpoints[${i}]`)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const seen = new Map<string, Ep>();
-  const claimed: { ep: Ep; m: Mapping }[] = [];
-  for (const ep of eps) {
-    const net = nets.find((n) => n.name === ep.network.name);
-    if (!net || net.bridge !== ep.network.bridge || net.subnet.cidr !== ep.network.subnet.cidr) {
-      throw new ValidationError(`endpoint ${ep.id}`, `its network "${ep.network.name}" is not among the networks given`);
-    }
-    const other = seen.get(ep.chain);
-    if (other) throw new ValidationError(`endpoint ${ep.id}`, other.id === ep.id ? 'is listed twice' : `its chain name collides with "${other.id}"`);
-    seen.set(ep.chain, ep);
-    for (const m of ep.mappings) {
-      const clash = claimed.find((c) => mappingsOverlap(c.m, m));
-      if (clash) throw new ValidationError(`endpoint ${ep.id}`, `${describe(m)} is also published by "${clash.ep.id}"`);
-      claimed.push({ ep, m });
-    }
-  }
-  return eps;
-}
-
-function checkMapping(m: PortMapping, field: string): Mapping {
-  if (typeof m !== 'object' || m === null) throw new ValidationError(field, 'must be an object');
-  let hostIp: string | undefined;
-  if (m.hostIp !== undefined) {
-    hostIp = anyIp(checkIPv4(`${field}.hostIp`, m.hostIp));
-    const range = hostIp === undefined ? 'unicast' : ipaddr.IPv4.parse(hostIp).range();
-    if (range === 'multicast' || range === 'broadcast' || range === 'reserved') {
-      throw new ValidationError(`${field}.hostIp`, `${hostIp} is a ${range} address`);
-    }
-  }
-  return {
-    hostIp,
-    hostPort: checkPort(`${field}.hostPort`, m.hostPort),
-    containerPort: checkPort(`${field}.containerPort`, m.containerPort),
-    protocol: checkProtocol(`${field}.protocol`, m.protocol),
-  };
-}
-
 function checkJump(jump: Jump): Jump {
   const known = REQUIRED_JUMPS.find((j) => j.table === jump?.table && j.chain === jump.chain && j.spec === jump.spec);
   if (!known) throw new ValidationError('jump', 'is not one of REQUIRED_JUMPS');
@@ -444,8 +293,4 @@ function checkJump(jump: Jump): Jump {
 function checkSavedChain(chain: string): string {
   if (!/^TSN-[A-Za-z0-9_.-]{1,24}$/.test(chain)) throw new ValidationError('saveText', `unexpected chain name ${JSON.stringify(chain)}`);
   return chain;
-}
-
-function describe(m: Mapping): string {
-  return `${m.hostIp ?? '*'}:${m.hostPort}/${m.protocol}`;
 }

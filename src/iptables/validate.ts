@@ -5,7 +5,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
-import type { Protocol } from './rules.js';
+import type { Protocol } from './spec.js';
 
 const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
