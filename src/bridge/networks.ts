@@ -78,6 +78,8 @@ export class Networks {
   private readonly iptables: IptablesOptions;
   private hostRtnl: Rtnl | undefined;
   private readonly bridgeIndex = new Map<string, number>();
+  /** Per-step milliseconds of the last connect(), for diagnostics and the bench. */
+  lastConnectTimings: readonly { step: string; ms: number }[] = [];
 
   constructor(opts: NetworksOptions = {}) {
     this.store = new Store({ ...(opts.stateDir !== undefined ? { root: opts.stateDir } : {}), ...(opts.lockTimeoutMs !== undefined ? { lockTimeoutMs: opts.lockTimeoutMs } : {}) });
@@ -306,6 +308,7 @@ export class Networks {
       return steps.fail(e);
     } finally {
       if (owned) ns.close();
+      this.lastConnectTimings = steps.timings;
     }
   }
 

@@ -5,13 +5,17 @@ import { StepError } from './errors.js';
 export class Steps {
   private readonly undo: { step: string; fn: () => unknown }[] = [];
   private current = 'start';
+  /** Milliseconds per completed step, for diagnostics and the bench's breakdown. */
+  readonly timings: { step: string; ms: number }[] = [];
 
   constructor(private readonly operation: string) {}
 
   /** Runs a synchronous step; `rollback` is registered only once the step succeeded. */
   run<T>(step: string, fn: () => T, rollback?: (value: T) => unknown): T {
     this.current = step;
+    const t0 = performance.now();
     const v = fn();
+    this.timings.push({ step, ms: performance.now() - t0 });
     if (rollback) this.undo.push({ step, fn: () => rollback(v) });
     return v;
   }
@@ -19,7 +23,9 @@ export class Steps {
   /** Runs an asynchronous step (iptables). */
   async runAsync<T>(step: string, fn: () => Promise<T>, rollback?: (value: T) => unknown): Promise<T> {
     this.current = step;
+    const t0 = performance.now();
     const v = await fn();
+    this.timings.push({ step, ms: performance.now() - t0 });
     if (rollback) this.undo.push({ step, fn: () => rollback(v) });
     return v;
   }

@@ -61,16 +61,32 @@ export const EAGAIN = 11;
  * Time spent inside kernel-facing calls, for the bench's "floor" figure.
  * Off by default so the hot path pays one boolean test per call.
  */
-export const kernelClock = { enabled: false, ns: 0n, calls: 0 };
+export const kernelClock = {
+  enabled: false,
+  ns: 0n,
+  calls: 0,
+  /** The same, per libc function. */
+  byCall: {} as Record<string, { ns: bigint; calls: number }>,
+  /** Zeroes every counter. */
+  reset(): void {
+    this.ns = 0n;
+    this.calls = 0;
+    this.byCall = {};
+  },
+};
 
-function timed<T>(fn: () => T): T {
+function timed<T>(name: string, fn: () => T): T {
   if (!kernelClock.enabled) return fn();
   const t0 = process.hrtime.bigint();
   try {
     return fn();
   } finally {
-    kernelClock.ns += process.hrtime.bigint() - t0;
+    const dt = process.hrtime.bigint() - t0;
+    kernelClock.ns += dt;
     kernelClock.calls++;
+    const e = (kernelClock.byCall[name] ??= { ns: 0n, calls: 0 });
+    e.ns += dt;
+    e.calls++;
   }
 }
 
@@ -80,7 +96,7 @@ function fail(syscall: string, detail?: string): never {
 
 /** socket(2); throws SysError. */
 export function socket(domain: number, type: number, protocol: number): number {
-  const fd = timed(() => c.socket(domain, type, protocol) as number);
+  const fd = timed('socket', () => c.socket(domain, type, protocol) as number);
   if (fd < 0) fail('socket');
   return fd;
 }
@@ -118,7 +134,7 @@ export function getsockname(fd: number, size: number): Buffer {
 /** sendto(2) the whole buffer (netlink datagrams are all-or-nothing); retries EINTR. */
 export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
   for (;;) {
-    const n = timed(() => Number(c.sendto(fd, buf, buf.length, 0, addr, addr.length)));
+    const n = timed('sendto', () => Number(c.sendto(fd, buf, buf.length, 0, addr, addr.length)));
     if (n >= 0) return n;
     if (koffi.errno() !== EINTR) fail('sendto');
   }
@@ -130,7 +146,7 @@ export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
  */
 export function recvNonBlocking(fd: number, buf: Buffer, flags: number): number {
   for (;;) {
-    const n = timed(() => Number(c.recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
+    const n = timed('recv', () => Number(c.recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
     if (n >= 0) return n;
     const e = koffi.errno();
     if (e === EAGAIN) return -1;
@@ -146,7 +162,7 @@ const fromLen = Buffer.alloc(4);
 export function recvfromNonBlocking(fd: number, buf: Buffer, flags: number, addr: Buffer): number {
   for (;;) {
     fromLen.writeUInt32LE(addr.length);
-    const n = timed(() => Number(c.recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
+    const n = timed('recvfrom', () => Number(c.recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
     if (n >= 0) return n;
     const e = koffi.errno();
     if (e === EAGAIN) return -1;
@@ -160,7 +176,7 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   pollBuf.writeInt32LE(fd, 0);
   pollBuf.writeInt16LE(POLLIN, 4);
   pollBuf.writeInt16LE(0, 6);
-  const n = timed(() => c.poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
+  const n = timed('poll', () => c.poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
   if (n < 0) {
     if (koffi.errno() === EINTR) return false;
     fail('poll');
@@ -175,7 +191,7 @@ export function close(fd: number): void {
 
 /** setns(2) for the calling thread. */
 export function setns(fd: number, nstype: number): void {
-  const r = timed(() => c.setns(fd, nstype) as number);
+  const r = timed('setns', () => c.setns(fd, nstype) as number);
   if (r < 0) fail('setns');
 }
 

@@ -194,15 +194,22 @@ export function deleteRequest(ref: LinkRef): Request {
   return request(linkMessage, RTM.DELLINK, 0, t.header, t.attrs);
 }
 
-/** ip link show dev LINK */
-export function getRequest(ref: LinkRef): Request {
+/** RTEXT_FILTER_* bits for IFLA_EXT_MASK. */
+export const RTEXT_FILTER = { VF: 1, BRVLAN: 2, BRVLAN_COMPRESSED: 4, SKIP_STATS: 8 } as const;
+
+/**
+ * ip link show dev LINK. By default the kernel is asked to skip statistics (a smaller reply,
+ * less to decode); `ip link show` itself sends family AF_PACKET and RTEXT_FILTER_VF.
+ */
+export function getRequest(ref: LinkRef, opts: { family?: number; extMask?: number } = {}): Request {
   const t = target(ref);
-  return request(linkMessage, RTM.GETLINK, 0, t.header, t.attrs);
+  return request(linkMessage, RTM.GETLINK, 0, { ...t.header, family: opts.family ?? AF.UNSPEC }, { ...t.attrs, extMask: opts.extMask ?? RTEXT_FILTER.SKIP_STATS });
 }
 
 /** ip link show (the dump request; strict checking wants a full, zeroed ifinfomsg) */
-export function dumpRequest(filter: { master?: number; kind?: string } = {}): Request {
+export function dumpRequest(filter: { master?: number; kind?: string; extMask?: number } = {}): Request {
   const attrs: LinkAttrs = {};
+  if (filter.extMask !== undefined) attrs.extMask = filter.extMask;
   if (filter.master !== undefined) attrs.master = filter.master;
   if (filter.kind !== undefined) attrs.linkinfo = { kind: filter.kind };
   return request(linkMessage, RTM.GETLINK, 0, { family: AF.UNSPEC }, attrs);

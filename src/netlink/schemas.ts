@@ -134,7 +134,6 @@ const linkInfoCodec: Codec<LinkInfo> = {
 };
 
 export const linkAttrs = {
-  ifname: attr(IFLA.IFNAME, strz),
   address: attr(IFLA.ADDRESS, mac),
   broadcast: attr(IFLA.BROADCAST, mac),
   mtu: attr(IFLA.MTU, u32),
@@ -148,7 +147,6 @@ export const linkAttrs = {
   netNsFd: attr(IFLA.NET_NS_FD, u32),
   ifalias: attr(IFLA.IFALIAS, strz),
   group: attr(IFLA.GROUP, u32),
-  extMask: attr(IFLA.EXT_MASK, u32),
   promiscuity: attr(IFLA.PROMISCUITY, u32),
   numTxQueues: attr(IFLA.NUM_TX_QUEUES, u32),
   numRxQueues: attr(IFLA.NUM_RX_QUEUES, u32),
@@ -159,6 +157,9 @@ export const linkAttrs = {
   minMtu: attr(IFLA.MIN_MTU, u32),
   maxMtu: attr(IFLA.MAX_MTU, u32),
   permAddress: attr(IFLA.PERM_ADDRESS, mac),
+  // iproute2 adds the name after the other attributes it parsed, then the kind: keep that order.
+  ifname: attr(IFLA.IFNAME, strz),
+  extMask: attr(IFLA.EXT_MASK, u32),
   linkinfo: attr(IFLA.LINKINFO, linkInfoCodec),
 } as const satisfies Schema;
 export type LinkAttrs = Attrs<typeof linkAttrs>;
