@@ -39,14 +39,11 @@ export async function applyNetworks(networks: readonly NetworkRecord[], opts: Ip
   await restore(applyNetworksText(networks.map(networkSpec), await save(undefined, opts)), opts);
 }
 
-/** Adds an endpoint's DNAT chain and jump; falls back to a full rebuild if the ruleset drifted. */
-export async function addEndpointRules(
-  net: NetworkRecord,
-  ep: EndpointRecord,
-  all: () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] },
-  opts: IptablesOptions,
-): Promise<void> {
-  const text = endpointAddText(endpointSpec(net, ep));
+type RuleState = () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] };
+
+/** Adds endpoints' DNAT chains and jumps in one run; falls back to a full rebuild if the ruleset drifted. */
+export async function addEndpointRules(net: NetworkRecord, eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
+  const text = eps.map((e) => endpointAddText(endpointSpec(net, e))).join('');
   if (text === '') return;
   try {
     await restore(text, opts);
@@ -54,18 +51,15 @@ export async function addEndpointRules(
     if (!(e instanceof IptablesError)) throw e;
     await rebuild(all(), opts);
   }
-  const udp = ep.mappings.filter((m) => m.protocol === 'udp');
   // Old UDP flows to the host port would keep going to their previous destination (pitfall 20).
-  for (const m of udp) await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {}).catch(() => false);
+  for (const m of eps.flatMap((e) => e.mappings).filter((x) => x.protocol === 'udp')) {
+    await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {});
+  }
 }
 
-/** Removes an endpoint's DNAT chain and jump; a drifted ruleset is rebuilt from state instead. */
-export async function removeEndpointRules(
-  ep: EndpointRecord,
-  all: () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] },
-  opts: IptablesOptions,
-): Promise<void> {
-  const text = endpointRemoveText({ id: ep.id, mappings: ep.mappings });
+/** Removes endpoints' DNAT chains and jumps in one run; a drifted ruleset is rebuilt from state instead. */
+export async function removeEndpointRules(eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
+  const text = eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join('');
   if (text === '') return;
   try {
     await restore(text, opts);

@@ -1,5 +1,6 @@
 /** Bridge networks for containers: networks, IPAM, endpoints and port mappings. */
-export { Networks, macForIp, openContainer, type NetworksOptions, type CreateNetworkOptions, type ConnectOptions, type ContainerRef, type NetworkInfo } from './networks.js';
+export { Networks, type NetworksOptions, type CreateNetworkOptions, type NetworkInfo } from './networks.js';
+export { macForIp, openContainer, type ConnectOptions, type ContainerRef } from './endpoints.js';
 export type { EndpointRecord, NetworkRecord } from './types.js';
 export { NetworkError, StepError, type NetworkErrorCode } from './errors.js';
 export { parsePortMapping, normalizeMappings, formatMapping, type PortMapping } from './ports.js';

@@ -6,26 +6,20 @@
  * configures the container side in one pipelined batch. Port mappings are one
  * iptables-restore; without them connect runs no external process. Any failure rolls back.
  */
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { Rtnl } from '../netlink/rtnl.js';
-import * as L from '../netlink/link.js';
-import * as A from '../netlink/addr.js';
-import * as R from '../netlink/route.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
-import { NetnsHandle, openNetns, openSocketIn, type NetnsSpec } from '../ns/netns.js';
-import type { IptablesOptions, PortMapping } from '../iptables/index.js';
-import { Store, assertSafeName, createExclusive, removeFile, listNames, withLockSync } from './store.js';
-import { Ipam } from './ipam.js';
+import { NetnsHandle } from '../ns/netns.js';
+import type { IptablesOptions } from '../iptables/index.js';
+import { Store, assertSafeName } from './store.js';
 import { parseSubnet, overlaps } from './cidr.js';
-import { normalizeMappings, portKey, formatMapping } from './ports.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
-import { addEndpointRules, applyNetworks, endpointSpec, rebuild, removeEndpointRules, setSysctl } from './firewall.js';
+import { applyNetworks, endpointSpec, rebuild, setSysctl } from './firewall.js';
+import { connectMany, disconnectMany, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
-export type { EndpointRecord, NetworkRecord };
+export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef };
 
 /** Options for a Networks manager. */
 export interface NetworksOptions {
@@ -46,31 +40,13 @@ export interface CreateNetworkOptions {
   mtu?: number;
 }
 
-/** A container: its pid, a netns path or name, or an open handle (not closed by us). */
-export type ContainerRef = number | NetnsSpec | NetnsHandle;
 
-/** Options for connect(). */
-export interface ConnectOptions {
-  /** Endpoint id (default: random 12 hex digits); connect is refused if it exists. */
-  id?: string;
-  /** Interface name inside the container (default eth0). */
-  ifname?: string;
-  /** '8080:80', '53:53/udp', '127.0.0.1:8080:80' or objects. */
-  ports?: readonly (string | PortMapping)[];
-  mtu?: number;
-}
 
 /** A network with its endpoints (`tsnetlink network inspect`). */
 export interface NetworkInfo extends NetworkRecord {
   endpoints: EndpointRecord[];
 }
 
-const VETH_NAME_ATTEMPTS = 8;
-
-/** Docker's scheme: 02:42 followed by the IPv4 address, so a MAC never collides on the bridge. */
-export function macForIp(ip: string): string {
-  return ['02', '42', ...ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0'))].join(':');
-}
 
 /** Creates, connects and removes bridge networks; one instance per process is enough. */
 export class Networks {
@@ -222,133 +198,30 @@ export class Networks {
     return idx;
   }
 
-  private portsDir(): string {
-    return join(this.store.root, 'ports');
-  }
-
-  /** Reserves host ports across all networks; a clash is EPORTINUSE naming the holder. */
-  private reservePorts(mappings: readonly PortMapping[], id: string): void {
-    if (mappings.length === 0) return;
-    this.store.init();
-    const dir = this.portsDir();
-    withLockSync(join(this.store.root, 'ports.lock'), () => {
-      const taken = new Set(listNames(dir));
-      for (const m of mappings) {
-        const any = `${m.protocol}-0.0.0.0-${m.hostPort}`;
-        const clash = m.hostIp === undefined ? [...taken].find((k) => k.startsWith(`${m.protocol}-`) && k.endsWith(`-${m.hostPort}`)) : taken.has(any) ? any : taken.has(portKey(m)) ? portKey(m) : undefined;
-        if (clash) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published (${clash})`);
-      }
-      const made: string[] = [];
-      try {
-        for (const m of mappings) {
-          if (!createExclusive(join(dir, portKey(m)), id, this.store.writeOptions)) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published`);
-          made.push(portKey(m));
-        }
-      } catch (e) {
-        for (const k of made) removeFile(join(dir, k));
-        throw e;
-      }
-    }, { timeoutMs: this.store.lockTimeoutMs });
-  }
-
-  private releasePorts(mappings: readonly PortMapping[]): void {
-    for (const m of mappings) removeFile(join(this.portsDir(), portKey(m)));
-  }
-
-  private markerFile(network: string, key: string): string {
-    return join(this.store.networkDir(network), 'netns', key);
+  private get ctx(): EndpointContext {
+    return {
+      store: this.store,
+      host: this.host,
+      iptables: this.iptables,
+      bridgeIndexOf: (net, refresh) => this.bridgeIndexOf(net, refresh),
+      allRuleState: () => this.allRuleState(),
+    };
   }
 
   /**
    * Connects a container to a network: IP, veth (peer in place, enslaved, up), address, lo up,
-   * default route, port mappings. `mydocker run -net NAME -p H:C` / CNI bridge ADD
+   * default route, port mappings; rolled back on any failure. `mydocker run -net NAME -p H:C` / CNI bridge ADD
    */
   async connect(network: string, container: ContainerRef, opts: ConnectOptions = {}): Promise<EndpointRecord> {
+    const [rec] = await this.connectMany(network, [{ container, opts }]);
+    return rec!;
+  }
+
+  /** Connects many containers at once: one sendto for every veth, one iptables-restore for every mapping. All or nothing. */
+  async connectMany(network: string, items: readonly { container: ContainerRef; opts?: ConnectOptions }[]): Promise<EndpointRecord[]> {
     const net = this.requireNetwork(network);
-    const ifname = validateIfname(opts.ifname ?? 'eth0', 'container interface name');
-    const mappings = normalizeMappings(opts.ports);
-    const id = opts.id ?? randomBytes(6).toString('hex');
-    assertSafeName('endpoint', id);
-    if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
-    const mtu = opts.mtu ?? net.mtu;
-    const owned = !(container instanceof NetnsHandle);
-    const ns = openContainer(container);
-    const steps = new Steps(`connect ${id} to ${network}`);
-    try {
-      const netnsKey = `${ns.dev}-${ns.ino}`;
-      const marker = this.markerFile(net.name, netnsKey);
-      steps.run(
-        'check container',
-        () => {
-          if (this.store.getEndpoint(net.name, id)) throw new NetworkError('EALREADY', `endpoint ${id} already exists on ${network}`);
-          this.store.init();
-          if (!createExclusive(marker, id, this.store.writeOptions)) throw new NetworkError('EALREADY', `container ${ns.path} is already connected to ${network}`);
-        },
-        () => removeFile(marker),
-      );
-      steps.run('reserve ports', () => this.reservePorts(mappings, id), () => this.releasePorts(mappings));
-      const ipam = new Ipam(this.store, net.name, `${net.gateway}/${net.prefix}`);
-      const ip = steps.run('allocate IP', () => ipam.allocate(id), () => ipam.release(id));
-      const mac = macForIp(ip);
-      const veth = steps.run('create veth', () => this.createVeth(net, ns, ifname, mac, mtu), (v) => this.deleteQuiet(v.hostIfname));
-      const cidr = `${ip}/${net.prefix}`;
-      steps.run('configure container', () => configureContainer(ns, veth.peerIndex, cidr, net.gateway));
-      const rec: EndpointRecord = {
-        id, network: net.name, ip, cidr, mac, gateway: net.gateway, hostIfname: veth.hostIfname, ifname,
-        netns: ns.path, netnsKey, mappings, createdAt: new Date().toISOString(),
-      };
-      steps.run('save endpoint', () => this.store.putEndpoint(net.name, id, rec), () => this.store.removeEndpoint(net.name, id));
-      if (mappings.length > 0) {
-        // Hairpin lets a container reach its own published port through the host's address.
-        steps.run('hairpin', () => this.host.linkSetHairpin(veth.hostIfname, true));
-        await steps.runAsync('port mappings', () => addEndpointRules(net, rec, () => this.allRuleState(), this.iptables), () => removeEndpointRules(rec, () => this.allRuleState(), this.iptables));
-      }
-      return rec;
-    } catch (e) {
-      return steps.fail(e);
-    } finally {
-      if (owned) ns.close();
-      this.lastConnectTimings = steps.timings;
-    }
-  }
-
-  /** One RTM_NEWLINK for the pair plus a GETLINK for the peer's ifindex, pipelined in one sendto. */
-  private createVeth(net: NetworkRecord, ns: NetnsHandle, ifname: string, mac: string, mtu: number | undefined): { hostIfname: string; peerIndex: number } {
-    let refreshed = false;
-    for (let attempt = 0; attempt < VETH_NAME_ATTEMPTS; attempt++) {
-      const hostIfname = `veth${randomBytes(4).toString('hex')}`;
-      const master = this.bridgeIndexOf(net);
-      const [made, got] = this.host.batch([
-        L.addVethRequest(hostIfname, { name: ifname, netnsFd: ns.fd, mac, ...(mtu !== undefined ? { mtu } : {}) }, { master, up: true, ...(mtu !== undefined ? { mtu } : {}) }),
-        L.getRequest(hostIfname),
-      ]);
-      const err = made?.error;
-      if (!err) {
-        const link = L.decodeLink(got!.replies[0]!);
-        if (link.peerIndex === undefined) throw new NetworkError('ENOENDPOINT', `kernel did not report the peer of ${hostIfname}`);
-        return { hostIfname, peerIndex: link.peerIndex };
-      }
-      if (err.code === 'EEXIST') {
-        if (got && !got.error) continue; // our random host name is taken: try another (CNI does the same)
-        throw new NetworkError('EALREADY', `interface ${ifname} already exists in container netns ${ns.path}`);
-      }
-      if (err.code === 'ENODEV' && !refreshed) {
-        // The bridge was recreated since we cached its ifindex.
-        refreshed = true;
-        this.bridgeIndexOf(net, true);
-        continue;
-      }
-      throw err;
-    }
-    throw new NetworkError('EALREADY', `no free host-side veth name after ${VETH_NAME_ATTEMPTS} attempts`);
-  }
-
-  private deleteQuiet(ifname: string): void {
-    try {
-      this.host.linkDel(ifname);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ENODEV') throw e;
-    }
+    if (items.length === 0) return [];
+    return connectMany(this.ctx, net, items, (t) => (this.lastConnectTimings = t));
   }
 
   /**
@@ -356,17 +229,12 @@ export class Networks {
    * when the container's netns is already gone (the veth went with it). CNI bridge DEL
    */
   async disconnect(network: string, endpointId: string): Promise<boolean> {
-    const net = this.requireNetwork(network);
-    assertSafeName('endpoint', endpointId);
-    const ep = this.store.getEndpoint<EndpointRecord>(net.name, endpointId);
-    if (!ep) return false;
-    this.deleteQuiet(ep.hostIfname);
-    if (ep.mappings.length > 0) await removeEndpointRules(ep, () => this.allRuleState(), this.iptables);
-    this.releasePorts(ep.mappings);
-    new Ipam(this.store, net.name, `${net.gateway}/${net.prefix}`).release(ep.id);
-    removeFile(this.markerFile(net.name, ep.netnsKey));
-    this.store.removeEndpoint(net.name, ep.id);
-    return true;
+    return (await this.disconnectMany(network, [endpointId])) === 1;
+  }
+
+  /** Disconnects several endpoints: one sendto deletes every veth, one iptables-restore every rule. Returns how many existed. */
+  async disconnectMany(network: string, endpointIds: readonly string[]): Promise<number> {
+    return disconnectMany(this.ctx, this.requireNetwork(network), endpointIds);
   }
 
   /** Finds the endpoint of a container (by netns) on a network. */
@@ -379,28 +247,5 @@ export class Networks {
     } finally {
       if (owned) ns.close();
     }
-  }
-}
-
-/** Opens the container's netns from a pid, spec or handle; a missing one is a clear SysError. */
-export function openContainer(c: ContainerRef): NetnsHandle {
-  if (c instanceof NetnsHandle) return c;
-  if (typeof c === 'number') return openNetns({ pid: c });
-  return openNetns(c);
-}
-
-/** Container side in one pipelined batch: lo up, IFNAME up, address, default route via the gateway. */
-function configureContainer(ns: NetnsHandle, peerIndex: number, cidr: string, gateway: string): void {
-  const sock = openSocketIn(ns);
-  try {
-    const res = sock.batch([
-      L.setUpRequest('lo'),
-      L.setUpRequest(peerIndex),
-      A.addAddrRequest(peerIndex, cidr),
-      R.addRouteRequest({ gateway, oif: peerIndex }),
-    ]);
-    for (const r of res) if (r.error) throw r.error;
-  } finally {
-    sock.close();
   }
 }

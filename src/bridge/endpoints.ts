@@ -1,0 +1,296 @@
+/**
+ * Endpoints: connecting containers to a bridge network and disconnecting them, one or many
+ * at a time. Many share the expensive parts: one sendto creates every veth, one sendto
+ * deletes them, one iptables-restore run writes or removes every port mapping.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Rtnl } from '../netlink/rtnl.js';
+import * as L from '../netlink/link.js';
+import * as A from '../netlink/addr.js';
+import * as R from '../netlink/route.js';
+import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { NetnsHandle, openNetns, openSocketIn, type NetnsSpec } from '../ns/netns.js';
+import { mappingsOverlap, type EndpointRuleSpec, type IptablesOptions, type PortMapping } from '../iptables/index.js';
+import { Store, assertSafeName, createExclusive, removeFile, listNames, withLockSync } from './store.js';
+import { Ipam } from './ipam.js';
+import { normalizeMappings, portKey, formatMapping } from './ports.js';
+import { NetworkError } from './errors.js';
+import { Steps } from './steps.js';
+import { addEndpointRules, removeEndpointRules } from './firewall.js';
+import type { EndpointRecord, NetworkRecord } from './types.js';
+
+/** A container: its pid, a netns path or name, or an open handle (not closed by us). */
+export type ContainerRef = number | NetnsSpec | NetnsHandle;
+
+/** Options for connect(). */
+export interface ConnectOptions {
+  /** Endpoint id (default: random 12 hex digits); connect is refused if it exists. */
+  id?: string;
+  /** Interface name inside the container (default eth0). */
+  ifname?: string;
+  /** '8080:80', '53:53/udp', '127.0.0.1:8080:80' or objects. */
+  ports?: readonly (string | PortMapping)[];
+  mtu?: number;
+}
+
+/** What the endpoint functions need from the Networks manager. */
+export interface EndpointContext {
+  store: Store;
+  host: Rtnl;
+  iptables: IptablesOptions;
+  bridgeIndexOf(net: NetworkRecord, refresh?: boolean): number;
+  allRuleState(): { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] };
+}
+
+const VETH_NAME_ATTEMPTS = 8;
+
+/** Docker's scheme: 02:42 followed by the IPv4 address, so a MAC never collides on the bridge. */
+export function macForIp(ip: string): string {
+  return ['02', '42', ...ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0'))].join(':');
+}
+
+/** Opens the container's netns from a pid, spec or handle; a missing one is a clear SysError. */
+export function openContainer(c: ContainerRef): NetnsHandle {
+  if (c instanceof NetnsHandle) return c;
+  if (typeof c === 'number') return openNetns({ pid: c });
+  return openNetns(c);
+}
+
+interface Plan {
+  id: string;
+  ifname: string;
+  mappings: PortMapping[];
+  mtu: number | undefined;
+  ns: NetnsHandle;
+  owned: boolean;
+  marker: string;
+  ip?: string;
+  hostIfname?: string;
+  peerIndex?: number;
+}
+
+function markerFile(store: Store, network: string, ns: NetnsHandle): string {
+  return join(store.networkDir(network), 'netns', `${ns.dev}-${ns.ino}`);
+}
+
+/** Validates everything before anything is touched: names, ids, port specs, duplicates. */
+function validate(net: NetworkRecord, items: readonly { container: ContainerRef; opts?: ConnectOptions }[]) {
+  const seenIds = new Set<string>();
+  const all: PortMapping[] = [];
+  return items.map(({ opts = {} }) => {
+    const ifname = validateIfname(opts.ifname ?? 'eth0', 'container interface name');
+    const mappings = normalizeMappings(opts.ports);
+    for (const m of mappings) {
+      const dup = all.find((o) => mappingsOverlap(o, m));
+      if (dup) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is requested twice`);
+      all.push(m);
+    }
+    const id = opts.id ?? randomBytes(6).toString('hex');
+    assertSafeName('endpoint', id);
+    if (seenIds.has(id)) throw new NetworkError('EALREADY', `endpoint id ${id} given twice`);
+    seenIds.add(id);
+    if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
+    return { id, ifname, mappings, mtu: opts.mtu ?? net.mtu };
+  });
+}
+
+/**
+ * Connects containers: IP, veth (peer created in place, enslaved, up), address, lo up,
+ * default route, port mappings. All or nothing: a failure undoes every container's steps.
+ */
+export async function connectMany(
+  ctx: EndpointContext,
+  net: NetworkRecord,
+  items: readonly { container: ContainerRef; opts?: ConnectOptions }[],
+  timings?: (t: readonly { step: string; ms: number }[]) => void,
+): Promise<EndpointRecord[]> {
+  const specs = validate(net, items);
+  const steps = new Steps(items.length === 1 ? `connect ${specs[0]!.id} to ${net.name}` : `connect ${items.length} containers to ${net.name}`);
+  const plans: Plan[] = [];
+  try {
+    steps.run('open container netns', () => {
+      items.forEach((it, i) => {
+        const ns = openContainer(it.container);
+        plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, ns) });
+      });
+    });
+    steps.run('check container', () => checkContainers(ctx, net, plans), () => plans.forEach((p) => removeFile(p.marker)));
+    steps.run('reserve ports', () => reservePorts(ctx.store, plans), () => plans.forEach((p) => releasePorts(ctx.store, p.mappings)));
+    const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+    steps.run('allocate IP', () => plans.forEach((p) => (p.ip = ipam.allocate(p.id))), () => plans.forEach((p) => ipam.release(p.id)));
+    steps.run('create veth', () => createVeths(ctx, net, plans), () => deleteLinks(ctx.host, plans.map((p) => p.hostIfname)));
+    steps.run('configure container', () => plans.forEach((p) => configureContainer(p.ns, p.peerIndex!, `${p.ip}/${net.prefix}`, net.gateway)));
+    const now = new Date().toISOString();
+    const recs = plans.map(
+      (p): EndpointRecord => ({
+        id: p.id, network: net.name, ip: p.ip!, cidr: `${p.ip}/${net.prefix}`, mac: macForIp(p.ip!), gateway: net.gateway,
+        hostIfname: p.hostIfname!, ifname: p.ifname, netns: p.ns.path, netnsKey: `${p.ns.dev}-${p.ns.ino}`, mappings: p.mappings, createdAt: now,
+      }),
+    );
+    steps.run('save endpoint', () => recs.forEach((r) => ctx.store.putEndpoint(net.name, r.id, r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
+    const published = recs.filter((r) => r.mappings.length > 0);
+    if (published.length > 0) {
+      // Hairpin lets a container reach its own published port through the host's address.
+      steps.run('hairpin', () => ctx.host.batchOrThrow(published.map((r) => L.setHairpinRequest(r.hostIfname, true))));
+      await steps.runAsync(
+        'port mappings',
+        () => addEndpointRules(net, published, ctx.allRuleState, ctx.iptables),
+        () => removeEndpointRules(published, ctx.allRuleState, ctx.iptables),
+      );
+    }
+    return recs;
+  } catch (e) {
+    return await steps.fail(e);
+  } finally {
+    for (const p of plans) if (p.owned) p.ns.close();
+    timings?.(steps.timings);
+  }
+}
+
+function checkContainers(ctx: EndpointContext, net: NetworkRecord, plans: Plan[]): void {
+  ctx.store.init();
+  const made: string[] = [];
+  try {
+    for (const p of plans) {
+      if (ctx.store.getEndpoint(net.name, p.id)) throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`);
+      // One marker per (network, netns): an O_EXCL file, so two processes cannot both connect it.
+      if (!createExclusive(p.marker, p.id, ctx.store.writeOptions)) throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name}`);
+      made.push(p.marker);
+    }
+  } catch (e) {
+    made.forEach((m) => removeFile(m));
+    throw e;
+  }
+}
+
+function portsDir(store: Store): string {
+  return join(store.root, 'ports');
+}
+
+/** Reserves host ports across all networks under one lock; a clash is EPORTINUSE naming the holder. */
+function reservePorts(store: Store, plans: readonly Plan[]): void {
+  if (plans.every((p) => p.mappings.length === 0)) return;
+  store.init();
+  const dir = portsDir(store);
+  withLockSync(join(store.root, 'ports.lock'), () => {
+    const taken = listNames(dir);
+    for (const p of plans) {
+      for (const m of p.mappings) {
+        // A wildcard mapping clashes with any IP on that port, a specific one with the wildcard or itself.
+        const clash = taken.find((k) => {
+          const [proto, ip, port] = k.split('-');
+          return proto === m.protocol && Number(port) === m.hostPort && (ip === '0.0.0.0' || m.hostIp === undefined || ip === m.hostIp);
+        });
+        if (clash) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published (${clash})`);
+      }
+    }
+    const made: string[] = [];
+    try {
+      for (const p of plans) {
+        for (const m of p.mappings) {
+          if (!createExclusive(join(dir, portKey(m)), p.id, store.writeOptions)) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published`);
+          made.push(portKey(m));
+        }
+      }
+    } catch (e) {
+      for (const k of made) removeFile(join(dir, k));
+      throw e;
+    }
+  }, { timeoutMs: store.lockTimeoutMs });
+}
+
+function releasePorts(store: Store, mappings: readonly PortMapping[]): void {
+  for (const m of mappings) removeFile(join(portsDir(store), portKey(m)));
+}
+
+/**
+ * One sendto for all pairs: per container an RTM_NEWLINK (peer in its netns under its final
+ * name, host end enslaved and up) and a GETLINK for the peer's ifindex. A random host name
+ * that is taken (EEXIST while the name resolves) is retried with another, as CNI does.
+ */
+function createVeths(ctx: EndpointContext, net: NetworkRecord, plans: Plan[]): void {
+  let pending = plans;
+  let refreshed = false;
+  try {
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt >= VETH_NAME_ATTEMPTS) throw new NetworkError('EALREADY', `no free host-side veth name after ${VETH_NAME_ATTEMPTS} attempts`);
+      const master = ctx.bridgeIndexOf(net);
+      const names = pending.map(() => `veth${randomBytes(4).toString('hex')}`);
+      const reqs = pending.flatMap((p, i) => [
+        L.addVethRequest(names[i]!, { name: p.ifname, netnsFd: p.ns.fd, mac: macForIp(p.ip!), ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) }, { master, up: true, ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) }),
+        L.getRequest(names[i]!),
+      ]);
+      const res = ctx.host.batch(reqs);
+      const retry: Plan[] = [];
+      let failure: unknown;
+      let staleBridge = false;
+      pending.forEach((p, i) => {
+        const made = res[2 * i]!;
+        const got = res[2 * i + 1]!;
+        if (!made.error) {
+          p.hostIfname = names[i]!;
+          const link = L.decodeLink(got.replies[0]!);
+          if (link.peerIndex === undefined) failure ??= new NetworkError('ENOENDPOINT', `kernel did not report the peer of ${p.hostIfname}`);
+          else p.peerIndex = link.peerIndex;
+        } else if (made.error.code === 'EEXIST' && !got.error) retry.push(p);
+        else if (made.error.code === 'EEXIST') failure ??= new NetworkError('EALREADY', `interface ${p.ifname} already exists in container netns ${p.ns.path}`);
+        else if (made.error.code === 'ENODEV' && !refreshed) {
+          staleBridge = true;
+          retry.push(p);
+        }
+        else failure ??= made.error;
+      });
+      if (failure) throw failure;
+      if (staleBridge) {
+        // The bridge was recreated since its ifindex was cached.
+        refreshed = true;
+        ctx.bridgeIndexOf(net, true);
+      }
+      pending = retry;
+    }
+  } catch (e) {
+    deleteLinks(ctx.host, plans.map((p) => p.hostIfname));
+    plans.forEach((p) => delete p.hostIfname);
+    throw e;
+  }
+}
+
+/** Deletes links by name in one sendto; ENODEV (already gone, e.g. with its netns) is fine. */
+export function deleteLinks(host: Rtnl, names: readonly (string | undefined)[]): void {
+  const reqs = names.filter((n): n is string => n !== undefined).map((n) => L.deleteRequest(n));
+  for (const r of host.batch(reqs)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+}
+
+/** Container side in one pipelined batch: lo up, IFNAME up, address, default route via the gateway. */
+function configureContainer(ns: NetnsHandle, peerIndex: number, cidr: string, gateway: string): void {
+  const sock = openSocketIn(ns);
+  try {
+    const res = sock.batch([L.setUpRequest('lo'), L.setUpRequest(peerIndex), A.addAddrRequest(peerIndex, cidr), R.addRouteRequest({ gateway, oif: peerIndex })]);
+    for (const r of res) if (r.error) throw r.error;
+  } finally {
+    sock.close();
+  }
+}
+
+/**
+ * Disconnects endpoints: veths (one sendto), rules (one iptables-restore), IPs, records.
+ * Idempotent: unknown ids are skipped; works when a container's netns is already gone.
+ */
+export async function disconnectMany(ctx: EndpointContext, net: NetworkRecord, ids: readonly string[]): Promise<number> {
+  ids.forEach((id) => assertSafeName('endpoint', id));
+  const eps = ids.map((id) => ctx.store.getEndpoint<EndpointRecord>(net.name, id)).filter((e): e is EndpointRecord => e !== undefined);
+  if (eps.length === 0) return 0;
+  deleteLinks(ctx.host, eps.map((e) => e.hostIfname));
+  const published = eps.filter((e) => e.mappings.length > 0);
+  if (published.length > 0) await removeEndpointRules(published, ctx.allRuleState, ctx.iptables);
+  const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+  for (const e of eps) {
+    releasePorts(ctx.store, e.mappings);
+    ipam.release(e.id);
+    removeFile(join(ctx.store.networkDir(net.name), 'netns', e.netnsKey));
+    // The record goes last: a crash before this point leaves it for a retry to finish.
+    ctx.store.removeEndpoint(net.name, e.id);
+  }
+  return eps.length;
+}
