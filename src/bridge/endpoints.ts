@@ -13,7 +13,8 @@ import { validateIfname, validateU32 } from '../netlink/validate.js';
 import { NetnsHandle, openNetns, openSocketIn, type NetnsSpec } from '../ns/netns.js';
 import { mappingsOverlap, type EndpointRuleSpec, type IptablesOptions, type PortMapping } from '../iptables/index.js';
 import { Store, assertSafeName, createExclusive, removeFile, listNames, withLockSync } from './store.js';
-import { Ipam } from './ipam.js';
+import { Ipam, IpamError } from './ipam.js';
+import { ValidationError } from '../errors.js';
 import { normalizeMappings, portKey, formatMapping } from './ports.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
@@ -74,6 +75,11 @@ function markerFile(store: Store, network: string, ns: NetnsHandle): string {
   return join(store.networkDir(network), 'netns', `${ns.dev}-${ns.ino}`);
 }
 
+/** Errors that answer the caller (taken, full, invalid) rather than report a failure half-way. */
+function isRefusal(e: unknown): boolean {
+  return e instanceof NetworkError || e instanceof ValidationError || e instanceof IpamError;
+}
+
 /** Validates everything before anything is touched: names, ids, port specs, duplicates. */
 function validate(net: NetworkRecord, items: readonly { container: ContainerRef; opts?: ConnectOptions }[]) {
   const seenIds = new Set<string>();
@@ -109,11 +115,10 @@ export async function connectMany(
   const steps = new Steps(items.length === 1 ? `connect ${specs[0]!.id} to ${net.name}` : `connect ${items.length} containers to ${net.name}`);
   const plans: Plan[] = [];
   try {
-    steps.run('open container netns', () => {
-      items.forEach((it, i) => {
-        const ns = openContainer(it.container);
-        plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, ns) });
-      });
+    // A missing container is reported as the SysError it is (ENOENT, ESRCH), before anything is done.
+    items.forEach((it, i) => {
+      const ns = openContainer(it.container);
+      plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, ns) });
     });
     steps.run('check container', () => checkContainers(ctx, net, plans), () => plans.forEach((p) => removeFile(p.marker)));
     steps.run('reserve ports', () => reservePorts(ctx.store, plans), () => plans.forEach((p) => releasePorts(ctx.store, p.mappings)));
@@ -141,7 +146,8 @@ export async function connectMany(
     }
     return recs;
   } catch (e) {
-    return await steps.fail(e);
+    if (steps.timings.length === 0 && plans.length < items.length) throw e;
+    return await steps.fail(e, isRefusal);
   } finally {
     for (const p of plans) if (p.owned) p.ns.close();
     timings?.(steps.timings);

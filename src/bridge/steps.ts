@@ -30,8 +30,12 @@ export class Steps {
     return v;
   }
 
-  /** Undoes every completed step (newest first) and throws a StepError naming the failed step. */
-  async fail(cause: unknown): Promise<never> {
+  /**
+   * Undoes every completed step (newest first), then throws. A refusal (`isRefusal`: bad input,
+   * a taken name or port, a full subnet) is rethrown as it is, its message being the answer;
+   * anything else becomes a StepError naming the step that failed.
+   */
+  async fail(cause: unknown, isRefusal: (e: unknown) => boolean = () => false): Promise<never> {
     const errors: unknown[] = [];
     for (const u of this.undo.reverse()) {
       try {
@@ -41,6 +45,7 @@ export class Steps {
       }
     }
     this.undo.length = 0;
+    if (errors.length === 0 && isRefusal(cause)) throw cause;
     throw new StepError(this.operation, this.current, cause, errors);
   }
 }

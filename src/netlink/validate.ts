@@ -15,6 +15,12 @@ export function validateIfname(name: unknown, field = 'interface name'): string 
   return name;
 }
 
+/** True for a full dotted-quad IPv4 or any IPv6 text; short and octal IPv4 forms ('1.2.3', '010.1.1.1') are refused. */
+function isStrictIp(text: string): boolean {
+  if (text.includes(':')) return ipaddr.IPv6.isValid(text);
+  return ipaddr.IPv4.isValidFourPartDecimal(text);
+}
+
 /** An address with prefix length, family resolved. */
 export interface ParsedCidr {
   family: 4 | 6;
@@ -26,7 +32,7 @@ export interface ParsedCidr {
 export function parseCidr(input: unknown, field = 'address'): ParsedCidr {
   if (typeof input !== 'string') throw new ValidationError(field, 'must be a string like 192.168.10.2/24');
   const [addr, prefixText, extra] = input.split('/');
-  if (extra !== undefined || addr === undefined || !ipaddr.isValid(addr)) {
+  if (extra !== undefined || addr === undefined || !isStrictIp(addr)) {
     throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address with an optional /prefix`);
   }
   const parsed = ipaddr.parse(addr);
@@ -44,7 +50,7 @@ export function parseCidr(input: unknown, field = 'address'): ParsedCidr {
 
 /** Parses a bare IP address. */
 export function parseIp(input: unknown, field = 'address'): { family: 4 | 6; address: string } {
-  if (typeof input !== 'string' || !ipaddr.isValid(input)) throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address`);
+  if (typeof input !== 'string' || !isStrictIp(input)) throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address`);
   const p = ipaddr.parse(input);
   return p.kind() === 'ipv4' ? { family: 4, address: p.toString() } : { family: 6, address: (p as ipaddr.IPv6).toRFC5952String() };
 }
