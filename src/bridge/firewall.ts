@@ -41,9 +41,8 @@ export async function applyNetworks(networks: readonly NetworkRecord[], opts: Ip
 
 type RuleState = () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] };
 
-/** Adds endpoints' DNAT chains and jumps in one run; falls back to a full rebuild if the ruleset drifted. */
-export async function addEndpointRules(net: NetworkRecord, eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
-  const text = eps.map((e) => endpointAddText(endpointSpec(net, e))).join('');
+/** Applies an incremental change; if the live ruleset drifted (a jump or chain is missing), rebuilds everything from state. */
+async function restoreOrRebuild(text: string, all: RuleState, opts: IptablesOptions): Promise<void> {
   if (text === '') return;
   try {
     await restore(text, opts);
@@ -51,6 +50,11 @@ export async function addEndpointRules(net: NetworkRecord, eps: readonly Endpoin
     if (!(e instanceof IptablesError)) throw e;
     await rebuild(all(), opts);
   }
+}
+
+/** Adds endpoints' DNAT chains and jumps in one run; falls back to a full rebuild if the ruleset drifted. */
+export async function addEndpointRules(net: NetworkRecord, eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
+  await restoreOrRebuild(eps.map((e) => endpointAddText(endpointSpec(net, e))).join(''), all, opts);
   // Old UDP flows to the host port would keep going to their previous destination (pitfall 20).
   for (const m of eps.flatMap((e) => e.mappings).filter((x) => x.protocol === 'udp')) {
     await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {});
@@ -59,14 +63,7 @@ export async function addEndpointRules(net: NetworkRecord, eps: readonly Endpoin
 
 /** Removes endpoints' DNAT chains and jumps in one run; a drifted ruleset is rebuilt from state instead. */
 export async function removeEndpointRules(eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
-  const text = eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join('');
-  if (text === '') return;
-  try {
-    await restore(text, opts);
-  } catch (e) {
-    if (!(e instanceof IptablesError)) throw e;
-    await rebuild(all(), opts);
-  }
+  await restoreOrRebuild(eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join(''), all, opts);
 }
 
 /** Rewrites every owned chain from state (`tsnetlink network repair`). */

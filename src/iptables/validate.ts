@@ -4,6 +4,7 @@
  * option; refusing early is the only injection defence the text builder needs.
  */
 import ipaddr from 'ipaddr.js';
+import { validateIfname } from '../netlink/validate.js';
 import { ValidationError } from '../errors.js';
 import type { Protocol } from './spec.js';
 
@@ -19,17 +20,13 @@ export function checkId(field: string, value: unknown): string {
 
 /** Returns `value` if the kernel would accept it as an interface name and iptables would read it literally. */
 export function checkIfName(field: string, value: unknown): string {
-  if (typeof value !== 'string') throw new ValidationError(field, `must be a string, got ${show(value)}`);
-  const bytes = Buffer.byteLength(value);
-  if (bytes < 1 || bytes > 15) throw new ValidationError(field, `must be 1..15 bytes, got ${bytes}: ${show(value)}`);
-  if (value === '.' || value === '..') throw new ValidationError(field, `"${value}" is not a valid interface name`);
-  if (/[/:\s]/.test(value)) throw new ValidationError(field, `must not contain "/", ":" or whitespace: ${show(value)}`);
+  const name = validateIfname(value, field);
   // Stricter than the kernel: '+' is an iptables wildcard ("br+" matches every br*), quotes and
   // backslashes are consumed by the restore tokenizer, and a leading '-' or '!' reads as an option.
-  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(value)) {
-    throw new ValidationError(field, `must use only [A-Za-z0-9_.-] and not start with "-": ${show(value)}`);
+  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new ValidationError(field, `must use only [A-Za-z0-9_.-] and not start with "-": ${show(name)}`);
   }
-  return value;
+  return name;
 }
 
 /** Returns a dotted-quad IPv4 address; other forms ("127.1", "0x7f.0.0.1", IPv6) are refused. */

@@ -1,4 +1,5 @@
 import { test } from 'uvu';
+import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,15 +21,6 @@ test.after(() => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  assert.unreachable('expected a throw');
-  return undefined;
-}
 
 // ---- cidr
 

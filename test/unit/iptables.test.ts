@@ -1,4 +1,5 @@
 import { test } from 'uvu';
+import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -111,15 +112,6 @@ const NAT_1 = `*nat
 COMMIT
 `;
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  assert.unreachable('expected a throw');
-  return undefined;
-}
 
 async function caughtAsync(fn: () => Promise<unknown>): Promise<unknown> {
   try {

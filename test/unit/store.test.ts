@@ -1,4 +1,5 @@
 import { test } from 'uvu';
+import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -34,15 +35,6 @@ function mode(p: string): number {
   return statSync(p).mode & 0o777;
 }
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  assert.unreachable('expected a throw');
-  return undefined;
-}
 
 test('root is created 0700 and records 0600', () => {
   const store = new Store({ root: tempRoot() });
