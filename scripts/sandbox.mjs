@@ -18,9 +18,11 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1') {
 }
 const inner = [
   'set -e',
-  'mkdir -p /run/netns /run/tsnetlink',
-  'mount -t tmpfs -o mode=0755 tmpfs /run/netns',
-  'mount -t tmpfs -o mode=0700 tmpfs /run/tsnetlink',
+  // A private tmpfs over all of /run: named netns, tsnetlink state and the xtables lock stay
+  // inside the sandbox, and nothing is created on the host's /run.
+  'mount -t tmpfs -o mode=0755 tmpfs /run',
+  'mkdir -p /run/netns',
+  'mkdir -m 0700 /run/tsnetlink',
   'ip link set lo up',
   'exec "$@"',
 ].join('\n');
