@@ -10,7 +10,7 @@ import { ValidationError } from '../errors.js';
 import { Rtnl } from '../netlink/rtnl.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
 import { NetnsHandle } from '../ns/netns.js';
-import type { IptablesOptions } from '../iptables/index.js';
+import { restoreBinary, type IptablesOptions } from '../iptables/index.js';
 import { Store, assertSafeName } from './store.js';
 import { parseSubnet, overlaps } from './cidr.js';
 import { NetworkError } from './errors.js';
@@ -60,6 +60,8 @@ export class Networks {
   constructor(opts: NetworksOptions = {}) {
     this.store = new Store({ ...(opts.stateDir !== undefined ? { root: opts.stateDir } : {}), ...(opts.lockTimeoutMs !== undefined ? { lockTimeoutMs: opts.lockTimeoutMs } : {}) });
     this.iptables = opts.iptables ?? {};
+    // A bad binary is refused now, not at the last step of the first connect with ports.
+    restoreBinary(this.iptables);
   }
 
   /** The host-side socket, opened once in the netns the process is in. */

@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Networks, createNamedNetns, deleteNamedNetns, spawnInNetns, ValidationError, type NetworkRecord } from '../index.js';
+import type { ChildProcess } from 'node:child_process';
+import { Networks, createNamedNetns, deleteNamedNetns, spawnInNetns, ValidationError, type NetworkRecord, type NetnsHandle } from '../index.js';
 import { parseArgs, value, values, has, type FlagSpec } from './args.js';
 
 const HELP = `tsnetlink - bridge networks for containers over raw netlink
@@ -111,6 +112,8 @@ async function connectCmd(argv: string[], disconnect: boolean): Promise<number> 
   }
 }
 
+const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+
 async function run(argv: string[]): Promise<number> {
   const p = parseArgs(argv, [...connectFlags, { names: ['i', 'interactive'] }, { names: ['t', 'tty'] }, { names: ['name'], value: true }]);
   const cmd = p.rest.length ? p.rest : p.positionals;
@@ -119,45 +122,45 @@ async function run(argv: string[]): Promise<number> {
   const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
   const id = value(p, 'name') ?? randomBytes(6).toString('hex');
   const nsName = `tsn-${id}`;
-  const ns = createNamedNetns(nsName);
-  let epId: string | undefined;
-  const cleanup = async (): Promise<void> => {
-    if (epId) await nets.disconnect(net, epId).catch((e: Error) => process.stderr.write(`tsnetlink: disconnect: ${e.message}\n`));
-    epId = undefined;
-    ns.close();
-    try {
-      deleteNamedNetns(nsName);
-    } catch {
-      /* already gone */
-    }
-    nets.close();
+  let child: ChildProcess | undefined;
+  let pending: NodeJS.Signals | undefined;
+  // Installed before anything is created: a signal during setup must still clean up.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (child) child.kill(sig);
+    else pending ??= sig;
   };
+  for (const s of Object.keys(SIGNALS)) process.on(s, onSignal);
+  let ns: NetnsHandle | undefined;
+  let epId: string | undefined;
   try {
+    ns = createNamedNetns(nsName);
     const ep = await nets.connect(net, ns, { id, ports: values(p, 'p'), ...(value(p, 'ifname') ? { ifname: value(p, 'ifname')! } : {}) });
     epId = ep.id;
+    if (pending) return 128 + SIGNALS[pending]!;
     process.stderr.write(`tsnetlink: ${id} on ${net}: ${ep.cidr} via ${ep.gateway}${ep.mappings.length ? `, published ${values(p, 'p').join(' ')}` : ''}\n`);
-  } catch (e) {
-    await cleanup();
-    throw e;
-  }
-  const interactive = has(p, 'i') || has(p, 't');
-  const child = spawnInNetns(ns, cmd[0]!, cmd.slice(1), { stdio: interactive ? 'inherit' : ['ignore', 'inherit', 'inherit'] });
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  const onInt = forward('SIGINT');
-  const onTerm = forward('SIGTERM');
-  process.on('SIGINT', onInt);
-  process.on('SIGTERM', onTerm);
-  const code = await new Promise<number>((resolve) => {
-    child.on('error', (e) => {
-      process.stderr.write(`tsnetlink: ${cmd[0]}: ${e.message}\n`);
-      resolve(127);
+    const interactive = has(p, 'i') || has(p, 't');
+    const c = spawnInNetns(ns, cmd[0]!, cmd.slice(1), { stdio: interactive ? 'inherit' : ['ignore', 'inherit', 'inherit'] });
+    child = c;
+    return await new Promise<number>((resolve) => {
+      c.on('error', (e) => {
+        process.stderr.write(`tsnetlink: ${cmd[0]}: ${e.message}\n`);
+        resolve(127);
+      });
+      c.on('exit', (code, sig) => resolve(code ?? 128 + (sig ? (SIGNALS[sig] ?? 9) : 1)));
     });
-    child.on('exit', (c, s) => resolve(c ?? (s ? 128 + (({ SIGINT: 2, SIGTERM: 15, SIGKILL: 9 }) as Record<string, number>)[s]! : 1)));
-  });
-  process.off('SIGINT', onInt);
-  process.off('SIGTERM', onTerm);
-  await cleanup();
-  return code;
+  } finally {
+    if (epId) await nets.disconnect(net, epId).catch((e: Error) => process.stderr.write(`tsnetlink: disconnect: ${e.message}\n`));
+    if (ns) {
+      ns.close();
+      try {
+        deleteNamedNetns(nsName);
+      } catch {
+        /* already gone */
+      }
+    }
+    nets.close();
+    for (const s of Object.keys(SIGNALS)) process.off(s, onSignal);
+  }
 }
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */

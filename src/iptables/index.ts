@@ -24,4 +24,4 @@ export {
   removeAllText,
 } from './rules.js';
 export { type SavedRule, type SavedRuleset, type SavedTable, parseSave } from './save.js';
-export { type ConntrackOptions, type IptablesOptions, backend, conntrackFlushUdp, restore, save } from './restore.js';
+export { type ConntrackOptions, type IptablesOptions, backend, conntrackFlushUdp, restore, restoreBinary, save } from './restore.js';

@@ -106,7 +106,8 @@ interface RunResult {
   stderr: string;
 }
 
-function restoreBinary(opts: IptablesOptions): string {
+/** The iptables-restore binary these options select; throws ValidationError for anything that is not an *-restore. */
+export function restoreBinary(opts: IptablesOptions): string {
   const bin = opts.restoreBinary ?? process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
   if (!/-restore$/.test(bin) || /[\0\n]/.test(bin)) {
     throw new ValidationError('restoreBinary', `must name an *-restore binary (e.g. iptables-legacy-restore), got ${JSON.stringify(bin)}`);

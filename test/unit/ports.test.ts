@@ -55,11 +55,9 @@ test('IPv6 host IPs are refused (IPv4 only)', () => {
 });
 
 test('host IPs must be plain dotted quads: inet_aton shorthands and octal/hex octets are refused', () => {
-  // BUG (src/bridge/ports.ts parsePortMapping -> parseIp -> ipaddr.isValid): these are accepted and
-  // silently rewritten: '1.2.3' -> 1.2.0.3, '0x7f.1' -> 127.0.0.1, '010.0.0.1' -> 8.0.0.1 (octal).
-  // A user typing 010.0.0.1 means 10.0.0.1; publishing on another address than the one typed is
-  // wrong, and 0x7f.1 silently publishing on localhost is worse. cidr.ts already uses
-  // ipaddr.IPv4.isValidFourPartDecimal; ports.ts should too.
+  // Regression: these were once accepted through ipaddr.isValid and silently rewritten
+  // ('1.2.3' -> 1.2.0.3, '0x7f.1' -> 127.0.0.1, '010.0.0.1' -> 8.0.0.1): a mapping published on
+  // another address than the one typed.
   const accepted: string[] = [];
   for (const spec of ['1.2.3:80:80', '0x7f.1:80:80', '010.0.0.1:80:80', '01.2.3.4:80:80', '2130706433:80:80', '127.1:80:80']) {
     try {

@@ -1,0 +1,304 @@
+/**
+ * End-to-end: the `tsnetlink` command as a user runs it (node dist/src/cli/main.js ...), in the
+ * sandbox scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
+ * back with `ip -j`, iptables-save, the state directory and real traffic.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ipJson, tcpGet } from '../helpers.js';
+
+function sandboxProblem(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') return 'not started by scripts/sandbox.mjs';
+  const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
+  return ifs.every((n) => n === 'lo') ? undefined : `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
+}
+const problem = sandboxProblem();
+if (problem) {
+  console.error(`cli.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e cli)`);
+  process.exit(1);
+}
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const SAVE = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save');
+const IPTABLES = SAVE.replace(/-save$/, '');
+const STATE = '/run/tsnetlink';
+const NET = 'testbridge';
+
+/** Runs the CLI to completion. */
+function tsn(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Starts the CLI in the background, collecting its output. */
+function tsnBackground(...args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (err += d));
+  const exit = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  return { proc, out: () => out, err: () => err, exit };
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function saveText(): string {
+  return execFileSync(SAVE, { encoding: 'utf8' });
+}
+
+/** State files except locks. */
+function stateFiles(root = STATE): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (e !== 'lock' && !e.endsWith('.lock')) out.push(p.slice(root.length + 1));
+    }
+  };
+  walk(root);
+  return out.sort();
+}
+
+/** After a `run`: no netns, no veth, no DNAT, no endpoint or IP reservation left. */
+function assertRunCleanedUp(what: string): void {
+  assert.equal(readdirSync('/run/netns'), [], `${what}: netns removed`);
+  assert.equal(ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname), [], `${what}: veth removed`);
+  assert.equal(saveText().split('\n').filter((l) => l.includes('-j DNAT')), [], `${what}: DNAT rules removed`);
+  assert.equal(stateFiles().filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f)), [], `${what}: only the network record and IPAM cursor remain`);
+  assert.equal(JSON.parse(tsn('network', 'inspect', NET).out).endpoints, [], `${what}: inspect shows no endpoint`);
+}
+
+const started: ChildProcess[] = [];
+
+/** Removes what a failed `run` test left behind, so one failure does not cascade. */
+function cleanLeftovers(): void {
+  const info = tsn('network', 'inspect', NET);
+  if (info.code === 0) for (const e of JSON.parse(info.out).endpoints) tsn('disconnect', '-net', NET, e.id);
+  for (const n of readdirSync('/run/netns')) if (n.startsWith('tsn-')) execFileSync('ip', ['netns', 'del', n]);
+}
+
+test.after(async () => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  tsn('network', 'rm', '--force', NET);
+});
+
+// ------------------------------------------------------------------ network create / ls / inspect
+
+test('network create --driver bridge --subnet 192.168.10.1/24 testbridge', () => {
+  const r = tsn('network', 'create', '--driver', 'bridge', '--subnet', '192.168.10.1/24', NET);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /192\.168\.10\.0\/24/);
+  const [br] = ipJson<any[]>(['-d', 'addr', 'show', NET]);
+  assert.is(br.linkinfo.info_kind, 'bridge');
+  assert.ok(br.flags.includes('UP'));
+  assert.equal(br.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['192.168.10.1/24']);
+  assert.ok(saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE')));
+});
+
+test('network ls --json, ls as a table, inspect', () => {
+  const ls = tsn('network', 'ls', '--json');
+  assert.is(ls.code, 0, ls.err);
+  const nets = JSON.parse(ls.out);
+  assert.equal(nets.map((n: any) => [n.name, n.driver, n.subnet, n.gateway, n.bridge]), [[NET, 'bridge', '192.168.10.0/24', '192.168.10.1', NET]]);
+  const table = tsn('network', 'ls');
+  assert.is(table.code, 0);
+  const rows = table.out.trim().split('\n');
+  assert.match(rows[0]!, /^NAME\s+DRIVER\s+SUBNET/);
+  assert.match(rows[1]!, new RegExp(`^${NET}\\s+bridge\\s+192\\.168\\.10\\.0/24\\s+192\\.168\\.10\\.1`));
+  const inspect = tsn('network', 'inspect', NET);
+  assert.is(inspect.code, 0, inspect.err);
+  const info = JSON.parse(inspect.out);
+  assert.is(info.name, NET);
+  assert.is(info.subnet, '192.168.10.0/24');
+  assert.equal(info.endpoints, []);
+});
+
+test('--state-dir selects another state directory', () => {
+  const r = tsn('network', 'ls', '--json', '--state-dir', '/run/tsn-other');
+  assert.is(r.code, 0, r.err);
+  assert.equal(JSON.parse(r.out), []);
+});
+
+// ------------------------------------------------------------------ run
+
+test('run passes the exit code through; the network is ready before CMD; everything is removed after', () => {
+  const script = 'ip -4 -o addr show eth0; ip route show default; ip -o link show lo; exit 7';
+  const r = tsn('run', '-net', NET, '-p', '8080:80', '--', 'sh', '-c', script);
+  assert.is(r.code, 7, r.err);
+  assert.match(r.out, /eth0\s+inet 192\.168\.10\.\d+\/24/, `CMD saw its address:\n${r.out}`);
+  assert.match(r.out, /default via 192\.168\.10\.1 dev eth0/);
+  assert.match(r.out, /lo: <LOOPBACK,UP/);
+  assert.match(r.err, /on testbridge: 192\.168\.10\.\d+\/24 via 192\.168\.10\.1/);
+  assertRunCleanedUp('after exit 7');
+  assert.is(tsn('run', '-net', NET, '--', 'true').code, 0);
+});
+
+test('run -p publishes while CMD runs; SIGTERM stops CMD and cleans up (exit 143)', async () => {
+  const server = "require('net').createServer(c=>c.end('web')).listen(80,()=>console.log('ready'))";
+  const run = tsnBackground('run', '--name', 'web', '-net', NET, '-p', '8080:80', '--', process.execPath, '-e', server);
+  started.push(run.proc);
+  try {
+    await until('the server in the container', () => run.out().includes('ready') || run.proc.exitCode !== null);
+    assert.ok(run.out().includes('ready'), run.err());
+    assert.equal(readdirSync('/run/netns'), ['tsn-web']);
+    const [ep] = JSON.parse(tsn('network', 'inspect', NET).out).endpoints;
+    assert.is(ep.id, 'web');
+    assert.is(await tcpGet('127.0.0.1', 8080), 'web', 'published port reachable from the host');
+    assert.is(await tcpGet(ep.ip, 80), 'web');
+    run.proc.kill('SIGTERM');
+    assert.is(await run.exit, 143, run.err());
+    assertRunCleanedUp('after SIGTERM');
+    const refused = await tcpGet('127.0.0.1', 8080).then((r) => `answered ${r}`, (e: Error) => e.message);
+    assert.match(refused, /ECONNREFUSED/);
+  } finally {
+    cleanLeftovers();
+  }
+});
+
+test('run interrupted with SIGINT cleans up (exit 130)', async () => {
+  const run = tsnBackground('run', '-net', NET, '--', 'sh', '-c', 'echo started; exec sleep 30');
+  started.push(run.proc);
+  try {
+    await until('CMD to start', () => run.out().includes('started') || run.proc.exitCode !== null);
+    run.proc.kill('SIGINT');
+    assert.is(await run.exit, 130, run.err());
+    assertRunCleanedUp('after SIGINT');
+  } finally {
+    cleanLeftovers();
+  }
+});
+
+test('run killed by SIGTERM while still setting up the container cleans up too', async () => {
+  const run = tsnBackground('run', '--name', 'early', '-net', NET, '-p', '8081:80', '--', 'sleep', '30');
+  started.push(run.proc);
+  // Signal as soon as the netns exists: connect (veth, iptables-restore) is still under way.
+  const end = Date.now() + 10_000;
+  while (!existsSync('/run/netns/tsn-early') && run.proc.exitCode === null && Date.now() < end) {
+    /* busy wait: the window is a few milliseconds */
+  }
+  run.proc.kill('SIGTERM');
+  const code = await run.exit;
+  try {
+    assert.is.not(code, 0);
+    const left = {
+      netns: readdirSync('/run/netns'),
+      veths: ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname),
+      endpoints: JSON.parse(tsn('network', 'inspect', NET).out).endpoints.map((e: any) => e.id),
+      dnat: saveText().split('\n').filter((l) => l.includes('-j DNAT')),
+    };
+    assert.equal(left, { netns: [], veths: [], endpoints: [], dnat: [] }, `SIGTERM during setup (exit ${code}) left: ${JSON.stringify(left)}`);
+  } finally {
+    cleanLeftovers();
+  }
+});
+
+test('run of a missing command exits 127 and cleans up', () => {
+  const r = tsn('run', '-net', NET, '--', '/nonexistent/cmd');
+  assert.is(r.code, 127, r.err);
+  assert.match(r.err, /nonexistent/);
+  assertRunCleanedUp('after 127');
+});
+
+test('run refused: bad port spec exits 2, missing network exits 1; no netns is left behind', () => {
+  const bad = tsn('run', '-net', NET, '-p', '0:80', '--', 'true');
+  assert.is(bad.code, 2, bad.err);
+  assert.match(bad.err, /port/);
+  assertRunCleanedUp('after a bad -p');
+  const missing = tsn('run', '-net', 'nosuch', '--', 'true');
+  assert.is(missing.code, 1, missing.err);
+  assert.match(missing.err, /no such network: nosuch/);
+  assert.equal(readdirSync('/run/netns'), []);
+});
+
+// ------------------------------------------------------------------ connect / disconnect by PID
+
+test('connect -net NAME PID, then disconnect by PID (idempotent)', async () => {
+  const sleeper = spawn('unshare', ['--net', '--', 'sleep', '60'], { stdio: 'ignore' });
+  started.push(sleeper);
+  const pid = sleeper.pid!;
+  await until('the sleeper netns', () => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep';
+    } catch {
+      return false;
+    }
+  });
+  const c = tsn('connect', '-net', NET, '-p', '9090:90', String(pid));
+  assert.is(c.code, 0, c.err);
+  const ep = JSON.parse(c.out);
+  const inside = JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', '-4', 'addr', 'show', 'eth0'], { encoding: 'utf8' }));
+  assert.equal(inside[0].addr_info.map((a: any) => a.local), [ep.ip]);
+  assert.ok(saveText().includes(`--to-destination ${ep.ip}:90`));
+  const again = tsn('connect', '-net', NET, String(pid));
+  assert.is(again.code, 1, 'second connect of the same container fails');
+  assert.match(again.err, /already connected/);
+  const rmBusy = tsn('network', 'rm', NET);
+  assert.is(rmBusy.code, 1);
+  assert.match(rmBusy.err, /endpoints attached/);
+  const d = tsn('disconnect', '-net', NET, String(pid));
+  assert.is(d.code, 0, d.err);
+  assert.match(d.out, /disconnected/);
+  const links = JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', 'link', 'show'], { encoding: 'utf8' }));
+  assert.equal(links.map((l: any) => l.ifname), ['lo']);
+  assert.not.ok(saveText().includes(`--to-destination ${ep.ip}:`));
+  const d2 = tsn('disconnect', '-net', NET, String(pid));
+  assert.is(d2.code, 0);
+  assert.match(d2.out, /not connected/);
+  sleeper.kill();
+});
+
+// ------------------------------------------------------------------ errors, repair, rm
+
+test('errors: exit 2 for bad usage or input, 1 for a refused operation, each with a message', () => {
+  const cases: [string[], number, RegExp][] = [
+    [['frobnicate'], 2, /unknown command/],
+    [['network', 'create', NET], 2, /usage: tsnetlink network create/],
+    [['network', 'create', '--subnet', '192.168.11.1/33', 'other'], 2, /subnet/],
+    [['network', 'create', '--driver', 'overlay', '--subnet', '192.168.11.1/24', 'other'], 2, /overlay/],
+    [['network', 'create', '--subnet', '192.168.11.1/24', 'a'.repeat(16)], 2, /name/],
+    [['network', 'create', '--subnet', '192.168.12.1/24', NET], 1, /already exists/],
+    [['network', 'create', '--subnet', '192.168.10.128/25', 'other'], 1, /overlaps/],
+    [['network', 'inspect', 'nosuch'], 1, /no such network/],
+    [['network', 'rm', 'nosuch'], 1, /no such network/],
+    [['connect', '-net', NET, '999999999'], 1, /ENOENT|ESRCH|no such/i],
+  ];
+  for (const [args, code, msg] of cases) {
+    const r = tsn(...args);
+    assert.is(r.code, code, `${args.join(' ')}: exit code (stderr: ${r.err})`);
+    assert.match(r.err, msg, `${args.join(' ')}: message`);
+  }
+  assert.equal(JSON.parse(tsn('network', 'ls', '--json').out).map((n: any) => n.name), [NET], 'nothing was created');
+});
+
+test('network repair puts back wiped rules', () => {
+  execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-POSTROUTING']);
+  assert.not.ok(saveText().includes('-j MASQUERADE'));
+  const r = tsn('network', 'repair');
+  assert.is(r.code, 0, r.err);
+  assert.ok(saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE')));
+});
+
+test('network rm: bridge, rules and state gone', () => {
+  const r = tsn('network', 'rm', NET);
+  assert.is(r.code, 0, r.err);
+  assert.equal(ipJson<any[]>(['link', 'show']).map((l) => l.ifname), ['lo']);
+  assert.not.ok(saveText().includes('TSN-'));
+  assert.equal(JSON.parse(tsn('network', 'ls', '--json').out), []);
+  assert.equal(stateFiles(), []);
+  assert.equal(readdirSync('/run/netns'), []);
+});
+
+test.run();
