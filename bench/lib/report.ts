@@ -1,0 +1,44 @@
+/** Terminal tables and target verdicts. */
+import { fmtMs, round } from './stats.js';
+
+/** Left-aligned first column, right-aligned others. */
+export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: readonly string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export interface Verdict {
+  target: string;
+  /** The figure compared to the limit (ms, a ratio or a share). */
+  measured: number | null;
+  limit: number;
+  kind: 'max' | 'min';
+  unit: 'ms' | 'x' | '%';
+  met: boolean | null;
+  /** How far from the limit: positive = headroom, negative = missed by (relative). */
+  margin: number | null;
+  note?: string;
+}
+
+/** A verdict for `measured` against `limit` (kind 'max': at most; 'min': at least). null = not measurable. */
+export function verdict(target: string, measured: number | null | undefined, limit: number, kind: 'max' | 'min', unit: Verdict['unit'], note?: string): Verdict {
+  if (measured === null || measured === undefined || !Number.isFinite(measured)) {
+    return { target, measured: null, limit, kind, unit, met: null, margin: null, ...(note ? { note } : {}) };
+  }
+  const met = kind === 'max' ? measured <= limit : measured >= limit;
+  const margin = kind === 'max' ? 1 - measured / limit : measured / limit - 1;
+  return { target, measured: round(measured), limit, kind, unit, met, margin: round(margin), ...(note ? { note } : {}) };
+}
+
+function show(v: number, unit: Verdict['unit']): string {
+  return unit === 'ms' ? `${fmtMs(v)} ms` : unit === '%' ? `${(v * 100).toFixed(1)}%` : `${v.toFixed(2)}x`;
+}
+
+export function verdictLine(v: Verdict): string {
+  const op = v.kind === 'max' ? '<=' : '>=';
+  if (v.met === null || v.measured === null) return `  N/A     ${v.target}: not measurable${v.note ? ` (${v.note})` : ''}`;
+  const rel = Math.abs(v.margin ?? 0) * 100;
+  const how = v.met ? `${rel.toFixed(0)}% headroom` : `missed by ${rel.toFixed(0)}%`;
+  return `  ${v.met ? 'MET   ' : 'MISSED'}  ${v.target}: ${show(v.measured, v.unit)} (target ${op} ${show(v.limit, v.unit)}; ${how})${v.note ? ` - ${v.note}` : ''}`;
+}
