@@ -32,7 +32,7 @@ function run(label, cmd, args) {
 
 if (!e2eOnly) {
   console.log('== unit tests');
-  run('unit', process.execPath, [uvu, 'dist/test/unit', filter ?? '.test.js$']);
+  run('unit', process.execPath, [uvu, 'dist/test/unit', filter ? `${filter}[^/]*\\.test\\.js$` : '\\.test\\.js$']);
 }
 
 if (!unitOnly) {

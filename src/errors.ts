@@ -4,6 +4,8 @@ const errnoNames = new Map<number, string>();
 for (const [name, num] of Object.entries(constants.errno)) {
   if (!errnoNames.has(num)) errnoNames.set(num, name);
 }
+// Linux errnos that Node's table lacks but the kernel does send (EXFULL: a bridge has 1023 ports).
+for (const [num, name] of [[54, 'EXFULL'], [95, 'EOPNOTSUPP'], [524, 'ENOTSUPP']] as const) errnoNames.set(num, name);
 
 /** Returns the symbolic name ('EEXIST') of a positive or negative errno value. */
 export function errnoName(errno: number): string {

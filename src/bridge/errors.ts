@@ -7,7 +7,8 @@ export type NetworkErrorCode =
   | 'EBUSY' // endpoints still attached
   | 'EPORTINUSE' // host port already published
   | 'EALREADY' // container already connected to this network
-  | 'ENOENDPOINT'; // no such endpoint
+  | 'ENOENDPOINT' // no such endpoint
+  | 'EBRIDGEFULL'; // a Linux bridge holds at most 1023 ports
 
 /** A refused network operation, with a stable `code` for programs. */
 export class NetworkError extends Error {

@@ -98,6 +98,7 @@ export const IFLA = {
   LINKINFO: 18,
   NET_NS_PID: 19,
   IFALIAS: 20,
+  AF_SPEC: 26,
   GROUP: 27,
   NET_NS_FD: 28,
   EXT_MASK: 29,
@@ -123,6 +124,13 @@ export const IFLA_INFO = {
 } as const;
 
 export const VETH_INFO_PEER = 1;
+
+/** IFLA_INET6_* inside IFLA_AF_SPEC / AF_INET6. */
+export const IFLA_INET6 = { FLAGS: 1, CONF: 2, STATS: 3, MCAST: 4, CACHEINFO: 5, ICMP6STATS: 6, TOKEN: 7, ADDR_GEN_MODE: 8, RA_MTU: 9 } as const;
+
+/** IN6_ADDR_GEN_MODE_*: how the kernel derives an IPv6 link-local address ('none': it does not). */
+export const IN6_ADDR_GEN_MODE = { eui64: 0, none: 1, stable_secret: 2, random: 3 } as const;
+export type AddrGenMode = keyof typeof IN6_ADDR_GEN_MODE;
 
 export const IFLA_BR = {
   FORWARD_DELAY: 1,

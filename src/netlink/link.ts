@@ -2,10 +2,11 @@
  * Link requests (RTM_NEWLINK / RTM_DELLINK / RTM_GETLINK) and the decoded Link view. Pure:
  * builders return a Request for a socket to send, one at a time or pipelined.
  */
-import { AF, IFF, NLM_F, OPERSTATES, RTM, type OperState } from './constants.js';
+import { AF, IFF, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
 import { linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
+import { ValidationError } from '../errors.js';
 
 /** A link as the kernel reports it. */
 export interface Link {
@@ -30,6 +31,8 @@ export interface Link {
   peerIndex?: number;
   /** netnsid (as seen from this netns) of the namespace the peer lives in, if not this one. */
   linkNetnsid?: number;
+  /** IPv6 link-local address generation ('none' when disabled). */
+  addrGenMode?: AddrGenMode;
   /** Header and every attribute as decoded, unknown ones included. */
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
 }
@@ -59,6 +62,8 @@ export function decodeLink(m: RawMessage): Link {
   if (attrs.link !== undefined && attrs.link !== header.index) link.peerIndex = attrs.link;
   else if (info?.kind === 'veth' && attrs.linkNetnsid !== undefined) link.peerIndex = header.index;
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
+  const gen = attrs.afSpec?.inet6?.addrGenMode;
+  if (gen !== undefined) link.addrGenMode = (Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).find((k) => IN6_ADDR_GEN_MODE[k] === gen) ?? 'eui64';
   return link;
 }
 
@@ -186,6 +191,16 @@ export function setNameRequest(index: number, name: string): Request {
 export function setHairpinRequest(ref: LinkRef, on: boolean): Request {
   const info: LinkInfo = { slaveKind: 'bridge', slaveData: { hairpin: on ? 1 : 0 } };
   return change(ref, { linkinfo: info });
+}
+
+/**
+ * ip link set LINK addrgenmode none|eui64|stable_secret|random. The kernel refuses this in the
+ * creating RTM_NEWLINK (EAFNOSUPPORT), so it is a change of its own, sent before the link goes up.
+ */
+export function setAddrGenModeRequest(ref: LinkRef, mode: AddrGenMode): Request {
+  const v = IN6_ADDR_GEN_MODE[mode];
+  if (v === undefined) throw new ValidationError('addrgenmode', `${JSON.stringify(mode)} is not one of ${Object.keys(IN6_ADDR_GEN_MODE).join(', ')}`);
+  return change(ref, { afSpec: { inet6: { addrGenMode: v } } });
 }
 
 /** ip link del LINK */

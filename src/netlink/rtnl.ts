@@ -4,7 +4,7 @@
  * (pitfall 7: ifindex is per netns).
  */
 import { ValidationError } from '../errors.js';
-import { NLM_F, RTM, RT_TABLE } from './constants.js';
+import { NLM_F, RTM, RT_TABLE, type AddrGenMode } from './constants.js';
 import type { Request } from './message.js';
 import { NetlinkSocket, type BatchResult, type DumpOptions, type SocketOptions } from './socket.js';
 import * as L from './link.js';
@@ -123,6 +123,11 @@ export class Rtnl {
   /** Sets the bridge-port hairpin flag. `ip link set LINK type bridge_slave hairpin on|off` */
   linkSetHairpin(ref: L.LinkRef, on: boolean): void {
     this.socket.request(L.setHairpinRequest(ref, on), ctx(ref));
+  }
+
+  /** Sets how IPv6 link-local addresses are made ('none': no link-local). `ip link set LINK addrgenmode MODE` */
+  linkSetAddrGenMode(ref: L.LinkRef, mode: AddrGenMode): void {
+    this.socket.request(L.setAddrGenModeRequest(ref, mode), ctx(ref));
   }
 
   /** Deletes a link (a veth takes its peer along). `ip link del LINK` */

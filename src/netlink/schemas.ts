@@ -27,7 +27,7 @@ import {
   type RawAttr,
   type Schema,
 } from './attr.js';
-import { IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INFO, RTA, VETH_INFO_PEER } from './constants.js';
+import { AF, IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INET6, IFLA_INFO, RTA, VETH_INFO_PEER } from './constants.js';
 import { struct, type MessageDef } from './message.js';
 import { CodecError } from '../errors.js';
 
@@ -133,6 +133,16 @@ const linkInfoCodec: Codec<LinkInfo> = {
   },
 };
 
+export const inet6LinkAttrs = {
+  flags: attr(IFLA_INET6.FLAGS, u32),
+  addrGenMode: attr(IFLA_INET6.ADDR_GEN_MODE, u8),
+} as const satisfies Schema;
+
+/** IFLA_AF_SPEC: per address family link settings (only IPv6's are modelled; the rest is kept raw). */
+export const afSpecAttrs = {
+  inet6: attr(AF.INET6, nested(inet6LinkAttrs)),
+} as const satisfies Schema;
+
 export const linkAttrs = {
   address: attr(IFLA.ADDRESS, mac),
   broadcast: attr(IFLA.BROADCAST, mac),
@@ -157,6 +167,7 @@ export const linkAttrs = {
   minMtu: attr(IFLA.MIN_MTU, u32),
   maxMtu: attr(IFLA.MAX_MTU, u32),
   permAddress: attr(IFLA.PERM_ADDRESS, mac),
+  afSpec: attr(IFLA.AF_SPEC, nested(afSpecAttrs)),
   // iproute2 adds the name after the other attributes it parsed, then the kind: keep that order.
   ifname: attr(IFLA.IFNAME, strz),
   extMask: attr(IFLA.EXT_MASK, u32),

@@ -31,6 +31,8 @@ export interface SocketOptions {
 }
 
 const MIN_RECV_BUF = 32 * 1024;
+/** Requests per sendto in a batch. */
+const MAX_BATCH = 32;
 
 /** A real NETLINK_ROUTE socket in the calling thread's current network namespace. */
 export class KernelTransport implements Transport {
@@ -188,11 +190,19 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends several requests in one sendto and reads every ack (pipelining). Each request gets
+   * Sends several requests in one sendto (32 at most per sendto) and reads every ack (pipelining). Each request gets
    * NLM_F_ACK; results come back in request order, each with its own error, so one failure
    * maps to the request that caused it. The kernel keeps going after a failed request.
    */
   batch(reqs: readonly Request[], context?: string): BatchResult[] {
+    const out: BatchResult[] = [];
+    // Chunks keep the replies of one sendto well inside the receive buffer: 200 link lookups
+    // at once overflow the default SO_RCVBUF and the kernel drops them (ENOBUFS).
+    for (let i = 0; i < reqs.length; i += MAX_BATCH) out.push(...this.batchChunk(reqs.slice(i, i + MAX_BATCH), context));
+    return out;
+  }
+
+  private batchChunk(reqs: readonly Request[], context?: string): BatchResult[] {
     if (reqs.length === 0) return [];
     const first = this.nextSeq(reqs.length);
     const withAck = reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK }));
