@@ -118,7 +118,7 @@ export async function connectMany(
   ctx: EndpointContext,
   net: NetworkRecord,
   items: readonly { container: ContainerRef; opts?: ConnectOptions }[],
-  timings?: (t: readonly { step: string; ms: number }[]) => void,
+  timings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void,
 ): Promise<EndpointRecord[]> {
   const specs = validate(net, items);
   const steps = new Steps(items.length === 1 ? `connect ${specs[0]!.id} to ${net.name}` : `connect ${items.length} containers to ${net.name}`);
@@ -252,7 +252,7 @@ function createVeths(ctx: EndpointContext, net: NetworkRecord, plans: Plan[]): v
         const got = res[2 * i + 1]!;
         if (!made.error) {
           p.hostIfname = names[i]!;
-          const link = L.decodeLink(got.replies[0]!);
+          const link = L.peekLinkIndexes(got.replies[0]!);
           p.hostIndex = link.index;
           if (link.peerIndex === undefined) failure ??= new NetworkError('ENOENDPOINT', `kernel did not report the peer of ${p.hostIfname}`);
           else p.peerIndex = link.peerIndex;

@@ -55,7 +55,7 @@ export class Networks {
   private hostRtnl: Rtnl | undefined;
   private readonly bridgeIndex = new Map<string, number>();
   /** Per-step milliseconds of the last connect(), for diagnostics and the bench. */
-  lastConnectTimings: readonly { step: string; ms: number }[] = [];
+  lastConnectTimings: readonly { step: string; ms: number; kernelMs?: number }[] = [];
 
   constructor(opts: NetworksOptions = {}) {
     this.store = new Store({ ...(opts.stateDir !== undefined ? { root: opts.stateDir } : {}), ...(opts.lockTimeoutMs !== undefined ? { lockTimeoutMs: opts.lockTimeoutMs } : {}) });

@@ -1,21 +1,24 @@
 /** A tiny transaction: named steps with undo actions, rolled back in reverse on the first failure. */
 import { StepError } from './errors.js';
+import { kernelClock } from '../netlink/libc.js';
 
 /** Records what was done so a failure half-way undoes it all. */
 export class Steps {
   private readonly undo: { step: string; fn: () => unknown }[] = [];
   private current = 'start';
   /** Milliseconds per completed step, for diagnostics and the bench's breakdown. */
-  readonly timings: { step: string; ms: number }[] = [];
+  readonly timings: { step: string; ms: number; kernelMs?: number }[] = [];
 
   constructor(private readonly operation: string) {}
 
   /** Runs a synchronous step; `rollback` is registered only once the step succeeded. */
   run<T>(step: string, fn: () => T, rollback?: (value: T) => unknown): T {
     this.current = step;
+    const k0 = kernelClock.ns;
     const t0 = performance.now();
     const v = fn();
-    this.timings.push({ step, ms: performance.now() - t0 });
+    const ms = performance.now() - t0;
+    this.timings.push(kernelClock.enabled ? { step, ms, kernelMs: Number(kernelClock.ns - k0) / 1e6 } : { step, ms });
     if (rollback) this.undo.push({ step, fn: () => rollback(v) });
     return v;
   }

@@ -177,13 +177,24 @@ export function lazy<T>(make: () => Codec<T>): Codec<T> {
   };
 }
 
+const entriesCache = new WeakMap<Schema, readonly (readonly [string, AttrDef<unknown>])[]>();
+/** A schema's [key, def] pairs in declaration (wire) order, computed once per schema. */
+function entriesOf(schema: Schema): readonly (readonly [string, AttrDef<unknown>])[] {
+  let e = entriesCache.get(schema);
+  if (!e) {
+    e = Object.entries(schema) as [string, AttrDef<unknown>][];
+    entriesCache.set(schema, e);
+  }
+  return e;
+}
+
 /** Total bytes of the attributes in `values`, each padded to 4 bytes. */
 export function attrsSize<S extends Schema>(schema: S, values: Attrs<S>): number {
   let n = 0;
-  for (const key in schema) {
+  for (const [key, def] of entriesOf(schema)) {
     const v = (values as Record<string, unknown>)[key];
     if (v === undefined) continue;
-    n += NLA_HDRLEN + align4((schema[key] as AttrDef<unknown>).codec.size(v));
+    n += NLA_HDRLEN + align4(def.codec.size(v));
   }
   if (values.unknown) for (const u of values.unknown) n += NLA_HDRLEN + align4(u.data.length);
   return n;
@@ -194,10 +205,9 @@ export function attrsSize<S extends Schema>(schema: S, values: Attrs<S>): number
  * Padding bytes are left as the zeros the buffer was allocated with.
  */
 export function writeAttrs<S extends Schema>(schema: S, values: Attrs<S>, buf: Buffer, off: number): number {
-  for (const key in schema) {
+  for (const [key, def] of entriesOf(schema)) {
     const v = (values as Record<string, unknown>)[key];
     if (v === undefined) continue;
-    const def = schema[key] as AttrDef<unknown>;
     const len = def.codec.size(v);
     buf.writeUInt16LE(NLA_HDRLEN + len, off);
     buf.writeUInt16LE(def.type | (def.nestedFlag ? NLA_F_NESTED : 0), off + 2);

@@ -2,11 +2,12 @@
  * Link requests (RTM_NEWLINK / RTM_DELLINK / RTM_GETLINK) and the decoded Link view. Pure:
  * builders return a Request for a socket to send, one at a time or pipelined.
  */
-import { AF, IFF, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
+import { AF, IFF, IFLA, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
-import { linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
+import { rawAttrs, NLA_TYPE_MASK } from './attr.js';
+import { ifinfomsg, linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
-import { ValidationError } from '../errors.js';
+import { CodecError, ValidationError } from '../errors.js';
 
 /** A link as the kernel reports it. */
 export interface Link {
@@ -65,6 +66,24 @@ export function decodeLink(m: RawMessage): Link {
   const gen = attrs.afSpec?.inet6?.addrGenMode;
   if (gen !== undefined) link.addrGenMode = (Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).find((k) => IN6_ADDR_GEN_MODE[k] === gen) ?? 'eui64';
   return link;
+}
+
+/**
+ * Reads only the ifindex and the veth peer's ifindex from an RTM_NEWLINK message: a fraction
+ * of decodeLink's cost on connect's hot path, same answer (see decodeLink for the rules).
+ */
+export function peekLinkIndexes(m: RawMessage): { index: number; peerIndex?: number } {
+  if (m.payload.length < ifinfomsg.size) throw new CodecError('RTM_NEWLINK shorter than ifinfomsg');
+  const index = m.payload.readInt32LE(4);
+  let link: number | undefined;
+  let netnsid = false;
+  for (const a of rawAttrs(m.payload, ifinfomsg.size, m.payload.length)) {
+    const type = a.type & NLA_TYPE_MASK;
+    if (type === IFLA.LINK && a.data.length >= 4) link = a.data.readUInt32LE(0);
+    else if (type === IFLA.LINK_NETNSID) netnsid = true;
+  }
+  if (link !== undefined && link !== index) return { index, peerIndex: link };
+  return netnsid ? { index, peerIndex: index } : { index };
 }
 
 /** A link named by ifindex or by name (names resolve in the socket's own netns). */

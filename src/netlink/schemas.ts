@@ -110,13 +110,22 @@ function dataCodec(table: Record<string, Schema>, kind: string | undefined): Cod
   return s ? nested(s) : bytes;
 }
 
+const linkInfoSchemas = new Map<string, Schema>();
+/** The IFLA_LINKINFO schema for a kind pair, built once (the codec caches work per schema object). */
 function linkInfoSchema(info: { kind?: string | undefined; slaveKind?: string | undefined }): Schema {
-  return {
-    kind: attr(IFLA_INFO.KIND, str),
-    data: attr(IFLA_INFO.DATA, dataCodec(kindData, info.kind)),
-    slaveKind: attr(IFLA_INFO.SLAVE_KIND, str),
-    slaveData: attr(IFLA_INFO.SLAVE_DATA, dataCodec(slaveKindData, info.slaveKind)),
-  };
+  const key = `${info.kind ?? ''}/${info.slaveKind ?? ''}`;
+  let s = linkInfoSchemas.get(key);
+  if (!s) {
+    s = {
+      kind: attr(IFLA_INFO.KIND, str),
+      data: attr(IFLA_INFO.DATA, dataCodec(kindData, info.kind)),
+      slaveKind: attr(IFLA_INFO.SLAVE_KIND, str),
+      slaveData: attr(IFLA_INFO.SLAVE_DATA, dataCodec(slaveKindData, info.slaveKind)),
+    };
+    // Kinds come from the kernel too; bound the cache so odd input cannot grow it forever.
+    if (linkInfoSchemas.size < 256) linkInfoSchemas.set(key, s);
+  }
+  return s;
 }
 
 const linkInfoCodec: Codec<LinkInfo> = {

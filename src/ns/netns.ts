@@ -94,7 +94,8 @@ export function currentNetns(): NetnsHandle {
  */
 export function withNetns<T>(ns: NetnsHandle, fn: () => T): T {
   if (ns.closed) throw new ValidationError('netns', `handle for ${ns.path} is closed`);
-  const orig = currentNetns();
+  // Only an fd is needed to come back: thread-self is a netns by construction, so no checks.
+  const orig = openSync('/proc/thread-self/ns/net', fsc.O_RDONLY);
   let result: T;
   try {
     libc.setns(ns.fd, libc.CLONE_NEWNET);
@@ -102,10 +103,10 @@ export function withNetns<T>(ns: NetnsHandle, fn: () => T): T {
       result = fn();
     } finally {
       // If this fails the thread is stranded in the wrong netns: nothing safe is left to do.
-      libc.setns(orig.fd, libc.CLONE_NEWNET);
+      libc.setns(orig, libc.CLONE_NEWNET);
     }
   } finally {
-    orig.close();
+    closeSync(orig);
   }
   if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
     throw new ValidationError('withNetns', 'the callback returned a promise; only synchronous work may run inside a namespace switch');

@@ -94,6 +94,8 @@ test('link dump reply: lo, bridge, veth enslaved with its peer in another netns'
   assert.is(veth.master, 2);
   assert.is(veth.peerIndex, 2);
   assert.is(veth.linkNetnsid, 0);
+  assert.equal(L.peekLinkIndexes(msgs[2]!), { index: 3, peerIndex: 2 }, 'the fast path agrees');
+  assert.equal(L.peekLinkIndexes(msgs[0]!), { index: 1 });
   assert.is(veth.slaveKind, 'bridge');
   assert.is(veth.hairpin, false);
   assert.ok(veth.up);
