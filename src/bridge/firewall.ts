@@ -26,7 +26,7 @@ export function networkSpec(n: NetworkRecord): NetworkRuleSpec {
 }
 
 /** The rule view of an endpoint record. */
-export function endpointSpec(n: NetworkRecord, e: EndpointRecord): EndpointRuleSpec {
+export function endpointSpec(n: NetworkRecord, e: RuleEndpoint): EndpointRuleSpec {
   return { id: e.id, network: networkSpec(n), ip: e.ip, mappings: e.mappings };
 }
 
@@ -40,6 +40,8 @@ export async function applyNetworks(networks: readonly NetworkRecord[], opts: Ip
 }
 
 type RuleState = () => { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] };
+/** What the rules need of an endpoint; available right after IP allocation, before the veth exists. */
+export type RuleEndpoint = Pick<EndpointRecord, 'id' | 'ip' | 'mappings'>;
 
 /** Applies an incremental change; if the live ruleset drifted (a jump or chain is missing), rebuilds everything from state. */
 async function restoreOrRebuild(text: string, all: RuleState, opts: IptablesOptions): Promise<void> {
@@ -53,8 +55,14 @@ async function restoreOrRebuild(text: string, all: RuleState, opts: IptablesOpti
 }
 
 /** Adds endpoints' DNAT chains and jumps in one run; falls back to a full rebuild if the ruleset drifted. */
-export async function addEndpointRules(net: NetworkRecord, eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
-  await restoreOrRebuild(eps.map((e) => endpointAddText(endpointSpec(net, e))).join(''), all, opts);
+export async function addEndpointRules(net: NetworkRecord, eps: readonly RuleEndpoint[], all: RuleState, opts: IptablesOptions): Promise<void> {
+  // These endpoints may not be saved yet (rules go in while the veths are made), so a rebuild adds them.
+  const withNew: RuleState = () => {
+    const s = all();
+    const known = new Set(s.endpoints.map((e) => e.id));
+    return { ...s, endpoints: [...s.endpoints, ...eps.filter((e) => !known.has(e.id)).map((e) => endpointSpec(net, e))] };
+  };
+  await restoreOrRebuild(eps.map((e) => endpointAddText(endpointSpec(net, e))).join(''), withNew, opts);
   // Old UDP flows to the host port would keep going to their previous destination (pitfall 20).
   for (const m of eps.flatMap((e) => e.mappings).filter((x) => x.protocol === 'udp')) {
     await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {});
@@ -62,7 +70,7 @@ export async function addEndpointRules(net: NetworkRecord, eps: readonly Endpoin
 }
 
 /** Removes endpoints' DNAT chains and jumps in one run; a drifted ruleset is rebuilt from state instead. */
-export async function removeEndpointRules(eps: readonly EndpointRecord[], all: RuleState, opts: IptablesOptions): Promise<void> {
+export async function removeEndpointRules(eps: readonly RuleEndpoint[], all: RuleState, opts: IptablesOptions): Promise<void> {
   await restoreOrRebuild(eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join(''), all, opts);
 }
 
