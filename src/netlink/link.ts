@@ -228,6 +228,19 @@ export function deleteRequest(ref: LinkRef): Request {
   return request(linkMessage, RTM.DELLINK, 0, t.header, t.attrs);
 }
 
+/** ip link set LINK group N */
+export function setGroupRequest(ref: LinkRef, group: number): Request {
+  return change(ref, { group: validateU32(group, 'group') });
+}
+
+/**
+ * ip link del group N: every link of the group in one unregister, so they share one RCU
+ * grace period (~15-20 ms) instead of paying one each.
+ */
+export function deleteGroupRequest(group: number): Request {
+  return request(linkMessage, RTM.DELLINK, 0, { index: 0 }, { group: validateU32(group, 'group', 1) });
+}
+
 /** RTEXT_FILTER_* bits for IFLA_EXT_MASK. */
 export const RTEXT_FILTER = { VF: 1, BRVLAN: 2, BRVLAN_COMPRESSED: 4, SKIP_STATS: 8 } as const;
 

@@ -130,6 +130,16 @@ export class Rtnl {
     this.socket.request(L.setAddrGenModeRequest(ref, mode), ctx(ref));
   }
 
+  /** Puts a link in a device group. `ip link set LINK group N` */
+  linkSetGroup(ref: L.LinkRef, group: number): void {
+    this.socket.request(L.setGroupRequest(ref, group), ctx(ref));
+  }
+
+  /** Deletes every link of a device group at once (one RCU grace period). `ip link del group N` */
+  linkDelGroup(group: number): void {
+    this.socket.request(L.deleteGroupRequest(group), `group ${group}`);
+  }
+
   /** Deletes a link (a veth takes its peer along). `ip link del LINK` */
   linkDel(ref: L.LinkRef): void {
     this.socket.request(L.deleteRequest(ref), ctx(ref));

@@ -290,6 +290,19 @@ test('pipelined batch maps each failure to its own request', () => {
   rt.linkDel('tbr3');
 });
 
+test('device group: links put in a group are deleted together, others stay', () => {
+  rt.linkAddVeth('ga0', { name: 'gb0' });
+  rt.linkAddVeth('ga1', { name: 'gb1' });
+  rt.linkAddVeth('keep0', { name: 'keep1' });
+  rt.linkSetGroup('ga0', 0x40000123);
+  rt.linkSetGroup('ga1', 0x40000123);
+  assert.is(ipJson(['-d', 'link', 'show', 'ga0'])[0].group, String(0x40000123));
+  rt.linkDelGroup(0x40000123);
+  const left = ipJson(['link', 'show']).map((l: any) => l.ifname).sort();
+  assert.equal(left, ['keep0', 'keep1', 'lo'], 'veth peers went with their group members');
+  rt.linkDel('keep0');
+});
+
 test('multipart dump of 300 links in a netns (buffer sizing, NLMSG_DONE across datagrams)', () => {
   withContainer('big', (ns, c) => {
     const reqs = [];
