@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { rmdirSync } from 'node:fs';
 import type { Rtnl } from '../netlink/rtnl.js';
 import * as L from '../netlink/link.js';
 import * as A from '../netlink/addr.js';
@@ -12,10 +13,10 @@ import * as R from '../netlink/route.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
 import { NetnsHandle, openNetns, openSocketIn, type NetnsSpec } from '../ns/netns.js';
 import { mappingsOverlap, type EndpointRuleSpec, type IptablesOptions, type PortMapping } from '../iptables/index.js';
-import { Store, assertSafeName, createExclusive, removeFile, listNames, withLockSync } from './store.js';
+import { Store, assertSafeName, createExclusive, ensureDir, removeFile, listNames, withLockSync } from './store.js';
 import { Ipam, IpamError } from './ipam.js';
 import { ValidationError } from '../errors.js';
-import { normalizeMappings, portKey, formatMapping } from './ports.js';
+import { normalizeMappings, formatMapping } from './ports.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
 import { addEndpointRules, removeEndpointRules } from './firewall.js';
@@ -194,44 +195,49 @@ function checkContainers(ctx: EndpointContext, net: NetworkRecord, plans: Plan[]
   }
 }
 
-function portsDir(store: Store): string {
-  return join(store.root, 'ports');
+/** ROOT/ports/<proto>-<port>/<host IP>: one small directory per port, so a check reads only that port's holders. */
+function portDir(store: Store, m: PortMapping): string {
+  return join(store.root, 'ports', `${m.protocol}-${m.hostPort}`);
+}
+
+function portFile(store: Store, m: PortMapping): string {
+  return join(portDir(store, m), m.hostIp ?? '0.0.0.0');
 }
 
 /** Reserves host ports across all networks under one lock; a clash is EPORTINUSE naming the holder. */
 function reservePorts(store: Store, plans: readonly Plan[]): void {
   if (plans.every((p) => p.mappings.length === 0)) return;
   store.init();
-  const dir = portsDir(store);
   withLockSync(join(store.root, 'ports.lock'), () => {
-    const taken = listNames(dir);
-    for (const p of plans) {
-      for (const m of p.mappings) {
-        // A wildcard mapping clashes with any IP on that port, a specific one with the wildcard or itself.
-        const clash = taken.find((k) => {
-          const [proto, ip, port] = k.split('-');
-          return proto === m.protocol && Number(port) === m.hostPort && (ip === '0.0.0.0' || m.hostIp === undefined || ip === m.hostIp);
-        });
-        if (clash) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published (${clash})`);
-      }
-    }
     const made: string[] = [];
     try {
       for (const p of plans) {
         for (const m of p.mappings) {
-          if (!createExclusive(join(dir, portKey(m)), p.id, store.writeOptions)) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published`);
-          made.push(portKey(m));
+          // A wildcard mapping clashes with any IP on that port, a specific one with the wildcard or itself.
+          const holders = listNames(portDir(store, m));
+          const clash = holders.find((ip) => ip === '0.0.0.0' || m.hostIp === undefined || ip === m.hostIp);
+          if (clash) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published (on ${clash})`);
+          ensureDir(portDir(store, m));
+          if (!createExclusive(portFile(store, m), p.id, store.writeOptions)) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published`);
+          made.push(portFile(store, m));
         }
       }
     } catch (e) {
-      for (const k of made) removeFile(join(dir, k));
+      for (const f of made) removeFile(f);
       throw e;
     }
   }, { timeoutMs: store.lockTimeoutMs });
 }
 
 function releasePorts(store: Store, mappings: readonly PortMapping[]): void {
-  for (const m of mappings) removeFile(join(portsDir(store), portKey(m)));
+  for (const m of mappings) {
+    removeFile(portFile(store, m));
+    try {
+      rmdirSync(portDir(store, m));
+    } catch {
+      /* another IP still holds this port */
+    }
+  }
 }
 
 /**

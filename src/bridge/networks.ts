@@ -112,7 +112,7 @@ export class Networks {
       const clash = others.find((n) => overlaps(n.subnet, sub.subnet));
       if (clash) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${clash.name} (${clash.subnet})`);
       this.checkHostOverlap(sub.subnet);
-      if (this.host.linkList().some((l) => l.name === name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
+      if (this.host.linkList({}, { retries: 3 }).some((l) => l.name === name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
       const rec: NetworkRecord = { name, driver: 'bridge', bridge: name, subnet: sub.subnet, gateway: sub.gateway, prefix: sub.prefix, createdAt: new Date().toISOString(), ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) };
       const steps = new Steps(`network create ${name}`);
       try {
@@ -139,12 +139,12 @@ export class Networks {
   }
 
   private checkHostOverlap(subnet: string): void {
-    for (const r of this.host.routeList({ family: 4 })) {
+    for (const r of this.host.routeList({ family: 4 }, { retries: 3 })) {
       if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst, subnet)) {
         throw new NetworkError('EOVERLAP', `subnet ${subnet} overlaps the host route ${r.dst}`);
       }
     }
-    for (const a of this.host.addrList({ family: 4 })) {
+    for (const a of this.host.addrList({ family: 4 }, { retries: 3 })) {
       if (!a.address.startsWith('127.') && overlaps(`${a.address}/32`, subnet)) {
         throw new NetworkError('EOVERLAP', `subnet ${subnet} contains the host address ${a.address}`);
       }

@@ -50,8 +50,3 @@ export function normalizeMappings(input: readonly (string | PortMapping)[] | und
 export function formatMapping(m: PortMapping): string {
   return `${m.hostIp ? `${m.hostIp}:` : ''}${m.hostPort}:${m.containerPort}/${m.protocol}`;
 }
-
-/** File-name key of a host port reservation: one per protocol/IP/port. */
-export function portKey(m: PortMapping): string {
-  return `${m.protocol}-${m.hostIp ?? '0.0.0.0'}-${m.hostPort}`;
-}

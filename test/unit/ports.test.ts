@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ValidationError } from '../../src/errors.js';
-import { formatMapping, normalizeMappings, parsePortMapping, portKey, type PortMapping } from '../../src/bridge/ports.js';
+import { formatMapping, normalizeMappings, parsePortMapping, type PortMapping } from '../../src/bridge/ports.js';
 
 function refused(fn: () => unknown, what: string): ValidationError {
   let err: unknown;
@@ -98,12 +98,9 @@ test('normalizeMappings: objects are validated like strings (no injection throug
   for (const m of bad) refused(() => normalizeMappings([m as PortMapping]), JSON.stringify(m));
 });
 
-test('formatMapping round-trips and portKey is one key per protocol/IP/port', () => {
+test('formatMapping round-trips', () => {
   for (const spec of ['8080:80/tcp', '53:53/udp', '127.0.0.1:8080:80/tcp']) assert.is(formatMapping(parsePortMapping(spec)), spec);
   assert.is(formatMapping(parsePortMapping('8080:80')), '8080:80/tcp');
-  assert.is(portKey(parsePortMapping('8080:80')), 'tcp-0.0.0.0-8080');
-  assert.is(portKey(parsePortMapping('127.0.0.1:8080:81/udp')), 'udp-127.0.0.1-8080');
-  assert.is.not(portKey(parsePortMapping('53:53')), portKey(parsePortMapping('53:53/udp')));
 });
 
 test.run();
