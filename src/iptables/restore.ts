@@ -2,9 +2,9 @@
  * Runs the iptables tools: one iptables-restore per change (field notes, pitfall 16), reads with
  * iptables-save, and flushes UDP conntrack entries. Every run has a deadline.
  */
-import { spawn } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 import { ValidationError } from '../errors.js';
+import { runTool } from './run.js';
 import { IptablesError, parseFailedLine } from './errors.js';
 import { checkIPv4, checkPort } from './validate.js';
 
@@ -125,30 +125,13 @@ function commandLine(bin: string, args: readonly string[]): string {
   return [bin, ...args].join(' ');
 }
 
-function run(bin: string, args: readonly string[], input: string | undefined, timeoutMs = 30_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    // EPIPE when the tool exits before reading all input; its exit status tells the story.
-    child.stdin.on('error', () => {});
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new IptablesError(commandLine(bin, args), null, '', `cannot run: ${e.message}`, { cause: e }));
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString('utf8');
-      if (timedOut) reject(new IptablesError(commandLine(bin, args), null, stderr, `timed out after ${timeoutMs} ms`));
-      else resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
+async function run(bin: string, args: readonly string[], input: string | undefined, timeoutMs = 30_000): Promise<RunResult> {
+  let r;
+  try {
+    r = await runTool(bin, args, input ?? '', timeoutMs, { ...process.env, LC_ALL: 'C' });
+  } catch (e) {
+    throw new IptablesError(commandLine(bin, args), null, '', `cannot run: ${(e as Error).message}`, { cause: e });
+  }
+  if (r.timedOut) throw new IptablesError(commandLine(bin, args), null, r.stderr, `timed out after ${timeoutMs} ms`);
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }

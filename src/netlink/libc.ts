@@ -28,6 +28,20 @@ const c = {
   flock: lib.func('int flock(int fd, int op)'),
   gettid: lib.func('int gettid()'),
   ioctl: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
+  pipe2: lib.func('int pipe2(void *fds, int flags)'),
+  waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
+  kill: lib.func('int kill(int pid, int sig)'),
+  faInit: lib.func('int posix_spawn_file_actions_init(void *fa)'),
+  faDup2: lib.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
+  faDestroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
+  attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
+  attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+  attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, const void *set)'),
+  attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
+  attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
+  sigemptyset: lib.func('int sigemptyset(void *set)'),
+  sigfillset: lib.func('int sigfillset(void *set)'),
+  posixSpawnp: lib.func('int posix_spawnp(void *pid, const char *file, const void *fa, const void *attr, const char **argv, const char **envp)'),
 };
 
 export const AF_NETLINK = 16;
@@ -225,6 +239,80 @@ export function flock(fd: number, op: number): boolean {
     if ((op & LOCK_NB) !== 0 && e === EAGAIN) return false;
     if (e !== EINTR) fail('flock');
   }
+}
+
+const O_CLOEXEC = 0o2000000;
+const WNOHANG = 1;
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+
+/** A child started by spawnPiped: its pid and our ends of its stdin, stdout and stderr pipes. */
+export interface PipedChild {
+  pid: number;
+  stdin: number;
+  stdout: number;
+  stderr: number;
+}
+
+function pipe(): [number, number] {
+  const fds = Buffer.alloc(8);
+  if ((c.pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}
+
+/**
+ * posix_spawnp(3) with stdin/stdout/stderr on pipes. glibc spawns with CLONE_VFORK, so this
+ * costs a fraction of child_process.spawn's fork of the whole Node process (~0.3 ms against
+ * ~2 ms here). Every other fd stays behind: Node and this module open all fds close-on-exec.
+ * Signals are reset to defaults and unblocked in the child.
+ */
+export function spawnPiped(file: string, argv: readonly string[], env: readonly string[]): PipedChild {
+  const made: number[] = [];
+  const fa = Buffer.alloc(256); // posix_spawn_file_actions_t is 80 bytes on glibc x86_64/arm64
+  const attr = Buffer.alloc(512); // posix_spawnattr_t is 336 bytes
+  const sigs = Buffer.alloc(128);
+  try {
+    const [inR, inW] = pipe();
+    const [outR, outW] = pipe();
+    const [errR, errW] = pipe();
+    made.push(inR, inW, outR, outW, errR, errW);
+    c.faInit(fa);
+    c.faDup2(fa, inR, 0);
+    c.faDup2(fa, outW, 1);
+    c.faDup2(fa, errW, 2);
+    c.attrInit(attr);
+    c.sigemptyset(sigs);
+    c.attrSetSigMask(attr, sigs);
+    c.sigfillset(sigs);
+    c.attrSetSigDefault(attr, sigs);
+    c.attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    const pid = Buffer.alloc(4);
+    const rc = c.posixSpawnp(pid, file, fa, attr, [...argv, null], [...env, null]) as number;
+    c.faDestroy(fa);
+    c.attrDestroy(attr);
+    if (rc !== 0) throw new SysError('posix_spawnp', rc, file);
+    for (const fd of [inR, outW, errW]) c.close(fd);
+    return { pid: pid.readInt32LE(0), stdin: inW, stdout: outR, stderr: errR };
+  } catch (e) {
+    for (const fd of made) c.close(fd);
+    throw e;
+  }
+}
+
+/** waitpid(2) without blocking: the exit status word, or undefined while the child runs. */
+export function waitpidNoHang(pid: number): number | undefined {
+  const st = Buffer.alloc(4);
+  for (;;) {
+    const r = c.waitpid(pid, st, WNOHANG) as number;
+    if (r === pid) return st.readInt32LE(0);
+    if (r === 0) return undefined;
+    if (koffi.errno() !== EINTR) fail('waitpid');
+  }
+}
+
+/** kill(2); ESRCH (already gone) is not an error. */
+export function killPid(pid: number, sig: number): void {
+  if ((c.kill(pid, sig) as number) < 0 && koffi.errno() !== 3) fail('kill');
 }
 
 /** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
