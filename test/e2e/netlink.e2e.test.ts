@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   Rtnl,
   createNamedNetns,
@@ -304,7 +304,7 @@ test('device group: links put in a group are deleted together, others stay', () 
 });
 
 test('multipart dump of 300 links in a netns (buffer sizing, NLMSG_DONE across datagrams)', () => {
-  withContainer('big', (ns, c) => {
+  withContainer('big', (_ns, c) => {
     const reqs = [];
     for (let i = 0; i < 150; i++) reqs.push(linkRequests.addVethRequest(`a${i}`, { name: `b${i}` }));
     c.batchOrThrow(reqs);
