@@ -141,7 +141,12 @@ export async function connectMany(
     steps.run('check container', () => checkContainers(ctx, net, plans), () => plans.forEach((p) => removeFile(p.marker)));
     steps.run('reserve ports', () => reservePorts(ctx.store, plans), () => plans.forEach((p) => releasePorts(ctx.store, p.mappings)));
     const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
-    steps.run('allocate IP', () => plans.forEach((p) => (p.ip = ipam.allocate(p.id))), () => plans.forEach((p) => ipam.release(p.id)));
+    // One lock hold for the whole group (Ipam re-enters it) instead of one per container.
+    steps.run(
+      'allocate IP',
+      () => ctx.store.withNetworkLockSync(net.name, () => plans.forEach((p) => (p.ip = ipam.allocate(p.id)))),
+      () => plans.forEach((p) => ipam.release(p.id)),
+    );
     // The iptables-restore run needs only ids, IPs and mappings: start it now so the process
     // works while the kernel makes the veths, and wait for it at the end (connect -p costs
     // about the slower of the two, not their sum).
