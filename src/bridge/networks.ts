@@ -112,7 +112,7 @@ export class Networks {
       const clash = others.find((n) => overlaps(n.subnet, sub.subnet));
       if (clash) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${clash.name} (${clash.subnet})`);
       this.checkHostOverlap(sub.subnet);
-      if (this.host.linkList({}, { retries: 3 }).some((l) => l.name === name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
+      if (this.linkExists(name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
       const rec: NetworkRecord = { name, driver: 'bridge', bridge: name, subnet: sub.subnet, gateway: sub.gateway, prefix: sub.prefix, createdAt: new Date().toISOString(), ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) };
       const steps = new Steps(`network create ${name}`);
       try {
@@ -136,6 +136,16 @@ export class Networks {
       }
       return rec;
     });
+  }
+
+  private linkExists(name: string): boolean {
+    try {
+      this.host.linkGet(name);
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENODEV') return false;
+      throw e;
+    }
   }
 
   private checkHostOverlap(subnet: string): void {
