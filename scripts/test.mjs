@@ -14,8 +14,8 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 
-function run(label, cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+function run(label, cmd, args, env = process.env) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
   process.stdout.write(r.stdout ?? '');
   process.stderr.write(r.stderr ?? '');
   const total = Number(/Total:\s+(\d+)/.exec(r.stdout ?? '')?.[1] ?? 0);
@@ -48,9 +48,16 @@ if (!unitOnly) {
       skipped += files.length;
     }
   } else {
+    const e2e = (f, env) => run(f, process.execPath, ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`], env);
     for (const f of files) {
       console.log(`== e2e ${f} (own sandbox)`);
-      run(f, process.execPath, ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`]);
+      e2e(f, process.env);
+    }
+    // The seed scenario once more on the legacy iptables backend (the default is nft).
+    const legacy = 'bridge.e2e.test.js';
+    if (files.includes(legacy) && spawnSync('sh', ['-c', 'command -v iptables-legacy-restore']).status === 0) {
+      console.log(`== e2e ${legacy} with iptables-legacy (own sandbox)`);
+      e2e(legacy, { ...process.env, TSNETLINK_IPTABLES_RESTORE: 'iptables-legacy-restore' });
     }
   }
 }
