@@ -249,6 +249,23 @@ export class Networks {
     return disconnectMany(this.ctx, this.requireNetwork(network), endpointIds);
   }
 
+  /**
+   * Disconnects endpoints whose container is gone: when a container's netns dies the kernel
+   * deletes its veth pair, so a record whose host-side veth no longer exists is stale. Frees
+   * their IPs, ports and rules; returns the ids. `tsnetlink network prune [NAME]`
+   */
+  async prune(network?: string): Promise<string[]> {
+    const nets = network === undefined ? this.list() : [this.requireNetwork(network)];
+    const pruned: string[] = [];
+    for (const net of nets) {
+      const stale = this.store.listEndpoints<EndpointRecord>(net.name).filter((e) => !this.linkExists(e.hostIfname));
+      if (stale.length === 0) continue;
+      await disconnectMany(this.ctx, net, stale.map((e) => e.id));
+      pruned.push(...stale.map((e) => e.id));
+    }
+    return pruned;
+  }
+
   /** Finds the endpoint of a container (by netns) on a network. */
   endpointOf(network: string, container: ContainerRef): EndpointRecord | undefined {
     const net = this.requireNetwork(network);

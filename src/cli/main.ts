@@ -15,6 +15,7 @@ Usage:
   tsnetlink network inspect NAME [--json]
   tsnetlink network rm [--force] NAME
   tsnetlink network repair                 re-apply iptables rules and sysctls from state
+  tsnetlink network prune [NAME]           free endpoints whose container is gone
   tsnetlink run [-it] -net NAME [-p [IP:]HOST:CONTAINER[/udp]]... [--ifname eth0] -- CMD [ARGS...]
   tsnetlink connect -net NAME [-p ...]... PID      prints the endpoint as JSON
   tsnetlink disconnect -net NAME PID|ENDPOINT_ID
@@ -80,6 +81,11 @@ async function network(argv: string[]): Promise<number> {
         await nets.repair();
         out('rules re-applied');
         return 0;
+      case 'prune': {
+        const ids = await nets.prune(p.positionals[0]);
+        out(has(p, 'json') ? JSON.stringify(ids) : ids.length ? `pruned ${ids.join(' ')}` : 'nothing to prune');
+        return 0;
+      }
       default:
         throw new Usage('network', `unknown subcommand ${JSON.stringify(sub ?? '')}; see tsnetlink --help`);
     }

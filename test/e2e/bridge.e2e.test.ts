@@ -408,6 +408,26 @@ test('disconnect works after the container netns was deleted first', async () =>
 
 // ------------------------------------------------------------------ network rm
 
+test('prune frees the endpoint of a container that died without a disconnect', async () => {
+  const gone = await container('c6', ['8086:80']);
+  const chains = dnatChainsOf(gone);
+  assert.ok(chains.length > 0);
+  const ipsBefore = Object.keys(ipamFiles());
+  assert.ok(ipsBefore.includes(gone.ip));
+  dropContainer('c6'); // the netns dies, and its veth pair with it; the record stays behind
+  // The kernel tears a dead netns down in a workqueue: wait for the veth to go.
+  for (let i = 0; i < 200 && hostLinks().includes(gone.hostIfname); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.not.ok(hostLinks().includes(gone.hostIfname), 'veth destroyed with its netns');
+  assert.ok(nets.inspect(NET).endpoints.some((e) => e.id === 'c6'), 'stale record before prune');
+  assert.equal(await nets.prune(NET), ['c6']);
+  assert.not.ok(Object.keys(ipamFiles()).includes(gone.ip), 'IP released');
+  assert.not.ok(nets.inspect(NET).endpoints.some((e) => e.id === 'c6'), 'record gone');
+  const text = saveText();
+  assert.equal(rulesOf(gone, text), []);
+  for (const c of chains) assert.not.ok(text.includes(`:${c} `));
+  assert.equal(await nets.prune(NET), [], 'live endpoints are left alone');
+});
+
 test('network rm --force: bridge and veths gone, iptables-save exactly as before create, state empty', async () => {
   const e2 = ep('c2');
   await nets.remove(NET, { force: true });
