@@ -1,6 +1,6 @@
 /** Shared test helpers: independent oracles (iproute2, /proc) and leak checks. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 /** Runs `ip -j ARGS` (in netns NAME when given) and parses its JSON: iproute2 as an independent oracle. */
 export function ipJson<T = any>(args: string[], netns?: string): T {
@@ -144,4 +144,22 @@ export function stop(p: ChildProcess): Promise<void> {
     p.once('close', () => resolve());
     p.kill();
   });
+}
+
+/**
+ * Exits unless this process runs in a fresh sandbox netns made by scripts/sandbox.mjs (root,
+ * marked, only lo): end-to-end files change links and iptables and must never touch a real host.
+ */
+export function requireSandbox(file: string): void {
+  let problem: string | undefined;
+  if (process.getuid?.() !== 0) problem = 'needs root';
+  else if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') problem = 'not started by scripts/sandbox.mjs';
+  else {
+    const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
+    if (!ifs.every((n) => n === 'lo')) problem = `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
+  }
+  if (problem) {
+    console.error(`${file}.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e ${file})`);
+    process.exit(1);
+  }
 }

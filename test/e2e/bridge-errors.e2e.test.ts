@@ -11,19 +11,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Networks, createNamedNetns, deleteNamedNetns, type NetnsHandle } from '../../src/index.js';
-import { ipJson, leakGuard } from '../helpers.js';
+import { ipJson, leakGuard, requireSandbox } from '../helpers.js';
 
-function sandboxProblem(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root';
-  if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') return 'not started by scripts/sandbox.mjs';
-  const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
-  return ifs.every((n) => n === 'lo') ? undefined : `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
-}
-const problem = sandboxProblem();
-if (problem) {
-  console.error(`bridge-errors.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e bridge-errors)`);
-  process.exit(1);
-}
+requireSandbox('bridge-errors');
 
 const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 const SAVE = RESTORE.replace(/-restore$/, '-save');

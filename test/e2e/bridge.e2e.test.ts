@@ -15,22 +15,11 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Networks, createNamedNetns, deleteNamedNetns, type EndpointRecord, type NetnsHandle } from '../../src/index.js';
 import { makeUpstream, serve, fetchFrom, stop, type Upstream } from '../../demo/scenario.js';
-import { ipJson, leakGuard, tcpGet } from '../helpers.js';
+import { ipJson, leakGuard, tcpGet, requireSandbox } from '../helpers.js';
 
 // ------------------------------------------------------------------ sandbox and oracles
 
-/** Refuses to run anywhere but a fresh sandbox netns: root, marked by scripts/sandbox.mjs, only lo. */
-function sandboxProblem(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root';
-  if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') return 'not started by scripts/sandbox.mjs';
-  const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
-  return ifs.every((n) => n === 'lo') ? undefined : `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
-}
-const problem = sandboxProblem();
-if (problem) {
-  console.error(`bridge.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e bridge)`);
-  process.exit(1);
-}
+requireSandbox('bridge');
 
 const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 const SAVE = RESTORE.replace(/-restore$/, '-save');

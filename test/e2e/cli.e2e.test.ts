@@ -9,19 +9,9 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ipJson, tcpGet } from '../helpers.js';
+import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
 
-function sandboxProblem(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root';
-  if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') return 'not started by scripts/sandbox.mjs';
-  const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
-  return ifs.every((n) => n === 'lo') ? undefined : `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
-}
-const problem = sandboxProblem();
-if (problem) {
-  console.error(`cli.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e cli)`);
-  process.exit(1);
-}
+requireSandbox('cli');
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const SAVE = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save');
