@@ -48,6 +48,8 @@ export interface EndpointContext {
   store: Store;
   host: Rtnl;
   iptables: IptablesOptions;
+  /** A new socket in the host netns, for asynchronous requests that must not share one. */
+  openHostSocket(): Rtnl;
   bridgeIndexOf(net: NetworkRecord, refresh?: boolean): number;
   allRuleState(): { networks: NetworkRecord[]; endpoints: EndpointRuleSpec[] };
 }
@@ -341,6 +343,28 @@ export function deleteLinks(host: Rtnl, names: readonly (string | undefined)[]):
   for (const r of host.batch(todo.map((n) => L.deleteRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
 }
 
+/**
+ * Deletes links off the JS thread: each deletion waits for an RCU grace period inside the
+ * kernel (~15-20 ms), which would otherwise freeze the event loop. Several go as one device
+ * group, as in deleteLinks. Uses a socket of its own, so other work can go on meanwhile.
+ */
+export async function deleteLinksAsync(ctx: EndpointContext, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  const sock = ctx.openHostSocket();
+  try {
+    let reqs = names.map((n) => L.deleteRequest(n));
+    if (names.length >= 2) {
+      const group = 0x40000000 + (randomBytes(4).readUInt32LE() % 0x40000000);
+      const res = sock.batch(names.map((n) => L.setGroupRequest(n, group)));
+      for (const r of res) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+      reqs = res.some((r) => !r.error) ? [L.deleteGroupRequest(group)] : [];
+    }
+    for (const r of await sock.batchAsync(reqs)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+  } finally {
+    sock.close();
+  }
+}
+
 /** Container side in one pipelined batch: lo up, [addrgenmode none], IFNAME up, address, default route via the gateway. */
 function configureContainer(p: Plan, cidr: string, gateway: string): void {
   const idx = p.peerIndex!;
@@ -367,7 +391,7 @@ export async function disconnectMany(ctx: EndpointContext, net: NetworkRecord, i
   ids.forEach((id) => assertSafeName('endpoint', id));
   const eps = ids.map((id) => ctx.store.getEndpoint<EndpointRecord>(net.name, id)).filter((e): e is EndpointRecord => e !== undefined);
   if (eps.length === 0) return 0;
-  deleteLinks(ctx.host, eps.map((e) => e.hostIfname));
+  await deleteLinksAsync(ctx, eps.map((e) => e.hostIfname));
   const published = eps.filter((e) => e.mappings.length > 0);
   if (published.length > 0) await removeEndpointRules(published, ctx.allRuleState, ctx.iptables);
   const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);

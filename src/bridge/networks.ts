@@ -9,14 +9,14 @@
 import { ValidationError } from '../errors.js';
 import { Rtnl } from '../netlink/rtnl.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
-import { NetnsHandle } from '../ns/netns.js';
+import { NetnsHandle, currentNetns, openSocketIn } from '../ns/netns.js';
 import { restoreBinary, type IptablesOptions } from '../iptables/index.js';
 import { Store, assertSafeName } from './store.js';
 import { parseSubnet, overlaps } from './cidr.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
 import { applyNetworks, endpointSpec, rebuild, setSysctl } from './firewall.js';
-import { connectMany, disconnectMany, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
+import { connectMany, deleteLinksAsync, disconnectMany, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef };
@@ -53,6 +53,7 @@ export class Networks {
   readonly store: Store;
   private readonly iptables: IptablesOptions;
   private hostRtnl: Rtnl | undefined;
+  private hostNs: NetnsHandle | undefined;
   private readonly bridgeIndex = new Map<string, number>();
   /** Per-step milliseconds of the last connect(), for diagnostics and the bench. */
   lastConnectTimings: readonly { step: string; ms: number; kernelMs?: number }[] = [];
@@ -66,7 +67,11 @@ export class Networks {
 
   /** The host-side socket, opened once in the netns the process is in. */
   get host(): Rtnl {
-    this.hostRtnl ??= Rtnl.open();
+    if (!this.hostRtnl) {
+      // Kept so later sockets (for asynchronous requests) open in this same netns.
+      this.hostNs = currentNetns();
+      this.hostRtnl = new Rtnl(openSocketIn(this.hostNs));
+    }
     return this.hostRtnl;
   }
 
@@ -74,6 +79,8 @@ export class Networks {
   close(): void {
     this.hostRtnl?.close();
     this.hostRtnl = undefined;
+    this.hostNs?.close();
+    this.hostNs = undefined;
   }
 
   // ------------------------------------------------------------ networks
@@ -167,12 +174,8 @@ export class Networks {
     await this.store.withGlobalLock(async () => {
       const ids = this.store.listEndpointIds(name);
       if (ids.length > 0 && !opts.force) throw new NetworkError('EBUSY', `network ${name} has ${ids.length} endpoints attached; disconnect them or use --force`);
-      for (const id of ids) await this.disconnect(name, id);
-      try {
-        this.host.linkDel(net.bridge);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'ENODEV') throw e;
-      }
+      await this.disconnectMany(name, ids);
+      await deleteLinksAsync(this.ctx, [net.bridge]);
       this.bridgeIndex.delete(name);
       await applyNetworks(this.list().filter((n) => n.name !== name), this.iptables);
       this.store.removeNetwork(name);
@@ -215,6 +218,7 @@ export class Networks {
       store: this.store,
       host: this.host,
       iptables: this.iptables,
+      openHostSocket: () => new Rtnl(openSocketIn(this.hostNs!)),
       bridgeIndexOf: (net, refresh) => this.bridgeIndexOf(net, refresh),
       allRuleState: () => this.allRuleState(),
     };

@@ -155,6 +155,26 @@ export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
 }
 
 /**
+ * sendto(2) on a libuv worker thread, for requests the kernel takes long to process inside
+ * sendmsg (RTM_DELLINK waits for an RCU grace period, ~15-20 ms): the JS thread keeps running.
+ * errno is thread-local and not carried back, so a failure is retried synchronously to get it
+ * (a failed sendto sent nothing, so nothing is sent twice).
+ */
+export function sendtoAsync(fd: number, buf: Buffer, addr: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    c.sendto.async(fd, buf, buf.length, 0, addr, addr.length, (err: unknown, n: unknown) => {
+      if (err) return reject(err);
+      if (Number(n) >= 0) return resolve(Number(n));
+      try {
+        resolve(sendto(fd, buf, addr));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
+/**
  * recv(2) without blocking: returns the datagram length (the full length with MSG_TRUNC,
  * even when `buf` is smaller), or -1 when nothing is queued. Other errors throw.
  */

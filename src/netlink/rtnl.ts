@@ -39,6 +39,11 @@ export class Rtnl {
     return this.socket.batch(reqs);
   }
 
+  /** Like batch(), with the kernel's work on a worker thread (see NetlinkSocket.batchAsync). `ip -batch` */
+  batchAsync(reqs: readonly Request[]): Promise<BatchResult[]> {
+    return this.socket.batchAsync(reqs);
+  }
+
   /** Like batch(), but throws the first failure (annotated with its position). */
   batchOrThrow(reqs: readonly Request[]): BatchResult[] {
     const res = this.socket.batch(reqs);

@@ -17,6 +17,8 @@ export interface Transport {
   /** Our netlink port id (nl_pid), as assigned by the kernel. */
   readonly portId: number;
   send(buf: Buffer): void;
+  /** Like send, off the JS thread (optional: transports without it are used synchronously). */
+  sendAsync?(buf: Buffer): Promise<void>;
   /** One datagram, or null when none arrived before the deadline (ms since epoch, performance clock). */
   receive(timeoutMs: number): Buffer | null;
   close(): void;
@@ -74,6 +76,10 @@ export class KernelTransport implements Transport {
 
   send(buf: Buffer): void {
     libc.sendto(this.fd, buf, KernelTransport.kernelAddr);
+  }
+
+  async sendAsync(buf: Buffer): Promise<void> {
+    await libc.sendtoAsync(this.fd, buf, KernelTransport.kernelAddr);
   }
 
   receive(timeoutMs: number): Buffer | null {
@@ -202,11 +208,43 @@ export class NetlinkSocket {
     return out;
   }
 
+  /**
+   * Like batch(), but the kernel's work happens on a worker thread, so slow requests (link
+   * deletion waits for RCU) do not block the event loop. The kernel handles rtnetlink requests
+   * inside sendmsg, so once the send completes every ack is queued and is read at once. Nothing
+   * else may use this socket until the promise settles: give it a socket of its own.
+   */
+  async batchAsync(reqs: readonly Request[], context?: string): Promise<BatchResult[]> {
+    const out: BatchResult[] = [];
+    for (let i = 0; i < reqs.length; i += MAX_BATCH) {
+      const chunk = reqs.slice(i, i + MAX_BATCH);
+      if (chunk.length === 0) continue;
+      const first = this.nextSeq(chunk.length);
+      const buf = this.encodeChunk(chunk, first);
+      if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+      else this.transport.send(buf);
+      out.push(...this.collect(chunk, first, context));
+    }
+    return out;
+  }
+
+  private encodeChunk(reqs: readonly Request[], first: number): Buffer {
+    return encodeBatch(
+      reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK })),
+      first,
+      this.transport.portId,
+    );
+  }
+
   private batchChunk(reqs: readonly Request[], context?: string): BatchResult[] {
     if (reqs.length === 0) return [];
     const first = this.nextSeq(reqs.length);
-    const withAck = reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK }));
-    this.transport.send(encodeBatch(withAck, first, this.transport.portId));
+    this.transport.send(this.encodeChunk(reqs, first));
+    return this.collect(reqs, first, context);
+  }
+
+  /** Reads the acks (and echo replies) of requests sent with sequence numbers first, first + 1, ... */
+  private collect(reqs: readonly Request[], first: number, context?: string): BatchResult[] {
     const results: BatchResult[] = reqs.map(() => ({ replies: [] }));
     let pending = reqs.length;
     const op = messageTypeName(reqs[0]!.type);
