@@ -6,7 +6,7 @@
  * synchronous socket is what lets a namespace switch stay inside one critical section.
  * Every wait still has a deadline, so a lost reply is a TimeoutError, never a hang.
  */
-import { CodecError, DumpInterruptedError, NetlinkError, SysError, TimeoutError } from '../errors.js';
+import { CodecError, DumpInterruptedError, NetlinkError, SysError, TimeoutError, ValidationError } from '../errors.js';
 import * as libc from './libc.js';
 import { NETLINK_OPT, NETLINK_ROUTE, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
 import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
@@ -19,7 +19,7 @@ export interface Transport {
   send(buf: Buffer): void;
   /** Like send, off the JS thread (optional: transports without it are used synchronously). */
   sendAsync?(buf: Buffer): Promise<void>;
-  /** One datagram, or null when none arrived before the deadline (ms since epoch, performance clock). */
+  /** One datagram, or null when none arrived within `timeoutMs`. */
   receive(timeoutMs: number): Buffer | null;
   close(): void;
 }
@@ -160,6 +160,8 @@ export class NetlinkSocket {
   private seq: number;
   readonly timeoutMs: number;
   private closed = false;
+  /** An async batch owns the socket until it settles: another request would read its acks. */
+  private asyncInFlight = false;
 
   /** Opens a socket in the calling thread's current netns (see ns/ for other namespaces). */
   static open(opts: SocketOptions = {}): NetlinkSocket {
@@ -201,6 +203,7 @@ export class NetlinkSocket {
    * maps to the request that caused it. The kernel keeps going after a failed request.
    */
   batch(reqs: readonly Request[], context?: string): BatchResult[] {
+    this.assertIdle();
     const out: BatchResult[] = [];
     // Chunks keep the replies of one sendto well inside the receive buffer: 200 link lookups
     // at once overflow the default SO_RCVBUF and the kernel drops them (ENOBUFS).
@@ -215,17 +218,27 @@ export class NetlinkSocket {
    * else may use this socket until the promise settles: give it a socket of its own.
    */
   async batchAsync(reqs: readonly Request[], context?: string): Promise<BatchResult[]> {
-    const out: BatchResult[] = [];
-    for (let i = 0; i < reqs.length; i += MAX_BATCH) {
-      const chunk = reqs.slice(i, i + MAX_BATCH);
-      if (chunk.length === 0) continue;
-      const first = this.nextSeq(chunk.length);
-      const buf = this.encodeChunk(chunk, first);
-      if (this.transport.sendAsync) await this.transport.sendAsync(buf);
-      else this.transport.send(buf);
-      out.push(...this.collect(chunk, first, context));
+    this.assertIdle();
+    this.asyncInFlight = true;
+    try {
+      const out: BatchResult[] = [];
+      for (let i = 0; i < reqs.length; i += MAX_BATCH) {
+        const chunk = reqs.slice(i, i + MAX_BATCH);
+        if (chunk.length === 0) continue;
+        const first = this.nextSeq(chunk.length);
+        const buf = this.encodeChunk(chunk, first);
+        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+        else this.transport.send(buf);
+        out.push(...this.collect(chunk, first, context));
+      }
+      return out;
+    } finally {
+      this.asyncInFlight = false;
     }
-    return out;
+  }
+
+  private assertIdle(): void {
+    if (this.asyncInFlight) throw new ValidationError('socket', 'an asynchronous batch is in flight on this socket; give concurrent work a socket of its own');
   }
 
   private encodeChunk(reqs: readonly Request[], first: number): Buffer {
@@ -278,6 +291,7 @@ export class NetlinkSocket {
    * DumpInterruptedError carrying the partial result: never silently discarded (pitfall 1).
    */
   dump<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): T[] {
+    this.assertIdle();
     const op = messageTypeName(req.type);
     for (let attempt = 0; ; attempt++) {
       const seq = this.nextSeq(1);

@@ -8,7 +8,7 @@ import { NetlinkSocket, type Transport } from '../../src/netlink/socket.js';
 import { splitMessages, type RawMessage } from '../../src/netlink/message.js';
 import { NLM_F, NLMSG, RTM } from '../../src/netlink/constants.js';
 import * as L from '../../src/netlink/link.js';
-import { DumpInterruptedError, NetlinkError, TimeoutError, CodecError } from '../../src/errors.js';
+import { DumpInterruptedError, NetlinkError, TimeoutError, CodecError, ValidationError } from '../../src/errors.js';
 import { catchError } from '../helpers.js';
 
 const PORT = 4242;
@@ -48,6 +48,7 @@ class FakeKernel implements Transport {
   queue: Buffer[] = [];
   sent: RawMessage[] = [];
   closed = false;
+  sendAsync?: (buf: Buffer) => Promise<void>;
   constructor(private readonly answer: (req: RawMessage, k: FakeKernel) => Buffer[]) {}
   send(buf: Buffer): void {
     for (const m of splitMessages(buf)) {
@@ -157,6 +158,25 @@ test('dump: an error in NLMSG_DONE is thrown', () => {
   const k = new FakeKernel((req) => [msg(NLMSG.DONE, NLM_F.MULTI, req.seq, done)]);
   const e = catchError(() => new NetlinkSocket(k).dump(L.dumpRequest(), L.decodeLink));
   assert.is(e.errno, -95, 'EOPNOTSUPP');
+});
+
+test('batchAsync: acks read after the send completes; the socket refuses other work meanwhile', async () => {
+  const k = new FakeKernel((req) => [ack(req, req.type === RTM.DELLINK ? -19 : 0)]);
+  let release!: () => void;
+  k.sendAsync = (buf) => new Promise<void>((resolve) => {
+    release = () => {
+      k.send(buf);
+      resolve();
+    };
+  });
+  const s = new NetlinkSocket(k);
+  const p = s.batchAsync([L.setUpRequest('a'), L.deleteRequest('b')]);
+  assert.instance(catchError(() => s.batch([L.setUpRequest('c')])), ValidationError);
+  release();
+  const res = await p;
+  assert.is(res[0]!.error, undefined);
+  assert.is(res[1]!.error?.code, 'ENODEV');
+  s.batch([L.setUpRequest('c')]);
 });
 
 test('a kernel that never answers gives TimeoutError, not a hang', () => {
