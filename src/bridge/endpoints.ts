@@ -19,7 +19,7 @@ import { ValidationError } from '../errors.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
-import { addEndpointRules, removeEndpointRules } from './firewall.js';
+import { addEndpointRules, removeEndpointRules, undoFailedAdd } from './firewall.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
 /** A container: its pid, a netns path or name, or an open handle (not closed by us). */
@@ -155,8 +155,10 @@ export async function connectMany(
     const published = plans.filter((p) => p.mappings.length > 0).map((p) => ({ id: p.id, ip: p.ip!, mappings: p.mappings }));
     const rules = published.length > 0 ? settle(addEndpointRules(net, published, ctx.allRuleState, ctx.iptables)) : undefined;
     if (rules) {
+      // Undone whether it succeeded or not: on nft a failed run may have committed some tables.
       steps.run('start port mappings', () => rules, async () => {
         if ((await rules) === null) await removeEndpointRules(published, ctx.allRuleState, ctx.iptables);
+        else await undoFailedAdd(published, ctx.allRuleState, ctx.iptables);
       });
     }
     steps.run('create veth', () => createVeths(ctx, net, plans), () => deleteLinks(ctx.host, plans.map((p) => p.hostIfname)));

@@ -14,6 +14,7 @@ import {
   restore,
   save,
   IptablesError,
+  dnatChainName,
   type EndpointRuleSpec,
   type IptablesOptions,
   type NetworkRuleSpec,
@@ -64,14 +65,37 @@ export async function addEndpointRules(net: NetworkRecord, eps: readonly RuleEnd
   };
   await restoreOrRebuild(eps.map((e) => endpointAddText(endpointSpec(net, e))).join(''), withNew, opts);
   // Old UDP flows to the host port would keep going to their previous destination (pitfall 20).
+  // The rules are in place either way, so a failed flush is a warning, not a failed connect.
   for (const m of eps.flatMap((e) => e.mappings).filter((x) => x.protocol === 'udp')) {
-    await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {});
+    await conntrackFlushUdp(m.hostPort, m.hostIp ? { hostIp: m.hostIp } : {}).catch((e: Error) => {
+      process.emitWarning(`tsnetlink: conntrack flush for ${m.hostPort}/udp failed: ${e.message}`, 'TsnetlinkWarning');
+    });
   }
 }
 
 /** Removes endpoints' DNAT chains and jumps in one run; a drifted ruleset is rebuilt from state instead. */
 export async function removeEndpointRules(eps: readonly RuleEndpoint[], all: RuleState, opts: IptablesOptions): Promise<void> {
-  await restoreOrRebuild(eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join(''), all, opts);
+  // Their records may still exist (they go last), so a rebuild must leave these endpoints out.
+  const gone = new Set(eps.map((e) => e.id));
+  const without: RuleState = () => {
+    const s = all();
+    return { ...s, endpoints: s.endpoints.filter((e) => !gone.has(e.id)) };
+  };
+  await restoreOrRebuild(eps.map((e) => endpointRemoveText({ id: e.id, mappings: e.mappings })).join(''), without, opts);
+}
+
+/**
+ * Undoes an add that failed: removes what a partly committed run may have left. When the
+ * removal fails too, iptables-save decides: if none of these endpoints' chains exist, the
+ * failed add left nothing behind and there is nothing to report.
+ */
+export async function undoFailedAdd(eps: readonly RuleEndpoint[], all: RuleState, opts: IptablesOptions): Promise<void> {
+  try {
+    await removeEndpointRules(eps, all, opts);
+  } catch (e) {
+    const saved = await save(undefined, opts);
+    if (eps.some((ep) => saved.includes(dnatChainName(ep.id)))) throw e;
+  }
 }
 
 /** Rewrites every owned chain from state (`tsnetlink network repair`). */

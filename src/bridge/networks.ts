@@ -111,6 +111,8 @@ export class Networks {
     if ((opts.driver ?? 'bridge') !== 'bridge') throw new ValidationError('driver', `${JSON.stringify(opts.driver)} is not supported; only "bridge"`);
     const name = validateIfname(opts.name, 'network name');
     assertSafeName('network', name);
+    // networks/<name>.json holds a record: a network called "a.json" would collide with "a"'s.
+    if (name.endsWith('.json')) throw new ValidationError('network name', `${JSON.stringify(name)} must not end in .json`);
     const sub = parseSubnet(opts.subnet);
     if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
     return this.store.withGlobalLock(async () => {
@@ -136,7 +138,9 @@ export class Networks {
           setSysctl(`conf/${name}/route_localnet`, '1');
         });
         steps.run('save state', () => this.store.putNetwork(name, rec), () => this.store.removeNetwork(name));
-        await steps.runAsync('iptables', () => applyNetworks([...others, rec], this.iptables), () => applyNetworks(others, this.iptables));
+        // Registered before it runs: on nft a failed run may have committed some tables already.
+        steps.undoFirst('iptables', () => applyNetworks(others, this.iptables));
+        await steps.runAsync('iptables', () => applyNetworks([...others, rec], this.iptables));
       } catch (e) {
         this.bridgeIndex.delete(name);
         await steps.fail(e);

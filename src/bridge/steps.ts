@@ -23,6 +23,11 @@ export class Steps {
     return v;
   }
 
+  /** Registers an undo before its step runs, for steps that may fail after a partial effect. */
+  undoFirst(step: string, fn: () => unknown): void {
+    this.undo.push({ step, fn });
+  }
+
   /** Runs an asynchronous step (iptables). */
   async runAsync<T>(step: string, fn: () => Promise<T>, rollback?: (value: T) => unknown): Promise<T> {
     this.current = step;

@@ -104,7 +104,15 @@ async function connectCmd(argv: string[], disconnect: boolean): Promise<number> 
   const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
   try {
     if (disconnect) {
-      const ep = /^\d+$/.test(target) ? nets.endpointOf(net, Number(target)) : undefined;
+      // An all-digit target is tried as a PID first, then as an endpoint id (ids can be digits too).
+      let ep: { id: string } | undefined;
+      if (/^\d+$/.test(target)) {
+        try {
+          ep = nets.endpointOf(net, Number(target));
+        } catch {
+          ep = undefined; // no such process
+        }
+      }
       const removed = await nets.disconnect(net, ep?.id ?? target);
       out(removed ? 'disconnected' : 'not connected (nothing to do)');
       return 0;

@@ -3,7 +3,6 @@
  * libc.spawnPiped) instead of child_process.spawn: the iptables tools are on connect's path,
  * and forking the Node process cost more than the tool's own work.
  */
-import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { killPid, spawnPiped, waitpidNoHang } from '../netlink/libc.js';
 
@@ -25,16 +24,12 @@ function collect(fd: number): Promise<string> {
   });
 }
 
+/** Writes `text` to the child's stdin without blocking the event loop (a stuck tool must not freeze it). */
 function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text);
-  try {
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
-  } catch (e) {
-    // EPIPE: the tool exited before reading everything; its exit status tells why.
-    if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
-  } finally {
-    closeSync(fd);
-  }
+  const s = new Socket({ fd, readable: false, writable: true });
+  // EPIPE: the tool exited before reading everything; its exit status tells why.
+  s.on('error', () => s.destroy());
+  s.end(text);
 }
 
 /** Runs `file` (searched in PATH) with `args`, feeding `input`; kills it after `timeoutMs`. */

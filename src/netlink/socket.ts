@@ -177,9 +177,16 @@ export class NetlinkSocket {
     this.seq = (Math.random() * 0x7fffffff) >>> 0;
   }
 
-  /** Closes the socket; idempotent. */
+  private closeWhenIdle = false;
+
+  /** Closes the socket; idempotent. With an async batch in flight, closes once it settles. */
   close(): void {
     if (this.closed) return;
+    if (this.asyncInFlight) {
+      // A worker thread may still be sending on the fd: closing now could hit a reused fd.
+      this.closeWhenIdle = true;
+      return;
+    }
     this.closed = true;
     this.transport.close();
   }
@@ -234,6 +241,7 @@ export class NetlinkSocket {
       return out;
     } finally {
       this.asyncInFlight = false;
+      if (this.closeWhenIdle) this.close();
     }
   }
 
@@ -299,29 +307,50 @@ export class NetlinkSocket {
       const out: T[] = [];
       let interrupted = false;
       let done = false;
-      while (!done) {
-        for (const m of this.receiveOrThrow(op)) {
-          if (m.seq !== seq || m.pid !== this.transport.portId) continue;
-          if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
-          if (m.type === NLMSG.DONE) {
-            // A dump that failed part-way reports the error in NLMSG_DONE's payload.
-            const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
-            if (code < 0) throw new NetlinkError(op, code);
-            done = true;
-            break;
+      try {
+        while (!done) {
+          for (const m of this.receiveOrThrow(op)) {
+            if (m.seq !== seq || m.pid !== this.transport.portId) continue;
+            if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
+            if (m.type === NLMSG.DONE) {
+              done = true;
+              // A dump that failed part-way reports the error in NLMSG_DONE's payload.
+              const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+              if (code < 0) throw new NetlinkError(op, code);
+              break;
+            }
+            if (m.type === NLMSG.ERROR) {
+              done = true;
+              const err = parseError(m);
+              if (err) throw err;
+              break;
+            }
+            const v = decode(m);
+            if (v !== undefined) out.push(v);
           }
-          if (m.type === NLMSG.ERROR) {
-            const err = parseError(m);
-            if (err) throw err;
-            done = true;
-            break;
-          }
-          const v = decode(m);
-          if (v !== undefined) out.push(v);
         }
+      } catch (e) {
+        // The kernel keeps dumping until NLMSG_DONE and refuses another dump meanwhile (EBUSY):
+        // read the rest so the socket stays usable.
+        if (!done) this.drainDump(seq);
+        throw e;
       }
       if (!interrupted) return out;
       if (attempt >= (opts.retries ?? 0)) throw new DumpInterruptedError<T>(op, out);
     }
   }
+
+  /** Reads and drops the rest of an abandoned dump; a socket that cannot be drained is closed. */
+  private drainDump(seq: number): void {
+    try {
+      for (;;) {
+        const dgram = this.transport.receive(this.timeoutMs);
+        if (dgram === null) throw new TimeoutError('drain', this.timeoutMs);
+        for (const m of splitMessages(dgram)) if (m.seq === seq && (m.type === NLMSG.DONE || m.type === NLMSG.ERROR)) return;
+      }
+    } catch {
+      this.close();
+    }
+  }
+
 }

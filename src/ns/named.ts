@@ -37,9 +37,10 @@ export function createNamedNetns(name: string): NetnsHandle {
     throw new SysError('open', -(err.errno ?? 17), `network namespace ${name}`);
   }
   closeSync(fd);
-  const orig = currentNetns();
+  let orig: NetnsHandle | undefined;
   let mounted = false;
   try {
+    orig = currentNetns();
     libc.unshare(libc.CLONE_NEWNET);
     try {
       libc.mount('/proc/thread-self/ns/net', path, 'none', libc.MS_BIND);
@@ -57,7 +58,7 @@ export function createNamedNetns(name: string): NetnsHandle {
     }
     throw e;
   } finally {
-    orig.close();
+    orig?.close();
   }
 }
 
