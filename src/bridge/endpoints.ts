@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { rmdirSync } from 'node:fs';
+import { rmdirSync, statSync } from 'node:fs';
 import type { Rtnl } from '../netlink/rtnl.js';
 import * as L from '../netlink/link.js';
 import * as A from '../netlink/addr.js';
@@ -13,7 +13,7 @@ import * as R from '../netlink/route.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
 import { NetnsHandle, openNetns, openSocketIn, type NetnsSpec } from '../ns/netns.js';
 import { mappingsOverlap, type EndpointRuleSpec, type IptablesOptions, type PortMapping } from '../iptables/index.js';
-import { Store, assertSafeName, createExclusive, ensureDir, removeFile, listNames, withLockSync } from './store.js';
+import { Store, assertSafeName, createExclusive, ensureDir, readText, removeFile, listNames, withLockSync } from './store.js';
 import { Ipam, IpamError } from './ipam.js';
 import { ValidationError } from '../errors.js';
 import { normalizeMappings, formatMapping } from './ports.js';
@@ -140,7 +140,13 @@ export async function connectMany(
       const ns = openContainer(it.container);
       plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, ns) });
     });
-    steps.run('check container', () => checkContainers(ctx, net, plans), () => plans.forEach((p) => removeFile(p.marker)));
+    await clearStaleMarkers(ctx, net, plans);
+    steps.run('check container', () => checkContainers(ctx, net, plans), () =>
+      plans.forEach((p) => {
+        removeFile(p.marker);
+        removeFile(idClaim(ctx.store, net.name, p.id));
+      }),
+    );
     steps.run('reserve ports', () => reservePorts(ctx.store, plans), () => plans.forEach((p) => releasePorts(ctx.store, p.mappings)));
     const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
     // One lock hold for the whole group (Ipam re-enters it) instead of one per container.
@@ -188,18 +194,71 @@ export async function connectMany(
   }
 }
 
+function idClaim(store: Store, network: string, id: string): string {
+  return join(store.networkDir(network), 'ids', id);
+}
+
+/**
+ * Claims each endpoint id and each container netns with O_EXCL files, so two processes can
+ * neither connect the same container twice nor share an id (and with it an IP) at once.
+ */
 function checkContainers(ctx: EndpointContext, net: NetworkRecord, plans: Plan[]): void {
   ctx.store.init();
   const made: string[] = [];
   try {
     for (const p of plans) {
-      if (ctx.store.getEndpoint(net.name, p.id)) throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`);
-      // One marker per (network, netns): an O_EXCL file, so two processes cannot both connect it.
+      const claim = idClaim(ctx.store, net.name, p.id);
+      if (!createExclusive(claim, p.id, ctx.store.writeOptions)) throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`);
+      made.push(claim);
       if (!createExclusive(p.marker, p.id, ctx.store.writeOptions)) throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name}`);
       made.push(p.marker);
     }
   } catch (e) {
     made.forEach((m) => removeFile(m));
+    throw e;
+  }
+}
+
+/** How long a claim without a record may live before it counts as a crashed connect's leftover. */
+const STALE_CLAIM_MS = 60_000;
+
+/**
+ * Netns inode numbers are reused as soon as a namespace dies, so a container that died
+ * without a disconnect leaves a marker that a new container can hit. Its endpoint is stale
+ * when its host veth is gone (the kernel deleted the pair with the netns): disconnect it.
+ * A marker without a record is a crashed connect's leftover once it is old enough.
+ */
+async function clearStaleMarkers(ctx: EndpointContext, net: NetworkRecord, plans: readonly Plan[]): Promise<void> {
+  const stale: string[] = [];
+  for (const p of plans) {
+    const owner = readText(p.marker)?.trim();
+    if (!owner) continue;
+    const rec = ctx.store.getEndpoint<EndpointRecord>(net.name, owner);
+    if (rec) {
+      if (!linkExists(ctx.host, rec.hostIfname)) stale.push(owner);
+    } else if (Date.now() - mtimeMs(p.marker) > STALE_CLAIM_MS) {
+      removeFile(p.marker);
+      removeFile(idClaim(ctx.store, net.name, owner));
+    }
+  }
+  if (stale.length > 0) await disconnectMany(ctx, net, stale);
+}
+
+function mtimeMs(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return Date.now();
+  }
+}
+
+/** True when a link of that name exists in the host netns. */
+export function linkExists(host: Rtnl, name: string): boolean {
+  try {
+    host.linkGet(name);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENODEV') return false;
     throw e;
   }
 }
@@ -401,6 +460,7 @@ export async function disconnectMany(ctx: EndpointContext, net: NetworkRecord, i
     releasePorts(ctx.store, e.mappings);
     ipam.release(e.id);
     removeFile(join(ctx.store.networkDir(net.name), 'netns', e.netnsKey));
+    removeFile(idClaim(ctx.store, net.name, e.id));
     // The record goes last: a crash before this point leaves it for a retry to finish.
     ctx.store.removeEndpoint(net.name, e.id);
   }

@@ -16,7 +16,7 @@ import { parseSubnet, overlaps } from './cidr.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
 import { applyNetworks, endpointSpec, rebuild, setSysctl } from './firewall.js';
-import { connectMany, deleteLinksAsync, disconnectMany, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
+import { connectMany, deleteLinksAsync, disconnectMany, linkExists, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef };
@@ -150,13 +150,7 @@ export class Networks {
   }
 
   private linkExists(name: string): boolean {
-    try {
-      this.host.linkGet(name);
-      return true;
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENODEV') return false;
-      throw e;
-    }
+    return linkExists(this.host, name);
   }
 
   private checkHostOverlap(subnet: string): void {

@@ -414,6 +414,70 @@ test('disconnect does not freeze the event loop while the kernel waits for RCU',
   assert.ok(ticks > 0, 'timers ran during the disconnect');
 });
 
+test('a stale endpoint of the same netns (its veth gone, as when a netns inode is reused) is cleared by the next connect', async () => {
+  const first = await container('c8');
+  execFileSync('ip', ['link', 'del', first.hostIfname]); // the pair is gone, the record stays
+  const again = await nets.connect(NET, ns('c8'), { id: 'c8b' });
+  assert.is.not(again.hostIfname, first.hostIfname);
+  assert.not.ok(nets.inspect(NET).endpoints.some((e) => e.id === 'c8'), 'stale record cleared');
+  assert.ok(Object.keys(ipamFiles()).includes(again.ip));
+  assert.not.ok(Object.values(ipamFiles()).includes('c8'), 'stale IP released');
+  assert.is(await nets.disconnect(NET, 'c8b'), true);
+  dropContainer('c8');
+});
+
+test('two concurrent connects with the same id: one wins, the other is EALREADY, no IP is shared', async () => {
+  const a = createNamedNetns('d1');
+  const b = createNamedNetns('d2');
+  try {
+    const res = await Promise.allSettled([nets.connect(NET, a, { id: 'dup' }), nets.connect(NET, b, { id: 'dup' })]);
+    const ok = res.filter((r) => r.status === 'fulfilled');
+    const bad = res.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.is(ok.length, 1);
+    assert.is(bad.length, 1);
+    assert.is(bad[0]!.reason.code, 'EALREADY');
+    assert.is(Object.values(ipamFiles()).filter((owner) => owner === 'dup').length, 1);
+    assert.is(await nets.disconnect(NET, 'dup'), true);
+  } finally {
+    a.close();
+    b.close();
+    deleteNamedNetns('d1');
+    deleteNamedNetns('d2');
+  }
+});
+
+test('connectMany / disconnectMany: five containers with a mapping each in one call, then all gone in one call', async () => {
+  const names = ['m1', 'm2', 'm3', 'm4', 'm5'];
+  const handles = names.map((n) => createNamedNetns(n));
+  try {
+    const eps = await nets.connectMany(NET, handles.map((h, i) => ({ container: h, opts: { id: names[i]!, ports: [`${9100 + i}:80`] } })));
+    assert.is(new Set(eps.map((e) => e.ip)).size, 5, 'distinct IPs');
+    for (const [i, e] of eps.entries()) {
+      const a = ipJson<any[]>(['-4', 'addr', 'show', 'eth0'], names[i])[0];
+      assert.is(a.addr_info[0].local, e.ip);
+      assert.ok(hostLinks().includes(e.hostIfname));
+    }
+    const text = saveText();
+    for (const [i, e] of eps.entries()) assert.ok(text.includes(`--dport ${9100 + i} `) && text.includes(`--to-destination ${e.ip}:80`), `DNAT for ${e.id}`);
+    const srv = await serve(handles[2], 80, 'm3 here');
+    try {
+      assert.match(await fetchFrom(upstream.ns, upstream.hostIp, 9102), /^m3 here from=/);
+    } finally {
+      await stop(srv);
+    }
+    assert.is(await nets.disconnectMany(NET, names), 5);
+    const after = saveText();
+    for (const e of eps) {
+      assert.not.ok(hostLinks().includes(e.hostIfname), `${e.hostIfname} deleted`);
+      assert.equal(rulesOf(e, after), []);
+      assert.not.ok(Object.keys(ipamFiles()).includes(e.ip));
+    }
+  } finally {
+    handles.forEach((h) => h.close());
+    names.forEach((n) => deleteNamedNetns(n));
+  }
+});
+
 test('prune frees the endpoint of a container that died without a disconnect', async () => {
   const gone = await container('c6', ['8086:80']);
   const chains = dnatChainsOf(gone);
