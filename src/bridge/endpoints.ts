@@ -244,6 +244,54 @@ async function clearStaleMarkers(ctx: EndpointContext, net: NetworkRecord, plans
   if (stale.length > 0) await disconnectMany(ctx, net, stale);
 }
 
+/**
+ * Frees what a connect that crashed half-way left behind: id claims, netns markers, IPs and
+ * host ports whose owner has no record. Only leftovers older than STALE_CLAIM_MS count, so a
+ * connect still in flight in another process is never touched. Returns the freed owner ids.
+ */
+export function collectLeftovers(store: Store, nets: readonly NetworkRecord[]): string[] {
+  const live = new Set<string>();
+  for (const n of nets) for (const id of store.listEndpointIds(n.name)) live.add(`${n.name}/${id}`);
+  const old = (f: string): boolean => Date.now() - mtimeMs(f) > STALE_CLAIM_MS;
+  const freed = new Set<string>();
+  for (const n of nets) {
+    const dir = store.networkDir(n.name);
+    const claims = listNames(join(dir, 'ids'));
+    const dead = new Set(claims.filter((id) => !live.has(`${n.name}/${id}`) && old(join(dir, 'ids', id))));
+    const young = new Set(claims.filter((id) => !dead.has(id)));
+    // A connect claims its id before it allocates, so an IP whose owner has neither a record
+    // nor a young claim belongs to a connect that died.
+    new Ipam(store, n.name, `${n.gateway}/${n.prefix}`).gc((id) => live.has(`${n.name}/${id}`) || young.has(id));
+    for (const key of listNames(join(dir, 'netns'))) {
+      const f = join(dir, 'netns', key);
+      const owner = readText(f)?.trim() ?? '';
+      if (!live.has(`${n.name}/${owner}`) && old(f)) removeFile(f);
+    }
+    for (const id of dead) {
+      removeFile(join(dir, 'ids', id));
+      freed.add(id);
+    }
+  }
+  const ownerIds = new Set([...live].map((k) => k.slice(k.indexOf('/') + 1)));
+  const ports = join(store.root, 'ports');
+  for (const p of listNames(ports)) {
+    for (const ip of listNames(join(ports, p))) {
+      const f = join(ports, p, ip);
+      const owner = readText(f)?.trim() ?? '';
+      if (!ownerIds.has(owner) && old(f)) {
+        removeFile(f);
+        freed.add(owner);
+      }
+    }
+    try {
+      rmdirSync(join(ports, p));
+    } catch {
+      /* still held */
+    }
+  }
+  return [...freed];
+}
+
 function mtimeMs(file: string): number {
   try {
     return statSync(file).mtimeMs;

@@ -16,7 +16,7 @@ import { parseSubnet, overlaps } from './cidr.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
 import { applyNetworks, endpointSpec, rebuild, setSysctl } from './firewall.js';
-import { connectMany, deleteLinksAsync, disconnectMany, linkExists, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
+import { collectLeftovers, connectMany, deleteLinksAsync, disconnectMany, linkExists, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef };
@@ -254,7 +254,8 @@ export class Networks {
   /**
    * Disconnects endpoints whose container is gone: when a container's netns dies the kernel
    * deletes its veth pair, so a record whose host-side veth no longer exists is stale. Frees
-   * their IPs, ports and rules; returns the ids. `tsnetlink network prune [NAME]`
+   * their IPs, ports and rules, then what crashed connects left behind (claims, IPs, host
+   * ports without a record, older than a minute); returns the ids. `tsnetlink network prune [NAME]`
    */
   async prune(network?: string): Promise<string[]> {
     const nets = network === undefined ? this.list() : [this.requireNetwork(network)];
@@ -265,6 +266,7 @@ export class Networks {
       await disconnectMany(this.ctx, net, stale.map((e) => e.id));
       pruned.push(...stale.map((e) => e.id));
     }
+    for (const id of collectLeftovers(this.store, nets)) if (!pruned.includes(id)) pruned.push(id);
     return pruned;
   }
 
