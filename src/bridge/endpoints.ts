@@ -152,7 +152,12 @@ export async function connectMany(
     // One lock hold for the whole group (Ipam re-enters it) instead of one per container.
     steps.run(
       'allocate IP',
-      () => ctx.store.withNetworkLockSync(net.name, () => plans.forEach((p) => (p.ip = ipam.allocate(p.id)))),
+      () =>
+        ctx.store.withNetworkLockSync(net.name, () => {
+          // `network rm` holds this lock while it deletes: re-check under it that the network is still there.
+          if (!ctx.store.getNetwork(net.name)) throw new NetworkError('ENONET', `network ${net.name} was removed`);
+          plans.forEach((p) => (p.ip = ipam.allocate(p.id)));
+        }),
       () => plans.forEach((p) => ipam.release(p.id)),
     );
     // The iptables-restore run needs only ids, IPs and mappings: start it now so the process

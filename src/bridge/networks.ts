@@ -169,15 +169,18 @@ export class Networks {
   /** Removes a network (refused while endpoints are attached unless `force`). `tsnetlink network rm NAME` */
   async remove(name: string, opts: { force?: boolean } = {}): Promise<void> {
     const net = this.requireNetwork(name);
-    await this.store.withGlobalLock(async () => {
-      const ids = this.store.listEndpointIds(name);
-      if (ids.length > 0 && !opts.force) throw new NetworkError('EBUSY', `network ${name} has ${ids.length} endpoints attached; disconnect them or use --force`);
-      await this.disconnectMany(name, ids);
-      await deleteLinksAsync(this.ctx, [net.bridge]);
-      this.bridgeIndex.delete(name);
-      await applyNetworks(this.list().filter((n) => n.name !== name), this.iptables);
-      this.store.removeNetwork(name);
-    });
+    await this.store.withGlobalLock(() =>
+      // The network lock too: a connect allocating right now either finishes first or sees ENONET.
+      this.store.withNetworkLock(name, async () => {
+        const ids = this.store.listEndpointIds(name);
+        if (ids.length > 0 && !opts.force) throw new NetworkError('EBUSY', `network ${name} has ${ids.length} endpoints attached; disconnect them or use --force`);
+        await this.disconnectMany(name, ids);
+        await deleteLinksAsync(this.ctx, [net.bridge]);
+        this.bridgeIndex.delete(name);
+        await applyNetworks(this.list().filter((n) => n.name !== name), this.iptables);
+        this.store.removeNetwork(name);
+      }),
+    );
   }
 
   /** Re-applies every rule and sysctl from state, e.g. after a firewall reload wiped them. `tsnetlink network repair` */
