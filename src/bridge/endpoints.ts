@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { rmdirSync, statSync } from 'node:fs';
+import { existsSync, rmdirSync, statSync } from 'node:fs';
 import type { Rtnl } from '../netlink/rtnl.js';
 import * as L from '../netlink/link.js';
 import * as A from '../netlink/addr.js';
@@ -155,7 +155,7 @@ export async function connectMany(
       () =>
         ctx.store.withNetworkLockSync(net.name, () => {
           // `network rm` holds this lock while it deletes: re-check under it that the network is still there.
-          if (!ctx.store.getNetwork(net.name)) throw new NetworkError('ENONET', `network ${net.name} was removed`);
+          if (!existsSync(ctx.store.networkFile(net.name))) throw new NetworkError('ENONET', `network ${net.name} was removed`);
           plans.forEach((p) => (p.ip = ipam.allocate(p.id)));
         }),
       () => plans.forEach((p) => ipam.release(p.id)),
