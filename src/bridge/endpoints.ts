@@ -83,8 +83,19 @@ interface Plan {
   peerIndex?: number;
 }
 
-function markerFile(store: Store, network: string, ns: NetnsHandle): string {
-  return join(store.networkDir(network), 'netns', `${ns.dev}-${ns.ino}`);
+/** st_dev-st_ino of a netns: how records and markers name a container's namespace. */
+export function netnsKey(ns: NetnsHandle): string {
+  return `${ns.dev}-${ns.ino}`;
+}
+
+function markerFile(store: Store, network: string, key: string): string {
+  return join(store.networkDir(network), 'netns', key);
+}
+
+/** Drops an endpoint's O_EXCL claims: its container marker and its id. */
+function releaseClaims(store: Store, network: string, key: string, id: string): void {
+  removeFile(markerFile(store, network, key));
+  removeFile(idClaim(store, network, id));
 }
 
 /** A promise of null on success or of the error: never rejects, so no rejection goes unhandled while it runs. */
@@ -138,15 +149,10 @@ export async function connectMany(
     // A missing container is reported as the SysError it is (ENOENT, ESRCH), before anything is done.
     items.forEach((it, i) => {
       const ns = openContainer(it.container);
-      plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, ns) });
+      plans.push({ ...specs[i]!, ns, owned: ns !== it.container, marker: markerFile(ctx.store, net.name, netnsKey(ns)) });
     });
     await clearStaleMarkers(ctx, net, plans);
-    steps.run('check container', () => checkContainers(ctx, net, plans), () =>
-      plans.forEach((p) => {
-        removeFile(p.marker);
-        removeFile(idClaim(ctx.store, net.name, p.id));
-      }),
-    );
+    steps.run('check container', () => checkContainers(ctx, net, plans), () => plans.forEach((p) => releaseClaims(ctx.store, net.name, netnsKey(p.ns), p.id)));
     steps.run('reserve ports', () => reservePorts(ctx.store, plans), () => plans.forEach((p) => releasePorts(ctx.store, p.mappings)));
     const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
     // One lock hold for the whole group (Ipam re-enters it) instead of one per container.
@@ -179,7 +185,7 @@ export async function connectMany(
     const recs = plans.map(
       (p): EndpointRecord => ({
         id: p.id, network: net.name, ip: p.ip!, cidr: `${p.ip}/${net.prefix}`, mac: macForIp(p.ip!), gateway: net.gateway,
-        hostIfname: p.hostIfname!, ifname: p.ifname, netns: p.ns.path, netnsKey: `${p.ns.dev}-${p.ns.ino}`, mappings: p.mappings, createdAt: now,
+        hostIfname: p.hostIfname!, ifname: p.ifname, netns: p.ns.path, netnsKey: netnsKey(p.ns), mappings: p.mappings, createdAt: now,
       }),
     );
     steps.run('save endpoint', () => recs.forEach((r) => ctx.store.putEndpoint(net.name, r.id, r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
@@ -512,8 +518,7 @@ export async function disconnectMany(ctx: EndpointContext, net: NetworkRecord, i
   for (const e of eps) {
     releasePorts(ctx.store, e.mappings);
     ipam.release(e.id);
-    removeFile(join(ctx.store.networkDir(net.name), 'netns', e.netnsKey));
-    removeFile(idClaim(ctx.store, net.name, e.id));
+    releaseClaims(ctx.store, net.name, e.netnsKey, e.id);
     // The record goes last: a crash before this point leaves it for a retry to finish.
     ctx.store.removeEndpoint(net.name, e.id);
   }

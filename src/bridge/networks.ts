@@ -16,7 +16,7 @@ import { parseSubnet, overlaps } from './cidr.js';
 import { NetworkError } from './errors.js';
 import { Steps } from './steps.js';
 import { applyNetworks, endpointSpec, rebuild, setSysctl } from './firewall.js';
-import { collectLeftovers, connectMany, deleteLinksAsync, disconnectMany, linkExists, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
+import { collectLeftovers, connectMany, deleteLinksAsync, disconnectMany, linkExists, netnsKey, openContainer, type ConnectOptions, type ContainerRef, type EndpointContext } from './endpoints.js';
 import type { EndpointRecord, NetworkRecord } from './types.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef };
@@ -121,7 +121,7 @@ export class Networks {
       const clash = others.find((n) => overlaps(n.subnet, sub.subnet));
       if (clash) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${clash.name} (${clash.subnet})`);
       this.checkHostOverlap(sub.subnet);
-      if (this.linkExists(name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
+      if (linkExists(this.host, name)) throw new NetworkError('ENETEXISTS', `a link named ${name} already exists on the host`);
       const rec: NetworkRecord = { name, driver: 'bridge', bridge: name, subnet: sub.subnet, gateway: sub.gateway, prefix: sub.prefix, createdAt: new Date().toISOString(), ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) };
       const steps = new Steps(`network create ${name}`);
       try {
@@ -147,10 +147,6 @@ export class Networks {
       }
       return rec;
     });
-  }
-
-  private linkExists(name: string): boolean {
-    return linkExists(this.host, name);
   }
 
   private checkHostOverlap(subnet: string): void {
@@ -264,7 +260,7 @@ export class Networks {
     const nets = network === undefined ? this.list() : [this.requireNetwork(network)];
     const pruned: string[] = [];
     for (const net of nets) {
-      const stale = this.store.listEndpoints<EndpointRecord>(net.name).filter((e) => !this.linkExists(e.hostIfname));
+      const stale = this.store.listEndpoints<EndpointRecord>(net.name).filter((e) => !linkExists(this.host, e.hostIfname));
       if (stale.length === 0) continue;
       await disconnectMany(this.ctx, net, stale.map((e) => e.id));
       pruned.push(...stale.map((e) => e.id));
@@ -279,7 +275,7 @@ export class Networks {
     const owned = !(container instanceof NetnsHandle);
     const ns = openContainer(container);
     try {
-      return this.store.listEndpoints<EndpointRecord>(net.name).find((e) => e.netnsKey === `${ns.dev}-${ns.ino}`);
+      return this.store.listEndpoints<EndpointRecord>(net.name).find((e) => e.netnsKey === netnsKey(ns));
     } finally {
       if (owned) ns.close();
     }
