@@ -34,6 +34,10 @@ export interface Link {
   linkNetnsid?: number;
   /** IPv6 link-local address generation ('none' when disabled). */
   addrGenMode?: AddrGenMode;
+  /** IFLA_IFALIAS: the free-text alias (`ip link set LINK alias TEXT`). */
+  alias?: string;
+  /** IFLA_GROUP: the device group (0 is "default"). */
+  group?: number;
   /** Header and every attribute as decoded, unknown ones included. */
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
 }
@@ -63,6 +67,8 @@ export function decodeLink(m: RawMessage): Link {
   if (attrs.link !== undefined && attrs.link !== header.index) link.peerIndex = attrs.link;
   else if (info?.kind === 'veth' && attrs.linkNetnsid !== undefined) link.peerIndex = header.index;
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
+  if (attrs.ifalias !== undefined && attrs.ifalias !== '') link.alias = attrs.ifalias;
+  if (attrs.group !== undefined) link.group = attrs.group;
   const gen = attrs.afSpec?.inet6?.addrGenMode;
   if (gen !== undefined) link.addrGenMode = (Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).find((k) => IN6_ADDR_GEN_MODE[k] === gen) ?? 'eui64';
   return link;
@@ -226,6 +232,21 @@ export function setAddrGenModeRequest(ref: LinkRef, mode: AddrGenMode): Request 
 export function deleteRequest(ref: LinkRef): Request {
   const t = target(ref);
   return request(linkMessage, RTM.DELLINK, 0, t.header, t.attrs);
+}
+
+/** The kernel keeps at most 255 bytes of alias (IFALIASZ 256 with the NUL). */
+const IFALIASZ = 256;
+
+/**
+ * ip link set LINK alias TEXT ('' clears it). The kernel ignores IFLA_IFALIAS in a creating
+ * RTM_NEWLINK, so an alias is always a change of its own; send it in the same batch as the
+ * create and both are handled within one sendto.
+ */
+export function setAliasRequest(ref: LinkRef, alias: string): Request {
+  if (typeof alias !== 'string' || Buffer.byteLength(alias) >= IFALIASZ || alias.includes('\0')) {
+    throw new ValidationError('alias', `must be a string of at most ${IFALIASZ - 1} bytes without NUL`);
+  }
+  return change(ref, { ifalias: alias });
 }
 
 /** ip link set LINK group N */

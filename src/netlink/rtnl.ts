@@ -135,6 +135,11 @@ export class Rtnl {
     this.socket.request(L.setAddrGenModeRequest(ref, mode), ctx(ref));
   }
 
+  /** Sets or clears ('') a link's alias. `ip link set LINK alias TEXT` */
+  linkSetAlias(ref: L.LinkRef, alias: string): void {
+    this.socket.request(L.setAliasRequest(ref, alias), ctx(ref));
+  }
+
   /** Puts a link in a device group. `ip link set LINK group N` */
   linkSetGroup(ref: L.LinkRef, group: number): void {
     this.socket.request(L.setGroupRequest(ref, group), ctx(ref));
