@@ -17,25 +17,36 @@ export function errnoNumber(code: string): number | undefined {
   return (constants.errno as Record<string, number | undefined>)[code];
 }
 
-/** A failed libc call: `code` like 'EPERM', negative `errno`, and the `syscall` name. */
-export class SysError extends Error {
-  override name = 'SysError';
+/**
+ * The base of every error tsnetlink throws: `code` is a stable, machine-readable string, and one
+ * code means one thing across the package (errno names for kernel and libc failures, E* names
+ * of our own for refusals such as ENONET "no such network").
+ */
+export class TsnetlinkError extends Error {
+  override name = 'TsnetlinkError';
   readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A failed libc call: `code` like 'EPERM', negative `errno`, and the `syscall` name. */
+export class SysError extends TsnetlinkError {
+  override name = 'SysError';
   readonly errno: number;
   readonly syscall: string;
   constructor(syscall: string, errno: number, detail?: string) {
     const code = errnoName(errno);
-    super(`${syscall}: ${code}${detail ? ` (${detail})` : ''}`);
-    this.code = code;
+    super(code, `${syscall}: ${code}${detail ? ` (${detail})` : ''}`);
     this.errno = -Math.abs(errno);
     this.syscall = syscall;
   }
 }
 
 /** The kernel refused a netlink request: `code` ('EEXIST'), negative `errno`, the operation and the extended ack. */
-export class NetlinkError extends Error {
+export class NetlinkError extends TsnetlinkError {
   override name = 'NetlinkError';
-  readonly code: string;
   readonly errno: number;
   /** The request's message type, e.g. 'RTM_NEWADDR'. */
   readonly operation: string;
@@ -45,8 +56,7 @@ export class NetlinkError extends Error {
   readonly offset: number | undefined;
   constructor(operation: string, errno: number, kernelMessage?: string, offset?: number, context?: string) {
     const code = errnoName(errno);
-    super(`${operation}${context ? ` ${context}` : ''}: ${code}${kernelMessage ? ` (${kernelMessage})` : ''}`);
-    this.code = code;
+    super(code, `${operation}${context ? ` ${context}` : ''}: ${code}${kernelMessage ? ` (${kernelMessage})` : ''}`);
     this.errno = -Math.abs(errno);
     this.operation = operation;
     this.kernelMessage = kernelMessage;
@@ -55,47 +65,47 @@ export class NetlinkError extends Error {
 }
 
 /** A dump was interrupted (NLM_F_DUMP_INTR); `partial` holds what was received. */
-export class DumpInterruptedError<T = unknown> extends Error {
+export class DumpInterruptedError<T = unknown> extends TsnetlinkError {
   override name = 'DumpInterruptedError';
-  readonly code = 'EINTR';
+  override readonly code = 'EINTR';
   readonly operation: string;
   readonly partial: T[];
   constructor(operation: string, partial: T[]) {
-    super(`${operation}: dump interrupted by a concurrent change (NLM_F_DUMP_INTR); ${partial.length} partial results kept`);
+    super('EINTR', `${operation}: dump interrupted by a concurrent change (NLM_F_DUMP_INTR); ${partial.length} partial results kept`);
     this.operation = operation;
     this.partial = partial;
   }
 }
 
 /** Malformed or truncated wire data; never a crash. */
-export class CodecError extends Error {
+export class CodecError extends TsnetlinkError {
   override name = 'CodecError';
-  readonly code = 'ECODEC';
+  override readonly code = 'ECODEC';
   readonly offset: number | undefined;
   constructor(message: string, offset?: number) {
-    super(offset === undefined ? message : `${message} (at byte ${offset})`);
+    super('ECODEC', offset === undefined ? message : `${message} (at byte ${offset})`);
     this.offset = offset;
   }
 }
 
 /** Input refused before the kernel was touched (bad name, CIDR, port spec...). */
-export class ValidationError extends Error {
+export class ValidationError extends TsnetlinkError {
   override name = 'ValidationError';
-  readonly code = 'EINVAL';
+  override readonly code = 'EINVAL';
   readonly field: string;
   constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
+    super('EINVAL', `${field}: ${message}`);
     this.field = field;
   }
 }
 
 /** A receive waited past its deadline. */
-export class TimeoutError extends Error {
+export class TimeoutError extends TsnetlinkError {
   override name = 'TimeoutError';
-  readonly code = 'ETIMEDOUT';
+  override readonly code = 'ETIMEDOUT';
   readonly operation: string;
   constructor(operation: string, ms: number) {
-    super(`${operation}: no reply from the kernel within ${ms} ms`);
+    super('ETIMEDOUT', `${operation}: no reply from the kernel within ${ms} ms`);
     this.operation = operation;
   }
 }

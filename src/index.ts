@@ -11,7 +11,9 @@ export { encode, encodeBatch, splitMessages, decodePayload, type Request, type R
 export { validateIfname, parseCidr, parseIp } from './netlink/validate.js';
 export { kernelClock } from './netlink/libc.js';
 export { NetnsHandle, openNetns, currentNetns, withNetns, openSocketIn, openRtnlIn, type NetnsSpec } from './ns/netns.js';
-export { createNamedNetns, deleteNamedNetns } from './ns/named.js';
+export { createNamedNetns, deleteNamedNetns, createAnonymousNetns } from './ns/named.js';
 export { spawnInNetns, spawnSyncInNetns } from './ns/spawn.js';
 export * from './bridge/index.js';
+export * from './firewall/index.js';
+export { checkEndpointId, checkNetworkName, ENDPOINT_ID_MAX } from './names.js';
 export * as iptables from './iptables/index.js';

@@ -163,3 +163,14 @@ export function requireSandbox(file: string): void {
     process.exit(1);
   }
 }
+
+import type { EndpointRecord } from '../src/bridge/records.js';
+import { macForIp } from '../src/bridge/records.js';
+
+/** A complete, valid endpoint record for store-level tests (no kernel object behind it). */
+export function fakeEndpoint(network: string, id: string, ip: string, prefix = 24, extra: Partial<EndpointRecord> = {}): EndpointRecord {
+  return {
+    id, network, ip, cidr: `${ip}/${prefix}`, mac: macForIp(ip), gateway: '0.0.0.0', hostIfname: 'vethfake0', ifname: 'eth0',
+    netns: '/nonexistent', netnsKey: '1-1', mappings: [], defaultRoute: true, state: 'active', createdAt: new Date(0).toISOString(), ...extra,
+  };
+}

@@ -3,7 +3,7 @@
  * disconnectMany, plus a bench-only prototype of a bulk veth delete by device group, to size
  * what sharing the RCU grace period would give.
  */
-import { deleteNamedNetns, type EndpointRecord, type Request } from '../../src/index.js';
+import { deleteNamedNetns, type Request } from '../../src/index.js';
 import type { Env, Slot } from './methods.js';
 import { makeSlots, settle } from './runner.js';
 import { nowMs } from './stats.js';
@@ -107,7 +107,7 @@ export async function bulkConnect(env: Env, n: number, mapping: boolean, mode: '
 export async function bulkDisconnect(env: Env, n: number, mode: 'sequential' | 'many' | 'group' | 'netns-first'): Promise<number> {
   const slots = makeSlots(n);
   await connectSequential(env, slots, false);
-  const recs = slots.map((s) => env.nets.store.getEndpoint<EndpointRecord>(env.network, s.id!)!);
+  const recs = slots.map((s) => env.nets.store.getEndpoint(env.network, s.id!)!);
   const t0 = nowMs();
   if (mode === 'group') {
     const host = env.nets.host;

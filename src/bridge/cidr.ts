@@ -6,6 +6,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
+import { reservedIPv4Range } from '../addresses.js';
 
 /** A parsed bridge subnet: every address as dotted-quad text. */
 export interface Subnet {
@@ -73,6 +74,8 @@ export function parseSubnet(input: string, field = 'subnet'): Subnet {
   const mask = prefixMask(prefix);
   const network = (address & mask) >>> 0;
   const broadcast = (network | ~mask) >>> 0;
+  const reserved = reservedIPv4Range(u32ToIp(network), prefix);
+  if (reserved) throw new ValidationError(field, `'${input}' overlaps ${reserved}, which is not for container networks`);
   const gateway = address === network ? network + 1 : address;
   if (gateway === broadcast) {
     throw new ValidationError(field, `'${input}': gateway ${u32ToIp(gateway)} is the broadcast address of ${u32ToIp(network)}/${prefix}`);

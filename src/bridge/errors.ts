@@ -1,4 +1,5 @@
 /** Errors of the bridge-network layer. */
+import { TsnetlinkError } from '../errors.js';
 
 export type NetworkErrorCode =
   | 'ENETEXISTS' // a network (or link) of that name exists
@@ -6,25 +7,28 @@ export type NetworkErrorCode =
   | 'EOVERLAP' // subnet overlaps another network or a host route
   | 'EBUSY' // endpoints still attached
   | 'EPORTINUSE' // host port already published
-  | 'EALREADY' // container already connected to this network
+  | 'EALREADY' // container already connected to this network, or the endpoint id is taken
   | 'ENOENDPOINT' // no such endpoint
-  | 'EBRIDGEFULL'; // a Linux bridge holds at most 1023 ports
+  | 'EBRIDGEFULL' // a Linux bridge holds at most 1023 ports
+  | 'EBRIDGEDOWN' // the network's bridge is missing or down: `network repair` restores it
+  | 'ENOFORWARD' // net.ipv4.ip_forward is 0: containers would have no outbound traffic
+  | 'EHOSTNETNS'; // the "container" is the host's own netns
 
 /** A refused network operation, with a stable `code` for programs. */
-export class NetworkError extends Error {
+export class NetworkError extends TsnetlinkError {
   override name = 'NetworkError';
-  constructor(
-    readonly code: NetworkErrorCode,
-    message: string,
-  ) {
-    super(message);
+  declare readonly code: NetworkErrorCode;
+  /** For EPORTINUSE and EALREADY: the endpoint that holds what was asked for. */
+  readonly holder: { network: string; id: string } | undefined;
+  constructor(code: NetworkErrorCode, message: string, holder?: { network: string; id: string }) {
+    super(code, message);
+    this.holder = holder;
   }
 }
 
 /** A multi-step operation failed at `step`; everything done before it was rolled back. */
-export class StepError extends Error {
+export class StepError extends TsnetlinkError {
   override name = 'StepError';
-  readonly code: string;
   constructor(
     readonly operation: string,
     readonly step: string,
@@ -33,7 +37,11 @@ export class StepError extends Error {
     readonly rollbackErrors: unknown[] = [],
   ) {
     const c = cause as { message?: string; code?: string };
-    super(`${operation} failed at step "${step}": ${c?.message ?? String(cause)}${rollbackErrors.length ? ` (and ${rollbackErrors.length} rollback errors)` : ''}`, { cause });
-    this.code = c?.code ?? 'EUNKNOWN';
+    const rb = rollbackErrors.map((e) => (e as Error)?.message ?? String(e));
+    super(
+      c?.code ?? 'EUNKNOWN',
+      `${operation} failed at step "${step}": ${c?.message ?? String(cause)}${rb.length ? `; rolling back also failed: ${rb.join('; ')} (run tsnetlink network repair)` : ''}`,
+      { cause },
+    );
   }
 }

@@ -1,9 +1,12 @@
-/** Bridge networks for containers: networks, IPAM, endpoints and port mappings. */
-export { Networks, type NetworksOptions, type CreateNetworkOptions, type NetworkInfo } from './networks.js';
-export { macForIp, openContainer, type ConnectOptions, type ContainerRef } from './endpoints.js';
-export type { EndpointRecord, NetworkRecord } from './types.js';
+/** Bridge networks for containers: networks, IPAM, endpoints, port mappings and the reconciler. */
+export { Networks, type NetworksOptions, type NetworkInfo, type CreateNetworkOptions, type CreateResult, type ReconcileReport } from './networks.js';
+export type { ConnectOptions, ConnectItem } from './connect.js';
+export { KernelHost, netnsKey, type ContainerRef, type HostSystem, type Sysctl } from './host.js';
+export { macForIp, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';
 export { NetworkError, StepError, type NetworkErrorCode } from './errors.js';
+export { Abandon, type FaultHook } from './steps.js';
 export { parsePortMapping, normalizeMappings, formatMapping, type PortMapping } from './ports.js';
 export { parseSubnet, overlaps, type Subnet } from './cidr.js';
 export { Ipam, IpamError } from './ipam.js';
-export { Store, LockTimeoutError, StoreError } from './store.js';
+export { Store, LockTimeoutError, StoreError, type CorruptRecord, type Listing, type PortReservation } from './store.js';
+export { TAG_PREFIX, bridgeTag, endpointTag, parseTag } from './links.js';

@@ -9,19 +9,21 @@
  */
 import { closeSync, constants as fsc, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ValidationError } from '../errors.js';
+import { TsnetlinkError, ValidationError } from '../errors.js';
 import { ipToU32, parseSubnet, u32ToIp, type Subnet } from './cidr.js';
-import { assertSafeName, createExclusive, ensureDir, type LockOptions, readText, removeFile, type Store, writeFileAtomic } from './store.js';
+import { checkEndpointId } from '../names.js';
+import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from './fsio.js';
+import type { LockOptions } from './locks.js';
+import type { Store } from './store.js';
 
 /** The subnet has no free address left (EIPAMFULL). */
-export class IpamError extends Error {
+export class IpamError extends TsnetlinkError {
   override name = 'IpamError';
-  readonly code: 'EIPAMFULL';
+  declare readonly code: 'EIPAMFULL';
   readonly network: string;
   readonly subnet: string;
   constructor(code: 'EIPAMFULL', network: string, subnet: string, message: string) {
-    super(`network ${network} (${subnet}): ${message}`);
-    this.code = code;
+    super(code, `network ${network} (${subnet}): ${message}`);
     this.network = network;
     this.subnet = subnet;
   }
@@ -36,10 +38,6 @@ export interface IpamAllocation {
 
 /** O_EXCL attempts straight after the cursor before falling back to one directory read. */
 const PROBES_BEFORE_SCAN = 8;
-
-function errCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
-}
 
 /** Address allocator for one network; every method takes the network lock itself (re-entrant). */
 export class Ipam {
@@ -75,7 +73,7 @@ export class Ipam {
    * the same id gets its existing address back. Throws IpamError EIPAMFULL when none is left.
    */
   allocate(endpointId: string): string {
-    assertSafeName('endpoint', endpointId);
+    checkEndpointId(endpointId, 'endpoint');
     return this.locked(() => {
       const existing = this.ownedBy(endpointId);
       if (existing !== undefined) return existing;
@@ -92,13 +90,13 @@ export class Ipam {
 
   /** The address held by `endpointId`, or undefined. */
   lookup(endpointId: string): string | undefined {
-    assertSafeName('endpoint', endpointId);
+    checkEndpointId(endpointId, 'endpoint');
     return this.locked(() => this.ownedBy(endpointId));
   }
 
   /** Frees the address of `endpointId`; returns it, or undefined if the id held none. Idempotent. */
   release(endpointId: string): string | undefined {
-    assertSafeName('endpoint', endpointId);
+    checkEndpointId(endpointId, 'endpoint');
     return this.locked(() => {
       const indexFile = join(this.byIdDir, endpointId);
       const ip = readText(indexFile);
@@ -197,11 +195,11 @@ export class Ipam {
     const file = join(this.dir, 'last');
     let fd: number;
     try {
-      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT, 0o600);
+      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
     } catch (e) {
       if (errCode(e) !== 'ENOENT') throw e;
       ensureDir(this.dir);
-      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT, 0o600);
+      fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
     }
     try {
       writeSync(fd, `${ip.padEnd(15)}\n`, 0);

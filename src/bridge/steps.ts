@@ -1,6 +1,21 @@
 /** A tiny transaction: named steps with undo actions, rolled back in reverse on the first failure. */
+import { TsnetlinkError } from '../errors.js';
 import { StepError } from './errors.js';
 import { kernelClock } from '../netlink/libc.js';
+
+/**
+ * Thrown by a fault hook to simulate a crash at a step: the operation is abandoned on the spot,
+ * nothing is rolled back, and what it left is for the reconciler to find (tests only).
+ */
+export class Abandon extends TsnetlinkError {
+  override name = 'Abandon';
+  constructor(readonly operation: string, readonly step: string) {
+    super('EABANDONED', `${operation} abandoned at step "${step}" (simulated crash)`);
+  }
+}
+
+/** Called before every step; a test seam that throws Abandon to simulate a kill there. */
+export type FaultHook = (operation: string, step: string) => void;
 
 /** Records what was done so a failure half-way undoes it all. */
 export class Steps {
@@ -9,11 +24,17 @@ export class Steps {
   /** Milliseconds per completed step, for diagnostics and the bench's breakdown. */
   readonly timings: { step: string; ms: number; kernelMs?: number }[] = [];
 
-  constructor(private readonly operation: string) {}
+  constructor(
+    private readonly operation: string,
+    private readonly faults?: FaultHook,
+    /** The operation's kind for fault hooks ("connect", "disconnect", ...); defaults to `operation`. */
+    private readonly kind = operation,
+  ) {}
 
   /** Runs a synchronous step; `rollback` is registered only once the step succeeded. */
   run<T>(step: string, fn: () => T, rollback?: (value: T) => unknown): T {
     this.current = step;
+    this.faults?.(this.kind, step);
     const k0 = kernelClock.ns;
     const t0 = performance.now();
     const v = fn();
@@ -28,9 +49,10 @@ export class Steps {
     this.undo.push({ step, fn });
   }
 
-  /** Runs an asynchronous step (iptables). */
+  /** Runs an asynchronous step. */
   async runAsync<T>(step: string, fn: () => Promise<T>, rollback?: (value: T) => unknown): Promise<T> {
     this.current = step;
+    this.faults?.(this.kind, step);
     const t0 = performance.now();
     const v = await fn();
     this.timings.push({ step, ms: performance.now() - t0 });
@@ -41,14 +63,17 @@ export class Steps {
   /**
    * Undoes every completed step (newest first), then throws. A refusal (`isRefusal`: bad input,
    * a taken name or port, a full subnet) is rethrown as it is, its message being the answer;
-   * anything else becomes a StepError naming the step that failed.
+   * anything else becomes a StepError naming the step that failed. A simulated crash (Abandon)
+   * undoes nothing.
    */
   async fail(cause: unknown, isRefusal: (e: unknown) => boolean = () => false): Promise<never> {
+    if (cause instanceof Abandon) throw cause;
     const errors: unknown[] = [];
     for (const u of this.undo.reverse()) {
       try {
         await u.fn();
       } catch (e) {
+        if (e instanceof Abandon) throw e;
         errors.push(e);
       }
     }

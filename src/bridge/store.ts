@@ -1,387 +1,49 @@
 /**
- * Runtime state of bridge networks on disk, one small file per object.
+ * Runtime state of bridge networks on disk: the Store owns every path and checks the shape of
+ * every record it reads. One small file per object keeps connect O(1) at thousands of
+ * endpoints. The default root is on tmpfs (/run): allocations must not outlive a reboot.
  *
- * The default root is on tmpfs (/run) on purpose: allocations must not outlive a reboot
- * (field notes, pitfall 21). One file per endpoint keeps connect O(1) at thousands of
- * endpoints, and every read-modify-write runs under an flock so concurrent processes
- * never interleave (pitfall 15).
- *
- * ROOT/lock                                  global lock (network create/rm)
+ * ROOT/lock                                  global lock (network create, rm, repair, prune)
+ * ROOT/ports.lock                            host-port reservations
+ * ROOT/firewall.lock                         every firewall change
  * ROOT/networks/<name>.json                  network record
- * ROOT/networks/<name>/lock                  per-network lock
- * ROOT/networks/<name>/last                  IPAM cursor
+ * ROOT/networks/<name>/lock                  network lock (connect, disconnect)
  * ROOT/networks/<name>/ips/<ip>              IP reservation, content = endpoint id
  * ROOT/networks/<name>/byid/<id>             IPAM index, content = ip
+ * ROOT/networks/<name>/last                  IPAM cursor
+ * ROOT/networks/<name>/netns/<dev-ino>       "this container is connected", content = endpoint id
  * ROOT/networks/<name>/endpoints/<id>.json   endpoint record
+ * ROOT/ports/<proto>-<port>/<host ip>        host-port reservation, content = <network>/<endpoint id>
+ *
+ * Lock order: global, then network (several in name order), then ports, then firewall. Every
+ * operation takes the locks it needs in that order, so no two operations can deadlock.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { chmodSync, lstatSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { checkEndpointId, checkNetworkName } from '../names.js';
+import type { PortMapping } from '../firewall/types.js';
 import {
-  closeSync,
-  constants as fsc,
-  existsSync,
-  fstatSync,
-  fsyncSync,
-  lstatSync,
-  chmodSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { threadId } from 'node:worker_threads';
-import { ValidationError } from '../errors.js';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../netlink/libc.js';
+  createExclusive,
+  DIR_MODE,
+  ensureDir,
+  errCode,
+  listNames,
+  listTempFiles,
+  readJson,
+  readText,
+  removeFile,
+  StoreError,
+  writeJsonAtomic,
+  type WriteOptions,
+} from './fsio.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, withLock, withLockSync, type LockOptions } from './locks.js';
+import { parseEndpointRecord, parseNetworkRecord, type EndpointRecord, type NetworkRecord } from './records.js';
+
+export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from './locks.js';
+export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from './fsio.js';
 
 /** Where state lives unless a caller says otherwise. */
 export const DEFAULT_STORE_ROOT = '/run/tsnetlink';
-/** How long a lock wait may last before it fails instead of hanging. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
-
-const DIR_MODE = 0o700;
-const FILE_MODE = 0o600;
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
-/** A lock stayed held by someone else past the deadline. */
-export class LockTimeoutError extends Error {
-  override name = 'LockTimeoutError';
-  readonly code = 'ELOCKTIMEOUT';
-  readonly path: string;
-  readonly timeoutMs: number;
-  /** The pid the holder wrote into the lock file, if readable. */
-  readonly holderPid: number | undefined;
-  constructor(path: string, timeoutMs: number, holderPid: number | undefined) {
-    super(`lock ${path}: still held${holderPid ? ` by pid ${holderPid}` : ''} after ${timeoutMs} ms`);
-    this.path = path;
-    this.timeoutMs = timeoutMs;
-    this.holderPid = holderPid;
-  }
-}
-
-/** State on disk is unreadable (ECORRUPT) or a lock request cannot succeed (EDEADLK). */
-export class StoreError extends Error {
-  override name = 'StoreError';
-  readonly code: 'ECORRUPT' | 'EDEADLK' | 'ENOTDIR';
-  readonly path: string;
-  constructor(code: 'ECORRUPT' | 'EDEADLK' | 'ENOTDIR', path: string, message: string, options?: { cause?: unknown }) {
-    super(`${path}: ${message}`, options);
-    this.code = code;
-    this.path = path;
-  }
-}
-
-/** Options of a lock wait. */
-export interface LockOptions {
-  /** Give up after this many milliseconds (default 10 s). */
-  timeoutMs?: number;
-}
-
-function errCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
-}
-
-/** Refuses names that could escape their directory or be mistaken for temp files. */
-export function assertSafeName(field: string, value: string): void {
-  if (!NAME_RE.test(value)) {
-    throw new ValidationError(field, `'${value}' must be 1-128 characters of [A-Za-z0-9_.-], starting with a letter or digit`);
-  }
-}
-
-/** mkdir -p with mode 0700 for every directory it creates. */
-export function ensureDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: DIR_MODE });
-}
-
-// ---------------------------------------------------------------------------------------
-// Locks
-
-/** One level of lock ownership, chained through async context so nested calls re-enter. */
-interface Hold {
-  readonly key: string;
-  active: boolean;
-  readonly parent: Hold | undefined;
-}
-const holdContext = new AsyncLocalStorage<Hold>();
-/** Locks this thread holds right now, to fail fast instead of waiting on ourselves. */
-const heldByThisThread = new Set<string>();
-
-function heldInThisContext(key: string): boolean {
-  for (let h = holdContext.getStore(); h; h = h.parent) if (h.active && h.key === key) return true;
-  return false;
-}
-
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-function sleepSync(ms: number): void {
-  Atomics.wait(sleepCell, 0, 0, ms);
-}
-
-/** Backoff between LOCK_NB polls: starts at 1 ms so a short critical section costs little. */
-function nextDelay(prev: number, remaining: number): number {
-  const d = Math.min(prev * 2, 25) * (0.5 + Math.random() / 2);
-  return Math.max(1, Math.min(d, remaining));
-}
-
-function openLockFile(key: string): number {
-  try {
-    return openSync(key, fsc.O_RDWR | fsc.O_CREAT, FILE_MODE);
-  } catch (e) {
-    if (errCode(e) !== 'ENOENT') throw e;
-    ensureDir(dirname(key));
-    return openSync(key, fsc.O_RDWR | fsc.O_CREAT, FILE_MODE);
-  }
-}
-
-/** Tries once: the fd on success, undefined when someone else holds it. */
-function tryAcquire(key: string): number | undefined {
-  for (;;) {
-    const fd = openLockFile(key);
-    let locked = false;
-    try {
-      locked = flock(fd, LOCK_EX | LOCK_NB);
-      if (!locked) {
-        closeSync(fd);
-        return undefined;
-      }
-      // The file may have been unlinked (network removed) while we waited; a lock on a
-      // dead inode excludes nobody, so retry on whatever the path names now.
-      let current: number | undefined;
-      try {
-        current = statSync(key).ino;
-      } catch (e) {
-        if (errCode(e) !== 'ENOENT') throw e;
-      }
-      if (current === fstatSync(fd).ino) {
-        // Padded so one pwrite replaces the previous holder's pid without an ftruncate.
-        writeSync(fd, `${process.pid}`.padEnd(11) + '\n', 0);
-        return fd;
-      }
-    } catch (e) {
-      if (locked) flock(fd, LOCK_UN);
-      closeSync(fd);
-      throw e;
-    }
-    flock(fd, LOCK_UN);
-    closeSync(fd);
-  }
-}
-
-function release(fd: number): void {
-  try {
-    flock(fd, LOCK_UN);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function holderPid(key: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(key, 'utf8'), 10);
-    return Number.isFinite(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function runHeld<T>(key: string, fd: number, fn: () => T): T {
-  const hold: Hold = { key, active: true, parent: holdContext.getStore() };
-  heldByThisThread.add(key);
-  const done = (): void => {
-    hold.active = false;
-    heldByThisThread.delete(key);
-    release(fd);
-  };
-  let result: T;
-  try {
-    result = holdContext.run(hold, fn);
-  } catch (e) {
-    done();
-    throw e;
-  }
-  if (result instanceof Promise) {
-    return result.finally(done) as T;
-  }
-  done();
-  return result;
-}
-
-/**
- * Runs `fn` holding an exclusive flock on `lockPath`, waiting at most `timeoutMs`.
- * Re-entrant within one call chain, so a caller may hold a network lock around IPAM calls.
- */
-export function withLockSync<T>(lockPath: string, fn: () => T, opts: LockOptions = {}): T {
-  const key = resolve(lockPath);
-  if (heldInThisContext(key)) return fn();
-  if (heldByThisThread.has(key)) {
-    // Another async task of this thread holds it; blocking the thread would keep it from ever releasing.
-    throw new StoreError('EDEADLK', key, 'lock is held by another async task of this process; use withLock()');
-  }
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
-  const deadline = performance.now() + timeoutMs;
-  let delay = 0.5;
-  for (;;) {
-    const fd = tryAcquire(key);
-    if (fd !== undefined) return runHeld(key, fd, fn);
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) throw new LockTimeoutError(key, timeoutMs, holderPid(key));
-    delay = nextDelay(delay, remaining);
-    sleepSync(delay);
-  }
-}
-
-/** Async variant of withLockSync: waits without blocking the event loop and holds the lock until `fn` settles. */
-export async function withLock<T>(lockPath: string, fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
-  const key = resolve(lockPath);
-  if (heldInThisContext(key)) return await fn();
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
-  const deadline = performance.now() + timeoutMs;
-  let delay = 0.5;
-  for (;;) {
-    const fd = tryAcquire(key);
-    if (fd !== undefined) return await runHeld(key, fd, async () => await fn());
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) throw new LockTimeoutError(key, timeoutMs, holderPid(key));
-    delay = nextDelay(delay, remaining);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Files
-
-let tmpSeq = 0;
-
-function writeAll(fd: number, buf: Buffer): void {
-  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
-}
-
-/** Options of an atomic write. */
-export interface WriteOptions {
-  /** fsync before rename (default true); free on tmpfs, durable elsewhere. */
-  fsync?: boolean;
-}
-
-/**
- * Replaces `file` atomically: a temp file in the same directory, write, fsync, rename.
- * Readers see the old or the new content, never a torn one. Creates the directory if missing.
- */
-export function writeFileAtomic(file: string, data: string | Uint8Array, opts: WriteOptions = {}): void {
-  const dir = dirname(file);
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${threadId}.${(tmpSeq++).toString(36)}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx', FILE_MODE);
-  } catch (e) {
-    if (errCode(e) !== 'ENOENT') throw e;
-    ensureDir(dir);
-    fd = openSync(tmp, 'wx', FILE_MODE);
-  }
-  try {
-    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    if (opts.fsync !== false) fsyncSync(fd);
-    closeSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    removeFile(tmp);
-    throw e;
-  }
-  try {
-    renameSync(tmp, file);
-  } catch (e) {
-    removeFile(tmp);
-    throw e;
-  }
-}
-
-/** Atomically writes `value` as JSON (see writeFileAtomic). */
-export function writeJsonAtomic(file: string, value: unknown, opts: WriteOptions = {}): void {
-  writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`, opts);
-}
-
-/** Reads a small text file; undefined when it does not exist. */
-export function readText(file: string): string | undefined {
-  // A miss is common (new endpoint ids); access(2) is far cheaper than a thrown ENOENT.
-  if (!existsSync(file)) return undefined;
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
-/** Reads a JSON file; undefined when missing, StoreError ECORRUPT when unparsable. The shape is not checked. */
-export function readJson<T>(file: string): T | undefined {
-  const text = readText(file);
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new StoreError('ECORRUPT', file, 'not valid JSON', { cause: e });
-  }
-}
-
-/**
- * Creates `file` with O_CREAT|O_EXCL and writes `data`; false when it already exists.
- * The exclusive create is what makes a reservation safe across processes.
- */
-export function createExclusive(file: string, data: string, opts: WriteOptions = {}): boolean {
-  let fd: number;
-  try {
-    fd = openSync(file, 'wx', FILE_MODE);
-  } catch (e) {
-    const code = errCode(e);
-    if (code === 'EEXIST') return false;
-    if (code !== 'ENOENT') throw e;
-    ensureDir(dirname(file));
-    return createExclusive(file, data, opts);
-  }
-  try {
-    writeAll(fd, Buffer.from(data));
-    if (opts.fsync !== false) fsyncSync(fd);
-    closeSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    removeFile(file);
-    throw e;
-  }
-  return true;
-}
-
-/** Removes a file; false when it was already gone. */
-export function removeFile(file: string): boolean {
-  try {
-    unlinkSync(file);
-    return true;
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return false;
-    throw e;
-  }
-}
-
-/** Names in `dir` ending in `ext` (ext stripped), sorted; temp files skipped; [] if `dir` is missing. */
-export function listNames(dir: string, ext = ''): string[] {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return [];
-    throw e;
-  }
-  const out: string[] = [];
-  for (const n of entries) {
-    if (n.startsWith('.') || !n.endsWith(ext) || n.length === ext.length) continue;
-    out.push(ext ? n.slice(0, -ext.length) : n);
-  }
-  return out.sort();
-}
-
-// ---------------------------------------------------------------------------------------
-// The store
 
 /** Options of a Store. */
 export interface StoreOptions {
@@ -389,11 +51,73 @@ export interface StoreOptions {
   root?: string;
   /** Default lock wait (default 10 s). */
   lockTimeoutMs?: number;
-  /** fsync atomic writes (default true). */
+  /** fsync atomic writes (default true); free on tmpfs, durable elsewhere. */
   fsync?: boolean;
 }
 
-/** Network and endpoint records under one root directory; every method is synchronous. */
+/** A record that could not be read, with the reason. */
+export interface CorruptRecord {
+  /** Network name or endpoint id the file is named after. */
+  name: string;
+  path: string;
+  error: StoreError;
+}
+
+/** Records of one kind that could be read, and those that could not. */
+export interface Listing<T> {
+  records: T[];
+  corrupt: CorruptRecord[];
+}
+
+/** A host-port reservation as found on disk. */
+export interface PortReservation {
+  protocol: string;
+  hostPort: number;
+  /** '0.0.0.0' for every address. */
+  hostIp: string;
+  /** "<network>/<endpoint id>" of the holder ('' if unreadable). */
+  owner: string;
+  path: string;
+}
+
+const euid = (): number => process.geteuid?.() ?? 0;
+
+/**
+ * Refuses a state directory that someone other than us could swap or write: root writes there,
+ * so a user who controls it (or a directory above it) could redirect root's writes. Directories
+ * writable by others are fine only with the sticky bit (as /tmp), where nobody may rename what
+ * they do not own.
+ */
+function checkPathSafety(root: string): void {
+  const me = euid();
+  for (let dir = dirname(root); ; dir = dirname(dir)) {
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (st) {
+      if (st.isSymbolicLink()) {
+        // A symlinked ancestor is safe only if root owns it; its target is then checked too.
+        if (st.uid !== 0 && st.uid !== me) throw new StoreError('EINSECURE', dir, `is a symlink owned by uid ${st.uid}; refusing it as part of the state path`);
+      } else {
+        if (st.uid !== 0 && st.uid !== me) throw new StoreError('EINSECURE', dir, `is owned by uid ${st.uid}, who could replace the state directory; use a state directory under a root-owned path`);
+        if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new StoreError('EINSECURE', dir, 'is writable by others without the sticky bit; use a state directory under a root-owned path');
+      }
+    }
+    if (dir === dirname(dir)) break;
+  }
+}
+
+function mapAccess<T>(path: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new StoreError('EACCES', path, 'permission denied: tsnetlink needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and its state directory', { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** Network and endpoint records, claims and locks under one root directory; every method is synchronous except the async lock waits. */
 export class Store {
   readonly root: string;
   readonly lockTimeoutMs: number;
@@ -407,31 +131,54 @@ export class Store {
     this.writeOptions = { fsync: o.fsync ?? true };
   }
 
-  /** Creates the root (0700) and tightens it if it already existed with wider permissions. */
+  /**
+   * Creates the root (0700) or checks the existing one: a real directory (not a symlink), owned
+   * by us, no wider than 0700 (tightened if it is ours), and no ancestor that another user could
+   * use to swap it. Throws StoreError EINSECURE, ENOTDIR or EACCES.
+   */
   init(): void {
     if (this.ready) return;
-    ensureDir(join(this.root, 'networks'));
-    const st = lstatSync(this.root);
-    if (!st.isDirectory()) throw new StoreError('ENOTDIR', this.root, 'store root is not a directory');
-    if ((st.mode & 0o777) !== DIR_MODE) chmodSync(this.root, DIR_MODE);
+    mapAccess(this.root, () => {
+      checkPathSafety(this.root);
+      let st = lstatSync(this.root, { throwIfNoEntry: false });
+      if (!st) {
+        ensureDir(this.root);
+        st = lstatSync(this.root);
+      }
+      if (st.isSymbolicLink()) throw new StoreError('EINSECURE', this.root, 'the state directory is a symlink; refusing to write through it');
+      if (!st.isDirectory()) throw new StoreError('ENOTDIR', this.root, 'store root is not a directory');
+      if (st.uid !== euid()) throw new StoreError('EINSECURE', this.root, `the state directory is owned by uid ${st.uid}, not by us (uid ${euid()})`);
+      if ((st.mode & 0o777) !== DIR_MODE) chmodSync(this.root, DIR_MODE);
+      ensureDir(join(this.root, 'networks'));
+    });
     this.ready = true;
   }
 
-  /** Path of the global lock (network create/remove). */
+  // ------------------------------------------------------------------ paths
+
+  /** Path of the global lock (network create/remove, repair, prune). */
   globalLockPath(): string {
     return join(this.root, 'lock');
   }
 
+  /** Path of the lock every firewall change holds. */
+  firewallLockPath(): string {
+    return join(this.root, 'firewall.lock');
+  }
+
+  /** Path of the lock host-port reservations hold. */
+  portsLockPath(): string {
+    return join(this.root, 'ports.lock');
+  }
+
   /** Directory holding one network's state. */
   networkDir(name: string): string {
-    assertSafeName('network', name);
-    return join(this.root, 'networks', name);
+    return join(this.root, 'networks', checkNetworkName(name, 'network'));
   }
 
   /** Path of a network's record. */
   networkFile(name: string): string {
-    assertSafeName('network', name);
-    return join(this.root, 'networks', `${name}.json`);
+    return join(this.root, 'networks', `${checkNetworkName(name, 'network')}.json`);
   }
 
   /** Path of a network's lock. */
@@ -441,26 +188,31 @@ export class Store {
 
   /** Path of an endpoint's record. */
   endpointFile(network: string, id: string): string {
-    assertSafeName('endpoint', id);
-    return join(this.networkDir(network), 'endpoints', `${id}.json`);
+    return join(this.networkDir(network), 'endpoints', `${checkEndpointId(id, 'endpoint')}.json`);
   }
 
-  /** Runs `fn` under the global lock. */
-  withGlobalLockSync<T>(fn: () => T, opts: LockOptions = {}): T {
-    this.init();
-    return withLockSync(this.globalLockPath(), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
+  /** Path of the marker that says a container (by netns dev-inode) is connected to a network. */
+  markerFile(network: string, netnsKey: string): string {
+    if (!/^\d+-\d+$/.test(netnsKey)) throw new StoreError('ECORRUPT', netnsKey, 'netns key is not DEV-INODE');
+    return join(this.networkDir(network), 'netns', netnsKey);
   }
+
+  /** Directory of the reservations of one host port. */
+  portDir(m: Pick<PortMapping, 'protocol' | 'hostPort'>): string {
+    return join(this.root, 'ports', `${m.protocol}-${m.hostPort}`);
+  }
+
+  /** Path of one host-port reservation. */
+  portFile(m: Pick<PortMapping, 'protocol' | 'hostPort' | 'hostIp'>): string {
+    return join(this.portDir(m), m.hostIp ?? '0.0.0.0');
+  }
+
+  // ------------------------------------------------------------------ locks
 
   /** Runs `fn` under the global lock without blocking the event loop while waiting. */
   async withGlobalLock<T>(fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
     this.init();
     return withLock(this.globalLockPath(), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
-  }
-
-  /** Runs `fn` under one network's lock. */
-  withNetworkLockSync<T>(name: string, fn: () => T, opts: LockOptions = {}): T {
-    this.init();
-    return withLockSync(this.networkLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
   }
 
   /** Runs `fn` under one network's lock without blocking the event loop while waiting. */
@@ -469,35 +221,69 @@ export class Store {
     return withLock(this.networkLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
   }
 
-  /** A network's record, or undefined. */
-  getNetwork<T extends object = Record<string, unknown>>(name: string): T | undefined {
-    return readJson<T>(this.networkFile(name));
+  /** Runs `fn` under one network's lock (blocking wait; re-entrant inside withNetworkLock). */
+  withNetworkLockSync<T>(name: string, fn: () => T, opts: LockOptions = {}): T {
+    this.init();
+    return withLockSync(this.networkLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
+  }
+
+  /** Runs `fn` under the host-port lock (short critical sections only). */
+  withPortsLockSync<T>(fn: () => T): T {
+    this.init();
+    return withLockSync(this.portsLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
+  }
+
+  /** Runs `fn` under the firewall lock: the desired firewall state is computed and applied inside it. */
+  async withFirewallLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.init();
+    return withLock(this.firewallLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
+  }
+
+  // ------------------------------------------------------------------ networks
+
+  /** A network's record, undefined when missing; StoreError ECORRUPT when unreadable. */
+  getNetwork(name: string): NetworkRecord | undefined {
+    const file = this.networkFile(name);
+    const raw = mapAccess(file, () => readJson(file));
+    return raw === undefined ? undefined : parseNetworkRecord(raw, file, name);
   }
 
   /** Creates or replaces a network's record atomically. */
-  putNetwork<T extends object>(name: string, record: T): void {
+  putNetwork(record: NetworkRecord): void {
     this.init();
-    writeJsonAtomic(this.networkFile(name), record, this.writeOptions);
+    writeJsonAtomic(this.networkFile(record.name), record, this.writeOptions);
   }
 
-  /** Names of all networks with a record. */
-  listNetworkNames(): string[] {
-    return listNames(join(this.root, 'networks'), '.json');
+  /** Names of all networks with a record file (readable or not). */
+  networkNames(): string[] {
+    return mapAccess(this.root, () => listNames(join(this.root, 'networks'), '.json')).filter((n) => {
+      try {
+        checkNetworkName(n);
+        return true;
+      } catch {
+        return false;
+      }
+    });
   }
 
-  /** All network records, sorted by name. */
-  listNetworks<T extends object = Record<string, unknown>>(): T[] {
-    const out: T[] = [];
-    for (const n of this.listNetworkNames()) {
-      const r = this.getNetwork<T>(n);
-      if (r) out.push(r);
+  /** Every network record, sorted by name; unreadable ones are listed apart instead of failing the rest. */
+  listNetworks(): Listing<NetworkRecord> {
+    const out: Listing<NetworkRecord> = { records: [], corrupt: [] };
+    for (const n of this.networkNames()) {
+      try {
+        const r = this.getNetwork(n);
+        if (r) out.records.push(r);
+      } catch (e) {
+        if (!(e instanceof StoreError) || e.code !== 'ECORRUPT') throw e;
+        out.corrupt.push({ name: n, path: this.networkFile(n), error: e });
+      }
     }
     return out;
   }
 
   /**
-   * Removes a network's record, then its state directory (IPAM, endpoints, lock).
-   * The record goes first so a crash never leaves a listed network without its state.
+   * Removes a network's record, then its state directory (IPAM, endpoints, markers, lock). The
+   * lock file goes too: a process waiting for it sees the inode change and re-checks the record.
    */
   removeNetwork(name: string): boolean {
     const existed = removeFile(this.networkFile(name));
@@ -505,28 +291,49 @@ export class Store {
     return existed;
   }
 
-  /** An endpoint's record, or undefined. */
-  getEndpoint<T extends object = Record<string, unknown>>(network: string, id: string): T | undefined {
-    return readJson<T>(this.endpointFile(network, id));
+  /** Removes what an earlier network of this name may have left (a crash between its record and its directory). */
+  clearNetworkDir(name: string): void {
+    rmSync(this.networkDir(name), { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------------ endpoints
+
+  /** An endpoint's record, undefined when missing; StoreError ECORRUPT when unreadable. */
+  getEndpoint(network: string, id: string): EndpointRecord | undefined {
+    const file = this.endpointFile(network, id);
+    const raw = mapAccess(file, () => readJson(file));
+    return raw === undefined ? undefined : parseEndpointRecord(raw, file, network, id);
   }
 
   /** Creates or replaces an endpoint's record atomically. */
-  putEndpoint<T extends object>(network: string, id: string, record: T): void {
+  putEndpoint(record: EndpointRecord): void {
     this.init();
-    writeJsonAtomic(this.endpointFile(network, id), record, this.writeOptions);
+    writeJsonAtomic(this.endpointFile(record.network, record.id), record, this.writeOptions);
   }
 
-  /** Ids of a network's endpoints. */
-  listEndpointIds(network: string): string[] {
-    return listNames(join(this.networkDir(network), 'endpoints'), '.json');
+  /** Ids of a network's endpoint record files (readable or not). */
+  endpointIds(network: string): string[] {
+    return listNames(join(this.networkDir(network), 'endpoints'), '.json').filter((id) => {
+      try {
+        checkEndpointId(id);
+        return true;
+      } catch {
+        return false;
+      }
+    });
   }
 
-  /** All endpoint records of a network, sorted by id. */
-  listEndpoints<T extends object = Record<string, unknown>>(network: string): T[] {
-    const out: T[] = [];
-    for (const id of this.listEndpointIds(network)) {
-      const r = this.getEndpoint<T>(network, id);
-      if (r) out.push(r);
+  /** Every endpoint record of a network, sorted by id; unreadable ones are listed apart. */
+  listEndpoints(network: string): Listing<EndpointRecord> {
+    const out: Listing<EndpointRecord> = { records: [], corrupt: [] };
+    for (const id of this.endpointIds(network)) {
+      try {
+        const r = this.getEndpoint(network, id);
+        if (r) out.records.push(r);
+      } catch (e) {
+        if (!(e instanceof StoreError) || e.code !== 'ECORRUPT') throw e;
+        out.corrupt.push({ name: id, path: this.endpointFile(network, id), error: e });
+      }
     }
     return out;
   }
@@ -534,5 +341,92 @@ export class Store {
   /** Removes an endpoint's record; false when it was already gone. */
   removeEndpoint(network: string, id: string): boolean {
     return removeFile(this.endpointFile(network, id));
+  }
+
+  // ------------------------------------------------------------------ container markers
+
+  /** Claims a container for an endpoint; false when the container is already claimed on this network. */
+  createMarker(network: string, netnsKey: string, id: string): boolean {
+    return createExclusive(this.markerFile(network, netnsKey), id, this.writeOptions);
+  }
+
+  /** The endpoint id that claimed a container on this network, or undefined. */
+  markerOwner(network: string, netnsKey: string): string | undefined {
+    return readText(this.markerFile(network, netnsKey))?.trim();
+  }
+
+  /** Drops a container's claim. */
+  removeMarker(network: string, netnsKey: string): void {
+    removeFile(this.markerFile(network, netnsKey));
+  }
+
+  /** Every container claim of a network. */
+  listMarkers(network: string): { netnsKey: string; owner: string }[] {
+    return listNames(join(this.networkDir(network), 'netns')).map((netnsKey) => ({ netnsKey, owner: readText(join(this.networkDir(network), 'netns', netnsKey))?.trim() ?? '' }));
+  }
+
+  // ------------------------------------------------------------------ host ports
+
+  /** Who holds a host port: one entry per host IP. Take the ports lock around check-and-reserve. */
+  portHolders(m: Pick<PortMapping, 'protocol' | 'hostPort'>): { hostIp: string; owner: string }[] {
+    const dir = this.portDir(m);
+    return listNames(dir).map((hostIp) => ({ hostIp, owner: readText(join(dir, hostIp))?.trim() ?? '' }));
+  }
+
+  /** Reserves a host port for "<network>/<id>"; false when that exact reservation exists. */
+  reservePort(m: PortMapping, owner: string): boolean {
+    ensureDir(this.portDir(m));
+    return createExclusive(this.portFile(m), owner, this.writeOptions);
+  }
+
+  /** Releases a host-port reservation if `owner` holds it (another owner's is left alone). */
+  releasePort(m: PortMapping, owner: string): void {
+    const file = this.portFile(m);
+    if (readText(file)?.trim() === owner) removeFile(file);
+    try {
+      rmdirSync(this.portDir(m));
+    } catch {
+      /* another host IP still holds this port */
+    }
+  }
+
+  /** Every host-port reservation. */
+  listPorts(): PortReservation[] {
+    const base = join(this.root, 'ports');
+    const out: PortReservation[] = [];
+    for (const dir of listNames(base)) {
+      const m = /^(tcp|udp)-(\d+)$/.exec(dir);
+      for (const hostIp of listNames(join(base, dir))) {
+        const path = join(base, dir, hostIp);
+        out.push({ protocol: m?.[1] ?? '', hostPort: Number(m?.[2] ?? 0), hostIp, owner: readText(path)?.trim() ?? '', path });
+      }
+    }
+    return out;
+  }
+
+  /** Removes a reservation found by listPorts (its directory too, once empty). */
+  removePortReservation(r: PortReservation): void {
+    removeFile(r.path);
+    try {
+      rmdirSync(dirname(r.path));
+    } catch {
+      /* still held by another host IP */
+    }
+  }
+
+  // ------------------------------------------------------------------ leftovers
+
+  /**
+   * Temp files of atomic writes that a killed process left in a network's directories. Call it
+   * holding the network lock: every write there happens under that lock, so none is in flight.
+   */
+  networkTempFiles(network: string): string[] {
+    const dir = this.networkDir(network);
+    return [dir, join(dir, 'endpoints'), join(dir, 'ips'), join(dir, 'byid'), join(dir, 'netns')].flatMap(listTempFiles);
+  }
+
+  /** Temp files of network records; call it holding the global lock. */
+  globalTempFiles(): string[] {
+    return listTempFiles(join(this.root, 'networks'));
   }
 }

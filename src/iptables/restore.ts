@@ -1,7 +1,8 @@
 /**
- * Runs the iptables tools: one iptables-restore per change (field notes, pitfall 16), reads with
+ * Runs the iptables tools: one iptables-restore per change (one exec per rule is slow at scale), reads with
  * iptables-save, and flushes UDP conntrack entries. Every run has a deadline.
  */
+import { accessSync, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { runTool } from './run.js';
@@ -96,6 +97,49 @@ export async function conntrackFlushUdp(hostPort: number, opts: ConntrackOptions
   // Exit 1 with "0 flow entries have been deleted" only means there was nothing to flush.
   if (r.code === 0 || (r.code === 1 && /\b0 flow entries have been deleted/.test(r.stderr))) return true;
   throw new IptablesError(commandLine(bin, args), r.code, r.stderr);
+}
+
+/**
+ * Deletes every IPv4 conntrack entry whose original source or reply source is `ip` (outbound
+ * flows of a container, flows DNATed to it, direct flows to it), so that an address handed to
+ * a new container receives no flow of the old one. Resolves false when no conntrack binary is
+ * installed.
+ */
+export async function conntrackForgetAddress(ip: string, opts: Omit<ConntrackOptions, 'hostIp'> = {}): Promise<boolean> {
+  checkIPv4('ip', ip);
+  const bin = opts.binary ?? 'conntrack';
+  for (const flag of ['--orig-src', '--reply-src']) {
+    const args = ['-D', '-f', 'ipv4', flag, ip];
+    let r: RunResult;
+    try {
+      r = await run(bin, args, undefined, opts.timeoutMs);
+    } catch (e) {
+      if (e instanceof IptablesError && (e.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return false;
+      throw e;
+    }
+    if (!(r.code === 0 || (r.code === 1 && /\b0 flow entries have been deleted/.test(r.stderr)))) throw new IptablesError(commandLine(bin, args), r.code, r.stderr);
+  }
+  return true;
+}
+
+/** True when `bin` names an executable file, as a path or on $PATH. */
+export function findBinary(bin: string): string | undefined {
+  const dirs = bin.includes('/') ? [''] : (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+  for (const d of dirs) {
+    const p = d === '' ? bin : join(d, bin);
+    try {
+      accessSync(p, fsc.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+/** The iptables-save binary that matches these options. */
+export function saveBinary(opts: IptablesOptions = {}): string {
+  return sibling(restoreBinary(opts), 'save');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { parseSave, type SavedRuleset } from './save.js';
 import { type EndpointRuleSpec, type Ep, type Net, type NetworkRuleSpec, checkEndpoint, checkEndpoints, checkNetworks } from './spec.js';
-import { checkId } from './validate.js';
+import { checkEndpointId } from '../names.js';
 
 export { type EndpointRuleSpec, type NetworkRuleSpec, type PortMapping, type Protocol, mappingsOverlap } from './spec.js';
 
@@ -23,6 +23,7 @@ export const CHAINS = {
   postrouting: 'TSN-POSTROUTING',
   hostports: 'TSN-HOSTPORTS',
   prerouting: 'TSN-PREROUTING',
+  isolation: 'TSN-ISOLATION',
 } as const;
 
 /** Prefix of every chain tsnetlink owns. */
@@ -72,7 +73,7 @@ const GUARD_RULE = `-A ${CHAINS.prerouting} -d 127.0.0.0/8 ! -i lo -m comment --
 
 /** Returns the per-endpoint DNAT chain name: TSN-DN- and the first 16 hex digits of sha256(id). */
 export function dnatChainName(endpointId: string): string {
-  checkId('endpoint.id', endpointId);
+  checkEndpointId(endpointId, 'endpoint.id');
   return DNAT_CHAIN_PREFIX + createHash('sha256').update(endpointId).digest('hex').slice(0, 16);
 }
 
@@ -115,11 +116,33 @@ export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText
  * mappings. Once per endpoint: a second run appends a second jump (re-apply with endpointUpdateText).
  */
 export function endpointAddText(endpoint: EndpointRuleSpec): string {
-  const ep = checkEndpoint(endpoint, 'endpoint');
-  if (ep.mappings.length === 0) return '';
+  return endpointsAddText([endpoint]);
+}
+
+/**
+ * Text adding several endpoints' DNAT chains and jumps in one nat transaction; '' when none has
+ * mappings. It first checks (`-C`) every rule the mappings depend on: the jumps from the
+ * built-in chains, each network's DNAT accept, its masquerade for local sources and the
+ * localnet guard. A ruleset flushed behind our back (`iptables -F`) makes the run fail before
+ * it changes anything, instead of adding DNAT chains that nothing jumps to; the caller then
+ * rebuilds everything from state.
+ */
+export function endpointsAddText(endpoints: readonly EndpointRuleSpec[]): string {
+  const eps = endpoints.map((e, i) => checkEndpoint(e, endpoints.length === 1 ? 'endpoint' : `endpoints[${i}]`)).filter((ep) => ep.mappings.length > 0);
+  if (eps.length === 0) return '';
   const script = new Script();
-  writeEndpointChain(script, ep);
-  script.add('nat', hostportsJump(ep));
+  for (const jump of REQUIRED_JUMPS) script.check(jump.table, `-C ${jump.chain} ${jump.spec}`);
+  script.check('raw', GUARD_RULE.replace(/^-A /, '-C '));
+  const checked = new Set<string>();
+  for (const ep of eps) {
+    if (checked.has(ep.network.name)) continue;
+    checked.add(ep.network.name);
+    for (const rule of networkRules(ep.network)) if (rule.dependency) script.check(rule.table, rule.line.replace(/^-A /, '-C '));
+  }
+  for (const ep of eps) {
+    writeEndpointChain(script, ep);
+    script.add('nat', hostportsJump(ep));
+  }
   return script.render(APPLY_ORDER);
 }
 
@@ -137,13 +160,20 @@ export function endpointUpdateText(endpoint: EndpointRuleSpec): string {
  * If the jump is missing, iptables-restore rejects the whole text: fall back to fullRebuildText.
  */
 export function endpointRemoveText(endpoint: Pick<EndpointRuleSpec, 'id' | 'mappings'>): string {
-  const id = checkId('endpoint.id', endpoint.id);
-  if (!Array.isArray(endpoint.mappings) || endpoint.mappings.length === 0) return '';
-  const chain = dnatChainName(id);
+  return endpointsRemoveText([endpoint]);
+}
+
+/** Text deleting several endpoints' jumps and DNAT chains in one nat transaction; '' when none has mappings. */
+export function endpointsRemoveText(endpoints: readonly Pick<EndpointRuleSpec, 'id' | 'mappings'>[]): string {
   const script = new Script();
-  script.declare('nat', chain);
-  script.add('nat', `-D ${CHAINS.hostports} ${comment(id)} -j ${chain}`);
-  script.tail('nat', `-X ${chain}`);
+  for (const endpoint of endpoints) {
+    const id = checkEndpointId(endpoint.id, 'endpoint.id');
+    if (!Array.isArray(endpoint.mappings) || endpoint.mappings.length === 0) continue;
+    const chain = dnatChainName(id);
+    script.declare('nat', chain);
+    script.add('nat', `-D ${CHAINS.hostports} ${comment(id)} -j ${chain}`);
+    script.tail('nat', `-X ${chain}`);
+  }
   return script.render(REMOVE_ORDER);
 }
 
@@ -213,23 +243,61 @@ export function removeAllText(saveText: string): string {
 
 const comment = (id: string): string => `-m comment --comment "tsnetlink:${id}"`;
 
+/** One rule of a network's chains; `dependency` marks those a published port relies on. */
+interface NetworkRule {
+  table: Table;
+  /** Rules are written in groups so every network's drops come before any network's accepts. */
+  group: number;
+  line: string;
+  dependency?: boolean;
+}
+
+/**
+ * The rules of one network, each tagged with its group. Forwarding into a bridge is accepted
+ * only for replies (ESTABLISHED), published ports (ctstate DNAT) and, with icc, the bridge's own
+ * containers; anything else towards the bridge is dropped: that is what isolates networks from
+ * each other and keeps hosts on the uplink that route the subnet via this host away from
+ * unpublished container ports. A network with gateway mode "nat-unprotected" or "routed" opts out
+ * of the second part (other tsnetlink networks stay isolated through TSN-ISOLATION). Outbound
+ * traffic is accepted, or dropped for an internal network.
+ */
+function networkRules(n: Net): NetworkRule[] {
+  const c = comment(n.name);
+  const br = n.bridge;
+  const rules: NetworkRule[] = [
+    { table: 'filter', group: 1, line: `-A ${CHAINS.forward} -o ${br} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT` },
+  ];
+  if (!n.internal) rules.push({ table: 'filter', group: 2, line: `-A ${CHAINS.forward} -o ${br} -m conntrack --ctstate DNAT ${c} -j ACCEPT`, dependency: true });
+  if (n.icc) rules.push({ table: 'filter', group: 3, line: `-A ${CHAINS.forward} -i ${br} -o ${br} ${c} -j ACCEPT` });
+  if (n.gatewayMode === 'nat') {
+    rules.push({ table: 'filter', group: 4, line: `-A ${CHAINS.forward} -o ${br} ${c} -j DROP` });
+  } else {
+    rules.push({ table: 'filter', group: 4, line: `-A ${CHAINS.forward} -o ${br} ${c} -j ${CHAINS.isolation}` });
+    rules.push({ table: 'filter', group: 4, line: `-A ${CHAINS.forward} -o ${br} ${c} -j ACCEPT` });
+  }
+  rules.push({ table: 'filter', group: 5, line: `-A ${CHAINS.forward} -i ${br} ${c} -j ${n.internal ? 'DROP' : 'ACCEPT'}` });
+  if (!n.internal) {
+    if (n.gatewayMode !== 'routed') rules.push({ table: 'nat', group: 1, line: `-A ${CHAINS.postrouting} -s ${n.subnet.cidr} ! -o ${br} ${c} -j MASQUERADE` });
+    // Hairpin: a container reaching a published port of a container on the same bridge must see
+    // the reply come from the host, or it would arrive directly and be dropped as unknown.
+    rules.push({ table: 'nat', group: 1, line: `-A ${CHAINS.postrouting} -s ${n.subnet.cidr} -o ${br} -m conntrack --ctstate DNAT ${c} -j MASQUERADE` });
+    // Host and 127.0.0.1 sources towards a published port; 127/8 must not leave on the bridge.
+    rules.push({ table: 'nat', group: 1, line: `-A ${CHAINS.postrouting} -o ${br} -m addrtype --src-type LOCAL ${c} -j MASQUERADE`, dependency: true });
+  }
+  return rules;
+}
+
 function writeNetworkChains(script: Script, nets: readonly Net[]): void {
   script.declare('raw', CHAINS.prerouting);
   script.declare('filter', CHAINS.forward);
+  script.declare('filter', CHAINS.isolation);
   script.declare('nat', CHAINS.postrouting);
   if (nets.length > 0) script.add('raw', GUARD_RULE);
-  for (const { name, bridge, subnet } of nets) {
-    const c = comment(name);
-    script.add('filter', `-A ${CHAINS.forward} -o ${bridge} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT`);
-    // Published ports: one rule per network, whatever the number of mappings.
-    script.add('filter', `-A ${CHAINS.forward} -o ${bridge} -m conntrack --ctstate DNAT ${c} -j ACCEPT`);
-    script.add('filter', `-A ${CHAINS.forward} -i ${bridge} ${c} -j ACCEPT`);
-    script.add('nat', `-A ${CHAINS.postrouting} -s ${subnet.cidr} ! -o ${bridge} ${c} -j MASQUERADE`);
-    // Hairpin: a container reaching a published port of a container on the same bridge must see
-    // the reply come from the host, or it would arrive directly and be dropped as unknown.
-    script.add('nat', `-A ${CHAINS.postrouting} -s ${subnet.cidr} -o ${bridge} -m conntrack --ctstate DNAT ${c} -j MASQUERADE`);
-    // Host and 127.0.0.1 sources towards a published port; 127/8 must not leave on the bridge.
-    script.add('nat', `-A ${CHAINS.postrouting} -o ${bridge} -m addrtype --src-type LOCAL ${c} -j MASQUERADE`);
+  const all = nets.flatMap((n) => networkRules(n));
+  for (const group of [1, 2, 3, 4, 5]) for (const r of all) if (r.group === group) script.add(r.table, r.line);
+  // Filled only when a network lets outside traffic in, so that other networks still cannot.
+  if (nets.some((n) => n.gatewayMode !== 'nat')) {
+    for (const n of nets) script.add('filter', `-A ${CHAINS.isolation} -i ${n.bridge} ${comment(n.name)} -j DROP`);
   }
 }
 
@@ -249,14 +317,17 @@ function hostportsJump(ep: Ep): string {
   return `-A ${CHAINS.hostports} ${comment(ep.id)} -j ${dnatChainName(ep.id)}`;
 }
 
-/** Per-table sections: chain declarations, deletions, rules, then chain removals and jumps. */
+/** Per-table sections: checks, chain declarations, deletions, rules, then chain removals and jumps. */
 class Script {
-  private readonly tables = new Map<string, { decl: string[]; del: string[]; body: string[]; tail: string[] }>();
+  private readonly tables = new Map<string, { check: string[]; decl: string[]; del: string[]; body: string[]; tail: string[] }>();
 
   private section(table: string) {
     let t = this.tables.get(table);
-    if (!t) this.tables.set(table, (t = { decl: [], del: [], body: [], tail: [] }));
+    if (!t) this.tables.set(table, (t = { check: [], decl: [], del: [], body: [], tail: [] }));
     return t;
+  }
+  check(table: string, line: string): void {
+    this.section(table).check.push(line);
   }
   declare(table: string, chain: string): void {
     const line = `:${chain} - [0:0]`;
@@ -277,7 +348,7 @@ class Script {
     for (const table of order) {
       const t = this.tables.get(table);
       if (!t) continue;
-      const lines = [...t.decl, ...t.del, ...t.body, ...t.tail];
+      const lines = [...t.check, ...t.decl, ...t.del, ...t.body, ...t.tail];
       if (lines.length > 0) out += `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
     }
     return out;
@@ -293,4 +364,51 @@ function checkJump(jump: Jump): Jump {
 function checkSavedChain(chain: string): string {
   if (!/^TSN-[A-Za-z0-9_.-]{1,24}$/.test(chain)) throw new ValidationError('saveText', `unexpected chain name ${JSON.stringify(chain)}`);
   return chain;
+}
+
+/** One difference between the owned part of a live ruleset and the desired one. */
+export interface RulesetDifference {
+  kind: 'missing' | 'unexpected' | 'duplicate' | 'changed';
+  what: string;
+}
+
+/**
+ * Compares the chains tsnetlink owns (and the jumps into them) in `saveText` with what
+ * `networks` and `endpoints` call for; [] when they match exactly. Foreign rules are ignored.
+ */
+export function diffRuleset(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string): RulesetDifference[] {
+  const want = parseSave(networks.length === 0 ? '' : fullRebuildText(networks, endpoints, ''));
+  const have = parseSave(saveText);
+  const out: RulesetDifference[] = [];
+  for (const table of APPLY_ORDER) {
+    const w = want.get(table) ?? { chains: [], rules: [] };
+    const h = have.get(table) ?? { chains: [], rules: [] };
+    const owned = (c: string): boolean => c.startsWith(CHAIN_PREFIX);
+    for (const chain of w.chains.filter(owned)) {
+      if (!h.chains.includes(chain)) {
+        out.push({ kind: 'missing', what: `${table} chain ${chain}` });
+        continue;
+      }
+      const wr = w.rules.filter((r) => r.chain === chain).map((r) => r.spec);
+      const hr = h.rules.filter((r) => r.chain === chain).map((r) => r.spec);
+      const before = out.length;
+      for (const spec of wr) if (!hr.includes(spec)) out.push({ kind: 'missing', what: `${table} ${chain} ${spec}` });
+      for (const spec of hr) if (!wr.includes(spec)) out.push({ kind: 'unexpected', what: `${table} ${chain} ${spec}` });
+      // Order matters: every network's drops must come before any network's accepts.
+      if (out.length === before && wr.join('\n') !== hr.join('\n')) out.push({ kind: 'changed', what: `${table} ${chain}: rules out of order` });
+      for (const spec of new Set(hr)) if (hr.filter((x) => x === spec).length > 1) out.push({ kind: 'duplicate', what: `${table} ${chain} ${spec}` });
+    }
+    for (const chain of h.chains.filter(owned)) if (!w.chains.includes(chain)) out.push({ kind: 'unexpected', what: `${table} chain ${chain}` });
+    for (const jump of REQUIRED_JUMPS.filter((j) => j.table === table && networks.length > 0)) {
+      const n = h.rules.filter((r) => r.chain === jump.chain && r.spec === jump.spec).length;
+      if (n === 0) out.push({ kind: 'missing', what: `${table} ${jump.chain} ${jump.spec}` });
+      if (n > 1) out.push({ kind: 'duplicate', what: `${table} ${jump.chain} ${jump.spec}` });
+    }
+    for (const r of h.rules) {
+      if (owned(r.chain) || r.target === undefined || !owned(r.target)) continue;
+      if (networks.length > 0 && REQUIRED_JUMPS.some((j) => j.table === table && j.chain === r.chain && j.spec === r.spec)) continue;
+      out.push({ kind: 'unexpected', what: `${table} ${r.chain} ${r.spec}` });
+    }
+  }
+  return out;
 }

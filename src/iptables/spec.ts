@@ -4,27 +4,15 @@
  */
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
-import { type Cidr, checkId, checkIfName, checkIPv4, checkIPv4Cidr, checkPort, checkProtocol } from './validate.js';
+import { checkEndpointId, checkNetworkName } from '../names.js';
+import { reservedIPv4Range } from '../addresses.js';
+import { mappingsOverlap, type FirewallNetwork, type GatewayMode, type PortMapping, type Protocol } from '../firewall/types.js';
+import { type Cidr, checkIfName, checkIPv4, checkIPv4Cidr, checkPort, checkProtocol } from './validate.js';
 
-/** Transport protocols a mapping can publish. */
-export type Protocol = 'tcp' | 'udp';
+export { mappingsOverlap, type PortMapping, type Protocol };
 
-/** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
-export interface PortMapping {
-  /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
-  hostIp?: string;
-  hostPort: number;
-  containerPort: number;
-  protocol: Protocol;
-}
-
-/** What the rules need to know about a network. */
-export interface NetworkRuleSpec {
-  name: string;
-  bridge: string;
-  /** IPv4 CIDR, e.g. 192.168.10.0/24 (host bits are ignored). */
-  subnet: string;
-}
+/** What the rules need to know about a network (subnet host bits are ignored). */
+export type NetworkRuleSpec = FirewallNetwork;
 
 /** What the rules need to know about an endpoint (a container attached to a network). */
 export interface EndpointRuleSpec {
@@ -34,19 +22,14 @@ export interface EndpointRuleSpec {
   mappings: PortMapping[];
 }
 
-/** Tells whether two mappings claim the same host port (same protocol and port, overlapping host IPs). */
-export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
-  if (a.protocol !== b.protocol || a.hostPort !== b.hostPort) return false;
-  const ia = anyIp(a.hostIp);
-  const ib = anyIp(b.hostIp);
-  return ia === undefined || ib === undefined || ia === ib;
-}
-
 /** A validated network: subnet parsed and normalized. */
 export interface Net {
   name: string;
   bridge: string;
   subnet: Cidr;
+  internal: boolean;
+  icc: boolean;
+  gatewayMode: GatewayMode;
 }
 
 /** A validated mapping; hostIp undefined means every local address. */
@@ -69,20 +52,22 @@ function anyIp(hostIp: string | undefined): string | undefined {
   return hostIp === undefined || hostIp === '0.0.0.0' ? undefined : hostIp;
 }
 
-const RESERVED: readonly Cidr[] = ['0.0.0.0/8', '127.0.0.0/8', '224.0.0.0/4', '240.0.0.0/4'].map((c) => checkIPv4Cidr('reserved', c));
-
 function overlaps(a: Cidr, b: Cidr): boolean {
   return a.network.match(b.network, Math.min(a.prefix, b.prefix));
 }
 
 function checkNetwork(n: NetworkRuleSpec, field: string): Net {
   if (typeof n !== 'object' || n === null) throw new ValidationError(field, 'must be an object');
-  const name = checkId(`${field}.name`, n.name);
+  const name = checkNetworkName(n.name, `${field}.name`);
   const bridge = checkIfName(`${field}.bridge`, n.bridge);
   const subnet = checkIPv4Cidr(`${field}.subnet`, n.subnet);
-  const reserved = RESERVED.find((r) => overlaps(r, subnet));
-  if (reserved) throw new ValidationError(`${field}.subnet`, `${subnet.cidr} overlaps the reserved range ${reserved.cidr}`);
-  return { name, bridge, subnet };
+  const reserved = reservedIPv4Range(subnet.network.toString(), subnet.prefix);
+  if (reserved) throw new ValidationError(`${field}.subnet`, `${subnet.cidr} overlaps the reserved range ${reserved}`);
+  const gatewayMode = n.gatewayMode ?? 'nat';
+  if (gatewayMode !== 'nat' && gatewayMode !== 'nat-unprotected' && gatewayMode !== 'routed') {
+    throw new ValidationError(`${field}.gatewayMode`, `must be nat, nat-unprotected or routed, got ${JSON.stringify(gatewayMode)}`);
+  }
+  return { name, bridge, subnet, internal: n.internal === true, icc: n.icc !== false, gatewayMode };
 }
 
 /** Validates networks, refusing duplicate names or bridges and overlapping subnets; sorted by name for stable text. */
@@ -106,7 +91,7 @@ export function checkNetworks(networks: readonly NetworkRuleSpec[]): Net[] {
 /** Validates one endpoint: id, its network, an IP inside the subnet, and mappings that do not overlap. */
 export function checkEndpoint(ep: EndpointRuleSpec, field: string): Ep {
   if (typeof ep !== 'object' || ep === null) throw new ValidationError(field, 'must be an object');
-  const id = checkId(`${field}.id`, ep.id);
+  const id = checkEndpointId(ep.id, `${field}.id`);
   const network = checkNetwork(ep.network, `${field}.network`);
   const ip = checkIPv4(`${field}.ip`, ep.ip);
   const addr = ipaddr.IPv4.parse(ip);

@@ -28,6 +28,8 @@ export interface Link {
   slaveKind?: string;
   /** Bridge-port hairpin flag, when the link is a bridge port. */
   hairpin?: boolean;
+  /** Bridge-port isolation flag, when the link is a bridge port. */
+  isolated?: boolean;
   /** For a veth: the peer's ifindex (in the peer's netns). */
   peerIndex?: number;
   /** netnsid (as seen from this netns) of the namespace the peer lives in, if not this one. */
@@ -62,6 +64,7 @@ export function decodeLink(m: RawMessage): Link {
   if (info?.kind !== undefined) link.kind = info.kind;
   if (info?.slaveKind !== undefined) link.slaveKind = info.slaveKind;
   if (slave?.hairpin !== undefined) link.hairpin = slave.hairpin !== 0;
+  if (slave?.isolated !== undefined) link.isolated = slave.isolated !== 0;
   // The kernel omits IFLA_LINK when the peer's ifindex equals ours, which happens whenever
   // the peer lives in another netns under the same number.
   if (attrs.link !== undefined && attrs.link !== header.index) link.peerIndex = attrs.link;
@@ -216,6 +219,25 @@ export function setNameRequest(index: number, name: string): Request {
 export function setHairpinRequest(ref: LinkRef, on: boolean): Request {
   const info: LinkInfo = { slaveKind: 'bridge', slaveData: { hairpin: on ? 1 : 0 } };
   return change(ref, { linkinfo: info });
+}
+
+/** Bridge-port flags that can be changed on an enslaved link. */
+export interface BridgePortOptions {
+  hairpin?: boolean;
+  /** Isolated ports cannot send to each other, only to non-isolated ports and the bridge. */
+  isolated?: boolean;
+  learning?: boolean;
+  unicastFlood?: boolean;
+}
+
+/** ip link set LINK type bridge_slave [hairpin on|off] [isolated on|off] [learning on|off] [flood on|off] */
+export function setBridgePortRequest(ref: LinkRef, opts: BridgePortOptions): Request {
+  const data: BridgePortAttrs = {};
+  if (opts.hairpin !== undefined) data.hairpin = opts.hairpin ? 1 : 0;
+  if (opts.learning !== undefined) data.learning = opts.learning ? 1 : 0;
+  if (opts.unicastFlood !== undefined) data.unicastFlood = opts.unicastFlood ? 1 : 0;
+  if (opts.isolated !== undefined) data.isolated = opts.isolated ? 1 : 0;
+  return change(ref, { linkinfo: { slaveKind: 'bridge', slaveData: data } });
 }
 
 /**

@@ -3,10 +3,10 @@
  * unshare(CLONE_NEWNET) on the JS thread, bind-mount /proc/thread-self/ns/net onto
  * /run/netns/NAME, switch back. No external process.
  */
-import { closeSync, mkdirSync, openSync, unlinkSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, unlinkSync, constants as fsc } from 'node:fs';
 import { SysError } from '../errors.js';
 import * as libc from '../netlink/libc.js';
-import { currentNetns, NETNS_RUN_DIR, openNetns, validateNetnsName, type NetnsHandle } from './netns.js';
+import { currentNetns, NETNS_RUN_DIR, NetnsHandle, openNetns, validateNetnsName } from './netns.js';
 
 let runDirReady = false;
 
@@ -79,5 +79,34 @@ export function deleteNamedNetns(name: string): void {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new SysError('unlink', -(err.errno ?? 2), `network namespace ${name}`);
+  }
+}
+
+/**
+ * Creates a network namespace that no path keeps alive: it lives while the returned handle (or a
+ * process inside it) does, and the kernel deletes it, with every veth in it, once the last one
+ * is gone. A container that dies, or whose supervisor is killed, leaves no namespace behind.
+ * `unshare --net` (without a bind mount)
+ */
+export function createAnonymousNetns(): NetnsHandle {
+  const orig = currentNetns();
+  try {
+    libc.unshare(libc.CLONE_NEWNET);
+    let fd: number;
+    try {
+      fd = openSync('/proc/thread-self/ns/net', fsc.O_RDONLY);
+    } finally {
+      libc.setns(orig.fd, libc.CLONE_NEWNET);
+    }
+    try {
+      const st = fstatSync(fd);
+      // The handle's own fd is its path: another process (as root) can open it while we live.
+      return new NetnsHandle(fd, `/proc/${process.pid}/fd/${fd}`, st.dev, st.ino);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  } finally {
+    orig.close();
   }
 }

@@ -64,10 +64,10 @@ function assertConsistent(store: Store, network: string, subnet: string, expecte
   for (const { id, ip } of expected) {
     assert.is(readFileSync(join(dir, 'ips', ip), 'utf8'), id);
     assert.is(readFileSync(join(dir, 'byid', id), 'utf8'), ip);
-    const record = store.getEndpoint<Result>(network, id);
+    const record = store.getEndpoint(network, id);
     assert.is(record?.ip, ip);
   }
-  assert.equal(store.listEndpointIds(network).sort(), expected.map((r) => r.id).sort());
+  assert.equal(store.endpointIds(network).sort(), expected.map((r) => r.id).sort());
   const all = [dir, join(dir, 'ips'), join(dir, 'byid'), join(dir, 'endpoints')].flatMap((d) => readdirSync(d));
   assert.equal(all.filter((n) => n.endsWith('.tmp')), [], 'no temp files left');
   const ipam = new Ipam(store, network, subnet);

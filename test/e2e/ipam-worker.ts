@@ -5,6 +5,7 @@
  */
 import { Ipam } from '../../src/bridge/ipam.js';
 import { Store } from '../../src/bridge/store.js';
+import { fakeEndpoint } from '../helpers.js';
 
 const [root = '', network = '', subnet = '', worker = '', countText = '1'] = process.argv.slice(2);
 const store = new Store({ root });
@@ -21,7 +22,7 @@ for (let i = 0; i < count; i++) {
   // Hold the network lock around allocate + record write, as connect does.
   const ip = store.withNetworkLockSync(network, () => {
     const got = ipam.allocate(id);
-    store.putEndpoint(network, id, { id, ip: got, pid: process.pid });
+    store.putEndpoint(fakeEndpoint(network, id, got, Number(subnet.split('/')[1])));
     return got;
   });
   results.push({ id, ip });

@@ -98,7 +98,7 @@ async function cli(argv: string[]): Promise<{ code: number; out: string; err: st
 test('main: --help exits 0 with usage; no arguments exits 2 with usage', async () => {
   const h = await cli(['--help']);
   assert.is(h.code, 0);
-  assert.match(h.out, /tsnetlink network create --driver bridge --subnet CIDR NAME/);
+  assert.match(h.out, /tsnetlink network create --driver bridge --subnet CIDR /);
   assert.match(h.out, /tsnetlink run/);
   const none = await cli([]);
   assert.is(none.code, 2);

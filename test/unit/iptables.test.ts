@@ -99,8 +99,11 @@ COMMIT
 `;
 const FILTER_1 = `*filter
 :TSN-FORWARD - [0:0]
+:TSN-ISOLATION - [0:0]
 -A TSN-FORWARD -o tsn0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:net1" -j ACCEPT
 -A TSN-FORWARD -o tsn0 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:net1" -j ACCEPT
+-A TSN-FORWARD -i tsn0 -o tsn0 -m comment --comment "tsnetlink:net1" -j ACCEPT
+-A TSN-FORWARD -o tsn0 -m comment --comment "tsnetlink:net1" -j DROP
 -A TSN-FORWARD -i tsn0 -m comment --comment "tsnetlink:net1" -j ACCEPT
 COMMIT
 `;
@@ -140,7 +143,14 @@ test('networkChainsText: guard, forward and masquerade for one network', () => {
 test('networkChainsText: networks sorted by name, host bits of the subnet dropped', () => {
   const text = networkChainsText([net1, net2]);
   const lines = text.split('\n');
-  assert.ok(lines.indexOf('-A TSN-FORWARD -i tsn1 -m comment --comment "tsnetlink:backend" -j ACCEPT') < lines.indexOf('-A TSN-FORWARD -o tsn0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:net1" -j ACCEPT'));
+  const at = (l: string): number => {
+    const i = lines.indexOf(l);
+    assert.ok(i >= 0, `missing: ${l}`);
+    return i;
+  };
+  // Within a group the networks come by name; every network's DROP comes before any outbound ACCEPT.
+  assert.ok(at('-A TSN-FORWARD -o tsn1 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:backend" -j ACCEPT') < at('-A TSN-FORWARD -o tsn0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:net1" -j ACCEPT'));
+  assert.ok(at('-A TSN-FORWARD -o tsn0 -m comment --comment "tsnetlink:net1" -j DROP') < at('-A TSN-FORWARD -i tsn1 -m comment --comment "tsnetlink:backend" -j ACCEPT'));
   assert.ok(text.includes('-A TSN-POSTROUTING -s 10.20.0.0/16 ! -o tsn1 -m comment --comment "tsnetlink:backend" -j MASQUERADE\n'));
   assert.is(text.split('tsnetlink:localnet-guard').length - 1, 1, 'one guard whatever the number of networks');
   assert.is(networkChainsText([net2, net1]), text, 'input order does not matter');
@@ -149,7 +159,7 @@ test('networkChainsText: networks sorted by name, host bits of the subnet droppe
 test('networkChainsText: no networks flushes the chains and drops the guard', () => {
   assert.fixture(
     networkChainsText([]),
-    '*raw\n:TSN-PREROUTING - [0:0]\nCOMMIT\n*filter\n:TSN-FORWARD - [0:0]\nCOMMIT\n*nat\n:TSN-POSTROUTING - [0:0]\nCOMMIT\n',
+    '*raw\n:TSN-PREROUTING - [0:0]\nCOMMIT\n*filter\n:TSN-FORWARD - [0:0]\n:TSN-ISOLATION - [0:0]\nCOMMIT\n*nat\n:TSN-POSTROUTING - [0:0]\nCOMMIT\n',
   );
 });
 
@@ -217,10 +227,22 @@ test('dnatChainName: TSN-DN- and 16 hex digits of sha256(id), deterministic', ()
   assert.ok(dnatChainName('x'.repeat(64)).length <= 28);
 });
 
-test('endpointAddText: tcp, udp and host-IP DNAT, then the jump', () => {
+test('endpointAddText: checks what the mapping relies on, then tcp, udp and host-IP DNAT and the jump', () => {
   assert.fixture(
     endpointAddText(ep1),
-    `*nat
+    `*raw
+-C PREROUTING -j TSN-PREROUTING
+-C TSN-PREROUTING -d 127.0.0.0/8 ! -i lo -m comment --comment "tsnetlink:localnet-guard" -j DROP
+COMMIT
+*filter
+-C FORWARD -j TSN-FORWARD
+-C TSN-FORWARD -o tsn0 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:net1" -j ACCEPT
+COMMIT
+*nat
+-C PREROUTING -m addrtype --dst-type LOCAL -j TSN-HOSTPORTS
+-C OUTPUT -m addrtype --dst-type LOCAL -j TSN-HOSTPORTS
+-C POSTROUTING -j TSN-POSTROUTING
+-C TSN-POSTROUTING -o tsn0 -m addrtype --src-type LOCAL -m comment --comment "tsnetlink:net1" -j MASQUERADE
 :${C1} - [0:0]
 -A ${C1} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
 -A ${C1} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:53
@@ -279,11 +301,16 @@ test('fullRebuildText: rebuilds from state, deletes the stale chain, repairs the
 COMMIT
 *filter
 :TSN-FORWARD - [0:0]
+:TSN-ISOLATION - [0:0]
 -A TSN-FORWARD -o tsn1 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:backend" -j ACCEPT
--A TSN-FORWARD -o tsn1 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:backend" -j ACCEPT
--A TSN-FORWARD -i tsn1 -m comment --comment "tsnetlink:backend" -j ACCEPT
 -A TSN-FORWARD -o tsn0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "tsnetlink:net1" -j ACCEPT
+-A TSN-FORWARD -o tsn1 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:backend" -j ACCEPT
 -A TSN-FORWARD -o tsn0 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:net1" -j ACCEPT
+-A TSN-FORWARD -i tsn1 -o tsn1 -m comment --comment "tsnetlink:backend" -j ACCEPT
+-A TSN-FORWARD -i tsn0 -o tsn0 -m comment --comment "tsnetlink:net1" -j ACCEPT
+-A TSN-FORWARD -o tsn1 -m comment --comment "tsnetlink:backend" -j DROP
+-A TSN-FORWARD -o tsn0 -m comment --comment "tsnetlink:net1" -j DROP
+-A TSN-FORWARD -i tsn1 -m comment --comment "tsnetlink:backend" -j ACCEPT
 -A TSN-FORWARD -i tsn0 -m comment --comment "tsnetlink:net1" -j ACCEPT
 COMMIT
 *nat

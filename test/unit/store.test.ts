@@ -2,9 +2,13 @@ import { test } from 'uvu';
 import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fakeEndpoint } from '../helpers.js';
+import { macForIp, type NetworkRecord } from '../../src/bridge/records.js';
+import { parseSubnet } from '../../src/bridge/cidr.js';
+import { dnatChainName } from '../../src/iptables/rules.js';
 import { ValidationError } from '../../src/errors.js';
 import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../src/netlink/libc.js';
 import {
@@ -36,10 +40,17 @@ function mode(p: string): number {
 }
 
 
+function net(name: string, subnet = '10.1.0.1/24', extra: Partial<NetworkRecord> = {}): NetworkRecord {
+  const [gateway = '', prefix = '24'] = subnet.split('/');
+  const n = Number(prefix);
+  const network = parseSubnet(subnet).subnet;
+  return { name, driver: 'bridge', bridge: name, subnet: network, gateway, prefix: n, mac: macForIp(gateway), internal: false, icc: true, gatewayMode: 'nat', state: 'active', createdAt: new Date(0).toISOString(), ...extra };
+}
+
 test('root is created 0700 and records 0600', () => {
   const store = new Store({ root: tempRoot() });
-  store.putNetwork('net1', { name: 'net1', subnet: '10.1.0.0/24' });
-  store.putEndpoint('net1', 'ep1', { id: 'ep1', ip: '10.1.0.2' });
+  store.putNetwork(net('net1'));
+  store.putEndpoint(fakeEndpoint('net1', 'ep1', '10.1.0.2'));
   assert.is(mode(store.root), 0o700);
   assert.is(mode(join(store.root, 'networks')), 0o700);
   assert.is(mode(store.networkDir('net1')), 0o700);
@@ -58,50 +69,101 @@ test('an existing root with wide permissions is tightened', () => {
   assert.is(mode(root), 0o700);
 });
 
+test('a state directory that is a symlink, or under a directory others can write, is refused', () => {
+  const base = dirname(tempRoot());
+  mkdirSync(join(base, 'real'), { mode: 0o700 });
+  symlinkSync(join(base, 'real'), join(base, 'link'));
+  const e = caught(() => new Store(join(base, 'link')).init()) as StoreError;
+  assert.instance(e, StoreError);
+  assert.is(e.code, 'EINSECURE');
+  mkdirSync(join(base, 'open'), { mode: 0o777 });
+  chmodSync(join(base, 'open'), 0o777); // world-writable, no sticky bit: anyone could swap "state"
+  const e2 = caught(() => new Store(join(base, 'open', 'state')).init()) as StoreError;
+  assert.is(e2.code, 'EINSECURE');
+  assert.match(e2.message, /writable by others/);
+  chmodSync(join(base, 'open'), 0o1777); // sticky, as /tmp: fine
+  new Store(join(base, 'open', 'state2')).init();
+});
+
+test('state files are never read through a symlink', () => {
+  const store = new Store(tempRoot());
+  store.putNetwork(net('a'));
+  const secret = join(dirname(store.root), 'secret.json');
+  writeFileSync(secret, JSON.stringify(net('b')));
+  rmSync(store.networkFile('a'));
+  symlinkSync(secret, store.networkFile('a'));
+  const e = caught(() => store.getNetwork('a')) as NodeJS.ErrnoException;
+  assert.is(e.code, 'ELOOP');
+});
+
 test('network and endpoint CRUD', () => {
   const store = new Store(tempRoot());
   assert.is(store.getNetwork('a'), undefined);
-  store.putNetwork('b', { name: 'b' });
-  store.putNetwork('a', { name: 'a', n: 1 });
-  store.putNetwork('a', { name: 'a', n: 2 });
-  assert.equal(store.getNetwork('a'), { name: 'a', n: 2 });
-  assert.equal(store.listNetworkNames(), ['a', 'b']);
-  assert.equal(
-    store.listNetworks<{ name: string }>().map((r) => r.name),
-    ['a', 'b'],
-  );
-
-  interface Ep {
-    id: string;
-    ip: string;
-  }
-  store.putEndpoint<Ep>('a', 'e2', { id: 'e2', ip: '10.0.0.3' });
-  store.putEndpoint<Ep>('a', 'e1', { id: 'e1', ip: '10.0.0.2' });
-  assert.equal(store.getEndpoint<Ep>('a', 'e1'), { id: 'e1', ip: '10.0.0.2' });
-  assert.equal(store.listEndpointIds('a'), ['e1', 'e2']);
-  assert.equal(
-    store.listEndpoints<Ep>('a').map((e) => e.ip),
-    ['10.0.0.2', '10.0.0.3'],
-  );
+  store.putNetwork(net('b', '10.2.0.1/24'));
+  store.putNetwork(net('a'));
+  store.putNetwork(net('a', '10.1.0.1/24', { mtu: 1400 }));
+  assert.is(store.getNetwork('a')?.mtu, 1400);
+  assert.equal(store.networkNames(), ['a', 'b']);
+  assert.equal(store.listNetworks().records.map((r) => r.name), ['a', 'b']);
+  store.putEndpoint(fakeEndpoint('a', 'e2', '10.1.0.3'));
+  store.putEndpoint(fakeEndpoint('a', 'e1', '10.1.0.2'));
+  assert.is(store.getEndpoint('a', 'e1')?.ip, '10.1.0.2');
+  assert.equal(store.endpointIds('a'), ['e1', 'e2']);
+  assert.equal(store.listEndpoints('a').records.map((e) => e.ip), ['10.1.0.2', '10.1.0.3']);
   assert.ok(store.removeEndpoint('a', 'e1'));
   assert.not.ok(store.removeEndpoint('a', 'e1'));
-  assert.equal(store.listEndpointIds('a'), ['e2']);
-  assert.equal(store.listEndpointIds('nope'), []);
-
+  assert.equal(store.endpointIds('a'), ['e2']);
+  assert.equal(store.endpointIds('nope'), []);
   assert.ok(store.removeNetwork('a'));
   assert.not.ok(store.removeNetwork('a'));
-  assert.equal(store.listNetworkNames(), ['b']);
-  assert.equal(store.listEndpointIds('a'), []);
+  assert.equal(store.networkNames(), ['b']);
+  assert.equal(store.endpointIds('a'), []);
 });
 
-test('names that could escape their directory are refused', () => {
+test('records of older versions get the defaults those versions behaved by', () => {
   const store = new Store(tempRoot());
-  for (const bad of ['', '..', '.hidden', 'a/b', '../x', 'a b', 'x'.repeat(129)]) {
-    const e = caught(() => store.putNetwork(bad, {}));
+  store.init();
+  writeFileSync(store.networkFile('old'), JSON.stringify({ name: 'old', driver: 'bridge', bridge: 'old', subnet: '10.9.0.0/24', gateway: '10.9.0.1', prefix: 24 }));
+  const r = store.getNetwork('old')!;
+  assert.equal([r.state, r.icc, r.internal, r.gatewayMode, r.mac], ['active', true, false, 'nat', '02:42:0a:09:00:01']);
+});
+
+test('names and ids: one rule everywhere; anything that could escape its directory is refused', () => {
+  const store = new Store(tempRoot());
+  for (const bad of ['', '..', '.hidden', 'a/b', '../x', 'a b', 'x'.repeat(16), 'x.json']) {
+    const e = caught(() => store.networkFile(bad));
     assert.instance(e, ValidationError, bad);
+  }
+  for (const bad of ['', '..', '.hidden', 'a/b', 'a b', 'x'.repeat(65)]) {
     const e2 = caught(() => store.getEndpoint('ok', bad));
     assert.instance(e2, ValidationError, bad);
   }
+  // 64 characters (a CNI container id) is the longest id, for the store and the rule builder alike.
+  assert.is(store.getEndpoint('ok', 'a'.repeat(64)), undefined);
+  assert.match(dnatChainName('a'.repeat(64)), /^TSN-DN-[0-9a-f]{16}$/);
+  assert.instance(caught(() => dnatChainName('a'.repeat(65))), ValidationError);
+});
+
+test('corrupt records: ECORRUPT naming the file and field; listings keep the readable ones', () => {
+  const store = new Store(tempRoot());
+  store.putNetwork(net('good'));
+  store.putNetwork(net('n', '10.3.0.1/24'));
+  for (const [text, why] of [['', /not valid JSON/], ['{oops', /not valid JSON/], ['{}', /field "name"/], ['[]', /not a JSON object/], ['{"name":"n","bridge":"n","gateway":"10.3.0.1","prefix":99,"subnet":"x"}', /field "subnet"/]] as const) {
+    writeFileSync(store.networkFile('n'), text);
+    const e = caught(() => store.getNetwork('n')) as StoreError;
+    assert.instance(e, StoreError);
+    assert.is(e.code, 'ECORRUPT');
+    assert.match(e.message, why);
+    assert.ok(e.message.includes(store.networkFile('n')), 'names the file');
+    const l = store.listNetworks();
+    assert.equal(l.records.map((r) => r.name), ['good']);
+    assert.equal(l.corrupt.map((c) => c.name), ['n']);
+  }
+  store.putEndpoint(fakeEndpoint('good', 'e1', '10.1.0.2'));
+  writeFileSync(store.endpointFile('good', 'e2'), '{"id":"e2"}');
+  const l = store.listEndpoints('good');
+  assert.equal(l.records.map((r) => r.id), ['e1']);
+  assert.equal(l.corrupt.map((c) => c.name), ['e2']);
 });
 
 test('atomic write leaves no temp files and replaces content', () => {
@@ -134,15 +196,6 @@ test('listNames skips temp files and other extensions', () => {
   assert.equal(listNames(join(dir, 'missing'), '.json'), []);
 });
 
-test('corrupt JSON gives StoreError ECORRUPT', () => {
-  const store = new Store(tempRoot());
-  store.putNetwork('n', {});
-  writeFileSync(store.networkFile('n'), '{oops');
-  const e = caught(() => store.getNetwork('n'));
-  assert.instance(e, StoreError);
-  assert.is((e as StoreError).code, 'ECORRUPT');
-});
-
 test('lock held through a second open file description times out with LockTimeoutError', () => {
   const store = new Store(tempRoot());
   store.init();
@@ -151,7 +204,7 @@ test('lock held through a second open file description times out with LockTimeou
   try {
     assert.ok(flock(fd, LOCK_EX));
     const t0 = performance.now();
-    const e = caught(() => store.withGlobalLockSync(() => 1, { timeoutMs: 150 }));
+    const e = caught(() => withLockSync(lockPath, () => 1, { timeoutMs: 150 }));
     const waited = performance.now() - t0;
     assert.instance(e, LockTimeoutError);
     assert.is((e as LockTimeoutError).code, 'ELOCKTIMEOUT');
@@ -160,7 +213,7 @@ test('lock held through a second open file description times out with LockTimeou
     flock(fd, LOCK_UN);
     closeSync(fd);
   }
-  assert.is(store.withGlobalLockSync(() => 7), 7);
+  assert.is(withLockSync(lockPath, () => 7), 7);
 });
 
 test('lock held by a child process times out, then is acquired once the child releases it', async () => {
@@ -239,7 +292,7 @@ test('a sync wait on a lock held by another async task fails fast with EDEADLK',
 
 test('a network removed under its lock can be locked again', () => {
   const store = new Store(tempRoot());
-  store.putNetwork('gone', {});
+  store.putNetwork(net('gone'));
   store.withNetworkLockSync('gone', () => store.removeNetwork('gone'));
   assert.is(store.withNetworkLockSync('gone', () => 'again'), 'again');
 });

@@ -1,0 +1,312 @@
+/**
+ * Connecting containers to a bridge network: IP, veth (peer created in place, enslaved, up),
+ * address, lo up, default route, port mappings. All or nothing.
+ *
+ * The whole connect holds the network's lock, and writes the endpoint's record as 'creating'
+ * before it changes the kernel; the record becomes 'active' as the last step. A connect killed
+ * half-way therefore leaves a 'creating' record naming everything it may have made (IP, ports,
+ * veth, rules), which the next holder of the lock can undo. With port mappings the record is
+ * written under the firewall lock, right before the rules go in, so a concurrent rebuild of the
+ * ruleset (repair, drift) either does not see the endpoint yet or sees it with its rules.
+ */
+import { randomBytes } from 'node:crypto';
+import { ValidationError } from '../errors.js';
+import { checkEndpointId, checkNetworkName } from '../names.js';
+import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
+import { NetworkError } from './errors.js';
+import { Ipam, IpamError } from './ipam.js';
+import { normalizeMappings, formatMapping } from './ports.js';
+import { Steps } from './steps.js';
+import { macForIp, type EndpointRecord, type NetworkRecord } from './records.js';
+import { StoreError } from './fsio.js';
+import { fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
+import { netnsKey, type ContainerRef } from './host.js';
+import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
+import { portOwner, teardownEndpoints } from './teardown.js';
+
+/** Options for connect(). */
+export interface ConnectOptions {
+  /** Endpoint id (default: random 12 hex digits); connect is refused if it exists. */
+  id?: string;
+  /** Interface name inside the container (default eth0, or the next free ethN on a second network). */
+  ifname?: string;
+  /** '8080:80', '53:53/udp', '127.0.0.1:8080:80' or objects. */
+  ports?: readonly (string | PortMapping)[];
+  mtu?: number;
+  /**
+   * Give both veth ends an IPv6 link-local address (default false). Networks are IPv4-only, and
+   * each new port's DAD, router solicitation and MLD packets are flooded to every port of the
+   * bridge, which made connect 3.5x slower at 1000 endpoints in the bench.
+   */
+  ipv6LinkLocal?: boolean;
+  /** Accept the host's own netns (ours or PID 1's) as the container; refused by default. */
+  allowHostNetns?: boolean;
+}
+
+/** One container to connect. */
+export interface ConnectItem {
+  container: ContainerRef;
+  opts?: ConnectOptions;
+}
+
+interface Plan extends VethPlan {
+  mappings: PortMapping[];
+  owned: boolean;
+  netnsKey: string;
+  allowHostNetns: boolean;
+  ip?: string;
+  defaultRoute: boolean;
+}
+
+type Spec = Omit<Plan, 'ns' | 'owned' | 'netnsKey' | 'network' | 'hostIfname' | 'mac' | 'defaultRoute'>;
+
+/** Errors that answer the caller (taken, full, invalid) rather than report a failure half-way. */
+function isRefusal(e: unknown): boolean {
+  return e instanceof NetworkError || e instanceof ValidationError || e instanceof IpamError || e instanceof StoreError;
+}
+
+/** A promise of null on success or of the error: never rejects, so no rejection goes unhandled while it runs. */
+function settle(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e ?? new Error('rejected without a reason'),
+  );
+}
+
+/** Validates everything before anything is touched: names, ids, port specs, duplicates. */
+function validate(items: readonly ConnectItem[]): Spec[] {
+  const seenIds = new Set<string>();
+  const all: PortMapping[] = [];
+  return items.map(({ opts = {} }) => {
+    if (typeof opts !== 'object' || opts === null) throw new ValidationError('options', 'must be an object');
+    const ifname = validateIfname(opts.ifname ?? 'eth0', 'container interface name');
+    const mappings = normalizeMappings(opts.ports);
+    for (const m of mappings) {
+      const dup = all.find((o) => mappingsOverlap(o, m));
+      if (dup) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is requested twice`);
+      all.push(m);
+    }
+    const id = checkEndpointId(opts.id ?? randomBytes(6).toString('hex'), 'endpoint id');
+    if (seenIds.has(id)) throw new NetworkError('EALREADY', `endpoint id ${id} given twice`);
+    seenIds.add(id);
+    if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
+    return { id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, allowHostNetns: opts.allowHostNetns === true };
+  });
+}
+
+/**
+ * Connects containers to `network`; one sendto creates every veth and one firewall change adds
+ * every mapping. `mydocker run -net NAME -p H:C` / CNI bridge ADD
+ */
+export async function connectMany(
+  ctx: BridgeContext,
+  network: string,
+  items: readonly ConnectItem[],
+  onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void,
+): Promise<EndpointRecord[]> {
+  checkNetworkName(network, 'network');
+  const specs = validate(items);
+  const plans: Plan[] = [];
+  try {
+    // A missing container is reported as the SysError it is (ENOENT, ESRCH), before anything is done.
+    items.forEach((it, i) => {
+      const ns = ctx.host.openContainer(it.container);
+      const key = netnsKey(ns);
+      plans.push({ ...specs[i]!, ns, owned: ns !== it.container, netnsKey: key, network, hostIfname: randomVethName(), mac: '', defaultRoute: false });
+      if (!specs[i]!.allowHostNetns && ctx.host.hostNetnsKeys().includes(key)) {
+        throw new NetworkError('EHOSTNETNS', `${ns.path} is the host's own network namespace: connecting it would give the host an ${specs[i]!.ifname}, an address and a default route; pass allowHostNetns (--allow-host-netns) if that is really meant`);
+      }
+      if (plans.some((p, j) => j < i && p.netnsKey === key)) throw new NetworkError('EALREADY', `container ${ns.path} is given twice`);
+    });
+    return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings));
+  } finally {
+    for (const p of plans) if (p.owned) p.ns.close();
+  }
+}
+
+function activeNetwork(ctx: BridgeContext, name: string): NetworkRecord {
+  const net = ctx.store.getNetwork(name);
+  if (!net) throw new NetworkError('ENONET', `no such network: ${name}`);
+  if (net.state !== 'active') {
+    throw new NetworkError('ENONET', `network ${name} is ${net.state === 'creating' ? 'being created, or its creation was interrupted' : 'being removed'}; tsnetlink network prune settles it`);
+  }
+  return net;
+}
+
+async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
+  const net = activeNetwork(ctx, network);
+  if (net.internal && plans.some((p) => p.mappings.length > 0)) {
+    throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);
+  }
+  if (!net.internal && ctx.host.readSysctl('net/ipv4/ip_forward') === '0') {
+    throw new NetworkError('ENOFORWARD', `net.ipv4.ip_forward is 0 on this host: containers on ${net.name} would have no outbound traffic; tsnetlink network repair turns it back on`);
+  }
+  await clearConflicts(ctx, net, plans);
+  const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
+  const steps = new Steps(label, ctx.faults, 'connect');
+  try {
+    steps.run('check container', () => claimContainers(ctx, net, plans), () => releaseContainers(ctx, net, plans));
+    steps.run('reserve ports', () => reservePorts(ctx, net, plans), () => releasePorts(ctx, net, plans));
+    const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+    steps.run(
+      'allocate IP',
+      () =>
+        plans.forEach((p) => {
+          p.ip = ipam.allocate(p.id);
+          p.mac = macForIp(p.ip);
+        }),
+      () => plans.forEach((p) => ipam.release(p.id)),
+    );
+    const now = new Date().toISOString();
+    const recs = plans.map((p): EndpointRecord => ({
+      id: p.id, network: net.name, ip: p.ip!, cidr: `${p.ip}/${net.prefix}`, mac: p.mac, gateway: net.gateway, hostIfname: p.hostIfname,
+      ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
+    }));
+    const published = recs.filter((r) => r.mappings.length > 0);
+    const kernel = async (): Promise<void> => {
+      steps.run('save intent', () => recs.forEach((r) => ctx.store.putEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
+      let rules: Promise<unknown> | undefined;
+      if (published.length > 0) {
+        // Starts now and is awaited last: the tool works while the kernel makes the veths.
+        rules = settle(withDriftRepair(ctx, () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint))));
+        steps.undoFirst('port mappings', async () => {
+          await rules;
+          await ctx.store.withFirewallLock(async () => {
+            published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
+            await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
+          });
+        });
+      }
+      steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
+      steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+      steps.run('host side up', () => finishHostSide(ctx, net, plans));
+      if (rules) {
+        await steps.runAsync('port mappings', async () => {
+          const err = await rules;
+          if (err !== null) throw err;
+        });
+      }
+    };
+    if (published.length > 0) await ctx.store.withFirewallLock(kernel);
+    else await kernel();
+    steps.run('save endpoint', () =>
+      recs.forEach((r, i) => {
+        const p = plans[i]!;
+        Object.assign(r, { hostIfname: p.hostIfname, ifname: p.ifname, defaultRoute: p.defaultRoute, state: 'active' });
+        ctx.store.putEndpoint(r);
+      }),
+    );
+    return recs;
+  } catch (e) {
+    return await steps.fail(e, isRefusal);
+  } finally {
+    onTimings?.(steps.timings);
+  }
+}
+
+/**
+ * Clears what stands in the way of these containers or ids on this network, when it is not a
+ * live endpoint: an endpoint of a connect or disconnect that died half-way (we hold the lock, so
+ * its operation is not running), or one whose container is gone (its host veth went with its
+ * netns: netns inode numbers are reused, so a new container can meet a dead one's marker).
+ * A live endpoint is EALREADY.
+ */
+async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): Promise<void> {
+  const dead: EndpointRecord[] = [];
+  const gone: EndpointRecord[] = [];
+  for (const p of plans) {
+    const marker = ctx.store.markerOwner(net.name, p.netnsKey);
+    for (const [owner, what] of [[marker, 'container'], [p.id, 'id']] as const) {
+      if (owner === undefined) continue;
+      const rec = owner === '' ? undefined : ctx.store.getEndpoint(net.name, owner);
+      if (!rec) {
+        // A marker whose connect died before writing its record (or inside the marker write).
+        if (what === 'container') ctx.store.removeMarker(net.name, p.netnsKey);
+        continue;
+      }
+      if ([...dead, ...gone].some((d) => d.id === rec.id)) continue;
+      if (rec.state !== 'active') dead.push(rec);
+      else if (!findLink(ctx.rtnl, rec.hostIfname)) gone.push(rec);
+      else if (what === 'container') throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name} (endpoint ${rec.id})`, { network: net.name, id: rec.id });
+      else throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`, { network: net.name, id: rec.id });
+    }
+  }
+  await teardownEndpoints(ctx, net, dead, { verifyTag: true, operation: `clear interrupted endpoints of ${net.name}` });
+  await teardownEndpoints(ctx, net, gone, { operation: `clear endpoints of dead containers on ${net.name}` });
+}
+
+/** Claims each container on this network (a marker file named after its netns). */
+function claimContainers(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  const made: Plan[] = [];
+  try {
+    for (const p of plans) {
+      if (!ctx.store.createMarker(net.name, p.netnsKey, p.id)) throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name}`);
+      made.push(p);
+    }
+  } catch (e) {
+    releaseContainers(ctx, net, made);
+    throw e;
+  }
+}
+
+function releaseContainers(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  for (const p of plans) if (ctx.store.markerOwner(net.name, p.netnsKey) === p.id) ctx.store.removeMarker(net.name, p.netnsKey);
+}
+
+/**
+ * Reserves host ports across all networks under the ports lock; a clash is EPORTINUSE naming the
+ * holder. A reservation with no owner written is a connect that died inside this very lock: freed.
+ */
+function reservePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  if (plans.every((p) => p.mappings.length === 0)) return;
+  ctx.store.withPortsLockSync(() => {
+    const made: { m: PortMapping; owner: string }[] = [];
+    try {
+      for (const p of plans) {
+        const owner = portOwner(net.name, p.id);
+        for (const m of p.mappings) {
+          // A wildcard mapping clashes with any IP on that port, a specific one with the wildcard or itself.
+          for (const h of ctx.store.portHolders(m)) {
+            if (h.hostIp !== '0.0.0.0' && m.hostIp !== undefined && h.hostIp !== m.hostIp) continue;
+            if (h.owner === '') {
+              ctx.store.releasePort({ ...m, ...(h.hostIp === '0.0.0.0' ? {} : { hostIp: h.hostIp }) }, '');
+              continue;
+            }
+            const [network = '', id = ''] = h.owner.split('/');
+            throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published by endpoint ${id} of network ${network} (on ${h.hostIp})`, { network, id });
+          }
+          if (!ctx.store.reservePort(m, owner)) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is already published`);
+          made.push({ m, owner });
+        }
+      }
+    } catch (e) {
+      for (const r of made) ctx.store.releasePort(r.m, r.owner);
+      throw e;
+    }
+  });
+}
+
+function releasePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  ctx.store.withPortsLockSync(() => plans.forEach((p) => p.mappings.forEach((m) => ctx.store.releasePort(m, portOwner(net.name, p.id)))));
+}
+
+/**
+ * Container side: router advertisements off on its interface first (an IPv4-only network must
+ * not let a sibling's forged RA give the container an IPv6 route and address), then the batch.
+ */
+function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
+  const sock = ctx.host.openContainerSocket(p.ns, [{ path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true }]);
+  try {
+    p.defaultRoute = configureContainer(sock, p, `${p.ip}/${net.prefix}`, net.internal ? undefined : net.gateway);
+  } finally {
+    sock.close();
+  }
+}
+
+/** Host ends: RAs off, then addrgenmode, hairpin for published ports, isolation without icc, up. */
+function finishHostSide(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  for (const p of plans) ctx.host.writeSysctl({ path: `net/ipv6/conf/${p.hostIfname}/accept_ra`, value: '0', optional: true });
+  const reqs = plans.flatMap((p) => hostSideRequests(p, { hairpin: p.mappings.length > 0, isolated: !net.icc }));
+  for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
+}

@@ -1,0 +1,94 @@
+/**
+ * What every bridge operation works with: the store, the host seam, the firewall, and the
+ * host-side netlink handle; plus the translation of records into the firewall's desired state.
+ */
+import { Rtnl } from '../netlink/rtnl.js';
+import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
+import type { HostSystem } from './host.js';
+import type { Store } from './store.js';
+import type { EndpointRecord, NetworkRecord } from './records.js';
+import type { FaultHook } from './steps.js';
+import { NetworkError } from './errors.js';
+import { findLink } from './links.js';
+
+/** The shared state of one Networks manager. */
+export class BridgeContext {
+  private hostRtnl: Rtnl | undefined;
+  private readonly bridgeIndexes = new Map<string, number>();
+
+  constructor(
+    readonly store: Store,
+    readonly host: HostSystem,
+    readonly firewall: Firewall,
+    /** Test seam: called before every step of every operation. */
+    readonly faults?: FaultHook,
+  ) {}
+
+  /** The host-side Rtnl, opened once. */
+  get rtnl(): Rtnl {
+    this.hostRtnl ??= new Rtnl(this.host.openHostSocket());
+    return this.hostRtnl;
+  }
+
+  /** A new host-side socket, for asynchronous requests that must not share one. */
+  openHostRtnl(): Rtnl {
+    return new Rtnl(this.host.openHostSocket());
+  }
+
+  /** The bridge's ifindex (cached; `refresh` looks it up again); EBRIDGEDOWN when it is gone. */
+  bridgeIndex(net: NetworkRecord, refresh = false): number {
+    let idx = refresh ? undefined : this.bridgeIndexes.get(net.name);
+    if (idx === undefined) {
+      const link = findLink(this.rtnl, net.bridge);
+      if (!link) throw new NetworkError('EBRIDGEDOWN', `the bridge ${net.bridge} of network ${net.name} is missing; tsnetlink network repair re-creates it`);
+      idx = link.index;
+      this.bridgeIndexes.set(net.name, idx);
+    }
+    return idx;
+  }
+
+  /** Forgets a cached bridge ifindex (the bridge was deleted or re-created). */
+  forgetBridge(name: string): void {
+    this.bridgeIndexes.delete(name);
+  }
+
+  close(): void {
+    this.hostRtnl?.close();
+    this.hostRtnl = undefined;
+  }
+}
+
+/** The firewall's view of a network record. */
+export function fwNetwork(n: NetworkRecord): FirewallNetwork {
+  return { name: n.name, bridge: n.bridge, subnet: n.subnet, internal: n.internal, icc: n.icc, gatewayMode: n.gatewayMode };
+}
+
+/** The firewall's view of an endpoint record. */
+export function fwEndpoint(e: Pick<EndpointRecord, 'id' | 'network' | 'ip' | 'mappings'>): FirewallEndpoint {
+  return { id: e.id, network: e.network, ip: e.ip, mappings: e.mappings };
+}
+
+/**
+ * The firewall's desired state, read from the records: every network and endpoint that is not
+ * being removed. Call it holding the firewall lock: connect writes its 'creating' record and
+ * disconnect its 'removing' mark under that lock, so what is read here is exactly what the
+ * rules must hold when the lock is released. Unreadable records are left out.
+ */
+export function desiredFirewall(store: Store): FirewallState {
+  const networks = store.listNetworks().records.filter((n) => n.state !== 'removing');
+  const endpoints: FirewallEndpoint[] = [];
+  for (const n of networks) {
+    for (const e of store.listEndpoints(n.name).records) if (e.state !== 'removing' && e.mappings.length > 0) endpoints.push(fwEndpoint(e));
+  }
+  return { networks: networks.map(fwNetwork), endpoints };
+}
+
+/** Runs an incremental firewall change and answers drift with the full desired state (hold the firewall lock). */
+export async function withDriftRepair(ctx: BridgeContext, change: () => Promise<void>): Promise<void> {
+  try {
+    await change();
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'EFWDRIFT') throw e;
+    await ctx.firewall.apply(desiredFirewall(ctx.store));
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Creating and removing networks. Both hold the global lock and the network's lock, and write
+ * the network's record first ('creating' or 'removing'), so a create or rm killed half-way
+ * leaves a record that names what to undo or finish; settleNetworks does that.
+ */
+import { ValidationError } from '../errors.js';
+import { checkNetworkName } from '../names.js';
+import { validateU32 } from '../netlink/validate.js';
+import type { GatewayMode } from '../firewall/types.js';
+import { NetworkError } from './errors.js';
+import { parseSubnet, overlaps } from './cidr.js';
+import { Steps } from './steps.js';
+import { macForIp, type NetworkRecord } from './records.js';
+import { StoreError } from './fsio.js';
+import { desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
+import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
+import { teardownEndpoints } from './teardown.js';
+
+/** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
+export interface CreateNetworkOptions {
+  name: string;
+  /** '192.168.10.1/24' (gateway .1) or '192.168.10.0/24' (gateway = first host). */
+  subnet: string;
+  driver?: 'bridge';
+  mtu?: number;
+  /** No outbound NAT, no published ports, nothing in or out but to the host (docker network create --internal). */
+  internal?: boolean;
+  /** Containers may talk to each other (default true; Docker's enable_icc). */
+  icc?: boolean;
+  /** 'nat' (default), 'nat-unprotected' or 'routed' (Docker's gateway_mode_ipv4). */
+  gatewayMode?: GatewayMode;
+}
+
+/** What a create did, besides the network itself. */
+export interface CreateResult {
+  record: NetworkRecord;
+  /** Host-wide settings it changed, in words (they stay after the network is removed, as with Docker). */
+  hostChanges: string[];
+}
+
+const MODES: readonly GatewayMode[] = ['nat', 'nat-unprotected', 'routed'];
+
+/** Validates create options completely, before anything is touched. */
+function validate(opts: CreateNetworkOptions): NetworkRecord {
+  if (typeof opts !== 'object' || opts === null) throw new ValidationError('options', 'must be an object');
+  if ((opts.driver ?? 'bridge') !== 'bridge') throw new ValidationError('driver', `${JSON.stringify(opts.driver)} is not supported; only "bridge"`);
+  const name = checkNetworkName(opts.name);
+  const sub = parseSubnet(opts.subnet);
+  if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
+  if (opts.gatewayMode !== undefined && !MODES.includes(opts.gatewayMode)) throw new ValidationError('gatewayMode', `must be one of ${MODES.join(', ')}, got ${JSON.stringify(opts.gatewayMode)}`);
+  for (const f of ['internal', 'icc'] as const) if (opts[f] !== undefined && typeof opts[f] !== 'boolean') throw new ValidationError(f, 'must be true or false');
+  if (opts.internal && opts.gatewayMode !== undefined && opts.gatewayMode !== 'nat') throw new ValidationError('gatewayMode', 'an internal network has no gateway mode');
+  return {
+    name,
+    driver: 'bridge',
+    bridge: name,
+    subnet: sub.subnet,
+    gateway: sub.gateway,
+    prefix: sub.prefix,
+    ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
+    mac: macForIp(sub.gateway),
+    internal: opts.internal ?? false,
+    icc: opts.icc ?? true,
+    gatewayMode: opts.gatewayMode ?? 'nat',
+    state: 'creating',
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** Refuses a subnet that overlaps another network, a host route or a host address. */
+function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly NetworkRecord[]): void {
+  const clash = others.find((n) => overlaps(n.subnet, rec.subnet));
+  if (clash) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} overlaps network ${clash.name} (${clash.subnet})`);
+  for (const r of ctx.rtnl.routeList({ family: 4 }, { retries: 3 })) {
+    if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst, rec.subnet)) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} overlaps the host route ${r.dst}`);
+  }
+  for (const a of ctx.rtnl.addrList({ family: 4 }, { retries: 3 })) {
+    if (!a.address.startsWith('127.') && overlaps(`${a.address}/32`, rec.subnet)) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} contains the host address ${a.address}`);
+  }
+}
+
+/** The sysctls of a network's bridge, for create and repair. */
+export function bridgeSysctls(net: NetworkRecord): { path: string; value: string; optional?: boolean }[] {
+  return [
+    // A container's forged router advertisement must not give the host a route or an address.
+    { path: `net/ipv6/conf/${net.bridge}/accept_ra`, value: '0', optional: true },
+    // Lets 127.0.0.1 -> published port be routed to the bridge (guarded by a raw-table DROP).
+    ...(net.internal ? [] : [{ path: `net/ipv4/conf/${net.bridge}/route_localnet`, value: '1' }]),
+  ];
+}
+
+/**
+ * Creates a bridge network: the bridge with its fixed MAC and tag, its gateway address, up;
+ * its rules; then IP forwarding (after the rules that keep forwarding from exposing anything).
+ * Validation and every check come before the first change. `tsnetlink network create --driver bridge --subnet CIDR NAME`
+ */
+export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptions): Promise<CreateResult> {
+  const rec = validate(opts);
+  await ctx.firewall.ensureAvailable();
+  return ctx.store.withGlobalLock(async () => {
+    await settleNetworks(ctx);
+    const listing = ctx.store.listNetworks();
+    const bad = listing.corrupt.find((c) => c.name === rec.name);
+    if (bad) throw new NetworkError('ENETEXISTS', `network ${rec.name} exists but its record is unreadable (${bad.error.message}); tsnetlink network rm --force ${rec.name} removes it`);
+    if (listing.records.some((n) => n.name === rec.name)) throw new NetworkError('ENETEXISTS', `network ${rec.name} already exists`);
+    checkOverlaps(ctx, rec, listing.records);
+    const existing = findLink(ctx.rtnl, rec.bridge);
+    if (existing) {
+      // A bridge tagged as this network's with no record is what a killed create or rm left.
+      if (existing.alias === bridgeTag(rec.name)) deleteLinks(ctx.rtnl, [rec.bridge]);
+      else throw new NetworkError('ENETEXISTS', `a link named ${rec.bridge} already exists on the host`);
+    }
+    ctx.store.clearNetworkDir(rec.name);
+    ctx.forgetBridge(rec.name);
+    const hostChanges: string[] = [];
+    await ctx.store.withNetworkLock(rec.name, async () => {
+      const steps = new Steps(`network create ${rec.name}`, ctx.faults, 'create');
+      try {
+        steps.run('save intent', () => ctx.store.putNetwork(rec), () => ctx.store.removeNetwork(rec.name));
+        const index = steps.run('create bridge', () => createBridge(ctx.rtnl, rec), () => deleteLinks(ctx.rtnl, [rec.bridge]));
+        steps.run('bridge sysctls', () => bridgeSysctls(rec).forEach((s) => ctx.host.writeSysctl(s)));
+        steps.run('gateway address', () => {
+          for (const r of ctx.rtnl.batch(bridgeUpRequests(rec, index))) if (r.error) throw r.error;
+        });
+        const others = listing.records.filter((n) => n.state !== 'removing');
+        // Undone whether or not it succeeded: on nft a failed run may have committed some tables.
+        steps.undoFirst('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.setNetworks(others.map(fwNetwork))));
+        await steps.runAsync('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.setNetworks([...others, rec].map(fwNetwork))));
+        if (!rec.internal) {
+          await steps.runAsync('ip forwarding', async () => {
+            if (ctx.host.readSysctl('net/ipv4/ip_forward') === '1') return false;
+            ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '1' });
+            hostChanges.push('net.ipv4.ip_forward: 0 -> 1 (it stays on after the network is removed, as with Docker)');
+            // Forwarding must not make the host a router between its other interfaces.
+            if (await ctx.firewall.dropUnmatchedForwarding()) hostChanges.push('FORWARD policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)');
+            return true;
+          }, (changed) => changed && ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '0' }));
+        }
+        steps.run('save network', () => ctx.store.putNetwork({ ...rec, state: 'active' }));
+      } catch (e) {
+        ctx.forgetBridge(rec.name);
+        await steps.fail(e);
+      }
+    });
+    return { record: { ...rec, state: 'active' }, hostChanges };
+  });
+}
+
+/**
+ * Removes a network: refused while endpoints are attached unless `force`, which disconnects
+ * them. A network whose record is unreadable can be removed with `force`. `tsnetlink network rm NAME`
+ */
+export async function removeNetwork(ctx: BridgeContext, name: string, opts: { force?: boolean } = {}): Promise<void> {
+  checkNetworkName(name, 'network');
+  await ctx.store.withGlobalLock(() =>
+    ctx.store.withNetworkLock(name, async () => {
+      let rec: NetworkRecord | undefined;
+      try {
+        rec = ctx.store.getNetwork(name);
+      } catch (e) {
+        if (!(e instanceof StoreError) || e.code !== 'ECORRUPT' || !opts.force) throw e;
+        rec = undefined;
+      }
+      if (!rec) {
+        if (!opts.force || !ctx.store.networkNames().includes(name)) throw new NetworkError('ENONET', `no such network: ${name}`);
+        await removeCorruptNetwork(ctx, name);
+        return;
+      }
+      const ids = ctx.store.endpointIds(name);
+      if (ids.length > 0 && !opts.force && rec.state === 'active') {
+        throw new NetworkError('EBUSY', `network ${name} has ${ids.length} endpoints attached; disconnect them or use --force`);
+      }
+      await finishRemoval(ctx, rec);
+    }),
+  );
+}
+
+/**
+ * The body of rm, also used to finish an rm that was killed: marks the record 'removing', tears
+ * down every endpoint (whatever its state), deletes the network's tagged veths and its bridge,
+ * rewrites the firewall without it, then removes its state. Hold the global and network locks.
+ */
+export async function finishRemoval(ctx: BridgeContext, rec: NetworkRecord): Promise<void> {
+  const steps = new Steps(`network rm ${rec.name}`, ctx.faults, 'rm');
+  if (rec.state !== 'removing') steps.run('mark removing', () => ctx.store.putNetwork({ ...rec, state: 'removing' }));
+  const listing = ctx.store.listEndpoints(rec.name);
+  await steps.runAsync('disconnect endpoints', async () => {
+    await teardownEndpoints(ctx, rec, listing.records.filter((r) => r.state === 'active'), { operation: `network rm ${rec.name}` });
+    await teardownEndpoints(ctx, rec, listing.records.filter((r) => r.state !== 'active'), { verifyTag: true, operation: `network rm ${rec.name}` });
+  });
+  await steps.runAsync('delete links', () => deleteNetworkLinks(ctx, rec.name, rec.bridge));
+  ctx.forgetBridge(rec.name);
+  await steps.runAsync('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.apply(withoutNetwork(ctx, rec.name))));
+  steps.run('remove state', () => {
+    ctx.store.withPortsLockSync(() => {
+      for (const p of ctx.store.listPorts()) if (p.owner.startsWith(`${rec.name}/`)) ctx.store.removePortReservation(p);
+    });
+    ctx.store.removeNetwork(rec.name);
+  });
+}
+
+function withoutNetwork(ctx: BridgeContext, name: string) {
+  const s = desiredFirewall(ctx.store);
+  return { networks: s.networks.filter((n) => n.name !== name), endpoints: s.endpoints.filter((e) => e.network !== name) };
+}
+
+/** Deletes a network's bridge (if it is ours) and every veth tagged with the network, in one go. */
+async function deleteNetworkLinks(ctx: BridgeContext, network: string, bridge: string): Promise<void> {
+  const tagged = listTaggedLinks(ctx.rtnl.linkList({}, { retries: 3 }));
+  const names = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
+  const br = findLink(ctx.rtnl, bridge);
+  // A bridge from before tags existed has none; a foreign link of that name is left alone.
+  if (br && (br.alias === bridgeTag(network) || (br.alias === undefined && br.kind === 'bridge'))) names.push(bridge);
+  const rtnl = ctx.openHostRtnl();
+  try {
+    await deleteLinksAsync(rtnl.socket, names);
+  } finally {
+    rtnl.close();
+  }
+}
+
+/** rm --force of a network whose record cannot be read: its tagged links, rules, ports and state go. */
+async function removeCorruptNetwork(ctx: BridgeContext, name: string): Promise<void> {
+  await deleteNetworkLinks(ctx, name, name);
+  ctx.forgetBridge(name);
+  await ctx.store.withFirewallLock(() => ctx.firewall.apply(withoutNetwork(ctx, name)));
+  ctx.store.withPortsLockSync(() => {
+    for (const p of ctx.store.listPorts()) if (p.owner.startsWith(`${name}/`)) ctx.store.removePortReservation(p);
+  });
+  ctx.store.removeNetwork(name);
+}
+
+/**
+ * Settles networks whose create or rm was killed half-way (hold the global lock: no create or rm
+ * is running, so every 'creating' or 'removing' record is such a leftover): a create is undone,
+ * an rm is finished. Returns what it did.
+ */
+export async function settleNetworks(ctx: BridgeContext): Promise<string[]> {
+  const done: string[] = [];
+  for (const n of ctx.store.listNetworks().records) {
+    if (n.state === 'active') continue;
+    await ctx.store.withNetworkLock(n.name, () => finishRemoval(ctx, n));
+    done.push(`${n.state === 'creating' ? 'undid the interrupted create' : 'finished the interrupted removal'} of network ${n.name}`);
+  }
+  return done;
+}

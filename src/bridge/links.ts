@@ -1,0 +1,258 @@
+/**
+ * The kernel side of bridge networking: bridges and veth pairs, each tagged with an alias that
+ * names its network (and endpoint), so the reconciler can find every link tsnetlink made even
+ * when no record of it survived. Requests are built here once and sent pipelined.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Rtnl, Link } from '../netlink/rtnl.js';
+import type { Request } from '../netlink/message.js';
+import type { NetlinkSocket } from '../netlink/socket.js';
+import * as L from '../netlink/link.js';
+import * as A from '../netlink/addr.js';
+import * as R from '../netlink/route.js';
+import type { NetnsHandle } from '../ns/netns.js';
+import { NetworkError } from './errors.js';
+import type { NetworkRecord } from './records.js';
+
+/** The alias prefix of every link tsnetlink creates. */
+export const TAG_PREFIX = 'tsnetlink/';
+
+/** The alias of a network's bridge: "tsnetlink/NETWORK". */
+export function bridgeTag(network: string): string {
+  return `${TAG_PREFIX}${network}`;
+}
+
+/** The alias of an endpoint's host-side veth: "tsnetlink/NETWORK/ID". */
+export function endpointTag(network: string, id: string): string {
+  return `${TAG_PREFIX}${network}/${id}`;
+}
+
+/** Reads a tag back: the network, and the endpoint id for a veth; undefined for foreign links. */
+export function parseTag(alias: string | undefined): { network: string; id?: string } | undefined {
+  if (!alias?.startsWith(TAG_PREFIX)) return undefined;
+  const [network, id, extra] = alias.slice(TAG_PREFIX.length).split('/');
+  if (!network || extra !== undefined) return undefined;
+  return id === undefined ? { network } : { network, id };
+}
+
+/** A random host-side veth name, as CNI makes them. */
+export function randomVethName(): string {
+  return `veth${randomBytes(4).toString('hex')}`;
+}
+
+/** True when a link of that name exists in the socket's netns. */
+export function linkExists(rtnl: Rtnl, name: string): boolean {
+  return findLink(rtnl, name) !== undefined;
+}
+
+/** The link of that name, or undefined (ENODEV). */
+export function findLink(rtnl: Rtnl, ref: string | number): Link | undefined {
+  try {
+    return rtnl.linkGet(ref);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENODEV') return undefined;
+    throw e;
+  }
+}
+
+/** The links that carry a tsnetlink tag: bridges by network, host veths by "network/id". */
+export function listTaggedLinks(links: readonly Link[]): { bridges: Map<string, Link>; veths: Map<string, Link> } {
+  const bridges = new Map<string, Link>();
+  const veths = new Map<string, Link>();
+  for (const link of links) {
+    const tag = parseTag(link.alias);
+    if (!tag) continue;
+    if (tag.id === undefined) bridges.set(tag.network, link);
+    else veths.set(`${tag.network}/${tag.id}`, link);
+  }
+  return { bridges, veths };
+}
+
+/**
+ * Creates a network's bridge, down, with its fixed MAC (so the gateway's MAC never changes when
+ * the port that lent it its address leaves) and its tag, in one sendto; returns its ifindex.
+ */
+export function createBridge(rtnl: Rtnl, net: NetworkRecord): number {
+  const res = rtnl.batch([
+    L.addBridgeRequest(net.bridge, { mac: net.mac, ...(net.mtu !== undefined ? { mtu: net.mtu } : {}) }),
+    L.setAliasRequest(net.bridge, bridgeTag(net.name)),
+    L.getRequest(net.bridge),
+  ]);
+  for (const r of res) if (r.error) throw r.error;
+  return L.peekLinkIndexes(res[2]!.replies[0]!).index;
+}
+
+/** The requests that give a bridge its gateway address and bring it up (both idempotent). */
+export function bridgeUpRequests(net: NetworkRecord, index: number): Request[] {
+  return [A.replaceAddrRequest(index, `${net.gateway}/${net.prefix}`), L.setUpRequest(index)];
+}
+
+/** What connect needs to create one veth pair. */
+export interface VethPlan {
+  network: string;
+  id: string;
+  /** Host-side name; replaced when a random name turns out to be taken. */
+  hostIfname: string;
+  /** Name inside the container; with `ifnameGiven` false the next free ethN is taken on a clash. */
+  ifname: string;
+  ifnameGiven: boolean;
+  ns: NetnsHandle;
+  mac: string;
+  mtu: number | undefined;
+  linkLocal: boolean;
+  hostIndex?: number;
+  peerIndex?: number;
+}
+
+const NAME_ATTEMPTS = 8;
+const MAX_ETH = 16;
+
+/** ifinfomsg.ifi_flags sits at byte 8 of an RTM_NEWLINK payload (family, pad, type, index, flags). */
+const IFI_FLAGS_OFFSET = 8;
+const IFF_UP = 1;
+
+/**
+ * Creates the veth pairs, one RTM_NEWLINK each (the peer directly in its container netns under
+ * its final name, the host end enslaved), each followed in the same sendto by the alias that
+ * tags it and a GETLINK for both ifindexes; the first sendto also asks for the bridge, which must
+ * be up. A random host name that is taken is retried with another (as CNI does); a default
+ * container name that is taken (a second network) becomes the next ethN. On failure every link
+ * made is deleted before the error is thrown.
+ */
+export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: boolean) => number, plans: readonly VethPlan[]): void {
+  let pending = [...plans];
+  const made: string[] = [];
+  let refresh = false;
+  let refreshed = false;
+  try {
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt >= NAME_ATTEMPTS + MAX_ETH) throw new NetworkError('EALREADY', `no free interface name after ${attempt} attempts`);
+      const master = masterIndex(refresh);
+      refresh = false;
+      const reqs = [
+        L.getRequest(master),
+        ...pending.flatMap((p) => [
+          L.addVethRequest(
+            p.hostIfname,
+            { name: p.ifname, netnsFd: p.ns.fd, mac: p.mac, ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) },
+            // Without link-local the host end goes up only after its addrgenmode is set (finishHostSide).
+            { master, up: p.linkLocal, ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) },
+          ),
+          L.setAliasRequest(p.hostIfname, endpointTag(p.network, p.id)),
+          L.getRequest(p.hostIfname),
+        ]),
+      ];
+      const res = rtnl.batch(reqs);
+      const br = res[0]!;
+      const retry: VethPlan[] = [];
+      let failure: unknown;
+      let staleBridge = br.error?.code === 'ENODEV';
+      if (!br.error && ((br.replies[0]?.payload.readUInt32LE(IFI_FLAGS_OFFSET) ?? 0) & IFF_UP) === 0) {
+        failure = new NetworkError('EBRIDGEDOWN', `the bridge ${bridge} is down: containers on it would have no network; tsnetlink network repair brings it up`);
+      }
+      pending.forEach((p, i) => {
+        const [create, alias, got] = [res[1 + 3 * i]!, res[2 + 3 * i]!, res[3 + 3 * i]!];
+        if (!create.error) {
+          made.push(p.hostIfname);
+          if (alias.error) failure ??= alias.error;
+          const link = L.peekLinkIndexes(got.replies[0]!);
+          p.hostIndex = link.index;
+          if (link.peerIndex === undefined) failure ??= new NetworkError('ENOENDPOINT', `kernel did not report the peer of ${p.hostIfname}`);
+          else p.peerIndex = link.peerIndex;
+        } else if (create.error.code === 'EEXIST' && !got.error) {
+          // The host name exists already (a random clash): another name.
+          p.hostIfname = randomVethName();
+          retry.push(p);
+        } else if (create.error.code === 'EEXIST') {
+          // The host name is free, so the container already has an interface of that name.
+          const n = /^eth(\d+)$/.exec(p.ifname);
+          if (!p.ifnameGiven && n && Number(n[1]) + 1 < MAX_ETH) {
+            p.ifname = `eth${Number(n[1]) + 1}`;
+            retry.push(p);
+          } else failure ??= new NetworkError('EALREADY', `interface ${p.ifname} already exists in container netns ${p.ns.path}`);
+        } else if (create.error.code === 'EXFULL') {
+          failure ??= new NetworkError('EBRIDGEFULL', `bridge ${bridge} is full: Linux bridges hold at most 1023 ports`);
+        } else if (create.error.code === 'ENODEV') {
+          staleBridge = true;
+          retry.push(p);
+        } else failure ??= create.error;
+      });
+      if (failure) throw failure;
+      if (staleBridge) {
+        // The bridge was re-created since its ifindex was cached: look it up once more.
+        if (refreshed) throw new NetworkError('EBRIDGEDOWN', `the bridge ${bridge} is missing; tsnetlink network repair re-creates it`);
+        refresh = refreshed = true;
+      }
+      pending = retry;
+    }
+  } catch (e) {
+    deleteLinks(rtnl, made);
+    throw e;
+  }
+}
+
+/** Host ends: addrgenmode none (before up, so no link-local is made), hairpin, port isolation, up. */
+export function hostSideRequests(p: VethPlan, opts: { hairpin: boolean; isolated: boolean }): Request[] {
+  return [
+    ...(p.linkLocal ? [] : [L.setAddrGenModeRequest(p.hostIndex!, 'none')]),
+    // Hairpin lets a container reach its own published port through the host's address.
+    ...(opts.hairpin || opts.isolated ? [L.setBridgePortRequest(p.hostIndex!, { ...(opts.hairpin ? { hairpin: true } : {}), ...(opts.isolated ? { isolated: true } : {}) })] : []),
+    ...(p.linkLocal ? [] : [L.setUpRequest(p.hostIndex!)]),
+  ];
+}
+
+/**
+ * Container side in one pipelined batch: lo up, [addrgenmode none], IFNAME up, address, and the
+ * default route via the gateway unless `route` is false. A default route that exists already (the
+ * container is on another network) is left alone: returns whether this endpoint installed it.
+ */
+export function configureContainer(sock: NetlinkSocket, p: VethPlan, cidr: string, gateway: string | undefined): boolean {
+  const idx = p.peerIndex!;
+  const reqs = [
+    L.setUpRequest('lo'),
+    ...(p.linkLocal ? [] : [L.setAddrGenModeRequest(idx, 'none')]),
+    L.setUpRequest(idx),
+    A.addAddrRequest(idx, cidr),
+    ...(gateway !== undefined ? [R.addRouteRequest({ gateway, oif: idx })] : []),
+  ];
+  const res = sock.batch(reqs);
+  res.forEach((r, i) => {
+    if (r.error && !(gateway !== undefined && i === reqs.length - 1 && r.error.code === 'EEXIST')) throw r.error;
+  });
+  return gateway !== undefined && !res[res.length - 1]!.error;
+}
+
+/**
+ * How links are deleted: several are first moved into a fresh random device group and deleted
+ * as one group, so they share one RCU grace period (~15-20 ms) instead of paying one each. The
+ * group number is random in [2^30, 2^31), far from the small numbers administrators use.
+ */
+function deletion(names: readonly string[]): { prepare: Request[]; remove: (grouped: boolean) => Request[] } {
+  if (names.length < 2) return { prepare: [], remove: () => names.map((n) => L.deleteRequest(n)) };
+  const group = 0x40000000 + (randomBytes(4).readUInt32LE() % 0x40000000);
+  return { prepare: names.map((n) => L.setGroupRequest(n, group)), remove: (grouped) => (grouped ? [L.deleteGroupRequest(group)] : []) };
+}
+
+function check(results: readonly { error?: { code: string } }[]): boolean {
+  for (const r of results) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+  return results.some((r) => !r.error);
+}
+
+/** Deletes links by name, synchronously; ENODEV (already gone, e.g. with its netns) is fine. */
+export function deleteLinks(rtnl: Rtnl | NetlinkSocket, names: readonly string[]): void {
+  if (names.length === 0) return;
+  const plan = deletion(names);
+  const grouped = plan.prepare.length === 0 || check(rtnl.batch(plan.prepare));
+  check(rtnl.batch(plan.remove(grouped)));
+}
+
+/**
+ * Deletes links off the JS thread: each deletion waits for an RCU grace period inside the kernel,
+ * which would otherwise freeze the event loop. `sock` must be a socket of its own.
+ */
+export async function deleteLinksAsync(sock: NetlinkSocket, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  const plan = deletion(names);
+  const grouped = plan.prepare.length === 0 || check(sock.batch(plan.prepare));
+  check(await sock.batchAsync(plan.remove(grouped)));
+}

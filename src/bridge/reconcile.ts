@@ -1,0 +1,283 @@
+/**
+ * The reconciler: makes records, kernel objects and the firewall agree again, whatever crashed
+ * or raced. Every kernel object tsnetlink makes carries a tag (the link alias
+ * "tsnetlink/NETWORK[/ID]", the rule comment "tsnetlink:NAME"), so it is found even when no
+ * record of it survived; every record names the kernel objects it owns. Holding the locks an
+ * operation holds, anything half-done that is found belongs to an operation that died.
+ *
+ * prune: settles interrupted operations, frees endpoints whose container is gone, and removes
+ * whatever no record owns (tagged links, IPs, host ports, markers, temp files, rules).
+ * repair: prune, then re-creates what records call for (bridge, its address, MAC and sysctls,
+ * enslaved host veths, IP forwarding, every rule).
+ * check: reports every disagreement, changing nothing.
+ */
+import type { Link } from '../netlink/rtnl.js';
+import * as L from '../netlink/link.js';
+import { Ipam } from './ipam.js';
+import { removeFile } from './fsio.js';
+import { desiredFirewall, type BridgeContext } from './context.js';
+import { bridgeSysctls, settleNetworks } from './lifecycle.js';
+import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
+import { portOwner, teardownEndpoints } from './teardown.js';
+import type { NetworkRecord } from './records.js';
+
+/** What a prune or repair did, in words, and which endpoints it freed. */
+export interface ReconcileReport {
+  /** One line per change: "freed endpoint c1 of testbridge (its container is gone)". */
+  actions: string[];
+  /** Ids of endpoints freed because their container is gone or their connect died. */
+  pruned: string[];
+  /** Problems it could not fix (a foreign link holding a bridge's name, an unreadable network record). */
+  problems: string[];
+}
+
+interface Scan {
+  /** Every host link by name. */
+  links: Map<string, Link>;
+  bridges: Map<string, Link>;
+  veths: Map<string, Link>;
+}
+
+function scan(ctx: BridgeContext): Scan {
+  const all = ctx.rtnl.linkList({}, { retries: 3 });
+  return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all) };
+}
+
+async function deleteNames(ctx: BridgeContext, names: readonly string[]): Promise<void> {
+  const rtnl = ctx.openHostRtnl();
+  try {
+    await deleteLinksAsync(rtnl.socket, names);
+  } finally {
+    rtnl.close();
+  }
+}
+
+/**
+ * Prune (and, with `repair`, repair) every network. Takes the global lock, then each network's
+ * lock in turn, then the firewall lock for the rules.
+ */
+export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; network?: string }): Promise<ReconcileReport> {
+  const report: ReconcileReport = { actions: [], pruned: [], problems: [] };
+  return ctx.store.withGlobalLock(async () => {
+    for (const f of ctx.store.globalTempFiles()) if (removeFile(f)) report.actions.push(`removed the temp file ${f} of an interrupted write`);
+    report.actions.push(...(await settleNetworks(ctx)));
+    const listing = ctx.store.listNetworks();
+    for (const c of listing.corrupt) report.problems.push(`network record ${c.path} is unreadable (${c.error.message}); tsnetlink network rm --force ${c.name} removes the network`);
+    const known = new Set([...listing.records.map((n) => n.name), ...listing.corrupt.map((c) => c.name)]);
+    let s = scan(ctx);
+    // Bridges and veths tagged for a network that has no record: a create or rm died before it
+    // could write or after it removed the record.
+    const orphans = [
+      ...[...s.bridges].filter(([net]) => !known.has(net)).map(([, l]) => l.name),
+      ...[...s.veths].filter(([k]) => !known.has(k.split('/')[0]!)).map(([, l]) => l.name),
+    ];
+    if (orphans.length > 0) {
+      await deleteNames(ctx, orphans);
+      report.actions.push(`deleted links of networks that no longer exist: ${orphans.join(', ')}`);
+      s = scan(ctx);
+    }
+    const nets = listing.records.filter((n) => opts.network === undefined || n.name === opts.network);
+    for (const net of nets) {
+      await ctx.store.withNetworkLock(net.name, async () => {
+        await reconcileNetwork(ctx, net, s, report);
+        if (opts.repair) ensureNetwork(ctx, net, s, report);
+      });
+    }
+    // Host ports held for networks that no longer exist.
+    ctx.store.withPortsLockSync(() => {
+      for (const p of ctx.store.listPorts()) {
+        const net = p.owner.split('/')[0] ?? '';
+        if (!known.has(net)) {
+          ctx.store.removePortReservation(p);
+          report.actions.push(`freed host port ${p.protocol}/${p.hostPort} on ${p.hostIp} held for ${p.owner || 'no one'}`);
+        }
+      }
+    });
+    if (opts.repair && listing.records.some((n) => !n.internal) && ctx.host.readSysctl('net/ipv4/ip_forward') === '0') {
+      ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '1' });
+      report.actions.push('net.ipv4.ip_forward was 0: set to 1');
+    }
+    await ctx.store.withFirewallLock(async () => {
+      const desired = desiredFirewall(ctx.store);
+      const diff = await ctx.firewall.diff(desired);
+      if (diff.length === 0) return;
+      await ctx.firewall.apply(desired);
+      report.actions.push(`firewall rules rewritten (${diff.length} differences: ${diff.slice(0, 5).map((d) => `${d.kind} ${d.what}`).join('; ')}${diff.length > 5 ? '; ...' : ''})`);
+    });
+    return report;
+  });
+}
+
+/**
+ * One network, under its lock: interrupted connects are undone and disconnects finished,
+ * endpoints whose host veth is gone (their container died) are freed, unreadable endpoint
+ * records are cleared, and IPs, markers, host ports and tagged veths that no record owns go.
+ */
+async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: ReconcileReport): Promise<void> {
+  for (const f of ctx.store.networkTempFiles(net.name)) if (removeFile(f)) report.actions.push(`removed the temp file ${f} of an interrupted write`);
+  const listing = ctx.store.listEndpoints(net.name);
+  const dead = listing.records.filter((r) => r.state !== 'active');
+  const gone = listing.records.filter((r) => r.state === 'active' && !s.links.has(r.hostIfname));
+  await teardownEndpoints(ctx, net, dead, { verifyTag: true, operation: `prune ${net.name}` });
+  for (const r of dead) report.actions.push(`${r.state === 'creating' ? 'undid the interrupted connect' : 'finished the interrupted disconnect'} of endpoint ${r.id} on ${net.name}`);
+  await teardownEndpoints(ctx, net, gone, { operation: `prune ${net.name}` });
+  for (const r of gone) report.actions.push(`freed endpoint ${r.id} of ${net.name} (its container is gone)`);
+  report.pruned.push(...dead.map((r) => r.id), ...gone.map((r) => r.id));
+  for (const c of listing.corrupt) {
+    removeFile(c.path);
+    report.actions.push(`removed the unreadable endpoint record ${c.path} (${c.error.message})`);
+    report.pruned.push(c.name);
+  }
+  const live = new Set(listing.records.filter((r) => r.state === 'active' && s.links.has(r.hostIfname)).map((r) => r.id));
+  const strayVeths = [...s.veths].filter(([k]) => k.startsWith(`${net.name}/`) && !live.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
+  if (strayVeths.length > 0) {
+    await deleteNames(ctx, strayVeths);
+    report.actions.push(`deleted veths of ${net.name} that no endpoint owns: ${strayVeths.join(', ')}`);
+  }
+  for (const ip of new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`).gc((id) => live.has(id))) report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
+  for (const m of ctx.store.listMarkers(net.name)) {
+    if (!live.has(m.owner)) {
+      ctx.store.removeMarker(net.name, m.netnsKey);
+      report.actions.push(`removed the container claim ${m.netnsKey} on ${net.name} (no endpoint holds it)`);
+    }
+  }
+  const liveRecs = new Map(listing.records.filter((r) => live.has(r.id)).map((r) => [r.id, r]));
+  ctx.store.withPortsLockSync(() => {
+    for (const p of ctx.store.listPorts()) {
+      if (!p.owner.startsWith(`${net.name}/`)) continue;
+      const rec = liveRecs.get(p.owner.slice(net.name.length + 1));
+      const held = rec?.mappings.some((m) => m.protocol === p.protocol && m.hostPort === p.hostPort && (m.hostIp ?? '0.0.0.0') === p.hostIp);
+      if (!held) {
+        ctx.store.removePortReservation(p);
+        report.actions.push(`freed host port ${p.protocol}/${p.hostPort} on ${p.hostIp} (held for ${p.owner}, which does not publish it)`);
+      }
+    }
+  });
+}
+
+/** Repair of one network, under its lock: the bridge, its tag, MAC, address, sysctls, up; host veths enslaved and up. */
+function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: ReconcileReport): void {
+  let br = s.links.get(net.bridge);
+  if (br && br.kind !== 'bridge') {
+    report.problems.push(`the link ${net.bridge} of network ${net.name} is a ${br.kind ?? 'non-bridge'} link, not ours; rename or delete it, then run repair again`);
+    return;
+  }
+  const reqs = [];
+  let index: number;
+  if (!br) {
+    index = createBridge(ctx.rtnl, net);
+    ctx.forgetBridge(net.name);
+    report.actions.push(`re-created the missing bridge ${net.bridge}`);
+  } else {
+    index = br.index;
+    if (br.alias !== bridgeTag(net.name)) reqs.push(L.setAliasRequest(index, bridgeTag(net.name)));
+    if (br.mac !== net.mac) {
+      reqs.push(L.setMacRequest(index, net.mac));
+      report.actions.push(`bridge ${net.bridge}: MAC ${br.mac ?? 'none'} -> ${net.mac}`);
+    }
+    if (!br.up) report.actions.push(`bridge ${net.bridge} was down: brought up`);
+  }
+  for (const sc of bridgeSysctls(net)) {
+    const cur = ctx.host.readSysctl(sc.path);
+    if (cur !== undefined && cur !== sc.value) {
+      ctx.host.writeSysctl(sc);
+      report.actions.push(`${sc.path.replace(/\//g, '.')}: ${cur} -> ${sc.value}`);
+    }
+  }
+  const addrs = ctx.rtnl.addrList({ link: index, family: 4 });
+  if (!addrs.some((a) => a.address === net.gateway && a.prefix === net.prefix)) report.actions.push(`bridge ${net.bridge}: gateway address ${net.gateway}/${net.prefix} restored`);
+  reqs.push(...bridgeUpRequests(net, index));
+  for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
+  br = ctx.rtnl.linkGet(index);
+  for (const e of ctx.store.listEndpoints(net.name).records) {
+    const v = s.links.get(e.hostIfname);
+    if (!v) continue;
+    const fix = [];
+    if (v.master !== index) fix.push(L.setMasterRequest(v.index, index));
+    if (v.alias !== endpointTag(net.name, e.id)) fix.push(L.setAliasRequest(v.index, endpointTag(net.name, e.id)));
+    if (!v.up || v.master !== index) fix.push(L.setUpRequest(v.index));
+    if (fix.length === 0) continue;
+    for (const r of ctx.rtnl.batch(fix)) if (r.error) throw r.error;
+    report.actions.push(`host veth ${e.hostIfname} of endpoint ${e.id}: ${v.master !== index ? `enslaved to ${net.bridge}` : 'brought up'}`);
+  }
+  // Port flags need the port enslaved first.
+  const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0, isolated: !net.icc }));
+  for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+}
+
+/**
+ * Every disagreement between records, kernel state, state files and the firewall, in words;
+ * [] when they agree exactly. Changes nothing. Holds the same locks as a repair.
+ */
+export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
+  const out: string[] = [];
+  return ctx.store.withGlobalLock(async () => {
+    const listing = ctx.store.listNetworks();
+    for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
+    for (const f of ctx.store.globalTempFiles()) out.push(`temp file ${f}`);
+    const s = scan(ctx);
+    const names = new Set(listing.records.map((n) => n.name));
+    for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);
+    for (const [k, l] of s.veths) if (!names.has(k.split('/')[0]!)) out.push(`veth ${l.name} tagged for ${k}, whose network has no record`);
+    const ports = ctx.store.listPorts();
+    const expectedPorts = new Set<string>();
+    for (const net of listing.records) {
+      await ctx.store.withNetworkLock(net.name, () => checkNetwork(ctx, net, s, out, expectedPorts));
+    }
+    for (const p of ports) {
+      const k = `${p.owner} ${p.protocol}/${p.hostPort}/${p.hostIp}`;
+      if (!expectedPorts.has(k)) out.push(`host port reservation ${p.path} held for ${p.owner || 'no one'} without a matching mapping`);
+      expectedPorts.delete(k);
+    }
+    for (const k of expectedPorts) out.push(`mapping without a host port reservation: ${k}`);
+    const fw = await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
+    for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
+    return out;
+  });
+}
+
+function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: string[], expectedPorts: Set<string>): void {
+  const n = net.name;
+  if (net.state !== 'active') out.push(`network ${n} is '${net.state}'`);
+  const br = s.links.get(net.bridge);
+  if (!br) out.push(`network ${n}: bridge ${net.bridge} missing`);
+  else {
+    if (br.alias !== bridgeTag(n)) out.push(`network ${n}: bridge ${net.bridge} not tagged`);
+    if (br.mac !== net.mac) out.push(`network ${n}: bridge MAC ${br.mac} instead of ${net.mac}`);
+    if (!br.up) out.push(`network ${n}: bridge ${net.bridge} down`);
+    const addrs = ctx.rtnl.addrList({ link: br.index, family: 4 });
+    if (!addrs.some((a) => a.address === net.gateway && a.prefix === net.prefix)) out.push(`network ${n}: bridge lacks ${net.gateway}/${net.prefix}`);
+  }
+  for (const f of ctx.store.networkTempFiles(n)) out.push(`temp file ${f}`);
+  const listing = ctx.store.listEndpoints(n);
+  for (const c of listing.corrupt) out.push(`unreadable endpoint record ${c.path}`);
+  const ipam = new Ipam(ctx.store, n, `${net.gateway}/${net.prefix}`).list();
+  const markers = ctx.store.listMarkers(n);
+  const seen = { ip: new Map<string, string>(), mac: new Map<string, string>(), veth: new Map<string, string>() };
+  const ids = new Set<string>();
+  for (const e of listing.records) {
+    ids.add(e.id);
+    if (e.state !== 'active') out.push(`endpoint ${n}/${e.id} is '${e.state}'`);
+    for (const [kind, value] of [['ip', e.ip], ['mac', e.mac], ['veth', e.hostIfname]] as const) {
+      const other = seen[kind].get(value);
+      if (other !== undefined) out.push(`duplicate ${kind} ${value}: endpoints ${other} and ${e.id} of ${n}`);
+      seen[kind].set(value, e.id);
+    }
+    const v = s.links.get(e.hostIfname);
+    if (!v) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} missing`);
+    else {
+      if (v.alias !== endpointTag(n, e.id)) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} tagged ${JSON.stringify(v.alias)}`);
+      if (!br || v.master !== br.index) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} not enslaved to ${net.bridge}`);
+      if (!v.up) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} down`);
+    }
+    if (!ipam.some((a) => a.ip === e.ip && a.endpointId === e.id)) out.push(`endpoint ${n}/${e.id}: address ${e.ip} not reserved for it`);
+    if (!markers.some((m) => m.netnsKey === e.netnsKey && m.owner === e.id)) out.push(`endpoint ${n}/${e.id}: container claim missing`);
+    for (const m of e.mappings) expectedPorts.add(`${portOwner(n, e.id)} ${m.protocol}/${m.hostPort}/${m.hostIp ?? '0.0.0.0'}`);
+  }
+  for (const a of ipam) if (!ids.has(a.endpointId)) out.push(`address ${a.ip} on ${n} reserved for ${a.endpointId || 'no one'}, which has no record`);
+  for (const m of markers) if (!ids.has(m.owner)) out.push(`container claim ${m.netnsKey} on ${n} held for ${m.owner || 'no one'}, which has no record`);
+  for (const [k, l] of s.veths) {
+    if (k.startsWith(`${n}/`) && !listing.records.some((e) => e.hostIfname === l.name)) out.push(`veth ${l.name} tagged ${k} without a record`);
+  }
+}
+

@@ -1,0 +1,61 @@
+/**
+ * Removing endpoints, one routine for every path that does it: disconnect, network rm, prune of
+ * a container that died, and the recovery of a connect or disconnect that was killed half-way.
+ * Call it holding the network's lock.
+ */
+import { Ipam } from './ipam.js';
+import { Steps } from './steps.js';
+import { fwEndpoint, withDriftRepair, type BridgeContext } from './context.js';
+import { deleteLinksAsync, endpointTag, findLink } from './links.js';
+import type { EndpointRecord, NetworkRecord } from './records.js';
+
+/** The "<network>/<endpoint id>" that a host-port reservation names as its owner. */
+export function portOwner(network: string, id: string): string {
+  return `${network}/${id}`;
+}
+
+/**
+ * Removes endpoints: marks them 'removing' (under the firewall lock when they publish ports, so a
+ * concurrent rebuild leaves them out), removes their rules, deletes their host veths (the peers
+ * go with them), forgets their tracked connections, then frees host ports, IP, container marker
+ * and record, the record last. Every step is idempotent, so an interrupted teardown is finished
+ * by running it again. With `verifyTag`, a veth is deleted only if its alias names this endpoint
+ * (for records of a connect that died before its veth existed under that name).
+ */
+export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, recs: readonly EndpointRecord[], opts: { verifyTag?: boolean; operation?: string } = {}): Promise<void> {
+  if (recs.length === 0) return;
+  const steps = new Steps(opts.operation ?? `disconnect from ${net.name}`, ctx.faults, 'disconnect');
+  const mark = (): void => {
+    for (const r of recs) {
+      if (r.state !== 'removing') ctx.store.putEndpoint({ ...r, state: 'removing' });
+    }
+  };
+  const published = recs.filter((r) => r.mappings.length > 0);
+  if (published.length > 0) {
+    await ctx.store.withFirewallLock(async () => {
+      steps.run('mark removing', mark);
+      await steps.runAsync('remove port mappings', () => withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint))));
+    });
+  } else steps.run('mark removing', mark);
+  let names = recs.map((r) => r.hostIfname);
+  if (opts.verifyTag) names = recs.filter((r) => findLink(ctx.rtnl, r.hostIfname)?.alias === endpointTag(net.name, r.id)).map((r) => r.hostIfname);
+  await steps.runAsync('delete veth', async () => {
+    const rtnl = ctx.openHostRtnl();
+    try {
+      await deleteLinksAsync(rtnl.socket, names);
+    } finally {
+      rtnl.close();
+    }
+  });
+  // A reused address or host port must not receive a flow of the container that had it.
+  await steps.runAsync('forget connections', () => ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) }));
+  steps.run('release', () => {
+    const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+    for (const r of recs) {
+      ctx.store.withPortsLockSync(() => r.mappings.forEach((m) => ctx.store.releasePort(m, portOwner(net.name, r.id))));
+      ipam.release(r.id);
+      if (ctx.store.markerOwner(net.name, r.netnsKey) === r.id) ctx.store.removeMarker(net.name, r.netnsKey);
+      ctx.store.removeEndpoint(net.name, r.id);
+    }
+  });
+}

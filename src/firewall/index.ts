@@ -1,0 +1,4 @@
+/** The Firewall seam and the backends that implement it. */
+export * from './types.js';
+export { MemoryFirewall } from './memory.js';
+export { IptablesFirewall, type IptablesFirewallOptions } from '../iptables/backend.js';

@@ -1,0 +1,124 @@
+/**
+ * The Firewall seam: what bridge networking needs from a packet filter, and nothing about how a
+ * backend does it. The bridge layer computes the desired state (under the lock that protects
+ * it) and hands it in; a backend never reads tsnetlink's state and never calls back. The
+ * iptables-restore backend implements it today, a native nf_tables one next.
+ */
+import { TsnetlinkError } from '../errors.js';
+
+/** Transport protocols a mapping can publish. */
+export type Protocol = 'tcp' | 'udp';
+
+/** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
+export interface PortMapping {
+  /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
+  hostIp?: string;
+  hostPort: number;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+/**
+ * How a network's gateway treats traffic from outside. 'nat' (default): outbound traffic is
+ * masqueraded and only published ports are reachable from outside. 'nat-unprotected': outbound
+ * is masqueraded, and hosts that route the subnet via this host reach every container port.
+ * 'routed': no NAT at all and direct access allowed (Docker's gateway_mode_ipv4 values).
+ */
+export type GatewayMode = 'nat' | 'nat-unprotected' | 'routed';
+
+/** What a firewall needs to know about a network. */
+export interface FirewallNetwork {
+  name: string;
+  bridge: string;
+  /** IPv4 CIDR, e.g. 192.168.10.0/24. */
+  subnet: string;
+  /** No traffic in or out of the network except between its own containers (and the host). */
+  internal?: boolean;
+  /** Containers of the network may talk to each other (default true). */
+  icc?: boolean;
+  gatewayMode?: GatewayMode;
+}
+
+/** What a firewall needs to know about an endpoint: its address and its published ports. */
+export interface FirewallEndpoint {
+  id: string;
+  /** The network's name. */
+  network: string;
+  ip: string;
+  mappings: PortMapping[];
+}
+
+/** Everything the firewall should hold, as computed from tsnetlink's records. */
+export interface FirewallState {
+  networks: FirewallNetwork[];
+  endpoints: FirewallEndpoint[];
+}
+
+/** One way the live ruleset differs from the desired state. */
+export interface FirewallDifference {
+  kind: 'missing' | 'unexpected' | 'duplicate' | 'changed';
+  /** What differs, in words: "nat TSN-HOSTPORTS jump for endpoint c1". */
+  what: string;
+}
+
+/** Connection-tracking entries to forget, so that a reused address or port gets no stale flow. */
+export interface ConnectionFilter {
+  /** Entries whose original source or reply source is one of these addresses. */
+  ips?: readonly string[];
+  /** UDP entries towards these host ports (flows seen before a mapping existed). */
+  udpPorts?: readonly { port: number; hostIp?: string }[];
+}
+
+/**
+ * A packet-filter backend. Incremental calls (addEndpoints, removeEndpoints) throw
+ * FirewallDriftError when the live ruleset is not what they expect, without changing anything
+ * the desired state would not also have; the caller answers with apply(desired state).
+ */
+export interface Firewall {
+  /** 'iptables-nft', 'iptables-legacy', 'memory', ... */
+  readonly backend: string;
+  /** Throws FirewallUnavailableError (saying what to install) when the backend cannot work here. */
+  ensureAvailable(): Promise<void>;
+  /** Rewrites the network-level rules for exactly `networks` (create and remove); endpoints' rules stay. */
+  setNetworks(networks: readonly FirewallNetwork[]): Promise<void>;
+  /** Adds the endpoints' port mappings (all on `network`). */
+  addEndpoints(network: FirewallNetwork, endpoints: readonly FirewallEndpoint[]): Promise<void>;
+  /** Removes the endpoints' port mappings. */
+  removeEndpoints(endpoints: readonly FirewallEndpoint[]): Promise<void>;
+  /** Makes the live ruleset exactly `state`: missing rules added, stale ones removed. */
+  apply(state: FirewallState): Promise<void>;
+  /** How the live ruleset differs from `state` ([] when it matches). */
+  diff(state: FirewallState): Promise<FirewallDifference[]>;
+  /** Forgets tracked connections (best effort: a missing conntrack tool is not an error). */
+  forgetConnections(filter: ConnectionFilter): Promise<void>;
+  /**
+   * Drops forwarded traffic that no rule accepts (`iptables -P FORWARD DROP`), for when tsnetlink
+   * turns IP forwarding on: the host must not start routing between its other interfaces.
+   * Resolves true when the policy changed.
+   */
+  dropUnmatchedForwarding(): Promise<boolean>;
+}
+
+/** The live ruleset is not what an incremental change expected; apply the full desired state. */
+export class FirewallDriftError extends TsnetlinkError {
+  override name = 'FirewallDriftError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EFWDRIFT', message, options);
+  }
+}
+
+/** The firewall backend cannot run on this host (a tool or kernel feature is missing). */
+export class FirewallUnavailableError extends TsnetlinkError {
+  override name = 'FirewallUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ENOFIREWALL', message, options);
+  }
+}
+
+/** Tells whether two mappings claim the same host port (same protocol and port, overlapping host IPs). */
+export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
+  if (a.protocol !== b.protocol || a.hostPort !== b.hostPort) return false;
+  const ia = a.hostIp === undefined || a.hostIp === '0.0.0.0' ? undefined : a.hostIp;
+  const ib = b.hostIp === undefined || b.hostIp === '0.0.0.0' ? undefined : b.hostIp;
+  return ia === undefined || ib === undefined || ia === ib;
+}
