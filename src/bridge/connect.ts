@@ -20,7 +20,7 @@ import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
 import { macForIp, type EndpointRecord, type NetworkRecord } from './records.js';
 import { StoreError } from './fsio.js';
-import { fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
+import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
@@ -119,6 +119,8 @@ export async function connectMany(
       }
       if (plans.some((p, j) => j < i && p.netnsKey === key)) throw new NetworkError('EALREADY', `container ${ns.path} is given twice`);
     });
+    // Checked before the lock too, so that a typo does not leave a lock file behind.
+    activeNetwork(ctx, network);
     return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings));
   } finally {
     for (const p of plans) if (p.owned) p.ns.close();
@@ -135,6 +137,8 @@ function activeNetwork(ctx: BridgeContext, name: string): NetworkRecord {
 }
 
 async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
+  // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
+  if (!ctx.store.getNetwork(network)) ctx.store.clearNetworkDir(network);
   const net = activeNetwork(ctx, network);
   if (net.internal && plans.some((p) => p.mappings.length > 0)) {
     throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);
@@ -171,10 +175,15 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
         // Starts now and is awaited last: the tool works while the kernel makes the veths.
         rules = settle(withDriftRepair(ctx, () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint))));
         steps.undoFirst('port mappings', async () => {
-          await rules;
+          const failed = (await rules) !== null;
           await ctx.store.withFirewallLock(async () => {
             published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
-            await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
+            try {
+              await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
+            } catch (e) {
+              // An add that failed usually left nothing; the live ruleset decides whether it did.
+              if (!failed || (await ctx.firewall.diff(desiredFirewall(ctx.store))).some((d) => d.kind === 'unexpected')) throw e;
+            }
           });
         });
       }

@@ -162,7 +162,11 @@ export async function removeNetwork(ctx: BridgeContext, name: string, opts: { fo
         rec = undefined;
       }
       if (!rec) {
-        if (!opts.force || !ctx.store.networkNames().includes(name)) throw new NetworkError('ENONET', `no such network: ${name}`);
+        if (!opts.force || !ctx.store.networkNames().includes(name)) {
+          // Taking its lock made a directory for it: nothing else may be left for a network that does not exist.
+          if (!ctx.store.networkNames().includes(name)) ctx.store.clearNetworkDir(name);
+          throw new NetworkError('ENONET', `no such network: ${name}`);
+        }
         await removeCorruptNetwork(ctx, name);
         return;
       }

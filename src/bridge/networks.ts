@@ -145,9 +145,13 @@ export class Networks {
   async disconnectMany(network: string, endpointIds: readonly string[]): Promise<number> {
     checkNetworkName(network, 'network');
     endpointIds.forEach((id) => checkEndpointId(id, 'endpoint'));
+    if (!this.store.getNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
     return this.store.withNetworkLock(network, async () => {
       const net = this.store.getNetwork(network);
-      if (!net) throw new NetworkError('ENONET', `no such network: ${network}`);
+      if (!net) {
+        this.store.clearNetworkDir(network);
+        throw new NetworkError('ENONET', `no such network: ${network}`);
+      }
       const recs = endpointIds.map((id) => this.store.getEndpoint(network, id)).filter((e): e is EndpointRecord => e !== undefined);
       const unique = recs.filter((r, i) => recs.findIndex((o) => o.id === r.id) === i);
       await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state === 'active'));

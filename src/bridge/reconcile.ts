@@ -134,11 +134,19 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
     await deleteNames(ctx, strayVeths);
     report.actions.push(`deleted veths of ${net.name} that no endpoint owns: ${strayVeths.join(', ')}`);
   }
-  for (const ip of new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`).gc((id) => live.has(id))) report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
+  // Owners of what is freed below: connects that died before writing their record.
+  const orphans = new Set<string>();
+  const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+  const owners = new Map(ipam.list().map((a) => [a.ip, a.endpointId]));
+  for (const ip of ipam.gc((id) => live.has(id))) {
+    report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
+    orphans.add(owners.get(ip) ?? '');
+  }
   for (const m of ctx.store.listMarkers(net.name)) {
     if (!live.has(m.owner)) {
       ctx.store.removeMarker(net.name, m.netnsKey);
       report.actions.push(`removed the container claim ${m.netnsKey} on ${net.name} (no endpoint holds it)`);
+      orphans.add(m.owner);
     }
   }
   const liveRecs = new Map(listing.records.filter((r) => live.has(r.id)).map((r) => [r.id, r]));
@@ -150,9 +158,11 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
       if (!held) {
         ctx.store.removePortReservation(p);
         report.actions.push(`freed host port ${p.protocol}/${p.hostPort} on ${p.hostIp} (held for ${p.owner}, which does not publish it)`);
+        if (!rec) orphans.add(p.owner.slice(net.name.length + 1));
       }
     }
   });
+  for (const id of orphans) if (id !== '' && !report.pruned.includes(id)) report.pruned.push(id);
 }
 
 /** Repair of one network, under its lock: the bridge, its tag, MAC, address, sysctls, up; host veths enslaved and up. */

@@ -264,10 +264,15 @@ test('connect: the same container twice, or a taken endpoint id, is EALREADY', a
   await refused('endpoint id taken', () => nets.connect(NET, handles.get('victim')!, { id: 'holder' }), { name: 'NetworkError', code: 'EALREADY', message: /holder/ });
 });
 
-test('connect: ifname already present in the container is EALREADY', async () => {
+test('connect: an ifname asked for that is present in the container is EALREADY; the default moves on to eth1', async () => {
   execFileSync('ip', ['-n', 'victim', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
   try {
-    await refused('eth0 taken', () => nets.connect(NET, handles.get('victim')!, { ports: ['9002:80'] }), { name: 'NetworkError', code: 'EALREADY', message: /eth0/ });
+    await refused('eth0 taken', () => nets.connect(NET, handles.get('victim')!, { ifname: 'eth0', ports: ['9002:80'] }), { name: 'NetworkError', code: 'EALREADY', message: /eth0/ });
+    // As Docker names a second network's interface: the next free ethN.
+    const ep = await nets.connect(NET, handles.get('victim')!, { id: 'second', ports: ['9002:80'] });
+    assert.is(ep.ifname, 'eth1');
+    assert.equal(ipJson<any[]>(['-4', 'addr', 'show', 'eth1'], 'victim')[0].addr_info.map((a: any) => a.local), [ep.ip]);
+    assert.is(await nets.disconnect(NET, 'second'), true);
   } finally {
     execFileSync('ip', ['-n', 'victim', 'link', 'del', 'eth0']);
   }
