@@ -42,13 +42,15 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
   await steps.runAsync('delete veth', async () => {
     const rtnl = ctx.openHostRtnl();
     try {
-      await deleteLinksAsync(rtnl.socket, names);
+      const deleting = deleteLinksAsync(rtnl.socket, names);
+      // A reused address must not receive a flow of the container that had it. The kernel unlinks
+      // the veth before it waits out the RCU grace period, so the flush can run during that wait.
+      const forgetting = ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) });
+      await Promise.all([deleting, forgetting]);
     } finally {
       rtnl.close();
     }
   });
-  // A reused address or host port must not receive a flow of the container that had it.
-  await steps.runAsync('forget connections', () => ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) }));
   steps.run('release', () => {
     const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
     for (const r of recs) {

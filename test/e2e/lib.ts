@@ -1,0 +1,89 @@
+/**
+ * Building blocks of the end-to-end files about trust (isolation, crashes, races): containers as
+ * anonymous namespaces owned by the test process, servers listening inside them from this very
+ * process (a socket created inside a namespace switch stays there), and probes.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { createAnonymousNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
+
+export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
+export const SAVE = RESTORE.replace(/-restore$/, '-save');
+export const IPTABLES = RESTORE.replace(/-restore$/, '');
+
+/** A container: an anonymous netns with lo up, and the servers listening inside it. */
+export interface Box {
+  name: string;
+  ns: NetnsHandle;
+  /** Path another process (a CLI run) can open while this process lives. */
+  path: string;
+  servers: net.Server[];
+  close(): void;
+}
+
+/** Makes a container netns (no name, no bind mount: it dies with this process or close()). */
+export function box(name: string): Box {
+  const ns = createAnonymousNetns();
+  const r = openRtnlIn(ns);
+  try {
+    r.linkSetUp('lo');
+  } finally {
+    r.close();
+  }
+  const b: Box = {
+    name,
+    ns,
+    path: ns.path,
+    servers: [],
+    close() {
+      for (const s of b.servers) s.close();
+      ns.close();
+    },
+  };
+  return b;
+}
+
+/** Listens on TCP `port` inside the container; every connection gets "<reply>". */
+export function serveIn(b: Box, port: number, reply = b.name): void {
+  // listen() creates its socket synchronously, so the socket lives in the container's netns.
+  const s = withNetns(b.ns, () => net.createServer((c) => c.end(reply)).listen(port));
+  s.on('error', () => undefined);
+  b.servers.push(s);
+}
+
+/**
+ * Connects to host:port from inside `from` (or from here) and resolves to the reply, or to a
+ * string starting with "unreachable" when the connection fails or times out. The client is a
+ * child process forked inside the netns (a connect() of this process would happen outside it),
+ * waited for asynchronously so that the in-process servers keep answering.
+ */
+export function reach(from: Box | undefined, host: string, port: number, ms = 1500): Promise<string> {
+  const js = `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{process.stdout.write(d);process.exit(0)});s.on('error',e=>{process.stdout.write('unreachable: '+e.code);process.exit(0)});setTimeout(()=>{process.stdout.write('unreachable: timeout');process.exit(0)},${ms})`;
+  return new Promise((resolve, reject) => {
+    const start = (): void => {
+      execFile(process.execPath, ['-e', js], { encoding: 'utf8' }, (e, out) => (e ? reject(e) : resolve(out)));
+    };
+    if (from) withNetns(from.ns, start);
+    else start();
+  });
+}
+
+/** `ip -j ARGS` run inside a container netns (through /proc/PID/fd/N). */
+export function ipIn<T = any>(b: Box, args: string[]): T {
+  const out = withNetns(b.ns, () => execFileSync('ip', ['-j', ...args], { encoding: 'utf8' }));
+  return (out.trim() === '' ? [] : JSON.parse(out)) as T;
+}
+
+/** Runs a command inside a container netns and returns its stdout. */
+export function runIn(b: Box, cmd: string, args: string[]): string {
+  return withNetns(b.ns, () => execFileSync(cmd, args, { encoding: 'utf8' }));
+}
+
+/** Waits until `cond` holds (polled), failing with `what` after `ms`. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
