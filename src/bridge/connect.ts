@@ -19,7 +19,7 @@ import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
 import { macForIp, type EndpointRecord, type NetworkRecord } from './records.js';
-import { StoreError } from './fsio.js';
+import { StoreError } from '../fsio.js';
 import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';

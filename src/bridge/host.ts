@@ -9,7 +9,7 @@ import { ValidationError } from '../errors.js';
 import type { NetlinkSocket } from '../netlink/socket.js';
 import { NetlinkSocket as Socket } from '../netlink/socket.js';
 import { NetnsHandle, openNetns, withNetns, type NetnsSpec } from '../ns/netns.js';
-import { errCode } from './fsio.js';
+import { errCode } from '../fsio.js';
 
 /** A container: its pid, a netns path or name, or an open handle (not closed by us). */
 export type ContainerRef = number | NetnsSpec | NetnsHandle;

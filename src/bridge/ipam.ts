@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { TsnetlinkError, ValidationError } from '../errors.js';
 import { ipToU32, parseSubnet, u32ToIp, type Subnet } from './cidr.js';
 import { checkEndpointId } from '../names.js';
-import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from './fsio.js';
-import type { LockOptions } from './locks.js';
+import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from '../fsio.js';
+import type { LockOptions } from '../locks.js';
 import type { Store } from './store.js';
 
 /** The subnet has no free address left (EIPAMFULL). */

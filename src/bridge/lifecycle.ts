@@ -11,7 +11,7 @@ import { NetworkError } from './errors.js';
 import { parseSubnet, overlaps } from './cidr.js';
 import { Steps } from './steps.js';
 import { macForIp, type NetworkRecord } from './records.js';
-import { StoreError } from './fsio.js';
+import { StoreError } from '../fsio.js';
 import { desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';

@@ -14,7 +14,7 @@
 import type { Link } from '../netlink/rtnl.js';
 import * as L from '../netlink/link.js';
 import { Ipam } from './ipam.js';
-import { removeFile } from './fsio.js';
+import { removeFile } from '../fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';

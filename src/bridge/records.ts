@@ -6,7 +6,7 @@
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname } from '../netlink/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
-import { StoreError } from './fsio.js';
+import { StoreError } from '../fsio.js';
 import { parseSubnet } from './cidr.js';
 import { normalizeMappings } from './ports.js';
 
@@ -113,6 +113,7 @@ class Reader {
     try {
       return fn();
     } catch (e) {
+      if (e instanceof StoreError) throw e;
       return this.fail(field, `is invalid: ${(e as Error).message}`);
     }
   }

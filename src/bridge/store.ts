@@ -35,12 +35,12 @@ import {
   StoreError,
   writeJsonAtomic,
   type WriteOptions,
-} from './fsio.js';
-import { DEFAULT_LOCK_TIMEOUT_MS, withLock, withLockSync, type LockOptions } from './locks.js';
+} from '../fsio.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, withLock, withLockSync, type LockOptions } from '../locks.js';
 import { parseEndpointRecord, parseNetworkRecord, type EndpointRecord, type NetworkRecord } from './records.js';
 
-export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from './locks.js';
-export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from './fsio.js';
+export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from '../locks.js';
+export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from '../fsio.js';
 
 /** Where state lives unless a caller says otherwise. */
 export const DEFAULT_STORE_ROOT = '/run/tsnetlink';

@@ -5,6 +5,7 @@
  */
 import { Socket } from 'node:net';
 import { killPid, spawnPiped, waitpidNoHang } from '../netlink/libc.js';
+import { heldLockFds } from '../locks.js';
 
 /** Exit code (null when killed by a signal) and the output. */
 export interface RunResult {
@@ -37,7 +38,8 @@ export async function runTool(file: string, args: readonly string[], input: stri
   const envList = Object.entries(env)
     .filter((kv): kv is [string, string] => kv[1] !== undefined)
     .map(([k, v]) => `${k}=${v}`);
-  const child = spawnPiped(file, [file, ...args], envList);
+  // The tool holds our locks with us: killed or not, we never leave it changing state unlocked.
+  const child = spawnPiped(file, [file, ...args], envList, heldLockFds());
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;

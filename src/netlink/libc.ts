@@ -284,9 +284,10 @@ function pipe(): [number, number] {
  * posix_spawnp(3) with stdin/stdout/stderr on pipes. glibc spawns with CLONE_VFORK, so this
  * costs a fraction of child_process.spawn's fork of the whole Node process (~0.3 ms against
  * ~2 ms here). Every other fd stays behind: Node and this module open all fds close-on-exec.
- * Signals are reset to defaults and unblocked in the child.
+ * Signals are reset to defaults and unblocked in the child. The fds in `inherit` are passed on
+ * under their own numbers (dup2 onto itself clears close-on-exec in the child, glibc >= 2.29).
  */
-export function spawnPiped(file: string, argv: readonly string[], env: readonly string[]): PipedChild {
+export function spawnPiped(file: string, argv: readonly string[], env: readonly string[], inherit: readonly number[] = []): PipedChild {
   const made: number[] = [];
   const fa = Buffer.alloc(256); // posix_spawn_file_actions_t is 80 bytes on glibc x86_64/arm64
   const attr = Buffer.alloc(512); // posix_spawnattr_t is 336 bytes
@@ -300,6 +301,7 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
     c.faDup2(fa, inR, 0);
     c.faDup2(fa, outW, 1);
     c.faDup2(fa, errW, 2);
+    for (const fd of inherit) c.faDup2(fa, fd, fd);
     c.attrInit(attr);
     c.sigemptyset(sigs);
     c.attrSetSigMask(attr, sigs);

@@ -7,8 +7,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { TsnetlinkError } from '../errors.js';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../netlink/libc.js';
+import { TsnetlinkError } from './errors.js';
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from './netlink/libc.js';
 import { ensureDir, errCode, FILE_MODE, StoreError } from './fsio.js';
 
 /** How long a lock wait may last before it fails instead of hanging. */
@@ -45,6 +45,18 @@ interface Hold {
 const holdContext = new AsyncLocalStorage<Hold>();
 /** Locks this thread holds right now, to fail fast instead of waiting on ourselves. */
 const heldByThisThread = new Set<string>();
+/** The fds of the locks held right now. */
+const heldFds = new Set<number>();
+
+/**
+ * The fds of every lock this process holds right now. A tool started while they are held
+ * inherits them (spawnPiped's `inherit`), so that if this process is killed, the locks stay held
+ * until the tool has finished too: nobody else can take a lock and find half-done work while a
+ * straggling iptables-restore of ours is still changing the ruleset.
+ */
+export function heldLockFds(): number[] {
+  return [...heldFds];
+}
 
 function heldInThisContext(key: string): boolean {
   for (let h = holdContext.getStore(); h; h = h.parent) if (h.active && h.key === key) return true;
@@ -126,9 +138,11 @@ function holderPid(key: string): number | undefined {
 function runHeld<T>(key: string, fd: number, fn: () => T): T {
   const hold: Hold = { key, active: true, parent: holdContext.getStore() };
   heldByThisThread.add(key);
+  heldFds.add(fd);
   const done = (): void => {
     hold.active = false;
     heldByThisThread.delete(key);
+    heldFds.delete(fd);
     release(fd);
   };
   let result: T;

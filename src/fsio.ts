@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { TsnetlinkError } from '../errors.js';
+import { TsnetlinkError } from './errors.js';
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
