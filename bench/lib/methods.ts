@@ -96,7 +96,7 @@ export function endpointRules(env: Env, s: Slot): { add: string; remove: string 
   const mappings = [{ hostPort: s.hostPort, containerPort: 80, protocol: 'tcp' as const }];
   return {
     add: iptables.endpointAddText({ id, network: { name: env.network, bridge: env.bridge, subnet: env.subnet }, ip: s.ip, mappings }),
-    remove: iptables.endpointRemoveText({ id, mappings }),
+    remove: iptables.endpointRemoveText({ id, network: env.network, mappings }),
   };
 }
 

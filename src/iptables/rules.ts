@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { parseSave, type SavedRuleset } from './save.js';
 import { type EndpointRuleSpec, type Ep, type Net, type NetworkRuleSpec, checkEndpoint, checkEndpoints, checkNetworks } from './spec.js';
-import { checkEndpointId } from '../names.js';
+import { checkEndpointId, checkNetworkName } from '../names.js';
 
 export { type EndpointRuleSpec, type NetworkRuleSpec, type PortMapping, type Protocol, mappingsOverlap } from './spec.js';
 
@@ -71,10 +71,20 @@ const REMOVE_ORDER: readonly Table[] = ['nat', 'filter', 'raw'];
  */
 const GUARD_RULE = `-A ${CHAINS.prerouting} -d 127.0.0.0/8 ! -i lo -m comment --comment "tsnetlink:localnet-guard" -j DROP`;
 
-/** Returns the per-endpoint DNAT chain name: TSN-DN- and the first 16 hex digits of sha256(id). */
-export function dnatChainName(endpointId: string): string {
+/**
+ * Returns the per-endpoint DNAT chain name: TSN-DN- and the first 16 hex digits of
+ * sha256("NETWORK/ID"). Ids are unique per network only: a container on two networks may carry
+ * the same id on both, and each endpoint needs a chain of its own.
+ */
+export function dnatChainName(network: string, endpointId: string): string {
+  checkNetworkName(network, 'endpoint.network');
   checkEndpointId(endpointId, 'endpoint.id');
-  return DNAT_CHAIN_PREFIX + createHash('sha256').update(endpointId).digest('hex').slice(0, 16);
+  return DNAT_CHAIN_PREFIX + createHash('sha256').update(`${network}/${endpointId}`).digest('hex').slice(0, 16);
+}
+
+/** The rule comment of an endpoint's rules: "tsnetlink:NETWORK/ID". */
+function endpointComment(network: string, id: string): string {
+  return comment(`${network}/${id}`);
 }
 
 /** Text rewriting TSN-FORWARD (filter), TSN-POSTROUTING (nat) and TSN-PREROUTING (raw) for exactly `networks`. */
@@ -159,19 +169,27 @@ export function endpointUpdateText(endpoint: EndpointRuleSpec): string {
  * Text deleting an endpoint's jump and DNAT chain in one transaction; '' without mappings.
  * If the jump is missing, iptables-restore rejects the whole text: fall back to fullRebuildText.
  */
-export function endpointRemoveText(endpoint: Pick<EndpointRuleSpec, 'id' | 'mappings'>): string {
+export function endpointRemoveText(endpoint: EndpointRef): string {
   return endpointsRemoveText([endpoint]);
 }
 
+/** What removal needs of an endpoint: its network's name, its id, and whether it has mappings. */
+export interface EndpointRef {
+  id: string;
+  network: string | { name: string };
+  mappings: readonly unknown[];
+}
+
 /** Text deleting several endpoints' jumps and DNAT chains in one nat transaction; '' when none has mappings. */
-export function endpointsRemoveText(endpoints: readonly Pick<EndpointRuleSpec, 'id' | 'mappings'>[]): string {
+export function endpointsRemoveText(endpoints: readonly EndpointRef[]): string {
   const script = new Script();
   for (const endpoint of endpoints) {
     const id = checkEndpointId(endpoint.id, 'endpoint.id');
+    const network = typeof endpoint.network === 'string' ? endpoint.network : endpoint.network?.name;
     if (!Array.isArray(endpoint.mappings) || endpoint.mappings.length === 0) continue;
-    const chain = dnatChainName(id);
+    const chain = dnatChainName(network as string, id);
     script.declare('nat', chain);
-    script.add('nat', `-D ${CHAINS.hostports} ${comment(id)} -j ${chain}`);
+    script.add('nat', `-D ${CHAINS.hostports} ${endpointComment(network as string, id)} -j ${chain}`);
     script.tail('nat', `-X ${chain}`);
   }
   return script.render(REMOVE_ORDER);
@@ -192,10 +210,10 @@ export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints:
   const wanted = new Map<string, string>();
   for (const ep of eps) {
     if (ep.mappings.length === 0) continue;
-    const chain = dnatChainName(ep.id);
+    const chain = dnatChainName(ep.network.name, ep.id);
     const other = wanted.get(chain);
     if (other !== undefined) throw new ValidationError(`endpoint ${ep.id}`, `its chain name ${chain} collides with that of "${other}"`);
-    wanted.set(chain, ep.id);
+    wanted.set(chain, `${ep.network.name}/${ep.id}`);
     script.add('nat', hostportsJump(ep));
   }
   for (const ep of eps) if (ep.mappings.length > 0) writeEndpointChain(script, ep);
@@ -302,19 +320,19 @@ function writeNetworkChains(script: Script, nets: readonly Net[]): void {
 }
 
 function writeEndpointChain(script: Script, ep: Ep): void {
-  const chain = dnatChainName(ep.id);
+  const chain = dnatChainName(ep.network.name, ep.id);
   script.declare('nat', chain);
   for (const m of ep.mappings) {
     const dst = m.hostIp === undefined ? '' : ` -d ${m.hostIp}/32`;
     script.add(
       'nat',
-      `-A ${chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${comment(ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
+      `-A ${chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${endpointComment(ep.network.name, ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
     );
   }
 }
 
 function hostportsJump(ep: Ep): string {
-  return `-A ${CHAINS.hostports} ${comment(ep.id)} -j ${dnatChainName(ep.id)}`;
+  return `-A ${CHAINS.hostports} ${endpointComment(ep.network.name, ep.id)} -j ${dnatChainName(ep.network.name, ep.id)}`;
 }
 
 /** Per-table sections: checks, chain declarations, deletions, rules, then chain removals and jumps. */

@@ -121,8 +121,9 @@ export function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: rea
     if (!net || net.bridge !== ep.network.bridge || net.subnet.cidr !== ep.network.subnet.cidr) {
       throw new ValidationError(`endpoint ${ep.id}`, `its network "${ep.network.name}" is not among the networks given`);
     }
-    if (seen.has(ep.id)) throw new ValidationError(`endpoint ${ep.id}`, 'is listed twice');
-    seen.add(ep.id);
+    const key = `${ep.network.name}/${ep.id}`;
+    if (seen.has(key)) throw new ValidationError(`endpoint ${ep.id}`, `is listed twice on network ${ep.network.name}`);
+    seen.add(key);
     for (const m of ep.mappings) {
       const clash = claimed.find((c) => mappingsOverlap(c.m, m));
       if (clash) throw new ValidationError(`endpoint ${ep.id}`, `${describe(m)} is also published by "${clash.ep.id}"`);

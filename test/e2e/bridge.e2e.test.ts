@@ -121,7 +121,7 @@ function stateFiles(root = nets.store.root): string[] {
 
 /** Lines of iptables-save that mention an endpoint: its DNAT targets or its id. */
 function rulesOf(ep: EndpointRecord, text = saveText()): string[] {
-  return text.split('\n').filter((l) => l.includes(`--to-destination ${ep.ip}:`) || l.includes(`tsnetlink:${ep.id}"`));
+  return text.split('\n').filter((l) => l.includes(`--to-destination ${ep.ip}:`) || l.includes(`tsnetlink:${ep.network}/${ep.id}"`));
 }
 
 /** User chains that hold the endpoint's DNAT rules. */

@@ -26,7 +26,7 @@ const ep: ipt.EndpointRuleSpec = {
     { hostIp: '127.0.0.1', hostPort: 9090, containerPort: 80, protocol: 'tcp' },
   ],
 };
-const DN = `TSN-DN-${createHash('sha256').update('ctr1').digest('hex').slice(0, 16)}`;
+const DN = `TSN-DN-${createHash('sha256').update('e2e/ctr1').digest('hex').slice(0, 16)}`;
 
 // Written out by hand, in iptables-save's words: the oracle must not come from the builder.
 const EXPECTED = {
@@ -50,10 +50,10 @@ const EXPECTED = {
   ],
   endpoint: [
     `:${DN} - [0:0]`,
-    `-A TSN-HOSTPORTS -m comment --comment "tsnetlink:ctr1" -j ${DN}`,
-    `-A ${DN} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:ctr1" -j DNAT --to-destination 192.168.77.2:80`,
-    `-A ${DN} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:ctr1" -j DNAT --to-destination 192.168.77.2:53`,
-    `-A ${DN} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:ctr1" -j DNAT --to-destination 192.168.77.2:80`,
+    `-A TSN-HOSTPORTS -m comment --comment "tsnetlink:e2e/ctr1" -j ${DN}`,
+    `-A ${DN} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:e2e/ctr1" -j DNAT --to-destination 192.168.77.2:80`,
+    `-A ${DN} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:e2e/ctr1" -j DNAT --to-destination 192.168.77.2:53`,
+    `-A ${DN} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:e2e/ctr1" -j DNAT --to-destination 192.168.77.2:80`,
   ],
 };
 const GUARD = EXPECTED.raw[1] as string;

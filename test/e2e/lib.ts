@@ -87,3 +87,41 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI, run as a user runs it. */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** A CLI process in the background: its exit code (null when killed) and output. */
+export interface CliRun {
+  proc: ChildProcess;
+  exit: Promise<{ code: number | null; signal: string | null; out: string; err: string; ms: number }>;
+}
+
+/** Starts `tsnetlink ARGS...` (our own child: it may be killed by its PID). */
+export function cli(...args: string[]): CliRun {
+  const t0 = performance.now();
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (err += d));
+  const exit = new Promise<{ code: number | null; signal: string | null; out: string; err: string; ms: number }>((resolve) =>
+    proc.on('close', (code, signal) => resolve({ code, signal, out, err, ms: performance.now() - t0 })),
+  );
+  return { proc, exit };
+}
+
+/** A deterministic pseudo-random generator (mulberry32), so a failing run can be replayed by seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

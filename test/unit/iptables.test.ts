@@ -41,7 +41,7 @@ const ep1: EndpointRuleSpec = {
     { hostIp: '127.0.0.1', hostPort: 9090, containerPort: 80, protocol: 'tcp' },
   ],
 };
-const C1 = 'TSN-DN-d0f631ca1ddba8db';
+const C1 = 'TSN-DN-3e4cca936ca7e391';
 
 // What iptables-save (1.8.9, nf_tables) prints on a host running Docker, with tsnetlink's
 // network set up but the nat PREROUTING/OUTPUT jumps and the raw table missing.
@@ -73,7 +73,7 @@ COMMIT
 :POSTROUTING ACCEPT [7:420]
 :DOCKER - [0:0]
 :TSN-DN-0000000000000bad - [0:0]
-:TSN-DN-d0f631ca1ddba8db - [0:0]
+:TSN-DN-3e4cca936ca7e391 - [0:0]
 :TSN-HOSTPORTS - [0:0]
 :TSN-POSTROUTING - [0:0]
 -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
@@ -84,9 +84,9 @@ COMMIT
 -A POSTROUTING -j TSN-POSTROUTING
 -A DOCKER -i docker0 -j RETURN
 -A TSN-DN-0000000000000bad -p tcp -m tcp --dport 7000 -m comment --comment "tsnetlink:gone" -j DNAT --to-destination 192.168.10.9:80
--A TSN-DN-d0f631ca1ddba8db -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
+-A TSN-DN-3e4cca936ca7e391 -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:80
 -A TSN-HOSTPORTS -m comment --comment "tsnetlink:gone" -j TSN-DN-0000000000000bad
--A TSN-HOSTPORTS -m comment --comment "tsnetlink:c1" -j TSN-DN-d0f631ca1ddba8db
+-A TSN-HOSTPORTS -m comment --comment "tsnetlink:net1/c1" -j TSN-DN-3e4cca936ca7e391
 -A TSN-POSTROUTING -s 192.168.10.0/24 ! -o tsn0 -m comment --comment "tsnetlink:net1" -j MASQUERADE
 COMMIT
 # Completed on Sat Nov 28 17:17:36 2026
@@ -221,10 +221,11 @@ test('parseSave: chains, rules and targets; quoted text is never a target', () =
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
-test('dnatChainName: TSN-DN- and 16 hex digits of sha256(id), deterministic', () => {
-  assert.is(dnatChainName('c1'), C1);
-  assert.is(dnatChainName('c1'), `TSN-DN-${createHash('sha256').update('c1').digest('hex').slice(0, 16)}`);
-  assert.ok(dnatChainName('x'.repeat(64)).length <= 28);
+test('dnatChainName: TSN-DN- and 16 hex digits of sha256(network/id), deterministic', () => {
+  assert.is(dnatChainName('net1', 'c1'), C1);
+  assert.is(dnatChainName('net1', 'c1'), `TSN-DN-${createHash('sha256').update('net1/c1').digest('hex').slice(0, 16)}`);
+  assert.is.not(dnatChainName('backend', 'c1'), C1, 'the same id on another network gets a chain of its own');
+  assert.ok(dnatChainName('n'.repeat(15), 'x'.repeat(64)).length <= 28);
 });
 
 test('endpointAddText: checks what the mapping relies on, then tcp, udp and host-IP DNAT and the jump', () => {
@@ -244,10 +245,10 @@ COMMIT
 -C POSTROUTING -j TSN-POSTROUTING
 -C TSN-POSTROUTING -o tsn0 -m addrtype --src-type LOCAL -m comment --comment "tsnetlink:net1" -j MASQUERADE
 :${C1} - [0:0]
--A ${C1} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
--A ${C1} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:53
--A ${C1} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
--A TSN-HOSTPORTS -m comment --comment "tsnetlink:c1" -j ${C1}
+-A ${C1} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:80
+-A ${C1} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:53
+-A ${C1} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:80
+-A TSN-HOSTPORTS -m comment --comment "tsnetlink:net1/c1" -j ${C1}
 COMMIT
 `,
   );
@@ -265,14 +266,14 @@ test('endpointUpdateText: rewrites the chain, leaves the jump', () => {
   const text = endpointUpdateText({ ...ep1, mappings: [{ hostPort: 8081, containerPort: 81, protocol: 'udp' }] });
   assert.fixture(
     text,
-    `*nat\n:${C1} - [0:0]\n-A ${C1} -p udp -m udp --dport 8081 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:81\nCOMMIT\n`,
+    `*nat\n:${C1} - [0:0]\n-A ${C1} -p udp -m udp --dport 8081 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:81\nCOMMIT\n`,
   );
 });
 
 test('endpointRemoveText: flush, delete the jump and the chain in one transaction', () => {
   assert.fixture(
     endpointRemoveText(ep1),
-    `*nat\n:${C1} - [0:0]\n-D TSN-HOSTPORTS -m comment --comment "tsnetlink:c1" -j ${C1}\n-X ${C1}\nCOMMIT\n`,
+    `*nat\n:${C1} - [0:0]\n-D TSN-HOSTPORTS -m comment --comment "tsnetlink:net1/c1" -j ${C1}\n-X ${C1}\nCOMMIT\n`,
   );
 });
 
@@ -290,7 +291,7 @@ test('mappingsOverlap: same protocol and port, overlapping host IPs', () => {
 
 test('fullRebuildText: rebuilds from state, deletes the stale chain, repairs the jumps', () => {
   const ep2: EndpointRuleSpec = { id: 'b2', network: net2, ip: '10.20.0.5', mappings: [{ hostPort: 2222, containerPort: 22, protocol: 'tcp' }] };
-  const B2 = dnatChainName('b2');
+  const B2 = dnatChainName('backend', 'b2');
   const noPorts: EndpointRuleSpec = { id: 'quiet', network: net1, ip: '192.168.10.3', mappings: [] };
   assert.fixture(
     fullRebuildText([net1, net2], [ep1, noPorts, ep2], SAVE_NFT),
@@ -327,12 +328,12 @@ COMMIT
 -A TSN-POSTROUTING -s 192.168.10.0/24 ! -o tsn0 -m comment --comment "tsnetlink:net1" -j MASQUERADE
 -A TSN-POSTROUTING -s 192.168.10.0/24 -o tsn0 -m conntrack --ctstate DNAT -m comment --comment "tsnetlink:net1" -j MASQUERADE
 -A TSN-POSTROUTING -o tsn0 -m addrtype --src-type LOCAL -m comment --comment "tsnetlink:net1" -j MASQUERADE
--A TSN-HOSTPORTS -m comment --comment "tsnetlink:b2" -j ${B2}
--A TSN-HOSTPORTS -m comment --comment "tsnetlink:c1" -j ${C1}
--A ${B2} -p tcp -m tcp --dport 2222 -m comment --comment "tsnetlink:b2" -j DNAT --to-destination 10.20.0.5:22
--A ${C1} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
--A ${C1} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:53
--A ${C1} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:c1" -j DNAT --to-destination 192.168.10.2:80
+-A TSN-HOSTPORTS -m comment --comment "tsnetlink:backend/b2" -j ${B2}
+-A TSN-HOSTPORTS -m comment --comment "tsnetlink:net1/c1" -j ${C1}
+-A ${B2} -p tcp -m tcp --dport 2222 -m comment --comment "tsnetlink:backend/b2" -j DNAT --to-destination 10.20.0.5:22
+-A ${C1} -p tcp -m tcp --dport 8080 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:80
+-A ${C1} -p udp -m udp --dport 5353 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:53
+-A ${C1} -d 127.0.0.1/32 -p tcp -m tcp --dport 9090 -m comment --comment "tsnetlink:net1/c1" -j DNAT --to-destination 192.168.10.2:80
 -X TSN-DN-0000000000000bad
 -A PREROUTING -m addrtype --dst-type LOCAL -j TSN-HOSTPORTS
 -A OUTPUT -m addrtype --dst-type LOCAL -j TSN-HOSTPORTS
@@ -387,7 +388,8 @@ test('refuses injection attempts with ValidationError', () => {
   refused(() => networkChainsText([{ ...net1, name: 'net 1' }]), 'networks[0].name');
   refused(() => endpointAddText({ ...ep1, id: 'my container' }), 'endpoint.id');
   refused(() => endpointAddText({ ...ep1, id: 'c1\nCOMMIT' }), 'endpoint.id');
-  refused(() => endpointRemoveText({ id: 'c1 -j ACCEPT', mappings: [] }), 'endpoint.id');
+  refused(() => endpointRemoveText({ id: 'c1 -j ACCEPT', network: 'net1', mappings: [] }), 'endpoint.id');
+  refused(() => endpointRemoveText({ id: 'c1', network: 'net1 -j ACCEPT', mappings: [1] }), 'endpoint.network');
   refused(() => endpointAddText({ ...ep1, mappings: [{ hostPort: 0, containerPort: 80, protocol: 'tcp' }] }), 'endpoint.mappings[0].hostPort');
   refused(() => endpointAddText({ ...ep1, mappings: [{ hostPort: 70000, containerPort: 80, protocol: 'tcp' }] }), 'endpoint.mappings[0].hostPort');
   refused(() => endpointAddText({ ...ep1, mappings: [{ hostPort: 80, containerPort: 80.5, protocol: 'tcp' }] }), 'endpoint.mappings[0].containerPort');

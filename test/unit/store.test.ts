@@ -140,8 +140,8 @@ test('names and ids: one rule everywhere; anything that could escape its directo
   }
   // 64 characters (a CNI container id) is the longest id, for the store and the rule builder alike.
   assert.is(store.getEndpoint('ok', 'a'.repeat(64)), undefined);
-  assert.match(dnatChainName('a'.repeat(64)), /^TSN-DN-[0-9a-f]{16}$/);
-  assert.instance(caught(() => dnatChainName('a'.repeat(65))), ValidationError);
+  assert.match(dnatChainName('ok', 'a'.repeat(64)), /^TSN-DN-[0-9a-f]{16}$/);
+  assert.instance(caught(() => dnatChainName('ok', 'a'.repeat(65))), ValidationError);
 });
 
 test('corrupt records: ECORRUPT naming the file and field; listings keep the readable ones', () => {
