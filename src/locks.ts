@@ -11,8 +11,12 @@ import { TsnetlinkError } from './errors.js';
 import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from './netlink/libc.js';
 import { ensureDir, errCode, FILE_MODE, StoreError } from './fsio.js';
 
-/** How long a lock wait may last before it fails instead of hanging. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+/**
+ * How long a lock wait may last before it fails instead of hanging: long enough that a runtime
+ * starting dozens of operations at once on a loaded machine queues instead of failing, short
+ * enough that a wedged holder is reported. $TSNETLINK_LOCK_TIMEOUT_MS overrides it.
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = Number(process.env['TSNETLINK_LOCK_TIMEOUT_MS']) > 0 ? Number(process.env['TSNETLINK_LOCK_TIMEOUT_MS']) : 60_000;
 
 /** A lock stayed held by someone else past the deadline. */
 export class LockTimeoutError extends TsnetlinkError {
@@ -68,9 +72,12 @@ function sleepSync(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 
-/** Backoff between LOCK_NB polls: starts at 1 ms so a short critical section costs little. */
+/**
+ * Backoff between LOCK_NB polls: starts at 1 ms so a short critical section costs little, and
+ * stays below 8 ms so a waiter is never far behind when the lock frees up.
+ */
 function nextDelay(prev: number, remaining: number): number {
-  const d = Math.min(prev * 2, 25) * (0.5 + Math.random() / 2);
+  const d = Math.min(prev * 2, 8) * (0.5 + Math.random() / 2);
   return Math.max(1, Math.min(d, remaining));
 }
 

@@ -64,7 +64,11 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
     const listing = ctx.store.listNetworks();
     for (const c of listing.corrupt) report.problems.push(`network record ${c.path} is unreadable (${c.error.message}); tsnetlink network rm --force ${c.name} removes the network`);
     const known = new Set([...listing.records.map((n) => n.name), ...listing.corrupt.map((c) => c.name)]);
-    let s = scan(ctx);
+    // Networks change only under the global lock we hold, so this scan may judge links of
+    // networks that have no record; endpoints change under their network's lock, so each
+    // network is judged on a scan taken once its lock is held (an endpoint connected meanwhile
+    // must never look like one whose container died).
+    const s = scan(ctx);
     // Bridges and veths tagged for a network that has no record: a create or rm died before it
     // could write or after it removed the record.
     const orphans = [
@@ -74,13 +78,12 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
     if (orphans.length > 0) {
       await deleteNames(ctx, orphans);
       report.actions.push(`deleted links of networks that no longer exist: ${orphans.join(', ')}`);
-      s = scan(ctx);
     }
     const nets = listing.records.filter((n) => opts.network === undefined || n.name === opts.network);
     for (const net of nets) {
       await ctx.store.withNetworkLock(net.name, async () => {
-        await reconcileNetwork(ctx, net, s, report);
-        if (opts.repair) ensureNetwork(ctx, net, s, report);
+        await reconcileNetwork(ctx, net, scan(ctx), report);
+        if (opts.repair) ensureNetwork(ctx, net, scan(ctx), report);
       });
     }
     // Host ports held for networks that no longer exist.
@@ -215,34 +218,41 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
   for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
 }
 
+/** Runs `fn` holding every named network's lock at once, taken in name order. */
+async function withNetworkLocks<T>(ctx: BridgeContext, names: readonly string[], fn: () => Promise<T>): Promise<T> {
+  const [first, ...rest] = [...names].sort();
+  if (first === undefined) return fn();
+  return ctx.store.withNetworkLock(first, () => withNetworkLocks(ctx, rest, fn));
+}
+
 /**
  * Every disagreement between records, kernel state, state files and the firewall, in words;
- * [] when they agree exactly. Changes nothing. Holds the same locks as a repair.
+ * [] when they agree exactly. Changes nothing. A snapshot: it holds the global lock, every
+ * network's lock and then the firewall lock, so no operation is half-way while it looks.
  */
 export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
   const out: string[] = [];
   return ctx.store.withGlobalLock(async () => {
     const listing = ctx.store.listNetworks();
-    for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
-    for (const f of ctx.store.globalTempFiles()) out.push(`temp file ${f}`);
-    const s = scan(ctx);
-    const names = new Set(listing.records.map((n) => n.name));
-    for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);
-    for (const [k, l] of s.veths) if (!names.has(k.split('/')[0]!)) out.push(`veth ${l.name} tagged for ${k}, whose network has no record`);
-    const ports = ctx.store.listPorts();
-    const expectedPorts = new Set<string>();
-    for (const net of listing.records) {
-      await ctx.store.withNetworkLock(net.name, () => checkNetwork(ctx, net, s, out, expectedPorts));
-    }
-    for (const p of ports) {
-      const k = `${p.owner} ${p.protocol}/${p.hostPort}/${p.hostIp}`;
-      if (!expectedPorts.has(k)) out.push(`host port reservation ${p.path} held for ${p.owner || 'no one'} without a matching mapping`);
-      expectedPorts.delete(k);
-    }
-    for (const k of expectedPorts) out.push(`mapping without a host port reservation: ${k}`);
-    const fw = await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
-    for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
-    return out;
+    return withNetworkLocks(ctx, listing.records.map((n) => n.name), async () => {
+      for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
+      for (const f of ctx.store.globalTempFiles()) out.push(`temp file ${f}`);
+      const s = scan(ctx);
+      const names = new Set(listing.records.map((n) => n.name));
+      for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);
+      for (const [k, l] of s.veths) if (!names.has(k.split('/')[0]!)) out.push(`veth ${l.name} tagged for ${k}, whose network has no record`);
+      const expectedPorts = new Set<string>();
+      for (const net of listing.records) checkNetwork(ctx, net, s, out, expectedPorts);
+      for (const p of ctx.store.listPorts()) {
+        const k = `${p.owner} ${p.protocol}/${p.hostPort}/${p.hostIp}`;
+        if (!expectedPorts.has(k)) out.push(`host port reservation ${p.path} held for ${p.owner || 'no one'} without a matching mapping`);
+        expectedPorts.delete(k);
+      }
+      for (const k of expectedPorts) out.push(`mapping without a host port reservation: ${k}`);
+      const fw = await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
+      for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
+      return out;
+    });
   });
 }
 

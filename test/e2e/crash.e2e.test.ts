@@ -1,8 +1,8 @@
 /**
  * End-to-end: `tsnetlink` CLI processes killed with SIGKILL at random points, 100 times for each
  * of connect -p, disconnect, network create and network rm. Half the kills land at a random time
- * in the process's life, half a few milliseconds after its first write to the state directory
- * (inside the operation). After every round, one prune must leave records, kernel state and the
+ * in the process's life, half at a random time after the batch's first write to the state
+ * directory (inside the operations, which queue on their locks). After every round, one prune must leave records, kernel state and the
  * firewall in exact agreement (Networks.check), no IP or MAC may be held twice, and the next
  * attempt of every killed operation must succeed. The counts are printed for the record.
  */
@@ -59,7 +59,8 @@ async function killAll(runs: (() => CliRun)[], typicalMs: number, dir: string): 
       const kill = (): void => void run.proc.kill('SIGKILL');
       if (i % 2 === 0) setTimeout(kill, random() * typicalMs);
       else {
-        const later = (): void => void setTimeout(kill, random() * 4);
+        // Operations on one lock run one after another: spread these kills over that whole queue.
+        const later = (): void => void setTimeout(kill, random() < 0.5 ? random() * 4 : random() * typicalMs * 0.8);
         if (changed) later();
         else waiters.push(later);
         // If the directory never changes (the run failed early), it is still ended.
