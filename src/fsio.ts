@@ -16,6 +16,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { TsnetlinkError } from './errors.js';
@@ -201,4 +202,22 @@ export function listTempFiles(dir: string): string[] {
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return [];
     throw e;
   }
+}
+
+const pool = Buffer.alloc(512);
+let poolAt = pool.length;
+
+/**
+ * `bytes` random bytes as hex, from a pooled crypto-random buffer: ids and link names are made on
+ * connect's path, and one randomFillSync per 512 bytes costs a fraction of a randomBytes() call
+ * per name.
+ */
+export function randomHex(bytes: number): string {
+  if (poolAt + bytes > pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  const out = pool.toString('hex', poolAt, poolAt + bytes);
+  poolAt += bytes;
+  return out;
 }

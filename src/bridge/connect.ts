@@ -9,7 +9,6 @@
  * written under the firewall lock, right before the rules go in, so a concurrent rebuild of the
  * ruleset (repair, drift) either does not see the endpoint yet or sees it with its rules.
  */
-import { randomBytes } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
@@ -19,7 +18,7 @@ import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
 import { macForIp, type EndpointRecord, type NetworkRecord } from './records.js';
-import { StoreError } from '../fsio.js';
+import { randomHex, StoreError } from '../fsio.js';
 import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
@@ -87,7 +86,7 @@ function validate(items: readonly ConnectItem[]): Spec[] {
       if (dup) throw new NetworkError('EPORTINUSE', `host port ${formatMapping(m)} is requested twice`);
       all.push(m);
     }
-    const id = checkEndpointId(opts.id ?? randomBytes(6).toString('hex'), 'endpoint id');
+    const id = checkEndpointId(opts.id ?? randomHex(6), 'endpoint id');
     if (seenIds.has(id)) throw new NetworkError('EALREADY', `endpoint id ${id} given twice`);
     seenIds.add(id);
     if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
@@ -120,14 +119,14 @@ export async function connectMany(
       if (plans.some((p, j) => j < i && p.netnsKey === key)) throw new NetworkError('EALREADY', `container ${ns.path} is given twice`);
     });
     // Checked before the lock too, so that a typo does not leave a lock file behind.
-    activeNetwork(ctx, network);
+    if (!ctx.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
     return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings));
   } finally {
     for (const p of plans) if (p.owned) p.ns.close();
   }
 }
 
-function activeNetwork(ctx: BridgeContext, name: string): NetworkRecord {
+function activeNetwork(ctx: BridgeContext, name: string): Readonly<NetworkRecord> {
   const net = ctx.store.getNetwork(name);
   if (!net) throw new NetworkError('ENONET', `no such network: ${name}`);
   if (net.state !== 'active') {
@@ -138,7 +137,7 @@ function activeNetwork(ctx: BridgeContext, name: string): NetworkRecord {
 
 async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
   // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
-  if (!ctx.store.getNetwork(network)) ctx.store.clearNetworkDir(network);
+  if (!ctx.store.hasNetwork(network)) ctx.store.clearNetworkDir(network);
   const net = activeNetwork(ctx, network);
   if (net.internal && plans.some((p) => p.mappings.length > 0)) {
     throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);
@@ -169,7 +168,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
     const kernel = async (): Promise<void> => {
-      steps.run('save intent', () => recs.forEach((r) => ctx.store.putEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
+      steps.run('save intent', () => recs.forEach((r) => ctx.store.createEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
       let rules: Promise<unknown> | undefined;
       if (published.length > 0) {
         // Starts now and is awaited last: the tool works while the kernel makes the veths.
@@ -241,8 +240,8 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
       else throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`, { network: net.name, id: rec.id });
     }
   }
-  await teardownEndpoints(ctx, net, dead, { verifyTag: true, operation: `clear interrupted endpoints of ${net.name}` });
-  await teardownEndpoints(ctx, net, gone, { operation: `clear endpoints of dead containers on ${net.name}` });
+  if (dead.length > 0) await teardownEndpoints(ctx, net, dead, { verifyTag: true, operation: `clear interrupted endpoints of ${net.name}` });
+  if (gone.length > 0) await teardownEndpoints(ctx, net, gone, { operation: `clear endpoints of dead containers on ${net.name}` });
 }
 
 /** Claims each container on this network (a marker file named after its netns). */
@@ -313,9 +312,14 @@ function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
   }
 }
 
-/** Host ends: RAs off, then addrgenmode, hairpin for published ports, isolation without icc, up. */
-function finishHostSide(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
-  for (const p of plans) ctx.host.writeSysctl({ path: `net/ipv6/conf/${p.hostIfname}/accept_ra`, value: '0', optional: true });
+/**
+ * Host ends: addrgenmode, hairpin for published ports, isolation without icc, up. Their
+ * accept_ra is left alone: a bridge port hands every frame it receives to the bridge, never to
+ * its own IPv6 stack, so it cannot act on a router advertisement (the bridge's accept_ra, set
+ * at create, and the container interface's are the ones that matter; the isolation e2e test
+ * forges an RA with the host veth's accept_ra at 1 and the host learns nothing).
+ */
+function finishHostSide(ctx: BridgeContext, net: Readonly<NetworkRecord>, plans: readonly Plan[]): void {
   const reqs = plans.flatMap((p) => hostSideRequests(p, { hairpin: p.mappings.length > 0, isolated: !net.icc }));
   for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
 }

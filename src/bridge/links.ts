@@ -13,6 +13,7 @@ import * as R from '../netlink/route.js';
 import type { NetnsHandle } from '../ns/netns.js';
 import { NetworkError } from './errors.js';
 import type { NetworkRecord } from './records.js';
+import { randomHex } from '../fsio.js';
 
 /** The alias prefix of every link tsnetlink creates. */
 export const TAG_PREFIX = 'tsnetlink/';
@@ -37,7 +38,7 @@ export function parseTag(alias: string | undefined): { network: string; id?: str
 
 /** A random host-side veth name, as CNI makes them. */
 export function randomVethName(): string {
-  return `veth${randomBytes(4).toString('hex')}`;
+  return `veth${randomHex(4)}`;
 }
 
 /** True when a link of that name exists in the socket's netns. */
@@ -113,9 +114,10 @@ const IFF_UP = 1;
 
 /**
  * Creates the veth pairs, one RTM_NEWLINK each (the peer directly in its container netns under
- * its final name, the host end enslaved), each followed in the same sendto by the alias that
- * tags it and a GETLINK for both ifindexes; the first sendto also asks for the bridge, which must
- * be up. A random host name that is taken is retried with another (as CNI does); a default
+ * its final name, the host end enslaved), each followed in the same sendto by a GETLINK for both
+ * ifindexes; the first sendto also asks for the bridge, which must be up. The host end is tagged
+ * by hostSideRequests (the kernel ignores an alias in a creating message); until then the
+ * endpoint's intent record names it. A random host name that is taken is retried with another (as CNI does); a default
  * container name that is taken (a second network) becomes the next ethN. On failure every link
  * made is deleted before the error is thrown.
  */
@@ -135,10 +137,9 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
           L.addVethRequest(
             p.hostIfname,
             { name: p.ifname, netnsFd: p.ns.fd, mac: p.mac, ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) },
-            // Without link-local the host end goes up only after its addrgenmode is set (finishHostSide).
+            // Without link-local the host end goes up only after its addrgenmode is set (hostSideRequests).
             { master, up: p.linkLocal, ...(p.mtu !== undefined ? { mtu: p.mtu } : {}) },
           ),
-          L.setAliasRequest(p.hostIfname, endpointTag(p.network, p.id)),
           L.getRequest(p.hostIfname),
         ]),
       ];
@@ -151,10 +152,9 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
         failure = new NetworkError('EBRIDGEDOWN', `the bridge ${bridge} is down: containers on it would have no network; tsnetlink network repair brings it up`);
       }
       pending.forEach((p, i) => {
-        const [create, alias, got] = [res[1 + 3 * i]!, res[2 + 3 * i]!, res[3 + 3 * i]!];
+        const [create, got] = [res[1 + 2 * i]!, res[2 + 2 * i]!];
         if (!create.error) {
           made.push(p.hostIfname);
-          if (alias.error) failure ??= alias.error;
           const link = L.peekLinkIndexes(got.replies[0]!);
           p.hostIndex = link.index;
           if (link.peerIndex === undefined) failure ??= new NetworkError('ENOENDPOINT', `kernel did not report the peer of ${p.hostIfname}`);
@@ -191,12 +191,14 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
   }
 }
 
-/** Host ends: addrgenmode none (before up, so no link-local is made), hairpin, port isolation, up. */
+/**
+ * Host ends: one change carrying the tag (alias), addrgenmode none (before up, so no link-local
+ * is made), hairpin for published ports and port isolation without icc; then up.
+ */
 export function hostSideRequests(p: VethPlan, opts: { hairpin: boolean; isolated: boolean }): Request[] {
+  const port = opts.hairpin || opts.isolated ? { bridgePort: { ...(opts.hairpin ? { hairpin: true } : {}), ...(opts.isolated ? { isolated: true } : {}) } } : {};
   return [
-    ...(p.linkLocal ? [] : [L.setAddrGenModeRequest(p.hostIndex!, 'none')]),
-    // Hairpin lets a container reach its own published port through the host's address.
-    ...(opts.hairpin || opts.isolated ? [L.setBridgePortRequest(p.hostIndex!, { ...(opts.hairpin ? { hairpin: true } : {}), ...(opts.isolated ? { isolated: true } : {}) })] : []),
+    L.setLinkRequest(p.hostIndex!, { alias: endpointTag(p.network, p.id), ...(p.linkLocal ? {} : { addrGenMode: 'none' as const }), ...port }),
     ...(p.linkLocal ? [] : [L.setUpRequest(p.hostIndex!)]),
   ];
 }

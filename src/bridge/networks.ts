@@ -145,7 +145,7 @@ export class Networks {
   async disconnectMany(network: string, endpointIds: readonly string[]): Promise<number> {
     checkNetworkName(network, 'network');
     endpointIds.forEach((id) => checkEndpointId(id, 'endpoint'));
-    if (!this.store.getNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
+    if (!this.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
     return this.store.withNetworkLock(network, async () => {
       const net = this.store.getNetwork(network);
       if (!net) {

@@ -241,11 +241,34 @@ export class Store {
 
   // ------------------------------------------------------------------ networks
 
-  /** A network's record, undefined when missing; StoreError ECORRUPT when unreadable. */
-  getNetwork(name: string): NetworkRecord | undefined {
+  /** Parsed network records by file, valid while the file's inode, size and mtime are unchanged. */
+  private readonly networkCache = new Map<string, { key: string; record: NetworkRecord }>();
+
+  /**
+   * A network's record (frozen), undefined when missing; StoreError ECORRUPT when unreadable.
+   * Records are replaced by rename, never rewritten in place, so an unchanged inode, size and
+   * mtime mean an unchanged record: connect reads it with one lstat instead of a parse.
+   */
+  getNetwork(name: string): Readonly<NetworkRecord> | undefined {
     const file = this.networkFile(name);
+    const st = mapAccess(file, () => lstatSync(file, { throwIfNoEntry: false }));
+    if (!st) {
+      this.networkCache.delete(file);
+      return undefined;
+    }
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const hit = this.networkCache.get(file);
+    if (hit?.key === key) return hit.record;
     const raw = mapAccess(file, () => readJson(file));
-    return raw === undefined ? undefined : parseNetworkRecord(raw, file, name);
+    if (raw === undefined) return undefined;
+    const record = Object.freeze(parseNetworkRecord(raw, file, name));
+    this.networkCache.set(file, { key, record });
+    return record;
+  }
+
+  /** True when a network has a record file (readable or not), without reading it. */
+  hasNetwork(name: string): boolean {
+    return lstatSync(this.networkFile(name), { throwIfNoEntry: false }) !== undefined;
   }
 
   /** Creates or replaces a network's record atomically. */
@@ -303,6 +326,19 @@ export class Store {
     const file = this.endpointFile(network, id);
     const raw = mapAccess(file, () => readJson(file));
     return raw === undefined ? undefined : parseEndpointRecord(raw, file, network, id);
+  }
+
+  /**
+   * Writes a new endpoint's record with one exclusive create (no temp file, no rename): the
+   * intent a connect leaves before it touches the kernel. The caller holds the network lock and
+   * checked the id, so an existing file is an inconsistency. A crash mid-write leaves a truncated
+   * record, which the reconciler treats as unreadable and clears by the id it is named after.
+   */
+  createEndpoint(record: EndpointRecord): void {
+    this.init();
+    if (!createExclusive(this.endpointFile(record.network, record.id), `${JSON.stringify(record, null, 2)}\n`, this.writeOptions)) {
+      throw new StoreError('ECORRUPT', this.endpointFile(record.network, record.id), 'an endpoint record appeared under the network lock');
+    }
   }
 
   /** Creates or replaces an endpoint's record atomically. */

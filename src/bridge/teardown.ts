@@ -19,8 +19,9 @@ export function portOwner(network: string, id: string): string {
  * concurrent rebuild leaves them out), removes their rules, deletes their host veths (the peers
  * go with them), forgets their tracked connections, then frees host ports, IP, container marker
  * and record, the record last. Every step is idempotent, so an interrupted teardown is finished
- * by running it again. With `verifyTag`, a veth is deleted only if its alias names this endpoint
- * (for records of a connect that died before its veth existed under that name).
+ * by running it again. With `verifyTag` (records of an operation that died), a veth is deleted
+ * only if it is provably this endpoint's: tagged with its alias, or untagged and enslaved to the
+ * network's bridge (a connect killed between creating and tagging it).
  */
 export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, recs: readonly EndpointRecord[], opts: { verifyTag?: boolean; operation?: string } = {}): Promise<void> {
   if (recs.length === 0) return;
@@ -38,7 +39,17 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
     });
   } else steps.run('mark removing', mark);
   let names = recs.map((r) => r.hostIfname);
-  if (opts.verifyTag) names = recs.filter((r) => findLink(ctx.rtnl, r.hostIfname)?.alias === endpointTag(net.name, r.id)).map((r) => r.hostIfname);
+  if (opts.verifyTag) {
+    // A connect killed before it tagged its veth left it untagged but enslaved to our bridge under
+    // the random name its intent recorded: that is ours too. Anything else of that name is not.
+    const bridge = findLink(ctx.rtnl, net.bridge)?.index;
+    names = recs
+      .filter((r) => {
+        const l = findLink(ctx.rtnl, r.hostIfname);
+        return l !== undefined && (l.alias === endpointTag(net.name, r.id) || (l.alias === undefined && l.kind === 'veth' && bridge !== undefined && l.master === bridge));
+      })
+      .map((r) => r.hostIfname);
+  }
   await steps.runAsync('delete veth', async () => {
     const rtnl = ctx.openHostRtnl();
     try {

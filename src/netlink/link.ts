@@ -232,12 +232,16 @@ export interface BridgePortOptions {
 
 /** ip link set LINK type bridge_slave [hairpin on|off] [isolated on|off] [learning on|off] [flood on|off] */
 export function setBridgePortRequest(ref: LinkRef, opts: BridgePortOptions): Request {
+  return change(ref, { linkinfo: { slaveKind: 'bridge', slaveData: bridgePortData(opts) } });
+}
+
+function bridgePortData(opts: BridgePortOptions): BridgePortAttrs {
   const data: BridgePortAttrs = {};
   if (opts.hairpin !== undefined) data.hairpin = opts.hairpin ? 1 : 0;
   if (opts.learning !== undefined) data.learning = opts.learning ? 1 : 0;
   if (opts.unicastFlood !== undefined) data.unicastFlood = opts.unicastFlood ? 1 : 0;
   if (opts.isolated !== undefined) data.isolated = opts.isolated ? 1 : 0;
-  return change(ref, { linkinfo: { slaveKind: 'bridge', slaveData: data } });
+  return data;
 }
 
 /**
@@ -256,6 +260,39 @@ export function deleteRequest(ref: LinkRef): Request {
   return request(linkMessage, RTM.DELLINK, 0, t.header, t.attrs);
 }
 
+/** Changes that one RTM_NEWLINK can carry together (see setLinkRequest). */
+export interface LinkChanges {
+  alias?: string;
+  addrGenMode?: AddrGenMode;
+  bridgePort?: BridgePortOptions;
+}
+
+/**
+ * Several changes to an existing link in one message: alias, IPv6 address generation mode and
+ * bridge-port flags (`ip link set LINK alias A addrgenmode M type bridge_slave ...`). The kernel
+ * applies bridge-port data, then the rest, in one rtnl_lock section. Bringing the link up is
+ * deliberately not offered here: the kernel applies IFF_UP before IFLA_AF_SPEC, so an
+ * "addrgenmode none" in the same message would come too late to stop the link-local address.
+ */
+export function setLinkRequest(ref: LinkRef, c: LinkChanges): Request {
+  const attrs: LinkAttrs = {};
+  if (c.alias !== undefined) attrs.ifalias = setAliasRequestValue(c.alias);
+  if (c.addrGenMode !== undefined) {
+    const v = IN6_ADDR_GEN_MODE[c.addrGenMode];
+    if (v === undefined) throw new ValidationError('addrgenmode', `${JSON.stringify(c.addrGenMode)} is not one of ${Object.keys(IN6_ADDR_GEN_MODE).join(', ')}`);
+    attrs.afSpec = { inet6: { addrGenMode: v } };
+  }
+  if (c.bridgePort !== undefined) attrs.linkinfo = { slaveKind: 'bridge', slaveData: bridgePortData(c.bridgePort) };
+  return change(ref, attrs);
+}
+
+function setAliasRequestValue(alias: string): string {
+  if (typeof alias !== 'string' || Buffer.byteLength(alias) >= IFALIASZ || alias.includes('\0')) {
+    throw new ValidationError('alias', `must be a string of at most ${IFALIASZ - 1} bytes without NUL`);
+  }
+  return alias;
+}
+
 /** The kernel keeps at most 255 bytes of alias (IFALIASZ 256 with the NUL). */
 const IFALIASZ = 256;
 
@@ -265,10 +302,7 @@ const IFALIASZ = 256;
  * create and both are handled within one sendto.
  */
 export function setAliasRequest(ref: LinkRef, alias: string): Request {
-  if (typeof alias !== 'string' || Buffer.byteLength(alias) >= IFALIASZ || alias.includes('\0')) {
-    throw new ValidationError('alias', `must be a string of at most ${IFALIASZ - 1} bytes without NUL`);
-  }
-  return change(ref, { ifalias: alias });
+  return change(ref, { ifalias: setAliasRequestValue(alias) });
 }
 
 /** ip link set LINK group N */
