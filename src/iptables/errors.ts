@@ -1,7 +1,9 @@
+import { TsnetlinkError } from '../errors.js';
+
 /** An iptables tool (iptables-restore, iptables-save, conntrack) failed or could not be run. */
-export class IptablesError extends Error {
+export class IptablesError extends TsnetlinkError {
   override name = 'IptablesError';
-  readonly code = 'EIPTABLES';
+  override readonly code = 'EIPTABLES';
   /** The tool's exit status; null when it never ran, was killed, or timed out. */
   readonly exitCode: number | null;
   readonly stderr: string;
@@ -13,7 +15,7 @@ export class IptablesError extends Error {
     const line = parseFailedLine(stderr);
     const first = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 2).join(' / ');
     const status = exitCode === null ? 'did not complete' : `exited with ${exitCode}`;
-    super(`${command}: ${status}${detail ? ` (${detail})` : ''}${first ? `: ${first}` : ''}`, options);
+    super('EIPTABLES', `${command}: ${status}${detail ? ` (${detail})` : ''}${first ? `: ${first}` : ''}`, options);
     this.exitCode = exitCode;
     this.stderr = stderr;
     this.line = line;

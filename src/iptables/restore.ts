@@ -174,7 +174,9 @@ async function run(bin: string, args: readonly string[], input: string | undefin
   try {
     r = await runTool(bin, args, input ?? '', timeoutMs, { ...process.env, LC_ALL: 'C' });
   } catch (e) {
-    throw new IptablesError(commandLine(bin, args), null, '', `cannot run: ${(e as Error).message}`, { cause: e });
+    const missing = (e as { code?: string }).code === 'ENOENT';
+    const hint = missing ? `${bin} not found on PATH: install the ${/conntrack/.test(bin) ? 'conntrack' : 'iptables'} package` : `cannot run: ${(e as Error).message}`;
+    throw new IptablesError(commandLine(bin, args), null, '', hint, { cause: e });
   }
   if (r.timedOut) throw new IptablesError(commandLine(bin, args), null, r.stderr, `timed out after ${timeoutMs} ms`);
   return { code: r.code, stdout: r.stdout, stderr: r.stderr };

@@ -251,6 +251,45 @@ test('connect -net NAME PID, then disconnect by PID (idempotent)', async () => {
   sleeper.kill();
 });
 
+test('run killed with SIGKILL: its command dies too, and prune (or the next run -p of the port) frees everything', async () => {
+  const run = tsnBackground('run', '--name', 'killed', '-net', NET, '-p', '8088:80', '--', 'sleep', '300');
+  started.push(run.proc);
+  await until('the run to start its command', () => run.err().includes('on testbridge'));
+  // The machine's PID namespace is shared: find our command by its parent, never by name alone.
+  let cmdPid = '';
+  await until('sleep to be running', () => {
+    cmdPid = readdirSync('/proc').find((p) => /^\d+$/.test(p) && safeRead(`/proc/${p}/comm`) === 'sleep' && safeRead(`/proc/${p}/status`).includes(`PPid:\t${run.proc.pid}\n`)) ?? '';
+    return cmdPid !== '';
+  });
+  run.proc.kill('SIGKILL');
+  await run.exit;
+  // The command had a parent-death signal: it is gone, and the netns (no bind mount) with it.
+  await until('the command to die with its supervisor', () => !/^State:\s+[RSDT]/m.test(safeRead(`/proc/${cmdPid}/status`)));
+  await until('the kernel to delete the veth with the netns', () => ipJson<any[]>(['link', 'show', 'type', 'veth']).length === 0);
+  const again = tsn('run', '--name', 'next', '-net', NET, '-p', '8088:80', '--', 'true');
+  assert.is(again.code, 0, `the next run -p of the port frees the dead holder: ${again.err}`);
+  const pruned = tsn('network', 'prune');
+  assert.is(pruned.code, 0, pruned.err);
+  assertRunCleanedUp('after SIGKILL and the next run');
+  assert.is(tsn('network', 'check').code, 0);
+});
+
+test('as a user without CAP_NET_ADMIN: a clear "needs root" message, exit 1', () => {
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, CLI, 'network', 'ls'], { encoding: 'utf8' });
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, /needs root \(CAP_NET_ADMIN, CAP_SYS_ADMIN\)/);
+  const help = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, '--help'], { encoding: 'utf8' });
+  assert.is(help.status, 0, 'help needs no privileges');
+});
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 // ------------------------------------------------------------------ errors, repair, rm
 
 test('errors: exit 2 for bad usage or input, 1 for a refused operation, each with a message', () => {
@@ -274,11 +313,17 @@ test('errors: exit 2 for bad usage or input, 1 for a refused operation, each wit
   assert.equal(JSON.parse(tsn('network', 'ls', '--json').out).map((n: any) => n.name), [NET], 'nothing was created');
 });
 
-test('network repair puts back wiped rules', () => {
+test('network repair puts back wiped rules and says what it did; check agrees afterwards', () => {
+  assert.match(tsn('network', 'repair').out, /nothing to repair/);
   execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-POSTROUTING']);
   assert.not.ok(saveText().includes('-j MASQUERADE'));
+  const bad = tsn('network', 'check');
+  assert.is(bad.code, 1, 'check reports the drift');
+  assert.match(bad.out, /firewall: missing nat TSN-POSTROUTING/);
   const r = tsn('network', 'repair');
   assert.is(r.code, 0, r.err);
+  assert.match(r.out, /firewall rules rewritten/);
+  assert.is(tsn('network', 'check').code, 0);
   assert.ok(saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE')));
 });
 
