@@ -6,6 +6,7 @@
 import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
 import { fwEndpoint, withDriftRepair, type BridgeContext } from './context.js';
+import * as L from '../netlink/link.js';
 import { deleteLinksAsync, endpointTag, findLink } from './links.js';
 import type { EndpointRecord, NetworkRecord } from './records.js';
 
@@ -51,13 +52,13 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
       .map((r) => r.hostIfname);
   }
   await steps.runAsync('delete veth', async () => {
+    // Down first (fast): no packet of the container crosses the bridge any more, so the flush of
+    // its tracked connections can run during the deletion's RCU wait without missing a new one.
+    for (const r of ctx.rtnl.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
     const rtnl = ctx.openHostRtnl();
     try {
-      const deleting = deleteLinksAsync(rtnl.socket, names);
-      // A reused address must not receive a flow of the container that had it. The kernel unlinks
-      // the veth before it waits out the RCU grace period, so the flush can run during that wait.
-      const forgetting = ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) });
-      await Promise.all([deleting, forgetting]);
+      // A reused address must not receive a flow of the container that had it.
+      await Promise.all([deleteLinksAsync(rtnl.socket, names), ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) })]);
     } finally {
       rtnl.close();
     }

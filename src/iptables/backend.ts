@@ -17,13 +17,11 @@ import {
 import { IptablesError } from './errors.js';
 import { applyNetworksText, diffRuleset, endpointsAddText, endpointsRemoveText, fullRebuildText, removeAllText } from './rules.js';
 import type { EndpointRuleSpec } from './spec.js';
-import { conntrackFlushUdp, conntrackForgetAddress, findBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
+import { findBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
+import { forgetConnections } from '../firewall/conntrack.js';
 
 /** Options of the iptables firewall. */
-export interface IptablesFirewallOptions extends IptablesOptions {
-  /** conntrack binary (default "conntrack" on $PATH); without one, stale flows are not flushed. */
-  conntrackBinary?: string;
-}
+export type IptablesFirewallOptions = IptablesOptions;
 
 function ruleSpecs(state: FirewallState): EndpointRuleSpec[] {
   const byName = new Map(state.networks.map((n) => [n.name, n]));
@@ -88,15 +86,12 @@ export class IptablesFirewall implements Firewall {
     return diffRuleset(state.networks, ruleSpecs(state), await save(undefined, this.opts));
   }
 
-  /** conntrack -D for the addresses (original and reply source) and UDP host ports; warns, never throws. */
+  /** Deletes the matching conntrack entries over ctnetlink; warns, never throws. */
   async forgetConnections(filter: ConnectionFilter): Promise<void> {
-    const binary = this.opts.conntrackBinary ?? 'conntrack';
-    const jobs: Promise<unknown>[] = [
-      ...(filter.ips ?? []).map((ip) => conntrackForgetAddress(ip, { binary })),
-      ...(filter.udpPorts ?? []).map((p) => conntrackFlushUdp(p.port, { binary, ...(p.hostIp ? { hostIp: p.hostIp } : {}) })),
-    ];
-    for (const r of await Promise.allSettled(jobs)) {
-      if (r.status === 'rejected') process.emitWarning(`tsnetlink: conntrack flush failed: ${(r.reason as Error).message}`, 'TsnetlinkWarning');
+    try {
+      await forgetConnections(filter);
+    } catch (e) {
+      process.emitWarning(`tsnetlink: conntrack flush failed: ${(e as Error).message}`, 'TsnetlinkWarning');
     }
   }
 

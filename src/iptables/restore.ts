@@ -99,29 +99,6 @@ export async function conntrackFlushUdp(hostPort: number, opts: ConntrackOptions
   throw new IptablesError(commandLine(bin, args), r.code, r.stderr);
 }
 
-/**
- * Deletes every IPv4 conntrack entry whose original source or reply source is `ip` (outbound
- * flows of a container, flows DNATed to it, direct flows to it), so that an address handed to
- * a new container receives no flow of the old one. Resolves false when no conntrack binary is
- * installed.
- */
-export async function conntrackForgetAddress(ip: string, opts: Omit<ConntrackOptions, 'hostIp'> = {}): Promise<boolean> {
-  checkIPv4('ip', ip);
-  const bin = opts.binary ?? 'conntrack';
-  for (const flag of ['--orig-src', '--reply-src']) {
-    const args = ['-D', '-f', 'ipv4', flag, ip];
-    let r: RunResult;
-    try {
-      r = await run(bin, args, undefined, opts.timeoutMs);
-    } catch (e) {
-      if (e instanceof IptablesError && (e.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return false;
-      throw e;
-    }
-    if (!(r.code === 0 || (r.code === 1 && /\b0 flow entries have been deleted/.test(r.stderr)))) throw new IptablesError(commandLine(bin, args), r.code, r.stderr);
-  }
-  return true;
-}
-
 /** True when `bin` names an executable file, as a path or on $PATH. */
 export function findBinary(bin: string): string | undefined {
   const dirs = bin.includes('/') ? [''] : (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');

@@ -28,8 +28,10 @@ export interface Transport {
 export interface SocketOptions {
   /** Deadline for each reply, in milliseconds (default 5000). */
   timeoutMs?: number;
-  /** SO_RCVBUF in bytes; raise it for large dumps on busy hosts (pitfall 3). */
+  /** SO_RCVBUF in bytes; raise it for large dumps on busy hosts (ENOBUFS otherwise). */
   receiveBufferSize?: number;
+  /** Netlink protocol (default NETLINK_ROUTE, 0; NETLINK_NETFILTER is 12). */
+  protocol?: number;
 }
 
 const MIN_RECV_BUF = 32 * 1024;
@@ -49,7 +51,7 @@ export class KernelTransport implements Transport {
   })();
 
   constructor(opts: SocketOptions = {}) {
-    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
+    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, opts.protocol ?? NETLINK_ROUTE);
     try {
       // Extended acks carry the kernel's reason; CAP_ACK keeps error replies small;
       // strict checking makes the kernel reject malformed dump requests instead of guessing.
@@ -303,41 +305,82 @@ export class NetlinkSocket {
     const op = messageTypeName(req.type);
     for (let attempt = 0; ; attempt++) {
       const seq = this.nextSeq(1);
-      this.transport.send(encodeBatch([{ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }], seq, this.transport.portId));
-      const out: T[] = [];
-      let interrupted = false;
-      let done = false;
+      this.transport.send(this.dumpMessage(req, seq));
       try {
-        while (!done) {
-          for (const m of this.receiveOrThrow(op)) {
-            if (m.seq !== seq || m.pid !== this.transport.portId) continue;
-            if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
-            if (m.type === NLMSG.DONE) {
-              done = true;
-              // A dump that failed part-way reports the error in NLMSG_DONE's payload.
-              const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
-              if (code < 0) throw new NetlinkError(op, code);
-              break;
-            }
-            if (m.type === NLMSG.ERROR) {
-              done = true;
-              const err = parseError(m);
-              if (err) throw err;
-              break;
-            }
-            const v = decode(m);
-            if (v !== undefined) out.push(v);
-          }
-        }
+        return this.collectDump(seq, op, decode);
       } catch (e) {
-        // The kernel keeps dumping until NLMSG_DONE and refuses another dump meanwhile (EBUSY):
-        // read the rest so the socket stays usable.
-        if (!done) this.drainDump(seq);
-        throw e;
+        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
       }
-      if (!interrupted) return out;
-      if (attempt >= (opts.retries ?? 0)) throw new DumpInterruptedError<T>(op, out);
     }
+  }
+
+  /**
+   * Like dump(), but the request is sent off the JS thread (koffi's asynchronous sendto): the
+   * kernel fills the first part of a dump inside sendmsg, and for some tables (conntrack walks
+   * every hash bucket) that is where nearly all the time goes. The replies are read here.
+   */
+  async dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<T[]> {
+    this.assertIdle();
+    const op = messageTypeName(req.type);
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.nextSeq(1);
+      const buf = this.dumpMessage(req, seq);
+      this.asyncInFlight = true;
+      try {
+        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+        else this.transport.send(buf);
+      } finally {
+        this.asyncInFlight = false;
+      }
+      try {
+        return this.collectDump(seq, op, decode);
+      } catch (e) {
+        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+      } finally {
+        if (this.closeWhenIdle) this.close();
+      }
+    }
+  }
+
+  private dumpMessage(req: Request, seq: number): Buffer {
+    return encodeBatch([{ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }], seq, this.transport.portId);
+  }
+
+  /** Reads one dump's replies; DumpInterruptedError (with what was read) when the kernel flagged it. */
+  private collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): T[] {
+    const out: T[] = [];
+    let interrupted = false;
+    let done = false;
+    try {
+      while (!done) {
+        for (const m of this.receiveOrThrow(op)) {
+          if (m.seq !== seq || m.pid !== this.transport.portId) continue;
+          if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
+          if (m.type === NLMSG.DONE) {
+            done = true;
+            // A dump that failed part-way reports the error in NLMSG_DONE's payload.
+            const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+            if (code < 0) throw new NetlinkError(op, code);
+            break;
+          }
+          if (m.type === NLMSG.ERROR) {
+            done = true;
+            const err = parseError(m);
+            if (err) throw err;
+            break;
+          }
+          const v = decode(m);
+          if (v !== undefined) out.push(v);
+        }
+      }
+    } catch (e) {
+      // The kernel keeps dumping until NLMSG_DONE and refuses another dump meanwhile (EBUSY):
+      // read the rest so the socket stays usable.
+      if (!done) this.drainDump(seq);
+      throw e;
+    }
+    if (interrupted) throw new DumpInterruptedError<T>(op, out);
+    return out;
   }
 
   /** Reads and drops the rest of an abandoned dump; a socket that cannot be drained is closed. */
