@@ -2,9 +2,13 @@
  * Declarative netlink attribute (TLV) codec.
  *
  * A schema maps property names to kernel attribute numbers and value codecs. One generic
- * encoder computes the exact size first, so a message is allocated once and written once;
- * one generic decoder keeps every attribute it does not know in `unknown`, so a decoded
- * object re-encodes to the same bytes.
+ * encoder computes the exact size first, so a message is allocated once and written once.
+ * The decoder remembers the wire order of what it read (in a symbol-keyed record that deep
+ * equality and JSON ignore), keeps repeated attributes as arrays and unknown ones in
+ * `unknown`, so a decoded object re-encodes to the same bytes: same order, same flag bits,
+ * and any value left unchanged is copied from the original bytes, whatever its codec's
+ * canonical form would be (a kernel string with a NUL where ours has none, a u64 the kernel
+ * sent where a u32 would do).
  */
 import ipaddr from 'ipaddr.js';
 import { CodecError } from '../errors.js';
@@ -28,65 +32,96 @@ export interface Codec<T> {
   read(buf: Buffer, off: number, len: number): T;
 }
 
-/** One attribute of a schema: its kernel number and codec. */
+/** One attribute of a schema: its kernel number and codec (for a repeated one, the codec of one element). */
 export interface AttrDef<T> {
   readonly type: number;
-  readonly codec: Codec<T>;
+  readonly codec: Codec<any>;
   /** Set NLA_F_NESTED on the wire type (some kernel policies demand it). */
   readonly nestedFlag?: boolean;
+  /** The attribute may occur several times; its value is the array of occurrences in wire order. */
+  readonly repeated?: boolean;
+  /** Phantom: the value type. */
+  readonly __value?: T;
 }
 
 export type Schema = Readonly<Record<string, AttrDef<any>>>;
 
 /** An attribute the schema does not name, kept verbatim so nothing is lost. */
 export interface RawAttr {
+  /** The type as on the wire, flag bits (NLA_F_NESTED, NLA_F_NET_BYTEORDER) included. */
   type: number;
   data: Buffer;
+}
+
+/** Where the wire order of a decoded attribute set is kept. */
+export const WIRE: unique symbol = Symbol('tsnetlink.wire');
+
+/** The wire order of a decoded attribute set: flat [rawType, slot, offset, length] quadruples into `src`. */
+export interface WireRecord {
+  readonly src: Buffer;
+  /** slot = index of the schema entry, or -1 for an attribute kept in `unknown`. */
+  readonly ents: number[];
 }
 
 /** The decoded (or to-be-encoded) values of a schema: every attribute optional. */
 export type Attrs<S extends Schema> = {
   -readonly [K in keyof S]?: S[K] extends AttrDef<infer T> ? T : never;
-} & { unknown?: RawAttr[] };
+} & { unknown?: RawAttr[]; [WIRE]?: WireRecord };
 
 /** Declares an attribute. */
 export function attr<T>(type: number, codec: Codec<T>, opts: { nestedFlag?: boolean } = {}): AttrDef<T> {
   return { type, codec, nestedFlag: opts.nestedFlag ?? false };
 }
 
+/** Declares an attribute that the protocol repeats (nexthops, list elements, alternative names): its value is an array. */
+export function repeated<T>(type: number, codec: Codec<T>, opts: { nestedFlag?: boolean } = {}): AttrDef<T[]> {
+  return { type, codec, nestedFlag: opts.nestedFlag ?? false, repeated: true };
+}
+
 function need(len: number, want: number, what: string, off: number): void {
   if (len !== want) throw new CodecError(`${what}: expected ${want} bytes, got ${len}`, off);
 }
 
-export const u8: Codec<number> = {
-  size: () => 1,
-  write: (b, o, v) => void b.writeUInt8(v, o),
-  read: (b, o, l) => (need(l, 1, 'u8', o), b.readUInt8(o)),
-};
-export const u16: Codec<number> = {
-  size: () => 2,
-  write: (b, o, v) => void b.writeUInt16LE(v, o),
-  read: (b, o, l) => (need(l, 2, 'u16', o), b.readUInt16LE(o)),
-};
-export const be16: Codec<number> = {
-  size: () => 2,
-  write: (b, o, v) => void b.writeUInt16BE(v, o),
-  read: (b, o, l) => (need(l, 2, 'be16', o), b.readUInt16BE(o)),
-};
-export const u32: Codec<number> = {
-  size: () => 4,
-  write: (b, o, v) => void b.writeUInt32LE(v, o),
-  read: (b, o, l) => (need(l, 4, 'u32', o), b.readUInt32LE(o)),
-};
-export const s32: Codec<number> = {
-  size: () => 4,
-  write: (b, o, v) => void b.writeInt32LE(v, o),
-  read: (b, o, l) => (need(l, 4, 's32', o), b.readInt32LE(o)),
-};
+function intCodec(n: 1 | 2 | 4, name: string, rd: (b: Buffer, o: number) => number, wr: (b: Buffer, v: number, o: number) => unknown): Codec<number> {
+  return { size: () => n, write: (b, o, v) => void wr(b, v, o), read: (b, o, l) => (need(l, n, name, o), rd(b, o)) };
+}
+
+export const u8 = intCodec(1, 'u8', (b, o) => b.readUInt8(o), (b, v, o) => b.writeUInt8(v, o));
+export const s8 = intCodec(1, 's8', (b, o) => b.readInt8(o), (b, v, o) => b.writeInt8(v, o));
+export const u16 = intCodec(2, 'u16', (b, o) => b.readUInt16LE(o), (b, v, o) => b.writeUInt16LE(v, o));
+export const s16 = intCodec(2, 's16', (b, o) => b.readInt16LE(o), (b, v, o) => b.writeInt16LE(v, o));
+/** u16 in network byte order (ports, VLAN protocol, nf_tables integers). */
+export const be16 = intCodec(2, 'be16', (b, o) => b.readUInt16BE(o), (b, v, o) => b.writeUInt16BE(v, o));
+export const u32 = intCodec(4, 'u32', (b, o) => b.readUInt32LE(o), (b, v, o) => b.writeUInt32LE(v >>> 0, o));
+export const s32 = intCodec(4, 's32', (b, o) => b.readInt32LE(o), (b, v, o) => b.writeInt32LE(v, o));
+/** u32 in network byte order. */
+export const be32 = intCodec(4, 'be32', (b, o) => b.readUInt32BE(o), (b, v, o) => b.writeUInt32BE(v >>> 0, o));
+
 export const u64: Codec<bigint> = {
   size: () => 8,
   write: (b, o, v) => void b.writeBigUInt64LE(v, o),
   read: (b, o, l) => (need(l, 8, 'u64', o), b.readBigUInt64LE(o)),
+};
+/** u64 in network byte order. */
+export const be64: Codec<bigint> = {
+  size: () => 8,
+  write: (b, o, v) => void b.writeBigUInt64BE(v, o),
+  read: (b, o, l) => (need(l, 8, 'be64', o), b.readBigUInt64BE(o)),
+};
+
+/**
+ * An unsigned integer sent as u32 or u64 (NLA_UINT, and attributes whose width depends on the
+ * sender, like RTA_EXPIRES: u32 from iproute2, u64 from the multicast routing code).
+ * Written as u32 when it fits.
+ */
+export const uint: Codec<number> = {
+  size: (v) => (v > 0xffffffff ? 8 : 4),
+  write: (b, o, v) => void (v > 0xffffffff ? b.writeBigUInt64LE(BigInt(v), o) : b.writeUInt32LE(v, o)),
+  read: (b, o, l) => {
+    if (l === 4) return b.readUInt32LE(o);
+    if (l === 8) return Number(b.readBigUInt64LE(o));
+    throw new CodecError(`uint: expected 4 or 8 bytes, got ${l}`, o);
+  },
 };
 
 /** Zero-length attribute whose presence means true. */
@@ -116,11 +151,11 @@ export const str: Codec<string> = {
   read: readString,
 };
 
-/** Opaque bytes. */
+/** Opaque bytes: a view of the message, which the transport never reuses. */
 export const bytes: Codec<Buffer> = {
   size: (v) => v.length,
   write: (b, o, v) => void v.copy(b, o),
-  read: (b, o, l) => Buffer.from(b.subarray(o, o + l)),
+  read: (b, o, l) => b.subarray(o, o + l),
 };
 
 /** Link-layer address as 'aa:bb:cc:dd:ee:ff' (any length). */
@@ -131,30 +166,37 @@ export const mac: Codec<string> = {
     for (let i = 0; i < parts.length; i++) b[o + i] = parseInt(parts[i] as string, 16);
   },
   read: (b, o, l) => {
-    const out: string[] = [];
-    for (let i = 0; i < l; i++) out.push((b[o + i] as number).toString(16).padStart(2, '0'));
-    return out.join(':');
+    let s = '';
+    for (let i = 0; i < l; i++) s += (i ? ':' : '') + HEX[b[o + i] as number];
+    return s;
   },
 };
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Writes the bytes of an IPv4 or IPv6 address given as text. */
+export function writeIp(b: Buffer, o: number, v: string): void {
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.parse(v);
+  } catch {
+    throw new CodecError(`not an IP address: ${JSON.stringify(v)}`);
+  }
+  const bytes = parsed.toByteArray();
+  for (let i = 0; i < bytes.length; i++) b[o + i] = bytes[i] as number;
+}
+
+/** Reads a 4- or 16-byte address as text. */
+export function readIp(b: Buffer, o: number, l: number): string {
+  if (l === 4) return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+  if (l === 16) return (ipaddr.fromByteArray([...b.subarray(o, o + 16)]) as ipaddr.IPv6).toRFC5952String();
+  throw new CodecError(`IP address: expected 4 or 16 bytes, got ${l}`, o);
+}
 
 /** IPv4 or IPv6 address as text; the family follows from the length (4 or 16 bytes). */
 export const ipAddr: Codec<string> = {
   size: (v) => (v.includes(':') ? 16 : 4),
-  write: (b, o, v) => {
-    let parsed: ipaddr.IPv4 | ipaddr.IPv6;
-    try {
-      parsed = ipaddr.parse(v);
-    } catch {
-      throw new CodecError(`not an IP address: ${JSON.stringify(v)}`);
-    }
-    const bytes = parsed.toByteArray();
-    for (let i = 0; i < bytes.length; i++) b[o + i] = bytes[i] as number;
-  },
-  read: (b, o, l) => {
-    if (l === 4) return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
-    if (l === 16) return (ipaddr.fromByteArray([...b.subarray(o, o + 16)]) as ipaddr.IPv6).toRFC5952String();
-    throw new CodecError(`IP address: expected 4 or 16 bytes, got ${l}`, o);
-  },
+  write: writeIp,
+  read: readIp,
 };
 
 /** A nested attribute set. */
@@ -163,6 +205,40 @@ export function nested<S extends Schema>(schema: S): Codec<Attrs<S>> {
     size: (v) => attrsSize(schema, v),
     write: (b, o, v) => void writeAttrs(schema, v, b, o),
     read: (b, o, l) => readAttrs(schema, b, o, o + l),
+  };
+}
+
+/**
+ * A nest whose children are all of one codec and numbered by position (1, 2, ...), as in
+ * CTRL_ATTR_OPS or IFLA_BRPORT lists: decoded to an array, the children's wire types kept.
+ */
+export function nestedArray<T>(codec: Codec<T>): Codec<T[] & { [WIRE]?: WireRecord }> {
+  return {
+    size: (v) => {
+      let n = 0;
+      for (const x of v) n += NLA_HDRLEN + align4(codec.size(x));
+      return n;
+    },
+    write: (b, o, v) => {
+      const w = v[WIRE];
+      v.forEach((x, i) => {
+        const len = codec.size(x);
+        b.writeUInt16LE(NLA_HDRLEN + len, o);
+        b.writeUInt16LE(w && i * 4 < w.ents.length ? (w.ents[i * 4] as number) : i + 1, o + 2);
+        codec.write(b, o + NLA_HDRLEN, x);
+        o += NLA_HDRLEN + align4(len);
+      });
+    },
+    read: (b, o, l) => {
+      const out: T[] & { [WIRE]?: WireRecord } = [];
+      const ents: number[] = [];
+      for (const a of rawAttrs(b, o, o + l)) {
+        out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));
+        ents.push(a.type, 0, a.offset, a.data.length + NLA_HDRLEN);
+      }
+      out[WIRE] = { src: b, ents };
+      return out;
+    },
   };
 }
 
@@ -177,87 +253,182 @@ export function lazy<T>(make: () => Codec<T>): Codec<T> {
   };
 }
 
-const entriesCache = new WeakMap<Schema, readonly (readonly [string, AttrDef<unknown>])[]>();
-/** A schema's [key, def] pairs in declaration (wire) order, computed once per schema. */
-function entriesOf(schema: Schema): readonly (readonly [string, AttrDef<unknown>])[] {
-  let e = entriesCache.get(schema);
-  if (!e) {
-    e = Object.entries(schema) as [string, AttrDef<unknown>][];
-    entriesCache.set(schema, e);
+/** A codec whose value reads as a name from a table (unknown numbers stay numbers). */
+export function named<N extends string>(base: Codec<number>, names: Readonly<Record<N, number>>): Codec<N | number> {
+  const byNum = new Map<number, N>();
+  for (const k of Object.keys(names) as N[]) if (!byNum.has(names[k])) byNum.set(names[k], k);
+  const num = (v: N | number): number => {
+    if (typeof v === 'number') return v;
+    const n = names[v];
+    if (n === undefined) throw new CodecError(`unknown name ${JSON.stringify(v)}`);
+    return n;
+  };
+  return {
+    size: (v) => base.size(num(v)),
+    write: (b, o, v) => base.write(b, o, num(v)),
+    read: (b, o, l) => {
+      const n = base.read(b, o, l);
+      return byNum.get(n) ?? n;
+    },
+  };
+}
+
+interface Compiled {
+  readonly keys: readonly string[];
+  readonly defs: readonly AttrDef<unknown>[];
+  /** Slot by attribute type (without flag bits). */
+  readonly byType: readonly (number | undefined)[];
+}
+
+const compiledCache = new WeakMap<Schema, Compiled>();
+/** A schema's entries in declaration (wire) order and its type index, computed once per schema. */
+function compile(schema: Schema): Compiled {
+  let c = compiledCache.get(schema);
+  if (!c) {
+    const keys = Object.keys(schema);
+    const defs = keys.map((k) => schema[k] as AttrDef<unknown>);
+    const byType: (number | undefined)[] = [];
+    defs.forEach((d, i) => {
+      byType[d.type] = i;
+    });
+    c = { keys, defs, byType };
+    compiledCache.set(schema, c);
   }
-  return e;
+  return c;
+}
+
+/** Visits each attribute to put on the wire: its wire type, codec, value and, for an unchanged one, its original bytes. */
+type Visit = (rawType: number, codec: Codec<unknown> | undefined, value: unknown, src: Buffer | undefined, off: number, len: number) => void;
+
+function emitNew(c: Compiled, slot: number, v: unknown, visit: Visit): void {
+  const d = c.defs[slot] as AttrDef<unknown>;
+  const t = d.type | (d.nestedFlag ? NLA_F_NESTED : 0);
+  if (d.repeated) for (const x of v as unknown[]) visit(t, d.codec, x, undefined, 0, 0);
+  else visit(t, d.codec, v, undefined, 0, 0);
+}
+
+/** An unchanged primitive is copied from the original bytes; anything else goes through its codec. */
+function emitKnown(rawType: number, codec: Codec<unknown>, v: unknown, w: WireRecord, off: number, len: number, visit: Visit): void {
+  if (typeof v !== 'object' && codec.read(w.src, off + NLA_HDRLEN, len - NLA_HDRLEN) === v) visit(rawType, undefined, undefined, w.src, off, len);
+  else visit(rawType, codec, v, undefined, 0, 0);
+}
+
+function walk(schema: Schema, values: Attrs<Schema>, visit: Visit): void {
+  const c = compile(schema);
+  const vals = values as Record<string, unknown>;
+  const w = values[WIRE];
+  if (!w) {
+    for (let i = 0; i < c.keys.length; i++) {
+      const v = vals[c.keys[i] as string];
+      if (v !== undefined) emitNew(c, i, v, visit);
+    }
+    if (values.unknown) for (const u of values.unknown) visit(u.type, undefined, u.data, undefined, 0, 0);
+    return;
+  }
+  // Replay the recorded order; what was added since goes after, in schema order.
+  const seen = new Uint32Array(c.keys.length);
+  const total = new Uint32Array(c.keys.length);
+  for (let e = 1; e < w.ents.length; e += 4) if ((w.ents[e] as number) >= 0) total[w.ents[e] as number]!++;
+  let u = 0;
+  for (let e = 0; e < w.ents.length; e += 4) {
+    const rawType = w.ents[e] as number;
+    const slot = w.ents[e + 1] as number;
+    const off = w.ents[e + 2] as number;
+    const len = w.ents[e + 3] as number;
+    if (slot < 0) {
+      const raw = values.unknown?.[u++];
+      if (raw) visit(raw.type, undefined, raw.data, undefined, 0, 0);
+      continue;
+    }
+    const d = c.defs[slot] as AttrDef<unknown>;
+    const v = vals[c.keys[slot] as string];
+    const n = seen[slot]!++;
+    if (v === undefined) continue;
+    if (!d.repeated) {
+      if (n === 0) emitKnown(rawType, d.codec, v, w, off, len, visit);
+      continue;
+    }
+    const arr = v as unknown[];
+    if (n < arr.length) emitKnown(rawType, d.codec, arr[n], w, off, len, visit);
+    if (n + 1 === total[slot]) for (let i = n + 1; i < arr.length; i++) visit(rawType, d.codec, arr[i], undefined, 0, 0);
+  }
+  for (let i = 0; i < c.keys.length; i++) {
+    if (total[i]) continue;
+    const v = vals[c.keys[i] as string];
+    if (v !== undefined) emitNew(c, i, v, visit);
+  }
+  const rest = values.unknown;
+  if (rest) for (; u < rest.length; u++) visit((rest[u] as RawAttr).type, undefined, (rest[u] as RawAttr).data, undefined, 0, 0);
 }
 
 /** Total bytes of the attributes in `values`, each padded to 4 bytes. */
 export function attrsSize<S extends Schema>(schema: S, values: Attrs<S>): number {
   let n = 0;
-  for (const [key, def] of entriesOf(schema)) {
-    const v = (values as Record<string, unknown>)[key];
-    if (v === undefined) continue;
-    n += NLA_HDRLEN + align4(def.codec.size(v));
-  }
-  if (values.unknown) for (const u of values.unknown) n += NLA_HDRLEN + align4(u.data.length);
+  walk(schema, values as Attrs<Schema>, (_t, codec, v, src, _o, len) => {
+    n += align4(src ? len : NLA_HDRLEN + (codec ? codec.size(v) : (v as Buffer).length));
+  });
   return n;
 }
 
 /**
- * Writes the attributes in schema order into a zero-filled buffer; returns the end offset.
- * Padding bytes are left as the zeros the buffer was allocated with.
+ * Writes the attributes into a zero-filled buffer; returns the end offset. Without a wire
+ * record the order is the schema's; padding bytes are left as the zeros the buffer was
+ * allocated with.
  */
 export function writeAttrs<S extends Schema>(schema: S, values: Attrs<S>, buf: Buffer, off: number): number {
-  for (const [key, def] of entriesOf(schema)) {
-    const v = (values as Record<string, unknown>)[key];
-    if (v === undefined) continue;
-    const len = def.codec.size(v);
-    buf.writeUInt16LE(NLA_HDRLEN + len, off);
-    buf.writeUInt16LE(def.type | (def.nestedFlag ? NLA_F_NESTED : 0), off + 2);
-    def.codec.write(buf, off + NLA_HDRLEN, v);
-    off += NLA_HDRLEN + align4(len);
-  }
-  if (values.unknown) {
-    for (const u of values.unknown) {
-      buf.writeUInt16LE(NLA_HDRLEN + u.data.length, off);
-      buf.writeUInt16LE(u.type, off + 2);
-      u.data.copy(buf, off + NLA_HDRLEN);
-      off += NLA_HDRLEN + align4(u.data.length);
+  walk(schema, values as Attrs<Schema>, (rawType, codec, v, src, o, len) => {
+    if (src) {
+      src.copy(buf, off, o, o + len);
+      off += align4(len);
+      return;
     }
-  }
+    const plen = codec ? codec.size(v) : (v as Buffer).length;
+    buf.writeUInt16LE(NLA_HDRLEN + plen, off);
+    buf.writeUInt16LE(rawType, off + 2);
+    if (codec) codec.write(buf, off + NLA_HDRLEN, v);
+    else (v as Buffer).copy(buf, off + NLA_HDRLEN);
+    off += NLA_HDRLEN + align4(plen);
+  });
   return off;
 }
 
-const indexCache = new WeakMap<Schema, Map<number, string>>();
-function indexOf(schema: Schema): Map<number, string> {
-  let m = indexCache.get(schema);
-  if (!m) {
-    m = new Map();
-    for (const key in schema) m.set((schema[key] as AttrDef<unknown>).type, key);
-    indexCache.set(schema, m);
-  }
-  return m;
-}
-
 /**
- * Decodes the attributes in buf[off, end). Unknown types go to `unknown` with their
- * original type bits; a length that overruns the container is a CodecError.
+ * Decodes the attributes in buf[off, end). Unknown types go to `unknown` with their original
+ * type bits, and so does a second occurrence of an attribute the schema does not repeat; a
+ * length that overruns the container is a CodecError.
  */
 export function readAttrs<S extends Schema>(schema: S, buf: Buffer, off: number, end: number): Attrs<S> {
-  const out: Record<string, unknown> = {};
-  const index = indexOf(schema);
+  const out: Record<string, unknown> & { unknown?: RawAttr[]; [WIRE]?: WireRecord } = {};
+  const c = compile(schema);
+  const ents: number[] = [];
   while (off + NLA_HDRLEN <= end) {
     const len = buf.readUInt16LE(off);
     const rawType = buf.readUInt16LE(off + 2);
     if (len < NLA_HDRLEN || off + len > end) {
       throw new CodecError(`attribute type ${rawType & NLA_TYPE_MASK} has length ${len}, ${end - off} bytes left`, off);
     }
-    const key = index.get(rawType & NLA_TYPE_MASK);
-    if (key !== undefined) {
-      out[key] = (schema[key] as AttrDef<unknown>).codec.read(buf, off + NLA_HDRLEN, len - NLA_HDRLEN);
-    } else {
-      ((out.unknown ??= []) as RawAttr[]).push({ type: rawType, data: Buffer.from(buf.subarray(off + NLA_HDRLEN, off + len)) });
+    let slot = c.byType[rawType & NLA_TYPE_MASK];
+    if (slot !== undefined) {
+      const d = c.defs[slot] as AttrDef<unknown>;
+      const key = c.keys[slot] as string;
+      if (d.repeated) {
+        const v = d.codec.read(buf, off + NLA_HDRLEN, len - NLA_HDRLEN);
+        const arr = out[key] as unknown[] | undefined;
+        if (arr) arr.push(v);
+        else out[key] = [v];
+      } else if (out[key] === undefined) {
+        out[key] = d.codec.read(buf, off + NLA_HDRLEN, len - NLA_HDRLEN);
+      } else slot = undefined;
     }
+    if (slot === undefined) {
+      (out.unknown ??= []).push({ type: rawType, data: buf.subarray(off + NLA_HDRLEN, off + len) });
+      slot = -1;
+    }
+    ents.push(rawType, slot, off, len);
     off += align4(len);
   }
   if (off < end && end - off >= NLA_HDRLEN) throw new CodecError('trailing bytes after attributes', off);
+  out[WIRE] = { src: buf, ents };
   return out as Attrs<S>;
 }
 

@@ -2,6 +2,9 @@
 
 export const NETLINK_ROUTE = 0;
 
+/** Netlink protocols (the third argument of socket(AF_NETLINK, ...)). */
+export const NETLINK = { ROUTE: 0, SOCK_DIAG: 4, NFLOG: 5, XFRM: 6, SELINUX: 7, AUDIT: 9, NETFILTER: 12, KOBJECT_UEVENT: 15, GENERIC: 16 } as const;
+
 export const NLMSG = {
   NOOP: 1,
   ERROR: 2,
@@ -34,6 +37,11 @@ export const NLM_F = {
 /** setsockopt(SOL_NETLINK, ...) options. */
 export const NETLINK_OPT = {
   ADD_MEMBERSHIP: 1,
+  DROP_MEMBERSHIP: 2,
+  PKTINFO: 3,
+  BROADCAST_ERROR: 4,
+  NO_ENOBUFS: 5,
+  LISTEN_ALL_NSID: 8,
   CAP_ACK: 10,
   EXT_ACK: 11,
   GET_STRICT_CHK: 12,

@@ -5,12 +5,20 @@
  * per thread, so a namespace switch, the socket() that must happen inside it and the switch
  * back have to run on one thread without yielding (field notes, pitfall 5).
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
 import { SysError } from '../errors.js';
 
-const lib = koffi.load('libc.so.6');
+/**
+ * koffi and libc are loaded on the first call, not at import: importing tsnetlink costs no
+ * FFI start-up (~40 ms) until a socket or namespace is actually used.
+ */
+let koffiMod: typeof Koffi | undefined;
+let bound: ReturnType<typeof bindLibc> | undefined;
 
-const c = {
+function bindLibc(koffi: typeof Koffi) {
+  const lib = koffi.load('libc.so.6');
+  return {
   socket: lib.func('int socket(int domain, int type, int protocol)'),
   bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
@@ -43,6 +51,21 @@ const c = {
   sigfillset: lib.func('int sigfillset(void *set)'),
   posixSpawnp: lib.func('int posix_spawnp(void *pid, const char *file, const void *fa, const void *attr, const char **argv, const char **envp)'),
 };
+}
+
+function K(): typeof Koffi {
+  return (koffiMod ??= createRequire(import.meta.url)('koffi') as typeof Koffi);
+}
+
+/** The bound libc functions, loading koffi on first use. */
+function C(): ReturnType<typeof bindLibc> {
+  return (bound ??= bindLibc(K()));
+}
+
+/** True once koffi has been loaded (for import-cost checks). */
+export function ffiLoaded(): boolean {
+  return koffiMod !== undefined;
+}
 
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
@@ -105,26 +128,26 @@ function timed<T>(name: string, fn: () => T): T {
 }
 
 function fail(syscall: string, detail?: string): never {
-  throw new SysError(syscall, koffi.errno(), detail);
+  throw new SysError(syscall, K().errno(), detail);
 }
 
 /** socket(2); throws SysError. */
 export function socket(domain: number, type: number, protocol: number): number {
-  const fd = timed('socket', () => c.socket(domain, type, protocol) as number);
+  const fd = timed('socket', () => C().socket(domain, type, protocol) as number);
   if (fd < 0) fail('socket');
   return fd;
 }
 
 /** bind(2) with a raw sockaddr buffer. */
 export function bind(fd: number, addr: Buffer): void {
-  if ((c.bind(fd, addr, addr.length) as number) < 0) fail('bind');
+  if ((C().bind(fd, addr, addr.length) as number) < 0) fail('bind');
 }
 
 /** setsockopt(2) with an int value. */
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   const b = Buffer.alloc(4);
   b.writeInt32LE(value);
-  if ((c.setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
+  if ((C().setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
 }
 
 /** getsockopt(2) for an int value. */
@@ -132,7 +155,7 @@ export function getsockoptInt(fd: number, level: number, name: number): number {
   const v = Buffer.alloc(4);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(4);
-  if ((c.getsockopt(fd, level, name, v, len) as number) < 0) fail('getsockopt');
+  if ((C().getsockopt(fd, level, name, v, len) as number) < 0) fail('getsockopt');
   return v.readInt32LE();
 }
 
@@ -141,16 +164,16 @@ export function getsockname(fd: number, size: number): Buffer {
   const addr = Buffer.alloc(size);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(size);
-  if ((c.getsockname(fd, addr, len) as number) < 0) fail('getsockname');
+  if ((C().getsockname(fd, addr, len) as number) < 0) fail('getsockname');
   return addr.subarray(0, len.readUInt32LE());
 }
 
 /** sendto(2) the whole buffer (netlink datagrams are all-or-nothing); retries EINTR. */
 export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
   for (;;) {
-    const n = timed('sendto', () => Number(c.sendto(fd, buf, buf.length, 0, addr, addr.length)));
+    const n = timed('sendto', () => Number(C().sendto(fd, buf, buf.length, 0, addr, addr.length)));
     if (n >= 0) return n;
-    if (koffi.errno() !== EINTR) fail('sendto');
+    if (K().errno() !== EINTR) fail('sendto');
   }
 }
 
@@ -162,7 +185,7 @@ export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
  */
 export function sendtoAsync(fd: number, buf: Buffer, addr: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
-    c.sendto.async(fd, buf, buf.length, 0, addr, addr.length, (err: unknown, n: unknown) => {
+    C().sendto.async(fd, buf, buf.length, 0, addr, addr.length, (err: unknown, n: unknown) => {
       if (err) return reject(err);
       if (Number(n) >= 0) return resolve(Number(n));
       try {
@@ -180,9 +203,9 @@ export function sendtoAsync(fd: number, buf: Buffer, addr: Buffer): Promise<numb
  */
 export function recvNonBlocking(fd: number, buf: Buffer, flags: number): number {
   for (;;) {
-    const n = timed('recv', () => Number(c.recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
+    const n = timed('recv', () => Number(C().recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
     if (n >= 0) return n;
-    const e = koffi.errno();
+    const e = K().errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) fail('recv');
   }
@@ -196,9 +219,9 @@ const fromLen = Buffer.alloc(4);
 export function recvfromNonBlocking(fd: number, buf: Buffer, flags: number, addr: Buffer): number {
   for (;;) {
     fromLen.writeUInt32LE(addr.length);
-    const n = timed('recvfrom', () => Number(c.recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
+    const n = timed('recvfrom', () => Number(C().recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
     if (n >= 0) return n;
-    const e = koffi.errno();
+    const e = K().errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) fail('recvfrom');
   }
@@ -210,9 +233,9 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   pollBuf.writeInt32LE(fd, 0);
   pollBuf.writeInt16LE(POLLIN, 4);
   pollBuf.writeInt16LE(0, 6);
-  const n = timed('poll', () => c.poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
+  const n = timed('poll', () => C().poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
   if (n < 0) {
-    if (koffi.errno() === EINTR) return false;
+    if (K().errno() === EINTR) return false;
     fail('poll');
   }
   return n > 0;
@@ -220,42 +243,42 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
 
 /** close(2); errors are ignored because the fd is released either way on Linux. */
 export function close(fd: number): void {
-  c.close(fd);
+  C().close(fd);
 }
 
 /** setns(2) for the calling thread. */
 export function setns(fd: number, nstype: number): void {
-  const r = timed('setns', () => c.setns(fd, nstype) as number);
+  const r = timed('setns', () => C().setns(fd, nstype) as number);
   if (r < 0) fail('setns');
 }
 
 /** Throws unless `fd` is an nsfs handle of a network namespace (ioctl NS_GET_NSTYPE). */
 export function assertNetnsFd(fd: number): void {
-  const t = c.ioctl(fd, NS_GET_NSTYPE, null) as number;
+  const t = C().ioctl(fd, NS_GET_NSTYPE, null) as number;
   if (t < 0) fail('ioctl', 'NS_GET_NSTYPE');
   if (t !== CLONE_NEWNET) throw new SysError('ioctl', 22, 'not a network namespace');
 }
 
 /** unshare(2) for the calling thread. */
 export function unshare(flags: number): void {
-  if ((c.unshare(flags) as number) < 0) fail('unshare');
+  if ((C().unshare(flags) as number) < 0) fail('unshare');
 }
 
 /** mount(2). */
 export function mount(src: string | null, target: string, fstype: string | null, flags: number): void {
-  if ((c.mount(src, target, fstype, flags, null) as number) < 0) fail('mount', target);
+  if ((C().mount(src, target, fstype, flags, null) as number) < 0) fail('mount', target);
 }
 
 /** umount2(2). */
 export function umount2(target: string, flags: number): void {
-  if ((c.umount2(target, flags) as number) < 0) fail('umount2', target);
+  if ((C().umount2(target, flags) as number) < 0) fail('umount2', target);
 }
 
 /** flock(2); with LOCK_NB returns false instead of blocking when the lock is held. */
 export function flock(fd: number, op: number): boolean {
   for (;;) {
-    if ((c.flock(fd, op) as number) === 0) return true;
-    const e = koffi.errno();
+    if ((C().flock(fd, op) as number) === 0) return true;
+    const e = K().errno();
     if ((op & LOCK_NB) !== 0 && e === EAGAIN) return false;
     if (e !== EINTR) fail('flock');
   }
@@ -276,7 +299,7 @@ export interface PipedChild {
 
 function pipe(): [number, number] {
   const fds = Buffer.alloc(8);
-  if ((c.pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
+  if ((C().pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
   return [fds.readInt32LE(0), fds.readInt32LE(4)];
 }
 
@@ -296,25 +319,25 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
     const [outR, outW] = pipe();
     const [errR, errW] = pipe();
     made.push(inR, inW, outR, outW, errR, errW);
-    c.faInit(fa);
-    c.faDup2(fa, inR, 0);
-    c.faDup2(fa, outW, 1);
-    c.faDup2(fa, errW, 2);
-    c.attrInit(attr);
-    c.sigemptyset(sigs);
-    c.attrSetSigMask(attr, sigs);
-    c.sigfillset(sigs);
-    c.attrSetSigDefault(attr, sigs);
-    c.attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    C().faInit(fa);
+    C().faDup2(fa, inR, 0);
+    C().faDup2(fa, outW, 1);
+    C().faDup2(fa, errW, 2);
+    C().attrInit(attr);
+    C().sigemptyset(sigs);
+    C().attrSetSigMask(attr, sigs);
+    C().sigfillset(sigs);
+    C().attrSetSigDefault(attr, sigs);
+    C().attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     const pid = Buffer.alloc(4);
-    const rc = c.posixSpawnp(pid, file, fa, attr, [...argv, null], [...env, null]) as number;
-    c.faDestroy(fa);
-    c.attrDestroy(attr);
+    const rc = C().posixSpawnp(pid, file, fa, attr, [...argv, null], [...env, null]) as number;
+    C().faDestroy(fa);
+    C().attrDestroy(attr);
     if (rc !== 0) throw new SysError('posix_spawnp', rc, file);
-    for (const fd of [inR, outW, errW]) c.close(fd);
+    for (const fd of [inR, outW, errW]) C().close(fd);
     return { pid: pid.readInt32LE(0), stdin: inW, stdout: outR, stderr: errR };
   } catch (e) {
-    for (const fd of made) c.close(fd);
+    for (const fd of made) C().close(fd);
     throw e;
   }
 }
@@ -323,19 +346,19 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
 export function waitpidNoHang(pid: number): number | undefined {
   const st = Buffer.alloc(4);
   for (;;) {
-    const r = c.waitpid(pid, st, WNOHANG) as number;
+    const r = C().waitpid(pid, st, WNOHANG) as number;
     if (r === pid) return st.readInt32LE(0);
     if (r === 0) return undefined;
-    if (koffi.errno() !== EINTR) fail('waitpid');
+    if (K().errno() !== EINTR) fail('waitpid');
   }
 }
 
 /** kill(2); ESRCH (already gone) is not an error. */
 export function killPid(pid: number, sig: number): void {
-  if ((c.kill(pid, sig) as number) < 0 && koffi.errno() !== 3) fail('kill');
+  if ((C().kill(pid, sig) as number) < 0 && K().errno() !== 3) fail('kill');
 }
 
 /** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
 export function gettid(): number {
-  return c.gettid() as number;
+  return C().gettid() as number;
 }
