@@ -7,6 +7,7 @@ import { decodePayload, request, type RawMessage, type Request } from './message
 import { rawAttrs, NLA_TYPE_MASK } from './attr.js';
 import { ifinfomsg, linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
+import { refKey, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
 
 /** A link as the kernel reports it. */
@@ -92,12 +93,12 @@ export function peekLinkIndexes(m: RawMessage): { index: number; peerIndex?: num
   return netnsid ? { index, peerIndex: index } : { index };
 }
 
-/** A link named by ifindex or by name (names resolve in the socket's own netns). */
-export type LinkRef = number | string;
+export type { LinkRef } from './ref.js';
 
+/** The link a change applies to: by ifindex in the header, or by name in IFLA_IFNAME (the kernel resolves it). */
 function target(ref: LinkRef): { header: { index: number }; attrs: LinkAttrs } {
-  if (typeof ref === 'number') return { header: { index: validateU32(ref, 'ifindex', 1, 0x7fffffff) }, attrs: {} };
-  return { header: { index: 0 }, attrs: { ifname: validateIfname(ref) } };
+  const k = refKey(ref);
+  return typeof k === 'number' ? { header: { index: k }, attrs: {} } : { header: { index: 0 }, attrs: { ifname: k } };
 }
 
 const CREATE = NLM_F.CREATE | NLM_F.EXCL;
@@ -106,14 +107,14 @@ const CREATE = NLM_F.CREATE | NLM_F.EXCL;
 export interface LinkCreateOptions {
   mtu?: number;
   mac?: string;
-  /** Bridge ifindex to enslave the new link to, in the same message. */
-  master?: number;
+  /** Bridge (or bond) to enslave the new link to, in the same message. */
+  master?: LinkRef;
   /** Bring the link up in the same message. */
   up?: boolean;
   txqlen?: number;
 }
 
-function createAttrs(name: string, o: LinkCreateOptions, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
+function createAttrs(name: string, o: Omit<LinkCreateOptions, 'master'> & { master?: number }, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
   const attrs: LinkAttrs = { ifname: validateIfname(name, field) };
   if (o.mac !== undefined) attrs.address = validateMac(o.mac);
   if (o.mtu !== undefined) attrs.mtu = validateU32(o.mtu, 'mtu', 68, 65535);
@@ -124,9 +125,11 @@ function createAttrs(name: string, o: LinkCreateOptions, field: string): { heade
 
 /** ip link add NAME type bridge [mtu N] [address MAC] [up] */
 export function addBridgeRequest(name: string, opts: LinkCreateOptions & { bridge?: BridgeAttrs } = {}): Request {
-  const { header, attrs } = createAttrs(name, opts, 'bridge name');
-  attrs.linkinfo = { kind: 'bridge', ...(opts.bridge ? { data: opts.bridge } : {}) };
-  return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
+  return withIndexes({ master: opts.master }, (idx) => {
+    const { header, attrs } = createAttrs(name, { ...opts, master: idx.master }, 'bridge name');
+    attrs.linkinfo = { kind: 'bridge', ...(opts.bridge ? { data: opts.bridge } : {}) };
+    return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
+  });
 }
 
 /** Where and how to create the peer of a veth. */
@@ -151,6 +154,10 @@ export interface VethPeerOptions {
  * One RTM_NEWLINK creates both ends, the peer already in its netns with its final name.
  */
 export function addVethRequest(name: string, peer: VethPeerOptions, opts: LinkCreateOptions = {}): Request {
+  return withIndexes({ master: opts.master }, (idx) => buildVeth(name, peer, { ...opts, master: idx.master }));
+}
+
+function buildVeth(name: string, peer: VethPeerOptions, opts: Omit<LinkCreateOptions, 'master'> & { master?: number | undefined }): Request {
   const { header, attrs } = createAttrs(name, opts, 'veth name');
   const p = createAttrs(peer.name, { ...(peer.mac !== undefined ? { mac: peer.mac } : {}), ...(peer.mtu !== undefined ? { mtu: peer.mtu } : {}), up: peer.up ?? false }, 'veth peer name');
   if (peer.netnsFd !== undefined) p.attrs.netNsFd = validateU32(peer.netnsFd, 'peer netns fd');
@@ -177,9 +184,9 @@ export function setDownRequest(ref: LinkRef): Request {
   return change(ref, {}, { flags: 0, change: IFF.UP });
 }
 
-/** ip link set LINK master BRIDGE (by ifindex) */
-export function setMasterRequest(ref: LinkRef, masterIndex: number): Request {
-  return change(ref, { master: validateU32(masterIndex, 'master ifindex', 1, 0x7fffffff) });
+/** ip link set LINK master BRIDGE */
+export function setMasterRequest(ref: LinkRef, master: LinkRef): Request {
+  return withIndexes({ master }, (idx) => change(ref, { master: idx.master as number }));
 }
 
 /** ip link set LINK nomaster */
@@ -207,9 +214,9 @@ export function setMacRequest(ref: LinkRef, macAddr: string): Request {
   return change(ref, { address: validateMac(macAddr) });
 }
 
-/** ip link set INDEX name NEWNAME (the link must be named by index: the name is what changes) */
-export function setNameRequest(index: number, name: string): Request {
-  return change(validateU32(index, 'ifindex', 1, 0x7fffffff), { ifname: validateIfname(name, 'new name') });
+/** ip link set LINK name NEWNAME (the message names the link by index: the name is what changes) */
+export function setNameRequest(ref: LinkRef, name: string): Request {
+  return withIndexes({ link: ref }, (idx) => change(idx.link as number, { ifname: validateIfname(name, 'new name') }));
 }
 
 /** ip link set LINK type bridge_slave hairpin on|off */

@@ -27,8 +27,10 @@ import {
   type RawAttr,
   type Schema,
 } from './attr.js';
-import { AF, IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INET6, IFLA_INFO, RTA, VETH_INFO_PEER } from './constants.js';
-import { struct, type MessageDef } from './message.js';
+import { AF, IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INET6, IFLA_INFO, VETH_INFO_PEER } from './constants.js';
+import { struct, structCodec, TAIL, type MessageDef } from './message.js';
+
+export { TAIL };
 import { CodecError } from '../errors.js';
 
 // ---------------------------------------------------------------- links
@@ -197,6 +199,9 @@ export const ifaddrmsg = struct([
 ] as const);
 export type IfAddrMsg = ReturnType<typeof ifaddrmsg.read>;
 
+/** struct ifa_cacheinfo: preferred and valid lifetimes in seconds (0xffffffff: forever), creation and update stamps. */
+export const ifaCacheinfo = structCodec(struct([['preferred', 'u32'], ['valid', 'u32'], ['cstamp', 'u32'], ['tstamp', 'u32']] as const));
+
 export const addrAttrs = {
   local: attr(IFA.LOCAL, ipAddr),
   address: attr(IFA.ADDRESS, ipAddr),
@@ -206,7 +211,7 @@ export const addrAttrs = {
   flags: attr(IFA.FLAGS, u32),
   rtPriority: attr(IFA.RT_PRIORITY, u32),
   proto: attr(IFA.PROTO, u8),
-  cacheinfo: attr(IFA.CACHEINFO, bytes),
+  cacheinfo: attr(IFA.CACHEINFO, ifaCacheinfo),
   multicast: attr(IFA.MULTICAST, ipAddr),
 } as const satisfies Schema;
 export type AddrAttrs = Attrs<typeof addrAttrs>;
@@ -215,38 +220,7 @@ export const addrMessage: MessageDef<keyof IfAddrMsg, typeof addrAttrs> = { head
 
 // ---------------------------------------------------------------- routes
 
-export const rtmsg = struct([
-  ['family', 'u8'],
-  ['dstLen', 'u8'],
-  ['srcLen', 'u8'],
-  ['tos', 'u8'],
-  ['table', 'u8'],
-  ['protocol', 'u8'],
-  ['scope', 'u8'],
-  ['type', 'u8'],
-  ['flags', 'u32'],
-] as const);
-export type RtMsg = ReturnType<typeof rtmsg.read>;
-
-export const routeAttrs = {
-  table: attr(RTA.TABLE, u32),
-  dst: attr(RTA.DST, ipAddr),
-  src: attr(RTA.SRC, ipAddr),
-  iif: attr(RTA.IIF, u32),
-  gateway: attr(RTA.GATEWAY, ipAddr),
-  oif: attr(RTA.OIF, u32),
-  priority: attr(RTA.PRIORITY, u32),
-  prefsrc: attr(RTA.PREFSRC, ipAddr),
-  metrics: attr(RTA.METRICS, bytes),
-  multipath: attr(RTA.MULTIPATH, bytes),
-  mark: attr(RTA.MARK, u32),
-  pref: attr(RTA.PREF, u8),
-  cacheinfo: attr(RTA.CACHEINFO, bytes),
-  expires: attr(RTA.EXPIRES, u32),
-} as const satisfies Schema;
-export type RouteAttrs = Attrs<typeof routeAttrs>;
-
-export const routeMessage: MessageDef<keyof RtMsg, typeof routeAttrs> = { header: rtmsg, attrs: routeAttrs };
+export { rtmsg, routeAttrs, routeMessage, type RtMsg, type RouteAttrs } from './route-schema.js';
 
 // Re-exported for modules that build ad-hoc nests.
 export { NLA_HDRLEN, align4 };

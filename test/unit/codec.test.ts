@@ -88,7 +88,10 @@ test('request builders refuse bad input before anything is sent', () => {
     () => A.addAddrRequest(2, '192.168.10.2/33'),
     () => A.addAddrRequest(2, 'not-an-ip/24'),
     () => A.addAddrRequest(0, '10.0.0.1/8'),
-    () => R.addRouteRequest({ gateway: 'fd00::1', dst: '10.0.0.0/8', oif: 2 }),
+    () => R.addRouteRequest({ dst: '10.0.0.0/8', nexthops: [{ gateway: '10.0.0.1', weight: 0 }] }),
+    () => R.addRouteRequest({ dst: '10.0.0.0/8', gateway: '10.1.1.1', metrics: { mtu: 1300, lock: ['mtu'] }, type: 'no-such-type' }),
+    () => A.addAddrRequest(2, '10.0.0.1/8', { validLft: 10, preferredLft: 20 }),
+    () => A.addAddrRequest({ index: 0 }, '10.0.0.1/8'),
     () => R.addRouteRequest({ dst: '10.0.0.0/8' }),
   ];
   for (const f of bad) assert.instance(catchError(f), ValidationError);
