@@ -199,9 +199,10 @@ export const ipAddr: Codec<string> = {
   read: readIp,
 };
 
-/** A nested attribute set. */
-export function nested<S extends Schema>(schema: S): Codec<Attrs<S>> {
+/** A nested attribute set (its schema is exposed for tools that describe messages). */
+export function nested<S extends Schema>(schema: S): Codec<Attrs<S>> & { readonly schema: S } {
   return {
+    schema,
     size: (v) => attrsSize(schema, v),
     write: (b, o, v) => void writeAttrs(schema, v, b, o),
     read: (b, o, l) => readAttrs(schema, b, o, o + l),

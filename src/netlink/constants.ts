@@ -67,12 +67,27 @@ export const RTM = {
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
+  NEWRULE: 32,
+  DELRULE: 33,
+  GETRULE: 34,
+  NEWNSID: 88,
+  DELNSID: 89,
+  GETNSID: 90,
+  NEWNEXTHOP: 104,
+  DELNEXTHOP: 105,
+  GETNEXTHOP: 106,
+  NEWLINKPROP: 108,
+  DELLINKPROP: 109,
 } as const;
 
+const NLMSG_NAMES: Record<number, string> = { 1: 'NLMSG_NOOP', 2: 'NLMSG_ERROR', 3: 'NLMSG_DONE', 4: 'NLMSG_OVERRUN' };
 const rtmNames = new Map<number, string>(Object.entries(RTM).map(([k, v]) => [v, `RTM_${k}`]));
 /** Name of a message type for errors and logs ('RTM_NEWLINK'). */
 export function messageTypeName(type: number): string {
-  return rtmNames.get(type) ?? `NLMSG_${type}`;
+  return rtmNames.get(type) ?? NLMSG_NAMES[type] ?? `NLMSG_${type}`;
 }
 
 export const AF = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;

@@ -150,6 +150,11 @@ export function setsockoptInt(fd: number, level: number, name: number, value: nu
   if ((C().setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
 }
 
+/** setsockopt(2) with a struct value given as bytes. */
+export function setsockoptBuf(fd: number, level: number, name: number, value: Buffer): void {
+  if ((C().setsockopt(fd, level, name, value, value.length) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
+}
+
 /** getsockopt(2) for an int value. */
 export function getsockoptInt(fd: number, level: number, name: number): number {
   const v = Buffer.alloc(4);

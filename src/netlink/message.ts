@@ -179,12 +179,16 @@ export function decodePayload<F extends string, S extends Schema>(
 
 /** Where a struct attribute keeps bytes a newer kernel appended beyond the fields we know. */
 export const TAIL: unique symbol = Symbol('tsnetlink.tail');
+/** A decoded struct that may carry such extra bytes. */
+export interface WithTail {
+  [TAIL]?: Buffer;
+}
 
 /**
  * An attribute whose payload is a struct (ifa_cacheinfo, rta_cacheinfo, nda_cacheinfo). A
  * payload longer than the struct keeps its extra bytes, so it re-encodes unchanged.
  */
-export function structCodec<F extends string>(s: Struct<F>): Codec<Record<F, number> & { [TAIL]?: Buffer }> {
+export function structCodec<F extends string>(s: Struct<F>): Codec<Record<F, number> & WithTail> {
   return {
     size: (v) => s.size + (v[TAIL]?.length ?? 0),
     write: (b, o, v) => {
@@ -193,7 +197,7 @@ export function structCodec<F extends string>(s: Struct<F>): Codec<Record<F, num
     },
     read: (b, o, l) => {
       if (l < s.size) throw new CodecError(`struct of ${s.size} bytes in a ${l}-byte attribute`, o);
-      const v: Record<F, number> & { [TAIL]?: Buffer } = s.read(b, o);
+      const v: Record<F, number> & WithTail = s.read(b, o);
       if (l > s.size) v[TAIL] = b.subarray(o + s.size, o + l);
       return v;
     },

@@ -5,10 +5,8 @@
  */
 import { CodecError, ValidationError } from '../errors.js';
 import { align4, attr, bytes, ipAddr, nested, readAttrs, readIp, attrsSize, writeAttrs, writeIp, s32, strz, u8, u16, u32, uint, u64, type Attrs, type Codec, type Schema } from './attr.js';
-import { struct, structCodec, TAIL, type MessageDef } from './message.js';
+import { struct, structCodec, type MessageDef } from './message.js';
 
-// Named so declaration files can spell the struct codecs' types.
-export { TAIL };
 
 export const rtmsg = struct([
   ['family', 'u8'],
@@ -102,7 +100,7 @@ export const nexthopAttrs = {
   via: attr(18, via),
   newdst: attr(19, labels),
   // iproute2 nests the encap first and adds its type after it.
-  encap: attr(22, bytes),
+  encap: attr(22, bytes, { nestedFlag: true }),
   encapType: attr(21, u16),
   flow: attr(11, u32),
 } as const satisfies Schema;
@@ -165,8 +163,8 @@ export const mfcStats: Codec<{ packets: bigint; bytes: bigint; wrongIf: bigint }
 
 /** RTA_* of IPv4 and IPv6 routes, in the order iproute2 emits them. */
 export const routeAttrs = {
-  // iproute2 adds attributes in the order of its command line, then dev, metrics, encap and
-  // nexthops after the loop; fixtures are captured with arguments in this order.
+  // iproute2 adds attributes in the order of its command line (encap included), then dev,
+  // metrics and nexthops after the loop; fixtures are captured with arguments in this order.
   table: attr(15, u32),
   dst: attr(1, ipAddr),
   src: attr(2, ipAddr),
@@ -178,10 +176,10 @@ export const routeAttrs = {
   pref: attr(20, u8),
   expires: attr(23, uint),
   iif: attr(3, u32),
+  encap: attr(22, bytes, { nestedFlag: true }),
+  encapType: attr(21, u16),
   oif: attr(4, u32),
   metrics: attr(8, nested(metricsAttrs)),
-  encap: attr(22, bytes),
-  encapType: attr(21, u16),
   multipath: attr(9, multipath),
   flow: attr(11, u32),
   cacheinfo: attr(12, rtaCacheinfo),

@@ -338,7 +338,9 @@ function buildRoute(type: number, flags: number, s: RouteSpec, idx: Partial<Reco
   }
   let scope = s.scope === undefined ? undefined : numberOf(SCOPE_NAMES, s.scope, 'scope');
   if (scope === undefined) {
-    if (rtype === RTN.LOCAL || rtype === 10) scope = RT_SCOPE.HOST;
+    // As iproute2: IPv6 routes are universe scope whatever their kind.
+    if (family === 6) scope = RT_SCOPE.UNIVERSE;
+    else if (rtype === RTN.LOCAL || rtype === 10) scope = RT_SCOPE.HOST;
     else if (rtype === RTN.BROADCAST || rtype === RTN.MULTICAST || rtype === RTN.ANYCAST) scope = RT_SCOPE.LINK;
     else if (isDel) scope = RT_SCOPE.NOWHERE;
     else scope = rtype === RTN.UNICAST && !hasPath ? RT_SCOPE.LINK : RT_SCOPE.UNIVERSE;

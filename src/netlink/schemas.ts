@@ -28,9 +28,8 @@ import {
   type Schema,
 } from './attr.js';
 import { AF, IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INET6, IFLA_INFO, VETH_INFO_PEER } from './constants.js';
-import { struct, structCodec, TAIL, type MessageDef } from './message.js';
+import { struct, structCodec, type MessageDef } from './message.js';
 
-export { TAIL };
 import { CodecError } from '../errors.js';
 
 // ---------------------------------------------------------------- links
