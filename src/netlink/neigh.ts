@@ -145,8 +145,11 @@ export function deleteNeighRequest(s: Pick<NeighSpec, 'dst' | 'link' | 'proxy'>)
 export function dumpNeighRequest(filter: { family?: 4 | 6 | 'bridge'; index?: number; master?: number; proxy?: boolean } = {}): Request {
   const family = filter.family === 4 ? AF.INET : filter.family === 6 ? AF.INET6 : filter.family === 'bridge' ? AF.BRIDGE : AF.UNSPEC;
   const attrs: NeighAttrs = {};
+  // With strict checking the neighbour dump takes its filters as attributes; the FDB dump takes the port in the header.
+  const bridge = family === AF.BRIDGE;
+  if (filter.index !== undefined && !bridge) attrs.ifindex = filter.index;
   if (filter.master !== undefined) attrs.master = filter.master;
-  return request(neighMessage, RTM_NEIGH.GET, 0, { family, ifindex: filter.index ?? 0, flags: filter.proxy ? NTF.proxy : 0 }, attrs);
+  return request(neighMessage, RTM_NEIGH.GET, 0, { family, ifindex: bridge ? filter.index ?? 0 : 0, flags: filter.proxy ? NTF.proxy : 0 }, attrs);
 }
 
 /** A bridge FDB entry to add or delete. */

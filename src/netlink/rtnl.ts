@@ -12,10 +12,18 @@ import * as A from './addr.js';
 import * as R from './route.js';
 import type { BridgeAttrs } from './schemas.js';
 import { refKey, refText as ctx } from './ref.js';
+import * as N from './neigh.js';
+import * as RU from './rule.js';
+import * as NS from './nsid.js';
+import * as NH from './nexthop.js';
 
 export type { Link, LinkRef, LinkCreateOptions, VethPeerOptions } from './link.js';
 export type { Address, AddrOptions } from './addr.js';
 export type { Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec } from './route.js';
+export type { Neighbour, NeighSpec, FdbSpec } from './neigh.js';
+export type { Rule, RuleSpec } from './rule.js';
+export type { NetnsId, NetnsTarget } from './nsid.js';
+export type { NexthopObject, NexthopSpec as NexthopObjectSpec } from './nexthop.js';
 
 /** A handle for link, address and route operations on one NETLINK_ROUTE socket. */
 export class Rtnl {
@@ -273,5 +281,109 @@ export class Rtnl {
   /** Deletes an MPLS route. `ip -f mpls route del LABEL` */
   mplsRouteDel(spec: R.MplsRouteSpec): void {
     this.request(R.deleteMplsRouteRequest(spec));
+  }
+
+  // ------------------------------------------------------------ nexthop objects
+
+  /** Adds a nexthop object. `ip nexthop add id N [via GW] [dev LINK] | blackhole | group ID[,W]/...` */
+  nexthopAdd(spec: NH.NexthopSpec): void {
+    this.request(NH.addNexthopRequest(spec));
+  }
+
+  /** Adds or replaces a nexthop object. `ip nexthop replace id N ...` */
+  nexthopReplace(spec: NH.NexthopSpec): void {
+    this.request(NH.replaceNexthopRequest(spec));
+  }
+
+  /** Deletes a nexthop object (routes using it go too). `ip nexthop del id N` */
+  nexthopDel(id: number): void {
+    this.request(NH.deleteNexthopRequest(id));
+  }
+
+  /** Lists nexthop objects. `ip nexthop show` */
+  nexthopList(opts: DumpOptions = {}): DumpList<NH.NexthopObject> {
+    return this.socket.dump(NH.dumpNexthopRequest(), NH.decodeNexthop, opts);
+  }
+
+  // ------------------------------------------------------------ neighbours and FDB
+
+  /** Adds an ARP/NDP entry. `ip neigh add ADDR [lladdr MAC] [nud STATE] [proxy] [router] dev LINK` */
+  neighAdd(spec: N.NeighSpec): void {
+    this.request(N.addNeighRequest(spec), ctx(spec.link));
+  }
+
+  /** Adds or updates an ARP/NDP entry. `ip neigh replace ADDR lladdr MAC dev LINK` */
+  neighReplace(spec: N.NeighSpec): void {
+    this.request(N.replaceNeighRequest(spec), ctx(spec.link));
+  }
+
+  /** Deletes an ARP/NDP (or proxy) entry. `ip neigh del ADDR dev LINK [proxy]` */
+  neighDel(spec: Pick<N.NeighSpec, 'dst' | 'link' | 'proxy'>): void {
+    this.request(N.deleteNeighRequest(spec), ctx(spec.link));
+  }
+
+  /** Lists ARP/NDP entries, or proxy entries. `ip neigh show [dev LINK] [proxy]` (`ip -4`/`-6` with family) */
+  neighList(filter: { family?: 4 | 6; link?: L.LinkRef; proxy?: boolean } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
+    const f: Parameters<typeof N.dumpNeighRequest>[0] = { ...(filter.family !== undefined ? { family: filter.family } : {}), ...(filter.proxy ? { proxy: true } : {}) };
+    if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
+    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
+  }
+
+  /** Adds a bridge FDB entry (a VXLAN remote with `dst`). `bridge fdb add MAC dev LINK [dst IP] [vni N] [self|master]` */
+  fdbAdd(spec: N.FdbSpec): void {
+    this.request(N.addFdbRequest(spec), ctx(spec.link));
+  }
+
+  /** Adds another remote for a MAC (VXLAN head-end replication). `bridge fdb append MAC dev LINK dst IP` */
+  fdbAppend(spec: N.FdbSpec): void {
+    this.request(N.appendFdbRequest(spec), ctx(spec.link));
+  }
+
+  /** Deletes a bridge FDB entry. `bridge fdb del MAC dev LINK [dst IP]` */
+  fdbDel(spec: N.FdbSpec): void {
+    this.request(N.deleteFdbRequest(spec), ctx(spec.link));
+  }
+
+  /** Lists bridge FDB entries, of one port or of one bridge. `bridge fdb show [dev LINK] [br BRIDGE]` */
+  fdbList(filter: { link?: L.LinkRef; master?: L.LinkRef } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
+    const f: Parameters<typeof N.dumpNeighRequest>[0] = { family: 'bridge' };
+    if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
+    if (filter.master !== undefined) f.master = this.linkIndex(filter.master);
+    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
+  }
+
+  // ------------------------------------------------------------ rules
+
+  /** Adds a policy routing rule. `ip rule add [not] [priority N] [from CIDR] [to CIDR] [fwmark M/MASK] [iif DEV] [oif DEV] lookup T` */
+  ruleAdd(spec: RU.RuleSpec): void {
+    this.request(RU.addRuleRequest(spec));
+  }
+
+  /** Deletes the first rule matching what is given. `ip rule del ...` */
+  ruleDel(spec: RU.RuleSpec): void {
+    this.request(RU.deleteRuleRequest(spec));
+  }
+
+  /** Lists rules. `ip rule show` (`ip -6 rule` with family 6) */
+  ruleList(filter: { family?: 4 | 6 } = {}, opts: DumpOptions = {}): DumpList<RU.Rule> {
+    return this.socket.dump(RU.dumpRuleRequest(filter.family), RU.decodeRule, opts);
+  }
+
+  // ------------------------------------------------------------ netns ids
+
+  /** Assigns an id to another netns, as seen from this one (-1: the kernel picks). `ip netns set NAME ID` */
+  nsidSet(target: NS.NetnsTarget, nsid: number): void {
+    this.request(NS.setNsidRequest(target, nsid));
+  }
+
+  /** The id this netns has for another one (-1 when none). `ip netns list-id target-nsid` */
+  nsidGet(target: NS.NetnsTarget): number {
+    const [m] = this.request(NS.getNsidRequest(target));
+    return m ? NS.decodeNetnsId(m).nsid : -1;
+  }
+
+  /** Lists the ids this netns has assigned. `ip netns list-id` */
+  nsidList(opts: DumpOptions = {}): DumpList<NS.NetnsId> {
+    return this.socket.dump(NS.dumpNsidRequest(), NS.decodeNetnsId, opts);
   }
 }
