@@ -63,6 +63,11 @@ export interface WireRecord {
   readonly ents: number[];
 }
 
+/** A decoded value that carries its wire order. */
+export interface Wired {
+  [WIRE]?: WireRecord;
+}
+
 /** The decoded (or to-be-encoded) values of a schema: every attribute optional. */
 export type Attrs<S extends Schema> = {
   -readonly [K in keyof S]?: S[K] extends AttrDef<infer T> ? T : never;
@@ -213,7 +218,7 @@ export function nested<S extends Schema>(schema: S): Codec<Attrs<S>> & { readonl
  * A nest whose children are all of one codec and numbered by position (1, 2, ...), as in
  * CTRL_ATTR_OPS or IFLA_BRPORT lists: decoded to an array, the children's wire types kept.
  */
-export function nestedArray<T>(codec: Codec<T>): Codec<T[] & { [WIRE]?: WireRecord }> {
+export function nestedArray<T>(codec: Codec<T>): Codec<T[] & Wired> {
   return {
     size: (v) => {
       let n = 0;
@@ -231,7 +236,7 @@ export function nestedArray<T>(codec: Codec<T>): Codec<T[] & { [WIRE]?: WireReco
       });
     },
     read: (b, o, l) => {
-      const out: T[] & { [WIRE]?: WireRecord } = [];
+      const out: T[] & Wired = [];
       const ents: number[] = [];
       for (const a of rawAttrs(b, o, o + l)) {
         out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));

@@ -6,6 +6,7 @@
  * back have to run on one thread without yielding (field notes, pitfall 5).
  */
 import { createRequire } from 'node:module';
+import { closeSync, openSync, constants as fsConstants } from 'node:fs';
 import type * as Koffi from 'koffi';
 import { SysError } from '../errors.js';
 
@@ -36,6 +37,7 @@ function bindLibc(koffi: typeof Koffi) {
   flock: lib.func('int flock(int fd, int op)'),
   gettid: lib.func('int gettid()'),
   ioctl: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
+  ioctlInt: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   pipe2: lib.func('int pipe2(void *fds, int flags)'),
   waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
   kill: lib.func('int kill(int pid, int sig)'),
@@ -366,4 +368,36 @@ export function killPid(pid: number, sig: number): void {
 /** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
 export function gettid(): number {
   return C().gettid() as number;
+}
+
+const TUNSETIFF = 0x400454ca;
+const TUNSETPERSIST = 0x400454cb;
+const TUNSETOWNER = 0x400454cc;
+const TUNSETGROUP = 0x400454ce;
+const IFF_TUN = 0x0001;
+const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+
+/**
+ * Creates a persistent tun or tap device as `ip tuntap add` does: TUNSETIFF on /dev/net/tun
+ * (no packet-info header unless `pi`), owner and group if given, then TUNSETPERSIST so the
+ * device outlives the fd.
+ */
+export function tuntapCreate(name: string, o: { mode: 'tun' | 'tap'; multiQueue?: boolean; vnetHdr?: boolean; pi?: boolean; owner?: number; group?: number }): void {
+  // Node opens every fd close-on-exec already.
+  const fd = openSync('/dev/net/tun', fsConstants.O_RDWR);
+  try {
+    const ifr = Buffer.alloc(40); // struct ifreq: char ifr_name[16]; short ifr_flags; ...
+    ifr.write(name, 0, 15, 'utf8');
+    const flags = (o.mode === 'tap' ? IFF_TAP : IFF_TUN) | (o.pi ? 0 : IFF_NO_PI) | (o.multiQueue ? IFF_MULTI_QUEUE : 0) | (o.vnetHdr ? IFF_VNET_HDR : 0);
+    ifr.writeInt16LE(flags, 16);
+    if ((C().ioctl(fd, TUNSETIFF, ifr) as number) < 0) fail('ioctl', `TUNSETIFF ${name}`);
+    if (o.owner !== undefined && (C().ioctlInt(fd, TUNSETOWNER, o.owner) as number) < 0) fail('ioctl', 'TUNSETOWNER');
+    if (o.group !== undefined && (C().ioctlInt(fd, TUNSETGROUP, o.group) as number) < 0) fail('ioctl', 'TUNSETGROUP');
+    if ((C().ioctlInt(fd, TUNSETPERSIST, 1) as number) < 0) fail('ioctl', 'TUNSETPERSIST');
+  } finally {
+    closeSync(fd);
+  }
 }
