@@ -7,7 +7,7 @@ import { decodePayload, request, type RawMessage, type Request } from './message
 import { rawAttrs, NLA_TYPE_MASK } from './attr.js';
 import { ifinfomsg, linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
-import { refKey, withIndexes, type LinkRef } from './ref.js';
+import { refKey, validateAltname, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
 import { linkKind, type LinkOptionsOf } from './kinds/registry.js';
 
@@ -121,7 +121,9 @@ export type { LinkRef } from './ref.js';
 /** The link a change applies to: by ifindex in the header, or by name in IFLA_IFNAME (the kernel resolves it). */
 function target(ref: LinkRef): { header: { index: number }; attrs: LinkAttrs } {
   const k = refKey(ref);
-  return typeof k === 'number' ? { header: { index: k }, attrs: {} } : { header: { index: 0 }, attrs: { ifname: k } };
+  if (typeof k === 'number') return { header: { index: k }, attrs: {} };
+  // Names longer than IFNAMSIZ can only be alternative names; the kernel looks those up by IFLA_ALT_IFNAME.
+  return { header: { index: 0 }, attrs: Buffer.byteLength(k) > 15 ? { altIfname: k } : { ifname: k } };
 }
 
 const CREATE = NLM_F.CREATE | NLM_F.EXCL;
@@ -334,9 +336,7 @@ export function deleteAltnameRequest(ref: LinkRef, altname: string): Request {
 }
 
 function altnameRequest(type: number, flags: number, ref: LinkRef, altname: string): Request {
-  if (typeof altname !== 'string' || altname === '' || Buffer.byteLength(altname) > 127 || /[/:\s\0]/.test(altname)) {
-    throw new ValidationError('altname', `${JSON.stringify(altname)} is not a valid alternative name (1..127 bytes, no '/', ':' or whitespace)`);
-  }
+  validateAltname(String(altname));
   const t = target(ref);
   return request(linkMessage, type, flags, t.header, { ...t.attrs, propList: { altnames: [altname] } });
 }

@@ -14,9 +14,17 @@ export type LinkRef = number | string | { readonly index: number };
 /** The ifindex of a number or Link ref, or the validated name of a name ref. */
 export function refKey(ref: LinkRef, field = 'link'): number | string {
   if (typeof ref === 'number') return validateU32(ref, `${field} ifindex`, 1, 0x7fffffff);
-  if (typeof ref === 'string') return validateIfname(ref, `${field} name`);
+  if (typeof ref === 'string') return Buffer.byteLength(ref) > 15 ? validateAltname(ref, `${field} name`) : validateIfname(ref, `${field} name`);
   if (ref !== null && typeof ref === 'object' && typeof ref.index === 'number') return validateU32(ref.index, `${field} ifindex`, 1, 0x7fffffff);
   throw new ValidationError(field, `${String(ref)} is not an ifindex, a name or a Link`);
+}
+
+/** Checks an alternative name (up to 127 bytes, the kernel's ALTIFNAMSIZ - 1): a link can be named by one. */
+export function validateAltname(name: string, field = 'altname'): string {
+  if (name === '' || Buffer.byteLength(name) > 127 || /[/:\s\0]/.test(name)) {
+    throw new ValidationError(field, `${JSON.stringify(name)} is not a valid alternative name (1..127 bytes, no '/', ':' or whitespace)`);
+  }
+  return name;
 }
 
 /** Describes a ref for error contexts: '"eth0"' or 'ifindex 3'. */
