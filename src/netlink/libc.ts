@@ -95,6 +95,7 @@ export const LOCK_UN = 8;
 export const NS_GET_NSTYPE = 0xb703;
 export const EINTR = 4;
 export const EAGAIN = 11;
+const O_CLOEXEC = 0o2000000;
 
 /**
  * Time spent inside kernel-facing calls, for the bench's "floor" figure.
@@ -248,6 +249,24 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   return n > 0;
 }
 
+/**
+ * poll(2) on a libuv worker thread: resolves with the number of ready fds, the revents
+ * written into `pollfds` (struct pollfd[]), without blocking the JS thread while it waits.
+ */
+export function pollAsync(pollfds: Buffer, count: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    C().poll.async(pollfds, count, timeoutMs, (err: unknown, n: unknown) => (err ? reject(err) : resolve(Number(n))));
+  });
+}
+
+const O_NONBLOCK = 0o4000;
+/** pipe2(2) with O_NONBLOCK | O_CLOEXEC: [read end, write end]. */
+export function nonBlockingPipe(): [number, number] {
+  const fds = Buffer.alloc(8);
+  if ((C().pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number) < 0) fail('pipe2');
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}
+
 /** close(2); errors are ignored because the fd is released either way on Linux. */
 export function close(fd: number): void {
   C().close(fd);
@@ -291,7 +310,6 @@ export function flock(fd: number, op: number): boolean {
   }
 }
 
-const O_CLOEXEC = 0o2000000;
 const WNOHANG = 1;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;

@@ -12,6 +12,7 @@ import * as libc from './libc.js';
 import { NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
 import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
 import { rawAttrs, align4 } from './attr.js';
+import { unwatchFd, watchFd } from './poller.js';
 
 /** The kernel side of a socket; tests can stand in a fake that replays captured replies. */
 export interface Transport {
@@ -22,6 +23,11 @@ export interface Transport {
   sendAsync?(buf: Buffer): Promise<void>;
   /** One datagram, or null when none arrived within `timeoutMs`. */
   receive(timeoutMs: number): Buffer | null;
+  /**
+   * Calls `onReadable` (on the JS thread) whenever a datagram may be waiting, until the returned
+   * function is called; its promise settles once the transport may be closed. Event monitors use it.
+   */
+  watch?(onReadable: () => void): () => Promise<void>;
   close(): void;
 }
 
@@ -70,7 +76,6 @@ export class KernelTransport implements Transport {
       libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.EXT_ACK, 1);
       libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.CAP_ACK, 1);
       if (this.protocol === NETLINK.ROUTE) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.GET_STRICT_CHK, 1);
-      for (const g of opts.groups ?? []) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.ADD_MEMBERSHIP, g);
       if (opts.receiveBufferSize !== undefined) {
         try {
           libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, opts.receiveBufferSize);
@@ -81,6 +86,8 @@ export class KernelTransport implements Transport {
       const local = Buffer.alloc(12);
       local.writeUInt16LE(libc.AF_NETLINK, 0);
       libc.bind(fd, local);
+      // After bind: bind() rewrites the first 32 group bits from nl_groups, which is 0 here.
+      for (const g of opts.groups ?? []) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.ADD_MEMBERSHIP, g);
       this.portId = libc.getsockname(fd, 12).readUInt32LE(4);
     } catch (e) {
       libc.close(fd);
@@ -120,6 +127,11 @@ export class KernelTransport implements Transport {
       if (left <= 0) return null;
       libc.pollIn(this.fd, left);
     }
+  }
+
+  watch(onReadable: () => void): () => Promise<void> {
+    watchFd(this.fd, onReadable);
+    return () => unwatchFd(this.fd);
   }
 
   close(): void {

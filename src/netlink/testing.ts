@@ -7,6 +7,7 @@
  *   const rt = new Rtnl(sock);
  */
 import { NLM_F, NLMSG, NLMSGERR_ATTR } from './constants.js';
+import { OverrunError } from '../errors.js';
 import { align4 } from './attr.js';
 import { encode, splitMessages, type RawMessage, type Request } from './message.js';
 import { NetlinkSocket, type SocketOptions, type Transport } from './socket.js';
@@ -105,13 +106,31 @@ export class FakeKernel implements Transport {
     }
   }
 
+  private watcher: (() => void) | undefined;
+  /** Datagram positions at which receive() fails with ENOBUFS, as a kernel whose socket buffer overflowed. */
+  overrunAt = new Set<number>();
+  private received = 0;
+
   /** Queues a datagram as if the kernel sent it unprompted (a multicast event, seq 0, port 0). */
   notify(type: number, body: Buffer | Request, flags = 0): void {
     this.queue.push(message(type, flags, 0, Buffer.isBuffer(body) ? body : payloadOf(body), 0));
+    const w = this.watcher;
+    if (w) setImmediate(w);
+  }
+
+  watch(onReadable: () => void): () => Promise<void> {
+    this.watcher = onReadable;
+    if (this.queue.length) setImmediate(onReadable);
+    return async () => {
+      this.watcher = undefined;
+    };
   }
 
   receive(): Buffer | null {
-    return this.queue.shift() ?? null;
+    if (this.overrunAt.delete(this.received)) throw new OverrunError();
+    const b = this.queue.shift() ?? null;
+    if (b) this.received++;
+    return b;
   }
 
   close(): void {
