@@ -21,6 +21,8 @@ export * as attrs from './netlink/attr.js';
 export { Monitor, openMonitorTransport, groupsOf, type MonitorEvent, type ChangeEvent, type MonitorOptions } from './netlink/monitor.js';
 export { watchWith, objectKey, dumpKind, type WatchEvent } from './netlink/watch.js';
 export { monitor, watch, type NetnsMonitorOptions } from './ns/monitor.js';
+export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr } from './netlink/genl.js';
+export * as ethtool from './netlink/ethtool.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export { validateIfname, parseCidr, parseIp } from './netlink/validate.js';
 export { kernelClock } from './netlink/libc.js';

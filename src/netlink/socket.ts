@@ -44,6 +44,8 @@ export interface SocketOptions {
   receiveBufferSize?: number;
   /** Multicast groups to join (NETLINK_ADD_MEMBERSHIP), for event monitors. */
   groups?: readonly number[];
+  /** Names message types in errors (rtnetlink's RTM_* names by default). */
+  typeName?: TypeNamer;
 }
 
 /** Names a message type for errors ('RTM_NEWLINK'); protocols other than rtnetlink pass their own. */
@@ -205,7 +207,7 @@ export class NetlinkSocket {
 
   constructor(
     readonly transport: Transport,
-    opts: SocketOptions & { typeName?: TypeNamer } = {},
+    opts: SocketOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.typeName = opts.typeName ?? messageTypeName;

@@ -63,7 +63,8 @@ for (const [file, build] of requests) {
 
 test('every message of every fixture re-encodes to the same bytes', () => {
   let n = 0;
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.txt'))) {
+  // Generic netlink fixtures are checked in fixtures-genl: their types are family ids, not RTM_*.
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.txt') && !/^(genl|ethtool)-/.test(x))) {
     const buf = fixture(f);
     let off = 0;
     for (const m of splitMessages(buf)) {
