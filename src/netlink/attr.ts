@@ -53,25 +53,42 @@ export interface RawAttr {
   data: Buffer;
 }
 
-/** Where the wire order of a decoded attribute set is kept. */
+/** Where a decoded attribute set keeps the buffer it came from. */
 export const WIRE: unique symbol = Symbol('tsnetlink.wire');
+/** And the span within it: offset * 2^24 + length (two numbers in one slot, no object per set). */
+export const WIRE_SPAN: unique symbol = Symbol('tsnetlink.wireSpan');
 
-/** The wire order of a decoded attribute set: flat [rawType, slot, offset, length] quadruples into `src`. */
+/**
+ * Where a decoded attribute set came from: its bytes src[off, end). The order, flag bits and
+ * repeats are read from there again when the set is re-encoded, so decoding records nothing
+ * per attribute.
+ */
 export interface WireRecord {
   readonly src: Buffer;
-  /** slot = index of the schema entry, or -1 for an attribute kept in `unknown`. */
-  readonly ents: number[];
+  readonly off: number;
+  readonly end: number;
 }
 
 /** A decoded value that carries its wire order. */
 export interface Wired {
-  [WIRE]?: WireRecord;
+  [WIRE]?: Buffer;
+  [WIRE_SPAN]?: number;
+}
+
+const SPAN = 2 ** 24;
+/** The bytes a decoded attribute set (or nested array) was read from, if it was decoded. */
+export function wireOf(v: Wired): WireRecord | undefined {
+  const src = v[WIRE];
+  const span = v[WIRE_SPAN];
+  if (!src || span === undefined) return undefined;
+  const off = Math.floor(span / SPAN);
+  return { src, off, end: off + (span % SPAN) };
 }
 
 /** The decoded (or to-be-encoded) values of a schema: every attribute optional. */
 export type Attrs<S extends Schema> = {
   -readonly [K in keyof S]?: S[K] extends AttrDef<infer T> ? T : never;
-} & { unknown?: RawAttr[]; [WIRE]?: WireRecord };
+} & { unknown?: RawAttr[] } & Wired;
 
 /** Declares an attribute. */
 export function attr<T>(type: number, codec: Codec<T>, opts: { nestedFlag?: boolean } = {}): AttrDef<T> {
@@ -226,23 +243,21 @@ export function nestedArray<T>(codec: Codec<T>): Codec<T[] & Wired> {
       return n;
     },
     write: (b, o, v) => {
-      const w = v[WIRE];
+      const w = wireOf(v);
+      const types = w ? [...rawAttrs(w.src, w.off, w.end)].map((a) => a.type) : [];
       v.forEach((x, i) => {
         const len = codec.size(x);
         b.writeUInt16LE(NLA_HDRLEN + len, o);
-        b.writeUInt16LE(w && i * 4 < w.ents.length ? (w.ents[i * 4] as number) : i + 1, o + 2);
+        b.writeUInt16LE(types[i] ?? i + 1, o + 2);
         codec.write(b, o + NLA_HDRLEN, x);
         o += NLA_HDRLEN + align4(len);
       });
     },
     read: (b, o, l) => {
       const out: T[] & Wired = [];
-      const ents: number[] = [];
-      for (const a of rawAttrs(b, o, o + l)) {
-        out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));
-        ents.push(a.type, 0, a.offset, a.data.length + NLA_HDRLEN);
-      }
-      out[WIRE] = { src: b, ents };
+      for (const a of rawAttrs(b, o, o + l)) out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));
+      out[WIRE] = b;
+      out[WIRE_SPAN] = o * SPAN + l;
       return out;
     },
   };
@@ -322,7 +337,7 @@ function emitKnown(rawType: number, codec: Codec<unknown>, v: unknown, w: WireRe
 function walk(schema: Schema, values: Attrs<Schema>, visit: Visit): void {
   const c = compile(schema);
   const vals = values as Record<string, unknown>;
-  const w = values[WIRE];
+  const w = wireOf(values);
   if (!w) {
     for (let i = 0; i < c.keys.length; i++) {
       const v = vals[c.keys[i] as string];
@@ -331,32 +346,38 @@ function walk(schema: Schema, values: Attrs<Schema>, visit: Visit): void {
     if (values.unknown) for (const u of values.unknown) visit(u.type, undefined, u.data, undefined, 0, 0);
     return;
   }
-  // Replay the recorded order; what was added since goes after, in schema order.
+  // Replay the order of the original bytes (decoded the same way readAttrs did); what was
+  // added since goes after, in schema order.
   const seen = new Uint32Array(c.keys.length);
   const total = new Uint32Array(c.keys.length);
-  for (let e = 1; e < w.ents.length; e += 4) if ((w.ents[e] as number) >= 0) total[w.ents[e] as number]!++;
+  for (let o = w.off; o + NLA_HDRLEN <= w.end; o += align4(w.src.readUInt16LE(o))) {
+    const slot = c.byType[w.src.readUInt16LE(o + 2) & NLA_TYPE_MASK];
+    if (slot !== undefined) total[slot]!++;
+  }
   let u = 0;
-  for (let e = 0; e < w.ents.length; e += 4) {
-    const rawType = w.ents[e] as number;
-    const slot = w.ents[e + 1] as number;
-    const off = w.ents[e + 2] as number;
-    const len = w.ents[e + 3] as number;
-    if (slot < 0) {
+  for (let off = w.off; off + NLA_HDRLEN <= w.end; ) {
+    const len = w.src.readUInt16LE(off);
+    const rawType = w.src.readUInt16LE(off + 2);
+    const slot = c.byType[rawType & NLA_TYPE_MASK];
+    const at = off;
+    off += align4(len);
+    const d = slot === undefined ? undefined : (c.defs[slot] as AttrDef<unknown>);
+    // A second occurrence of an attribute the schema does not repeat was kept in `unknown`.
+    const n = slot === undefined ? 0 : seen[slot]!++;
+    if (d === undefined || (!d.repeated && n > 0)) {
       const raw = values.unknown?.[u++];
       if (raw) visit(raw.type, undefined, raw.data, undefined, 0, 0);
       continue;
     }
-    const d = c.defs[slot] as AttrDef<unknown>;
-    const v = vals[c.keys[slot] as string];
-    const n = seen[slot]!++;
+    const v = vals[c.keys[slot as number] as string];
     if (v === undefined) continue;
     if (!d.repeated) {
-      if (n === 0) emitKnown(rawType, d.codec, v, w, off, len, visit);
+      emitKnown(rawType, d.codec, v, w, at, len, visit);
       continue;
     }
     const arr = v as unknown[];
-    if (n < arr.length) emitKnown(rawType, d.codec, arr[n], w, off, len, visit);
-    if (n + 1 === total[slot]) for (let i = n + 1; i < arr.length; i++) visit(rawType, d.codec, arr[i], undefined, 0, 0);
+    if (n < arr.length) emitKnown(rawType, d.codec, arr[n], w, at, len, visit);
+    if (n + 1 === total[slot as number]) for (let i = n + 1; i < arr.length; i++) visit(rawType, d.codec, arr[i], undefined, 0, 0);
   }
   for (let i = 0; i < c.keys.length; i++) {
     if (total[i]) continue;
@@ -398,44 +419,83 @@ export function writeAttrs<S extends Schema>(schema: S, values: Attrs<S>, buf: B
   return off;
 }
 
+type Reader = (buf: Buffer, off: number, end: number) => Record<string, unknown> & { unknown?: RawAttr[] } & Wired;
+const readerCache = new WeakMap<Schema, Reader>();
+
+/** Integer codecs the generated readers inline, as [check length, read expression]. */
+const INLINE = new Map<Codec<any>, [number, string]>([
+  [u8, [1, 'buf.readUInt8(p)']],
+  [u16, [2, 'buf.readUInt16LE(p)']],
+  [u32, [4, 'buf.readUInt32LE(p)']],
+  [s32, [4, 'buf.readInt32LE(p)']],
+  [be16, [2, 'buf.readUInt16BE(p)']],
+  [be32, [4, 'buf.readUInt32BE(p)']],
+]);
+
+/**
+ * Builds the decoder of one schema once: a switch on the attribute type with a store by
+ * constant property name per attribute, the common integer codecs inlined. Generated from the
+ * schema itself, so it stays declarative; it makes a dump of thousands of links several times
+ * cheaper than a generic loop storing properties by computed keys.
+ */
+function readerOf(schema: Schema): Reader {
+  let r = readerCache.get(schema);
+  if (r) return r;
+  const c = compile(schema);
+  const cases = c.defs.map((d, i) => {
+    // Two names for one type: the last one decodes, as in compile().
+    if (c.byType[d.type] !== i) return '';
+    const k = JSON.stringify(c.keys[i]);
+    const inl = INLINE.get(d.codec);
+    const read = inl ? `(len - 4 === ${inl[0]} ? ${inl[1]} : bad(${JSON.stringify(c.keys[i])}, ${inl[0]}, len - 4, p))` : `codecs[${i}].read(buf, p, len - 4)`;
+    if (d.repeated) return `case ${d.type}: { const v = ${read}; const a = out[${k}]; if (a === undefined) out[${k}] = [v]; else a.push(v); continue; }`;
+    return `case ${d.type}: if (out[${k}] === undefined) { out[${k}] = ${read}; continue; } break;`;
+  });
+  const body = `
+    const out = {};
+    const start = off;
+    while (off + 4 <= end) {
+      const len = buf.readUInt16LE(off);
+      const rawType = buf.readUInt16LE(off + 2);
+      if (len < 4 || off + len > end) overrun(rawType, len, end - off, off);
+      const p = off + 4;
+      const at = off;
+      off += (len + 3) & ~3;
+      switch (rawType & ${NLA_TYPE_MASK}) {
+        ${cases.join('\n        ')}
+      }
+      (out.unknown ??= []).push({ type: rawType, data: buf.subarray(p, at + len) });
+    }
+    if (off < end && end - off >= 4) trailing(off);
+    out[WIRE] = buf;
+    out[WIRE_SPAN] = start * ${SPAN} + (end - start);
+    return out;`;
+  const make = new Function('codecs', 'WIRE', 'WIRE_SPAN', 'bad', 'overrun', 'trailing', `return function readAttrs(buf, off, end) {${body}\n}`) as (...a: unknown[]) => Reader;
+  r = make(
+    c.defs.map((d) => d.codec),
+    WIRE,
+    WIRE_SPAN,
+    (key: string, want: number, got: number, o: number) => {
+      throw new CodecError(`${key}: expected ${want} bytes, got ${got}`, o);
+    },
+    (t: number, len: number, left: number, o: number) => {
+      throw new CodecError(`attribute type ${t & NLA_TYPE_MASK} has length ${len}, ${left} bytes left`, o);
+    },
+    (o: number) => {
+      throw new CodecError('trailing bytes after attributes', o);
+    },
+  );
+  readerCache.set(schema, r);
+  return r;
+}
+
 /**
  * Decodes the attributes in buf[off, end). Unknown types go to `unknown` with their original
  * type bits, and so does a second occurrence of an attribute the schema does not repeat; a
  * length that overruns the container is a CodecError.
  */
 export function readAttrs<S extends Schema>(schema: S, buf: Buffer, off: number, end: number): Attrs<S> {
-  const out: Record<string, unknown> & { unknown?: RawAttr[]; [WIRE]?: WireRecord } = {};
-  const c = compile(schema);
-  const ents: number[] = [];
-  while (off + NLA_HDRLEN <= end) {
-    const len = buf.readUInt16LE(off);
-    const rawType = buf.readUInt16LE(off + 2);
-    if (len < NLA_HDRLEN || off + len > end) {
-      throw new CodecError(`attribute type ${rawType & NLA_TYPE_MASK} has length ${len}, ${end - off} bytes left`, off);
-    }
-    let slot = c.byType[rawType & NLA_TYPE_MASK];
-    if (slot !== undefined) {
-      const d = c.defs[slot] as AttrDef<unknown>;
-      const key = c.keys[slot] as string;
-      if (d.repeated) {
-        const v = d.codec.read(buf, off + NLA_HDRLEN, len - NLA_HDRLEN);
-        const arr = out[key] as unknown[] | undefined;
-        if (arr) arr.push(v);
-        else out[key] = [v];
-      } else if (out[key] === undefined) {
-        out[key] = d.codec.read(buf, off + NLA_HDRLEN, len - NLA_HDRLEN);
-      } else slot = undefined;
-    }
-    if (slot === undefined) {
-      (out.unknown ??= []).push({ type: rawType, data: buf.subarray(off + NLA_HDRLEN, off + len) });
-      slot = -1;
-    }
-    ents.push(rawType, slot, off, len);
-    off += align4(len);
-  }
-  if (off < end && end - off >= NLA_HDRLEN) throw new CodecError('trailing bytes after attributes', off);
-  out[WIRE] = { src: buf, ents };
-  return out as Attrs<S>;
+  return readerOf(schema)(buf, off, end) as Attrs<S>;
 }
 
 /** Iterates raw attributes without a schema (for error TLVs and ad-hoc inspection). */

@@ -54,11 +54,7 @@ export interface Link {
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
 }
 
-/** The decoded values of an attribute set, without the bookkeeping of unknown attributes. */
-function plain(a: object): Record<string, unknown> {
-  const { unknown: _u, ...rest } = a as Record<string, unknown>;
-  return rest;
-}
+const GEN_MODE_NAMES = new Map((Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).map((k) => [IN6_ADDR_GEN_MODE[k] as number, k]));
 
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
@@ -88,13 +84,14 @@ export function decodeLink(m: RawMessage): Link {
   } else if (attrs.link !== undefined && attrs.link !== 0 && attrs.link !== header.index) link.parentIndex = attrs.link;
   if (attrs.txqlen !== undefined) link.txqlen = attrs.txqlen;
   if (attrs.propList?.altnames) link.altnames = attrs.propList.altnames;
-  if (info?.data && !Buffer.isBuffer(info.data)) link.options = plain(info.data);
-  if (info?.slaveData && !Buffer.isBuffer(info.slaveData)) link.portOptions = plain(info.slaveData);
+  // The decoded attribute sets themselves (attributes the kind does not name are in their `unknown`).
+  if (info?.data && !Buffer.isBuffer(info.data)) link.options = info.data as Record<string, unknown>;
+  if (info?.slaveData && !Buffer.isBuffer(info.slaveData)) link.portOptions = info.slaveData as Record<string, unknown>;
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') link.alias = attrs.ifalias;
   if (attrs.group !== undefined) link.group = attrs.group;
   const gen = attrs.afSpec?.inet6?.addrGenMode;
-  if (gen !== undefined) link.addrGenMode = (Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).find((k) => IN6_ADDR_GEN_MODE[k] === gen) ?? 'eui64';
+  if (gen !== undefined) link.addrGenMode = GEN_MODE_NAMES.get(gen) ?? 'eui64';
   return link;
 }
 
