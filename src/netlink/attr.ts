@@ -10,8 +10,8 @@
  * canonical form would be (a kernel string with a NUL where ours has none, a u64 the kernel
  * sent where a u32 would do).
  */
-import ipaddr from 'ipaddr.js';
 import { CodecError } from '../errors.js';
+import { formatIPv6, parseIp } from './ip.js';
 
 export const NLA_HDRLEN = 4;
 export const NLA_F_NESTED = 0x8000;
@@ -197,20 +197,15 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 
 /** Writes the bytes of an IPv4 or IPv6 address given as text. */
 export function writeIp(b: Buffer, o: number, v: string): void {
-  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    parsed = ipaddr.parse(v);
-  } catch {
-    throw new CodecError(`not an IP address: ${JSON.stringify(v)}`);
-  }
-  const bytes = parsed.toByteArray();
+  const bytes = typeof v === 'string' ? parseIp(v) : undefined;
+  if (!bytes) throw new CodecError(`not an IP address: ${JSON.stringify(v)}`);
   for (let i = 0; i < bytes.length; i++) b[o + i] = bytes[i] as number;
 }
 
 /** Reads a 4- or 16-byte address as text. */
 export function readIp(b: Buffer, o: number, l: number): string {
   if (l === 4) return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
-  if (l === 16) return (ipaddr.fromByteArray([...b.subarray(o, o + 16)]) as ipaddr.IPv6).toRFC5952String();
+  if (l === 16) return formatIPv6(b, o);
   throw new CodecError(`IP address: expected 4 or 16 bytes, got ${l}`, o);
 }
 

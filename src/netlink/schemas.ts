@@ -18,7 +18,6 @@ import {
   strz,
   u32,
   u8,
-  rawAttrs,
   repeated,
   u16,
   NLA_HDRLEN,
@@ -102,9 +101,13 @@ function linkInfoSchema(info: { kind?: string | undefined; slaveKind?: string | 
 function kindsIn(b: Buffer, o: number, l: number): { kind?: string; slaveKind?: string } {
   // KIND may follow DATA on the wire in principle, so find the kinds first.
   const kinds: { kind?: string; slaveKind?: string } = {};
-  for (const a of rawAttrs(b, o, o + l)) {
-    if (a.type === IFLA_INFO.KIND) kinds.kind = str.read(a.data, 0, a.data.length);
-    if (a.type === IFLA_INFO.SLAVE_KIND) kinds.slaveKind = str.read(a.data, 0, a.data.length);
+  for (let off = o, end = o + l; off + NLA_HDRLEN <= end; ) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2);
+    if (len < NLA_HDRLEN || off + len > end) break;
+    if (type === IFLA_INFO.KIND) kinds.kind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.SLAVE_KIND) kinds.slaveKind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    off += align4(len);
   }
   return kinds;
 }
@@ -119,10 +122,18 @@ const linkInfoCodec: Codec<LinkInfo> & { schemaAt(b: Buffer, o: number, l: numbe
 export const inet6LinkAttrs = {
   flags: attr(IFLA_INET6.FLAGS, u32),
   addrGenMode: attr(IFLA_INET6.ADDR_GEN_MODE, u8),
+  // Device configuration and counters, as the kernel's arrays of integers.
+  conf: attr(IFLA_INET6.CONF, bytes),
+  stats: attr(IFLA_INET6.STATS, bytes),
+  icmp6stats: attr(IFLA_INET6.ICMP6STATS, bytes),
+  cacheinfo: attr(IFLA_INET6.CACHEINFO, bytes),
+  token: attr(IFLA_INET6.TOKEN, bytes),
+  raMtu: attr(IFLA_INET6.RA_MTU, u32),
 } as const satisfies Schema;
 
-/** IFLA_AF_SPEC: per address family link settings (only IPv6's are modelled; the rest is kept raw). */
+/** IFLA_AF_SPEC: per address family link settings (IPv6's flags and address generation named; device configurations as bytes). */
 export const afSpecAttrs = {
+  inet: attr(AF.INET, nested({ conf: attr(1, bytes) } as const)),
   inet6: attr(AF.INET6, nested(inet6LinkAttrs)),
 } as const satisfies Schema;
 
@@ -170,6 +181,8 @@ export const linkAttrs = {
   allmulti: attr(IFLA.ALLMULTI, u32),
   gsoIpv4MaxSize: attr(63, u32),
   groIpv4MaxSize: attr(64, u32),
+  devlinkPort: attr(62, bytes),
+  dpllPin: attr(65, bytes),
   maxPacingOffloadHorizon: attr(66, u32),
   netnsImmutable: attr(67, u8),
   headroom: attr(68, u16),
