@@ -16,21 +16,12 @@ import { parseError } from '../../src/netlink/socket.js';
 import { readAttrs, attrsSize, writeAttrs } from '../../src/netlink/attr.js';
 import { addrAttrs, routeAttrs } from '../../src/netlink/schemas.js';
 import { NetlinkError } from '../../src/errors.js';
+import { parseHexFixture } from '../../src/netlink/testing.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 
 /** Reads a fixture: hex bytes with `#` comments. */
-function fixture(name: string): Buffer {
-  const text = readFileSync(dir + name, 'utf8');
-  const hex = text
-    .split('\n')
-    .map((l) => l.replace(/#.*$/, ''))
-    .join(' ')
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean);
-  return Buffer.from(hex.join(''), 'hex');
-}
+const fixture = (name: string): Buffer => parseHexFixture(readFileSync(dir + name, 'utf8'));
 
 function rows(b: Buffer): string {
   return (b.toString('hex').match(/.{1,8}/g) ?? []).join('\n');
