@@ -25,7 +25,7 @@ function time(f: () => void): number {
 /** Wall time of a child process, spawn to exit. */
 function spawnMs(cmd: string, args: string[]): number {
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
   return performance.now() - t0;
 }

@@ -407,8 +407,9 @@ function mplsRequest(type: number, flags: number, s: MplsRouteSpec): Request {
       attrs.via = { family: v.family === 4 ? AF.INET : AF.INET6, address: v.address };
     }
     if (idx.oif !== undefined) attrs.oif = idx.oif;
+    // As iproute2: MPLS routes are unicast and universe scope on delete too.
     const isDel = type === RTM.DELROUTE;
-    return request(mplsRouteMessage, type, flags, { family: RT_FAMILY.MPLS, dstLen: 20, table: RT_TABLE.MAIN, protocol: isDel ? 0 : RTPROT.BOOT, scope: isDel ? RT_SCOPE.NOWHERE : RT_SCOPE.UNIVERSE, type: isDel ? 0 : RTN.UNICAST }, attrs);
+    return request(mplsRouteMessage, type, flags, { family: RT_FAMILY.MPLS, dstLen: 20, table: RT_TABLE.MAIN, protocol: isDel ? 0 : RTPROT.BOOT, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST }, attrs);
   });
 }
 

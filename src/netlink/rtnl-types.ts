@@ -72,6 +72,8 @@ export function rtnlTypeOf(type: number): { kind: RtnlKind; op: 'new' | 'del' | 
 
 /** The schema of an rtnetlink message (by type, and by family for routes). */
 export function rtnlDefOf(type: number, payload: Buffer): MessageDef<string, Schema> | undefined {
+  // RTM_NEWLINKPROP / RTM_DELLINKPROP carry a link message (the alternative names).
+  if (type === 108 || type === 109) return RTNL_TYPES.link.def(payload);
   const t = rtnlTypeOf(type);
   return t ? RTNL_TYPES[t.kind].def(payload) : undefined;
 }

@@ -42,6 +42,7 @@ const requests: [string, () => Request][] = [
   ['link-set-brport.req.txt', () => L.setBridgePortRequest(2, { learning: 0, unicastFlood: 0, isolated: 1, guard: 1, mcastFlood: 0, neighSuppress: 1 })],
   ['link-set-txqlen.req.txt', () => L.setTxqlenRequest(3, 500)],
   ['link-add-altname.req.txt', () => L.addAltnameRequest(3, 'd0-alternative')],
+  ['link-del-altname.req.txt', () => L.deleteAltnameRequest(3, 'd0-alternative')],
 ];
 
 for (const [file, build] of requests) {

@@ -52,6 +52,10 @@ const requests: [string, () => Request][] = [
   ['rule-add-not-blackhole.req.txt', () => RU.addRuleRequest({ invert: true, priority: 300, src: '10.0.0.0/8', action: 'blackhole' })],
   ['nsid-set.req.txt', () => NS.setNsidRequest({ fd: 6 }, 5)],
   ['nexthop-add.req.txt', () => NH.addNexthopRequest({ id: 7, gateway: '10.1.0.5', oif: 3 })],
+  ['rule-del.req.txt', () => RU.deleteRuleRequest({ priority: 100 })],
+  ['nexthop-del.req.txt', () => NH.deleteNexthopRequest(7)],
+  ['fdb-del-vxlan.req.txt', () => N.deleteFdbRequest({ lladdr: '00:00:00:00:00:00', link: 4, dst: '10.1.0.2' })],
+  ['route-del-mpls.req.txt', () => R.deleteMplsRouteRequest({ label: 300 })],
   ['nexthop-add-group.req.txt', () => NH.addNexthopRequest({ id: 9, group: [{ id: 7, weight: 2 }, { id: 8, weight: 1 }] })],
 ];
 
@@ -60,6 +64,28 @@ for (const [file, build] of requests) {
     assert.fixture(rows(wire(build())), rows(fixture(file)));
   });
 }
+
+// Dump requests go out with NLM_F_DUMP and no ack.
+const dumps: [string, () => Request][] = [
+  ['route-dump-v6.req.txt', () => R.dumpRouteRequest(6)],
+  ['neigh-dump-dev.req.txt', () => N.dumpNeighRequest({ index: 3 })],
+];
+for (const [file, build] of dumps) {
+  test(`dump request matches iproute2: ${file}`, () => {
+    const req = build();
+    assert.fixture(rows(encode({ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }, 0, 0)), rows(fixture(file)));
+  });
+}
+
+test('MPLS routes from a kernel that has them (rust-netlink captures): label, via inet6, swap, and an IPv4 route with an MPLS encap', () => {
+  const one = (f: string) => R.decodeAnyRoute(splitMessages(fixture(f))[0]!);
+  const m = one('route-mpls.rust.reply.txt') as R.MplsRoute;
+  assert.equal([m.family, m.label, m.via, m.oif !== undefined], ['mpls', 300, { family: 10, address: '2001:db8:1::2' }, true]);
+  const swap = one('route-mpls-swap.rust.reply.txt') as R.MplsRoute;
+  assert.equal([swap.label, swap.newdst], [100, [200]]);
+  const v4 = one('route-encap-mpls.rust.reply.txt') as R.Route;
+  assert.equal([v4.family, v4.dst, v4.encap?.type, v4.encap?.labels, v4.gateway], [4, '198.51.100.1/32', 'mpls', [100], '192.0.2.1']);
+});
 
 test('every message of every fixture re-encodes to the same bytes', () => {
   let n = 0;
