@@ -282,6 +282,7 @@ export function writeAttrs<S extends Schema>(schema: S, values: Attrs<S>, buf: B
 
 type Reader = (buf: Buffer, off: number, end: number) => Record<string, unknown> & { unknown?: RawAttr[] } & Wired;
 const readerCache = new WeakMap<Schema, Reader>();
+const sparseCache = new WeakMap<Schema, Reader>();
 
 /** Integer codecs the generated readers inline, as [check length, read expression]. */
 const INLINE = new Map<Codec<any>, [number, string]>([
@@ -299,8 +300,9 @@ const INLINE = new Map<Codec<any>, [number, string]>([
  * schema itself, so it stays declarative; it makes a dump of thousands of links several times
  * cheaper than a generic loop storing properties by computed keys.
  */
-function readerOf(schema: Schema): Reader {
-  let r = readerCache.get(schema);
+function readerOf(schema: Schema, sparse = false): Reader {
+  const cache = sparse ? sparseCache : readerCache;
+  let r = cache.get(schema);
   if (r) return r;
   const c = compile(schema);
   const cases = c.defs.map((d, i) => {
@@ -325,11 +327,11 @@ function readerOf(schema: Schema): Reader {
       switch (rawType & ${NLA_TYPE_MASK}) {
         ${cases.join('\n        ')}
       }
-      (out.unknown ??= []).push({ type: rawType, data: buf.subarray(p, at + len) });
+      ${sparse ? '' : '(out.unknown ??= []).push({ type: rawType, data: buf.subarray(p, at + len) });'}
     }
     if (off < end && end - off >= 4) trailing(off);
-    out[WIRE] = buf;
-    out[WIRE_SPAN] = start * ${SPAN} + (end - start);
+    ${sparse ? 'void start;' : `out[WIRE] = buf;
+    out[WIRE_SPAN] = start * ${SPAN} + (end - start);`}
     return out;`;
   const make = new Function('codecs', 'WIRE', 'WIRE_SPAN', 'bad', 'overrun', 'trailing', `return function readAttrs(buf, off, end) {${body}\n}`) as (...a: unknown[]) => Reader;
   r = make(
@@ -346,8 +348,22 @@ function readerOf(schema: Schema): Reader {
       throw new CodecError('trailing bytes after attributes', o);
     },
   );
-  readerCache.set(schema, r);
+  cache.set(schema, r);
   return r;
+}
+
+/**
+ * Decodes only the attributes `schema` names and skips the rest without keeping them: for
+ * views that need a few fields of a large message (a Link out of a link dump). The result
+ * carries no `unknown` and no wire record, so it is not for re-encoding.
+ */
+export function readAttrsSparse<S extends Schema>(schema: S, buf: Buffer, off: number, end: number): Attrs<S> {
+  return readerOf(schema, true)(buf, off, end) as Attrs<S>;
+}
+
+/** A nested set read sparsely (see readAttrsSparse); written like nested(). */
+export function nestedSparse<S extends Schema>(schema: S): Codec<Attrs<S>> & { readonly schema: S } {
+  return { ...nested(schema), read: (b, o, l) => readAttrsSparse(schema, b, o, o + l) };
 }
 
 /**

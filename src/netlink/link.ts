@@ -4,8 +4,8 @@
  */
 import { AF, IFF, IFLA, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
-import { rawAttrs, NLA_TYPE_MASK } from './attr.js';
-import { ifinfomsg, linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
+import { attr, nestedSparse, rawAttrs, readAttrsSparse, NLA_TYPE_MASK, type Schema } from './attr.js';
+import { ifinfomsg, inet6LinkAttrs, linkAttrs, linkMessage, propListAttrs, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
 import { refKey, validateAltname, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
@@ -56,20 +56,53 @@ export interface Link {
 
 const GEN_MODE_NAMES = new Map((Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).map((k) => [IN6_ADDR_GEN_MODE[k] as number, k]));
 
+/** The attributes a Link's own fields come from; everything else stays in the bytes until `raw` is read. */
+const linkViewAttrs = {
+  address: linkAttrs.address,
+  mtu: linkAttrs.mtu,
+  link: linkAttrs.link,
+  master: linkAttrs.master,
+  txqlen: linkAttrs.txqlen,
+  operstate: linkAttrs.operstate,
+  ifalias: linkAttrs.ifalias,
+  group: linkAttrs.group,
+  linkNetnsid: linkAttrs.linkNetnsid,
+  propList: attr(IFLA.PROP_LIST, nestedSparse(propListAttrs)),
+  ifname: linkAttrs.ifname,
+  linkinfo: linkAttrs.linkinfo,
+  afSpec: attr(IFLA.AF_SPEC, nestedSparse({ inet6: attr(AF.INET6, nestedSparse({ addrGenMode: inet6LinkAttrs.addrGenMode })) })),
+} as const satisfies Schema;
+
+/**
+ * A decoded link. Its fields are read from the message at once; `raw` (the header and every
+ * attribute, unknown ones included) is decoded from the same bytes on first access, so a dump
+ * of thousands of links does not build thousands of attribute trees nobody reads.
+ */
+class LinkView {
+  #payload: Buffer;
+  #raw: { header: IfInfoMsg; attrs: LinkAttrs } | undefined;
+  constructor(payload: Buffer) {
+    this.#payload = payload;
+  }
+  get raw(): { header: IfInfoMsg; attrs: LinkAttrs } {
+    return (this.#raw ??= decodePayload(linkMessage, this.#payload));
+  }
+}
+
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
-  const { header, attrs } = decodePayload(linkMessage, m.payload);
+  if (m.payload.length < ifinfomsg.size) throw new CodecError(`payload of ${m.payload.length} bytes is shorter than its ${ifinfomsg.size}-byte header`);
+  const header = ifinfomsg.read(m.payload, 0);
+  const attrs = readAttrsSparse(linkViewAttrs, m.payload, ifinfomsg.size, m.payload.length);
   const info = attrs.linkinfo;
   const slave = info?.slaveData && !Buffer.isBuffer(info.slaveData) ? (info.slaveData as BridgePortAttrs) : undefined;
-  const link: Link = {
-    index: header.index,
-    name: attrs.ifname ?? '',
-    type: header.type,
-    flags: header.flags,
-    up: (header.flags & IFF.UP) !== 0,
-    operstate: OPERSTATES[attrs.operstate ?? 0] ?? 'unknown',
-    raw: { header, attrs },
-  };
+  const link = new LinkView(m.payload) as unknown as Link;
+  link.index = header.index;
+  link.name = attrs.ifname ?? '';
+  link.type = header.type;
+  link.flags = header.flags;
+  link.up = (header.flags & IFF.UP) !== 0;
+  link.operstate = OPERSTATES[attrs.operstate ?? 0] ?? 'unknown';
   if (attrs.mtu !== undefined) link.mtu = attrs.mtu;
   if (attrs.address !== undefined) link.mac = attrs.address;
   if (attrs.master !== undefined) link.master = attrs.master;

@@ -80,11 +80,16 @@ function dataCodec(s: Schema | undefined): Codec<any> {
   return s ? nested(s) : bytes;
 }
 
-const linkInfoSchemas = new Map<string, Schema>();
+const linkInfoSchemas = new Map<string | undefined, Map<string | undefined, Schema>>();
 /** The IFLA_LINKINFO schema for a kind pair, built once (the codec caches work per schema object). */
 function linkInfoSchema(info: { kind?: string | undefined; slaveKind?: string | undefined }): Schema {
-  const key = `${info.kind ?? ''}/${info.slaveKind ?? ''}`;
-  let s = linkInfoSchemas.get(key);
+  let byKind = linkInfoSchemas.get(info.kind);
+  if (!byKind) {
+    byKind = new Map();
+    // Kinds come from the kernel too; bound the cache so odd input cannot grow it forever.
+    if (linkInfoSchemas.size < 256) linkInfoSchemas.set(info.kind, byKind);
+  }
+  let s = byKind.get(info.slaveKind);
   if (!s) {
     s = {
       kind: attr(IFLA_INFO.KIND, str),
@@ -92,8 +97,7 @@ function linkInfoSchema(info: { kind?: string | undefined; slaveKind?: string | 
       slaveKind: attr(IFLA_INFO.SLAVE_KIND, str),
       slaveData: attr(IFLA_INFO.SLAVE_DATA, dataCodec(slaveSchemaOf(info.slaveKind, info.kind))),
     };
-    // Kinds come from the kernel too; bound the cache so odd input cannot grow it forever.
-    if (linkInfoSchemas.size < 256) linkInfoSchemas.set(key, s);
+    if (byKind.size < 16) byKind.set(info.slaveKind, s);
   }
   return s;
 }
