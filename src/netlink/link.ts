@@ -4,8 +4,8 @@
  */
 import { AF, IFF, IFLA, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
-import { attr, nestedSparse, rawAttrs, readAttrsSparse, NLA_TYPE_MASK, type Schema } from './attr.js';
-import { ifinfomsg, inet6LinkAttrs, linkAttrs, linkMessage, propListAttrs, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
+import { attr, nestedSparse, rawAttrs, readAttrsSparse, NLA_TYPE_MASK, type Codec, type Schema } from './attr.js';
+import { ifinfomsg, inet6LinkAttrs, linkAttrs, linkMessage, propListAttrs, readLinkInfoView, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
 import { refKey, validateAltname, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
@@ -69,7 +69,7 @@ const linkViewAttrs = {
   linkNetnsid: linkAttrs.linkNetnsid,
   propList: attr(IFLA.PROP_LIST, nestedSparse(propListAttrs)),
   ifname: linkAttrs.ifname,
-  linkinfo: linkAttrs.linkinfo,
+  linkinfo: attr(IFLA.LINKINFO, { ...linkAttrs.linkinfo.codec, read: readLinkInfoView } as Codec<LinkInfo>),
   afSpec: attr(IFLA.AF_SPEC, nestedSparse({ inet6: attr(AF.INET6, nestedSparse({ addrGenMode: inet6LinkAttrs.addrGenMode })) })),
 } as const satisfies Schema;
 
@@ -91,9 +91,11 @@ class LinkView {
 
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
-  if (m.payload.length < ifinfomsg.size) throw new CodecError(`payload of ${m.payload.length} bytes is shorter than its ${ifinfomsg.size}-byte header`);
-  const header = ifinfomsg.read(m.payload, 0);
-  const attrs = readAttrsSparse(linkViewAttrs, m.payload, ifinfomsg.size, m.payload.length);
+  const p = m.payload;
+  if (p.length < ifinfomsg.size) throw new CodecError(`payload of ${p.length} bytes is shorter than its ${ifinfomsg.size}-byte header`);
+  // struct ifinfomsg: family u8, pad u8, type u16, index s32, flags u32, change u32.
+  const header = { type: p.readUInt16LE(2), index: p.readInt32LE(4), flags: p.readUInt32LE(8) };
+  const attrs = readAttrsSparse(linkViewAttrs, p, ifinfomsg.size, p.length);
   const info = attrs.linkinfo;
   const slave = info?.slaveData && !Buffer.isBuffer(info.slaveData) ? (info.slaveData as BridgePortAttrs) : undefined;
   const link = new LinkView(m.payload) as unknown as Link;

@@ -116,6 +116,37 @@ function kindsIn(b: Buffer, o: number, l: number): { kind?: string; slaveKind?: 
   return kinds;
 }
 
+/**
+ * IFLA_LINKINFO for a Link view, in one pass: the kinds, then DATA and SLAVE_DATA decoded by the
+ * kinds' schemas (raw bytes for a kind nobody registered).
+ */
+export function readLinkInfoView(b: Buffer, o: number, l: number): LinkInfo {
+  const info: LinkInfo = {};
+  let data = -1;
+  let dataLen = 0;
+  let slave = -1;
+  let slaveLen = 0;
+  for (let off = o, end = o + l; off + NLA_HDRLEN <= end; ) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2) & 0x3fff;
+    if (len < NLA_HDRLEN || off + len > end) throw new CodecError(`IFLA_LINKINFO attribute of length ${len}`, off);
+    if (type === IFLA_INFO.KIND) info.kind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.SLAVE_KIND) info.slaveKind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.DATA) [data, dataLen] = [off + NLA_HDRLEN, len - NLA_HDRLEN];
+    else if (type === IFLA_INFO.SLAVE_DATA) [slave, slaveLen] = [off + NLA_HDRLEN, len - NLA_HDRLEN];
+    off += align4(len);
+  }
+  if (data >= 0) {
+    const s = linkKind(info.kind)?.data;
+    info.data = s ? readAttrs(s, b, data, data + dataLen) : b.subarray(data, data + dataLen);
+  }
+  if (slave >= 0) {
+    const s = slaveSchemaOf(info.slaveKind, info.kind);
+    info.slaveData = s ? readAttrs(s, b, slave, slave + slaveLen) : b.subarray(slave, slave + slaveLen);
+  }
+  return info;
+}
+
 const linkInfoCodec: Codec<LinkInfo> & { schemaAt(b: Buffer, o: number, l: number): Schema } = {
   size: (v) => attrsSize(linkInfoSchema(v), v as Attrs<Schema>),
   write: (b, o, v) => void writeAttrs(linkInfoSchema(v), v as Attrs<Schema>, b, o),
