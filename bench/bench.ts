@@ -20,11 +20,18 @@ import { table, verdict, verdictLine, type Verdict } from './lib/report.js';
 import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
+import { netlinkBench } from './lib/netlink.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 if (args.includes('--help') || args.includes('-h')) {
   console.log('usage: npm run bench [-- --quick]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)');
+  process.exit(0);
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
+  // Only the netlink rows (issue 8): npm run bench -- --netlink [--quick]
+  const r = await netlinkBench(QUICK);
+  console.log([...r.lines, '', 'Targets (issue 8):', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(0);
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
@@ -249,11 +256,13 @@ async function main(): Promise<void> {
   out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${(p50('tsnport') / p50('restorelib')).toFixed(2)}x`);
   out.push('');
   out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
+  const nl = await netlinkBench(QUICK);
+  out.push('', ...nl.lines, '', 'Targets (issue 8):', ...nl.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG,
+    facts, quick: QUICK, config: CFG, netlink: nl.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, ...rows.get(m.key)! }])),
     floorWithMapping: floorPort,
     floor,

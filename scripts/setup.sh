@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 pkgs=()
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)                 # test oracle (ip -j)
 command -v iptables-restore >/dev/null 2>&1 || pkgs+=(iptables)   # port mappings, MASQUERADE
-command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # UDP mapping conntrack flush
-command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox
+command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # e2e oracle for conntrack flushes (conntrack -L)
+command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox, setpriv for run
+command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)                 # generic netlink e2e oracle (ethtool -k/-K)
 [ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # bench only: the CNI row
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -109,3 +109,14 @@ export class TimeoutError extends TsnetlinkError {
     this.operation = operation;
   }
 }
+
+/**
+ * The kernel dropped messages because the socket's receive buffer was full (ENOBUFS): events
+ * were lost, so whoever mirrors kernel state must dump again.
+ */
+export class OverrunError extends NetlinkError {
+  override name = 'OverrunError';
+  constructor() {
+    super('recv', 105, 'socket receive buffer overflowed; state must be resynchronised with a new dump');
+  }
+}

@@ -1,13 +1,35 @@
 /** tsnetlink: rtnetlink for Node.js in pure TypeScript, and bridge networks for containers. */
 export * from './errors.js';
 export { Rtnl } from './netlink/rtnl.js';
-export type { Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec } from './netlink/rtnl.js';
-export { NetlinkSocket, KernelTransport, parseError, type Transport, type SocketOptions, type BatchResult, type DumpOptions } from './netlink/socket.js';
+export type {
+  Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
+  Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,
+} from './netlink/rtnl.js';
+export { NetlinkSocket, KernelTransport, parseError, type Transport, type SocketOptions, type BatchResult, type DumpOptions, type DumpList, type Undecodable } from './netlink/socket.js';
 export * as linkRequests from './netlink/link.js';
 export * as addrRequests from './netlink/addr.js';
 export * as routeRequests from './netlink/route.js';
+export * as neighRequests from './netlink/neigh.js';
+export * as ruleRequests from './netlink/rule.js';
+export * as nsidRequests from './netlink/nsid.js';
+export * as nexthopRequests from './netlink/nexthop.js';
 export * as constants from './netlink/constants.js';
-export { encode, encodeBatch, splitMessages, decodePayload, type Request, type RawMessage } from './netlink/message.js';
+export * as testing from './netlink/testing.js';
+export { RTNL_TYPES, RTNLGRP, rtnlTypeOf, rtnlDefOf, type RtnlKind, type RtnlObjects } from './netlink/rtnl-types.js';
+export { encode, encodeBatch, splitMessages, decodePayload, reencode, request, struct, structCodec, type Request, type RawMessage, type MessageDef, type Struct } from './netlink/message.js';
+export * as attrs from './netlink/attr.js';
+export { Monitor, openMonitorTransport, groupsOf, type MonitorEvent, type ChangeEvent, type MonitorOptions } from './netlink/monitor.js';
+export { watchWith, objectKey, dumpKind, type WatchEvent } from './netlink/watch.js';
+export { monitor, watch, type NetnsMonitorOptions } from './ns/monitor.js';
+export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr } from './netlink/genl.js';
+export * as ethtool from './netlink/ethtool.js';
+export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
+export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';
+export type { VlanOptions, MacvlanOptions, IpvlanOptions } from './netlink/kinds/lower.js';
+export type { BondOptions, BondPortAttrs } from './netlink/kinds/bond.js';
+export type { BridgeAttrs, BridgePortAttrs } from './netlink/kinds/bridge.js';
+export type { VrfOptions, TunAttrs } from './netlink/kinds/simple.js';
+export type { LinkAddOptions } from './netlink/link.js';
 export { validateIfname, parseCidr, parseIp } from './netlink/validate.js';
 export { kernelClock } from './netlink/libc.js';
 export { NetnsHandle, openNetns, currentNetns, withNetns, openSocketIn, openRtnlIn, type NetnsSpec } from './ns/netns.js';

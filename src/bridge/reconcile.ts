@@ -214,7 +214,7 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
     report.actions.push(`host veth ${e.hostIfname} of endpoint ${e.id}: ${v.master !== index ? `enslaved to ${net.bridge}` : 'brought up'}`);
   }
   // Port flags need the port enslaved first.
-  const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0, isolated: !net.icc }));
+  const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0 ? 1 : 0, isolated: net.icc ? 0 : 1 }));
   for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
 }
 

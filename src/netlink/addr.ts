@@ -2,7 +2,20 @@
 import { AF, IFA_F, NLM_F, RT_SCOPE, RTM } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
 import { addrMessage, type AddrAttrs, type IfAddrMsg } from './schemas.js';
+import { withIndexes, type LinkRef } from './ref.js';
 import { ipv4Broadcast, parseCidr, parseIp, validateIfname, validateU32 } from './validate.js';
+import { ValidationError } from '../errors.js';
+
+/** A lifetime in seconds, or 'forever' (0xffffffff on the wire). */
+export type Lifetime = number | 'forever';
+const FOREVER = 0xffffffff;
+const lifetime = (n: number): Lifetime => (n === FOREVER ? 'forever' : n);
+
+/** IFA_F_* flag names as `ip addr` prints them. */
+export const ADDR_FLAG_NAMES: Readonly<Record<string, number>> = {
+  secondary: 0x01, nodad: 0x02, optimistic: 0x04, dadfailed: 0x08, home: 0x10, deprecated: 0x20, tentative: 0x40, permanent: 0x80,
+  mngtmpaddr: 0x100, noprefixroute: 0x200, autojoin: 0x400, stable_privacy: 0x800,
+};
 
 /** An address as the kernel reports it. */
 export interface Address {
@@ -18,6 +31,12 @@ export interface Address {
   label?: string;
   /** For point-to-point links: the peer address (IFA_ADDRESS when it differs from IFA_LOCAL). */
   peer?: string;
+  /** IFA_F_* flags by name ('permanent', 'nodad', 'tentative', ...). */
+  flagNames: string[];
+  /** Seconds left before the address becomes invalid, or 'forever'. */
+  validLft?: Lifetime;
+  /** Seconds left before the address becomes deprecated, or 'forever'. */
+  preferredLft?: Lifetime;
   raw: { header: IfAddrMsg; attrs: AddrAttrs };
 }
 
@@ -34,8 +53,14 @@ export function decodeAddress(m: RawMessage): Address {
     prefix: header.prefixlen,
     scope: header.scope,
     flags: attrs.flags ?? header.flags,
+    flagNames: [],
     raw: { header, attrs },
   };
+  a.flagNames = Object.keys(ADDR_FLAG_NAMES).filter((k) => (a.flags & (ADDR_FLAG_NAMES[k] as number)) !== 0);
+  if (attrs.cacheinfo) {
+    a.validLft = lifetime(attrs.cacheinfo.valid);
+    a.preferredLft = lifetime(attrs.cacheinfo.preferred);
+  }
   if (attrs.broadcast !== undefined) a.broadcast = attrs.broadcast;
   if (attrs.label !== undefined) a.label = attrs.label;
   if (attrs.local !== undefined && attrs.address !== undefined && attrs.address !== attrs.local) a.peer = attrs.address;
@@ -54,14 +79,40 @@ export interface AddrOptions {
   scope?: number;
   /** Peer address for point-to-point links. */
   peer?: string;
+  /** Seconds the address stays valid (`valid_lft`); default forever. */
+  validLft?: Lifetime;
+  /** Seconds it stays preferred (`preferred_lft`); default forever. */
+  preferredLft?: Lifetime;
+  /** IPv6 optimistic DAD. */
+  optimistic?: boolean;
+  /** IPv6: manage temporary addresses from this one (`mngtmpaddr`). */
+  mngtmpaddr?: boolean;
+  /** Join the multicast group of the address (`autojoin`). */
+  autojoin?: boolean;
+  /** IPv6 home address (`home`). */
+  home?: boolean;
+  /** Metric of the prefix route (`metric N`). */
+  metric?: number;
 }
 
-function addrRequest(type: number, flags: number, index: number, cidr: string, o: AddrOptions): Request {
+function lft(v: Lifetime | undefined, field: string): number {
+  return v === undefined || v === 'forever' ? FOREVER : validateU32(v, field);
+}
+
+function addrRequest(type: number, flags: number, link: LinkRef, cidr: string, o: AddrOptions): Request {
+  return withIndexes({ link }, (idx) => buildAddr(type, flags, idx.link as number, cidr, o));
+}
+
+function buildAddr(type: number, flags: number, index: number, cidr: string, o: AddrOptions): Request {
   const c = parseCidr(cidr);
   validateU32(index, 'ifindex', 1, 0x7fffffff);
   let ifaFlags = 0;
+  if (o.home) ifaFlags |= IFA_F.HOMEADDRESS;
   if (o.nodad) ifaFlags |= IFA_F.NODAD;
+  if (o.optimistic) ifaFlags |= IFA_F.OPTIMISTIC;
+  if (o.mngtmpaddr) ifaFlags |= IFA_F.MANAGETEMPADDR;
   if (o.noprefixroute) ifaFlags |= IFA_F.NOPREFIXROUTE;
+  if (o.autojoin) ifaFlags |= 0x400;
   const attrs: AddrAttrs = { local: c.address, address: o.peer !== undefined ? parseIp(o.peer, 'peer').address : c.address };
   if (c.family === 4 && type === RTM.NEWADDR && o.broadcast !== false && c.prefix < 31) {
     attrs.broadcast = o.broadcast !== undefined ? parseIp(o.broadcast, 'broadcast').address : ipv4Broadcast(c.address, c.prefix);
@@ -69,6 +120,13 @@ function addrRequest(type: number, flags: number, index: number, cidr: string, o
   if (o.label !== undefined) attrs.label = validateIfname(o.label, 'label');
   // iproute2 puts flags that fit in the header's u8 there and only larger ones in IFA_FLAGS.
   if (ifaFlags > 0xff) attrs.flags = ifaFlags;
+  if (o.metric !== undefined) attrs.rtPriority = validateU32(o.metric, 'metric');
+  if (o.validLft !== undefined || o.preferredLft !== undefined) {
+    const valid = lft(o.validLft, 'validLft');
+    const preferred = lft(o.preferredLft, 'preferredLft');
+    if (preferred > valid) throw new ValidationError('preferredLft', 'must not exceed validLft');
+    attrs.cacheinfo = { preferred, valid, cstamp: 0, tstamp: 0 };
+  }
   return request(
     addrMessage,
     type,
@@ -84,19 +142,19 @@ function addrRequest(type: number, flags: number, index: number, cidr: string, o
   );
 }
 
-/** ip addr add CIDR [brd +] dev INDEX [nodad] */
-export function addAddrRequest(index: number, cidr: string, o: AddrOptions = {}): Request {
-  return addrRequest(RTM.NEWADDR, NLM_F.CREATE | NLM_F.EXCL, index, cidr, o);
+/** ip addr add CIDR [brd +] dev LINK [nodad] [valid_lft N preferred_lft N] */
+export function addAddrRequest(link: LinkRef, cidr: string, o: AddrOptions = {}): Request {
+  return addrRequest(RTM.NEWADDR, NLM_F.CREATE | NLM_F.EXCL, link, cidr, o);
 }
 
-/** ip addr replace CIDR dev INDEX */
-export function replaceAddrRequest(index: number, cidr: string, o: AddrOptions = {}): Request {
-  return addrRequest(RTM.NEWADDR, NLM_F.CREATE | NLM_F.REPLACE, index, cidr, o);
+/** ip addr replace CIDR dev LINK (also changes lifetimes of an existing address) */
+export function replaceAddrRequest(link: LinkRef, cidr: string, o: AddrOptions = {}): Request {
+  return addrRequest(RTM.NEWADDR, NLM_F.CREATE | NLM_F.REPLACE, link, cidr, o);
 }
 
-/** ip addr del CIDR dev INDEX */
-export function deleteAddrRequest(index: number, cidr: string): Request {
-  return addrRequest(RTM.DELADDR, 0, index, cidr, { broadcast: false });
+/** ip addr del CIDR dev LINK */
+export function deleteAddrRequest(link: LinkRef, cidr: string): Request {
+  return addrRequest(RTM.DELADDR, 0, link, cidr, { broadcast: false });
 }
 
 /** ip addr show [dev INDEX] (family 0 = both) */

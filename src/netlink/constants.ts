@@ -2,6 +2,9 @@
 
 export const NETLINK_ROUTE = 0;
 
+/** Netlink protocols (the third argument of socket(AF_NETLINK, ...)). */
+export const NETLINK = { ROUTE: 0, SOCK_DIAG: 4, NFLOG: 5, XFRM: 6, SELINUX: 7, AUDIT: 9, NETFILTER: 12, KOBJECT_UEVENT: 15, GENERIC: 16 } as const;
+
 export const NLMSG = {
   NOOP: 1,
   ERROR: 2,
@@ -34,6 +37,11 @@ export const NLM_F = {
 /** setsockopt(SOL_NETLINK, ...) options. */
 export const NETLINK_OPT = {
   ADD_MEMBERSHIP: 1,
+  DROP_MEMBERSHIP: 2,
+  PKTINFO: 3,
+  BROADCAST_ERROR: 4,
+  NO_ENOBUFS: 5,
+  LISTEN_ALL_NSID: 8,
   CAP_ACK: 10,
   EXT_ACK: 11,
   GET_STRICT_CHK: 12,
@@ -59,12 +67,27 @@ export const RTM = {
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
+  NEWRULE: 32,
+  DELRULE: 33,
+  GETRULE: 34,
+  NEWNSID: 88,
+  DELNSID: 89,
+  GETNSID: 90,
+  NEWNEXTHOP: 104,
+  DELNEXTHOP: 105,
+  GETNEXTHOP: 106,
+  NEWLINKPROP: 108,
+  DELLINKPROP: 109,
 } as const;
 
+const NLMSG_NAMES: Record<number, string> = { 1: 'NLMSG_NOOP', 2: 'NLMSG_ERROR', 3: 'NLMSG_DONE', 4: 'NLMSG_OVERRUN' };
 const rtmNames = new Map<number, string>(Object.entries(RTM).map(([k, v]) => [v, `RTM_${k}`]));
 /** Name of a message type for errors and logs ('RTM_NEWLINK'). */
 export function messageTypeName(type: number): string {
-  return rtmNames.get(type) ?? `NLMSG_${type}`;
+  return rtmNames.get(type) ?? NLMSG_NAMES[type] ?? `NLMSG_${type}`;
 }
 
 export const AF = { UNSPEC: 0, INET: 2, BRIDGE: 7, INET6: 10 } as const;
@@ -109,10 +132,26 @@ export const IFLA = {
   LINK_NETNSID: 37,
   NEW_NETNSID: 45,
   TARGET_NETNSID: 46,
+  MAP: 14,
+  STATS64: 23,
+  XDP: 43,
+  CARRIER_CHANGES: 35,
+  PROTO_DOWN: 39,
+  GSO_MAX_SEGS: 40,
+  GSO_MAX_SIZE: 41,
+  CARRIER_UP_COUNT: 47,
+  CARRIER_DOWN_COUNT: 48,
   MIN_MTU: 50,
   MAX_MTU: 51,
+  PROP_LIST: 52,
   ALT_IFNAME: 53,
   PERM_ADDRESS: 54,
+  PARENT_DEV_NAME: 56,
+  PARENT_DEV_BUS_NAME: 57,
+  GRO_MAX_SIZE: 58,
+  TSO_MAX_SIZE: 59,
+  TSO_MAX_SEGS: 60,
+  ALLMULTI: 61,
 } as const;
 
 export const IFLA_INFO = {

@@ -5,12 +5,21 @@
  * per thread, so a namespace switch, the socket() that must happen inside it and the switch
  * back have to run on one thread without yielding (field notes, pitfall 5).
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
+import { closeSync, openSync, constants as fsConstants } from 'node:fs';
+import type * as Koffi from 'koffi';
 import { SysError } from '../errors.js';
 
-const lib = koffi.load('libc.so.6');
+/**
+ * koffi and libc are loaded on the first call, not at import: importing tsnetlink costs no
+ * FFI start-up (~40 ms) until a socket or namespace is actually used.
+ */
+let koffiMod: typeof Koffi | undefined;
+let bound: ReturnType<typeof bindLibc> | undefined;
 
-const c = {
+function bindLibc(koffi: typeof Koffi) {
+  const lib = koffi.load('libc.so.6');
+  return {
   socket: lib.func('int socket(int domain, int type, int protocol)'),
   bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
   setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
@@ -28,6 +37,7 @@ const c = {
   flock: lib.func('int flock(int fd, int op)'),
   gettid: lib.func('int gettid()'),
   ioctl: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
+  ioctlInt: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   pipe2: lib.func('int pipe2(void *fds, int flags)'),
   waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
   kill: lib.func('int kill(int pid, int sig)'),
@@ -43,6 +53,21 @@ const c = {
   sigfillset: lib.func('int sigfillset(void *set)'),
   posixSpawnp: lib.func('int posix_spawnp(void *pid, const char *file, const void *fa, const void *attr, const char **argv, const char **envp)'),
 };
+}
+
+function K(): typeof Koffi {
+  return (koffiMod ??= createRequire(import.meta.url)('koffi') as typeof Koffi);
+}
+
+/** The bound libc functions, loading koffi on first use. */
+function C(): ReturnType<typeof bindLibc> {
+  return (bound ??= bindLibc(K()));
+}
+
+/** True once koffi has been loaded (for import-cost checks). */
+export function ffiLoaded(): boolean {
+  return koffiMod !== undefined;
+}
 
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
@@ -70,6 +95,7 @@ export const LOCK_UN = 8;
 export const NS_GET_NSTYPE = 0xb703;
 export const EINTR = 4;
 export const EAGAIN = 11;
+const O_CLOEXEC = 0o2000000;
 
 /**
  * Time spent inside kernel-facing calls, for the bench's "floor" figure.
@@ -105,26 +131,31 @@ function timed<T>(name: string, fn: () => T): T {
 }
 
 function fail(syscall: string, detail?: string): never {
-  throw new SysError(syscall, koffi.errno(), detail);
+  throw new SysError(syscall, K().errno(), detail);
 }
 
 /** socket(2); throws SysError. */
 export function socket(domain: number, type: number, protocol: number): number {
-  const fd = timed('socket', () => c.socket(domain, type, protocol) as number);
+  const fd = timed('socket', () => C().socket(domain, type, protocol) as number);
   if (fd < 0) fail('socket');
   return fd;
 }
 
 /** bind(2) with a raw sockaddr buffer. */
 export function bind(fd: number, addr: Buffer): void {
-  if ((c.bind(fd, addr, addr.length) as number) < 0) fail('bind');
+  if ((C().bind(fd, addr, addr.length) as number) < 0) fail('bind');
 }
 
 /** setsockopt(2) with an int value. */
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   const b = Buffer.alloc(4);
   b.writeInt32LE(value);
-  if ((c.setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
+  if ((C().setsockopt(fd, level, name, b, 4) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
+}
+
+/** setsockopt(2) with a struct value given as bytes. */
+export function setsockoptBuf(fd: number, level: number, name: number, value: Buffer): void {
+  if ((C().setsockopt(fd, level, name, value, value.length) as number) < 0) fail('setsockopt', `level ${level} option ${name}`);
 }
 
 /** getsockopt(2) for an int value. */
@@ -132,7 +163,7 @@ export function getsockoptInt(fd: number, level: number, name: number): number {
   const v = Buffer.alloc(4);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(4);
-  if ((c.getsockopt(fd, level, name, v, len) as number) < 0) fail('getsockopt');
+  if ((C().getsockopt(fd, level, name, v, len) as number) < 0) fail('getsockopt');
   return v.readInt32LE();
 }
 
@@ -141,16 +172,16 @@ export function getsockname(fd: number, size: number): Buffer {
   const addr = Buffer.alloc(size);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(size);
-  if ((c.getsockname(fd, addr, len) as number) < 0) fail('getsockname');
+  if ((C().getsockname(fd, addr, len) as number) < 0) fail('getsockname');
   return addr.subarray(0, len.readUInt32LE());
 }
 
 /** sendto(2) the whole buffer (netlink datagrams are all-or-nothing); retries EINTR. */
 export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
   for (;;) {
-    const n = timed('sendto', () => Number(c.sendto(fd, buf, buf.length, 0, addr, addr.length)));
+    const n = timed('sendto', () => Number(C().sendto(fd, buf, buf.length, 0, addr, addr.length)));
     if (n >= 0) return n;
-    if (koffi.errno() !== EINTR) fail('sendto');
+    if (K().errno() !== EINTR) fail('sendto');
   }
 }
 
@@ -162,7 +193,7 @@ export function sendto(fd: number, buf: Buffer, addr: Buffer): number {
  */
 export function sendtoAsync(fd: number, buf: Buffer, addr: Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
-    c.sendto.async(fd, buf, buf.length, 0, addr, addr.length, (err: unknown, n: unknown) => {
+    C().sendto.async(fd, buf, buf.length, 0, addr, addr.length, (err: unknown, n: unknown) => {
       if (err) return reject(err);
       if (Number(n) >= 0) return resolve(Number(n));
       try {
@@ -180,9 +211,9 @@ export function sendtoAsync(fd: number, buf: Buffer, addr: Buffer): Promise<numb
  */
 export function recvNonBlocking(fd: number, buf: Buffer, flags: number): number {
   for (;;) {
-    const n = timed('recv', () => Number(c.recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
+    const n = timed('recv', () => Number(C().recv(fd, buf, buf.length, flags | MSG_DONTWAIT)));
     if (n >= 0) return n;
-    const e = koffi.errno();
+    const e = K().errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) fail('recv');
   }
@@ -196,9 +227,9 @@ const fromLen = Buffer.alloc(4);
 export function recvfromNonBlocking(fd: number, buf: Buffer, flags: number, addr: Buffer): number {
   for (;;) {
     fromLen.writeUInt32LE(addr.length);
-    const n = timed('recvfrom', () => Number(c.recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
+    const n = timed('recvfrom', () => Number(C().recvfrom(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, fromLen)));
     if (n >= 0) return n;
-    const e = koffi.errno();
+    const e = K().errno();
     if (e === EAGAIN) return -1;
     if (e !== EINTR) fail('recvfrom');
   }
@@ -210,58 +241,75 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   pollBuf.writeInt32LE(fd, 0);
   pollBuf.writeInt16LE(POLLIN, 4);
   pollBuf.writeInt16LE(0, 6);
-  const n = timed('poll', () => c.poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
+  const n = timed('poll', () => C().poll(pollBuf, 1, Math.max(0, Math.ceil(timeoutMs))) as number);
   if (n < 0) {
-    if (koffi.errno() === EINTR) return false;
+    if (K().errno() === EINTR) return false;
     fail('poll');
   }
   return n > 0;
 }
 
+/**
+ * poll(2) on a libuv worker thread: resolves with the number of ready fds, the revents
+ * written into `pollfds` (struct pollfd[]), without blocking the JS thread while it waits.
+ */
+export function pollAsync(pollfds: Buffer, count: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    C().poll.async(pollfds, count, timeoutMs, (err: unknown, n: unknown) => (err ? reject(err) : resolve(Number(n))));
+  });
+}
+
+const O_NONBLOCK = 0o4000;
+/** pipe2(2) with O_NONBLOCK | O_CLOEXEC: [read end, write end]. */
+export function nonBlockingPipe(): [number, number] {
+  const fds = Buffer.alloc(8);
+  if ((C().pipe2(fds, O_NONBLOCK | O_CLOEXEC) as number) < 0) fail('pipe2');
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}
+
 /** close(2); errors are ignored because the fd is released either way on Linux. */
 export function close(fd: number): void {
-  c.close(fd);
+  C().close(fd);
 }
 
 /** setns(2) for the calling thread. */
 export function setns(fd: number, nstype: number): void {
-  const r = timed('setns', () => c.setns(fd, nstype) as number);
+  const r = timed('setns', () => C().setns(fd, nstype) as number);
   if (r < 0) fail('setns');
 }
 
 /** Throws unless `fd` is an nsfs handle of a network namespace (ioctl NS_GET_NSTYPE). */
 export function assertNetnsFd(fd: number): void {
-  const t = c.ioctl(fd, NS_GET_NSTYPE, null) as number;
+  const t = C().ioctl(fd, NS_GET_NSTYPE, null) as number;
   if (t < 0) fail('ioctl', 'NS_GET_NSTYPE');
   if (t !== CLONE_NEWNET) throw new SysError('ioctl', 22, 'not a network namespace');
 }
 
 /** unshare(2) for the calling thread. */
 export function unshare(flags: number): void {
-  if ((c.unshare(flags) as number) < 0) fail('unshare');
+  if ((C().unshare(flags) as number) < 0) fail('unshare');
 }
 
 /** mount(2). */
 export function mount(src: string | null, target: string, fstype: string | null, flags: number): void {
-  if ((c.mount(src, target, fstype, flags, null) as number) < 0) fail('mount', target);
+  if ((C().mount(src, target, fstype, flags, null) as number) < 0) fail('mount', target);
 }
 
 /** umount2(2). */
 export function umount2(target: string, flags: number): void {
-  if ((c.umount2(target, flags) as number) < 0) fail('umount2', target);
+  if ((C().umount2(target, flags) as number) < 0) fail('umount2', target);
 }
 
 /** flock(2); with LOCK_NB returns false instead of blocking when the lock is held. */
 export function flock(fd: number, op: number): boolean {
   for (;;) {
-    if ((c.flock(fd, op) as number) === 0) return true;
-    const e = koffi.errno();
+    if ((C().flock(fd, op) as number) === 0) return true;
+    const e = K().errno();
     if ((op & LOCK_NB) !== 0 && e === EAGAIN) return false;
     if (e !== EINTR) fail('flock');
   }
 }
 
-const O_CLOEXEC = 0o2000000;
 const WNOHANG = 1;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
@@ -276,7 +324,7 @@ export interface PipedChild {
 
 function pipe(): [number, number] {
   const fds = Buffer.alloc(8);
-  if ((c.pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
+  if ((C().pipe2(fds, O_CLOEXEC) as number) < 0) fail('pipe2');
   return [fds.readInt32LE(0), fds.readInt32LE(4)];
 }
 
@@ -297,26 +345,26 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
     const [outR, outW] = pipe();
     const [errR, errW] = pipe();
     made.push(inR, inW, outR, outW, errR, errW);
-    c.faInit(fa);
-    c.faDup2(fa, inR, 0);
-    c.faDup2(fa, outW, 1);
-    c.faDup2(fa, errW, 2);
-    for (const fd of inherit) c.faDup2(fa, fd, fd);
-    c.attrInit(attr);
-    c.sigemptyset(sigs);
-    c.attrSetSigMask(attr, sigs);
-    c.sigfillset(sigs);
-    c.attrSetSigDefault(attr, sigs);
-    c.attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    C().faInit(fa);
+    C().faDup2(fa, inR, 0);
+    C().faDup2(fa, outW, 1);
+    C().faDup2(fa, errW, 2);
+    for (const fd of inherit) C().faDup2(fa, fd, fd);
+    C().attrInit(attr);
+    C().sigemptyset(sigs);
+    C().attrSetSigMask(attr, sigs);
+    C().sigfillset(sigs);
+    C().attrSetSigDefault(attr, sigs);
+    C().attrSetFlags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     const pid = Buffer.alloc(4);
-    const rc = c.posixSpawnp(pid, file, fa, attr, [...argv, null], [...env, null]) as number;
-    c.faDestroy(fa);
-    c.attrDestroy(attr);
+    const rc = C().posixSpawnp(pid, file, fa, attr, [...argv, null], [...env, null]) as number;
+    C().faDestroy(fa);
+    C().attrDestroy(attr);
     if (rc !== 0) throw new SysError('posix_spawnp', rc, file);
-    for (const fd of [inR, outW, errW]) c.close(fd);
+    for (const fd of [inR, outW, errW]) C().close(fd);
     return { pid: pid.readInt32LE(0), stdin: inW, stdout: outR, stderr: errR };
   } catch (e) {
-    for (const fd of made) c.close(fd);
+    for (const fd of made) C().close(fd);
     throw e;
   }
 }
@@ -325,19 +373,51 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
 export function waitpidNoHang(pid: number): number | undefined {
   const st = Buffer.alloc(4);
   for (;;) {
-    const r = c.waitpid(pid, st, WNOHANG) as number;
+    const r = C().waitpid(pid, st, WNOHANG) as number;
     if (r === pid) return st.readInt32LE(0);
     if (r === 0) return undefined;
-    if (koffi.errno() !== EINTR) fail('waitpid');
+    if (K().errno() !== EINTR) fail('waitpid');
   }
 }
 
 /** kill(2); ESRCH (already gone) is not an error. */
 export function killPid(pid: number, sig: number): void {
-  if ((c.kill(pid, sig) as number) < 0 && koffi.errno() !== 3) fail('kill');
+  if ((C().kill(pid, sig) as number) < 0 && K().errno() !== 3) fail('kill');
 }
 
 /** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
 export function gettid(): number {
-  return c.gettid() as number;
+  return C().gettid() as number;
+}
+
+const TUNSETIFF = 0x400454ca;
+const TUNSETPERSIST = 0x400454cb;
+const TUNSETOWNER = 0x400454cc;
+const TUNSETGROUP = 0x400454ce;
+const IFF_TUN = 0x0001;
+const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+
+/**
+ * Creates a persistent tun or tap device as `ip tuntap add` does: TUNSETIFF on /dev/net/tun
+ * (no packet-info header unless `pi`), owner and group if given, then TUNSETPERSIST so the
+ * device outlives the fd.
+ */
+export function tuntapCreate(name: string, o: { mode: 'tun' | 'tap'; multiQueue?: boolean; vnetHdr?: boolean; pi?: boolean; owner?: number; group?: number }): void {
+  // Node opens every fd close-on-exec already.
+  const fd = openSync('/dev/net/tun', fsConstants.O_RDWR);
+  try {
+    const ifr = Buffer.alloc(40); // struct ifreq: char ifr_name[16]; short ifr_flags; ...
+    ifr.write(name, 0, 15, 'utf8');
+    const flags = (o.mode === 'tap' ? IFF_TAP : IFF_TUN) | (o.pi ? 0 : IFF_NO_PI) | (o.multiQueue ? IFF_MULTI_QUEUE : 0) | (o.vnetHdr ? IFF_VNET_HDR : 0);
+    ifr.writeInt16LE(flags, 16);
+    if ((C().ioctl(fd, TUNSETIFF, ifr) as number) < 0) fail('ioctl', `TUNSETIFF ${name}`);
+    if (o.owner !== undefined && (C().ioctlInt(fd, TUNSETOWNER, o.owner) as number) < 0) fail('ioctl', 'TUNSETOWNER');
+    if (o.group !== undefined && (C().ioctlInt(fd, TUNSETGROUP, o.group) as number) < 0) fail('ioctl', 'TUNSETGROUP');
+    if ((C().ioctlInt(fd, TUNSETPERSIST, 1) as number) < 0) fail('ioctl', 'TUNSETPERSIST');
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -4,10 +4,12 @@
  */
 import { AF, IFF, IFLA, IN6_ADDR_GEN_MODE, NLM_F, OPERSTATES, RTM, type AddrGenMode, type OperState } from './constants.js';
 import { decodePayload, request, type RawMessage, type Request } from './message.js';
-import { rawAttrs, NLA_TYPE_MASK } from './attr.js';
-import { ifinfomsg, linkMessage, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
+import { attr, nestedSparse, rawAttrs, readAttrsSparse, NLA_TYPE_MASK, type Codec, type Schema } from './attr.js';
+import { ifinfomsg, inet6LinkAttrs, linkAttrs, linkMessage, propListAttrs, readLinkInfoView, type BridgeAttrs, type BridgePortAttrs, type IfInfoMsg, type LinkAttrs, type LinkBody, type LinkInfo, type VethAttrs } from './schemas.js';
 import { validateIfname, validateMac, validateU32 } from './validate.js';
+import { refKey, validateAltname, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
+import { linkKind, type LinkOptionsOf } from './kinds/registry.js';
 
 /** A link as the kernel reports it. */
 export interface Link {
@@ -32,6 +34,16 @@ export interface Link {
   isolated?: boolean;
   /** For a veth: the peer's ifindex (in the peer's netns). */
   peerIndex?: number;
+  /** For a link stacked on another (vlan, macvlan, ipvlan, tunnels with a device): the lower link's ifindex (IFLA_LINK). */
+  parentIndex?: number;
+  /** IFLA_TXQLEN */
+  txqlen?: number;
+  /** Alternative names (`ip link property add dev LINK altname NAME`). */
+  altnames?: string[];
+  /** The kind's typed settings (IFLA_INFO_DATA decoded by the registered kind: a vxlan's id, a macvlan's mode, ...). */
+  options?: Record<string, unknown>;
+  /** Settings of this link as a port of its master (IFLA_INFO_SLAVE_DATA: bridge-port flags, bond-port state). */
+  portOptions?: Record<string, unknown>;
   /** netnsid (as seen from this netns) of the namespace the peer lives in, if not this one. */
   linkNetnsid?: number;
   /** IPv6 link-local address generation ('none' when disabled). */
@@ -44,20 +56,57 @@ export interface Link {
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
 }
 
+const GEN_MODE_NAMES = new Map((Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).map((k) => [IN6_ADDR_GEN_MODE[k] as number, k]));
+
+/** The attributes a Link's own fields come from; everything else stays in the bytes until `raw` is read. */
+const linkViewAttrs = {
+  address: linkAttrs.address,
+  mtu: linkAttrs.mtu,
+  link: linkAttrs.link,
+  master: linkAttrs.master,
+  txqlen: linkAttrs.txqlen,
+  operstate: linkAttrs.operstate,
+  ifalias: linkAttrs.ifalias,
+  group: linkAttrs.group,
+  linkNetnsid: linkAttrs.linkNetnsid,
+  propList: attr(IFLA.PROP_LIST, nestedSparse(propListAttrs)),
+  ifname: linkAttrs.ifname,
+  linkinfo: attr(IFLA.LINKINFO, { ...linkAttrs.linkinfo.codec, read: readLinkInfoView } as Codec<LinkInfo>),
+  afSpec: attr(IFLA.AF_SPEC, nestedSparse({ inet6: attr(AF.INET6, nestedSparse({ addrGenMode: inet6LinkAttrs.addrGenMode })) })),
+} as const satisfies Schema;
+
+/**
+ * A decoded link. Its fields are read from the message at once; `raw` (the header and every
+ * attribute, unknown ones included) is decoded from the same bytes on first access, so a dump
+ * of thousands of links does not build thousands of attribute trees nobody reads.
+ */
+class LinkView {
+  #payload: Buffer;
+  #raw: { header: IfInfoMsg; attrs: LinkAttrs } | undefined;
+  constructor(payload: Buffer) {
+    this.#payload = payload;
+  }
+  get raw(): { header: IfInfoMsg; attrs: LinkAttrs } {
+    return (this.#raw ??= decodePayload(linkMessage, this.#payload));
+  }
+}
+
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
-  const { header, attrs } = decodePayload(linkMessage, m.payload);
+  const p = m.payload;
+  if (p.length < ifinfomsg.size) throw new CodecError(`payload of ${p.length} bytes is shorter than its ${ifinfomsg.size}-byte header`);
+  // struct ifinfomsg: family u8, pad u8, type u16, index s32, flags u32, change u32.
+  const header = { type: p.readUInt16LE(2), index: p.readInt32LE(4), flags: p.readUInt32LE(8) };
+  const attrs = readAttrsSparse(linkViewAttrs, p, ifinfomsg.size, p.length);
   const info = attrs.linkinfo;
   const slave = info?.slaveData && !Buffer.isBuffer(info.slaveData) ? (info.slaveData as BridgePortAttrs) : undefined;
-  const link: Link = {
-    index: header.index,
-    name: attrs.ifname ?? '',
-    type: header.type,
-    flags: header.flags,
-    up: (header.flags & IFF.UP) !== 0,
-    operstate: OPERSTATES[attrs.operstate ?? 0] ?? 'unknown',
-    raw: { header, attrs },
-  };
+  const link = new LinkView(m.payload) as unknown as Link;
+  link.index = header.index;
+  link.name = attrs.ifname ?? '';
+  link.type = header.type;
+  link.flags = header.flags;
+  link.up = (header.flags & IFF.UP) !== 0;
+  link.operstate = OPERSTATES[attrs.operstate ?? 0] ?? 'unknown';
   if (attrs.mtu !== undefined) link.mtu = attrs.mtu;
   if (attrs.address !== undefined) link.mac = attrs.address;
   if (attrs.master !== undefined) link.master = attrs.master;
@@ -65,20 +114,27 @@ export function decodeLink(m: RawMessage): Link {
   if (info?.slaveKind !== undefined) link.slaveKind = info.slaveKind;
   if (slave?.hairpin !== undefined) link.hairpin = slave.hairpin !== 0;
   if (slave?.isolated !== undefined) link.isolated = slave.isolated !== 0;
-  // The kernel omits IFLA_LINK when the peer's ifindex equals ours, which happens whenever
-  // the peer lives in another netns under the same number.
-  if (attrs.link !== undefined && attrs.link !== header.index) link.peerIndex = attrs.link;
-  else if (info?.kind === 'veth' && attrs.linkNetnsid !== undefined) link.peerIndex = header.index;
+  if (info?.kind === 'veth') {
+    // The kernel omits IFLA_LINK when the peer's ifindex equals ours, which happens whenever
+    // the peer lives in another netns under the same number.
+    if (attrs.link !== undefined && attrs.link !== header.index) link.peerIndex = attrs.link;
+    else if (attrs.linkNetnsid !== undefined) link.peerIndex = header.index;
+  } else if (attrs.link !== undefined && attrs.link !== 0 && attrs.link !== header.index) link.parentIndex = attrs.link;
+  if (attrs.txqlen !== undefined) link.txqlen = attrs.txqlen;
+  if (attrs.propList?.altnames) link.altnames = attrs.propList.altnames;
+  // The decoded attribute sets themselves (attributes the kind does not name are in their `unknown`).
+  if (info?.data && !Buffer.isBuffer(info.data)) link.options = info.data as Record<string, unknown>;
+  if (info?.slaveData && !Buffer.isBuffer(info.slaveData)) link.portOptions = info.slaveData as Record<string, unknown>;
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') link.alias = attrs.ifalias;
   if (attrs.group !== undefined) link.group = attrs.group;
   const gen = attrs.afSpec?.inet6?.addrGenMode;
-  if (gen !== undefined) link.addrGenMode = (Object.keys(IN6_ADDR_GEN_MODE) as AddrGenMode[]).find((k) => IN6_ADDR_GEN_MODE[k] === gen) ?? 'eui64';
+  if (gen !== undefined) link.addrGenMode = GEN_MODE_NAMES.get(gen) ?? 'eui64';
   return link;
 }
 
 /**
- * Reads only the ifindex and the veth peer's ifindex from an RTM_NEWLINK message: a fraction
+ * Reads only the ifindex and, for a veth, the peer's ifindex from an RTM_NEWLINK message: a fraction
  * of decodeLink's cost on connect's hot path, same answer (see decodeLink for the rules).
  */
 export function peekLinkIndexes(m: RawMessage): { index: number; peerIndex?: number } {
@@ -95,12 +151,14 @@ export function peekLinkIndexes(m: RawMessage): { index: number; peerIndex?: num
   return netnsid ? { index, peerIndex: index } : { index };
 }
 
-/** A link named by ifindex or by name (names resolve in the socket's own netns). */
-export type LinkRef = number | string;
+export type { LinkRef } from './ref.js';
 
+/** The link a change applies to: by ifindex in the header, or by name in IFLA_IFNAME (the kernel resolves it). */
 function target(ref: LinkRef): { header: { index: number }; attrs: LinkAttrs } {
-  if (typeof ref === 'number') return { header: { index: validateU32(ref, 'ifindex', 1, 0x7fffffff) }, attrs: {} };
-  return { header: { index: 0 }, attrs: { ifname: validateIfname(ref) } };
+  const k = refKey(ref);
+  if (typeof k === 'number') return { header: { index: k }, attrs: {} };
+  // Names longer than IFNAMSIZ can only be alternative names; the kernel looks those up by IFLA_ALT_IFNAME.
+  return { header: { index: 0 }, attrs: Buffer.byteLength(k) > 15 ? { altIfname: k } : { ifname: k } };
 }
 
 const CREATE = NLM_F.CREATE | NLM_F.EXCL;
@@ -109,14 +167,14 @@ const CREATE = NLM_F.CREATE | NLM_F.EXCL;
 export interface LinkCreateOptions {
   mtu?: number;
   mac?: string;
-  /** Bridge ifindex to enslave the new link to, in the same message. */
-  master?: number;
+  /** Bridge (or bond) to enslave the new link to, in the same message. */
+  master?: LinkRef;
   /** Bring the link up in the same message. */
   up?: boolean;
   txqlen?: number;
 }
 
-function createAttrs(name: string, o: LinkCreateOptions, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
+function createAttrs(name: string, o: Omit<LinkCreateOptions, 'master'> & { master?: number }, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
   const attrs: LinkAttrs = { ifname: validateIfname(name, field) };
   if (o.mac !== undefined) attrs.address = validateMac(o.mac);
   if (o.mtu !== undefined) attrs.mtu = validateU32(o.mtu, 'mtu', 68, 65535);
@@ -127,9 +185,50 @@ function createAttrs(name: string, o: LinkCreateOptions, field: string): { heade
 
 /** ip link add NAME type bridge [mtu N] [address MAC] [up] */
 export function addBridgeRequest(name: string, opts: LinkCreateOptions & { bridge?: BridgeAttrs } = {}): Request {
-  const { header, attrs } = createAttrs(name, opts, 'bridge name');
-  attrs.linkinfo = { kind: 'bridge', ...(opts.bridge ? { data: opts.bridge } : {}) };
-  return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
+  return withIndexes({ master: opts.master }, (idx) => {
+    const { header, attrs } = createAttrs(name, { ...opts, master: idx.master }, 'bridge name');
+    attrs.linkinfo = { kind: 'bridge', ...(opts.bridge ? { data: opts.bridge } : {}) };
+    return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
+  });
+}
+
+/** Settings common to every link being created, and the lower device of stacked kinds. */
+export interface LinkAddOptions extends LinkCreateOptions {
+  /** The lower device (IFLA_LINK): the parent of a vlan, macvlan, macvtap or ipvlan. */
+  link?: LinkRef;
+  /** Create the link directly in the netns open as this fd. */
+  netnsFd?: number;
+}
+
+/**
+ * ip link add [link LOWER] NAME [mtu N] [address MAC] [master M] [up] type KIND [options]
+ * Any registered kind (kinds/registry): its options are typed, merged over the values iproute2
+ * always sends, checked, and encoded by the kind's schema; an unregistered kind takes raw bytes.
+ */
+export function addLinkRequest<K extends string>(name: string, kind: K, options?: LinkOptionsOf<K>, common: LinkAddOptions = {}): Request {
+  if (kind === 'veth') throw new ValidationError('kind', 'a veth needs its peer: use addVethRequest');
+  const k = linkKind(kind);
+  if (!k) {
+    if (options !== undefined && !Buffer.isBuffer(options)) throw new ValidationError('kind', `${JSON.stringify(kind)} is not a registered link kind: give its IFLA_INFO_DATA as bytes, or registerLinkKind() it`);
+  }
+  if (k?.needsLower && common.link === undefined) throw new ValidationError('link', `a ${kind} needs a lower device (link)`);
+  const given = (options ?? {}) as Record<string, unknown>;
+  const lowerOpt = Buffer.isBuffer(options) ? undefined : (given['link'] as LinkRef | undefined);
+  return withIndexes({ master: common.master, lower: common.link, dataLink: typeof lowerOpt === 'number' ? undefined : lowerOpt }, (idx) => {
+    const { header, attrs } = createAttrs(name, { ...common, master: idx.master }, `${kind} name`);
+    if (idx.lower !== undefined) attrs.link = idx.lower;
+    if (common.netnsFd !== undefined) attrs.netNsFd = validateU32(common.netnsFd, 'netns fd');
+    let data: LinkInfo['data'];
+    if (Buffer.isBuffer(options)) data = options;
+    else if (k?.data) {
+      const merged = { ...(k.defaults ?? {}), ...given } as Record<string, unknown>;
+      if (idx.dataLink !== undefined) merged['link'] = idx.dataLink;
+      k.validate?.(merged);
+      if (Object.keys(merged).length > 0) data = merged;
+    }
+    attrs.linkinfo = { kind, ...(data !== undefined ? { data } : {}) };
+    return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
+  });
 }
 
 /** Where and how to create the peer of a veth. */
@@ -154,6 +253,10 @@ export interface VethPeerOptions {
  * One RTM_NEWLINK creates both ends, the peer already in its netns with its final name.
  */
 export function addVethRequest(name: string, peer: VethPeerOptions, opts: LinkCreateOptions = {}): Request {
+  return withIndexes({ master: opts.master }, (idx) => buildVeth(name, peer, { ...opts, master: idx.master }));
+}
+
+function buildVeth(name: string, peer: VethPeerOptions, opts: Omit<LinkCreateOptions, 'master'> & { master?: number | undefined }): Request {
   const { header, attrs } = createAttrs(name, opts, 'veth name');
   const p = createAttrs(peer.name, { ...(peer.mac !== undefined ? { mac: peer.mac } : {}), ...(peer.mtu !== undefined ? { mtu: peer.mtu } : {}), up: peer.up ?? false }, 'veth peer name');
   if (peer.netnsFd !== undefined) p.attrs.netNsFd = validateU32(peer.netnsFd, 'peer netns fd');
@@ -180,9 +283,9 @@ export function setDownRequest(ref: LinkRef): Request {
   return change(ref, {}, { flags: 0, change: IFF.UP });
 }
 
-/** ip link set LINK master BRIDGE (by ifindex) */
-export function setMasterRequest(ref: LinkRef, masterIndex: number): Request {
-  return change(ref, { master: validateU32(masterIndex, 'master ifindex', 1, 0x7fffffff) });
+/** ip link set LINK master BRIDGE */
+export function setMasterRequest(ref: LinkRef, master: LinkRef): Request {
+  return withIndexes({ master }, (idx) => change(ref, { master: idx.master as number }));
 }
 
 /** ip link set LINK nomaster */
@@ -210,9 +313,9 @@ export function setMacRequest(ref: LinkRef, macAddr: string): Request {
   return change(ref, { address: validateMac(macAddr) });
 }
 
-/** ip link set INDEX name NEWNAME (the link must be named by index: the name is what changes) */
-export function setNameRequest(index: number, name: string): Request {
-  return change(validateU32(index, 'ifindex', 1, 0x7fffffff), { ifname: validateIfname(name, 'new name') });
+/** ip link set LINK name NEWNAME (the message names the link by index: the name is what changes) */
+export function setNameRequest(ref: LinkRef, name: string): Request {
+  return withIndexes({ link: ref }, (idx) => change(idx.link as number, { ifname: validateIfname(name, 'new name') }));
 }
 
 /** ip link set LINK type bridge_slave hairpin on|off */
@@ -228,11 +331,6 @@ export interface BridgePortOptions {
   isolated?: boolean;
   learning?: boolean;
   unicastFlood?: boolean;
-}
-
-/** ip link set LINK type bridge_slave [hairpin on|off] [isolated on|off] [learning on|off] [flood on|off] */
-export function setBridgePortRequest(ref: LinkRef, opts: BridgePortOptions): Request {
-  return change(ref, { linkinfo: { slaveKind: 'bridge', slaveData: bridgePortData(opts) } });
 }
 
 function bridgePortData(opts: BridgePortOptions): BridgePortAttrs {
@@ -303,6 +401,35 @@ const IFALIASZ = 256;
  */
 export function setAliasRequest(ref: LinkRef, alias: string): Request {
   return change(ref, { ifalias: setAliasRequestValue(alias) });
+}
+
+/** ip link set LINK txqlen N */
+export function setTxqlenRequest(ref: LinkRef, txqlen: number): Request {
+  return change(ref, { txqlen: validateU32(txqlen, 'txqlen') });
+}
+
+/** ip link property add dev LINK altname NAME */
+export function addAltnameRequest(ref: LinkRef, altname: string): Request {
+  return altnameRequest(RTM.NEWLINKPROP, NLM_F.CREATE | NLM_F.EXCL | NLM_F.APPEND, ref, altname);
+}
+
+/** ip link property del dev LINK altname NAME */
+export function deleteAltnameRequest(ref: LinkRef, altname: string): Request {
+  return altnameRequest(RTM.DELLINKPROP, 0, ref, altname);
+}
+
+function altnameRequest(type: number, flags: number, ref: LinkRef, altname: string): Request {
+  validateAltname(String(altname));
+  const t = target(ref);
+  return request(linkMessage, type, flags, t.header, { ...t.attrs, propList: { altnames: [altname] } });
+}
+
+/**
+ * ip link set LINK type bridge_slave [learning on|off] [flood on|off] [isolated on|off] [guard on|off] ...
+ * Every IFLA_BRPORT_* flag, as 0 or 1 (state, priority, cost as numbers).
+ */
+export function setBridgePortRequest(ref: LinkRef, port: BridgePortAttrs): Request {
+  return change(ref, { linkinfo: { kind: 'bridge_slave', slaveData: port } });
 }
 
 /** ip link set LINK group N */

@@ -3,12 +3,33 @@
  * rtmsg) declared as a struct, then attributes. Pure: no I/O.
  */
 import { CodecError } from '../errors.js';
-import { align4, attrsSize, readAttrs, writeAttrs, type Attrs, type Schema } from './attr.js';
+import { align4, attrsSize, readAttrs, writeAttrs, type Attrs, type Codec, type Schema } from './attr.js';
 
 export const NLMSG_HDRLEN = 16;
 
-type FieldType = 'u8' | 'u16' | 'u32' | 's32';
-const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, s32: 4 };
+/** Field types of a struct; `be16`/`be32` are in network byte order (nfgenmsg's res_id, ports). */
+export type FieldType = 'u8' | 's8' | 'u16' | 's16' | 'be16' | 'u32' | 's32' | 'be32';
+const FIELD_SIZE: Record<FieldType, number> = { u8: 1, s8: 1, u16: 2, s16: 2, be16: 2, u32: 4, s32: 4, be32: 4 };
+const READ: Record<FieldType, (b: Buffer, o: number) => number> = {
+  u8: (b, o) => b.readUInt8(o),
+  s8: (b, o) => b.readInt8(o),
+  u16: (b, o) => b.readUInt16LE(o),
+  s16: (b, o) => b.readInt16LE(o),
+  be16: (b, o) => b.readUInt16BE(o),
+  u32: (b, o) => b.readUInt32LE(o),
+  s32: (b, o) => b.readInt32LE(o),
+  be32: (b, o) => b.readUInt32BE(o),
+};
+const WRITE: Record<FieldType, (b: Buffer, o: number, v: number) => void> = {
+  u8: (b, o, v) => void b.writeUInt8(v & 0xff, o),
+  s8: (b, o, v) => void b.writeInt8(v, o),
+  u16: (b, o, v) => void b.writeUInt16LE(v & 0xffff, o),
+  s16: (b, o, v) => void b.writeInt16LE(v, o),
+  be16: (b, o, v) => void b.writeUInt16BE(v & 0xffff, o),
+  u32: (b, o, v) => void b.writeUInt32LE(v >>> 0, o),
+  s32: (b, o, v) => void b.writeInt32LE(v | 0, o),
+  be32: (b, o, v) => void b.writeUInt32BE(v >>> 0, o),
+};
 
 /** A fixed-layout C struct of integer fields, declared as data. */
 export interface Struct<F extends string> {
@@ -20,32 +41,22 @@ export interface Struct<F extends string> {
 
 /** Declares a packed struct of integer fields in wire order (callers include explicit padding). */
 export function struct<F extends string>(fields: readonly (readonly [F, FieldType])[]): Struct<F> {
-  const offsets: number[] = [];
+  const plan: { name: F; off: number; rd: (b: Buffer, o: number) => number; wr: (b: Buffer, o: number, v: number) => void }[] = [];
   let size = 0;
-  for (const [, t] of fields) {
-    offsets.push(size);
+  for (const [name, t] of fields) {
+    plan.push({ name, off: size, rd: READ[t], wr: WRITE[t] });
     size += FIELD_SIZE[t];
   }
   return {
     size,
     fields,
     write(buf, off, v) {
-      fields.forEach(([name, t], i) => {
-        const x = v[name] ?? 0;
-        const o = off + (offsets[i] as number);
-        if (t === 'u8') buf.writeUInt8(x, o);
-        else if (t === 'u16') buf.writeUInt16LE(x, o);
-        else if (t === 'u32') buf.writeUInt32LE(x >>> 0, o);
-        else buf.writeInt32LE(x, o);
-      });
+      for (const f of plan) f.wr(buf, off + f.off, v[f.name] ?? 0);
     },
     read(buf, off) {
       if (off + size > buf.length) throw new CodecError(`header needs ${size} bytes`, off);
       const out = {} as Record<F, number>;
-      fields.forEach(([name, t], i) => {
-        const o = off + (offsets[i] as number);
-        out[name] = t === 'u8' ? buf.readUInt8(o) : t === 'u16' ? buf.readUInt16LE(o) : t === 'u32' ? buf.readUInt32LE(o) : buf.readInt32LE(o);
-      });
+      for (const f of plan) out[f.name] = f.rd(buf, off + f.off);
       return out;
     },
   };
@@ -66,6 +77,12 @@ export interface Request {
   /** Bytes after the nlmsghdr: computed size and writer. */
   size: number;
   write(buf: Buffer, off: number): void;
+  /**
+   * Link names the request refers to where its message needs an ifindex (a route's `dev`, an
+   * address's link). Such a request is built again by `resolve` once the names are looked up.
+   */
+  pending?: readonly string[];
+  resolve?(index: (name: string) => number): Request;
 }
 
 /** Builds a request for a message family from a header and attributes. */
@@ -158,4 +175,36 @@ export function decodePayload<F extends string, S extends Schema>(
   }
   const header = def.header.read(payload, 0);
   return { header, attrs: readAttrs(def.attrs, payload, def.header.size, payload.length) };
+}
+
+/** Where a struct attribute keeps bytes a newer kernel appended beyond the fields we know. */
+export const TAIL: unique symbol = Symbol('tsnetlink.tail');
+/** A decoded struct that may carry such extra bytes. */
+export interface WithTail {
+  [TAIL]?: Buffer;
+}
+
+/**
+ * An attribute whose payload is a struct (ifa_cacheinfo, rta_cacheinfo, nda_cacheinfo). A
+ * payload longer than the struct keeps its extra bytes, so it re-encodes unchanged.
+ */
+export function structCodec<F extends string>(s: Struct<F>): Codec<Record<F, number> & WithTail> {
+  return {
+    size: (v) => s.size + (v[TAIL]?.length ?? 0),
+    write: (b, o, v) => {
+      s.write(b, o, v);
+      v[TAIL]?.copy(b, o + s.size);
+    },
+    read: (b, o, l) => {
+      if (l < s.size) throw new CodecError(`struct of ${s.size} bytes in a ${l}-byte attribute`, o);
+      const v: Record<F, number> & WithTail = s.read(b, o);
+      if (l > s.size) v[TAIL] = b.subarray(o + s.size, o + l);
+      return v;
+    },
+  };
+}
+
+/** Encodes a decoded message (header and attributes) back to its bytes: the inverse of decodePayload. */
+export function reencode<F extends string, S extends Schema>(def: MessageDef<F, S>, m: Pick<RawMessage, 'type' | 'flags' | 'seq' | 'pid'>, decoded: { header: Partial<Record<F, number>>; attrs: Attrs<S> }): Buffer {
+  return encode({ ...request(def, m.type, m.flags, decoded.header, decoded.attrs), seq: m.seq, pid: m.pid });
 }

@@ -1,234 +1,133 @@
 /**
- * Rtnl: the rtnetlink operations a container runtime needs, on one socket (one netns).
- * Each method states its `ip` equivalent. Names resolve in the socket's own netns
- * (pitfall 7: ifindex is per netns).
+ * Rtnl: every rtnetlink object on one socket (one netns): links, addresses and routes (from
+ * RtnlBase), nexthop objects, neighbours and the bridge FDB, policy rules and netns ids. Each
+ * method states its `ip`/`bridge` equivalent; names resolve in the socket's own netns.
  */
-import { ValidationError } from '../errors.js';
-import { NLM_F, RTM, RT_TABLE, type AddrGenMode } from './constants.js';
-import type { Request } from './message.js';
-import { NetlinkSocket, type BatchResult, type DumpOptions, type SocketOptions } from './socket.js';
-import * as L from './link.js';
-import * as A from './addr.js';
-import * as R from './route.js';
-import type { BridgeAttrs } from './schemas.js';
+import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from './socket.js';
+import type * as L from './link.js';
+import { refText as ctx } from './ref.js';
+import * as N from './neigh.js';
+import * as RU from './rule.js';
+import * as NS from './nsid.js';
+import * as NH from './nexthop.js';
+import { RtnlBase } from './rtnl-base.js';
 
-export type { Link, LinkRef, LinkCreateOptions, VethPeerOptions } from './link.js';
+export type { Link, LinkRef, LinkCreateOptions, LinkAddOptions, VethPeerOptions } from './link.js';
 export type { Address, AddrOptions } from './addr.js';
-export type { Route, RouteSpec } from './route.js';
+export type { Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec } from './route.js';
+export type { Neighbour, NeighSpec, FdbSpec } from './neigh.js';
+export type { Rule, RuleSpec } from './rule.js';
+export type { NetnsId, NetnsTarget } from './nsid.js';
+export type { NexthopObject, NexthopSpec as NexthopObjectSpec } from './nexthop.js';
 
-function ctx(ref: L.LinkRef | undefined): string | undefined {
-  return ref === undefined ? undefined : typeof ref === 'string' ? `"${ref}"` : `ifindex ${ref}`;
-}
-
-/** A handle for link, address and route operations on one NETLINK_ROUTE socket. */
-export class Rtnl {
+/** A handle for every rtnetlink operation on one NETLINK_ROUTE socket. */
+export class Rtnl extends RtnlBase {
   /** Opens a handle in the calling thread's netns (ns/openRtnlIn opens one in another netns). */
   static open(opts: SocketOptions = {}): Rtnl {
     return new Rtnl(NetlinkSocket.open(opts));
   }
 
-  constructor(readonly socket: NetlinkSocket) {}
+  // ------------------------------------------------------------ nexthop objects
 
-  /** Closes the underlying socket. */
-  close(): void {
-    this.socket.close();
+  /** Adds a nexthop object. `ip nexthop add id N [via GW] [dev LINK] | blackhole | group ID[,W]/...` */
+  nexthopAdd(spec: NH.NexthopSpec): void {
+    this.request(NH.addNexthopRequest(spec));
   }
 
-  /** Sends requests pipelined in one sendto; each result carries its own error. */
-  batch(reqs: readonly Request[]): BatchResult[] {
-    return this.socket.batch(reqs);
+  /** Adds or replaces a nexthop object. `ip nexthop replace id N ...` */
+  nexthopReplace(spec: NH.NexthopSpec): void {
+    this.request(NH.replaceNexthopRequest(spec));
   }
 
-  /** Like batch(), with the kernel's work on a worker thread (see NetlinkSocket.batchAsync). `ip -batch` */
-  batchAsync(reqs: readonly Request[]): Promise<BatchResult[]> {
-    return this.socket.batchAsync(reqs);
+  /** Deletes a nexthop object (routes using it go too). `ip nexthop del id N` */
+  nexthopDel(id: number): void {
+    this.request(NH.deleteNexthopRequest(id));
   }
 
-  /** Like batch(), but throws the first failure (annotated with its position). */
-  batchOrThrow(reqs: readonly Request[]): BatchResult[] {
-    const res = this.socket.batch(reqs);
-    for (const r of res) if (r.error) throw r.error;
-    return res;
+  /** Lists nexthop objects. `ip nexthop show` */
+  nexthopList(opts: DumpOptions = {}): DumpList<NH.NexthopObject> {
+    return this.socket.dump(NH.dumpNexthopRequest(), NH.decodeNexthop, opts);
   }
 
-  private createWithEcho(req: Request, name: string): L.Link {
-    const replies = this.socket.request({ ...req, flags: req.flags | NLM_F.ECHO }, ctx(name));
-    const echoed = replies.find((m) => m.type === RTM.NEWLINK);
-    // Kernels before 6.3 ignore NLM_F_ECHO on RTM_NEWLINK: fall back to a lookup.
-    return echoed ? L.decodeLink(echoed) : this.linkGet(name);
+  // ------------------------------------------------------------ neighbours and FDB
+
+  /** Adds an ARP/NDP entry. `ip neigh add ADDR [lladdr MAC] [nud STATE] [proxy] [router] dev LINK` */
+  neighAdd(spec: N.NeighSpec): void {
+    this.request(N.addNeighRequest(spec), ctx(spec.link));
   }
 
-  // ------------------------------------------------------------ links
-
-  /** Creates a bridge. `ip link add NAME type bridge [mtu N] [address MAC] [up]` */
-  linkAddBridge(name: string, opts: L.LinkCreateOptions & { bridge?: BridgeAttrs } = {}): L.Link {
-    return this.createWithEcho(L.addBridgeRequest(name, opts), name);
+  /** Adds or updates an ARP/NDP entry. `ip neigh replace ADDR lladdr MAC dev LINK` */
+  neighReplace(spec: N.NeighSpec): void {
+    this.request(N.replaceNeighRequest(spec), ctx(spec.link));
   }
 
-  /**
-   * Creates a veth pair, the peer directly in another netns when `peer.netnsFd`/`netnsPid` is
-   * set. `ip link add NAME [master BR] [up] type veth peer name PEER [netns NS] [up]`
-   * Returns the local end; its `peerIndex` is the peer's ifindex in the peer's netns.
-   */
-  linkAddVeth(name: string, peer: L.VethPeerOptions, opts: L.LinkCreateOptions = {}): L.Link {
-    // No NLM_F_ECHO here: the kernel sends the peer's notification from the peer's netns,
-    // where our port does not exist, and reports that as ENOTCONN in the ack (seen on 6.18).
-    this.socket.request(L.addVethRequest(name, peer, opts), ctx(name));
-    return this.linkGet(name);
+  /** Deletes an ARP/NDP (or proxy) entry. `ip neigh del ADDR dev LINK [proxy]` */
+  neighDel(spec: Pick<N.NeighSpec, 'dst' | 'link' | 'proxy'>): void {
+    this.request(N.deleteNeighRequest(spec), ctx(spec.link));
   }
 
-  /** Brings a link up. `ip link set LINK up` */
-  linkSetUp(ref: L.LinkRef): void {
-    this.socket.request(L.setUpRequest(ref), ctx(ref));
-  }
-
-  /** Brings a link down. `ip link set LINK down` */
-  linkSetDown(ref: L.LinkRef): void {
-    this.socket.request(L.setDownRequest(ref), ctx(ref));
-  }
-
-  /** Enslaves a link to a bridge. `ip link set LINK master BRIDGE` */
-  linkSetMaster(ref: L.LinkRef, master: L.LinkRef): void {
-    this.socket.request(L.setMasterRequest(ref, this.linkIndex(master)), ctx(ref));
-  }
-
-  /** Releases a link from its bridge. `ip link set LINK nomaster` */
-  linkSetNoMaster(ref: L.LinkRef): void {
-    this.socket.request(L.setNoMasterRequest(ref), ctx(ref));
-  }
-
-  /**
-   * Moves a link into the netns open as `fd`. `ip link set LINK netns NS`
-   * Costs ~29 ms of kernel time (RCU); prefer creating a veth peer in place.
-   */
-  linkSetNsFd(ref: L.LinkRef, fd: number): void {
-    this.socket.request(L.setNetnsFdRequest(ref, fd), ctx(ref));
-  }
-
-  /** Moves a link into the netns of a process. `ip link set LINK netns PID` */
-  linkSetNsPid(ref: L.LinkRef, pid: number): void {
-    this.socket.request(L.setNetnsPidRequest(ref, pid), ctx(ref));
-  }
-
-  /** Renames a link (it must be down). `ip link set LINK name NEWNAME` */
-  linkSetName(ref: L.LinkRef, name: string): void {
-    this.socket.request(L.setNameRequest(this.linkIndex(ref), name), ctx(ref));
-  }
-
-  /** Sets the MTU. `ip link set LINK mtu N` */
-  linkSetMtu(ref: L.LinkRef, mtu: number): void {
-    this.socket.request(L.setMtuRequest(ref, mtu), ctx(ref));
-  }
-
-  /** Sets the MAC address. `ip link set LINK address MAC` */
-  linkSetMac(ref: L.LinkRef, mac: string): void {
-    this.socket.request(L.setMacRequest(ref, mac), ctx(ref));
-  }
-
-  /** Sets the bridge-port hairpin flag. `ip link set LINK type bridge_slave hairpin on|off` */
-  linkSetHairpin(ref: L.LinkRef, on: boolean): void {
-    this.socket.request(L.setHairpinRequest(ref, on), ctx(ref));
-  }
-
-  /** Sets how IPv6 link-local addresses are made ('none': no link-local). `ip link set LINK addrgenmode MODE` */
-  linkSetAddrGenMode(ref: L.LinkRef, mode: AddrGenMode): void {
-    this.socket.request(L.setAddrGenModeRequest(ref, mode), ctx(ref));
-  }
-
-  /** Sets or clears ('') a link's alias. `ip link set LINK alias TEXT` */
-  linkSetAlias(ref: L.LinkRef, alias: string): void {
-    this.socket.request(L.setAliasRequest(ref, alias), ctx(ref));
-  }
-
-  /** Puts a link in a device group. `ip link set LINK group N` */
-  linkSetGroup(ref: L.LinkRef, group: number): void {
-    this.socket.request(L.setGroupRequest(ref, group), ctx(ref));
-  }
-
-  /** Deletes every link of a device group at once (one RCU grace period). `ip link del group N` */
-  linkDelGroup(group: number): void {
-    this.socket.request(L.deleteGroupRequest(group), `group ${group}`);
-  }
-
-  /** Deletes a link (a veth takes its peer along). `ip link del LINK` */
-  linkDel(ref: L.LinkRef): void {
-    this.socket.request(L.deleteRequest(ref), ctx(ref));
-  }
-
-  /** Gets one link; a missing link is NetlinkError ENODEV, never index 0. `ip link show dev LINK` */
-  linkGet(ref: L.LinkRef): L.Link {
-    const [m] = this.socket.request(L.getRequest(ref), ctx(ref));
-    if (!m) throw new ValidationError('link', `kernel sent no RTM_NEWLINK for ${ctx(ref)}`);
-    return L.decodeLink(m);
-  }
-
-  /** Resolves a name to its ifindex in this netns (numbers pass through unchecked). */
-  linkIndex(ref: L.LinkRef): number {
-    return typeof ref === 'number' ? ref : this.linkGet(ref).index;
-  }
-
-  /** Lists links, optionally those enslaved to `master` or of one kind. `ip -d link show [master BR] [type KIND]` */
-  linkList(filter: { master?: L.LinkRef; kind?: string } = {}, opts: DumpOptions = {}): L.Link[] {
-    const f: { master?: number; kind?: string } = {};
-    if (filter.master !== undefined) f.master = this.linkIndex(filter.master);
-    if (filter.kind !== undefined) f.kind = filter.kind;
-    return this.socket.dump(L.dumpRequest(f), L.decodeLink, opts);
-  }
-
-  // ------------------------------------------------------------ addresses
-
-  /** Adds an address (IPv4 broadcast computed). `ip addr add CIDR brd + dev LINK [nodad]` */
-  addrAdd(link: L.LinkRef, cidr: string, opts: A.AddrOptions = {}): void {
-    this.socket.request(A.addAddrRequest(this.linkIndex(link), cidr, opts), ctx(link));
-  }
-
-  /** Adds or updates an address. `ip addr replace CIDR dev LINK` */
-  addrReplace(link: L.LinkRef, cidr: string, opts: A.AddrOptions = {}): void {
-    this.socket.request(A.replaceAddrRequest(this.linkIndex(link), cidr, opts), ctx(link));
-  }
-
-  /** Removes an address. `ip addr del CIDR dev LINK` */
-  addrDel(link: L.LinkRef, cidr: string): void {
-    this.socket.request(A.deleteAddrRequest(this.linkIndex(link), cidr), ctx(link));
-  }
-
-  /** Lists addresses. `ip addr show [dev LINK]` (`ip -4`/`-6` with family) */
-  addrList(filter: { link?: L.LinkRef; family?: 4 | 6 } = {}, opts: DumpOptions = {}): A.Address[] {
-    const f: { family?: 4 | 6; index?: number } = {};
-    if (filter.family !== undefined) f.family = filter.family;
+  /** Lists ARP/NDP entries, or proxy entries. `ip neigh show [dev LINK] [proxy]` (`ip -4`/`-6` with family) */
+  neighList(filter: { family?: 4 | 6; link?: L.LinkRef; proxy?: boolean } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
+    const f: Parameters<typeof N.dumpNeighRequest>[0] = { ...(filter.family !== undefined ? { family: filter.family } : {}), ...(filter.proxy ? { proxy: true } : {}) };
     if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
-    return this.socket.dump(A.dumpAddrRequest(f), A.decodeAddress, opts);
+    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
   }
 
-  // ------------------------------------------------------------ routes
-
-  /** Adds a route. `ip route add DST|default [via GW] [dev LINK] [table T] [scope S] [onlink]` */
-  routeAdd(spec: R.RouteSpec): void {
-    this.socket.request(R.addRouteRequest(spec));
+  /** Adds a bridge FDB entry (a VXLAN remote with `dst`). `bridge fdb add MAC dev LINK [dst IP] [vni N] [self|master]` */
+  fdbAdd(spec: N.FdbSpec): void {
+    this.request(N.addFdbRequest(spec), ctx(spec.link));
   }
 
-  /** Adds or replaces a route. `ip route replace ...` */
-  routeReplace(spec: R.RouteSpec): void {
-    this.socket.request(R.replaceRouteRequest(spec));
+  /** Adds another remote for a MAC (VXLAN head-end replication). `bridge fdb append MAC dev LINK dst IP` */
+  fdbAppend(spec: N.FdbSpec): void {
+    this.request(N.appendFdbRequest(spec), ctx(spec.link));
   }
 
-  /** Deletes a route. `ip route del ...` */
-  routeDel(spec: R.RouteSpec): void {
-    this.socket.request(R.deleteRouteRequest(spec));
+  /** Deletes a bridge FDB entry. `bridge fdb del MAC dev LINK [dst IP]` */
+  fdbDel(spec: N.FdbSpec): void {
+    this.request(N.deleteFdbRequest(spec), ctx(spec.link));
   }
 
-  /** Lists routes of one table (main by default; 0 for all). `ip route show [table T]` */
-  routeList(filter: { family?: 4 | 6; table?: number; oif?: number } = {}, opts: DumpOptions = {}): R.Route[] {
-    const table = filter.table ?? RT_TABLE.MAIN;
-    return this.socket.dump(
-      R.dumpRouteRequest(filter.family),
-      (m) => {
-        const r = R.decodeRoute(m);
-        if (table !== 0 && r.table !== table) return undefined;
-        if (filter.oif !== undefined && r.oif !== filter.oif) return undefined;
-        return r;
-      },
-      opts,
-    );
+  /** Lists bridge FDB entries, of one port or of one bridge. `bridge fdb show [dev LINK] [br BRIDGE]` */
+  fdbList(filter: { link?: L.LinkRef; master?: L.LinkRef } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
+    const f: Parameters<typeof N.dumpNeighRequest>[0] = { family: 'bridge' };
+    if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
+    if (filter.master !== undefined) f.master = this.linkIndex(filter.master);
+    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
+  }
+
+  // ------------------------------------------------------------ rules
+
+  /** Adds a policy routing rule. `ip rule add [not] [priority N] [from CIDR] [to CIDR] [fwmark M/MASK] [iif DEV] [oif DEV] lookup T` */
+  ruleAdd(spec: RU.RuleSpec): void {
+    this.request(RU.addRuleRequest(spec));
+  }
+
+  /** Deletes the first rule matching what is given. `ip rule del ...` */
+  ruleDel(spec: RU.RuleSpec): void {
+    this.request(RU.deleteRuleRequest(spec));
+  }
+
+  /** Lists rules. `ip rule show` (`ip -6 rule` with family 6) */
+  ruleList(filter: { family?: 4 | 6 } = {}, opts: DumpOptions = {}): DumpList<RU.Rule> {
+    return this.socket.dump(RU.dumpRuleRequest(filter.family), RU.decodeRule, opts);
+  }
+
+  // ------------------------------------------------------------ netns ids
+
+  /** Assigns an id to another netns, as seen from this one (-1: the kernel picks). `ip netns set NAME ID` */
+  nsidSet(target: NS.NetnsTarget, nsid: number): void {
+    this.request(NS.setNsidRequest(target, nsid));
+  }
+
+  /** The id this netns has for another one (-1 when none). `ip netns list-id target-nsid` */
+  nsidGet(target: NS.NetnsTarget): number {
+    const [m] = this.request(NS.getNsidRequest(target));
+    return m ? NS.decodeNetnsId(m).nsid : -1;
+  }
+
+  /** Lists the ids this netns has assigned. `ip netns list-id` */
+  nsidList(opts: DumpOptions = {}): DumpList<NS.NetnsId> {
+    return this.socket.dump(NS.dumpNsidRequest(), NS.decodeNetnsId, opts);
   }
 }

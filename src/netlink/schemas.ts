@@ -18,8 +18,8 @@ import {
   strz,
   u32,
   u8,
+  repeated,
   u16,
-  rawAttrs,
   NLA_HDRLEN,
   align4,
   type Attrs,
@@ -27,9 +27,11 @@ import {
   type RawAttr,
   type Schema,
 } from './attr.js';
-import { AF, IFA, IFLA, IFLA_BR, IFLA_BRPORT, IFLA_INET6, IFLA_INFO, RTA, VETH_INFO_PEER } from './constants.js';
-import { struct, type MessageDef } from './message.js';
+import { AF, IFA, IFLA, IFLA_INET6, IFLA_INFO } from './constants.js';
+import { struct, structCodec, type MessageDef } from './message.js';
+
 import { CodecError } from '../errors.js';
+import { linkKind, slaveSchemaOf } from './kinds/registry.js';
 
 // ---------------------------------------------------------------- links
 
@@ -43,35 +45,13 @@ export const ifinfomsg = struct([
 ] as const);
 export type IfInfoMsg = ReturnType<typeof ifinfomsg.read>;
 
-export const bridgeAttrs = {
-  forwardDelay: attr(IFLA_BR.FORWARD_DELAY, u32),
-  helloTime: attr(IFLA_BR.HELLO_TIME, u32),
-  maxAge: attr(IFLA_BR.MAX_AGE, u32),
-  ageingTime: attr(IFLA_BR.AGEING_TIME, u32),
-  stpState: attr(IFLA_BR.STP_STATE, u32),
-  priority: attr(IFLA_BR.PRIORITY, u16),
-  vlanFiltering: attr(IFLA_BR.VLAN_FILTERING, u8),
-  mcastSnooping: attr(IFLA_BR.MCAST_SNOOPING, u8),
-} as const satisfies Schema;
-
-export const bridgePortAttrs = {
-  state: attr(IFLA_BRPORT.STATE, u8),
-  priority: attr(IFLA_BRPORT.PRIORITY, u16),
-  cost: attr(IFLA_BRPORT.COST, u32),
-  hairpin: attr(IFLA_BRPORT.MODE, u8),
-  guard: attr(IFLA_BRPORT.GUARD, u8),
-  learning: attr(IFLA_BRPORT.LEARNING, u8),
-  unicastFlood: attr(IFLA_BRPORT.UNICAST_FLOOD, u8),
-  isolated: attr(IFLA_BRPORT.ISOLATED, u8),
-} as const satisfies Schema;
-
 /** A link message body: ifinfomsg header plus attributes (also the payload of VETH_INFO_PEER). */
 export interface LinkBody {
   header?: Partial<IfInfoMsg>;
   attrs: LinkAttrs;
 }
 
-const linkBodyCodec: Codec<LinkBody> = lazy(() => ({
+export const linkBodyCodec: Codec<LinkBody> = lazy(() => ({
   size: (v) => ifinfomsg.size + attrsSize(linkAttrs, v.attrs),
   write: (b, o, v) => {
     ifinfomsg.write(b, o, v.header ?? {});
@@ -83,74 +63,117 @@ const linkBodyCodec: Codec<LinkBody> = lazy(() => ({
   },
 }));
 
-export const vethAttrs = {
-  peer: attr(VETH_INFO_PEER, linkBodyCodec),
-} as const satisfies Schema;
-
-/** IFLA_INFO_DATA schemas by link kind; other kinds keep their data as raw bytes. */
-const kindData: Record<string, Schema> = { bridge: bridgeAttrs, veth: vethAttrs };
-/** IFLA_INFO_SLAVE_DATA schemas by slave kind. */
-const slaveKindData: Record<string, Schema> = { bridge: bridgePortAttrs };
-
-export type BridgeAttrs = Attrs<typeof bridgeAttrs>;
-export type VethAttrs = Attrs<typeof vethAttrs>;
-export type BridgePortAttrs = Attrs<typeof bridgePortAttrs>;
+export { bridgeAttrs, bridgePortAttrs, type BridgeAttrs, type BridgePortAttrs } from './kinds/bridge.js';
+export { vethAttrs, type VethAttrs } from './kinds/veth.js';
 
 /** IFLA_LINKINFO, whose DATA and SLAVE_DATA are typed by the sibling KIND and SLAVE_KIND. */
 export interface LinkInfo {
   kind?: string;
-  data?: BridgeAttrs | VethAttrs | Buffer;
+  /** The kind's typed options when the kind is registered (see kinds/registry), else raw bytes. */
+  data?: Attrs<Schema> | Buffer;
   slaveKind?: string;
-  slaveData?: BridgePortAttrs | Buffer;
+  slaveData?: Attrs<Schema> | Buffer;
   unknown?: RawAttr[];
 }
 
-function dataCodec(table: Record<string, Schema>, kind: string | undefined): Codec<any> {
-  const s = kind !== undefined ? table[kind] : undefined;
+function dataCodec(s: Schema | undefined): Codec<any> {
   return s ? nested(s) : bytes;
 }
 
-const linkInfoSchemas = new Map<string, Schema>();
+const linkInfoSchemas = new Map<string | undefined, Map<string | undefined, Schema>>();
 /** The IFLA_LINKINFO schema for a kind pair, built once (the codec caches work per schema object). */
 function linkInfoSchema(info: { kind?: string | undefined; slaveKind?: string | undefined }): Schema {
-  const key = `${info.kind ?? ''}/${info.slaveKind ?? ''}`;
-  let s = linkInfoSchemas.get(key);
+  let byKind = linkInfoSchemas.get(info.kind);
+  if (!byKind) {
+    byKind = new Map();
+    // Kinds come from the kernel too; bound the cache so odd input cannot grow it forever.
+    if (linkInfoSchemas.size < 256) linkInfoSchemas.set(info.kind, byKind);
+  }
+  let s = byKind.get(info.slaveKind);
   if (!s) {
     s = {
       kind: attr(IFLA_INFO.KIND, str),
-      data: attr(IFLA_INFO.DATA, dataCodec(kindData, info.kind)),
+      data: attr(IFLA_INFO.DATA, dataCodec(linkKind(info.kind)?.data)),
       slaveKind: attr(IFLA_INFO.SLAVE_KIND, str),
-      slaveData: attr(IFLA_INFO.SLAVE_DATA, dataCodec(slaveKindData, info.slaveKind)),
+      slaveData: attr(IFLA_INFO.SLAVE_DATA, dataCodec(slaveSchemaOf(info.slaveKind, info.kind))),
     };
-    // Kinds come from the kernel too; bound the cache so odd input cannot grow it forever.
-    if (linkInfoSchemas.size < 256) linkInfoSchemas.set(key, s);
+    if (byKind.size < 16) byKind.set(info.slaveKind, s);
   }
   return s;
 }
 
-const linkInfoCodec: Codec<LinkInfo> = {
+function kindsIn(b: Buffer, o: number, l: number): { kind?: string; slaveKind?: string } {
+  // KIND may follow DATA on the wire in principle, so find the kinds first.
+  const kinds: { kind?: string; slaveKind?: string } = {};
+  for (let off = o, end = o + l; off + NLA_HDRLEN <= end; ) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2);
+    if (len < NLA_HDRLEN || off + len > end) break;
+    if (type === IFLA_INFO.KIND) kinds.kind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.SLAVE_KIND) kinds.slaveKind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    off += align4(len);
+  }
+  return kinds;
+}
+
+/**
+ * IFLA_LINKINFO for a Link view, in one pass: the kinds, then DATA and SLAVE_DATA decoded by the
+ * kinds' schemas (raw bytes for a kind nobody registered).
+ */
+export function readLinkInfoView(b: Buffer, o: number, l: number): LinkInfo {
+  const info: LinkInfo = {};
+  let data = -1;
+  let dataLen = 0;
+  let slave = -1;
+  let slaveLen = 0;
+  for (let off = o, end = o + l; off + NLA_HDRLEN <= end; ) {
+    const len = b.readUInt16LE(off);
+    const type = b.readUInt16LE(off + 2) & 0x3fff;
+    if (len < NLA_HDRLEN || off + len > end) throw new CodecError(`IFLA_LINKINFO attribute of length ${len}`, off);
+    if (type === IFLA_INFO.KIND) info.kind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.SLAVE_KIND) info.slaveKind = str.read(b, off + NLA_HDRLEN, len - NLA_HDRLEN);
+    else if (type === IFLA_INFO.DATA) [data, dataLen] = [off + NLA_HDRLEN, len - NLA_HDRLEN];
+    else if (type === IFLA_INFO.SLAVE_DATA) [slave, slaveLen] = [off + NLA_HDRLEN, len - NLA_HDRLEN];
+    off += align4(len);
+  }
+  if (data >= 0) {
+    const s = linkKind(info.kind)?.data;
+    info.data = s ? readAttrs(s, b, data, data + dataLen) : b.subarray(data, data + dataLen);
+  }
+  if (slave >= 0) {
+    const s = slaveSchemaOf(info.slaveKind, info.kind);
+    info.slaveData = s ? readAttrs(s, b, slave, slave + slaveLen) : b.subarray(slave, slave + slaveLen);
+  }
+  return info;
+}
+
+const linkInfoCodec: Codec<LinkInfo> & { schemaAt(b: Buffer, o: number, l: number): Schema } = {
   size: (v) => attrsSize(linkInfoSchema(v), v as Attrs<Schema>),
   write: (b, o, v) => void writeAttrs(linkInfoSchema(v), v as Attrs<Schema>, b, o),
-  read: (b, o, l) => {
-    // KIND may follow DATA on the wire in principle, so find the kinds first.
-    const kinds: { kind?: string; slaveKind?: string } = {};
-    for (const a of rawAttrs(b, o, o + l)) {
-      if (a.type === IFLA_INFO.KIND) kinds.kind = str.read(a.data, 0, a.data.length);
-      if (a.type === IFLA_INFO.SLAVE_KIND) kinds.slaveKind = str.read(a.data, 0, a.data.length);
-    }
-    return readAttrs(linkInfoSchema(kinds), b, o, o + l) as LinkInfo;
-  },
+  read: (b, o, l) => readAttrs(linkInfoSchema(kindsIn(b, o, l)), b, o, o + l) as LinkInfo,
+  schemaAt: (b, o, l) => linkInfoSchema(kindsIn(b, o, l)),
 };
 
 export const inet6LinkAttrs = {
   flags: attr(IFLA_INET6.FLAGS, u32),
   addrGenMode: attr(IFLA_INET6.ADDR_GEN_MODE, u8),
+  // Device configuration and counters, as the kernel's arrays of integers.
+  conf: attr(IFLA_INET6.CONF, bytes),
+  stats: attr(IFLA_INET6.STATS, bytes),
+  icmp6stats: attr(IFLA_INET6.ICMP6STATS, bytes),
+  cacheinfo: attr(IFLA_INET6.CACHEINFO, bytes),
+  token: attr(IFLA_INET6.TOKEN, bytes),
+  raMtu: attr(IFLA_INET6.RA_MTU, u32),
 } as const satisfies Schema;
 
-/** IFLA_AF_SPEC: per address family link settings (only IPv6's are modelled; the rest is kept raw). */
+/** IFLA_AF_SPEC: per address family link settings (IPv6's flags and address generation named; device configurations as bytes). */
 export const afSpecAttrs = {
+  inet: attr(AF.INET, nested({ conf: attr(1, bytes) } as const)),
   inet6: attr(AF.INET6, nested(inet6LinkAttrs)),
 } as const satisfies Schema;
+
+/** IFLA_PROP_LIST: the alternative names of a link. */
+export const propListAttrs = { altnames: repeated(IFLA.ALT_IFNAME, strz) } as const satisfies Schema;
 
 export const linkAttrs = {
   address: attr(IFLA.ADDRESS, mac),
@@ -177,6 +200,32 @@ export const linkAttrs = {
   maxMtu: attr(IFLA.MAX_MTU, u32),
   permAddress: attr(IFLA.PERM_ADDRESS, mac),
   afSpec: attr(IFLA.AF_SPEC, nested(afSpecAttrs)),
+  propList: attr(IFLA.PROP_LIST, nested(propListAttrs), { nestedFlag: true }),
+  altIfname: attr(IFLA.ALT_IFNAME, strz),
+  stats: attr(IFLA.STATS, bytes),
+  stats64: attr(IFLA.STATS64, bytes),
+  carrierChanges: attr(IFLA.CARRIER_CHANGES, u32),
+  carrierUpCount: attr(IFLA.CARRIER_UP_COUNT, u32),
+  carrierDownCount: attr(IFLA.CARRIER_DOWN_COUNT, u32),
+  protoDown: attr(IFLA.PROTO_DOWN, u8),
+  gsoMaxSegs: attr(IFLA.GSO_MAX_SEGS, u32),
+  gsoMaxSize: attr(IFLA.GSO_MAX_SIZE, u32),
+  groMaxSize: attr(IFLA.GRO_MAX_SIZE, u32),
+  tsoMaxSize: attr(IFLA.TSO_MAX_SIZE, u32),
+  tsoMaxSegs: attr(IFLA.TSO_MAX_SEGS, u32),
+  allmulti: attr(IFLA.ALLMULTI, u32),
+  gsoIpv4MaxSize: attr(63, u32),
+  groIpv4MaxSize: attr(64, u32),
+  devlinkPort: attr(62, bytes),
+  dpllPin: attr(65, bytes),
+  maxPacingOffloadHorizon: attr(66, u32),
+  netnsImmutable: attr(67, u8),
+  headroom: attr(68, u16),
+  tailroom: attr(69, u16),
+  parentDevName: attr(IFLA.PARENT_DEV_NAME, strz),
+  parentDevBusName: attr(IFLA.PARENT_DEV_BUS_NAME, strz),
+  xdp: attr(IFLA.XDP, bytes),
+  map: attr(IFLA.MAP, bytes),
   // iproute2 adds the name after the other attributes it parsed, then the kind: keep that order.
   ifname: attr(IFLA.IFNAME, strz),
   extMask: attr(IFLA.EXT_MASK, u32),
@@ -197,6 +246,9 @@ export const ifaddrmsg = struct([
 ] as const);
 export type IfAddrMsg = ReturnType<typeof ifaddrmsg.read>;
 
+/** struct ifa_cacheinfo: preferred and valid lifetimes in seconds (0xffffffff: forever), creation and update stamps. */
+export const ifaCacheinfo = structCodec(struct([['preferred', 'u32'], ['valid', 'u32'], ['cstamp', 'u32'], ['tstamp', 'u32']] as const));
+
 export const addrAttrs = {
   local: attr(IFA.LOCAL, ipAddr),
   address: attr(IFA.ADDRESS, ipAddr),
@@ -206,7 +258,7 @@ export const addrAttrs = {
   flags: attr(IFA.FLAGS, u32),
   rtPriority: attr(IFA.RT_PRIORITY, u32),
   proto: attr(IFA.PROTO, u8),
-  cacheinfo: attr(IFA.CACHEINFO, bytes),
+  cacheinfo: attr(IFA.CACHEINFO, ifaCacheinfo),
   multicast: attr(IFA.MULTICAST, ipAddr),
 } as const satisfies Schema;
 export type AddrAttrs = Attrs<typeof addrAttrs>;
@@ -215,38 +267,7 @@ export const addrMessage: MessageDef<keyof IfAddrMsg, typeof addrAttrs> = { head
 
 // ---------------------------------------------------------------- routes
 
-export const rtmsg = struct([
-  ['family', 'u8'],
-  ['dstLen', 'u8'],
-  ['srcLen', 'u8'],
-  ['tos', 'u8'],
-  ['table', 'u8'],
-  ['protocol', 'u8'],
-  ['scope', 'u8'],
-  ['type', 'u8'],
-  ['flags', 'u32'],
-] as const);
-export type RtMsg = ReturnType<typeof rtmsg.read>;
-
-export const routeAttrs = {
-  table: attr(RTA.TABLE, u32),
-  dst: attr(RTA.DST, ipAddr),
-  src: attr(RTA.SRC, ipAddr),
-  iif: attr(RTA.IIF, u32),
-  gateway: attr(RTA.GATEWAY, ipAddr),
-  oif: attr(RTA.OIF, u32),
-  priority: attr(RTA.PRIORITY, u32),
-  prefsrc: attr(RTA.PREFSRC, ipAddr),
-  metrics: attr(RTA.METRICS, bytes),
-  multipath: attr(RTA.MULTIPATH, bytes),
-  mark: attr(RTA.MARK, u32),
-  pref: attr(RTA.PREF, u8),
-  cacheinfo: attr(RTA.CACHEINFO, bytes),
-  expires: attr(RTA.EXPIRES, u32),
-} as const satisfies Schema;
-export type RouteAttrs = Attrs<typeof routeAttrs>;
-
-export const routeMessage: MessageDef<keyof RtMsg, typeof routeAttrs> = { header: rtmsg, attrs: routeAttrs };
+export { rtmsg, routeAttrs, routeMessage, type RtMsg, type RouteAttrs } from './route-schema.js';
 
 // Re-exported for modules that build ad-hoc nests.
 export { NLA_HDRLEN, align4 };

@@ -1,16 +1,18 @@
 /**
- * NetlinkSocket: request/ack, dumps and pipelined batches over NETLINK_ROUTE.
+ * NetlinkSocket: request/ack, dumps and pipelined batches over any netlink protocol
+ * (NETLINK_ROUTE by default; NETLINK_GENERIC, NETLINK_NETFILTER, ...).
  *
  * Synchronous by design: rtnetlink requests are handled inside the kernel's sendmsg, so the
  * reply is usually queued before sendto() returns and a blocking read costs nothing; and a
  * synchronous socket is what lets a namespace switch stay inside one critical section.
  * Every wait still has a deadline, so a lost reply is a TimeoutError, never a hang.
  */
-import { CodecError, DumpInterruptedError, NetlinkError, SysError, TimeoutError, ValidationError } from '../errors.js';
+import { CodecError, DumpInterruptedError, NetlinkError, OverrunError, SysError, TimeoutError, ValidationError } from '../errors.js';
 import * as libc from './libc.js';
-import { NETLINK_OPT, NETLINK_ROUTE, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
+import { NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
 import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
 import { rawAttrs, align4 } from './attr.js';
+import { unwatchFd, watchFd } from './poller.js';
 
 /** The kernel side of a socket; tests can stand in a fake that replays captured replies. */
 export interface Transport {
@@ -21,18 +23,33 @@ export interface Transport {
   sendAsync?(buf: Buffer): Promise<void>;
   /** One datagram, or null when none arrived within `timeoutMs`. */
   receive(timeoutMs: number): Buffer | null;
+  /**
+   * Calls `onReadable` (on the JS thread) whenever a datagram may be waiting, until the returned
+   * function is called; its promise settles once the transport may be closed. Event monitors use it.
+   */
+  watch?(onReadable: () => void): () => Promise<void>;
   close(): void;
 }
 
 /** Options for opening a socket. */
 export interface SocketOptions {
+  /** Netlink protocol: NETLINK.ROUTE (default), NETLINK.GENERIC, NETLINK.NETFILTER, ... */
+  protocol?: number;
   /** Deadline for each reply, in milliseconds (default 5000). */
   timeoutMs?: number;
-  /** SO_RCVBUF in bytes; raise it for large dumps on busy hosts (ENOBUFS otherwise). */
+  /**
+   * SO_RCVBUF in bytes (SO_RCVBUFFORCE when privileged). Raise it for large dumps and busy
+   * monitors: when it overflows the kernel drops messages and the next receive fails with ENOBUFS.
+   */
   receiveBufferSize?: number;
-  /** Netlink protocol (default NETLINK_ROUTE, 0; NETLINK_NETFILTER is 12). */
-  protocol?: number;
+  /** Multicast groups to join (NETLINK_ADD_MEMBERSHIP), for event monitors. */
+  groups?: readonly number[];
+  /** Names message types in errors (rtnetlink's RTM_* names by default). */
+  typeName?: TypeNamer;
 }
+
+/** Names a message type for errors ('RTM_NEWLINK'); protocols other than rtnetlink pass their own. */
+export type TypeNamer = (type: number) => string;
 
 const MIN_RECV_BUF = 32 * 1024;
 /** Requests per sendto in a batch. */
@@ -50,14 +67,17 @@ export class KernelTransport implements Transport {
     return a;
   })();
 
+  readonly protocol: number;
+
   constructor(opts: SocketOptions = {}) {
-    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, opts.protocol ?? NETLINK_ROUTE);
+    this.protocol = opts.protocol ?? NETLINK.ROUTE;
+    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, this.protocol);
     try {
       // Extended acks carry the kernel's reason; CAP_ACK keeps error replies small;
-      // strict checking makes the kernel reject malformed dump requests instead of guessing.
+      // strict checking makes rtnetlink reject malformed dump requests instead of guessing.
       libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.EXT_ACK, 1);
       libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.CAP_ACK, 1);
-      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.GET_STRICT_CHK, 1);
+      if (this.protocol === NETLINK.ROUTE) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.GET_STRICT_CHK, 1);
       if (opts.receiveBufferSize !== undefined) {
         try {
           libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, opts.receiveBufferSize);
@@ -68,6 +88,8 @@ export class KernelTransport implements Transport {
       const local = Buffer.alloc(12);
       local.writeUInt16LE(libc.AF_NETLINK, 0);
       libc.bind(fd, local);
+      // After bind: bind() rewrites the first 32 group bits from nl_groups, which is 0 here.
+      for (const g of opts.groups ?? []) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.ADD_MEMBERSHIP, g);
       this.portId = libc.getsockname(fd, 12).readUInt32LE(4);
     } catch (e) {
       libc.close(fd);
@@ -109,15 +131,18 @@ export class KernelTransport implements Transport {
     }
   }
 
+  watch(onReadable: () => void): () => Promise<void> {
+    watchFd(this.fd, onReadable);
+    return () => unwatchFd(this.fd);
+  }
+
   close(): void {
     libc.close(this.fd);
   }
 }
 
 function enobufs(e: unknown): unknown {
-  if (e instanceof SysError && e.code === 'ENOBUFS') {
-    return new NetlinkError('recv', 105, 'socket receive buffer overflowed; state must be resynchronised with a new dump');
-  }
+  if (e instanceof SysError && e.code === 'ENOBUFS') return new OverrunError();
   return e;
 }
 
@@ -134,8 +159,17 @@ export interface DumpOptions {
   retries?: number;
 }
 
+/** A dumped message that its decoder could not read: kept with its bytes and the reason, never dropped. */
+export interface Undecodable {
+  message: RawMessage;
+  error: CodecError;
+}
+
+/** A dump's result: the decoded items, and in `undecodable` every message that failed to decode. */
+export type DumpList<T> = T[] & { undecodable: Undecodable[] };
+
 /** Parses an NLMSG_ERROR payload; errno 0 is an ack. */
-export function parseError(msg: RawMessage, context?: string): NetlinkError | null {
+export function parseError(msg: RawMessage, context?: string, typeName: TypeNamer = messageTypeName): NetlinkError | null {
   const p = msg.payload;
   if (p.length < 4) throw new CodecError('NLMSG_ERROR shorter than its error code');
   const err = p.readInt32LE(0);
@@ -144,7 +178,7 @@ export function parseError(msg: RawMessage, context?: string): NetlinkError | nu
   let kernelMessage: string | undefined;
   let offset: number | undefined;
   if (p.length >= 4 + NLMSG_HDRLEN) {
-    op = messageTypeName(p.readUInt16LE(8));
+    op = typeName(p.readUInt16LE(8));
     const origLen = p.readUInt32LE(4);
     const tlvStart = 4 + ((msg.flags & NLM_F.CAPPED) !== 0 ? NLMSG_HDRLEN : align4(origLen));
     if ((msg.flags & NLM_F.ACK_TLVS) !== 0 && tlvStart <= p.length) {
@@ -157,10 +191,11 @@ export function parseError(msg: RawMessage, context?: string): NetlinkError | nu
   return new NetlinkError(op, err, kernelMessage, offset, context);
 }
 
-/** A NETLINK_ROUTE socket with per-socket sequence numbers. */
+/** A netlink socket with per-socket sequence numbers. */
 export class NetlinkSocket {
   private seq: number;
   readonly timeoutMs: number;
+  private readonly typeName: TypeNamer;
   private closed = false;
   /** An async batch owns the socket until it settles: another request would read its acks. */
   private asyncInFlight = false;
@@ -175,6 +210,7 @@ export class NetlinkSocket {
     opts: SocketOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.typeName = opts.typeName ?? messageTypeName;
     // A random start keeps a reopened socket from matching a stale reply of its predecessor.
     this.seq = (Math.random() * 0x7fffffff) >>> 0;
   }
@@ -252,6 +288,7 @@ export class NetlinkSocket {
   }
 
   private encodeChunk(reqs: readonly Request[], first: number): Buffer {
+    for (const r of reqs) assertResolved(r);
     return encodeBatch(
       reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK })),
       first,
@@ -270,14 +307,14 @@ export class NetlinkSocket {
   private collect(reqs: readonly Request[], first: number, context?: string): BatchResult[] {
     const results: BatchResult[] = reqs.map(() => ({ replies: [] }));
     let pending = reqs.length;
-    const op = messageTypeName(reqs[0]!.type);
+    const op = this.typeName(reqs[0]!.type);
     while (pending > 0) {
       for (const m of this.receiveOrThrow(op)) {
         const i = (m.seq - first) >>> 0;
         if (i >= reqs.length || m.pid !== this.transport.portId) continue; // stale reply of an earlier request
         const r = results[i] as BatchResult;
         if (m.type === NLMSG.ERROR) {
-          const err = parseError(m, context);
+          const err = parseError(m, context, this.typeName);
           if (err) r.error = err;
           pending--;
         } else if (m.type !== NLMSG.NOOP && m.type !== NLMSG.DONE) {
@@ -297,12 +334,16 @@ export class NetlinkSocket {
 
   /**
    * Runs a dump and decodes every message with `decode` (which may return undefined to skip).
-   * An interrupted dump (NLM_F_DUMP_INTR) is retried `retries` times, then thrown as
-   * DumpInterruptedError carrying the partial result: never silently discarded (pitfall 1).
+   * A message the decoder cannot read (CodecError) is kept in the result's `undecodable` with
+   * its bytes, so one odd message never loses the rest of the dump. An interrupted dump
+   * (NLM_F_DUMP_INTR: the kernel's tables changed while it was sent) is retried `retries`
+   * times, then thrown as DumpInterruptedError carrying the partial result, never silently
+   * discarded.
    */
-  dump<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): T[] {
+  dump<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): DumpList<T> {
     this.assertIdle();
-    const op = messageTypeName(req.type);
+    assertResolved(req);
+    const op = this.typeName(req.type);
     for (let attempt = 0; ; attempt++) {
       const seq = this.nextSeq(1);
       this.transport.send(this.dumpMessage(req, seq));
@@ -319,9 +360,10 @@ export class NetlinkSocket {
    * kernel fills the first part of a dump inside sendmsg, and for some tables (conntrack walks
    * every hash bucket) that is where nearly all the time goes. The replies are read here.
    */
-  async dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<T[]> {
+  async dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<DumpList<T>> {
     this.assertIdle();
-    const op = messageTypeName(req.type);
+    assertResolved(req);
+    const op = this.typeName(req.type);
     for (let attempt = 0; ; attempt++) {
       const seq = this.nextSeq(1);
       const buf = this.dumpMessage(req, seq);
@@ -346,9 +388,12 @@ export class NetlinkSocket {
     return encodeBatch([{ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }], seq, this.transport.portId);
   }
 
-  /** Reads one dump's replies; DumpInterruptedError (with what was read) when the kernel flagged it. */
-  private collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): T[] {
-    const out: T[] = [];
+  /**
+   * Reads one dump's replies. A message the decoder cannot read goes to `undecodable`; a dump the
+   * kernel flagged as interrupted is DumpInterruptedError carrying what was read.
+   */
+  private collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): DumpList<T> {
+    const out = Object.assign([] as T[], { undecodable: [] as Undecodable[] });
     let interrupted = false;
     let done = false;
     try {
@@ -365,11 +410,18 @@ export class NetlinkSocket {
           }
           if (m.type === NLMSG.ERROR) {
             done = true;
-            const err = parseError(m);
+            const err = parseError(m, undefined, this.typeName);
             if (err) throw err;
             break;
           }
-          const v = decode(m);
+          let v: T | undefined;
+          try {
+            v = decode(m);
+          } catch (e) {
+            if (!(e instanceof CodecError)) throw e;
+            out.undecodable.push({ message: { ...m, payload: Buffer.from(m.payload) }, error: e });
+            continue;
+          }
           if (v !== undefined) out.push(v);
         }
       }
@@ -396,4 +448,11 @@ export class NetlinkSocket {
     }
   }
 
+}
+
+/** Refuses a request that still names a link its message can only carry as an ifindex. */
+function assertResolved(r: Request): void {
+  if (r.pending && r.pending.length > 0) {
+    throw new ValidationError('link', `the request names ${r.pending.map((n) => JSON.stringify(n)).join(', ')} where the kernel needs an ifindex: send it through Rtnl, which resolves names, or pass an index or a Link`);
+  }
 }

@@ -1,6 +1,6 @@
 /** Input checks that run before anything reaches the kernel. Pure. */
-import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
+import { formatIPv4, formatIPv6, maskBytes, normalizeIp } from './ip.js';
 
 export const IFNAMSIZ = 16;
 
@@ -15,11 +15,6 @@ export function validateIfname(name: unknown, field = 'interface name'): string 
   return name;
 }
 
-/** True for a full dotted-quad IPv4 or any IPv6 text; short and octal IPv4 forms ('1.2.3', '010.1.1.1') are refused. */
-function isStrictIp(text: string): boolean {
-  if (text.includes(':')) return ipaddr.IPv6.isValid(text);
-  return ipaddr.IPv4.isValidFourPartDecimal(text);
-}
 
 /** An address with prefix length, family resolved. */
 export interface ParsedCidr {
@@ -28,15 +23,16 @@ export interface ParsedCidr {
   prefix: number;
 }
 
-/** Parses 'a.b.c.d/n' or 'x::y/n' (prefix optional: host route) with ipaddr.js. */
+/** Parses 'a.b.c.d/n' or 'x::y/n' (prefix optional: host route). */
 export function parseCidr(input: unknown, field = 'address'): ParsedCidr {
   if (typeof input !== 'string') throw new ValidationError(field, 'must be a string like 192.168.10.2/24');
   const [addr, prefixText, extra] = input.split('/');
-  if (extra !== undefined || addr === undefined || !isStrictIp(addr)) {
+  // Short and octal IPv4 forms ('1.2.3', '010.1.1.1') are refused, not guessed at.
+  const parsed = addr === undefined || extra !== undefined ? undefined : normalizeIp(addr);
+  if (!parsed) {
     throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address with an optional /prefix`);
   }
-  const parsed = ipaddr.parse(addr);
-  const family = parsed.kind() === 'ipv4' ? 4 : 6;
+  const family = parsed.family;
   const max = family === 4 ? 32 : 128;
   let prefix = max;
   if (prefixText !== undefined) {
@@ -45,26 +41,29 @@ export function parseCidr(input: unknown, field = 'address'): ParsedCidr {
     }
     prefix = Number(prefixText);
   }
-  return { family, address: family === 4 ? parsed.toString() : (parsed as ipaddr.IPv6).toRFC5952String(), prefix };
+  return { family, address: parsed.address, prefix };
 }
 
 /** Parses a bare IP address. */
 export function parseIp(input: unknown, field = 'address'): { family: 4 | 6; address: string } {
-  if (typeof input !== 'string' || !isStrictIp(input)) throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address`);
-  const p = ipaddr.parse(input);
-  return p.kind() === 'ipv4' ? { family: 4, address: p.toString() } : { family: 6, address: (p as ipaddr.IPv6).toRFC5952String() };
+  const p = typeof input === 'string' ? normalizeIp(input) : undefined;
+  if (!p) throw new ValidationError(field, `${JSON.stringify(input)} is not an IP address`);
+  return { family: p.family, address: p.address };
 }
 
 /** The IPv4 broadcast address of addr/prefix ('+' in `ip addr add ... brd +`). */
 export function ipv4Broadcast(address: string, prefix: number): string {
-  return ipaddr.IPv4.broadcastAddressFromCIDR(`${address}/${prefix}`).toString();
+  const p = normalizeIp(address);
+  if (!p || p.family !== 4) throw new ValidationError('address', `${JSON.stringify(address)} is not an IPv4 address`);
+  return formatIPv4(Uint8Array.from(maskBytes(p.bytes, prefix, 1)));
 }
 
 /** The network address of a CIDR (host bits cleared). */
 export function networkAddress(address: string, prefix: number): string {
-  return ipaddr.parse(address).kind() === 'ipv4'
-    ? ipaddr.IPv4.networkAddressFromCIDR(`${address}/${prefix}`).toString()
-    : (ipaddr.IPv6.networkAddressFromCIDR(`${address}/${prefix}`) as ipaddr.IPv6).toRFC5952String();
+  const p = normalizeIp(address);
+  if (!p) throw new ValidationError('address', `${JSON.stringify(address)} is not an IP address`);
+  const b = Uint8Array.from(maskBytes(p.bytes, prefix, 0));
+  return p.family === 4 ? formatIPv4(b) : formatIPv6(b);
 }
 
 /** Checks a MAC address 'aa:bb:cc:dd:ee:ff'. */

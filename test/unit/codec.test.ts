@@ -1,8 +1,8 @@
 /** The attribute codec: alignment, zeroed padding, str vs strz, nesting, unknown attributes, malformed input. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { attr, attrsSize, bytes, ipAddr, mac, nested, readAttrs, str, strz, u8, u16, u32, be16, writeAttrs, type Schema } from '../../src/netlink/attr.js';
-import { decodePayload, encode, splitMessages } from '../../src/netlink/message.js';
+import { attr, attrsSize, ipAddr, mac, nested, nestedArray, readAttrs, repeated, str, strz, u8, u16, u32, be16, be32, be64, uint, writeAttrs, type Schema } from '../../src/netlink/attr.js';
+import { decodePayload, encode, splitMessages, struct } from '../../src/netlink/message.js';
 import { linkMessage, addrMessage, routeMessage } from '../../src/netlink/schemas.js';
 import * as L from '../../src/netlink/link.js';
 import * as A from '../../src/netlink/addr.js';
@@ -88,7 +88,10 @@ test('request builders refuse bad input before anything is sent', () => {
     () => A.addAddrRequest(2, '192.168.10.2/33'),
     () => A.addAddrRequest(2, 'not-an-ip/24'),
     () => A.addAddrRequest(0, '10.0.0.1/8'),
-    () => R.addRouteRequest({ gateway: 'fd00::1', dst: '10.0.0.0/8', oif: 2 }),
+    () => R.addRouteRequest({ dst: '10.0.0.0/8', nexthops: [{ gateway: '10.0.0.1', weight: 0 }] }),
+    () => R.addRouteRequest({ dst: '10.0.0.0/8', gateway: '10.1.1.1', metrics: { mtu: 1300, lock: ['mtu'] }, type: 'no-such-type' }),
+    () => A.addAddrRequest(2, '10.0.0.1/8', { validLft: 10, preferredLft: 20 }),
+    () => A.addAddrRequest({ index: 0 }, '10.0.0.1/8'),
     () => R.addRouteRequest({ dst: '10.0.0.0/8' }),
   ];
   for (const f of bad) assert.instance(catchError(f), ValidationError);
@@ -124,12 +127,62 @@ test('unknown IFLA_INFO_DATA of another link kind is kept as bytes', () => {
   assert.is(enc(s, dec).toString('hex'), wire.toString('hex'));
 });
 
-test('bytes codec copies, so decoded data does not alias the receive buffer', () => {
-  const s = { raw: attr(1, bytes) } as const satisfies Schema;
-  const wire = Buffer.from('0800010001020304', 'hex');
+test('decoded attributes keep wire order, repeats and flag bits; re-encode is byte-exact', () => {
+  const s = { a: attr(1, u32), names: repeated(2, strz), sub: attr(3, nested(inner)) } as const satisfies Schema;
+  // Wire order: sub (with NLA_F_NESTED set by the sender), names[0], unknown 9, a, names[1].
+  const wire = Buffer.from(
+    '0c000380' + '050001000700' + '0000' + // sub {a: 7} with nested flag, pad
+      '06000200' + '78000000' + // names[0] "x\0"
+      '08000900' + 'deadbeef' + // unknown type 9
+      '08000100' + '05000000' + // a = 5
+      '06000200' + '79000000', // names[1] "y\0"
+    'hex',
+  );
   const dec = readAttrs(s, wire, 0, wire.length);
-  wire[4] = 0xff;
-  assert.is(dec.raw?.[0], 1);
+  assert.equal(dec.names, ['x', 'y']);
+  assert.is(dec.a, 5);
+  assert.is(dec.sub?.a, 7);
+  assert.is(dec.unknown?.[0]?.type, 9);
+  assert.is(enc(s, dec).toString('hex'), wire.toString('hex'), 'same order, same flags');
+  // A changed value is re-encoded in place; an added one goes after the recorded ones.
+  dec.a = 6;
+  dec.names!.push('z');
+  const changed = enc(s, dec).toString('hex');
+  assert.ok(changed.includes('0800010006000000'), 'a re-encoded');
+  assert.ok(changed.endsWith('06000200' + '79000000' + '06000200' + '7a000000'), 'third name after the second');
+  // Without a wire record (a request we build) the order is the schema's.
+  assert.is(enc(s, { a: 1, names: ['p', 'q'] }).toString('hex'), '0800010001000000' + '0600020070000000' + '0600020071000000');
+});
+
+test('an unchanged value is copied from the original bytes even when our canonical form differs', () => {
+  // The kernel sends strings with a NUL; `str` would write none. A u64 where uint writes a u32.
+  const s = { kind: attr(1, str), exp: attr(2, uint) } as const satisfies Schema;
+  const wire = Buffer.from('0b00010062726964676500' + '00' + '0c000200' + '0a00000000000000', 'hex');
+  const dec = readAttrs(s, wire, 0, wire.length);
+  assert.equal([dec.kind, dec.exp], ['bridge', 10]);
+  assert.is(enc(s, dec).toString('hex'), wire.toString('hex'));
+  dec.exp = 11;
+  assert.ok(enc(s, dec).toString('hex').endsWith('080002000b000000'), 'a changed value takes the canonical form');
+});
+
+test('big-endian integer codecs and struct fields', () => {
+  const s = { a: attr(1, be16), b: attr(2, be32), c: attr(3, be64) } as const satisfies Schema;
+  const b = enc(s, { a: 0x1234, b: 0x01020304, c: 5n });
+  assert.is(b.toString('hex'), '06000100' + '12340000' + '08000200' + '01020304' + '0c000300' + '0000000000000005');
+  const st = struct([['family', 'u8'], ['version', 'u8'], ['resId', 'be16']] as const);
+  const h = Buffer.alloc(4);
+  st.write(h, 0, { family: 2, resId: 10 });
+  assert.is(h.toString('hex'), '0200000a');
+  assert.equal(st.read(h, 0), { family: 2, version: 0, resId: 10 });
+});
+
+test('nested arrays keep their children numbered as on the wire', () => {
+  const c = nestedArray(u32);
+  const s = { list: attr(1, c) } as const satisfies Schema;
+  const wire = Buffer.from('14000100' + '08000100' + '0a000000' + '08000200' + '0b000000', 'hex');
+  const dec = readAttrs(s, wire, 0, wire.length);
+  assert.equal([...dec.list!], [10, 11]);
+  assert.is(enc(s, dec).toString('hex'), wire.toString('hex'));
 });
 
 test.run();

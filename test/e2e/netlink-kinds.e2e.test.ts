@@ -1,0 +1,195 @@
+/**
+ * End-to-end: the link kinds this kernel creates (vxlan, macvlan, macvtap, tun/tap, ifb,
+ * bridge options and port flags), checked against `ip -j -d link show`; the kinds it refuses
+ * give a typed error; and a VXLAN overlay between two netns "hosts" (vxlan links, static FDB
+ * `dst` entries, static neighbours) carries TCP between containers on each side.
+ */
+import { test } from 'uvu';
+import { spawnSync } from 'node:child_process';
+import * as assert from 'uvu/assert';
+import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, spawnInNetns, NetlinkError, type NetnsHandle } from '../../src/index.js';
+import { catchError, ipJson, ip, leakGuard, requireSandbox, serverScript, waitReady, clientScript, stop } from '../helpers.js';
+
+requireSandbox('netlink-kinds');
+
+let rt: Rtnl;
+let guard: ReturnType<typeof leakGuard>;
+const leaks: string[] = [];
+
+test.before(() => {
+  ip(['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1']);
+  ip(['link', 'set', 'd0', 'up']);
+  ip(['addr', 'add', '10.1.0.1/24', 'dev', 'd0']);
+});
+test.before.each(() => {
+  guard = leakGuard();
+  rt = Rtnl.open();
+});
+test.after.each((ctx) => {
+  rt.close();
+  try {
+    guard.check();
+  } catch (e) {
+    leaks.push(`${(ctx as { __test__?: string }).__test__}: ${(e as Error).message}`);
+  }
+});
+
+const info = (name: string) => ipJson(['-d', 'link', 'show', name])[0];
+
+test('vxlan: typed options in, typed options out, as ip -d shows them', () => {
+  const vx = rt.linkAdd('vx0', 'vxlan', { id: 42, local: '10.1.0.1', group: '10.1.0.2', port: 4789, link: 'd0', ttl: 64, learning: 0 });
+  assert.equal([vx.kind, vx.options?.['id'], vx.options?.['port'], vx.options?.['learning'], vx.options?.['link']], ['vxlan', 42, 4789, 0, rt.linkIndex('d0')]);
+  const d = info('vx0').linkinfo.info_data;
+  assert.equal([d.id, d.remote, d.local, d.port, d.ttl, d.learning, d.link], [42, '10.1.0.2', '10.1.0.1', 4789, 64, false, 'd0']);
+  rt.linkAdd('vx1', 'vxlan', { id: 43, group: '239.1.1.1', link: 'd0', port: 4789 });
+  assert.equal([info('vx1').linkinfo.info_data.group, info('vx1').linkinfo.info_data.learning], ['239.1.1.1', true]);
+  assert.is(rt.linkGet('vx1').options?.['group'], '239.1.1.1');
+  rt.linkDel('vx0');
+  rt.linkDel('vx1');
+});
+
+test('macvlan, macvtap: mode and lower device (parentIndex, not a veth peer)', () => {
+  const mv = rt.linkAdd('mv0', 'macvlan', { mode: 'bridge' }, { link: 'd0' });
+  const mvt = rt.linkAdd('mvt0', 'macvtap', { mode: 'vepa' }, { link: 'd0', up: true });
+  const d0 = rt.linkIndex('d0');
+  assert.equal([mv.kind, mv.options?.['mode'], mv.parentIndex, mv.peerIndex], ['macvlan', 'bridge', d0, undefined]);
+  assert.equal([mvt.kind, mvt.options?.['mode'], mvt.parentIndex], ['macvtap', 'vepa', d0]);
+  assert.equal([info('mv0').linkinfo.info_data.mode, info('mv0').link], ['bridge', 'd0']);
+  assert.is(info('mvt0').linkinfo.info_data.mode, 'vepa');
+  rt.linkDel('mv0');
+  rt.linkDel('mvt0');
+});
+
+test('tun/tap created as ip tuntap does; decoded from the kernel', () => {
+  const tap = rt.tuntapAdd('tp0', { mode: 'tap' });
+  const tun = rt.tuntapAdd('tn0', { mode: 'tun', multiQueue: true });
+  assert.equal([tap.kind, tap.options?.['type'], tap.options?.['pi'], tap.options?.['persist']], ['tun', 'tap', 0, 1]);
+  assert.equal([tun.options?.['type'], tun.options?.['multiQueue']], ['tun', 1]);
+  const j = info('tp0').linkinfo.info_data;
+  assert.equal([j.type, j.pi, j.persist], ['tap', false, true]);
+  assert.is(info('tn0').linkinfo.info_data.multi_queue, true);
+  rt.linkDel('tp0');
+  rt.linkDel('tn0');
+  assert.is(ipJson(['link', 'show', 'type', 'tun']).length, 0);
+});
+
+test('ifb, txqlen, altnames', () => {
+  rt.linkAdd('ifb9', 'ifb');
+  assert.is(info('ifb9').linkinfo.info_kind, 'ifb');
+  rt.linkSetTxqlen('ifb9', 500);
+  assert.is(info('ifb9').txqlen, 500);
+  assert.is(rt.linkGet('ifb9').txqlen, 500);
+  rt.linkAddAltname('ifb9', 'ifb9-alternative-name');
+  assert.equal(info('ifb9').altnames, ['ifb9-alternative-name']);
+  assert.equal(rt.linkGet('ifb9').altnames, ['ifb9-alternative-name']);
+  assert.is(rt.linkGet('ifb9-alternative-name').name, 'ifb9', 'the altname resolves too');
+  rt.linkDelAltname('ifb9', 'ifb9-alternative-name');
+  assert.is(info('ifb9').altnames, undefined);
+  rt.linkDel('ifb9');
+});
+
+test('bridge options and every bridge-port flag, set and read back', () => {
+  const br = rt.linkAdd('br1', 'bridge', { forwardDelay: 400, stpState: 1, priority: 100, mcastSnooping: 0, ageingTime: 12000 });
+  assert.equal([br.options?.['forwardDelay'], br.options?.['stpState'], br.options?.['priority'], br.options?.['mcastSnooping'], br.options?.['ageingTime']], [400, 1, 100, 0, 12000]);
+  const j = info('br1').linkinfo.info_data;
+  assert.equal([j.forward_delay, j.stp_state, j.priority, j.mcast_snooping, j.ageing_time], [400, 1, 100, 0, 12000]);
+  rt.linkAddVeth('p0', { name: 'p1' }, { master: br });
+  rt.linkSetBridgePort('p0', { learning: 0, unicastFlood: 0, isolated: 1, guard: 1, mcastFlood: 0, neighSuppress: 1, cost: 7 });
+  const p = info('p0').linkinfo.info_slave_data;
+  assert.equal([p.learning, p.flood, p.isolated, p.guard, p.mcast_flood, p.neigh_suppress, p.cost], [false, false, true, true, false, true, 7]);
+  const po = rt.linkGet('p0').portOptions!;
+  assert.equal([po['learning'], po['unicastFlood'], po['isolated'], po['guard'], po['mcastFlood'], po['neighSuppress'], po['cost']], [0, 0, 1, 1, 0, 1, 7]);
+  rt.linkDel('p0');
+  rt.linkDel('br1');
+});
+
+test('kinds this kernel lacks: a typed error with the kernel\'s reason, nothing created', () => {
+  for (const [kind, opts, common] of [['dummy', undefined, {}], ['vlan', { id: 5 }, { link: 'd0' }], ['bond', { mode: 'active-backup' }, {}], ['vrf', { table: 10 }, {}]] as const) {
+    const e = catchError(() => rt.linkAdd(`x${kind}`, kind, opts as never, common));
+    assert.instance(e, NetlinkError, kind);
+    assert.ok(['EOPNOTSUPP', 'ENOTSUPP'].includes(e.code), `${kind}: ${e.code}`);
+    assert.match(e.kernelMessage ?? '', /Unknown device type/);
+    assert.is(ipJson(['link', 'show']).filter((l: any) => l.ifname === `x${kind}`).length, 0);
+  }
+});
+
+interface Host {
+  ns: NetnsHandle;
+  rt: Rtnl;
+  name: string;
+}
+
+test('VXLAN overlay: two hosts, static FDB dst entries and neighbours, TCP between containers', async () => {
+  const names = ['vha', 'vhb', 'vca', 'vcb'];
+  const made: NetnsHandle[] = [];
+  const socks: Rtnl[] = [];
+  try {
+    const [ha, hb, ca, cb] = names.map((n) => {
+      const ns = createNamedNetns(n);
+      made.push(ns);
+      const r = openRtnlIn(ns);
+      socks.push(r);
+      return { ns, rt: r, name: n } as Host;
+    }) as [Host, Host, Host, Host];
+    // Underlay: one veth between the hosts.
+    ha.rt.linkAddVeth('u0', { name: 'u0', netnsFd: hb.ns.fd }, { up: true });
+    hb.rt.linkSetUp('u0');
+    ha.rt.addrAdd('u0', '10.100.0.1/24');
+    hb.rt.addrAdd('u0', '10.100.0.2/24');
+    const macs = { a: '02:00:00:00:aa:01', b: '02:00:00:00:bb:01' };
+    for (const [h, c, local, remote, side] of [[ha, ca, '10.100.0.1', '10.100.0.2', 'a'], [hb, cb, '10.100.0.2', '10.100.0.1', 'b']] as const) {
+      h.rt.linkSetUp('lo');
+      const br = h.rt.linkAdd('br0', 'bridge', {}, { up: true });
+      h.rt.linkAdd('vx0', 'vxlan', { id: 42, local, port: 4789, link: 'u0', learning: 0 }, { master: br, up: true });
+      h.rt.linkAddVeth('veth0', { name: 'eth0', netnsFd: c.ns.fd, mac: macs[side] }, { master: br, up: true });
+      c.rt.linkSetUp('lo');
+      c.rt.linkSetUp('eth0');
+      c.rt.addrAdd('eth0', side === 'a' ? '192.168.77.1/24' : '192.168.77.2/24', {});
+      // Flood to the other VTEP, and the other container's MAC behind it.
+      h.rt.fdbAppend({ lladdr: '00:00:00:00:00:00', link: 'vx0', dst: remote });
+      h.rt.fdbAdd({ lladdr: side === 'a' ? macs.b : macs.a, link: 'vx0', dst: remote });
+      c.rt.neighAdd({ dst: side === 'a' ? '192.168.77.2' : '192.168.77.1', lladdr: side === 'a' ? macs.b : macs.a, link: 'eth0' });
+    }
+    const bfdb = JSON.parse(spawnSyncText('bridge', ['-n', 'vha', '-j', 'fdb', 'show', 'dev', 'vx0']));
+    assert.ok(bfdb.some((e: any) => e.mac === macs.b && e.dst === '10.100.0.2'), 'bridge fdb shows the remote MAC with its dst');
+    assert.ok(bfdb.some((e: any) => e.mac === '00:00:00:00:00:00' && e.dst === '10.100.0.2'), 'and the flood entry');
+    const ours = ha.rt.fdbList({ link: 'vx0' });
+    assert.ok(ours.some((e) => e.lladdr === macs.b && e.dst === '10.100.0.2' && e.flagNames.includes('self')));
+    assert.equal(ipJson(['neigh', 'show', 'dev', 'eth0'], 'vca').map((n: any) => [n.dst, n.lladdr, n.state[0]]), [['192.168.77.2', macs.b, 'PERMANENT']]);
+    // ip neigh hides NOARP entries (multicast) unless asked for `nud all`; so do we here.
+    assert.equal(ca.rt.neighList({ link: 'eth0' }).filter((n) => !n.states.includes('noarp')).map((n) => [n.dst, n.lladdr, n.states]), [['192.168.77.2', macs.b, ['permanent']]]);
+    const server = spawnInNetns(cb.ns, process.execPath, ['-e', serverScript(8080, 'over-vxlan')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await waitReady(server);
+      const out = await new Promise<string>((resolve) => {
+        const p = spawnInNetns(ca.ns, process.execPath, ['-e', clientScript('192.168.77.2', 8080)], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let o = '';
+        p.stdout!.on('data', (d) => (o += d));
+        p.on('close', () => resolve(o.trim()));
+      });
+      assert.is(out, 'over-vxlan from=192.168.77.1');
+    } finally {
+      await stop(server);
+    }
+    // The packets went through the VXLAN device: its counters moved.
+    const stats = ipJson(['-s', 'link', 'show', 'vx0'], 'vha')[0].stats64;
+    assert.ok(stats.tx.packets > 0 && stats.rx.packets > 0, `vx0 tx ${stats.tx.packets} rx ${stats.rx.packets}`);
+  } finally {
+    for (const r of socks) r.close();
+    for (const ns of made) ns.close();
+    for (const n of names) deleteNamedNetns(n);
+  }
+});
+
+function spawnSyncText(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+test('no leaks', () => {
+  assert.equal(leaks, []);
+  assert.equal(ipJson(['link', 'show']).map((l: any) => l.ifname).sort(), ['d0', 'd1', 'lo']);
+});
+
+test.run();
