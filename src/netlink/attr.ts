@@ -160,6 +160,8 @@ interface Compiled {
   readonly defs: readonly AttrDef<unknown>[];
   /** Slot by attribute type (without flag bits). */
   readonly byType: readonly (number | undefined)[];
+  /** Slot by property name. */
+  readonly byKey: ReadonlyMap<string, number>;
 }
 
 const compiledCache = new WeakMap<Schema, Compiled>();
@@ -173,7 +175,7 @@ function compile(schema: Schema): Compiled {
     defs.forEach((d, i) => {
       byType[d.type] = i;
     });
-    c = { keys, defs, byType };
+    c = { keys, defs, byType, byKey: new Map(keys.map((k, i) => [k, i])) };
     compiledCache.set(schema, c);
   }
   return c;
@@ -200,10 +202,15 @@ function walk(schema: Schema, values: Attrs<Schema>, visit: Visit): void {
   const vals = values as Record<string, unknown>;
   const w = wireOf(values);
   if (!w) {
-    for (let i = 0; i < c.keys.length; i++) {
-      const v = vals[c.keys[i] as string];
-      if (v !== undefined) emitNew(c, i, v, visit);
+    // A request names a handful of a schema's attributes (link schemas have dozens): visit the
+    // values present, in schema order, rather than every attribute the schema declares.
+    const present: number[] = [];
+    for (const k in vals) {
+      const i = c.byKey.get(k);
+      if (i !== undefined && vals[k] !== undefined) present.push(i);
     }
+    if (present.length > 1) present.sort((a, b) => a - b);
+    for (const i of present) emitNew(c, i, vals[c.keys[i] as string], visit);
     if (values.unknown) for (const u of values.unknown) visit(u.type, undefined, u.data, undefined, 0, 0);
     return;
   }
