@@ -41,11 +41,6 @@ export function randomVethName(): string {
   return `veth${randomHex(4)}`;
 }
 
-/** True when a link of that name exists in the socket's netns. */
-export function linkExists(rtnl: Rtnl, name: string): boolean {
-  return findLink(rtnl, name) !== undefined;
-}
-
 /** The link of that name, or undefined (ENODEV). */
 export function findLink(rtnl: Rtnl, ref: string | number): Link | undefined {
   try {
