@@ -18,7 +18,7 @@
  * Lock order: global, then network (several in name order), then ports, then firewall. Every
  * operation takes the locks it needs in that order, so no two operations can deadlock.
  */
-import { chmodSync, lstatSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import type { PortMapping } from '../firewall/types.js';
@@ -42,6 +42,8 @@ import { parseEndpointRecord, parseNetworkRecord, type EndpointRecord, type Netw
 export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from '../locks.js';
 export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from '../fsio.js';
 
+const TMPFS_MAGIC = 0x01021994;
+
 /** Where state lives unless a caller says otherwise. */
 export const DEFAULT_STORE_ROOT = '/run/tsnetlink';
 
@@ -51,7 +53,7 @@ export interface StoreOptions {
   root?: string;
   /** Default lock wait (default 10 s). */
   lockTimeoutMs?: number;
-  /** fsync atomic writes (default true); free on tmpfs, durable elsewhere. */
+  /** fsync writes (default: yes, except on tmpfs, where there is no disk to reach). */
   fsync?: boolean;
 }
 
@@ -122,12 +124,14 @@ export class Store {
   readonly root: string;
   readonly lockTimeoutMs: number;
   readonly writeOptions: WriteOptions;
+  private readonly fsyncOption: boolean | undefined;
   private ready = false;
 
   constructor(opts: StoreOptions | string = {}) {
     const o = typeof opts === 'string' ? { root: opts } : opts;
     this.root = resolve(o.root ?? DEFAULT_STORE_ROOT);
     this.lockTimeoutMs = o.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+    this.fsyncOption = o.fsync;
     this.writeOptions = { fsync: o.fsync ?? true };
   }
 
@@ -150,6 +154,8 @@ export class Store {
       if (st.uid !== euid()) throw new StoreError('EINSECURE', this.root, `the state directory is owned by uid ${st.uid}, not by us (uid ${euid()})`);
       if ((st.mode & 0o777) !== DIR_MODE) chmodSync(this.root, DIR_MODE);
       ensureDir(join(this.root, 'networks'));
+      // tmpfs (the default /run) has no disk: an fsync there is a syscall that protects nothing.
+      if (this.fsyncOption === undefined && statfsSync(this.root).type === TMPFS_MAGIC) this.writeOptions.fsync = false;
     });
     this.ready = true;
   }
