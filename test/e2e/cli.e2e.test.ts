@@ -1,5 +1,5 @@
 /**
- * End-to-end: the `tsnetlink` command as a user runs it (node dist/src/cli/main.js ...), in the
+ * End-to-end: the `tsnetlink` command as a user runs it (node dist/bundle/tsnetlink.js ..., the bundle the package ships), in the
  * sandbox scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
  * back with `ip -j`, iptables-save, the state directory and real traffic.
  */
@@ -13,7 +13,7 @@ import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
 
 requireSandbox('cli');
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
 const SAVE = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save');
 const IPTABLES = SAVE.replace(/-save$/, '');
 const STATE = '/run/tsnetlink';
