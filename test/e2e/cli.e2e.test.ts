@@ -136,6 +136,22 @@ test('run passes the exit code through; the network is ready before CMD; everyth
   assert.is(tsn('run', '-net', NET, '--', 'true').code, 0);
 });
 
+test('run without --: the command keeps its own options (ip -br addr), as with docker run', () => {
+  const r = tsn('run', '-net', NET, 'ip', '-br', '-4', 'addr', 'show', 'eth0');
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^eth0@if\d+\s+UP\s+192\.168\.10\.\d+\/24/m);
+  assertRunCleanedUp('after run without --');
+});
+
+test('disconnect: an endpoint id the network does not have exits 1; a container that is not connected is fine', () => {
+  const typo = tsn('disconnect', '-net', NET, 'no-such-endpoint');
+  assert.is(typo.code, 1, typo.err);
+  assert.match(typo.err, /has no endpoint "no-such-endpoint"/);
+  const self = tsn('disconnect', '-net', NET, '/proc/self/ns/net');
+  assert.is(self.code, 0, self.err);
+  assert.match(self.out, /not connected/);
+});
+
 test('run -p publishes while CMD runs; SIGTERM stops CMD and cleans up (exit 143)', async () => {
   const server = "require('net').createServer(c=>c.end('web')).listen(80,()=>console.log('ready'))";
   const run = tsnBackground('run', '--name', 'web', '-net', NET, '-p', '8080:80', '--', process.execPath, '-e', server);

@@ -1,0 +1,15 @@
+// examples/genl.ts: generic netlink: the ethtool family.
+// Run it as root in a throwaway netns: `node scripts/sandbox.mjs node dist/examples/genl.js`.
+import { Genl, ethtool } from 'tsnetlink';
+
+const g = Genl.open();
+try {
+  const fam = g.family('ethtool');                             // genl ctrl get name ethtool
+  console.log(fam.id, fam.version, Object.keys(fam.mcastGroups));
+  const features = ethtool.getFeatures(g, 'lo');               // ethtool -k lo
+  console.log(features['rx-gro']);
+  ethtool.setFeatures(g, 'lo', { 'rx-gro': false });           // ethtool -K lo gro off
+  ethtool.setFeatures(g, 'lo', { 'rx-gro': true });
+} finally {
+  g.close();
+}
