@@ -16,7 +16,7 @@ import { Networks } from '../src/index.js';
 import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
 import { methods, type Env, type Method } from './lib/methods.js';
-import { table, verdict, verdictLine, type Verdict } from './lib/report.js';
+import { fmtCount, fmtRatio, levelRow, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
 import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
@@ -46,6 +46,11 @@ const NETWORK = 'tsnbench0';
 const STATE_DIR = '/run/tsnetlink/bench';
 /** A Linux bridge has at most 1023 ports (BR_MAX_PORTS 1024); beyond that RTM_NEWLINK fails with EXFULL. */
 const BRIDGE_PORTS = 1023;
+/**
+ * The connect steps that belong to a port mapping: reserving the host ports, and waiting after the
+ * netlink steps for the iptables-restore that started before them.
+ */
+const MAPPING_STEPS = ['reserve ports', 'port mappings'];
 const RESULTS = new URL('../../bench/results/', import.meta.url); // dist/bench/bench.js -> bench/results/
 
 setFlagsFromString('--expose-gc');
@@ -167,7 +172,7 @@ async function main(): Promise<void> {
     const r = await sampleInterleaved(env, pick(['tsnport', 'restore']), CFG.mapN, batch, progress, phase);
     // The mapping's own steps, apart from the veth whose cost grows with the bridge (see 3a).
     const f = await measureFloor(env, batch, progress, true);
-    const mappingSteps = round(['reserve ports', 'start port mappings', 'port mappings'].reduce((t, k) => t + (f.steps[k] ?? NaN), 0));
+    const mappingSteps = round(sumSteps(f.steps, MAPPING_STEPS));
     mapScale.push({ mappings: level, connect: rowOf(all.find((m) => m.key === 'tsnport')!, r.get('tsnport')), restore: rowOf(all.find((m) => m.key === 'restore')!, r.get('restore')), mappingSteps, floor: f });
   }
   await dropBackground(env, bg, progress, 'scale: cleanup');
@@ -190,17 +195,17 @@ async function main(): Promise<void> {
     verdict('CNI bridge ADD / tsnetlink connect, p50', p50('cni') / p50('tsn'), 8, 'min', 'x', rows.get('cni')?.skipped),
     verdict('library overhead share of connect (1 - kernel time / total)', floor.overheadShare, 0.15, 'max', '%'),
     verdict('connect with one mapping / one iptables-restore, p50', p50('tsnport') / p50('restore'), 1.3, 'max', 'x'),
-    verdict(`connect p50 at ${topLevel} endpoints / at 0`, (tsnTop ?? NaN) / p50('tsn'), 1.5, 'max', 'x', QUICK ? `at ${topLevel}, not 1000${quickNote}` : undefined),
-    verdict(`port-mapping change (connect -p p50) at ${mapTop.mappings} mappings / at ${map1.mappings}`, (mapTop.connect.summary?.p50 ?? NaN) / (map1.connect.summary?.p50 ?? NaN), 2, 'max', 'x',
+    verdict(`connect p50 at ${topLevel} endpoints / at 0`, ratioOf(tsnTop, p50('tsn')), 1.5, 'max', 'x', QUICK ? `at ${topLevel}, not 1000${quickNote}` : undefined),
+    verdict(`port-mapping change (connect -p p50) at ${mapTop.mappings} mappings / at ${map1.mappings}`, ratioOf(mapTop.connect.summary?.p50, map1.connect.summary?.p50), 2, 'max', 'x',
       `includes the veth's growth with ${mapTop.mappings} bridge ports${QUICK ? `; not 1000${quickNote}` : ''}`),
-    verdict(`port-mapping change (mapping steps only) at ${mapTop.mappings} mappings / at ${map1.mappings}`, mapTop.mappingSteps / map1.mappingSteps, 2, 'max', 'x', 'reserve ports + starting iptables-restore + waiting for it after the netlink steps'),
+    verdict(`port-mapping change (mapping steps only) at ${mapTop.mappings} mappings / at ${map1.mappings}`, ratioOf(mapTop.mappingSteps, map1.mappingSteps), 2, 'max', 'x', `steps ${MAPPING_STEPS.map((n) => `"${n}"`).join(' + ')}`),
     verdict(`connectMany of ${CFG.bulkN} with one mapping each: throughput vs ${CFG.bulkN} single connects`, bulk.seqPort! / bulk.manyPort!, 3, 'min', 'x',
       [QUICK ? `${CFG.bulkN}, not 100${quickNote}` : '', bulkNotes.length ? 'connectMany of all at once failed, see Bulk' : ''].filter(Boolean).join('; ') || undefined),
   ];
 
   // ------------------------------------------------------------------ output
   const out: string[] = [];
-  const ratio = (k: string, ref: string) => (Number.isFinite(p50(k) / p50(ref)) ? `${(p50(k) / p50(ref)).toFixed(2)}x` : '-');
+  const ratio = (k: string, ref: string) => fmtRatio(p50(k) / p50(ref));
   out.push(`tsnetlink bench${QUICK ? ' --quick' : ''}: ${String(facts.date)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs, ${String(facts.iptables)}, node ${process.version}`);
   out.push('');
   out.push(`Connect latency, ms (fresh netns per sample, ${CFG.n} samples per method, interleaved, bridge with 0 endpoints)`);
@@ -229,31 +234,30 @@ async function main(): Promise<void> {
     ['connect x1 mapping, single calls', bulk.seqPort!], ['connectMany x1 mapping', bulk.manyPort!], ['connect, single calls', bulk.seq!], ['connectMany', bulk.many!],
     ['disconnect, single calls', bulk['disc-sequential']!], ['disconnectMany', bulk['disc-many']!],
     ['delete by device group (bench prototype)', bulk['disc-group']!], ['netns deleted first, then disconnect', bulk['disc-netns-first']!],
-  ].map(([l, t]) => [String(l), fmtMs(Number(t)), fmtMs(Number(t) / CFG.bulkN), (CFG.bulkN / (Number(t) / 1000)).toFixed(0)])));
+  ].map(([l, t]) => [String(l), fmtMs(Number(t)), fmtMs(Number(t) / CFG.bulkN), fmtCount(CFG.bulkN / (Number(t) / 1000))])));
   for (const n of bulkNotes) out.push(`  FAILED ${n}`);
   out.push('  group prototype: IFLA_GROUP set on every host veth (one sendto), then one RTM_DELLINK by group (shares the RCU grace period)');
   out.push('');
   out.push('Scale: p50 ms by endpoints already on the bridge');
   out.push(table(['method', ...scale.map((s) => String(s.endpoints)), `${topLevel}/0`], [
-    ...pick(scaleKeys).map((m) => [m.label, ...scale.map((s) => fmtMs(s.connect[m.key]?.summary?.p50)), `${((scale[scale.length - 1]!.connect[m.key]?.summary?.p50 ?? NaN) / (scale[0]!.connect[m.key]?.summary?.p50 ?? NaN)).toFixed(2)}x`]),
-    ['tsnetlink disconnect', ...scale.map((s) => fmtMs(s.disconnect.p50)), `${(scale[scale.length - 1]!.disconnect.p50 / scale[0]!.disconnect.p50).toFixed(2)}x`],
-    ...(['total', 'kernel', 'create veth', 'configure container'] as const).map((k) => {
-      const v = (s: (typeof scale)[number]) => (k === 'total' ? s.floor.totalP50 : k === 'kernel' ? s.floor.kernelP50 : s.floor.steps[k] ?? NaN);
-      return [`  tsnetlink ${k === 'total' ? 'connect, kernelClock on' : k === 'kernel' ? 'time inside the kernel' : `step "${k}"`}`, ...scale.map((s) => fmtMs(v(s))), `${(v(scale[scale.length - 1]!) / v(scale[0]!)).toFixed(2)}x`];
-    }),
+    ...pick(scaleKeys).map((m) => levelRow(m.label, scale.map((s) => s.connect[m.key]?.summary?.p50))),
+    levelRow('tsnetlink disconnect', scale.map((s) => s.disconnect.p50)),
+    ...(['total', 'kernel', 'create veth', 'configure container'] as const).map((k) =>
+      levelRow(`  tsnetlink ${k === 'total' ? 'connect, kernelClock on' : k === 'kernel' ? 'time inside the kernel' : `step "${k}"`}`,
+        scale.map((s) => (k === 'total' ? s.floor.totalP50 : k === 'kernel' ? s.floor.kernelP50 : s.floor.steps[k])))),
   ]));
   out.push(`  process memory per 1000 endpoints (delta 0 -> ${topLevel}, after gc): RSS ${(rssPer1000 / 2 ** 20).toFixed(2)} MiB, JS heap ${(heapPer1000 / 2 ** 20).toFixed(2)} MiB${QUICK ? ' (too few endpoints in --quick for a stable figure)' : ''}`);
   out.push('Port-mapping change: p50 ms by mappings in place');
   out.push(table(['what', ...mapScale.map((s) => String(s.mappings)), `${mapTop.mappings}/${map1.mappings}`], [
-    ['tsnetlink connect -p', ...mapScale.map((s) => fmtMs(s.connect.summary?.p50)), `${((mapTop.connect.summary?.p50 ?? NaN) / (map1.connect.summary?.p50 ?? NaN)).toFixed(2)}x`],
-    ['  of which the mapping steps', ...mapScale.map((s) => fmtMs(s.mappingSteps)), `${(mapTop.mappingSteps / map1.mappingSteps).toFixed(2)}x`],
-    ['iptables-restore alone', ...mapScale.map((s) => fmtMs(s.restore.summary?.p50)), `${((mapTop.restore.summary?.p50 ?? NaN) / (map1.restore.summary?.p50 ?? NaN)).toFixed(2)}x`],
+    levelRow('tsnetlink connect -p', mapScale.map((s) => s.connect.summary?.p50)),
+    levelRow(`  of which the mapping steps (${MAPPING_STEPS.join(' + ')})`, mapScale.map((s) => s.mappingSteps)),
+    levelRow('iptables-restore alone', mapScale.map((s) => s.restore.summary?.p50)),
   ]));
   out.push('');
   out.push('Targets (issue 4):');
   for (const v of targets) out.push(verdictLine(v));
-  out.push(`  info: connectMany without mappings vs single connects: ${(bulk.seq! / bulk.many!).toFixed(2)}x; disconnectMany vs single: ${(bulk['disc-sequential']! / bulk['disc-many']!).toFixed(2)}x`);
-  out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${(p50('tsnport') / p50('restorelib')).toFixed(2)}x`);
+  out.push(`  info: connectMany without mappings vs single connects: ${fmtRatio(ratioOf(bulk.seq, bulk.many))}; disconnectMany vs single: ${fmtRatio(ratioOf(bulk['disc-sequential'], bulk['disc-many']))}`);
+  out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${fmtRatio(p50('tsnport') / p50('restorelib'))}`);
   out.push('');
   out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
