@@ -1,13 +1,15 @@
 /**
- * tsnetlink benchmark (issue 4): connect latency against iproute2 and the CNI bridge plugin,
+ * tsnetlink benchmark: connect latency against iproute2 and the CNI bridge plugin,
  * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect.
  *
  *   npm run bench              full run (a few minutes)
  *   npm run bench -- --quick   CI smoke run (small counts, well under a minute)
+ *   npm run bench -- --check   exits 1 when a target is MISSED (without it the exit code is 0 either way)
  *
  * It must run inside scripts/sandbox.mjs (a throwaway net + mount namespace): it creates a
  * bridge, thousands of netns, iptables rules and sysctls. Every figure also goes to
- * bench/results/latest.json, and connect p50 against endpoints to an SVG chart.
+ * bench/results/latest.json, and connect p50 against endpoints to an SVG chart; bench/results/
+ * is untracked, so a run leaves `git status` clean.
  */
 import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
@@ -16,7 +18,7 @@ import { Networks } from '../src/index.js';
 import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
 import { methods, type Env, type Method } from './lib/methods.js';
-import { fmtCount, fmtRatio, levelRow, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
+import { fmtCount, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
 import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
@@ -24,15 +26,30 @@ import { netlinkBench } from './lib/netlink.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
+const CHECK = args.includes('--check');
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows';
 if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: npm run bench [-- --quick]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)');
+  console.log(USAGE);
   process.exit(0);
 }
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink'].includes(a));
+if (unknown.length > 0) {
+  console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
+  process.exit(2);
+}
+
+/** With --check, 1 when a target was missed (and which, on stderr); otherwise 0, as without --check. */
+function checkExitCode(vs: readonly Verdict[]): number {
+  const missed = missedTargets(vs);
+  if (!CHECK || missed.length === 0) return 0;
+  console.error(`bench --check: ${missed.length} target${missed.length === 1 ? '' : 's'} MISSED: ${missed.map((v) => v.target).join('; ')}`);
+  return 1;
+}
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
-  // Only the netlink rows (issue 8): npm run bench -- --netlink [--quick]
+  // Only the netlink library rows: npm run bench -- --netlink [--quick] [--check]
   const r = await netlinkBench(QUICK);
-  console.log([...r.lines, '', 'Targets (issue 8):', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(0);
+  console.log([...r.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
@@ -191,7 +208,7 @@ async function main(): Promise<void> {
   const quickNote = QUICK ? ' (--quick: smaller counts than the target names)' : '';
   const targets: Verdict[] = [
     verdict('tsnetlink connect p50 (no mappings)', p50('tsn'), 1.0, 'max', 'ms'),
-    verdict('ip x8 sequence / tsnetlink connect, p50', p50('ip') / p50('tsn'), 15, 'min', 'x'),
+    verdict("ip x8 (the book chapter's commands) / tsnetlink connect, p50", p50('ip') / p50('tsn'), 15, 'min', 'x'),
     verdict('CNI bridge ADD / tsnetlink connect, p50', p50('cni') / p50('tsn'), 8, 'min', 'x', rows.get('cni')?.skipped),
     verdict('library overhead share of connect (1 - kernel time / total)', floor.overheadShare, 0.15, 'max', '%'),
     verdict('connect with one mapping / one iptables-restore, p50', p50('tsnport') / p50('restore'), 1.3, 'max', 'x'),
@@ -254,14 +271,14 @@ async function main(): Promise<void> {
     levelRow('iptables-restore alone', mapScale.map((s) => s.restore.summary?.p50)),
   ]));
   out.push('');
-  out.push('Targets (issue 4):');
+  out.push('Targets:');
   for (const v of targets) out.push(verdictLine(v));
   out.push(`  info: connectMany without mappings vs single connects: ${fmtRatio(ratioOf(bulk.seq, bulk.many))}; disconnectMany vs single: ${fmtRatio(ratioOf(bulk['disc-sequential'], bulk['disc-many']))}`);
   out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${fmtRatio(p50('tsnport') / p50('restorelib'))}`);
   out.push('');
   out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
-  out.push('', ...nl.lines, '', 'Targets (issue 8):', ...nl.verdicts.map(verdictLine));
+  out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
@@ -277,10 +294,11 @@ async function main(): Promise<void> {
   };
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS), JSON.stringify(json, null, 2) + '\n');
-  const svg = lineChart('tsnetlink: connect p50 against endpoints on the bridge', `${String(facts.date).slice(0, 10)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs${QUICK ? ', --quick' : ''}`,
+  const svg = lineChart('tsnetlink: connect p50 against endpoints on the bridge', `lower is better; ${String(facts.date).slice(0, 10)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs${QUICK ? ', --quick' : ''}`,
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
+  process.exitCode = checkExitCode([...targets, ...nl.verdicts]);
 }
 
 main().catch((e: unknown) => {

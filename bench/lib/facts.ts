@@ -11,6 +11,7 @@ function pkgVersion(rel: string): string | undefined {
   }
 }
 
+/** What the run ran on: date, kernel, CPUs, tool and package versions, the commit; recorded with every run. */
 export function machineFacts(command: string): Record<string, unknown> {
   const ipt = tryRun('iptables', ['--version']);
   // dist/bench/lib/facts.js -> repository root is three levels up.

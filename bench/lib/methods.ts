@@ -57,7 +57,8 @@ export function newSlot(): Slot {
 function ipSeq(env: Env, s: Slot): void {
   const h = `bh${s.k}`;
   const c = `bc${s.k}`;
-  // The seed's order: both ends in the host, then the peer is moved (create then move).
+  // The mydocker book chapter's commands in its order: both ends made in the host, then the peer
+  // moved into the container's netns (the move alone waits for an RCU grace period, ~29 ms).
   run('ip', ['link', 'add', h, 'type', 'veth', 'peer', 'name', c]);
   run('ip', ['link', 'set', h, 'master', env.bridge]);
   run('ip', ['link', 'set', h, 'up']);
@@ -83,7 +84,7 @@ function iptablesExec(s: Slot): void {
   run('iptables', ['-w', '5', ...dnatArgs(s)]);
 }
 
-/** Removes the seed-style DNAT rules of these slots in one iptables-restore. */
+/** Removes the book chapter's DNAT rules (plain PREROUTING DNAT) of these slots in one iptables-restore. */
 function removeDnat(slots: readonly Slot[]): void {
   if (slots.length === 0) return;
   const lines = slots.map((s) => dnatArgs(s).slice(2).join(' ').replace('-A PREROUTING', '-D PREROUTING'));
@@ -141,7 +142,7 @@ export function methods(env: Env): Method[] {
   return [
     { key: 'tsn', label: 'tsnetlink connect', procs: 0, mapping: false, netns: true, cleanup: tsnDisconnect,
       connect: async (e, s) => { s.id = (await e.nets.connect(e.network, { name: s.ns })).id; } },
-    { key: 'ip', label: 'ip x8 (seed order)', procs: 8, mapping: false, netns: true, connect: ipSeq, cleanup: noop },
+    { key: 'ip', label: "ip x8 (the book chapter's commands)", procs: 8, mapping: false, netns: true, connect: ipSeq, cleanup: noop },
     { key: 'ipbatch', label: 'ip -batch x2', procs: 2, mapping: false, netns: true, connect: ipBatch, cleanup: noop },
     { key: 'cni', label: 'CNI bridge ADD', procs: 2, mapping: false, netns: true, ...(cniSkip ? { skip: cniSkip } : {}),
       connect: (e, s) => cni(e, 'ADD', s, true), cleanup: (e, slots) => { for (const s of slots) cni(e, 'DEL', s, false); } },

@@ -1,5 +1,5 @@
 /**
- * Netlink rows of the bench (issue 8), each a ratio against a peer measured in the same run:
+ * Netlink library rows of the bench, each a ratio against a peer measured in the same run:
  * importing the package against a bare `node -e 0`; decoding a dump of 5,000 links against
  * receiving the same dump raw (and `ip -j link show` for scale); and a monitor draining a burst
  * of route events, with a buffer large enough for no loss and with the kernel's default one.
@@ -131,7 +131,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
     const importMs = imp.imported - imp.bare;
     const q = quick ? ' (--quick: fewer than the target names)' : '';
     const lines = [
-      `Netlink (issue 8)${quick ? ' --quick' : ''}`,
+      `Netlink library${quick ? ' --quick' : ''}`,
       table(
         ['what', 'ms', 'vs'],
         [
