@@ -11,12 +11,13 @@
  * bench/results/latest.json, and connect p50 against endpoints to an SVG chart; bench/results/
  * is untracked, so a run leaves `git status` clean.
  */
-import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Networks } from '../src/index.js';
 import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
+import { fdChanges, leakLine, openFds, openLoopReserveFd } from './lib/fds.js';
 import { methods, type Env, type Method } from './lib/methods.js';
 import { fmtCount, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
 import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
@@ -91,19 +92,6 @@ function rss(): number {
   return process.memoryUsage().rss;
 }
 
-/** Open fds of this process as "fd -> target". */
-function openFds(): Set<string> {
-  const out = new Set<string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      out.add(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      /* the fd of the directory listing itself */
-    }
-  }
-  return out;
-}
-
 function commandLine(): string {
   if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
   return `node ${process.argv.slice(1).join(' ')}`;
@@ -113,6 +101,7 @@ async function main(): Promise<void> {
   const progress = new Progress();
   const t0 = Date.now();
   const fds0 = openFds();
+  const keptFds = await openLoopReserveFd();
   const facts = machineFacts(commandLine());
   const nets = new Networks({ stateDir: STATE_DIR });
   const net = await nets.create({ name: NETWORK, subnet: '10.88.0.1/16' });
@@ -198,7 +187,8 @@ async function main(): Promise<void> {
   await nets.remove(net.name, { force: true });
   nets.close();
   const fds1 = openFds();
-  const leaks = { fds: fds1.size - fds0.size, fdTargets: [...fds1].filter((f) => !fds0.has(f)), netns: readdirSync('/run/netns').length };
+  const fdDelta = fdChanges(fds0, fds1, keptFds);
+  const leaks = { fds: fdDelta.leaked.length, fdTargets: fdDelta.leaked, keptOnPurpose: fdDelta.kept, netns: readdirSync('/run/netns').length };
   progress.done();
 
   // ------------------------------------------------------------------ targets
@@ -276,7 +266,7 @@ async function main(): Promise<void> {
   out.push(`  info: connectMany without mappings vs single connects: ${fmtRatio(ratioOf(bulk.seq, bulk.many))}; disconnectMany vs single: ${fmtRatio(ratioOf(bulk['disc-sequential'], bulk['disc-many']))}`);
   out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${fmtRatio(p50('tsnport') / p50('restorelib'))}`);
   out.push('');
-  out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
+  out.push(`${leakLine(fdDelta, leaks.netns)} Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
   out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
   const text = out.join('\n');
