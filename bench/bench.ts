@@ -12,15 +12,17 @@
  * is untracked, so a run leaves `git status` clean.
  */
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Networks } from '../src/index.js';
 import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
 import { fdChanges, leakLine, openFds, openLoopReserveFd } from './lib/fds.js';
-import { methods, type Env, type Method } from './lib/methods.js';
-import { fmtCount, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
-import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
+import { disconnectMethods, methods, type Env, type Method } from './lib/methods.js';
+import { closeNetavark, netavarkBinary, openNetavark } from './lib/netavark.js';
+import { fmtCount, fmtDelta, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
+import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleDisconnects, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
@@ -76,7 +78,10 @@ const gc = runInNewContext('gc') as () => void;
 
 type Row = { summary: Summary | null; error?: string; skipped?: string };
 
-function rowOf(m: Method, r: MethodResult | undefined): Row {
+/** Undo to run when the bench fails midway (the sandbox drops the rest with its namespaces). */
+const onFailure: (() => void)[] = [];
+
+function rowOf(m: Pick<Method, 'skip'>, r: MethodResult | undefined): Row {
   if (m.skip !== undefined) return { summary: null, skipped: m.skip };
   const s = r && r.samples.length > 0 ? roundSummary(summarize(r.samples)) : null;
   return { summary: s, ...(r?.error !== undefined ? { error: r.error } : {}) };
@@ -105,9 +110,18 @@ async function main(): Promise<void> {
   const facts = machineFacts(commandLine());
   const nets = new Networks({ stateDir: STATE_DIR });
   const net = await nets.create({ name: NETWORK, subnet: '10.88.0.1/16' });
-  const env: Env = { nets, network: net.name, bridge: net.bridge, subnet: net.subnet, gateway: net.gateway, prefix: net.prefix, cniDataDir: '/run/tsnetlink/bench-cni', background: 0 };
+  const nvBin = netavarkBinary();
+  const netavark = nvBin ? openNetavark(nvBin, '/run/tsnetlink') : undefined;
+  if (netavark) onFailure.push(() => closeNetavark(netavark));
+  const env: Env = {
+    nets, network: net.name, bridge: net.bridge, subnet: net.subnet, gateway: net.gateway, prefix: net.prefix, cniDataDir: '/run/tsnetlink/bench-cni', background: 0, stateDir: STATE_DIR,
+    ...(netavark ? { netavark } : {}),
+  };
   const all = methods(env);
   const pick = (keys: readonly string[]) => all.filter((m) => keys.includes(m.key));
+  const connectRows = all.filter((m) => m.table !== 'process');
+  const processRows = all.filter((m) => m.table === 'process');
+  const discMethods = disconnectMethods(env, all);
 
   // Warm-up: JIT, page cache of the binaries, the first iptables-restore that creates chains.
   await sampleInterleaved(env, all, CFG.warm, CFG.warm, progress, 'warm-up');
@@ -122,8 +136,12 @@ async function main(): Promise<void> {
   const floor = await measureFloor(env, CFG.floorN, progress);
   const floorPort = await measureFloor(env, CFG.discN, progress, true);
 
-  // 5. Disconnect, single (netns alive: the veth is deleted by us; netns gone: only state).
-  const discLive = roundSummary(summarize(await measureDisconnect(env, CFG.discN, 'live', progress, 'disconnect')));
+  // 5. Disconnect, single, against netavark's teardown, interleaved (netns alive: the tool deletes
+  // the veth), then tsnetlink's after the netns was deleted (the veth went with it: only state).
+  const discSampled = await sampleDisconnects(env, discMethods, CFG.discN, CFG.batch, progress, 'disconnect');
+  const discRows = new Map(discMethods.map((m) => [m.key, rowOf(m, discSampled.get(m.key))]));
+  const discP50 = (k: string) => discRows.get(k)?.summary?.p50 ?? NaN;
+  const discLive = discRows.get('tsn')!.summary ?? roundSummary(summarize([]));
   const discGone = roundSummary(summarize(await measureDisconnect(env, CFG.discN, 'gone', progress, 'disconnect')));
 
   // 4. Bulk: N single connects against one connectMany (and the same for disconnect).
@@ -184,6 +202,8 @@ async function main(): Promise<void> {
   await dropBackground(env, bg, progress, 'scale: cleanup');
 
   progress.update('teardown');
+  if (netavark) closeNetavark(netavark);
+  onFailure.length = 0;
   await nets.remove(net.name, { force: true });
   nets.close();
   const fds1 = openFds();
@@ -208,22 +228,41 @@ async function main(): Promise<void> {
     verdict(`port-mapping change (mapping steps only) at ${mapTop.mappings} mappings / at ${map1.mappings}`, ratioOf(mapTop.mappingSteps, map1.mappingSteps), 2, 'max', 'x', `steps ${MAPPING_STEPS.map((n) => `"${n}"`).join(' + ')}`),
     verdict(`connectMany of ${CFG.bulkN} with one mapping each: throughput vs ${CFG.bulkN} single connects`, bulk.seqPort! / bulk.manyPort!, 3, 'min', 'x',
       [QUICK ? `${CFG.bulkN}, not 100${quickNote}` : '', bulkNotes.length ? 'connectMany of all at once failed, see Bulk' : ''].filter(Boolean).join('; ') || undefined),
+    verdict('netavark setup / tsnetlink connect, p50', p50('nv') / p50('tsn'), 15, 'min', 'x', rows.get('nv')?.skipped),
+    verdict('netavark setup -p / tsnetlink connect -p, p50', p50('nvport') / p50('tsnport'), 10, 'min', 'x', rows.get('nvport')?.skipped),
+    verdict('netavark teardown / tsnetlink disconnect, p50 (netns alive)', discP50('nv') / discP50('tsn'), 3, 'min', 'x', discRows.get('nv')?.skipped),
+    verdict('tsnetlink connect as a CLI process, p50 above node -e 0', p50('cli') - p50('node'), 15, 'max', 'ms', rows.get('cli')?.skipped),
+    verdict('tsnetlink connect -p as a CLI process, p50 above node -e 0', p50('cliport') - p50('node'), 15, 'max', 'ms', rows.get('cliport')?.skipped),
   ];
 
   // ------------------------------------------------------------------ output
   const out: string[] = [];
   const ratio = (k: string, ref: string) => fmtRatio(p50(k) / p50(ref));
-  out.push(`tsnetlink bench${QUICK ? ' --quick' : ''}: ${String(facts.date)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs, ${String(facts.iptables)}, node ${process.version}`);
+  const load1 = os.loadavg()[0]!;
+  out.push(`tsnetlink bench${QUICK ? ' --quick' : ''}: ${String(facts.date)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs, ${String(facts.iptables)}, node ${process.version}, ${String(facts.netavark ?? 'netavark not installed')}`);
+  out.push(`  load average (1 min) ${String(facts.load1)} at the start, ${load1.toFixed(2)} at the end, on ${String(facts.cpus)} CPUs`);
   out.push('');
-  out.push(`Connect latency, ms (fresh netns per sample, ${CFG.n} samples per method, interleaved, bridge with 0 endpoints)`);
-  out.push(table(['method', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], all.map((m) => {
-    const r = rows.get(m.key)!;
+  const statCells = (m: { label: string; procs: number }, r: Row, note: string) => {
     const s = r.summary;
-    const ref = m.mapping ? 'tsnport' : 'tsn';
-    const note = r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error.slice(0, 60)}` : ratio(m.key, ref);
-    return [m.label, String(m.procs), String(s?.n ?? 0), fmtMs(s?.p50), fmtMs(s?.p90), fmtMs(s?.p99), note];
-  })));
-  out.push('  (mapping rows compare with "tsnetlink connect -p"; above 1x the baseline is slower)');
+    return [m.label, String(m.procs), String(s?.n ?? 0), fmtMs(s?.p50), fmtMs(s?.p90), fmtMs(s?.p99), r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error.slice(0, 60)}` : note];
+  };
+  out.push(`Connect latency, ms (fresh netns per sample, ${CFG.n} samples per method (netavark and CNI + portmap: ${Math.ceil(CFG.n * 0.5)}), interleaved, bridge with 0 endpoints)`);
+  out.push(table(['method', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], connectRows.map((m) => statCells(m, rows.get(m.key)!, ratio(m.key, m.mapping ? 'tsnport' : 'tsn')))));
+  out.push('  (mapping rows compare with "tsnetlink connect -p"; above 1x the baseline is slower; procs: processes started per connect)');
+  out.push('');
+  const nodeP50 = p50('node');
+  const above = (k: string) => (k === 'node' ? '' : fmtDelta(p50(k) - nodeP50));
+  out.push(`Process level, ms: each command as its own process, spawn to exit, as a CLI user runs it (interleaved with the rows above)`);
+  out.push(table(['what', 'procs', 'n', 'p50', 'p90', 'p99', 'above node -e 0', 'p50 / tsnetlink CLI'], [
+    ...processRows.map((m) => statCells(m, rows.get(m.key)!, above(m.key)).concat(m.key === 'cli' || m.key === 'cliport' ? ['1.00x'] : [''])),
+    ...pick(['nv', 'nvport', 'cniport']).map((m) => statCells(m, rows.get(m.key)!, above(m.key)).concat([ratio(m.key, m.mapping ? 'cliport' : 'cli')])),
+  ]));
+  const cliRest = p50('cli') - nodeP50 - (p50('koffi') - nodeP50) - (p50('help') - nodeP50) - p50('tsn');
+  out.push(`  (netavark and CNI rows: the connect table's samples; above 1x the baseline is slower than the CLI)`);
+  out.push(`  CLI connect above node -e 0, p50 ${fmtMs(p50('cli') - nodeP50)} ms ~ koffi ${fmtMs(p50('koffi') - nodeP50)} + the CLI's entry bundle (--help) ${fmtMs(p50('help') - nodeP50)} + the library's connect ${fmtMs(p50('tsn'))} + the rest ${fmtMs(cliRest)} (the commands bundle, and what a process does once: the first netlink sockets, the state dir, JIT-cold code)`);
+  out.push('');
+  out.push(`Disconnect, ms (netns alive: the tool deletes the veth; ${CFG.discN} samples per method, interleaved)`);
+  out.push(table(['what', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], discMethods.map((m) => statCells(m, discRows.get(m.key)!, fmtRatio(discP50(m.key) / discP50(m.via.mapping ? 'tsnport' : 'tsn'))))));
   out.push('');
   out.push(`Floor (tsnetlink connect, ${floor.samples} samples, kernelClock on): total p50 ${fmtMs(floor.totalP50)} ms, inside sendto/recv/poll/setns/socket p50 ${fmtMs(floor.kernelP50)} ms`);
   out.push(`  kernel share ${(floor.kernelShare * 100).toFixed(1)}%, library overhead ${(floor.overheadShare * 100).toFixed(1)}%, ${floor.callsPerConnect.toFixed(1)} timed FFI calls per connect`);
@@ -234,7 +273,7 @@ async function main(): Promise<void> {
   const portSteps = Object.entries(floorPort.steps);
   if (portSteps.length) out.push(`  connect -p (${floorPort.samples} samples, total p50 ${fmtMs(floorPort.totalP50)}), steps p50 ms: ${portSteps.map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}`);
   out.push('');
-  out.push(`Disconnect, ms: single p50 ${fmtMs(discLive.p50)} / p90 ${fmtMs(discLive.p90)} / p99 ${fmtMs(discLive.p99)} (netns alive, ${discLive.n} samples); after the netns was deleted p50 ${fmtMs(discGone.p50)}`);
+  out.push(`  after the netns was deleted (the veth went with it), tsnetlink disconnect p50 ${fmtMs(discGone.p50)} (${discGone.n} samples)`);
   out.push('');
   out.push(`Bulk, ${CFG.bulkN} containers`);
   out.push(table(['operation', 'total ms', 'per container', 'per second'], [
@@ -265,6 +304,7 @@ async function main(): Promise<void> {
   for (const v of targets) out.push(verdictLine(v));
   out.push(`  info: connectMany without mappings vs single connects: ${fmtRatio(ratioOf(bulk.seq, bulk.many))}; disconnectMany vs single: ${fmtRatio(ratioOf(bulk['disc-sequential'], bulk['disc-many']))}`);
   out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${fmtRatio(p50('tsnport') / p50('restorelib'))}`);
+  out.push(`  info: CLI processes against netavark's, p50: tsnetlink connect (CLI) / netavark setup ${fmtRatio(p50('cli') / p50('nv'))}, connect -p (CLI) / netavark setup -p ${fmtRatio(p50('cliport') / p50('nvport'))}, disconnect (CLI) / netavark teardown -p ${fmtRatio(discP50('cliport') / discP50('nvport'))}, connect -p (CLI) / CNI bridge + portmap ADD ${fmtRatio(p50('cliport') / p50('cniport'))} (above 1x tsnetlink's CLI is slower)`);
   out.push('');
   out.push(`${leakLine(fdDelta, leaks.netns)} Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
@@ -274,7 +314,8 @@ async function main(): Promise<void> {
 
   const json = {
     facts, quick: QUICK, config: CFG, netlink: nl.json,
-    connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, ...rows.get(m.key)! }])),
+    connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
+    disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,
     floor,
     disconnect: { single: discLive, afterNetnsDeleted: discGone },
@@ -294,5 +335,12 @@ async function main(): Promise<void> {
 main().catch((e: unknown) => {
   process.stderr.write('\n');
   console.error('bench failed:', e);
+  for (const undo of onFailure.splice(0)) {
+    try {
+      undo();
+    } catch (err) {
+      console.error('bench: cleanup after the failure failed too:', (err as Error).message);
+    }
+  }
   process.exit(1);
 });

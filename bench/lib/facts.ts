@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { tryRun } from './exec.js';
+import { netavarkVersion } from './netavark.js';
 
 function pkgVersion(rel: string): string | undefined {
   try {
@@ -30,5 +31,7 @@ export function machineFacts(command: string): Record<string, unknown> {
     iptables: ipt,
     iptablesBackend: ipt === undefined ? undefined : /nf_tables/.test(ipt) ? 'nft' : 'legacy',
     cniPlugins: tryRun('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins']),
+    netavark: netavarkVersion(),
+    load1: os.loadavg()[0]?.toFixed(2),
   };
 }

@@ -59,6 +59,11 @@ export function fmtRatio(x: number): string {
   return Number.isFinite(x) ? `${x.toFixed(2)}x` : 'n/a';
 }
 
+/** A difference in ms for a table cell, signed ("+20.70", "-5.000"), or "n/a" when it is not finite. */
+export function fmtDelta(x: number): string {
+  return Number.isFinite(x) ? `${x < 0 ? '-' : '+'}${fmtMs(Math.abs(x))}` : 'n/a';
+}
+
 /** A whole number for a table cell ("447"), or "n/a" when it is not finite. */
 export function fmtCount(x: number): string {
   return Number.isFinite(x) ? x.toFixed(0) : 'n/a';

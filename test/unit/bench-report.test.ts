@@ -1,7 +1,7 @@
 /** The bench's table and verdict formatting: a missing row (CNI plugins absent, a failed method) prints "n/a", never NaN. Pure. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fmtCount, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, verdict, verdictLine } from '../../bench/lib/report.js';
+import { fmtCount, fmtDelta, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, verdict, verdictLine } from '../../bench/lib/report.js';
 import { fmtMs } from '../../bench/lib/stats.js';
 
 test('fmtMs: precision by size; n/a for a figure that was not measured', () => {
@@ -21,6 +21,13 @@ test('ratioOf and fmtRatio: a missing side gives n/a, not NaNx', () => {
   assert.is(fmtRatio(ratioOf(1, 0)), 'n/a');
   assert.is(fmtCount(100 / (153.1 / 1000)), '653');
   assert.is(fmtCount(100 / (NaN / 1000)), 'n/a');
+});
+
+test('fmtDelta: signed, n/a when a side is missing', () => {
+  assert.is(fmtDelta(20.7), '+20.70');
+  assert.is(fmtDelta(-59.2), '-59.20');
+  assert.is(fmtDelta(0.5), '+0.500');
+  assert.is(fmtDelta(NaN - 1), 'n/a');
 });
 
 test('levelRow: the scale table row of a skipped method (CNI plugins absent) is all n/a', () => {
