@@ -6,10 +6,11 @@ const g = Genl.open();
 try {
   const fam = g.family('ethtool');                             // genl ctrl get name ethtool
   console.log(fam.id, fam.version, Object.keys(fam.mcastGroups));
-  const features = ethtool.getFeatures(g, 'lo');               // ethtool -k lo
-  console.log(features['rx-gro']);
+  const gro = ethtool.getFeatures(g, 'lo')['rx-gro'];          // ethtool -k lo
+  console.log(gro);
   ethtool.setFeatures(g, 'lo', { 'rx-gro': false });           // ethtool -K lo gro off
-  ethtool.setFeatures(g, 'lo', { 'rx-gro': true });
+  console.log(ethtool.getFeatures(g, 'lo')['rx-gro']?.wanted);
+  ethtool.setFeatures(g, 'lo', { 'rx-gro': gro?.wanted ?? true }); // back as it was
 } finally {
   g.close();
 }
