@@ -3,7 +3,7 @@
  * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect.
  *
  *   npm run bench              full run (a few minutes)
- *   npm run bench -- --quick   CI smoke run (small counts, well under a minute)
+ *   npm run bench -- --quick   CI smoke run (small counts, about a minute on an idle 2-CPU machine)
  *   npm run bench -- --check   exits 1 when a target is MISSED (without it the exit code is 0 either way)
  *
  * It must run inside scripts/sandbox.mjs (a throwaway net + mount namespace): it creates a

@@ -209,5 +209,10 @@ export function disconnectMethods(env: Env, all: readonly Method[]): DisconnectM
     { key: 'tsnport', label: 'tsnetlink disconnect (endpoint with -p)', procs: 1, via: by('tsnport'), disconnect: lib },
     { key: 'nvport', label: 'netavark teardown -p', procs: 11, via: by('nvport'), ...viaSkip(by('nvport')), disconnect: (_e, s) => netavarkTeardown(nv!, s, true) },
     { key: 'cliport', label: 'tsnetlink disconnect (CLI, endpoint with -p)', procs: 2, via: by('tsnport'), ...viaSkip(by('cliport')), disconnect: cliDisconnect },
+    // The two halves of a library disconnect, which it runs side by side, each timed alone.
+    { key: 'vethdel', label: '  of which: delete the veth alone (RTM_DELLINK)', procs: 0, via: by('tsn'),
+      disconnect: (e, s) => e.nets.host.linkDel(e.nets.store.getEndpoint(e.network, s.id!)!.hostIfname) },
+    { key: 'ctflush', label: '  of which: conntrack flush alone (one ctnetlink dump)', procs: 0, via: { ...by('iptables'), connect: noop, cleanup: noop },
+      disconnect: (e, s) => e.nets.firewall.forgetConnections({ ips: [s.ip] }) },
   ];
 }

@@ -115,7 +115,7 @@ export async function sampleDisconnects(env: Env, ms: readonly DisconnectMethod[
       const res = out.get(m.key)!;
       if (m.skip !== undefined || res.error !== undefined) continue;
       progress.update(phase, `${m.label} ${done}/${count}`);
-      const slots = makeSlots(b, true);
+      const slots = makeSlots(b, m.via.netns);
       try {
         for (const s of slots) await m.via.connect(env, s);
         for (const s of slots) {
