@@ -10,6 +10,7 @@ command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # e2e oracle f
 command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox, setpriv for run
 command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)                 # generic netlink e2e oracle (ethtool -k/-K)
 [ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # bench only: the CNI row
+[ -x /usr/lib/podman/netavark ] || pkgs+=(netavark)               # bench only: the netavark rows (no service: the bench runs the binary)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install: ${pkgs[*]}" >&2
