@@ -115,6 +115,10 @@ export function bridgeSysctls(net: NetworkRecord): { path: string; value: string
     { path: `net/ipv6/conf/${net.bridge}/accept_ra`, value: '0', optional: true },
     // A host whose interfaces start with IPv6 disabled (default.disable_ipv6) still gets it here.
     ...(v6 ? [{ path: `net/ipv6/conf/${net.bridge}/disable_ipv6`, value: '0' }] : []),
+    // The kernel sends a neighbour solicitation for a forwarded packet only from a usable
+    // link-local address: while the bridge's is tentative (DAD, ~1-2 s after up), published
+    // ports and outbound replies over IPv6 would wait. The bridge's MAC is ours and fixed.
+    ...(v6 ? [{ path: `net/ipv6/conf/${net.bridge}/accept_dad`, value: '0' }] : []),
     // Lets 127.0.0.1 -> published port be routed to the bridge (guarded by a raw-table DROP).
     ...(net.internal || !v4 ? [] : [{ path: `net/ipv4/conf/${net.bridge}/route_localnet`, value: '1' }]),
   ];
