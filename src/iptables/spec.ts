@@ -156,7 +156,9 @@ function checkMapping(m: PortMapping, field: string, family: RuleFamily): Mappin
   if (m.hostIp !== undefined && !(family === 6 && m.hostIp === '0.0.0.0')) {
     hostIp = anyIp(family === 4 ? checkIPv4(`${field}.hostIp`, m.hostIp) : checkIPv6(`${field}.hostIp`, m.hostIp));
     const range = hostIp === undefined ? 'unicast' : ipaddr.parse(hostIp).range();
-    if (range === 'multicast' || range === 'broadcast' || range === 'reserved' || range === 'linkLocal') {
+    // ipaddr.js calls the IPv6 documentation prefix (2001:db8::/32) "reserved"; it is a fine host address.
+    const refused = family === 4 ? ['multicast', 'broadcast', 'reserved'] : ['multicast', 'linkLocal', 'loopback', 'ipv4Mapped'];
+    if (refused.includes(range)) {
       throw new ValidationError(`${field}.hostIp`, `${hostIp} is a ${range} address`);
     }
   }
