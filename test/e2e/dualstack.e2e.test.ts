@@ -17,7 +17,7 @@ import { Networks, createNamedNetns, deleteNamedNetns, openRtnlIn, withNetns, ty
 import * as L from '../../src/netlink/link.js';
 import * as A from '../../src/netlink/addr.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
-import { box, serveIn, reach, ipIn, SAVE, RESTORE, type Box } from './lib.js';
+import { box, serveIn, reach, ipIn, cli, SAVE, RESTORE, type Box } from './lib.js';
 
 requireSandbox('dualstack');
 
@@ -245,6 +245,20 @@ test('repair after ip6tables -F: check names the IPv6 difference, repair restore
   assert.equal(await nets.check(), []);
   assert.is(await reachFromUp(HOST6, 8080), 'd2');
   assert.is(await reachFromUp(HOST4, 8080), 'd2');
+});
+
+test('CLI: --subnet twice makes a dual-stack network, ls and inspect show both, --ipv6 without an IPv6 subnet is a usage error', async () => {
+  const made = await cli('network', 'create', '--driver', 'bridge', '--subnet', '10.93.0.0/24', '--ipv6', '--subnet', 'fd00:93::/64', 'clids').exit;
+  assert.is(made.code, 0, made.err);
+  assert.is(made.out, 'clids 10.93.0.0/24 gateway 10.93.0.1, fd00:93::/64 gateway fd00:93::1\n');
+  const ls = await cli('network', 'ls').exit;
+  assert.match(ls.out, /^clids\s+bridge\s+10\.93\.0\.0\/24,fd00:93::\/64\s+10\.93\.0\.1,fd00:93::1\s+clids$/m);
+  const inspect = JSON.parse((await cli('network', 'inspect', 'clids').exit).out);
+  assert.equal(inspect.subnets.map((x: { subnet: string }) => x.subnet), ['10.93.0.0/24', 'fd00:93::/64']);
+  const bad = await cli('network', 'create', '--driver', 'bridge', '--ipv6', '--subnet', '10.94.0.0/24', 'clibad').exit;
+  assert.is(bad.code, 2);
+  assert.match(bad.err, /--ipv6.*needs an IPv6 --subnet/);
+  assert.is((await cli('network', 'rm', 'clids').exit).code, 0);
 });
 
 test('disconnect and rm: both addresses released, the IPv6 rules gone with the last network', async () => {
