@@ -191,10 +191,13 @@ test('GC with a partial valid list frees the others (IPs, host ports, rules, vet
   ok(cni('CHECK', withPrev(c, adds[0]!.json), att('gc0', boxes[0]!.path)), 'the valid attachment still checks');
   // It still answers on its published port, from the host's loopback.
   const ns0 = openNetns({ name: boxes[0]!.name });
-  const server = withNetns(ns0, () => net.createServer((s) => s.end('gc0 here')).listen(80));
+  const accepted: net.Socket[] = [];
+  const server = withNetns(ns0, () => net.createServer((s) => accepted.push(s.end('gc0 here'))).listen(80));
   try {
     assert.is(await tcpGet('127.0.0.1', 9500), 'gc0 here');
   } finally {
+    // An accepted socket whose last FIN is lost when GC removes the path would keep this process alive.
+    for (const s of accepted) s.destroy();
     server.close();
     ns0.close();
   }
