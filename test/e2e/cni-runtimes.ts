@@ -152,6 +152,8 @@ export class Containerd {
   readonly rootfs: string;
   private proc: ChildProcess | undefined;
   readonly sock = '/run/containerd-e2e/containerd.sock';
+  /** One line per plugin call: `COMMAND CONTAINERID IFNAME netns=PATH`. */
+  readonly log: string;
 
   constructor(page: string) {
     this.dir = mkdtempSync('/run/containerd-e2e-data-');
@@ -162,7 +164,9 @@ export class Containerd {
     mkdirSync('/opt/cni/bin', { recursive: true });
     if (!existsSync('/etc/cni/net.d')) throw new Error('/etc/cni/net.d is missing: cannot mount a private one over it without changing /etc');
     privateTmpfs('/etc/cni/net.d');
-    symlinkSync(PLUGIN, '/opt/cni/bin/tsnetlink');
+    // The plugin behind a wrapper that logs each call, so the test sees which commands ctr sent.
+    this.log = join(this.dir, 'calls.log');
+    writeFileSync('/opt/cni/bin/tsnetlink', `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME netns=$CNI_NETNS" >> ${this.log}\nexec ${PLUGIN}\n`, { mode: 0o755 });
     symlinkSync(join(STOCK, 'loopback'), '/opt/cni/bin/loopback');
   }
 
@@ -181,6 +185,11 @@ export class Containerd {
   /** `ctr ARGS` against this daemon. */
   ctr(args: string[], opts: { timeout?: number } = {}): string {
     return run('ctr', ['--address', this.sock, ...args], { timeout: opts.timeout ?? 60_000 });
+  }
+
+  /** The plugin calls logged so far. */
+  calls(): string[] {
+    return existsSync(this.log) ? readFileSync(this.log, 'utf8').split('\n').filter(Boolean) : [];
   }
 
   /** Writes the conflist ctr will use. */
