@@ -28,6 +28,9 @@ export interface CniEnv {
   path: string[];
 }
 
+/** The CNI_ARGS keys the plugin acts on: a requested address and MAC. */
+const KNOWN_ARGS: ReadonlySet<string> = new Set(['IgnoreUnknown', 'IP', 'MAC']);
+
 /** Which variables each command needs (as the spec lists them, and as libcni's skel checks them). */
 const REQUIRED: Record<CniCommand, readonly string[]> = {
   ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
@@ -72,6 +75,14 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new CniError(CNI_CODES.invalidEnvironment, `invalid CNI_ARGS pair ${JSON.stringify(pair)}`, 'CNI_ARGS must be KEY=VALUE pairs separated by ";"');
     args.set(pair.slice(0, eq), pair.slice(eq + 1));
+  }
+  // As libcni's LoadArgs: a key the plugin does not know is an error unless the caller says
+  // IgnoreUnknown (runtimes add it when they pass K8S_POD_* and others to every plugin).
+  const ignore = args.get('IgnoreUnknown');
+  if (ignore !== undefined && !/^(1|0|true|false)$/i.test(ignore)) throw new CniError(CNI_CODES.invalidEnvironment, `invalid CNI_ARGS: IgnoreUnknown=${ignore}`, 'IgnoreUnknown takes 1, 0, true or false');
+  const unknown = [...args.keys()].filter((k) => !KNOWN_ARGS.has(k));
+  if (unknown.length > 0 && !/^(1|true)$/i.test(ignore ?? '')) {
+    throw new CniError(CNI_CODES.invalidEnvironment, `invalid CNI_ARGS: unknown ${unknown.join(', ')}`, `known: ${[...KNOWN_ARGS].join(', ')}; add IgnoreUnknown=1 to pass others`);
   }
   return { command, containerId, netns: env['CNI_NETNS'] ?? '', ifname, args, path: (env['CNI_PATH'] ?? '').split(':').filter((p) => p !== '') };
 }

@@ -115,6 +115,7 @@ test('error codes: 1, 2, 3, 4, 6, 7 for bad requests; 101, 102 for taken address
   assert.match(cni('ADD', c, { CNI_CONTAINERID: 'e1', CNI_IFNAME: 'eth0' }).json.msg, 'CNI_NETNS');
   failsWith(cni('ADD', c, { ...att('e1', ns.path), CNI_COMMAND: undefined }), 4, 'unknown command');
   failsWith(cni('FROB', c, att('e1', ns.path)), 4, 'unknown command');
+  failsWith(cni('ADD', c, att('e1', ns.path, 'eth0', 'K8S_POD_NAME=web')), 4, 'an unknown CNI_ARGS key without IgnoreUnknown');
   failsWith(cni('ADD', { ...c, mtu: 'large' }, att('e1', ns.path)), 7, 'a wrong type');
   failsWith(cni('ADD', { ...c, name: 'a/b' }, att('e1', ns.path)), 7, 'a bad name');
   failsWith(cni('ADD', { ...c, ipam: { subnet: 'ten/8' } }, att('e1', ns.path)), 7, 'a bad subnet');

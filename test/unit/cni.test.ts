@@ -80,6 +80,14 @@ test('environment: code 4 names every missing or invalid variable; DEL needs no 
   const a = env({ CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.5.0.7' });
   assert.equal([...a.args], [['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'web'], ['IP', '10.5.0.7']]);
   assert.equal(env({ CNI_PATH: '/a::/b' }).path, ['/a', '/b']);
+  // Unknown keys only with IgnoreUnknown, as the reference plugins read CNI_ARGS.
+  e = catchCni(() => env({ CNI_ARGS: 'K8S_POD_NAME=web;IP=10.5.0.7' }));
+  assert.is(e.cniCode, CNI_CODES.invalidEnvironment);
+  assert.match(e.message, 'unknown K8S_POD_NAME');
+  assert.is(codeOf(() => env({ CNI_ARGS: 'IgnoreUnknown=0;K8S_POD_NAME=web' })), CNI_CODES.invalidEnvironment);
+  assert.is(codeOf(() => env({ CNI_ARGS: 'IgnoreUnknown=maybe' })), CNI_CODES.invalidEnvironment);
+  assert.equal([...env({ CNI_ARGS: 'IgnoreUnknown=true;K8S_POD_NAMESPACE=ns' }).args.keys()], ['IgnoreUnknown', 'K8S_POD_NAMESPACE']);
+  assert.equal([...env({ CNI_ARGS: 'IP=10.5.0.7;MAC=02:00:00:00:00:01' }).args.keys()], ['IP', 'MAC']);
 });
 
 function catchCni(fn: () => unknown): CniError {
