@@ -1,23 +1,29 @@
 /**
- * tsnetlink benchmark (issue 4): connect latency against iproute2 and the CNI bridge plugin,
- * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect.
+ * tsnetlink benchmark: connect latency against iproute2 and the CNI bridge plugin,
+ * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect,
+ * and the CNI plugin in Podman's flow against the stock plugin chain.
  *
  *   npm run bench              full run (a few minutes)
- *   npm run bench -- --quick   CI smoke run (small counts, well under a minute)
+ *   npm run bench -- --quick   CI smoke run (small counts, about a minute on an idle 2-CPU machine)
+ *   npm run bench -- --check   exits 1 when a target is MISSED (without it the exit code is 0 either way)
  *
  * It must run inside scripts/sandbox.mjs (a throwaway net + mount namespace): it creates a
  * bridge, thousands of netns, iptables rules and sysctls. Every figure also goes to
- * bench/results/latest.json, and connect p50 against endpoints to an SVG chart.
+ * bench/results/latest.json, and connect p50 against endpoints to an SVG chart; bench/results/
+ * is untracked, so a run leaves `git status` clean.
  */
-import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Networks } from '../src/index.js';
 import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
-import { methods, type Env, type Method } from './lib/methods.js';
-import { table, verdict, verdictLine, type Verdict } from './lib/report.js';
-import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
+import { fdChanges, leakLine, openFds, openLoopReserveFd } from './lib/fds.js';
+import { disconnectMethods, methods, type Env, type Method } from './lib/methods.js';
+import { closeNetavark, netavarkBinary, openNetavark } from './lib/netavark.js';
+import { fmtCount, fmtDelta, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
+import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleDisconnects, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
@@ -25,21 +31,36 @@ import { cniPluginBench } from './lib/cni-plugin.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
+const CHECK = args.includes('--check');
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)';
 if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: npm run bench [-- --quick]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)');
+  console.log(USAGE);
   process.exit(0);
+}
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni'].includes(a));
+if (unknown.length > 0) {
+  console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
+  process.exit(2);
+}
+
+/** With --check, 1 when a target was missed (and which, on stderr); otherwise 0, as without --check. */
+function checkExitCode(vs: readonly Verdict[]): number {
+  const missed = missedTargets(vs);
+  if (!CHECK || missed.length === 0) return 0;
+  console.error(`bench --check: ${missed.length} target${missed.length === 1 ? '' : 's'} MISSED: ${missed.map((v) => v.target).join('; ')}`);
+  return 1;
 }
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
-  // Only the netlink rows (issue 8): npm run bench -- --netlink [--quick]
+  // Only the netlink library rows: npm run bench -- --netlink [--quick] [--check]
   const r = await netlinkBench(QUICK);
-  console.log([...r.lines, '', 'Targets (issue 8):', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(0);
+  console.log([...r.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
-  // Only the CNI plugin rows (issue 12): npm run bench -- --cni [--quick]
+  // Only the CNI plugin rows: npm run bench -- --cni [--quick] [--check]
   const r = await cniPluginBench(QUICK);
-  console.log([...r.lines, '', 'Targets (issue 12):', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(0);
+  console.log([...r.lines, '', 'Targets, CNI plugin:', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
@@ -53,6 +74,11 @@ const NETWORK = 'tsnbench0';
 const STATE_DIR = '/run/tsnetlink/bench';
 /** A Linux bridge has at most 1023 ports (BR_MAX_PORTS 1024); beyond that RTM_NEWLINK fails with EXFULL. */
 const BRIDGE_PORTS = 1023;
+/**
+ * The connect steps that belong to a port mapping: reserving the host ports, and waiting after the
+ * netlink steps for the iptables-restore that started before them.
+ */
+const MAPPING_STEPS = ['reserve ports', 'port mappings'];
 const RESULTS = new URL('../../bench/results/', import.meta.url); // dist/bench/bench.js -> bench/results/
 
 setFlagsFromString('--expose-gc');
@@ -60,7 +86,10 @@ const gc = runInNewContext('gc') as () => void;
 
 type Row = { summary: Summary | null; error?: string; skipped?: string };
 
-function rowOf(m: Method, r: MethodResult | undefined): Row {
+/** Undo to run when the bench fails midway (the sandbox drops the rest with its namespaces). */
+const onFailure: (() => void)[] = [];
+
+function rowOf(m: Pick<Method, 'skip'>, r: MethodResult | undefined): Row {
   if (m.skip !== undefined) return { summary: null, skipped: m.skip };
   const s = r && r.samples.length > 0 ? roundSummary(summarize(r.samples)) : null;
   return { summary: s, ...(r?.error !== undefined ? { error: r.error } : {}) };
@@ -76,19 +105,6 @@ function rss(): number {
   return process.memoryUsage().rss;
 }
 
-/** Open fds of this process as "fd -> target". */
-function openFds(): Set<string> {
-  const out = new Set<string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      out.add(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      /* the fd of the directory listing itself */
-    }
-  }
-  return out;
-}
-
 function commandLine(): string {
   if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
   return `node ${process.argv.slice(1).join(' ')}`;
@@ -98,12 +114,22 @@ async function main(): Promise<void> {
   const progress = new Progress();
   const t0 = Date.now();
   const fds0 = openFds();
+  const keptFds = await openLoopReserveFd();
   const facts = machineFacts(commandLine());
   const nets = new Networks({ stateDir: STATE_DIR });
   const net = await nets.create({ name: NETWORK, subnet: '10.88.0.1/16' });
-  const env: Env = { nets, network: net.name, bridge: net.bridge, subnet: net.subnet, gateway: net.gateway, prefix: net.prefix, cniDataDir: '/run/tsnetlink/bench-cni', background: 0 };
+  const nvBin = netavarkBinary();
+  const netavark = nvBin ? openNetavark(nvBin, '/run/tsnetlink') : undefined;
+  if (netavark) onFailure.push(() => closeNetavark(netavark));
+  const env: Env = {
+    nets, network: net.name, bridge: net.bridge, subnet: net.subnet, gateway: net.gateway, prefix: net.prefix, cniDataDir: '/run/tsnetlink/bench-cni', background: 0, stateDir: STATE_DIR,
+    ...(netavark ? { netavark } : {}),
+  };
   const all = methods(env);
   const pick = (keys: readonly string[]) => all.filter((m) => keys.includes(m.key));
+  const connectRows = all.filter((m) => m.table !== 'process');
+  const processRows = all.filter((m) => m.table === 'process');
+  const discMethods = disconnectMethods(env, all);
 
   // Warm-up: JIT, page cache of the binaries, the first iptables-restore that creates chains.
   await sampleInterleaved(env, all, CFG.warm, CFG.warm, progress, 'warm-up');
@@ -118,8 +144,12 @@ async function main(): Promise<void> {
   const floor = await measureFloor(env, CFG.floorN, progress);
   const floorPort = await measureFloor(env, CFG.discN, progress, true);
 
-  // 5. Disconnect, single (netns alive: the veth is deleted by us; netns gone: only state).
-  const discLive = roundSummary(summarize(await measureDisconnect(env, CFG.discN, 'live', progress, 'disconnect')));
+  // 5. Disconnect, single, against netavark's teardown, interleaved (netns alive: the tool deletes
+  // the veth), then tsnetlink's after the netns was deleted (the veth went with it: only state).
+  const discSampled = await sampleDisconnects(env, discMethods, CFG.discN, CFG.batch, progress, 'disconnect');
+  const discRows = new Map(discMethods.map((m) => [m.key, rowOf(m, discSampled.get(m.key))]));
+  const discP50 = (k: string) => discRows.get(k)?.summary?.p50 ?? NaN;
+  const discLive = discRows.get('tsn')!.summary ?? roundSummary(summarize([]));
   const discGone = roundSummary(summarize(await measureDisconnect(env, CFG.discN, 'gone', progress, 'disconnect')));
 
   // 4. Bulk: N single connects against one connectMany (and the same for disconnect).
@@ -174,16 +204,19 @@ async function main(): Promise<void> {
     const r = await sampleInterleaved(env, pick(['tsnport', 'restore']), CFG.mapN, batch, progress, phase);
     // The mapping's own steps, apart from the veth whose cost grows with the bridge (see 3a).
     const f = await measureFloor(env, batch, progress, true);
-    const mappingSteps = round(['reserve ports', 'start port mappings', 'port mappings'].reduce((t, k) => t + (f.steps[k] ?? NaN), 0));
+    const mappingSteps = round(sumSteps(f.steps, MAPPING_STEPS));
     mapScale.push({ mappings: level, connect: rowOf(all.find((m) => m.key === 'tsnport')!, r.get('tsnport')), restore: rowOf(all.find((m) => m.key === 'restore')!, r.get('restore')), mappingSteps, floor: f });
   }
   await dropBackground(env, bg, progress, 'scale: cleanup');
 
   progress.update('teardown');
+  if (netavark) closeNetavark(netavark);
+  onFailure.length = 0;
   await nets.remove(net.name, { force: true });
   nets.close();
   const fds1 = openFds();
-  const leaks = { fds: fds1.size - fds0.size, fdTargets: [...fds1].filter((f) => !fds0.has(f)), netns: readdirSync('/run/netns').length };
+  const fdDelta = fdChanges(fds0, fds1, keptFds);
+  const leaks = { fds: fdDelta.leaked.length, fdTargets: fdDelta.leaked, keptOnPurpose: fdDelta.kept, netns: readdirSync('/run/netns').length };
   progress.done();
 
   // ------------------------------------------------------------------ targets
@@ -193,32 +226,51 @@ async function main(): Promise<void> {
   const quickNote = QUICK ? ' (--quick: smaller counts than the target names)' : '';
   const targets: Verdict[] = [
     verdict('tsnetlink connect p50 (no mappings)', p50('tsn'), 1.0, 'max', 'ms'),
-    verdict('ip x8 sequence / tsnetlink connect, p50', p50('ip') / p50('tsn'), 15, 'min', 'x'),
+    verdict("ip x8 (the book chapter's commands) / tsnetlink connect, p50", p50('ip') / p50('tsn'), 15, 'min', 'x'),
     verdict('CNI bridge ADD / tsnetlink connect, p50', p50('cni') / p50('tsn'), 8, 'min', 'x', rows.get('cni')?.skipped),
     verdict('library overhead share of connect (1 - kernel time / total)', floor.overheadShare, 0.15, 'max', '%'),
     verdict('connect with one mapping / one iptables-restore, p50', p50('tsnport') / p50('restore'), 1.3, 'max', 'x'),
-    verdict(`connect p50 at ${topLevel} endpoints / at 0`, (tsnTop ?? NaN) / p50('tsn'), 1.5, 'max', 'x', QUICK ? `at ${topLevel}, not 1000${quickNote}` : undefined),
-    verdict(`port-mapping change (connect -p p50) at ${mapTop.mappings} mappings / at ${map1.mappings}`, (mapTop.connect.summary?.p50 ?? NaN) / (map1.connect.summary?.p50 ?? NaN), 2, 'max', 'x',
+    verdict(`connect p50 at ${topLevel} endpoints / at 0`, ratioOf(tsnTop, p50('tsn')), 1.5, 'max', 'x', QUICK ? `at ${topLevel}, not 1000${quickNote}` : undefined),
+    verdict(`port-mapping change (connect -p p50) at ${mapTop.mappings} mappings / at ${map1.mappings}`, ratioOf(mapTop.connect.summary?.p50, map1.connect.summary?.p50), 2, 'max', 'x',
       `includes the veth's growth with ${mapTop.mappings} bridge ports${QUICK ? `; not 1000${quickNote}` : ''}`),
-    verdict(`port-mapping change (mapping steps only) at ${mapTop.mappings} mappings / at ${map1.mappings}`, mapTop.mappingSteps / map1.mappingSteps, 2, 'max', 'x', 'reserve ports + starting iptables-restore + waiting for it after the netlink steps'),
+    verdict(`port-mapping change (mapping steps only) at ${mapTop.mappings} mappings / at ${map1.mappings}`, ratioOf(mapTop.mappingSteps, map1.mappingSteps), 2, 'max', 'x', `steps ${MAPPING_STEPS.map((n) => `"${n}"`).join(' + ')}`),
     verdict(`connectMany of ${CFG.bulkN} with one mapping each: throughput vs ${CFG.bulkN} single connects`, bulk.seqPort! / bulk.manyPort!, 3, 'min', 'x',
       [QUICK ? `${CFG.bulkN}, not 100${quickNote}` : '', bulkNotes.length ? 'connectMany of all at once failed, see Bulk' : ''].filter(Boolean).join('; ') || undefined),
+    verdict('netavark setup / tsnetlink connect, p50', p50('nv') / p50('tsn'), 15, 'min', 'x', rows.get('nv')?.skipped),
+    verdict('netavark setup -p / tsnetlink connect -p, p50', p50('nvport') / p50('tsnport'), 10, 'min', 'x', rows.get('nvport')?.skipped),
+    verdict('netavark teardown / tsnetlink disconnect, p50 (netns alive)', discP50('nv') / discP50('tsn'), 3, 'min', 'x', discRows.get('nv')?.skipped),
+    verdict('tsnetlink connect as a CLI process, p50 above node -e 0', p50('cli') - p50('node'), 15, 'max', 'ms', rows.get('cli')?.skipped),
+    verdict('tsnetlink connect -p as a CLI process, p50 above node -e 0', p50('cliport') - p50('node'), 15, 'max', 'ms', rows.get('cliport')?.skipped),
   ];
 
   // ------------------------------------------------------------------ output
   const out: string[] = [];
-  const ratio = (k: string, ref: string) => (Number.isFinite(p50(k) / p50(ref)) ? `${(p50(k) / p50(ref)).toFixed(2)}x` : '-');
-  out.push(`tsnetlink bench${QUICK ? ' --quick' : ''}: ${String(facts.date)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs, ${String(facts.iptables)}, node ${process.version}`);
+  const ratio = (k: string, ref: string) => fmtRatio(p50(k) / p50(ref));
+  const load1 = os.loadavg()[0]!;
+  out.push(`tsnetlink bench${QUICK ? ' --quick' : ''}: ${String(facts.date)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs, ${String(facts.iptables)}, node ${process.version}, ${String(facts.netavark ?? 'netavark not installed')}`);
+  out.push(`  load average (1 min) ${String(facts.load1)} at the start, ${load1.toFixed(2)} at the end, on ${String(facts.cpus)} CPUs`);
   out.push('');
-  out.push(`Connect latency, ms (fresh netns per sample, ${CFG.n} samples per method, interleaved, bridge with 0 endpoints)`);
-  out.push(table(['method', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], all.map((m) => {
-    const r = rows.get(m.key)!;
+  const statCells = (m: { label: string; procs: number }, r: Row, note: string) => {
     const s = r.summary;
-    const ref = m.mapping ? 'tsnport' : 'tsn';
-    const note = r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error.slice(0, 60)}` : ratio(m.key, ref);
-    return [m.label, String(m.procs), String(s?.n ?? 0), fmtMs(s?.p50), fmtMs(s?.p90), fmtMs(s?.p99), note];
-  })));
-  out.push('  (mapping rows compare with "tsnetlink connect -p"; above 1x the baseline is slower)');
+    return [m.label, String(m.procs), String(s?.n ?? 0), fmtMs(s?.p50), fmtMs(s?.p90), fmtMs(s?.p99), r.skipped ? `skipped: ${r.skipped}` : r.error ? `error: ${r.error.slice(0, 60)}` : note];
+  };
+  out.push(`Connect latency, ms (fresh netns per sample, ${CFG.n} samples per method (netavark and CNI + portmap: ${Math.ceil(CFG.n * 0.5)}), interleaved, bridge with 0 endpoints)`);
+  out.push(table(['method', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], connectRows.map((m) => statCells(m, rows.get(m.key)!, ratio(m.key, m.mapping ? 'tsnport' : 'tsn')))));
+  out.push('  (mapping rows compare with "tsnetlink connect -p"; above 1x the baseline is slower; procs: processes started per connect)');
+  out.push('');
+  const nodeP50 = p50('node');
+  const above = (k: string) => (k === 'node' ? '' : fmtDelta(p50(k) - nodeP50));
+  out.push(`Process level, ms: each command as its own process, spawn to exit, as a CLI user runs it (interleaved with the rows above)`);
+  out.push(table(['what', 'procs', 'n', 'p50', 'p90', 'p99', 'above node -e 0', 'p50 / tsnetlink CLI'], [
+    ...processRows.map((m) => statCells(m, rows.get(m.key)!, above(m.key)).concat(m.key === 'cli' || m.key === 'cliport' ? ['1.00x'] : [''])),
+    ...pick(['nv', 'nvport', 'cniport']).map((m) => statCells(m, rows.get(m.key)!, above(m.key)).concat([ratio(m.key, m.mapping ? 'cliport' : 'cli')])),
+  ]));
+  const cliRest = p50('cli') - nodeP50 - (p50('koffi') - nodeP50) - (p50('help') - nodeP50) - p50('tsn');
+  out.push(`  (netavark and CNI rows: the connect table's samples; above 1x the baseline is slower than the CLI)`);
+  out.push(`  CLI connect above node -e 0, p50 ${fmtMs(p50('cli') - nodeP50)} ms ~ koffi ${fmtMs(p50('koffi') - nodeP50)} + the CLI's entry bundle (--help) ${fmtMs(p50('help') - nodeP50)} + the library's connect ${fmtMs(p50('tsn'))} + the rest ${fmtMs(cliRest)} (the commands bundle, and what a process does once: the first netlink sockets, the state dir, JIT-cold code)`);
+  out.push('');
+  out.push(`Disconnect, ms (netns alive: the tool deletes the veth; ${CFG.discN} samples per method, interleaved)`);
+  out.push(table(['what', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], discMethods.map((m) => statCells(m, discRows.get(m.key)!, fmtRatio(discP50(m.key) / discP50(m.via.mapping ? 'tsnport' : 'tsn'))))));
   out.push('');
   out.push(`Floor (tsnetlink connect, ${floor.samples} samples, kernelClock on): total p50 ${fmtMs(floor.totalP50)} ms, inside sendto/recv/poll/setns/socket p50 ${fmtMs(floor.kernelP50)} ms`);
   out.push(`  kernel share ${(floor.kernelShare * 100).toFixed(1)}%, library overhead ${(floor.overheadShare * 100).toFixed(1)}%, ${floor.callsPerConnect.toFixed(1)} timed FFI calls per connect`);
@@ -229,50 +281,51 @@ async function main(): Promise<void> {
   const portSteps = Object.entries(floorPort.steps);
   if (portSteps.length) out.push(`  connect -p (${floorPort.samples} samples, total p50 ${fmtMs(floorPort.totalP50)}), steps p50 ms: ${portSteps.map(([k, v]) => `${k} ${fmtMs(v)}`).join(', ')}`);
   out.push('');
-  out.push(`Disconnect, ms: single p50 ${fmtMs(discLive.p50)} / p90 ${fmtMs(discLive.p90)} / p99 ${fmtMs(discLive.p99)} (netns alive, ${discLive.n} samples); after the netns was deleted p50 ${fmtMs(discGone.p50)}`);
+  out.push(`  after the netns was deleted (the veth went with it), tsnetlink disconnect p50 ${fmtMs(discGone.p50)} (${discGone.n} samples)`);
   out.push('');
   out.push(`Bulk, ${CFG.bulkN} containers`);
   out.push(table(['operation', 'total ms', 'per container', 'per second'], [
     ['connect x1 mapping, single calls', bulk.seqPort!], ['connectMany x1 mapping', bulk.manyPort!], ['connect, single calls', bulk.seq!], ['connectMany', bulk.many!],
     ['disconnect, single calls', bulk['disc-sequential']!], ['disconnectMany', bulk['disc-many']!],
     ['delete by device group (bench prototype)', bulk['disc-group']!], ['netns deleted first, then disconnect', bulk['disc-netns-first']!],
-  ].map(([l, t]) => [String(l), fmtMs(Number(t)), fmtMs(Number(t) / CFG.bulkN), (CFG.bulkN / (Number(t) / 1000)).toFixed(0)])));
+  ].map(([l, t]) => [String(l), fmtMs(Number(t)), fmtMs(Number(t) / CFG.bulkN), fmtCount(CFG.bulkN / (Number(t) / 1000))])));
   for (const n of bulkNotes) out.push(`  FAILED ${n}`);
   out.push('  group prototype: IFLA_GROUP set on every host veth (one sendto), then one RTM_DELLINK by group (shares the RCU grace period)');
   out.push('');
   out.push('Scale: p50 ms by endpoints already on the bridge');
   out.push(table(['method', ...scale.map((s) => String(s.endpoints)), `${topLevel}/0`], [
-    ...pick(scaleKeys).map((m) => [m.label, ...scale.map((s) => fmtMs(s.connect[m.key]?.summary?.p50)), `${((scale[scale.length - 1]!.connect[m.key]?.summary?.p50 ?? NaN) / (scale[0]!.connect[m.key]?.summary?.p50 ?? NaN)).toFixed(2)}x`]),
-    ['tsnetlink disconnect', ...scale.map((s) => fmtMs(s.disconnect.p50)), `${(scale[scale.length - 1]!.disconnect.p50 / scale[0]!.disconnect.p50).toFixed(2)}x`],
-    ...(['total', 'kernel', 'create veth', 'configure container'] as const).map((k) => {
-      const v = (s: (typeof scale)[number]) => (k === 'total' ? s.floor.totalP50 : k === 'kernel' ? s.floor.kernelP50 : s.floor.steps[k] ?? NaN);
-      return [`  tsnetlink ${k === 'total' ? 'connect, kernelClock on' : k === 'kernel' ? 'time inside the kernel' : `step "${k}"`}`, ...scale.map((s) => fmtMs(v(s))), `${(v(scale[scale.length - 1]!) / v(scale[0]!)).toFixed(2)}x`];
-    }),
+    ...pick(scaleKeys).map((m) => levelRow(m.label, scale.map((s) => s.connect[m.key]?.summary?.p50))),
+    levelRow('tsnetlink disconnect', scale.map((s) => s.disconnect.p50)),
+    ...(['total', 'kernel', 'create veth', 'configure container'] as const).map((k) =>
+      levelRow(`  tsnetlink ${k === 'total' ? 'connect, kernelClock on' : k === 'kernel' ? 'time inside the kernel' : `step "${k}"`}`,
+        scale.map((s) => (k === 'total' ? s.floor.totalP50 : k === 'kernel' ? s.floor.kernelP50 : s.floor.steps[k])))),
   ]));
   out.push(`  process memory per 1000 endpoints (delta 0 -> ${topLevel}, after gc): RSS ${(rssPer1000 / 2 ** 20).toFixed(2)} MiB, JS heap ${(heapPer1000 / 2 ** 20).toFixed(2)} MiB${QUICK ? ' (too few endpoints in --quick for a stable figure)' : ''}`);
   out.push('Port-mapping change: p50 ms by mappings in place');
   out.push(table(['what', ...mapScale.map((s) => String(s.mappings)), `${mapTop.mappings}/${map1.mappings}`], [
-    ['tsnetlink connect -p', ...mapScale.map((s) => fmtMs(s.connect.summary?.p50)), `${((mapTop.connect.summary?.p50 ?? NaN) / (map1.connect.summary?.p50 ?? NaN)).toFixed(2)}x`],
-    ['  of which the mapping steps', ...mapScale.map((s) => fmtMs(s.mappingSteps)), `${(mapTop.mappingSteps / map1.mappingSteps).toFixed(2)}x`],
-    ['iptables-restore alone', ...mapScale.map((s) => fmtMs(s.restore.summary?.p50)), `${((mapTop.restore.summary?.p50 ?? NaN) / (map1.restore.summary?.p50 ?? NaN)).toFixed(2)}x`],
+    levelRow('tsnetlink connect -p', mapScale.map((s) => s.connect.summary?.p50)),
+    levelRow(`  of which the mapping steps (${MAPPING_STEPS.join(' + ')})`, mapScale.map((s) => s.mappingSteps)),
+    levelRow('iptables-restore alone', mapScale.map((s) => s.restore.summary?.p50)),
   ]));
   out.push('');
-  out.push('Targets (issue 4):');
+  out.push('Targets:');
   for (const v of targets) out.push(verdictLine(v));
-  out.push(`  info: connectMany without mappings vs single connects: ${(bulk.seq! / bulk.many!).toFixed(2)}x; disconnectMany vs single: ${(bulk['disc-sequential']! / bulk['disc-many']!).toFixed(2)}x`);
-  out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${(p50('tsnport') / p50('restorelib')).toFixed(2)}x`);
+  out.push(`  info: connectMany without mappings vs single connects: ${fmtRatio(ratioOf(bulk.seq, bulk.many))}; disconnectMany vs single: ${fmtRatio(ratioOf(bulk['disc-sequential'], bulk['disc-many']))}`);
+  out.push(`  info: connect -p / iptables-restore run through the library's restore(): ${fmtRatio(p50('tsnport') / p50('restorelib'))}`);
+  out.push(`  info: CLI processes against netavark's, p50: tsnetlink connect (CLI) / netavark setup ${fmtRatio(p50('cli') / p50('nv'))}, connect -p (CLI) / netavark setup -p ${fmtRatio(p50('cliport') / p50('nvport'))}, disconnect (CLI) / netavark teardown -p ${fmtRatio(discP50('cliport') / discP50('nvport'))}, connect -p (CLI) / CNI bridge + portmap ADD ${fmtRatio(p50('cliport') / p50('cniport'))} (above 1x tsnetlink's CLI is slower)`);
   out.push('');
-  out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
+  out.push(`${leakLine(fdDelta, leaks.netns)} Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
-  out.push('', ...nl.lines, '', 'Targets (issue 8):', ...nl.verdicts.map(verdictLine));
+  out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
   const cniRows = await cniPluginBench(QUICK);
-  out.push('', ...cniRows.lines, '', 'Targets (issue 12):', ...cniRows.verdicts.map(verdictLine));
+  out.push('', ...cniRows.lines, '', 'Targets, CNI plugin:', ...cniRows.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json, cniPluginTargets: cniRows.verdicts,
-    connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, ...rows.get(m.key)! }])),
+    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json,
+    connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
+    disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,
     floor,
     disconnect: { single: discLive, afterNetnsDeleted: discGone },
@@ -282,14 +335,22 @@ async function main(): Promise<void> {
   };
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS), JSON.stringify(json, null, 2) + '\n');
-  const svg = lineChart('tsnetlink: connect p50 against endpoints on the bridge', `${String(facts.date).slice(0, 10)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs${QUICK ? ', --quick' : ''}`,
+  const svg = lineChart('tsnetlink: connect p50 against endpoints on the bridge', `lower is better; ${String(facts.date).slice(0, 10)}, kernel ${String(facts.kernel)}, ${String(facts.cpus)} CPUs${QUICK ? ', --quick' : ''}`,
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
+  process.exitCode = checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts]);
 }
 
 main().catch((e: unknown) => {
   process.stderr.write('\n');
   console.error('bench failed:', e);
+  for (const undo of onFailure.splice(0)) {
+    try {
+      undo();
+    } catch (err) {
+      console.error('bench: cleanup after the failure failed too:', (err as Error).message);
+    }
+  }
   process.exit(1);
 });

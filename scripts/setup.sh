@@ -15,6 +15,7 @@ command -v crun >/dev/null 2>&1 || pkgs+=(crun)                   # the OCI runt
 command -v conmon >/dev/null 2>&1 || pkgs+=(conmon)               # Podman's container monitor
 command -v containerd >/dev/null 2>&1 || pkgs+=(containerd)       # cni-containerd e2e: ctr run --cni
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || pkgs+=(busybox-static) # a static rootfs for the runtime e2e (no registry)
+[ -x /usr/lib/podman/netavark ] || pkgs+=(netavark)               # bench only: the netavark rows (no service: the bench runs the binary)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install: ${pkgs[*]}" >&2

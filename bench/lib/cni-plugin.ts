@@ -1,5 +1,5 @@
 /**
- * The CNI plugin rows (issue 12), in Podman's own flow: one Podman with the CNI backend runs the
+ * The CNI plugin rows, in Podman's own flow: one Podman with the CNI backend runs the
  * same container (busybox httpd, `-p 8080:80`) alternately on a network with the stock chain
  * (bridge + host-local, portmap, firewall, tuning) and on one rewritten to tsnetlink. Each plugin
  * sits behind a shell wrapper that logs how long each call took, as the plugins themselves are
@@ -113,7 +113,7 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
     const sBundle = p50(timeExec([process.execPath, bundle], senv, sconf, versionN));
     const sModules = p50(timeExec([process.execPath, modules], senv, sconf, versionN));
     lines.push(
-      `CNI plugin in Podman's flow (issue 12): one container with -p 8080:80, ${n} runs per side interleaved, medians`,
+      `CNI plugin in Podman's flow: one container with -p 8080:80, ${n} runs per side interleaved, medians`,
       table(
         ['', 'tsnetlink', 'stock chain', 'ratio'],
         [

@@ -1,6 +1,5 @@
 /** Synchronous process runs for the baselines: the spawn cost is part of what they measure. */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 
 export interface RunOptions {
   input?: string;
@@ -37,14 +36,4 @@ export function tryRun(cmd: string, args: readonly string[], opts: RunOptions = 
   } catch {
     return undefined;
   }
-}
-
-export const CNI_PATH = '/usr/lib/cni';
-
-/** Why the CNI row must be skipped, or undefined when the plugins are installed. */
-export function cniMissing(): string | undefined {
-  for (const p of ['bridge', 'host-local']) {
-    if (!existsSync(`${CNI_PATH}/${p}`)) return `${CNI_PATH}/${p} not found: apt-get install containernetworking-plugins`;
-  }
-  return undefined;
 }

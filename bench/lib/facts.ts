@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { tryRun } from './exec.js';
+import { netavarkVersion } from './netavark.js';
 
 function pkgVersion(rel: string): string | undefined {
   try {
@@ -11,6 +12,7 @@ function pkgVersion(rel: string): string | undefined {
   }
 }
 
+/** What the run ran on: date, kernel, CPUs, tool and package versions, the commit; recorded with every run. */
 export function machineFacts(command: string): Record<string, unknown> {
   const ipt = tryRun('iptables', ['--version']);
   // dist/bench/lib/facts.js -> repository root is three levels up.
@@ -29,5 +31,7 @@ export function machineFacts(command: string): Record<string, unknown> {
     iptables: ipt,
     iptablesBackend: ipt === undefined ? undefined : /nf_tables/.test(ipt) ? 'nft' : 'legacy',
     cniPlugins: tryRun('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins']),
+    netavark: netavarkVersion(),
+    load1: os.loadavg()[0]?.toFixed(2),
   };
 }

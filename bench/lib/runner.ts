@@ -1,6 +1,6 @@
 /** Sampling loops: fresh netns per sample made beforehand, bulk cleanup afterwards, all untimed. */
 import { createNamedNetns, deleteNamedNetns, DumpInterruptedError, kernelClock } from '../../src/index.js';
-import { newSlot, type Env, type Method, type Slot } from './methods.js';
+import { newSlot, type DisconnectMethod, type Env, type Method, type Slot } from './methods.js';
 import { nowMs, round, type Progress } from './stats.js';
 
 /** Idle time after a batch's cleanup, so the kernel's async netns teardown does not overlap the next batch. */
@@ -35,8 +35,16 @@ export async function settle(env: Env, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-/** Deletes the slots' netns in one go (their veths go with them), settles, then runs the method's cleanup. */
-export async function cleanupSlots(env: Env, m: Pick<Method, 'cleanup' | 'netns'>, slots: readonly Slot[]): Promise<void> {
+/** Runs the method's release (undo that needs the netns), deletes the slots' netns in one go (their veths go with them), settles, then runs the method's cleanup. */
+export async function cleanupSlots(env: Env, m: Pick<Method, 'cleanup' | 'netns' | 'release'>, slots: readonly Slot[]): Promise<void> {
+  try {
+    if (m.release) await m.release(env, slots);
+  } finally {
+    await deleteAndCleanup(env, m, slots);
+  }
+}
+
+async function deleteAndCleanup(env: Env, m: Pick<Method, 'cleanup' | 'netns'>, slots: readonly Slot[]): Promise<void> {
   try {
     if (m.netns) {
       for (const s of slots) deleteNamedNetns(s.ns);
@@ -52,18 +60,26 @@ export interface MethodResult {
   error?: string;
 }
 
+/** How many samples a method with `share` of the run takes in the round that ends at `upTo` of `count`, so that its samples spread over every round. */
+function quota(share: number, upTo: number, taken: number): number {
+  return Math.max(0, Math.ceil(upTo * share) - taken);
+}
+
 /**
- * Samples every method `count` times, interleaved in rounds of `batch` so that drift on a shared
- * machine hits every method alike. A method that fails stops sampling and keeps its error.
+ * Samples every method `count` times (a method with a share below 1 that share of it), interleaved
+ * in rounds of `batch` so that drift on a shared machine hits every method alike. A method that
+ * fails stops sampling and keeps its error.
  */
 export async function sampleInterleaved(env: Env, ms: readonly Method[], count: number, batch: number, progress: Progress, phase: string): Promise<Map<string, MethodResult>> {
   const out = new Map<string, MethodResult>(ms.map((m) => [m.key, { samples: [] }]));
   for (let done = 0; done < count; done += batch) {
-    const b = Math.min(batch, count - done);
+    const upTo = Math.min(count, done + batch);
     for (const m of ms) {
       const res = out.get(m.key)!;
       if (m.skip !== undefined || res.error !== undefined) continue;
-      progress.update(phase, `${m.label} ${done}/${count}`);
+      const b = quota(m.share ?? 1, upTo, res.samples.length);
+      if (b === 0) continue;
+      progress.update(phase, `${m.label} ${res.samples.length}/${Math.ceil(count * (m.share ?? 1))}`);
       const slots = makeSlots(b, m.netns);
       const made: Slot[] = [];
       try {
@@ -77,6 +93,40 @@ export async function sampleInterleaved(env: Env, ms: readonly Method[], count: 
         res.error = (e as Error).message;
       } finally {
         await cleanupSlots(env, m, m.netns ? slots : made).catch((e: Error) => {
+          res.error ??= `cleanup: ${e.message}`;
+        });
+        await sleep(PAUSE_MS);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Times each disconnect method `count` times, interleaved in rounds of `batch` as sampleInterleaved:
+ * per round, `batch` endpoints made by the method's `via` (untimed), then each disconnected (timed)
+ * while its netns is still there, then the netns deleted and whatever is left cleaned up.
+ */
+export async function sampleDisconnects(env: Env, ms: readonly DisconnectMethod[], count: number, batch: number, progress: Progress, phase: string): Promise<Map<string, MethodResult>> {
+  const out = new Map<string, MethodResult>(ms.map((m) => [m.key, { samples: [] }]));
+  for (let done = 0; done < count; done += batch) {
+    const b = Math.min(batch, count - done);
+    for (const m of ms) {
+      const res = out.get(m.key)!;
+      if (m.skip !== undefined || res.error !== undefined) continue;
+      progress.update(phase, `${m.label} ${done}/${count}`);
+      const slots = makeSlots(b, m.via.netns);
+      try {
+        for (const s of slots) await m.via.connect(env, s);
+        for (const s of slots) {
+          const t0 = nowMs();
+          await m.disconnect(env, s);
+          res.samples.push(nowMs() - t0);
+        }
+      } catch (e) {
+        res.error = (e as Error).message;
+      } finally {
+        await cleanupSlots(env, m.via, slots).catch((e: Error) => {
           res.error ??= `cleanup: ${e.message}`;
         });
         await sleep(PAUSE_MS);

@@ -23,6 +23,7 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? NaN;
 }
 
+/** Percentiles, mean and extremes of a list of samples (NaN where the list is empty). */
 export function summarize(samples: readonly number[]): Summary {
   const s = [...samples].sort((a, b) => a - b);
   const sum = s.reduce((a, b) => a + b, 0);
@@ -43,8 +44,9 @@ export function round(x: number): number {
   return Math.abs(x) < 10 ? Math.round(x * 1000) / 1000 : Math.round(x * 10) / 10;
 }
 
+/** A figure in ms for a table cell, its precision by size; "n/a" when it was not measured (a skipped or failed row). */
 export function fmtMs(x: number | undefined): string {
-  if (x === undefined || !Number.isFinite(x)) return '-';
+  if (x === undefined || !Number.isFinite(x)) return 'n/a';
   return x < 10 ? x.toFixed(3) : x < 100 ? x.toFixed(2) : x.toFixed(1);
 }
 
@@ -54,6 +56,7 @@ export class Progress {
   private lastPhase = '';
   private readonly t0 = nowMs();
 
+  /** Shows the phase and what it is doing now. */
   update(phase: string, detail = ''): void {
     const secs = ((nowMs() - this.t0) / 1000).toFixed(1).padStart(6);
     if (this.tty) {
@@ -65,6 +68,7 @@ export class Progress {
     this.lastPhase = phase;
   }
 
+  /** Clears the progress line. */
   done(): void {
     if (this.tty) process.stderr.write('\r\x1b[K');
   }

@@ -1,4 +1,4 @@
-/** A dependency-free SVG line chart: connect p50 (log scale) against endpoints on the bridge. */
+/** A dependency-free SVG line chart: connect p50 (log scale, lower is better) against endpoints on the bridge. */
 
 export interface Series {
   label: string;
@@ -11,6 +11,7 @@ function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/** The chart as SVG text: one line per series, a log-scale y axis in ms, a legend on the right. */
 export function lineChart(title: string, subtitle: string, series: readonly Series[]): string {
   const W = 760, H = 440, L = 70, R = 200, T = 56, B = 56;
   const pw = W - L - R, ph = H - T - B;
@@ -41,7 +42,7 @@ export function lineChart(title: string, subtitle: string, series: readonly Seri
   }
   out.push(`<rect x="${L}" y="${T}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
   out.push(`<text x="${L + pw / 2}" y="${H - 14}" text-anchor="middle">endpoints already on the bridge</text>`);
-  out.push(`<text transform="translate(18 ${T + ph / 2}) rotate(-90)" text-anchor="middle">connect p50, ms (log scale)</text>`);
+  out.push(`<text transform="translate(18 ${T + ph / 2}) rotate(-90)" text-anchor="middle">connect p50, ms (log scale, lower is better)</text>`);
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length]!;
     const ok = s.points.filter((p) => Number.isFinite(p.y) && p.y > 0);

@@ -45,4 +45,15 @@ test('the CLI help block is what tsnetlink --help prints', () => {
   assert.is(help!.body, HELP.endsWith('\n') ? HELP : `${HELP}\n`);
 });
 
+test('the README uses only words a reader can resolve, and shows the committed chart', () => {
+  // Words that point into this project's history (an issue number, an internal list of pitfalls,
+  // "the seed") mean nothing to a reader of the README.
+  readme.split('\n').forEach((line, i) => {
+    assert.not.match(line, /\bseed\b|pitfall|\(issue \d+\)|\bissue \d+\b/i, `README line ${i + 1}: ${line}`);
+  });
+  const images = [...readme.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1] ?? '');
+  assert.ok(images.includes('docs/bench/connect-vs-endpoints.svg'), 'the Benchmark section shows the chart');
+  for (const img of images) assert.ok(readFileSync(`${root}${img}`, 'utf8').startsWith('<svg'), `${img} is committed`);
+});
+
 test.run();
