@@ -66,6 +66,17 @@ test('VERSION: every version echoed with the supported list, by the shim and by 
   const add = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, main], { input: JSON.stringify(conf('verk', 9)), env: { ...process.env, CNI_COMMAND: 'ADD', ...att('verk', ns.path) }, encoding: 'utf8' });
   assert.ok(add.stderr.includes('/libc.js'), add.stderr.slice(0, 500));
   ok(cni('DEL', conf('verk', 9), att('verk', ns.path)), 'DEL');
+  // The bundled entry the shim runs: VERSION does not load the bundle of the commands, ADD does.
+  const entry = PLUGIN.replace(/bin\/tsnetlink-cni$/, 'dist/bundle/tsnetlink-cni.js');
+  const resolved = (command: string, input: string, extra: Record<string, string> = {}): string[] => {
+    const o = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, entry], { input, env: { ...process.env, CNI_COMMAND: command, ...extra }, encoding: 'utf8' });
+    assert.is(o.status, 0, o.stdout + o.stderr);
+    return o.stderr.split('\n').filter((l) => l.startsWith('RESOLVE ')).map((l) => l.slice(8)).slice(1);
+  };
+  assert.equal(resolved('VERSION', '{"cniVersion":"1.0.0"}'), ['node:fs'], 'the bundled VERSION loads nothing more');
+  const ns2 = netns();
+  assert.ok(resolved('ADD', JSON.stringify(conf('verk', 9)), att('verkb', ns2.path)).includes('./dispatch.js'), 'the bundled ADD loads its commands');
+  ok(cni('DEL', conf('verk', 9), att('verkb', ns2.path)), 'DEL');
 });
 
 for (const v of VERSIONS) {
