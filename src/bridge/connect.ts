@@ -11,13 +11,14 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateMac, validateU32 } from '../netlink/validate.js';
 import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
-import { macForIp, type EndpointRecord, type NetworkRecord } from './records.js';
+import { checkAttachment, macForIp, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
+import { ipToU32, u32ToIp } from './cidr.js';
 import { randomHex, StoreError } from '../fsio.js';
 import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
@@ -41,6 +42,14 @@ export interface ConnectOptions {
   ipv6LinkLocal?: boolean;
   /** Accept the host's own netns (ours or PID 1's) as the container; refused by default. */
   allowHostNetns?: boolean;
+  /** The address to give the container (default: the next free one); EIPINUSE when it is taken. */
+  ip?: string;
+  /** The container interface's MAC (default: 02:42 followed by the address). */
+  mac?: string;
+  /** Install the default route via the gateway (default true; never on an internal network). */
+  defaultRoute?: boolean;
+  /** The CNI attachment (CNI_CONTAINERID, CNI_IFNAME) this endpoint is, kept in its record. */
+  attachment?: EndpointAttachment;
 }
 
 /** One container to connect. */
@@ -56,6 +65,10 @@ interface Plan extends VethPlan {
   allowHostNetns: boolean;
   ip?: string;
   defaultRoute: boolean;
+  requestedIp: string | undefined;
+  requestedMac: string | undefined;
+  wantsDefaultRoute: boolean;
+  attachment: EndpointAttachment | undefined;
 }
 
 type Spec = Omit<Plan, 'ns' | 'owned' | 'netnsKey' | 'network' | 'hostIfname' | 'mac' | 'defaultRoute'>;
@@ -90,7 +103,14 @@ function validate(items: readonly ConnectItem[]): Spec[] {
     if (seenIds.has(id)) throw new NetworkError('EALREADY', `endpoint id ${id} given twice`);
     seenIds.add(id);
     if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
-    return { id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, allowHostNetns: opts.allowHostNetns === true };
+    if (opts.defaultRoute !== undefined && typeof opts.defaultRoute !== 'boolean') throw new ValidationError('defaultRoute', 'must be true or false');
+    return {
+      id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, allowHostNetns: opts.allowHostNetns === true,
+      requestedIp: opts.ip === undefined ? undefined : u32ToIp(ipToU32(String(opts.ip), 'ip')),
+      requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
+      wantsDefaultRoute: opts.defaultRoute ?? true,
+      attachment: opts.attachment === undefined ? undefined : checkAttachment(opts.attachment),
+    };
   });
 }
 
@@ -156,8 +176,8 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
       'allocate IP',
       () =>
         plans.forEach((p) => {
-          p.ip = ipam.allocate(p.id);
-          p.mac = macForIp(p.ip);
+          p.ip = ipam.allocate(p.id, p.requestedIp);
+          p.mac = p.requestedMac ?? macForIp(p.ip);
         }),
       () => plans.forEach((p) => ipam.release(p.id)),
     );
@@ -165,6 +185,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
     const recs = plans.map((p): EndpointRecord => ({
       id: p.id, network: net.name, ip: p.ip!, cidr: `${p.ip}/${net.prefix}`, mac: p.mac, gateway: net.gateway, hostIfname: p.hostIfname,
       ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
+      ...(p.attachment ? { attachment: p.attachment } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
     const kernel = async (): Promise<void> => {
@@ -306,7 +327,7 @@ function releasePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Pl
 function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
   const sock = ctx.host.openContainerSocket(p.ns, [{ path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true }]);
   try {
-    p.defaultRoute = configureContainer(sock, p, `${p.ip}/${net.prefix}`, net.internal ? undefined : net.gateway);
+    p.defaultRoute = configureContainer(sock, p, `${p.ip}/${net.prefix}`, net.internal || !p.wantsDefaultRoute ? undefined : net.gateway);
   } finally {
     sock.close();
   }
