@@ -1,6 +1,7 @@
 /**
  * tsnetlink benchmark: connect latency against iproute2 and the CNI bridge plugin,
- * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect.
+ * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect,
+ * and the CNI plugin in Podman's flow against the stock plugin chain.
  *
  *   npm run bench              full run (a few minutes)
  *   npm run bench -- --quick   CI smoke run (small counts, about a minute on an idle 2-CPU machine)
@@ -27,16 +28,17 @@ import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js'
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
 import { measureDualStack } from './lib/dualstack.js';
+import { cniPluginBench } from './lib/cni-plugin.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const CHECK = args.includes('--check');
-const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows';
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)';
 if (args.includes('--help') || args.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
 }
-const unknown = args.filter((a) => !['--quick', '--check', '--netlink'].includes(a));
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni'].includes(a));
 if (unknown.length > 0) {
   console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
   process.exit(2);
@@ -53,6 +55,12 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
   // Only the netlink library rows: npm run bench -- --netlink [--quick] [--check]
   const r = await netlinkBench(QUICK);
   console.log([...r.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(checkExitCode(r.verdicts));
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
+  // Only the CNI plugin rows: npm run bench -- --cni [--quick] [--check]
+  const r = await cniPluginBench(QUICK);
+  console.log([...r.lines, '', 'Targets, CNI plugin:', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
@@ -322,11 +330,13 @@ async function main(): Promise<void> {
   out.push(`${leakLine(fdDelta, leaks.netns)} Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
   out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
+  const cniRows = await cniPluginBench(QUICK);
+  out.push('', ...cniRows.lines, '', 'Targets, CNI plugin:', ...cniRows.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json,
+    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
     disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,
@@ -343,7 +353,7 @@ async function main(): Promise<void> {
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
-  process.exitCode = checkExitCode([...targets, ...nl.verdicts]);
+  process.exitCode = checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts]);
 }
 
 main().catch((e: unknown) => {

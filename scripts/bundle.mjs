@@ -9,3 +9,8 @@ import { build } from 'esbuild';
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['koffi'], logLevel: 'warning', legalComments: 'none' };
 await build({ ...common, entryPoints: { index: 'dist/src/index.js', commands: 'dist/src/cli/commands.js' }, outdir: 'dist/bundle' });
 await build({ ...common, entryPoints: { tsnetlink: 'dist/src/cli/main.js' }, outdir: 'dist/bundle', external: ['koffi', './commands.js'] });
+// The CNI plugin runs once per runtime call, so its start is on every container's path: its entry
+// (VERSION) apart, as the CLI's, and every other command in one more file (koffi still loads only
+// when a command reaches the kernel).
+await build({ ...common, entryPoints: { 'tsnetlink-cni': 'dist/src/cni/main.js' }, outdir: 'dist/bundle', external: ['koffi', './dispatch.js'] });
+await build({ ...common, entryPoints: { dispatch: 'dist/src/cni/dispatch.js' }, outdir: 'dist/bundle' });

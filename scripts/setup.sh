@@ -9,7 +9,12 @@ command -v iptables-restore >/dev/null 2>&1 || pkgs+=(iptables)   # port mapping
 command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # e2e oracle for conntrack flushes (conntrack -L)
 command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox, setpriv for run
 command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)                 # generic netlink e2e oracle (ethtool -k/-K)
-[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # bench only: the CNI row
+[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # CNI e2e (host-local, tuning, loopback) and the bench's stock chain
+command -v podman >/dev/null 2>&1 || pkgs+=(podman)               # cni-podman e2e: Podman's CNI backend drives tsnetlink-cni
+command -v crun >/dev/null 2>&1 || pkgs+=(crun)                   # the OCI runtime the Podman e2e names
+command -v conmon >/dev/null 2>&1 || pkgs+=(conmon)               # Podman's container monitor
+command -v containerd >/dev/null 2>&1 || pkgs+=(containerd)       # cni-containerd e2e: ctr run --cni
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || pkgs+=(busybox-static) # a static rootfs for the runtime e2e (no registry)
 [ -x /usr/lib/podman/netavark ] || pkgs+=(netavark)               # bench only: the netavark rows (no service: the bench runs the binary)
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -11,13 +11,14 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateMac, validateU32 } from '../netlink/validate.js';
 import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
-import { macForIp, subnetsOf, type AddressRecord, type EndpointRecord, type NetworkRecord } from './records.js';
+import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
+import { canonicalIp, ipFamily } from './cidr.js';
 import { randomHex, StoreError } from '../fsio.js';
 import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
@@ -43,6 +44,14 @@ export interface ConnectOptions {
   ipv6LinkLocal?: boolean;
   /** Accept the host's own netns (ours or PID 1's) as the container; refused by default. */
   allowHostNetns?: boolean;
+  /** The address to give the container (default: the next free one); EIPINUSE when it is taken. */
+  ip?: string;
+  /** The container interface's MAC (default: 02:42 followed by the address). */
+  mac?: string;
+  /** Install the default route via the gateway (default true; never on an internal network). */
+  defaultRoute?: boolean;
+  /** The CNI attachment (CNI_CONTAINERID, CNI_IFNAME) this endpoint is, kept in its record. */
+  attachment?: EndpointAttachment;
 }
 
 /** One container to connect. */
@@ -59,6 +68,10 @@ interface Plan extends VethPlan {
   ip?: string;
   addresses?: AddressRecord[];
   defaultRoute: boolean;
+  requestedIp: string | undefined;
+  requestedMac: string | undefined;
+  wantsDefaultRoute: boolean;
+  attachment: EndpointAttachment | undefined;
 }
 
 type Spec = Omit<Plan, 'ns' | 'owned' | 'netnsKey' | 'network' | 'hostIfname' | 'mac' | 'defaultRoute'>;
@@ -93,7 +106,15 @@ function validate(items: readonly ConnectItem[]): Spec[] {
     if (seenIds.has(id)) throw new NetworkError('EALREADY', `endpoint id ${id} given twice`);
     seenIds.add(id);
     if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
-    return { id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false, allowHostNetns: opts.allowHostNetns === true };
+    if (opts.defaultRoute !== undefined && typeof opts.defaultRoute !== 'boolean') throw new ValidationError('defaultRoute', 'must be true or false');
+    return {
+      id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false,
+      allowHostNetns: opts.allowHostNetns === true,
+      requestedIp: opts.ip === undefined ? undefined : canonicalIp(String(opts.ip), 'ip'),
+      requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
+      wantsDefaultRoute: opts.defaultRoute ?? true,
+      attachment: opts.attachment === undefined ? undefined : checkAttachment(opts.attachment),
+    };
   });
 }
 
@@ -168,12 +189,14 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
       () =>
         plans.forEach((p) => {
           // One address per subnet; the first (IPv4 on a dual-stack network) names the endpoint.
+          // A requested address is taken from the subnet of its family.
           p.addresses = ipams.map((ipam) => {
-            const ip = ipam.allocate(p.id);
+            const wanted = p.requestedIp !== undefined && ipFamily(p.requestedIp) === ipam.subnet.family ? p.requestedIp : undefined;
+            const ip = ipam.allocate(p.id, wanted);
             return { family: ipam.subnet.family, ip, cidr: `${ip}/${ipam.subnet.prefix}`, gateway: ipam.subnet.gateway };
           });
           p.ip = p.addresses[0]!.ip;
-          p.mac = macForIp(p.ip);
+          p.mac = p.requestedMac ?? macForIp(p.ip);
         }),
       () => plans.forEach((p) => ipams.forEach((ipam) => ipam.release(p.id))),
     );
@@ -181,6 +204,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
     const recs = plans.map((p): EndpointRecord => ({
       id: p.id, network: net.name, ip: p.ip!, cidr: p.addresses![0]!.cidr, mac: p.mac, gateway: p.addresses![0]!.gateway, addresses: p.addresses!,
       hostIfname: p.hostIfname, ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
+      ...(p.attachment ? { attachment: p.attachment } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
     const kernel = async (): Promise<void> => {
@@ -261,7 +285,8 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
 }
 
 /**
- * Refuses mappings the network cannot carry, before anything changes: a host IP of a family the
+ * Refuses a requested address of a family the network has no subnet of, and mappings the network
+ * cannot carry, before anything changes: a host IP of a family the
  * network has no subnet of, and a host IP that is not one of the host's addresses (nothing would
  * ever arrive for it; Docker fails the same way when it binds). 127.0.0.1 and the wildcards are
  * always local.
@@ -269,6 +294,10 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
 function checkMappingFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
   let local: Set<string> | undefined;
   for (const p of plans) {
+    const asked = p.requestedIp === undefined ? undefined : ipFamily(p.requestedIp);
+    if (asked !== undefined && !net.subnets.some((s) => s.family === asked)) {
+      throw new ValidationError('ip', `${p.requestedIp}: network ${net.name} has no IPv${asked} subnet`);
+    }
     for (const m of p.mappings) {
       if (m.hostIp === undefined) continue;
       const family = m.hostIp.includes(':') ? 6 : 4;
@@ -350,7 +379,7 @@ function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
   ];
   const sock = ctx.host.openContainerSocket(p.ns, sysctls);
   try {
-    p.defaultRoute = configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal ? undefined : a.gateway })));
+    p.defaultRoute = configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })));
   } finally {
     sock.close();
   }

@@ -18,13 +18,13 @@ import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAto
 import type { LockOptions } from '../locks.js';
 import type { Store } from './store.js';
 
-/** The subnet has no free address left (EIPAMFULL). */
+/** The subnet has no free address left (EIPAMFULL), or the address asked for is taken (EIPINUSE). */
 export class IpamError extends TsnetlinkError {
   override name = 'IpamError';
-  declare readonly code: 'EIPAMFULL';
+  declare readonly code: 'EIPAMFULL' | 'EIPINUSE';
   readonly network: string;
   readonly subnet: string;
-  constructor(code: 'EIPAMFULL', network: string, subnet: string, message: string) {
+  constructor(code: 'EIPAMFULL' | 'EIPINUSE', network: string, subnet: string, message: string) {
     super(code, `network ${network} (${subnet}): ${message}`);
     this.network = network;
     this.subnet = subnet;
@@ -76,21 +76,30 @@ export class Ipam {
   }
 
   /**
-   * Reserves the next free address after the cursor for `endpointId` and returns it;
-   * the same id gets its existing address back. Throws IpamError EIPAMFULL when none is left.
+   * Reserves the next free address after the cursor (or exactly `requested`) for `endpointId`
+   * and returns it; the same id gets its existing address back. Throws IpamError EIPAMFULL when
+   * none is left, EIPINUSE when the requested address is held by another id.
    */
-  allocate(endpointId: string): string {
+  allocate(endpointId: string, requested?: string): string {
     checkEndpointId(endpointId, 'endpoint');
+    if (requested !== undefined && !this.isHandable(requested)) {
+      throw new ValidationError('ip', `${JSON.stringify(requested)} is not a host address of ${this.subnet.subnet} other than the gateway ${this.subnet.gateway}`);
+    }
     return this.locked(() => {
       const existing = this.ownedBy(endpointId);
-      if (existing !== undefined) return existing;
-      const ip = this.reserveNext(endpointId);
+      if (existing !== undefined && (requested === undefined || existing === requested)) return existing;
+      if (existing !== undefined) throw new IpamError('EIPINUSE', this.network, this.subnet.subnet, `endpoint ${endpointId} already holds ${existing}, not ${requested}`);
+      if (requested !== undefined && !this.tryReserve(requested, endpointId)) {
+        throw new IpamError('EIPINUSE', this.network, this.subnet.subnet, `${requested} is already held by ${readText(join(this.ipsDir, requested)) || 'an interrupted allocation'}`);
+      }
+      const ip = requested ?? this.reserveNext(endpointId);
       // Index and cursor are written after the reservation: a crash in between leaves an
       // address owned by the id in ips/ (found by list() and gc()), never a double grant.
       // ownedBy() removed any stale index, so the exclusive create normally wins.
       const indexFile = join(this.byIdDir, endpointId);
       if (!createExclusive(indexFile, ip, this.store.writeOptions)) writeFileAtomic(indexFile, ip, this.store.writeOptions);
-      this.setCursor(ip);
+      // A requested address leaves the round-robin cursor where it was.
+      if (requested === undefined) this.setCursor(ip);
       return ip;
     });
   }

@@ -5,7 +5,7 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkNetworkName } from '../names.js';
-import { validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateU32 } from '../netlink/validate.js';
 import type { GatewayMode } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import { parseSubnet, overlaps, type Subnet } from './cidr.js';
@@ -33,6 +33,10 @@ export interface CreateNetworkOptions {
   icc?: boolean;
   /** 'nat' (default), 'nat-unprotected' or 'routed' (Docker's gateway_mode_ipv4). */
   gatewayMode?: GatewayMode;
+  /** The Linux bridge's name (default: the network's name). */
+  bridge?: string;
+  /** 'cni' marks a network made by the CNI plugin, which removes it with its last endpoint. */
+  createdBy?: 'cni';
 }
 
 /** What a create did, besides the network itself. */
@@ -55,10 +59,12 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
   if (opts.gatewayMode !== undefined && !MODES.includes(opts.gatewayMode)) throw new ValidationError('gatewayMode', `must be one of ${MODES.join(', ')}, got ${JSON.stringify(opts.gatewayMode)}`);
   for (const f of ['internal', 'icc'] as const) if (opts[f] !== undefined && typeof opts[f] !== 'boolean') throw new ValidationError(f, 'must be true or false');
   if (opts.internal && opts.gatewayMode !== undefined && opts.gatewayMode !== 'nat') throw new ValidationError('gatewayMode', 'an internal network has no gateway mode');
+  if (opts.createdBy !== undefined && opts.createdBy !== 'cni') throw new ValidationError('createdBy', `must be "cni" or omitted, got ${JSON.stringify(opts.createdBy)}`);
   return {
     name,
     driver: 'bridge',
-    bridge: name,
+    bridge: opts.bridge === undefined ? name : validateIfname(opts.bridge, 'bridge'),
+    ...(opts.createdBy !== undefined ? { createdBy: opts.createdBy } : {}),
     subnet: sub.subnet,
     gateway: sub.gateway,
     prefix: sub.prefix,
@@ -148,6 +154,8 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     const bad = listing.corrupt.find((c) => c.name === rec.name);
     if (bad) throw new NetworkError('ENETEXISTS', `network ${rec.name} exists but its record is unreadable (${bad.error.message}); tsnetlink network rm --force ${rec.name} removes it`);
     if (listing.records.some((n) => n.name === rec.name)) throw new NetworkError('ENETEXISTS', `network ${rec.name} already exists`);
+    const sharing = listing.records.find((n) => n.bridge === rec.bridge);
+    if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
     checkOverlaps(ctx, rec, listing.records);
     const existing = findLink(ctx.rtnl, rec.bridge);
     if (existing) {

@@ -7,6 +7,7 @@ import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname } from '../netlink/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
 import { StoreError } from '../fsio.js';
+import { ValidationError } from '../errors.js';
 import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from './cidr.js';
 import { normalizeMappings } from './ports.js';
 
@@ -47,6 +48,8 @@ export interface NetworkRecord {
   /** Containers of the network may reach each other. */
   icc: boolean;
   gatewayMode: GatewayMode;
+  /** 'cni': created by the CNI plugin's ADD, and removed by the DEL or GC that frees its last endpoint. */
+  createdBy?: 'cni';
   state: RecordState;
   createdAt: string;
 }
@@ -58,6 +61,12 @@ export interface AddressRecord {
   /** As configured inside the container, e.g. 192.168.10.2/24 or fd00:10::2/64. */
   cidr: string;
   gateway: string;
+}
+
+/** The CNI attachment an endpoint is: the runtime's (CNI_CONTAINERID, CNI_IFNAME). */
+export interface EndpointAttachment {
+  containerId: string;
+  ifname: string;
 }
 
 /** A container attached to a network. */
@@ -83,6 +92,8 @@ export interface EndpointRecord {
   mappings: PortMapping[];
   /** Whether this endpoint installed the container's default route (the first network does). */
   defaultRoute: boolean;
+  /** Set when the endpoint was made by a CNI ADD: GC frees only such endpoints. */
+  attachment?: EndpointAttachment;
   state: RecordState;
   createdAt: string;
 }
@@ -124,6 +135,19 @@ export function addressOf(ep: Pick<EndpointRecord, 'addresses'>, family: Family)
 /** The record of a parsed subnet. */
 export function subnetRecord(s: Subnet): SubnetRecord {
   return { family: s.family, subnet: s.subnet, gateway: s.gateway, prefix: s.prefix };
+}
+
+/** The CNI spec's rule for container ids: [A-Za-z0-9] then [A-Za-z0-9_.-]*. */
+export const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Checks a CNI attachment (container id by the CNI rule, interface name by the kernel's). */
+export function checkAttachment(value: unknown): EndpointAttachment {
+  const v = value as Partial<EndpointAttachment> | null;
+  if (typeof v !== 'object' || v === null) throw new ValidationError('attachment', 'must be { containerId, ifname }');
+  if (typeof v.containerId !== 'string' || !CONTAINER_ID_RE.test(v.containerId)) {
+    throw new ValidationError('attachment.containerId', `must start with a letter or digit followed by [A-Za-z0-9_.-], got ${JSON.stringify(v.containerId)}`);
+  }
+  return { containerId: v.containerId, ifname: validateIfname(v.ifname, 'attachment.ifname') };
 }
 
 class Reader {
@@ -214,6 +238,7 @@ export function parseNetworkRecord(value: unknown, path: string, name: string): 
     createdAt: r.optStr('createdAt', new Date(0).toISOString()),
   };
   if (mtu !== undefined) rec.mtu = mtu;
+  if ((value as Record<string, unknown>)['createdBy'] !== undefined) rec.createdBy = r.oneOf('createdBy', ['cni'] as const, 'cni');
   return rec;
 }
 
@@ -237,7 +262,9 @@ export function parseEndpointRecord(value: unknown, path: string, network: strin
   if (!/^\d+-\d+$/.test(netnsKey)) r.fail('netnsKey', 'is not DEV-INODE');
   const raw = (value as Record<string, unknown>)['mappings'];
   const mappings = r.check('mappings', () => normalizeMappings(raw === undefined ? [] : (raw as PortMapping[])));
+  const att = (value as Record<string, unknown>)['attachment'];
   return {
+    ...(att === undefined ? {} : { attachment: r.check('attachment', () => checkAttachment(att)) }),
     id,
     network,
     ip,

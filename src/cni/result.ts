@@ -1,0 +1,113 @@
+/**
+ * ADD results in the shape of each spec version, chained onto a previous plugin's result, and
+ * the reading of a delegated IPAM plugin's result. 0.4.0 marks each IP with "version": "4";
+ * 1.0.0 and 1.1.0 do not. Interfaces are listed host side first, as the reference bridge plugin
+ * lists them (bridge, host veth, container interface), and each IP names its interface by index.
+ */
+import { CniError, CNI_CODES } from './errors.js';
+import { parseRoutes, type CniRoute } from './config.js';
+
+/** An interface of a result. */
+export interface ResultInterface {
+  name: string;
+  mac?: string;
+  mtu?: number;
+  sandbox?: string;
+}
+
+/** An IP of a result. */
+export interface ResultIp {
+  version?: '4';
+  address: string;
+  gateway?: string;
+  interface?: number;
+}
+
+/** The ADD success object. */
+export interface CniResult {
+  cniVersion: string;
+  interfaces?: ResultInterface[];
+  ips?: ResultIp[];
+  routes?: CniRoute[];
+  dns?: Record<string, unknown>;
+}
+
+/** What one attachment made, for the result. */
+export interface Attachment {
+  bridge: { name: string; mac: string };
+  hostVeth: { name: string; mac?: string };
+  container: { name: string; mac: string; mtu?: number; sandbox: string };
+  address: string;
+  gateway: string;
+  routes: CniRoute[];
+  dns?: Record<string, unknown>;
+}
+
+function asArray<T>(v: unknown): T[] {
+  return Array.isArray(v) ? (v as T[]) : [];
+}
+
+/**
+ * The result of an ADD at `cniVersion`: the previous result (when chained) with this
+ * attachment's interfaces, IP and routes appended.
+ */
+export function buildResult(cniVersion: string, a: Attachment, prev?: Record<string, unknown>): CniResult {
+  const interfaces = asArray<ResultInterface>(prev?.['interfaces']).slice();
+  const base = interfaces.length;
+  interfaces.push({ name: a.bridge.name, mac: a.bridge.mac }, { name: a.hostVeth.name, ...(a.hostVeth.mac ? { mac: a.hostVeth.mac } : {}) }, { ...a.container });
+  const ip: ResultIp = { ...(cniVersion === '0.4.0' ? { version: '4' as const } : {}), address: a.address, gateway: a.gateway, interface: base + 2 };
+  const prevIps = asArray<ResultIp>(prev?.['ips']).map((p) => {
+    const { version, ...rest } = p;
+    return cniVersion === '0.4.0' ? { version: version ?? '4', ...rest } : rest;
+  });
+  const out: CniResult = {
+    cniVersion,
+    interfaces,
+    ips: [...prevIps, ip],
+    routes: [...asArray<CniRoute>(prev?.['routes']), ...a.routes],
+  };
+  const dns = (prev?.['dns'] as Record<string, unknown> | undefined) ?? a.dns;
+  out.dns = dns ?? {};
+  return out;
+}
+
+/** What a delegated IPAM plugin handed out: one IPv4 address with its prefix, gateway and routes. */
+export interface IpamResult {
+  address: string;
+  ip: string;
+  prefix: number;
+  gateway: string | undefined;
+  routes: CniRoute[];
+  dns: Record<string, unknown> | undefined;
+}
+
+/** Reads an IPAM plugin's ADD result (any version's shape); code 6 when it cannot, 2 for IPv6. */
+export function parseIpamResult(stdout: string, plugin: string): IpamResult {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(stdout) as Record<string, unknown>;
+    if (typeof v !== 'object' || v === null) throw new Error('not an object');
+  } catch (e) {
+    throw new CniError(CNI_CODES.decodingFailure, `failed to decode the result of IPAM plugin ${plugin}: ${(e as Error).message}`);
+  }
+  const ips = asArray<Record<string, unknown>>(v['ips']);
+  const v4 = ips.filter((i) => typeof i['address'] === 'string' && !(i['address'] as string).includes(':'));
+  if (v4.length === 0) throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} returned no IPv4 address`, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
+  const first = v4[0]!;
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(first['address'] as string);
+  if (!m) throw new CniError(CNI_CODES.decodingFailure, `IPAM plugin ${plugin} returned the address ${JSON.stringify(first['address'])}, not a CIDR`);
+  let routes: CniRoute[];
+  try {
+    routes = parseRoutes(asArray<Record<string, unknown>>(v['routes']).filter((r) => !String(r?.['dst']).includes(':')), `routes of IPAM plugin ${plugin}`);
+  } catch (e) {
+    throw new CniError(CNI_CODES.decodingFailure, (e as Error).message);
+  }
+  return {
+    address: first['address'] as string,
+    ip: m[1]!,
+    prefix: Number(m[2]),
+    gateway: typeof first['gateway'] === 'string' ? first['gateway'] : undefined,
+    routes,
+    dns: typeof v['dns'] === 'object' && v['dns'] !== null ? (v['dns'] as Record<string, unknown>) : undefined,
+  };
+}

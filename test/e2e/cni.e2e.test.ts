@@ -1,0 +1,315 @@
+/**
+ * End-to-end, the plugin binary against the CNI spec (SPEC.md of containernetworking/cni): every
+ * command at every version it speaks, every error code it can give, malformed input, DEL after
+ * the netns is gone, GC with a partial list of valid attachments, STATUS with a full range,
+ * delegated IPAM (the stock host-local), chaining with the stock tuning and bandwidth plugins,
+ * and ADD/DEL of many containers at once. Oracles: ip -j, iptables-save, the state directory,
+ * host-local's own files, and traffic.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import net from 'node:net';
+import { ipJson, requireSandbox, tcpGet } from '../helpers.js';
+import { openNetns, withNetns } from '../../src/index.js';
+import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
+
+requireSandbox('cni');
+
+const VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
+let seq = 0;
+
+/** A plugin configuration on subnet 10.60.N.0/24 (network name NAME). */
+function conf(name: string, n: number, extra: Record<string, unknown> = {}, version = '1.0.0'): Record<string, unknown> {
+  return { cniVersion: version, name, type: 'tsnetlink', bridge: `tsc-${name}`.slice(0, 15), ipam: { type: 'tsnetlink', ranges: [[{ subnet: `10.60.${n}.0/24`, gateway: `10.60.${n}.1` }]], routes: [{ dst: '0.0.0.0/0' }] }, ...extra };
+}
+
+/** A named netns (ip netns add), the container of one attachment. */
+function netns(): { name: string; path: string } {
+  const name = `cnit${++seq}`;
+  run('ip', ['netns', 'add', name]);
+  run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return { name, path: `/run/netns/${name}` };
+}
+
+function withPrev(c: Record<string, unknown>, prev: unknown): Record<string, unknown> {
+  return { ...c, prevResult: prev };
+}
+
+function ok(o: { status: number | null; out: string; err: string }, what: string): void {
+  assert.is(o.status, 0, `${what}: ${o.out} ${o.err}`);
+}
+
+function failsWith(o: { status: number | null; json: any; out: string }, code: number, what: string): void {
+  assert.is(o.status, 1, `${what}: exit status (${o.out})`);
+  assert.is(o.json?.code, code, `${what}: ${o.out}`);
+  assert.type(o.json.msg, 'string');
+  assert.ok(o.json.msg.length > 0, `${what}: msg`);
+}
+
+test('VERSION: every version echoed with the supported list, by the shim and by Node; Node loads no koffi for it', () => {
+  for (const v of [...VERSIONS, '0.3.1']) {
+    const r = cni('VERSION', { cniVersion: v });
+    ok(r, `VERSION ${v}`);
+    assert.equal(r.json, { cniVersion: v, supportedVersions: [...VERSIONS] });
+  }
+  const main = PLUGIN.replace(/bin\/tsnetlink-cni$/, 'dist/src/cni/main.js');
+  const hook = 'data:text/javascript,export async function resolve(s,c,n){process._rawDebug("RESOLVE "+s);return n(s,c)}';
+  const r = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, main], { input: '{"cniVersion":"1.0.0"}', env: { ...process.env, CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+  assert.equal(JSON.parse(r.stdout), { cniVersion: '1.0.0', supportedVersions: [...VERSIONS] });
+  const loaded = r.stderr.split('\n').filter((l) => l.startsWith('RESOLVE ')).map((l) => l.slice(8));
+  assert.equal(loaded.slice(1).sort(), ['./version.js', 'node:fs'], `VERSION loads only version.js: ${loaded}`);
+  // And the hook does see the FFI layer when a command needs it, so the assertion above can fail.
+  const ns = netns();
+  const add = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, main], { input: JSON.stringify(conf('verk', 9)), env: { ...process.env, CNI_COMMAND: 'ADD', ...att('verk', ns.path) }, encoding: 'utf8' });
+  assert.ok(add.stderr.includes('/libc.js'), add.stderr.slice(0, 500));
+  ok(cni('DEL', conf('verk', 9), att('verk', ns.path)), 'DEL');
+  // The bundled entry the shim runs: VERSION does not load the bundle of the commands, ADD does.
+  const entry = PLUGIN.replace(/bin\/tsnetlink-cni$/, 'dist/bundle/tsnetlink-cni.js');
+  const resolved = (command: string, input: string, extra: Record<string, string> = {}): string[] => {
+    const o = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, entry], { input, env: { ...process.env, CNI_COMMAND: command, ...extra }, encoding: 'utf8' });
+    assert.is(o.status, 0, o.stdout + o.stderr);
+    return o.stderr.split('\n').filter((l) => l.startsWith('RESOLVE ')).map((l) => l.slice(8)).slice(1);
+  };
+  assert.equal(resolved('VERSION', '{"cniVersion":"1.0.0"}'), ['node:fs'], 'the bundled VERSION loads nothing more');
+  const ns2 = netns();
+  assert.ok(resolved('ADD', JSON.stringify(conf('verk', 9)), att('verkb', ns2.path)).includes('./dispatch.js'), 'the bundled ADD loads its commands');
+  ok(cni('DEL', conf('verk', 9), att('verkb', ns2.path)), 'DEL');
+});
+
+for (const v of VERSIONS) {
+  test(`ADD, CHECK, DEL at ${v}: the spec's result shape, the kernel as it says, then nothing left`, () => {
+    const ns = netns();
+    const c = conf(`v${v.replace(/\./g, '')}`, 10 + VERSIONS.indexOf(v), {}, v);
+    const add = cni('ADD', c, att(`ctr-${v}`, ns.path));
+    ok(add, 'ADD');
+    const r = add.json;
+    assert.is(r.cniVersion, v);
+    assert.equal(r.interfaces.map((i: any) => i.name).slice(0, 1), [c['bridge']]);
+    assert.equal(r.interfaces[2], { name: 'eth0', mac: r.interfaces[2].mac, sandbox: ns.path });
+    const ip = r.ips[0];
+    assert.equal(Object.keys(ip).sort(), (v === '0.4.0' ? ['address', 'gateway', 'interface', 'version'] : ['address', 'gateway', 'interface']));
+    if (v === '0.4.0') assert.is(ip.version, '4');
+    assert.is(ip.interface, 2);
+    assert.equal(r.routes, [{ dst: '0.0.0.0/0', gw: ip.gateway }]);
+    // The kernel agrees with the result.
+    const addrs = ipJson(['-n', ns.name, 'addr', 'show', 'eth0']);
+    assert.equal(addrs[0].addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [ip.address]);
+    assert.is(addrs[0].address, r.interfaces[2].mac);
+    assert.equal(ipJson(['-n', ns.name, 'route', 'show', 'default']).map((x: any) => x.gateway), [ip.gateway]);
+    const hostVeth = ipJson(['-d', 'link', 'show', r.interfaces[1].name])[0];
+    assert.is(hostVeth.master, c['bridge']);
+    ok(cni('CHECK', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'CHECK');
+    ok(cni('DEL', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'DEL');
+    assert.equal(ipJson(['-n', ns.name, 'link', 'show']).map((l: any) => l.ifname), ['lo']);
+    assert.equal(hostLinks(), [], 'the CNI-made network went with its last endpoint: bridge and veth gone');
+    assert.equal(rulesOf(c['name'] as string), []);
+    ok(cni('DEL', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'a second DEL');
+    run('ip', ['netns', 'del', ns.name]);
+  });
+}
+
+test('error codes: 1, 2, 3, 4, 6, 7 for bad requests; 101, 102 for taken addresses and ports; nothing changes', () => {
+  const ns = netns();
+  const c = conf('errs', 20);
+  failsWith(cni('ADD', 'this is not json', att('e1', ns.path)), 6, 'stdin not JSON');
+  failsWith(cni('ADD', '', att('e1', ns.path)), 6, 'empty stdin');
+  failsWith(cni('ADD', { ...c, cniVersion: '0.3.1' }, att('e1', ns.path)), 1, 'a version it does not speak');
+  failsWith(cni('ADD', { ...c, cniVersion: '2.0.0' }, att('e1', ns.path)), 1, 'a version from the future');
+  failsWith(cni('GC', { ...c, cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }, {}), 1, 'GC before 1.1.0');
+  failsWith(cni('ADD', { ...c, vlan: 7 }, att('e1', ns.path)), 2, 'a field it does not implement');
+  assert.match(cni('ADD', { ...c, vlan: 7 }, att('e1', ns.path)).json.msg, 'vlan=7');
+  failsWith(cni('ADD', c, att('e1', '/run/netns/does-not-exist')), 3, 'a netns that does not exist');
+  failsWith(cni('ADD', c, { CNI_CONTAINERID: 'e1', CNI_IFNAME: 'eth0' }), 4, 'CNI_NETNS missing');
+  assert.match(cni('ADD', c, { CNI_CONTAINERID: 'e1', CNI_IFNAME: 'eth0' }).json.msg, 'CNI_NETNS');
+  failsWith(cni('ADD', c, { ...att('e1', ns.path), CNI_COMMAND: undefined }), 4, 'unknown command');
+  failsWith(cni('FROB', c, att('e1', ns.path)), 4, 'unknown command');
+  failsWith(cni('ADD', c, att('e1', ns.path, 'eth0', 'K8S_POD_NAME=web')), 4, 'an unknown CNI_ARGS key without IgnoreUnknown');
+  failsWith(cni('ADD', { ...c, mtu: 'large' }, att('e1', ns.path)), 7, 'a wrong type');
+  failsWith(cni('ADD', { ...c, name: 'a/b' }, att('e1', ns.path)), 7, 'a bad name');
+  failsWith(cni('ADD', { ...c, ipam: { subnet: 'ten/8' } }, att('e1', ns.path)), 7, 'a bad subnet');
+  assert.equal(hostLinks(), [], 'no refusal created anything');
+  assert.equal(existsSync('/run/tsnetlink/networks/errs.json'), false);
+  // Taken address and port: the first ADD holds them.
+  const ports = { runtimeConfig: { portMappings: [{ hostPort: 9090, containerPort: 80, protocol: 'tcp' }] } };
+  const first = cni('ADD', { ...c, ...ports }, att('e1', ns.path, 'eth0', 'IgnoreUnknown=1;IP=10.60.20.50'));
+  ok(first, 'first ADD');
+  assert.is(first.json.ips[0].address, '10.60.20.50/24', 'IP= honoured');
+  const ns2 = netns();
+  failsWith(cni('ADD', c, att('e2', ns2.path, 'eth0', 'IP=10.60.20.50')), 101, 'an address that is taken');
+  failsWith(cni('ADD', { ...c, ...ports }, att('e2', ns2.path)), 102, 'a host port that is taken');
+  failsWith(cni('ADD', { ...c, ...ports }, att('e1', ns.path)), 100, 'the same attachment twice');
+  failsWith(cni('ADD', { ...c, ipam: { ranges: [[{ subnet: '10.61.0.0/24' }]] } }, att('e2', ns2.path)), 105, 'the network exists with another subnet');
+  assert.equal(ipJson(['-n', ns2.name, 'link', 'show']).map((l: any) => l.ifname), ['lo'], 'the refused containers got nothing');
+  ok(cni('DEL', c, att('e1', ns.path)), 'DEL');
+  assert.equal(hostLinks(), []);
+});
+
+test('DEL after the netns is gone, without CNI_NETNS, and for an attachment never added: success, all released', () => {
+  const ns = netns();
+  const c = conf('gone', 21, { runtimeConfig: { portMappings: [{ hostPort: 9191, containerPort: 80, protocol: 'udp' }] } });
+  const keep = netns();
+  ok(cni('ADD', c, att('keeper', keep.path)), 'ADD keeper');
+  const add = cni('ADD', { ...c, runtimeConfig: { portMappings: [{ hostPort: 9192, containerPort: 80, protocol: 'tcp' }] } }, att('doomed', ns.path));
+  ok(add, 'ADD');
+  run('ip', ['netns', 'del', ns.name]);
+  ok(cni('DEL', withPrev(c, add.json), att('doomed', ns.path)), 'DEL after the netns is gone');
+  ok(cni('DEL', c, { CNI_CONTAINERID: 'doomed', CNI_IFNAME: 'eth0' }), 'DEL without CNI_NETNS');
+  ok(cni('DEL', c, att('never-added', '/run/netns/none')), 'DEL of an attachment never added');
+  const recs = readdirSync('/run/tsnetlink/networks/gone/endpoints');
+  assert.is(recs.length, 1, `only the keeper is left: ${recs}`);
+  assert.equal(rulesOf('gone').filter((l) => l.includes('9192')), [], 'its port rules are gone');
+  assert.ok(rulesOf('gone').some((l) => l.includes('9191')), "the keeper's rules stay");
+  assert.is(readdirSync('/run/tsnetlink/networks/gone/ips').length, 1);
+  assert.equal(readdirSync('/run/tsnetlink/ports'), ['udp-9191']);
+  ok(cni('DEL', c, att('keeper', keep.path)), 'DEL keeper');
+  assert.equal(hostLinks(), []);
+  assert.equal(readdirSync('/run/tsnetlink/ports'), []);
+});
+
+test('CHECK fails (103) when the container lost its address or the rules were flushed, and needs prevResult (7)', () => {
+  const ns = netns();
+  const c = conf('chk', 22, { runtimeConfig: { portMappings: [{ hostPort: 9393, containerPort: 80, protocol: 'tcp' }] } });
+  const add = cni('ADD', c, att('chk1', ns.path));
+  ok(add, 'ADD');
+  ok(cni('CHECK', withPrev(c, add.json), att('chk1', ns.path)), 'CHECK after ADD');
+  failsWith(cni('CHECK', c, att('chk1', ns.path)), 7, 'CHECK without prevResult');
+  run('ip', ['-n', ns.name, 'addr', 'flush', 'dev', 'eth0']);
+  const bad = cni('CHECK', withPrev(c, add.json), att('chk1', ns.path));
+  failsWith(bad, 103, 'CHECK without the address');
+  assert.match(bad.json.msg, 'lacks');
+  run('ip', ['-n', ns.name, 'addr', 'add', add.json.ips[0].address, 'dev', 'eth0']);
+  run('ip', ['-n', ns.name, 'route', 'add', 'default', 'via', add.json.ips[0].gateway]);
+  ok(cni('CHECK', withPrev(c, add.json), att('chk1', ns.path)), 'CHECK once restored');
+  run('iptables', ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
+  failsWith(cni('CHECK', withPrev(c, add.json), att('chk1', ns.path)), 103, 'CHECK with the DNAT rules flushed');
+  ok(cni('DEL', c, att('chk1', ns.path)), 'DEL');
+});
+
+test('GC with a partial valid list frees the others (IPs, host ports, rules, veths) and keeps the valid one working', async () => {
+  const c = conf('gcnet', 23, {}, '1.1.0');
+  const boxes = [netns(), netns(), netns()];
+  const adds = boxes.map((b, i) => cni('ADD', { ...c, runtimeConfig: { portMappings: [{ hostPort: 9500 + i, containerPort: 80, protocol: 'tcp' }] } }, att(`gc${i}`, b.path)));
+  adds.forEach((a, i) => ok(a, `ADD ${i}`));
+  assert.is(hostLinks().length, 4, 'bridge and three veths');
+  ok(cni('GC', { ...c, 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'eth0' }] }, {}), 'GC');
+  assert.equal(readdirSync('/run/tsnetlink/networks/gcnet/ips'), ['10.60.23.2']);
+  assert.equal(readdirSync('/run/tsnetlink/ports'), ['tcp-9500']);
+  assert.is(hostLinks().length, 2, 'bridge and the valid veth');
+  for (const i of [1, 2]) assert.equal(ipJson(['-n', boxes[i]!.name, 'link', 'show']).map((l: any) => l.ifname), ['lo'], `gc${i} lost its interface`);
+  assert.equal(rulesOf('gcnet').filter((l) => /950[12]/.test(l)), []);
+  ok(cni('CHECK', withPrev(c, adds[0]!.json), att('gc0', boxes[0]!.path)), 'the valid attachment still checks');
+  // It still answers on its published port, from the host's loopback.
+  const ns0 = openNetns({ name: boxes[0]!.name });
+  const accepted: net.Socket[] = [];
+  const server = withNetns(ns0, () => net.createServer((s) => accepted.push(s.end('gc0 here'))).listen(80));
+  try {
+    assert.is(await tcpGet('127.0.0.1', 9500), 'gc0 here');
+  } finally {
+    // An accepted socket whose last FIN is lost when GC removes the path would keep this process alive.
+    for (const s of accepted) s.destroy();
+    server.close();
+    ns0.close();
+  }
+  ok(cni('GC', { ...c, 'cni.dev/valid-attachments': [] }, {}), 'GC of everything');
+  assert.equal(hostLinks(), [], 'the CNI-made network goes with its last attachment');
+  failsWith(cni('GC', { ...c }, {}), 7, 'GC without the list');
+});
+
+test('STATUS: ready, then 50 once the only address is taken; needs 1.1.0', () => {
+  const c = { ...conf('full', 24, {}, '1.1.0'), ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.60.24.0/30', gateway: '10.60.24.1' }]] } };
+  ok(cni('STATUS', c, {}), 'STATUS before the network exists');
+  const ns = netns();
+  ok(cni('ADD', c, att('only', ns.path)), 'ADD the one container a /30 holds');
+  const st = cni('STATUS', c, {});
+  failsWith(st, 50, 'STATUS with the range full');
+  assert.match(st.json.msg, 'no free address');
+  failsWith(cni('ADD', c, att('second', netns().path)), 101, 'ADD with the range full');
+  failsWith(cni('STATUS', { ...c, cniVersion: '1.0.0' }, {}), 1, 'STATUS at 1.0.0');
+  ok(cni('DEL', c, att('only', ns.path)), 'DEL');
+  ok(cni('STATUS', c, {}), 'ready again');
+});
+
+test('delegated IPAM: the stock host-local hands out the address, DEL and a failed ADD give it back', () => {
+  const dataDir = mkdtempSync('/run/hostlocal-');
+  const c = { ...conf('dlg', 25), ipam: { type: 'host-local', ranges: [[{ subnet: '10.60.25.0/24', rangeStart: '10.60.25.100', rangeEnd: '10.60.25.110', gateway: '10.60.25.1' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir } };
+  const ns = netns();
+  const add = cni('ADD', c, att('dl1', ns.path));
+  ok(add, 'ADD');
+  assert.is(add.json.ips[0].address, '10.60.25.100/24');
+  const held = (): string[] => readdirSync(join(dataDir, 'dlg')).filter((f) => /^\d/.test(f));
+  assert.equal(held(), ['10.60.25.100']);
+  assert.equal(readFileSync(join(dataDir, 'dlg', '10.60.25.100'), 'utf8').split(/\s/)[0], 'dl1');
+  assert.equal(readdirSync('/run/tsnetlink/networks/dlg/ips'), ['10.60.25.100'], 'tsnetlink records the same address');
+  ok(cni('CHECK', withPrev(c, add.json), att('dl1', ns.path)), 'CHECK (host-local checked too)');
+  // A failed ADD (eth0 already exists in that netns) releases host-local's address.
+  const dup = cni('ADD', c, att('dl2', ns.path));
+  assert.is(dup.status, 1, dup.out);
+  assert.equal(held(), ['10.60.25.100'], 'the failed ADD gave its address back');
+  ok(cni('DEL', c, att('dl1', ns.path)), 'DEL');
+  assert.equal(held(), []);
+  ok(cni('DEL', c, att('dl1', ns.path)), 'DEL again');
+  failsWith(cni('ADD', { ...c, ipam: { type: 'no-such-ipam' } }, att('dl3', netns().path)), 5, 'an IPAM plugin not on CNI_PATH');
+});
+
+test('chaining: tuning and bandwidth after tsnetlink take its result; DEL in reverse order', () => {
+  const ns = netns();
+  const c = conf('chain', 26);
+  const add = cni('ADD', c, att('ch1', ns.path));
+  ok(add, 'ADD');
+  const tuning = { cniVersion: '1.0.0', name: 'chain', type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.rp_filter': '2' }, prevResult: add.json };
+  const t = cni('ADD', tuning, att('ch1', ns.path), join(STOCK, 'tuning'));
+  ok(t, 'tuning ADD');
+  assert.is(run('ip', ['netns', 'exec', ns.name, 'cat', '/proc/sys/net/ipv4/conf/eth0/rp_filter']).trim(), '2');
+  const bw = { cniVersion: '1.0.0', name: 'chain', type: 'bandwidth', egressRate: 1_000_000, egressBurst: 100_000, prevResult: t.json };
+  const b = cni('ADD', bw, att('ch1', ns.path), join(STOCK, 'bandwidth'));
+  ok(b, 'bandwidth ADD');
+  const hostVeth = add.json.interfaces[1].name;
+  assert.match(run('tc', ['qdisc', 'show', 'dev', hostVeth]), /ingress|tbf/);
+  ok(cni('DEL', { ...bw, prevResult: b.json }, att('ch1', ns.path), join(STOCK, 'bandwidth')), 'bandwidth DEL');
+  ok(cni('DEL', { ...tuning, prevResult: b.json }, att('ch1', ns.path), join(STOCK, 'tuning')), 'tuning DEL');
+  ok(cni('DEL', withPrev(c, b.json), att('ch1', ns.path)), 'tsnetlink DEL');
+  assert.equal(hostLinks(), []);
+  // As a later plugin of a chain, tsnetlink passes the previous result on, re-indexed.
+  const ns2 = netns();
+  const prev = { cniVersion: '1.0.0', interfaces: [{ name: 'dummy0' }], ips: [{ address: '192.0.2.5/24', interface: 0 }], routes: [], dns: { nameservers: ['192.0.2.1'] } };
+  const second = cni('ADD', withPrev(c, prev), att('ch2', ns2.path));
+  ok(second, 'ADD with a prevResult');
+  assert.equal(second.json.interfaces[0], { name: 'dummy0' });
+  assert.equal(second.json.ips.map((i: any) => i.interface), [0, 3]);
+  assert.equal(second.json.dns, { nameservers: ['192.0.2.1'] });
+  ok(cni('DEL', c, att('ch2', ns2.path)), 'DEL');
+});
+
+test('ADD and DEL of 12 containers at once on a network none of them created: distinct addresses, then nothing left', async () => {
+  const c = conf('burst', 27, { runtimeConfig: { portMappings: [] } });
+  const boxes = Array.from({ length: 12 }, () => netns());
+  const call = (cmd: string, i: number): Promise<{ status: number | null; out: string }> =>
+    new Promise((resolve) => {
+      const { spawn } = require_('node:child_process');
+      const p = spawn(PLUGIN, [], { env: { ...process.env, CNI_COMMAND: cmd, CNI_PATH: STOCK, ...att(`burst${i}`, boxes[i]!.path) } });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d));
+      p.on('close', (status: number | null) => resolve({ status, out }));
+      p.stdin.end(JSON.stringify(c));
+    });
+  const adds = await Promise.all(boxes.map((_, i) => call('ADD', i)));
+  adds.forEach((a, i) => assert.is(a.status, 0, `ADD ${i}: ${a.out}`));
+  const ips = adds.map((a) => JSON.parse(a.out).ips[0].address);
+  assert.is(new Set(ips).size, 12, `distinct: ${ips}`);
+  const ls = run(process.execPath, [PLUGIN.replace(/bin\/tsnetlink-cni$/, 'dist/src/cli/main.js'), 'network', 'inspect', 'burst']);
+  assert.is(JSON.parse(ls).endpoints.length, 12, 'tsnetlink network inspect sees what CNI made');
+  // Container to container through the bridge.
+  run('ip', ['netns', 'exec', boxes[0]!.name, 'busybox', 'ping', '-c', '1', '-W', '2', ips[5].split('/')[0]]);
+  const dels = await Promise.all(boxes.map((_, i) => call('DEL', i)));
+  dels.forEach((d, i) => assert.is(d.status, 0, `DEL ${i}: ${d.out}`));
+  assert.equal(hostLinks(), []);
+  assert.equal(existsSync('/run/tsnetlink/networks/burst.json'), false);
+});
+
+import { createRequire } from 'node:module';
+const require_ = createRequire(import.meta.url);
+
+test.run();
