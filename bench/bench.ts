@@ -27,6 +27,7 @@ import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleD
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
+import { measureDualStack } from './lib/dualstack.js';
 import { cniPluginBench } from './lib/cni-plugin.js';
 
 const args = process.argv.slice(2);
@@ -68,8 +69,8 @@ if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
 }
 
 const CFG = QUICK
-  ? { n: 20, batch: 10, warm: 2, floorN: 20, discN: 10, bulkN: 20, levels: [0, 50], scaleN: 10, mapLevels: [1, 50], mapN: 10 }
-  : { n: 200, batch: 25, warm: 5, floorN: 200, discN: 50, bulkN: 100, levels: [0, 100, 500, 1000], scaleN: 50, mapLevels: [1, 100, 1000], mapN: 50 };
+  ? { n: 20, batch: 10, warm: 2, floorN: 20, discN: 10, bulkN: 20, levels: [0, 50], scaleN: 10, mapLevels: [1, 50], mapN: 10, dsN: 10, dsLevel: 50 }
+  : { n: 200, batch: 25, warm: 5, floorN: 200, discN: 50, bulkN: 100, levels: [0, 100, 500, 1000], scaleN: 50, mapLevels: [1, 100, 1000], mapN: 50, dsN: 100, dsLevel: 1000 };
 const NETWORK = 'tsnbench0';
 const STATE_DIR = '/run/tsnetlink/bench';
 /** A Linux bridge has at most 1023 ports (BR_MAX_PORTS 1024); beyond that RTM_NEWLINK fails with EXFULL. */
@@ -209,6 +210,9 @@ async function main(): Promise<void> {
   }
   await dropBackground(env, bg, progress, 'scale: cleanup');
 
+  // 3c. Dual stack: connect on a network with an IPv6 subnet too, against IPv4 only, and at scale.
+  const dual = await measureDualStack(env, CFG.dsN, Math.min(CFG.batch, BRIDGE_PORTS - CFG.dsLevel), CFG.dsLevel, progress);
+
   progress.update('teardown');
   if (netavark) closeNetavark(netavark);
   onFailure.length = 0;
@@ -239,6 +243,8 @@ async function main(): Promise<void> {
     verdict('netavark setup / tsnetlink connect, p50', p50('nv') / p50('tsn'), 15, 'min', 'x', rows.get('nv')?.skipped),
     verdict('netavark setup -p / tsnetlink connect -p, p50', p50('nvport') / p50('tsnport'), 10, 'min', 'x', rows.get('nvport')?.skipped),
     verdict('netavark teardown / tsnetlink disconnect, p50 (netns alive)', discP50('nv') / discP50('tsn'), 3, 'min', 'x', discRows.get('nv')?.skipped),
+    verdict('dual-stack connect / IPv4-only connect, p50', ratioOf(dual.dsAt0.p50, dual.v4At0.p50), 1.3, 'max', 'x', dual.error),
+    verdict(`dual-stack connect p50 at ${dual.level} dual-stack endpoints / at 0`, ratioOf(dual.dsAtLevel.p50, dual.dsAt0.p50), 1.5, 'max', 'x', QUICK ? `at ${dual.level}, not 1000${quickNote}` : dual.error),
     verdict('tsnetlink connect as a CLI process, p50 above node -e 0', p50('cli') - p50('node'), 15, 'max', 'ms', rows.get('cli')?.skipped),
     verdict('tsnetlink connect -p as a CLI process, p50 above node -e 0', p50('cliport') - p50('node'), 15, 'max', 'ms', rows.get('cliport')?.skipped),
   ];
@@ -307,6 +313,13 @@ async function main(): Promise<void> {
     levelRow(`  of which the mapping steps (${MAPPING_STEPS.join(' + ')})`, mapScale.map((s) => s.mappingSteps)),
     levelRow('iptables-restore alone', mapScale.map((s) => s.restore.summary?.p50)),
   ]));
+  out.push(`Dual stack: tsnetlink connect p50 ms (${CFG.dsN} samples each, fresh netns per sample; 0 and ${dual.level} interleaved rounds on networks of their own)`);
+  out.push(table(['network', 'endpoints on the bridge', 'n', 'p50', 'p90', 'p99', 'p50 / IPv4-only at 0'], [
+    ['IPv4 only (10.91.0.0/16)', '0', dual.v4At0],
+    ['dual stack (10.92.0.0/16 + fd00:92::/64)', '0', dual.dsAt0],
+    ['dual stack (10.92.0.0/16 + fd00:92::/64)', String(dual.level), dual.dsAtLevel],
+  ].map(([l, e, s]) => { const x = s as Summary; return [String(l), String(e), String(x.n), fmtMs(x.p50), fmtMs(x.p90), fmtMs(x.p99), fmtRatio(ratioOf(x.p50, dual.v4At0.p50))]; })));
+  if (dual.error) out.push(`  FAILED ${dual.error}`);
   out.push('');
   out.push('Targets:');
   for (const v of targets) out.push(verdictLine(v));
@@ -330,6 +343,7 @@ async function main(): Promise<void> {
     floor,
     disconnect: { single: discLive, afterNetnsDeleted: discGone },
     bulk: { containers: CFG.bulkN, totalsMs: bulk, failures: bulkNotes },
+    dualStack: dual,
     scale: { endpoints: scale, rssBytesPer1000Endpoints: Math.round(rssPer1000), heapBytesPer1000Endpoints: Math.round(heapPer1000), mappings: mapScale },
     targets, leaks, durationSec: Math.round((Date.now() - t0) / 1000), table: text,
   };

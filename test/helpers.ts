@@ -166,11 +166,15 @@ export function requireSandbox(file: string): void {
 
 import type { EndpointRecord } from '../src/bridge/records.js';
 import { macForIp } from '../src/bridge/records.js';
+import { parseCidr, bigToIp, prefixMask } from '../src/bridge/cidr.js';
 
 /** A complete, valid endpoint record for store-level tests (no kernel object behind it). */
 export function fakeEndpoint(network: string, id: string, ip: string, prefix = 24, extra: Partial<EndpointRecord> = {}): EndpointRecord {
+  const c = parseCidr(`${ip}/${prefix}`);
+  const gateway = bigToIp((c.address & prefixMask(prefix, c.family)) + 1n, c.family);
+  const cidr = `${ip}/${prefix}`;
   return {
-    id, network, ip, cidr: `${ip}/${prefix}`, mac: macForIp(ip), gateway: '0.0.0.0', hostIfname: 'vethfake0', ifname: 'eth0',
+    id, network, ip, cidr, mac: macForIp(ip), gateway, addresses: [{ family: c.family, ip, cidr, gateway }], hostIfname: 'vethfake0', ifname: 'eth0',
     netns: '/nonexistent', netnsKey: '1-1', mappings: [], defaultRoute: true, state: 'active', createdAt: new Date(0).toISOString(), ...extra,
   };
 }

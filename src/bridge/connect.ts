@@ -17,13 +17,14 @@ import { NetworkError } from './errors.js';
 import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
-import { checkAttachment, macForIp, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
-import { ipToU32, u32ToIp } from './cidr.js';
+import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
+import { canonicalIp, ipFamily } from './cidr.js';
 import { randomHex, StoreError } from '../fsio.js';
 import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
+import { FORWARDING } from './lifecycle.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -35,9 +36,10 @@ export interface ConnectOptions {
   ports?: readonly (string | PortMapping)[];
   mtu?: number;
   /**
-   * Give both veth ends an IPv6 link-local address (default false). Networks are IPv4-only, and
-   * each new port's DAD, router solicitation and MLD packets are flooded to every port of the
-   * bridge, which made connect 3.5x slower at 1000 endpoints in the bench.
+   * Give both veth ends an IPv6 link-local address (default false). The container end gets one
+   * anyway on a network with an IPv6 subnet; on an IPv4-only network neither does, because each
+   * new port's DAD, router solicitation and MLD packets are flooded to every port of the bridge,
+   * which made connect 3.5x slower at 1000 endpoints in the bench.
    */
   ipv6LinkLocal?: boolean;
   /** Accept the host's own netns (ours or PID 1's) as the container; refused by default. */
@@ -64,6 +66,7 @@ interface Plan extends VethPlan {
   netnsKey: string;
   allowHostNetns: boolean;
   ip?: string;
+  addresses?: AddressRecord[];
   defaultRoute: boolean;
   requestedIp: string | undefined;
   requestedMac: string | undefined;
@@ -105,8 +108,9 @@ function validate(items: readonly ConnectItem[]): Spec[] {
     if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
     if (opts.defaultRoute !== undefined && typeof opts.defaultRoute !== 'boolean') throw new ValidationError('defaultRoute', 'must be true or false');
     return {
-      id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, allowHostNetns: opts.allowHostNetns === true,
-      requestedIp: opts.ip === undefined ? undefined : u32ToIp(ipToU32(String(opts.ip), 'ip')),
+      id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false,
+      allowHostNetns: opts.allowHostNetns === true,
+      requestedIp: opts.ip === undefined ? undefined : canonicalIp(String(opts.ip), 'ip'),
       requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
       wantsDefaultRoute: opts.defaultRoute ?? true,
       attachment: opts.attachment === undefined ? undefined : checkAttachment(opts.attachment),
@@ -162,29 +166,44 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
   if (net.internal && plans.some((p) => p.mappings.length > 0)) {
     throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);
   }
-  if (!net.internal && ctx.host.readSysctl('net/ipv4/ip_forward') === '0') {
-    throw new NetworkError('ENOFORWARD', `net.ipv4.ip_forward is 0 on this host: containers on ${net.name} would have no outbound traffic; tsnetlink network repair turns it back on`);
+  if (!net.internal) {
+    for (const { family } of net.subnets) {
+      const { path, name } = FORWARDING[family];
+      if (ctx.host.readSysctl(path) === '0') {
+        throw new NetworkError('ENOFORWARD', `${name} is 0 on this host: containers on ${net.name} would have no outbound IPv${family} traffic; tsnetlink network repair turns it back on`);
+      }
+    }
   }
+  const v6 = net.subnets.some((s) => s.family === 6);
+  for (const p of plans) p.containerLinkLocal = p.linkLocal || v6;
+  checkMappingFamilies(ctx, net, plans);
   await clearConflicts(ctx, net, plans);
   const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
   const steps = new Steps(label, ctx.faults, 'connect');
   try {
     steps.run('check container', () => claimContainers(ctx, net, plans), () => releaseContainers(ctx, net, plans));
     steps.run('reserve ports', () => reservePorts(ctx, net, plans), () => releasePorts(ctx, net, plans));
-    const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+    const ipams = subnetsOf(net).map((sub) => new Ipam(ctx.store, net.name, sub));
     steps.run(
       'allocate IP',
       () =>
         plans.forEach((p) => {
-          p.ip = ipam.allocate(p.id, p.requestedIp);
+          // One address per subnet; the first (IPv4 on a dual-stack network) names the endpoint.
+          // A requested address is taken from the subnet of its family.
+          p.addresses = ipams.map((ipam) => {
+            const wanted = p.requestedIp !== undefined && ipFamily(p.requestedIp) === ipam.subnet.family ? p.requestedIp : undefined;
+            const ip = ipam.allocate(p.id, wanted);
+            return { family: ipam.subnet.family, ip, cidr: `${ip}/${ipam.subnet.prefix}`, gateway: ipam.subnet.gateway };
+          });
+          p.ip = p.addresses[0]!.ip;
           p.mac = p.requestedMac ?? macForIp(p.ip);
         }),
-      () => plans.forEach((p) => ipam.release(p.id)),
+      () => plans.forEach((p) => ipams.forEach((ipam) => ipam.release(p.id))),
     );
     const now = new Date().toISOString();
     const recs = plans.map((p): EndpointRecord => ({
-      id: p.id, network: net.name, ip: p.ip!, cidr: `${p.ip}/${net.prefix}`, mac: p.mac, gateway: net.gateway, hostIfname: p.hostIfname,
-      ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
+      id: p.id, network: net.name, ip: p.ip!, cidr: p.addresses![0]!.cidr, mac: p.mac, gateway: p.addresses![0]!.gateway, addresses: p.addresses!,
+      hostIfname: p.hostIfname, ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
       ...(p.attachment ? { attachment: p.attachment } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
@@ -265,6 +284,33 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
   if (gone.length > 0) await teardownEndpoints(ctx, net, gone, { operation: `clear endpoints of dead containers on ${net.name}` });
 }
 
+/**
+ * Refuses a requested address of a family the network has no subnet of, and mappings the network
+ * cannot carry, before anything changes: a host IP of a family the
+ * network has no subnet of, and a host IP that is not one of the host's addresses (nothing would
+ * ever arrive for it; Docker fails the same way when it binds). 127.0.0.1 and the wildcards are
+ * always local.
+ */
+function checkMappingFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  let local: Set<string> | undefined;
+  for (const p of plans) {
+    const asked = p.requestedIp === undefined ? undefined : ipFamily(p.requestedIp);
+    if (asked !== undefined && !net.subnets.some((s) => s.family === asked)) {
+      throw new ValidationError('ip', `${p.requestedIp}: network ${net.name} has no IPv${asked} subnet`);
+    }
+    for (const m of p.mappings) {
+      if (m.hostIp === undefined) continue;
+      const family = m.hostIp.includes(':') ? 6 : 4;
+      if (!net.subnets.some((s) => s.family === family)) {
+        throw new ValidationError('ports', `${formatMapping(m)}: network ${net.name} has no IPv${family} subnet, so nothing can be published on an IPv${family} address`);
+      }
+      if (m.hostIp === '::' || m.hostIp.startsWith('127.')) continue;
+      local ??= new Set(ctx.rtnl.addrList({}, { retries: 3 }).map((a) => a.address));
+      if (!local.has(m.hostIp)) throw new NetworkError('ENOTLOCAL', `${formatMapping(m)}: ${m.hostIp} is not an address of this host`);
+    }
+  }
+}
+
 /** Claims each container on this network (a marker file named after its netns). */
 function claimContainers(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
   const made: Plan[] = [];
@@ -297,7 +343,7 @@ function reservePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Pl
         for (const m of p.mappings) {
           // A wildcard mapping clashes with any IP on that port, a specific one with the wildcard or itself.
           for (const h of ctx.store.portHolders(m)) {
-            if (h.hostIp !== '0.0.0.0' && m.hostIp !== undefined && h.hostIp !== m.hostIp) continue;
+            if (!mappingsOverlap({ ...m, hostIp: h.hostIp }, m)) continue;
             if (h.owner === '') {
               ctx.store.releasePort({ ...m, ...(h.hostIp === '0.0.0.0' ? {} : { hostIp: h.hostIp }) }, '');
               continue;
@@ -321,13 +367,19 @@ function releasePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Pl
 }
 
 /**
- * Container side: router advertisements off on its interface first (an IPv4-only network must
- * not let a sibling's forged RA give the container an IPv6 route and address), then the batch.
+ * Container side: router advertisements off on its interface first (a sibling's forged RA must
+ * not give the container an IPv6 route and address; its routes come from us), and with IPv6 no
+ * duplicate address detection for its link-local address either (the MAC is unique on the
+ * bridge, and DAD would hold the address tentative for a second), then the batch.
  */
 function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
-  const sock = ctx.host.openContainerSocket(p.ns, [{ path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true }]);
+  const sysctls = [
+    { path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true },
+    ...(p.containerLinkLocal ? [{ path: `net/ipv6/conf/${p.ifname}/accept_dad`, value: '0', optional: true }] : []),
+  ];
+  const sock = ctx.host.openContainerSocket(p.ns, sysctls);
   try {
-    p.defaultRoute = configureContainer(sock, p, `${p.ip}/${net.prefix}`, net.internal || !p.wantsDefaultRoute ? undefined : net.gateway);
+    p.defaultRoute = configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })));
   } finally {
     sock.close();
   }

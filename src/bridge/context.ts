@@ -6,7 +6,7 @@ import { Rtnl } from '../netlink/rtnl.js';
 import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import type { HostSystem } from './host.js';
 import type { Store } from './store.js';
-import type { EndpointRecord, NetworkRecord } from './records.js';
+import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
 import { findLink } from './links.js';
@@ -58,14 +58,18 @@ export class BridgeContext {
   }
 }
 
-/** The firewall's view of a network record. */
+/** The firewall's view of a network record: its subnet of each family. */
 export function fwNetwork(n: NetworkRecord): FirewallNetwork {
-  return { name: n.name, bridge: n.bridge, subnet: n.subnet, internal: n.internal, icc: n.icc, gatewayMode: n.gatewayMode };
+  const v4 = subnetOf(n, 4);
+  const v6 = subnetOf(n, 6);
+  return { name: n.name, bridge: n.bridge, ...(v4 ? { subnet: v4.subnet } : {}), ...(v6 ? { subnet6: v6.subnet } : {}), internal: n.internal, icc: n.icc, gatewayMode: n.gatewayMode };
 }
 
-/** The firewall's view of an endpoint record. */
-export function fwEndpoint(e: Pick<EndpointRecord, 'id' | 'network' | 'ip' | 'mappings'>): FirewallEndpoint {
-  return { id: e.id, network: e.network, ip: e.ip, mappings: e.mappings };
+/** The firewall's view of an endpoint record: its address of each family. */
+export function fwEndpoint(e: Pick<EndpointRecord, 'id' | 'network' | 'addresses' | 'mappings'>): FirewallEndpoint {
+  const v4 = addressOf(e, 4);
+  const v6 = addressOf(e, 6);
+  return { id: e.id, network: e.network, ...(v4 ? { ip: v4.ip } : {}), ...(v6 ? { ip6: v6.ip } : {}), mappings: e.mappings };
 }
 
 /**

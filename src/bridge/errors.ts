@@ -11,8 +11,9 @@ export type NetworkErrorCode =
   | 'ENOENDPOINT' // no such endpoint
   | 'EBRIDGEFULL' // a Linux bridge holds at most 1023 ports
   | 'EBRIDGEDOWN' // the network's bridge is missing or down: `network repair` restores it
-  | 'ENOFORWARD' // net.ipv4.ip_forward is 0: containers would have no outbound traffic
-  | 'EHOSTNETNS'; // the "container" is the host's own netns
+  | 'ENOFORWARD' // net.ipv4.ip_forward (or IPv6 forwarding) is 0: containers would have no outbound traffic
+  | 'EHOSTNETNS' // the "container" is the host's own netns
+  | 'ENOTLOCAL'; // a port mapping's host IP is not an address of this host
 
 /** A refused network operation, with a stable `code` for programs. */
 export class NetworkError extends TsnetlinkError {

@@ -1,16 +1,18 @@
 /**
- * Host-local IPAM for one bridge network, on the Store's files.
+ * Host-local IPAM for one subnet of a bridge network, on the Store's files.
  *
  * A reservation is a file ROOT/networks/<name>/ips/<ip> created with O_CREAT|O_EXCL under
  * the network's flock, so two processes can never hand out the same address. The cursor
- * ('last') makes allocation round robin: a just-released address is not reused until the
- * range wraps, so stale ARP entries and half-cleaned rules do not hit a new endpoint.
+ * ('last', 'last6' for IPv6) makes allocation round robin: a just-released address is not
+ * reused until the range wraps, so stale neighbour entries and half-cleaned rules do not hit a
+ * new endpoint. Addresses are bigints, so an IPv6 /64 works like an IPv4 /24; each family has
+ * its own owner index (byid/, byid6/) because a dual-stack endpoint holds one of each.
  * No processes, no network I/O.
  */
 import { closeSync, constants as fsc, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsnetlinkError, ValidationError } from '../errors.js';
-import { ipToU32, parseSubnet, u32ToIp, type Subnet } from './cidr.js';
+import { bigToIp, ipFamily, ipToBig, parseSubnet, type Subnet } from './cidr.js';
 import { checkEndpointId } from '../names.js';
 import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from '../fsio.js';
 import type { LockOptions } from '../locks.js';
@@ -44,14 +46,15 @@ export class Ipam {
   readonly network: string;
   readonly subnet: Subnet;
   /** Number of addresses that can be handed out (hosts minus the gateway). */
-  readonly capacity: number;
+  readonly capacity: bigint;
   private readonly store: Store;
   private readonly dir: string;
   private readonly ipsDir: string;
   private readonly byIdDir: string;
-  private readonly first: number;
-  private readonly lastHost: number;
-  private readonly gateway: number;
+  private readonly cursorFile: string;
+  private readonly first: bigint;
+  private readonly lastHost: bigint;
+  private readonly gateway: bigint;
   private readonly lockOptions: LockOptions;
 
   constructor(store: Store, network: string, subnet: Subnet | string, lockOptions: LockOptions = {}) {
@@ -60,10 +63,14 @@ export class Ipam {
     this.subnet = typeof subnet === 'string' ? parseSubnet(subnet) : subnet;
     this.dir = store.networkDir(network);
     this.ipsDir = join(this.dir, 'ips');
-    this.byIdDir = join(this.dir, 'byid');
-    this.first = ipToU32(this.subnet.network) + 1;
-    this.lastHost = ipToU32(this.subnet.broadcast) - 1;
-    this.gateway = ipToU32(this.subnet.gateway);
+    const v6 = this.subnet.family === 6;
+    this.byIdDir = join(this.dir, v6 ? 'byid6' : 'byid');
+    this.cursorFile = join(this.dir, v6 ? 'last6' : 'last');
+    // IPv4 keeps the network and broadcast addresses out; IPv6 keeps the subnet-router anycast
+    // address (the network address) and, for symmetry and simple bounds, the last one out.
+    this.first = ipToBig(this.subnet.network) + 1n;
+    this.lastHost = ipToBig(this.subnet.broadcast) - 1n;
+    this.gateway = ipToBig(this.subnet.gateway);
     this.capacity = this.lastHost - this.first; // hosts minus the gateway
     this.lockOptions = lockOptions;
   }
@@ -123,11 +130,11 @@ export class Ipam {
   /** All reservations, in address order. */
   list(): IpamAllocation[] {
     return this.locked(() => {
-      const out: Array<IpamAllocation & { n: number }> = [];
+      const out: Array<IpamAllocation & { n: bigint }> = [];
       for (const ip of this.readReserved()) {
-        out.push({ ip, endpointId: readText(join(this.ipsDir, ip)) ?? '', n: ipToU32(ip) });
+        out.push({ ip, endpointId: readText(join(this.ipsDir, ip)) ?? '', n: ipToBig(ip) });
       }
-      out.sort((a, b) => a.n - b.n);
+      out.sort((a, b) => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
       return out.map(({ ip, endpointId }) => ({ ip, endpointId }));
     });
   }
@@ -155,14 +162,16 @@ export class Ipam {
   }
 
   private isHandable(ip: string): boolean {
-    let n: number;
+    if (ipFamily(ip) !== this.subnet.family) return false;
+    let n: bigint;
     try {
-      n = ipToU32(ip);
+      n = ipToBig(ip);
     } catch (e) {
       if (e instanceof ValidationError) return false;
       throw e;
     }
-    return n >= this.first && n <= this.lastHost && n !== this.gateway;
+    // Only the canonical spelling is a reservation name, so one address has one file.
+    return n >= this.first && n <= this.lastHost && n !== this.gateway && bigToIp(n, this.subnet.family) === ip;
   }
 
   /** The id's address via its index file, checked against the reservation it points to. */
@@ -180,19 +189,20 @@ export class Ipam {
     return undefined;
   }
 
+  /** The reservations of this subnet's family (both families share ips/). */
   private readReserved(): string[] {
     try {
-      return readdirSync(this.ipsDir).filter((n) => !n.startsWith('.'));
+      return readdirSync(this.ipsDir).filter((n) => !n.startsWith('.') && ipFamily(n) === this.subnet.family);
     } catch (e) {
       if (errCode(e) === 'ENOENT') return [];
       throw e;
     }
   }
 
-  private cursor(): number {
-    const text = readText(join(this.dir, 'last'))?.trim();
-    if (text !== undefined && this.isHandable(text)) return ipToU32(text);
-    return this.first - 1; // so the first candidate is the first host
+  private cursor(): bigint {
+    const text = readText(this.cursorFile)?.trim();
+    if (text !== undefined && this.isHandable(text)) return ipToBig(text);
+    return this.first - 1n; // so the first candidate is the first host
   }
 
   /**
@@ -201,7 +211,7 @@ export class Ipam {
    * a rename on every connect.
    */
   private setCursor(ip: string): void {
-    const file = join(this.dir, 'last');
+    const file = this.cursorFile;
     let fd: number;
     try {
       fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
@@ -211,16 +221,16 @@ export class Ipam {
       fd = openSync(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o600);
     }
     try {
-      writeSync(fd, `${ip.padEnd(15)}\n`, 0);
+      writeSync(fd, `${ip.padEnd(this.subnet.family === 6 ? 39 : 15)}\n`, 0);
     } finally {
       closeSync(fd);
     }
   }
 
   /** Steps to the next host after `n`, wrapping at the end of the range and skipping the gateway. */
-  private next(n: number): number {
-    let m = n >= this.lastHost ? this.first : n + 1;
-    if (m === this.gateway) m = m >= this.lastHost ? this.first : m + 1;
+  private next(n: bigint): bigint {
+    let m = n >= this.lastHost ? this.first : n + 1n;
+    if (m === this.gateway) m = m >= this.lastHost ? this.first : m + 1n;
     return m;
   }
 
@@ -230,20 +240,25 @@ export class Ipam {
   }
 
   private reserveNext(endpointId: string): string {
-    if (this.capacity <= 0) this.full();
+    if (this.capacity <= 0n) this.full();
+    const family = this.subnet.family;
     const start = this.cursor();
     // Fast path: after the cursor the range is usually free, so one O_EXCL create wins.
     let n = start;
-    for (let i = 0; i < Math.min(PROBES_BEFORE_SCAN, this.capacity); i++) {
+    const probes = this.capacity < BigInt(PROBES_BEFORE_SCAN) ? Number(this.capacity) : PROBES_BEFORE_SCAN;
+    for (let i = 0; i < probes; i++) {
       n = this.next(n);
-      const ip = u32ToIp(n);
+      const ip = bigToIp(n, family);
       if (this.tryReserve(ip, endpointId)) return ip;
     }
-    // Dense region: one directory read instead of a failing syscall per taken address.
+    // Dense region: one directory read instead of a failing syscall per taken address. With
+    // `taken` addresses held, one more step than that always reaches a free one, so the walk is
+    // bounded by what is in use, not by the size of the range (2^64 for an IPv6 /64).
     const taken = new Set(this.readReserved());
-    for (let i = 0; i < this.capacity; i++) {
+    const steps = this.capacity < BigInt(taken.size + 1) ? Number(this.capacity) : taken.size + 1;
+    for (let i = 0; i < steps; i++) {
       n = this.next(n);
-      const ip = u32ToIp(n);
+      const ip = bigToIp(n, family);
       if (!taken.has(ip) && this.tryReserve(ip, endpointId)) return ip;
     }
     this.full();

@@ -8,9 +8,9 @@ import { checkNetworkName } from '../names.js';
 import { validateIfname, validateU32 } from '../netlink/validate.js';
 import type { GatewayMode } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
-import { parseSubnet, overlaps } from './cidr.js';
+import { parseSubnet, overlaps, type Subnet } from './cidr.js';
 import { Steps } from './steps.js';
-import { macForIp, type NetworkRecord } from './records.js';
+import { macForIp, subnetOf, subnetRecord, type NetworkRecord } from './records.js';
 import { StoreError } from '../fsio.js';
 import { desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
@@ -19,8 +19,12 @@ import { teardownEndpoints } from './teardown.js';
 /** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
 export interface CreateNetworkOptions {
   name: string;
-  /** '192.168.10.1/24' (gateway .1) or '192.168.10.0/24' (gateway = first host). */
-  subnet: string;
+  /**
+   * '192.168.10.1/24' (gateway .1), '192.168.10.0/24' (gateway = first host) or an IPv6 network
+   * such as 'fd00:10::/64' (gateway ::1); a list gives a dual-stack network (at most one subnet
+   * per family). `docker network create --subnet A [--ipv6 --subnet B]`
+   */
+  subnet: string | readonly string[];
   driver?: 'bridge';
   mtu?: number;
   /** No outbound NAT, no published ports, nothing in or out but to the host (docker network create --internal). */
@@ -49,7 +53,8 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
   if (typeof opts !== 'object' || opts === null) throw new ValidationError('options', 'must be an object');
   if ((opts.driver ?? 'bridge') !== 'bridge') throw new ValidationError('driver', `${JSON.stringify(opts.driver)} is not supported; only "bridge"`);
   const name = checkNetworkName(opts.name);
-  const sub = parseSubnet(opts.subnet);
+  const subs = checkSubnetList(opts.subnet);
+  const sub = subs[0]!;
   if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
   if (opts.gatewayMode !== undefined && !MODES.includes(opts.gatewayMode)) throw new ValidationError('gatewayMode', `must be one of ${MODES.join(', ')}, got ${JSON.stringify(opts.gatewayMode)}`);
   for (const f of ['internal', 'icc'] as const) if (opts[f] !== undefined && typeof opts[f] !== 'boolean') throw new ValidationError(f, 'must be true or false');
@@ -63,6 +68,7 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
     subnet: sub.subnet,
     gateway: sub.gateway,
     prefix: sub.prefix,
+    subnets: subs.map(subnetRecord),
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
     mac: macForIp(sub.gateway),
     internal: opts.internal ?? false,
@@ -73,27 +79,66 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
   };
 }
 
+/** Parses the subnet option: one or two subnets, at most one per family, IPv4 first. */
+function checkSubnetList(value: string | readonly string[]): Subnet[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0) throw new ValidationError('subnet', 'a network needs a subnet (one per family at most)');
+  const subs = list.map((s, i) => parseSubnet(s, list.length === 1 ? 'subnet' : `subnet[${i}]`));
+  for (const f of [4, 6] as const) {
+    const mine = subs.filter((s) => s.family === f);
+    if (mine.length > 1) throw new ValidationError('subnet', `${mine.map((s) => s.subnet).join(' and ')}: a network has at most one IPv${f} subnet`);
+  }
+  return subs.sort((a, b) => a.family - b.family);
+}
+
 /** Refuses a subnet that overlaps another network, a host route or a host address. */
 function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly NetworkRecord[]): void {
-  const clash = others.find((n) => overlaps(n.subnet, rec.subnet));
-  if (clash) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} overlaps network ${clash.name} (${clash.subnet})`);
-  for (const r of ctx.rtnl.routeList({ family: 4 }, { retries: 3 })) {
-    if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst, rec.subnet)) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} overlaps the host route ${r.dst}`);
-  }
-  for (const a of ctx.rtnl.addrList({ family: 4 }, { retries: 3 })) {
-    if (!a.address.startsWith('127.') && overlaps(`${a.address}/32`, rec.subnet)) throw new NetworkError('EOVERLAP', `subnet ${rec.subnet} contains the host address ${a.address}`);
+  for (const sub of rec.subnets) {
+    for (const n of others) {
+      const clash = subnetOf(n, sub.family);
+      if (clash && overlaps(clash.subnet, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${n.name} (${clash.subnet})`);
+    }
+    const bits = sub.family === 4 ? 32 : 128;
+    for (const r of ctx.rtnl.routeList({ family: sub.family }, { retries: 3 })) {
+      // The host's multicast and link-local routes never overlap a valid subnet; defaults do not count.
+      if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst.includes('/') ? r.dst : `${r.dst}/${bits}`, sub.subnet)) {
+        throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps the host route ${r.dst}`);
+      }
+    }
+    for (const a of ctx.rtnl.addrList({ family: sub.family }, { retries: 3 })) {
+      if (a.address.startsWith('127.') || a.address === '::1') continue;
+      if (overlaps(`${a.address}/${bits}`, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} contains the host address ${a.address}`);
+    }
   }
 }
 
 /** The sysctls of a network's bridge, for create and repair. */
 export function bridgeSysctls(net: NetworkRecord): { path: string; value: string; optional?: boolean }[] {
+  const v4 = subnetOf(net, 4) !== undefined;
+  const v6 = subnetOf(net, 6) !== undefined;
   return [
     // A container's forged router advertisement must not give the host a route or an address.
     { path: `net/ipv6/conf/${net.bridge}/accept_ra`, value: '0', optional: true },
+    // A host whose interfaces start with IPv6 disabled (default.disable_ipv6) still gets it here.
+    ...(v6 ? [{ path: `net/ipv6/conf/${net.bridge}/disable_ipv6`, value: '0' }] : []),
+    // The kernel sends a neighbour solicitation for a forwarded packet only from a usable
+    // link-local address: while the bridge's is tentative (DAD, ~1-2 s after up), published
+    // ports and outbound replies over IPv6 would wait. The bridge's MAC is ours and fixed.
+    ...(v6 ? [{ path: `net/ipv6/conf/${net.bridge}/accept_dad`, value: '0' }] : []),
     // Lets 127.0.0.1 -> published port be routed to the bridge (guarded by a raw-table DROP).
-    ...(net.internal ? [] : [{ path: `net/ipv4/conf/${net.bridge}/route_localnet`, value: '1' }]),
+    ...(net.internal || !v4 ? [] : [{ path: `net/ipv4/conf/${net.bridge}/route_localnet`, value: '1' }]),
   ];
 }
+
+/** The forwarding switch of each family: the sysctl, its name in messages and what turning it on costs. */
+export const FORWARDING: Record<4 | 6, { path: string; name: string; note: string }> = {
+  4: { path: 'net/ipv4/ip_forward', name: 'net.ipv4.ip_forward', note: 'it stays on after the network is removed, as with Docker' },
+  6: {
+    path: 'net/ipv6/conf/all/forwarding',
+    name: 'net.ipv6.conf.all.forwarding',
+    note: 'it stays on after the network is removed, as with Docker; a forwarding host ignores router advertisements on interfaces with accept_ra=1 (set accept_ra=2 on an uplink configured by SLAAC)',
+  },
+};
 
 /**
  * Creates a bridge network: the bridge with its fixed MAC and tag, its gateway address, up;
@@ -135,14 +180,19 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
         steps.undoFirst('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.setNetworks(others.map(fwNetwork))));
         await steps.runAsync('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.setNetworks([...others, rec].map(fwNetwork))));
         if (!rec.internal) {
-          await steps.runAsync('ip forwarding', async () => {
-            if (ctx.host.readSysctl('net/ipv4/ip_forward') === '1') return false;
-            ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '1' });
-            hostChanges.push('net.ipv4.ip_forward: 0 -> 1 (it stays on after the network is removed, as with Docker)');
-            // Forwarding must not make the host a router between its other interfaces.
-            if (await ctx.firewall.dropUnmatchedForwarding()) hostChanges.push('FORWARD policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)');
-            return true;
-          }, (changed) => changed && ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '0' }));
+          for (const { family } of rec.subnets) {
+            const fwd = FORWARDING[family];
+            await steps.runAsync(family === 4 ? 'ip forwarding' : 'ipv6 forwarding', async () => {
+              if (ctx.host.readSysctl(fwd.path) === '1') return false;
+              ctx.host.writeSysctl({ path: fwd.path, value: '1' });
+              hostChanges.push(`${fwd.name}: 0 -> 1 (${fwd.note})`);
+              // Forwarding must not make the host a router between its other interfaces.
+              if (await ctx.firewall.dropUnmatchedForwarding(family)) {
+                hostChanges.push(`${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)`);
+              }
+              return true;
+            }, (changed) => changed && ctx.host.writeSysctl({ path: fwd.path, value: '0' }));
+          }
         }
         steps.run('save network', () => ctx.store.putNetwork({ ...rec, state: 'active' }));
       } catch (e) {

@@ -78,9 +78,13 @@ export function createBridge(rtnl: Rtnl, net: NetworkRecord): number {
   return L.peekLinkIndexes(res[2]!.replies[0]!).index;
 }
 
-/** The requests that give a bridge its gateway address and bring it up (both idempotent). */
-export function bridgeUpRequests(net: NetworkRecord, index: number): Request[] {
-  return [A.replaceAddrRequest(index, `${net.gateway}/${net.prefix}`), L.setUpRequest(index)];
+/**
+ * The requests that give a bridge its gateway address in each subnet and bring it up (all
+ * idempotent). The IPv6 gateway skips duplicate address detection: the bridge is ours and new, and
+ * a tentative gateway would leave the first containers without a router for a second.
+ */
+export function bridgeUpRequests(net: Pick<NetworkRecord, 'subnets'>, index: number): Request[] {
+  return [...net.subnets.map((s) => A.replaceAddrRequest(index, `${s.gateway}/${s.prefix}`, s.family === 6 ? { nodad: true } : {})), L.setUpRequest(index)];
 }
 
 /** What connect needs to create one veth pair. */
@@ -95,7 +99,10 @@ export interface VethPlan {
   ns: NetnsHandle;
   mac: string;
   mtu: number | undefined;
+  /** IPv6 link-local on the host end (off by default: a bridge port needs no address). */
   linkLocal: boolean;
+  /** IPv6 link-local on the container end: on when the network has IPv6 or `linkLocal` asks. */
+  containerLinkLocal: boolean;
   hostIndex?: number;
   peerIndex?: number;
 }
@@ -198,25 +205,36 @@ export function hostSideRequests(p: VethPlan, opts: { hairpin: boolean; isolated
   ];
 }
 
+/** One address to configure inside the container, with the gateway of its default route (none: no route). */
+export interface ContainerAddress {
+  family: 4 | 6;
+  cidr: string;
+  gateway?: string | undefined;
+}
+
 /**
- * Container side in one pipelined batch: lo up, [addrgenmode none], IFNAME up, address, and the
- * default route via the gateway unless `route` is false. A default route that exists already (the
- * container is on another network) is left alone: returns whether this endpoint installed it.
+ * Container side in one pipelined batch: lo up, [addrgenmode none], IFNAME up, each address
+ * (IPv6 ones without duplicate address detection: IPAM made them unique, and a tentative address
+ * cannot be used for a second), and a default route per family via its gateway. A default route
+ * that exists already (the container is on another network) is left alone: returns whether this
+ * endpoint installed one.
  */
-export function configureContainer(sock: NetlinkSocket, p: VethPlan, cidr: string, gateway: string | undefined): boolean {
+export function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: readonly ContainerAddress[]): boolean {
   const idx = p.peerIndex!;
+  const routes = addrs.filter((a) => a.gateway !== undefined);
   const reqs = [
     L.setUpRequest('lo'),
-    ...(p.linkLocal ? [] : [L.setAddrGenModeRequest(idx, 'none')]),
+    ...(p.containerLinkLocal ? [] : [L.setAddrGenModeRequest(idx, 'none')]),
     L.setUpRequest(idx),
-    A.addAddrRequest(idx, cidr),
-    ...(gateway !== undefined ? [R.addRouteRequest({ gateway, oif: idx })] : []),
+    ...addrs.map((a) => A.addAddrRequest(idx, a.cidr, a.family === 6 ? { nodad: true } : {})),
+    ...routes.map((a) => R.addRouteRequest({ gateway: a.gateway!, oif: idx })),
   ];
   const res = sock.batch(reqs);
+  const firstRoute = reqs.length - routes.length;
   res.forEach((r, i) => {
-    if (r.error && !(gateway !== undefined && i === reqs.length - 1 && r.error.code === 'EEXIST')) throw r.error;
+    if (r.error && !(i >= firstRoute && r.error.code === 'EEXIST')) throw r.error;
   });
-  return gateway !== undefined && !res[res.length - 1]!.error;
+  return res.slice(firstRoute).some((r) => !r.error);
 }
 
 /**

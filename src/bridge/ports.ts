@@ -1,4 +1,7 @@
-/** Port-mapping specs as users type them (`-p 8080:80`, `-p 53:53/udp`, `-p 127.0.0.1:8080:80`). Pure. */
+/**
+ * Port-mapping specs as users type them (`-p 8080:80`, `-p 53:53/udp`, `-p 127.0.0.1:8080:80`,
+ * `-p [2001:db8::1]:8080:80`). Pure.
+ */
 import { ValidationError } from '../errors.js';
 import { parseIp } from '../netlink/validate.js';
 import { mappingsOverlap, type PortMapping } from '../iptables/rules.js';
@@ -12,23 +15,43 @@ function port(text: string | undefined, field: string, spec: string): number {
   return Number(text);
 }
 
-/** Parses `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]` (tcp by default). `docker run -p SPEC` */
+const FORM = '[HOSTIP:]HOST:CONTAINER[/tcp|udp], with an IPv6 HOSTIP in brackets';
+
+/**
+ * Parses `[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]` (tcp by default), an IPv6 host IP in
+ * brackets (`[2001:db8::1]:8080:80`; `[::]` is every local IPv6 address). `[::1]` is refused:
+ * IPv6 has no route_localnet, so the kernel will not route a packet from ::1 out of the host to
+ * a container (Docker runs a userspace proxy for it); publish on 127.0.0.1 or on a host address.
+ * `docker run -p SPEC`
+ */
 export function parsePortMapping(spec: string): PortMapping {
   if (typeof spec !== 'string') throw new ValidationError('port mapping', 'must be a string like 8080:80');
   const [body, proto, extra] = spec.split('/');
-  if (extra !== undefined || body === undefined) throw new ValidationError('port mapping', `${JSON.stringify(spec)} is not [HOSTIP:]HOST:CONTAINER[/tcp|udp]`);
+  if (extra !== undefined || body === undefined) throw new ValidationError('port mapping', `${JSON.stringify(spec)} is not ${FORM}`);
   const protocol = proto ?? 'tcp';
   if (protocol !== 'tcp' && protocol !== 'udp') throw new ValidationError('port mapping', `${JSON.stringify(spec)}: protocol must be tcp or udp`);
-  const parts = body.split(':');
-  if (parts.length !== 2 && parts.length !== 3) throw new ValidationError('port mapping', `${JSON.stringify(spec)} is not [HOSTIP:]HOST:CONTAINER[/tcp|udp]`);
+  let host: string | undefined;
+  let rest = body;
+  if (body.startsWith('[')) {
+    const end = body.indexOf(']:');
+    if (end < 0) throw new ValidationError('port mapping', `${JSON.stringify(spec)} is not ${FORM}`);
+    host = body.slice(1, end);
+    rest = body.slice(end + 2);
+  }
+  const parts = rest.split(':');
+  if (host === undefined && parts.length === 3) host = parts.shift();
+  if (parts.length !== 2) throw new ValidationError('port mapping', `${JSON.stringify(spec)} is not ${FORM}`);
   const m: PortMapping = {
-    hostPort: port(parts[parts.length - 2], 'host port', spec),
-    containerPort: port(parts[parts.length - 1], 'container port', spec),
+    hostPort: port(parts[0], 'host port', spec),
+    containerPort: port(parts[1], 'container port', spec),
     protocol,
   };
-  if (parts.length === 3) {
-    const ip = parseIp(parts[0], 'host IP');
-    if (ip.family !== 4) throw new ValidationError('host IP', `${JSON.stringify(spec)}: only IPv4 host IPs are supported`);
+  if (host !== undefined) {
+    const ip = parseIp(host, 'host IP');
+    if (ip.family === 6 && !body.startsWith('[')) throw new ValidationError('host IP', `${JSON.stringify(spec)}: write an IPv6 host IP in brackets, as [${ip.address}]:HOST:CONTAINER`);
+    if (ip.family === 6 && ip.address === '::1') {
+      throw new ValidationError('host IP', `${JSON.stringify(spec)}: ::1 cannot be published: IPv6 has no route_localnet, so the kernel does not route packets from the host's loopback to a container; use 127.0.0.1 or one of the host's IPv6 addresses`);
+    }
     if (ip.address !== '0.0.0.0') m.hostIp = ip.address;
   }
   return m;
@@ -38,7 +61,7 @@ export function parsePortMapping(spec: string): PortMapping {
 export function normalizeMappings(input: readonly (string | PortMapping)[] | undefined): PortMapping[] {
   const out: PortMapping[] = [];
   for (const x of input ?? []) {
-    const m = typeof x === 'string' ? parsePortMapping(x) : parsePortMapping(`${x.hostIp ? `${x.hostIp}:` : ''}${x.hostPort}:${x.containerPort}/${x.protocol ?? 'tcp'}`);
+    const m = typeof x === 'string' ? parsePortMapping(x) : parsePortMapping(formatMapping({ ...x, protocol: x.protocol ?? 'tcp' }));
     const dup = out.find((o) => mappingsOverlap(o, m));
     if (dup) throw new ValidationError('port mapping', `${formatMapping(m)} is given twice (or overlaps ${formatMapping(dup)})`);
     out.push(m);
@@ -46,7 +69,8 @@ export function normalizeMappings(input: readonly (string | PortMapping)[] | und
   return out;
 }
 
-/** Formats a mapping back to its spec form. */
+/** Formats a mapping back to its spec form (an IPv6 host IP in brackets). */
 export function formatMapping(m: PortMapping): string {
-  return `${m.hostIp ? `${m.hostIp}:` : ''}${m.hostPort}:${m.containerPort}/${m.protocol}`;
+  const host = m.hostIp === undefined ? '' : m.hostIp.includes(':') ? `[${m.hostIp}]:` : `${m.hostIp}:`;
+  return `${host}${m.hostPort}:${m.containerPort}/${m.protocol}`;
 }

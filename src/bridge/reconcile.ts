@@ -16,10 +16,10 @@ import * as L from '../netlink/link.js';
 import { Ipam } from './ipam.js';
 import { removeFile } from '../fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
-import { bridgeSysctls, settleNetworks } from './lifecycle.js';
+import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
-import type { NetworkRecord } from './records.js';
+import { subnetsOf, type NetworkRecord } from './records.js';
 
 /** What a prune or repair did, in words, and which endpoints it freed. */
 export interface ReconcileReport {
@@ -96,9 +96,13 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
         }
       }
     });
-    if (opts.repair && listing.records.some((n) => !n.internal) && ctx.host.readSysctl('net/ipv4/ip_forward') === '0') {
-      ctx.host.writeSysctl({ path: 'net/ipv4/ip_forward', value: '1' });
-      report.actions.push('net.ipv4.ip_forward was 0: set to 1');
+    for (const family of [4, 6] as const) {
+      const fwd = FORWARDING[family];
+      const wanted = listing.records.some((n) => !n.internal && n.subnets.some((s) => s.family === family));
+      if (opts.repair && wanted && ctx.host.readSysctl(fwd.path) === '0') {
+        ctx.host.writeSysctl({ path: fwd.path, value: '1' });
+        report.actions.push(`${fwd.name} was 0: set to 1`);
+      }
     }
     await ctx.store.withFirewallLock(async () => {
       const desired = desiredFirewall(ctx.store);
@@ -139,11 +143,13 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   }
   // Owners of what is freed below: connects that died before writing their record.
   const orphans = new Set<string>();
-  const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
-  const owners = new Map(ipam.list().map((a) => [a.ip, a.endpointId]));
-  for (const ip of ipam.gc((id) => live.has(id))) {
-    report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
-    orphans.add(owners.get(ip) ?? '');
+  for (const sub of subnetsOf(net)) {
+    const ipam = new Ipam(ctx.store, net.name, sub);
+    const owners = new Map(ipam.list().map((a) => [a.ip, a.endpointId]));
+    for (const ip of ipam.gc((id) => live.has(id))) {
+      report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
+      orphans.add(owners.get(ip) ?? '');
+    }
   }
   for (const m of ctx.store.listMarkers(net.name)) {
     if (!live.has(m.owner)) {
@@ -197,8 +203,10 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
       report.actions.push(`${sc.path.replace(/\//g, '.')}: ${cur} -> ${sc.value}`);
     }
   }
-  const addrs = ctx.rtnl.addrList({ link: index, family: 4 });
-  if (!addrs.some((a) => a.address === net.gateway && a.prefix === net.prefix)) report.actions.push(`bridge ${net.bridge}: gateway address ${net.gateway}/${net.prefix} restored`);
+  for (const sub of net.subnets) {
+    const addrs = ctx.rtnl.addrList({ link: index, family: sub.family });
+    if (!addrs.some((a) => a.address === sub.gateway && a.prefix === sub.prefix)) report.actions.push(`bridge ${net.bridge}: gateway address ${sub.gateway}/${sub.prefix} restored`);
+  }
   reqs.push(...bridgeUpRequests(net, index));
   for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
   br = ctx.rtnl.linkGet(index);
@@ -265,20 +273,22 @@ function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: stri
     if (br.alias !== bridgeTag(n)) out.push(`network ${n}: bridge ${net.bridge} not tagged`);
     if (br.mac !== net.mac) out.push(`network ${n}: bridge MAC ${br.mac} instead of ${net.mac}`);
     if (!br.up) out.push(`network ${n}: bridge ${net.bridge} down`);
-    const addrs = ctx.rtnl.addrList({ link: br.index, family: 4 });
-    if (!addrs.some((a) => a.address === net.gateway && a.prefix === net.prefix)) out.push(`network ${n}: bridge lacks ${net.gateway}/${net.prefix}`);
+    for (const sub of net.subnets) {
+      const addrs = ctx.rtnl.addrList({ link: br.index, family: sub.family });
+      if (!addrs.some((a) => a.address === sub.gateway && a.prefix === sub.prefix)) out.push(`network ${n}: bridge lacks ${sub.gateway}/${sub.prefix}`);
+    }
   }
   for (const f of ctx.store.networkTempFiles(n)) out.push(`temp file ${f}`);
   const listing = ctx.store.listEndpoints(n);
   for (const c of listing.corrupt) out.push(`unreadable endpoint record ${c.path}`);
-  const ipam = new Ipam(ctx.store, n, `${net.gateway}/${net.prefix}`).list();
+  const ipam = subnetsOf(net).flatMap((sub) => new Ipam(ctx.store, n, sub).list());
   const markers = ctx.store.listMarkers(n);
   const seen = { ip: new Map<string, string>(), mac: new Map<string, string>(), veth: new Map<string, string>() };
   const ids = new Set<string>();
   for (const e of listing.records) {
     ids.add(e.id);
     if (e.state !== 'active') out.push(`endpoint ${n}/${e.id} is '${e.state}'`);
-    for (const [kind, value] of [['ip', e.ip], ['mac', e.mac], ['veth', e.hostIfname]] as const) {
+    for (const [kind, value] of [...e.addresses.map((a) => ['ip', a.ip] as const), ['mac', e.mac], ['veth', e.hostIfname]] as const) {
       const other = seen[kind].get(value);
       if (other !== undefined) out.push(`duplicate ${kind} ${value}: endpoints ${other} and ${e.id} of ${n}`);
       seen[kind].set(value, e.id);
@@ -290,7 +300,8 @@ function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: stri
       if (!br || v.master !== br.index) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} not enslaved to ${net.bridge}`);
       if (!v.up) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} down`);
     }
-    if (!ipam.some((a) => a.ip === e.ip && a.endpointId === e.id)) out.push(`endpoint ${n}/${e.id}: address ${e.ip} not reserved for it`);
+    for (const a of e.addresses) if (!ipam.some((r) => r.ip === a.ip && r.endpointId === e.id)) out.push(`endpoint ${n}/${e.id}: address ${a.ip} not reserved for it`);
+    if (e.addresses.length !== net.subnets.length) out.push(`endpoint ${n}/${e.id}: ${e.addresses.length} addresses for ${net.subnets.length} subnets`);
     if (!markers.some((m) => m.netnsKey === e.netnsKey && m.owner === e.id)) out.push(`endpoint ${n}/${e.id}: container claim missing`);
     for (const m of e.mappings) expectedPorts.add(`${portOwner(n, e.id)} ${m.protocol}/${m.hostPort}/${m.hostIp ?? '0.0.0.0'}`);
   }

@@ -8,7 +8,7 @@ import { validateIfname } from '../netlink/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
 import { StoreError } from '../fsio.js';
 import { ValidationError } from '../errors.js';
-import { parseSubnet } from './cidr.js';
+import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from './cidr.js';
 import { normalizeMappings } from './ports.js';
 
 /**
@@ -19,16 +19,27 @@ import { normalizeMappings } from './ports.js';
  */
 export type RecordState = 'creating' | 'active' | 'removing';
 
+/** One subnet of a network: its family, canonical CIDR, the bridge's address in it and the prefix length. */
+export interface SubnetRecord {
+  family: Family;
+  /** Canonical subnet, e.g. 192.168.10.0/24 or fd00:10::/64. */
+  subnet: string;
+  gateway: string;
+  prefix: number;
+}
+
 /** A bridge network as persisted (`tsnetlink network inspect NAME`). */
 export interface NetworkRecord {
   name: string;
   driver: 'bridge';
   /** Linux bridge name (equal to the network name, as `mydocker network create` does). */
   bridge: string;
-  /** Canonical subnet, e.g. 192.168.10.0/24. */
+  /** The first of `subnets` (the IPv4 one on a dual-stack network), e.g. 192.168.10.0/24. */
   subnet: string;
   gateway: string;
   prefix: number;
+  /** Every subnet, at most one per family, IPv4 first; a record from before dual stack has its one. */
+  subnets: SubnetRecord[];
   mtu?: number;
   /** The bridge's fixed MAC: it never changes when ports come and go. */
   mac: string;
@@ -43,6 +54,15 @@ export interface NetworkRecord {
   createdAt: string;
 }
 
+/** One address of an endpoint, from the network's subnet of that family. */
+export interface AddressRecord {
+  family: Family;
+  ip: string;
+  /** As configured inside the container, e.g. 192.168.10.2/24 or fd00:10::2/64. */
+  cidr: string;
+  gateway: string;
+}
+
 /** The CNI attachment an endpoint is: the runtime's (CNI_CONTAINERID, CNI_IFNAME). */
 export interface EndpointAttachment {
   containerId: string;
@@ -53,11 +73,14 @@ export interface EndpointAttachment {
 export interface EndpointRecord {
   id: string;
   network: string;
+  /** The first of `addresses` (the IPv4 one on a dual-stack network). */
   ip: string;
   /** CIDR as configured inside the container, e.g. 192.168.10.2/24. */
   cidr: string;
   mac: string;
   gateway: string;
+  /** One address per subnet of the network, in the network's order. */
+  addresses: AddressRecord[];
   /** Host-side veth name (random veth%08x). */
   hostIfname: string;
   /** Interface name inside the container. */
@@ -79,9 +102,39 @@ const STATES: readonly RecordState[] = ['creating', 'active', 'removing'];
 const MODES: readonly GatewayMode[] = ['nat', 'nat-unprotected', 'routed'];
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-/** Docker's scheme: 02:42 followed by the IPv4 address, so a MAC never collides on the bridge. */
+/**
+ * A locally administered MAC derived from an address, so that it is stable and never collides on
+ * the bridge: Docker's 02:42 followed by the IPv4 address; for an IPv6 address (an IPv6-only
+ * network), 02:42 followed by the four 32-bit words of the address XORed together, which is
+ * unique among the addresses of one subnet that differ only in their lowest 32 bits (all that
+ * IPAM hands out before it wraps).
+ */
 export function macForIp(ip: string): string {
-  return ['02', '42', ...ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0'))].join(':');
+  const n = ipToBig(ip);
+  let low = n & 0xffffffffn;
+  if (ipFamily(ip) === 6) for (let i = 1n; i < 4n; i++) low ^= (n >> (32n * i)) & 0xffffffffn;
+  const bytes = [24n, 16n, 8n, 0n].map((s) => Number((low >> s) & 0xffn).toString(16).padStart(2, '0'));
+  return ['02', '42', ...bytes].join(':');
+}
+
+/** The parsed subnets of a network record, in its order. */
+export function subnetsOf(net: Pick<NetworkRecord, 'subnets'>): Subnet[] {
+  return net.subnets.map((s) => parseSubnet(s.family === 4 ? `${s.gateway}/${s.prefix}` : s.subnet));
+}
+
+/** The network's subnet of `family`, or undefined. */
+export function subnetOf(net: Pick<NetworkRecord, 'subnets'>, family: Family): SubnetRecord | undefined {
+  return net.subnets.find((s) => s.family === family);
+}
+
+/** The endpoint's address of `family`, or undefined. */
+export function addressOf(ep: Pick<EndpointRecord, 'addresses'>, family: Family): AddressRecord | undefined {
+  return ep.addresses.find((a) => a.family === family);
+}
+
+/** The record of a parsed subnet. */
+export function subnetRecord(s: Subnet): SubnetRecord {
+  return { family: s.family, subnet: s.subnet, gateway: s.gateway, prefix: s.prefix };
 }
 
 /** The CNI spec's rule for container ids: [A-Za-z0-9] then [A-Za-z0-9_.-]*. */
@@ -158,20 +211,25 @@ export function parseNetworkRecord(value: unknown, path: string, name: string): 
   if (recName !== name) r.fail('name', `is ${JSON.stringify(recName)} but the file is named after ${JSON.stringify(name)}`);
   if (r.optStr('driver', 'bridge') !== 'bridge') r.fail('driver', 'is not "bridge"');
   const bridge = r.check('bridge', () => validateIfname(r.str('bridge')));
-  const gateway = r.str('gateway');
-  const prefix = r.int('prefix')!;
-  const sub = r.check('subnet', () => parseSubnet(`${gateway}/${prefix}`));
-  if (sub.subnet !== r.str('subnet')) r.fail('subnet', `does not match gateway ${gateway}/${prefix}`);
+  const rawSubnets = (value as Record<string, unknown>)['subnets'];
+  // A record written before dual stack has one IPv4 subnet in subnet/gateway/prefix.
+  const subnets = rawSubnets === undefined ? [{ subnet: r.str('subnet'), gateway: r.str('gateway'), prefix: r.int('prefix')! }] : rawSubnets;
+  const subs = r.check(rawSubnets === undefined ? 'subnet' : 'subnets', () => checkSubnets(subnets));
+  const first = subs[0]!;
+  if (r.str('subnet') !== first.subnet || r.str('gateway') !== first.gateway || r.int('prefix') !== first.prefix) {
+    r.fail('subnet', `does not match the first of subnets (${first.gateway}/${first.prefix})`);
+  }
   const mtu = r.int('mtu', true);
-  const mac = r.optStr('mac', macForIp(gateway));
+  const mac = r.optStr('mac', macForIp(first.gateway));
   if (!MAC_RE.test(mac)) r.fail('mac', 'is not a lower-case MAC address');
   const rec: NetworkRecord = {
     name,
     driver: 'bridge',
     bridge,
-    subnet: sub.subnet,
-    gateway: sub.gateway,
-    prefix,
+    subnet: first.subnet,
+    gateway: first.gateway,
+    prefix: first.prefix,
+    subnets: subs,
     mac,
     internal: r.bool('internal', false),
     icc: r.bool('icc', true),
@@ -192,8 +250,12 @@ export function parseEndpointRecord(value: unknown, path: string, network: strin
   if (r.str('network') !== network) r.fail('network', `is not ${JSON.stringify(network)}`);
   const ip = r.str('ip');
   const cidr = r.str('cidr');
-  if (!cidr.startsWith(`${ip}/`)) r.fail('cidr', `does not hold the address ${ip}`);
-  r.check('cidr', () => parseSubnet(cidr));
+  const gateway = r.str('gateway');
+  const rawAddresses = (value as Record<string, unknown>)['addresses'];
+  // A record written before dual stack has its one IPv4 address in ip/cidr/gateway.
+  const addresses = r.check('addresses', () => checkAddresses(rawAddresses === undefined ? [{ ip, cidr, gateway }] : rawAddresses));
+  const a0 = addresses[0]!;
+  if (a0.ip !== ip || a0.cidr !== cidr || a0.gateway !== gateway) r.fail('ip', `does not match the first of addresses (${a0.cidr} via ${a0.gateway})`);
   const mac = r.str('mac');
   if (!MAC_RE.test(mac)) r.fail('mac', 'is not a lower-case MAC address');
   const netnsKey = r.str('netnsKey');
@@ -208,7 +270,8 @@ export function parseEndpointRecord(value: unknown, path: string, network: strin
     ip,
     cidr,
     mac,
-    gateway: r.str('gateway'),
+    gateway,
+    addresses,
     hostIfname: r.check('hostIfname', () => validateIfname(r.str('hostIfname'))),
     ifname: r.check('ifname', () => validateIfname(r.str('ifname'))),
     netns: r.str('netns'),
@@ -218,4 +281,35 @@ export function parseEndpointRecord(value: unknown, path: string, network: strin
     state: r.oneOf('state', STATES, 'active'),
     createdAt: r.optStr('createdAt', new Date(0).toISOString()),
   };
+}
+
+/** Checks a list of subnets: each valid, at most one per family, IPv4 first. */
+export function checkSubnets(value: unknown): SubnetRecord[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 2) throw new Error('must list one or two subnets');
+  const out = value.map((v: unknown): SubnetRecord => {
+    const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+    const [subnet, gateway, prefix] = [o['subnet'], o['gateway'], o['prefix']];
+    if (typeof subnet !== 'string' || typeof gateway !== 'string' || typeof prefix !== 'number') throw new Error('each subnet needs subnet, gateway and prefix');
+    const sub = parseSubnet(ipFamily(gateway) === 4 ? `${gateway}/${prefix}` : subnet);
+    if (sub.subnet !== subnet || sub.gateway !== gateway || sub.prefix !== prefix) throw new Error(`${subnet} does not match gateway ${gateway}/${prefix}`);
+    return subnetRecord(sub);
+  });
+  if (out.length === 2 && (out[0]!.family !== 4 || out[1]!.family !== 6)) throw new Error('two subnets must be one IPv4 and one IPv6, in that order');
+  return out;
+}
+
+function checkAddresses(value: unknown): AddressRecord[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 2) throw new Error('must list one or two addresses');
+  const out = value.map((v: unknown): AddressRecord => {
+    const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
+    const [ip, cidr, gateway] = [o['ip'], o['cidr'], o['gateway']];
+    if (typeof ip !== 'string' || typeof cidr !== 'string' || typeof gateway !== 'string') throw new Error('each address needs ip, cidr and gateway');
+    const family = ipFamily(ip);
+    if (family === undefined || canonicalIp(ip) !== ip) throw new Error(`${ip} is not a canonical address`);
+    if (!cidr.startsWith(`${ip}/`)) throw new Error(`${cidr} does not hold the address ${ip}`);
+    if (!contains(cidr, gateway)) throw new Error(`gateway ${gateway} is outside ${cidr}`);
+    return { family, ip, cidr, gateway };
+  });
+  if (out.length === 2 && (out[0]!.family !== 4 || out[1]!.family !== 6)) throw new Error('two addresses must be one IPv4 and one IPv6, in that order');
+  return out;
 }

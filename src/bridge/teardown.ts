@@ -8,7 +8,7 @@ import { Steps } from './steps.js';
 import { fwEndpoint, withDriftRepair, type BridgeContext } from './context.js';
 import * as L from '../netlink/link.js';
 import { deleteLinksAsync, endpointTag, findLink } from './links.js';
-import type { EndpointRecord, NetworkRecord } from './records.js';
+import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 
 /** The "<network>/<endpoint id>" that a host-port reservation names as its owner. */
 export function portOwner(network: string, id: string): string {
@@ -58,16 +58,16 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
     const rtnl = ctx.openHostRtnl();
     try {
       // A reused address must not receive a flow of the container that had it.
-      await Promise.all([deleteLinksAsync(rtnl.socket, names), ctx.firewall.forgetConnections({ ips: recs.map((r) => r.ip) })]);
+      await Promise.all([deleteLinksAsync(rtnl.socket, names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
     } finally {
       rtnl.close();
     }
   });
   steps.run('release', () => {
-    const ipam = new Ipam(ctx.store, net.name, `${net.gateway}/${net.prefix}`);
+    const ipams = subnetsOf(net).map((sub) => new Ipam(ctx.store, net.name, sub));
     for (const r of recs) {
       ctx.store.withPortsLockSync(() => r.mappings.forEach((m) => ctx.store.releasePort(m, portOwner(net.name, r.id))));
-      ipam.release(r.id);
+      for (const ipam of ipams) ipam.release(r.id);
       if (ctx.store.markerOwner(net.name, r.netnsKey) === r.id) ctx.store.removeMarker(net.name, r.netnsKey);
       ctx.store.removeEndpoint(net.name, r.id);
     }

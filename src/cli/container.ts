@@ -128,7 +128,7 @@ export async function run(argv: string[]): Promise<number> {
     const ep = await nets.connect(net, ns, { id, ports: values(p, 'p'), ...(value(p, 'ifname') ? { ifname: value(p, 'ifname')! } : {}) });
     epId = ep.id;
     if (pending) return 128 + SIGNALS[pending]!;
-    process.stderr.write(`tsnetlink: ${id} on ${net}: ${ep.cidr}${ep.defaultRoute ? ` via ${ep.gateway}` : ''}${ep.mappings.length ? `, published ${values(p, 'p').join(' ')}` : ''}\n`);
+    process.stderr.write(`tsnetlink: ${id} on ${net}: ${ep.addresses.map((a) => `${a.cidr}${ep.defaultRoute ? ` via ${a.gateway}` : ''}`).join(', ')}${ep.mappings.length ? `, published ${values(p, 'p').join(' ')}` : ''}\n`);
     const interactive = has(p, 'i') || has(p, 't');
     const setpriv = findBinary('setpriv');
     const [file, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', ...cmd]] : [cmd[0]!, cmd.slice(1)];

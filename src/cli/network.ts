@@ -6,7 +6,7 @@ import { has, value, values, type Parsed } from './args.js';
 import { COMMON, out, parseCommand, requirePrivileges, Usage } from './common.js';
 
 function table(nets: NetworkRecord[]): string {
-  const rows = [['NAME', 'DRIVER', 'SUBNET', 'GATEWAY', 'BRIDGE'], ...nets.map((n) => [n.name, n.driver, n.subnet, n.gateway, n.bridge])];
+  const rows = [['NAME', 'DRIVER', 'SUBNET', 'GATEWAY', 'BRIDGE'], ...nets.map((n) => [n.name, n.driver, n.subnets.map((s) => s.subnet).join(','), n.subnets.map((s) => s.gateway).join(','), n.bridge])];
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -57,7 +57,8 @@ function networkOptions(p: Parsed): Partial<CreateNetworkOptions> {
 const FLAGS = [
   ...COMMON,
   { names: ['driver', 'd'], value: true },
-  { names: ['subnet'], value: true },
+  { names: ['subnet'], value: true, repeat: true },
+  { names: ['ipv6'] },
   { names: ['force', 'f'] },
   { names: ['internal'] },
   { names: ['opt', 'o'], value: true, repeat: true },
@@ -77,7 +78,11 @@ export async function network(argv: string[]): Promise<number> {
   const p = parseCommand(topic, rest, FLAGS);
   if (!p) return 0;
   // Usage is checked before privileges: a typo needs no root to be told.
-  if (sub === 'create' && (p.positionals.length !== 1 || !value(p, 'subnet'))) throw new Usage('network create', 'usage: tsnetlink network create --driver bridge --subnet CIDR NAME');
+  if (sub === 'create' && (p.positionals.length !== 1 || values(p, 'subnet').length === 0)) throw new Usage('network create', 'usage: tsnetlink network create --driver bridge --subnet CIDR [--subnet CIDR6] NAME');
+  // Docker's spelling: --ipv6 asks for IPv6, and a --subnet of each family says which.
+  if (sub === 'create' && has(p, 'ipv6') && !values(p, 'subnet').some((s) => s.includes(':'))) {
+    throw new Usage('network create --ipv6', 'needs an IPv6 --subnet such as fd00:10::/64 (tsnetlink does not pick one)');
+  }
   if (sub === 'inspect' && p.positionals.length !== 1) throw new Usage('network inspect', 'usage: tsnetlink network inspect NAME');
   if ((sub === 'rm' || sub === 'remove') && p.positionals.length === 0) throw new Usage('network rm', 'usage: tsnetlink network rm [--force] NAME...');
   requirePrivileges();
@@ -85,10 +90,10 @@ export async function network(argv: string[]): Promise<number> {
   try {
     switch (sub) {
       case 'create': {
-        const { record: rec, hostChanges } = await nets.createNetwork({ name: p.positionals[0]!, subnet: value(p, 'subnet')!, driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
+        const { record: rec, hostChanges } = await nets.createNetwork({ name: p.positionals[0]!, subnet: values(p, 'subnet'), driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
         if (has(p, 'json')) out(JSON.stringify({ ...rec, hostChanges }, null, 2));
         else {
-          out(`${rec.name} ${rec.subnet} gateway ${rec.gateway}${rec.internal ? ' internal' : ''}`);
+          out(`${rec.name} ${rec.subnets.map((s) => `${s.subnet} gateway ${s.gateway}`).join(', ')}${rec.internal ? ' internal' : ''}`);
           for (const c of hostChanges) process.stderr.write(`tsnetlink: changed on this host: ${c}\n`);
         }
         return 0;

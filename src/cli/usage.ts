@@ -14,14 +14,16 @@ const COMMON = `  --state-dir DIR   runtime state (default /run/tsnetlink)
 
 /** Usage of each command, by the words that name it. */
 export const USAGE: Record<string, string> = {
-  'network create': `Usage: tsnetlink network create --driver bridge --subnet CIDR [--internal] [-o KEY=VALUE]... NAME
+  'network create': `Usage: tsnetlink network create --driver bridge --subnet CIDR [--subnet CIDR6] [--internal] [-o KEY=VALUE]... NAME
 
 Creates a bridge network: the bridge NAME with the gateway address (192.168.10.1/24 means gateway
-192.168.10.1; 192.168.10.0/24 means the first host), isolation and NAT rules, and IP forwarding.
-Prints what it changed on the host (IP forwarding and the FORWARD policy stay after network rm).
+192.168.10.1; 192.168.10.0/24 means the first host; fd00:10::/64 means fd00:10::1), isolation and
+NAT rules, and IP forwarding. Prints what it changed on the host (forwarding and the FORWARD
+policy stay after network rm).
 
   --driver bridge   the only driver
-  --subnet CIDR     the network's IPv4 subnet
+  --subnet CIDR     a subnet of the network: one IPv4 and/or one IPv6 (dual stack)
+  --ipv6            accepted as Docker spells it; the IPv6 --subnet is what counts
   --internal        no outbound traffic, no default route in containers, no published ports
   --json            print the network record as JSON
 ${COMMON}
@@ -120,7 +122,7 @@ Run "tsnetlink network COMMAND --help" for a command's options.`;
 export const HELP = `tsnetlink - bridge networks for containers over raw netlink
 
 Usage:
-  tsnetlink network create --driver bridge --subnet CIDR [--internal] [-o KEY=VALUE]... NAME
+  tsnetlink network create --driver bridge --subnet CIDR [--subnet CIDR6] [--internal] [-o KEY=VALUE]... NAME
   tsnetlink network ls [--json] | inspect NAME | rm [--force] NAME...
   tsnetlink network prune [NAME] | repair | check
   tsnetlink run [-it] -net NAME [-p [IP:]HOST:CONTAINER[/udp]]... [--name ID] [--ifname IF] CMD [ARGS...]

@@ -161,7 +161,7 @@ function ipv4(v: unknown, field: string): string {
 function cidr(v: unknown, field: string): string {
   const m = typeof v === 'string' ? /^([^/]+)\/(\d{1,2})$/.exec(v) : null;
   if (!m || !IPV4_RE.test(m[1]!) || Number(m[2]) > 32) {
-    if (typeof v === 'string' && v.includes(':')) unsupported(field, v, 'tsnetlink networks are IPv4 only');
+    if (typeof v === 'string' && v.includes(':')) unsupported(field, v, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
     invalid(field, `must be an IPv4 CIDR, got ${JSON.stringify(v)}`);
   }
   return v as string;
@@ -247,7 +247,7 @@ function parsePortMappings(v: unknown): PortMappingArg[] {
     const hostIP = o['hostIP'];
     const out: PortMappingArg = { hostPort: port('hostPort'), containerPort: port('containerPort'), protocol };
     if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0') {
-      if (typeof hostIP === 'string' && hostIP.includes(':')) unsupported(`runtimeConfig.portMappings[${i}].hostIP`, hostIP, 'tsnetlink networks are IPv4 only');
+      if (typeof hostIP === 'string' && hostIP.includes(':')) unsupported(`runtimeConfig.portMappings[${i}].hostIP`, hostIP, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
       out.hostIP = ipv4(hostIP, `runtimeConfig.portMappings[${i}].hostIP`);
     }
     return out;
@@ -265,7 +265,7 @@ function requestedIps(raw: Record<string, unknown>, env: CniEnv): string[] {
     if (typeof a !== 'string') invalid(`ips[${i}]`, 'must be a string');
     return a.replace(/\/\d{1,2}$/, '');
   });
-  if (v4.some((a) => a.includes(':'))) unsupported('ips', list, 'tsnetlink networks are IPv4 only');
+  if (v4.some((a) => a.includes(':'))) unsupported('ips', list, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
   if (v4.length > 1) unsupported('ips', list, 'one address per attachment');
   return v4.map((a, i) => ipv4(a, `ips[${i}]`));
 }

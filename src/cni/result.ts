@@ -92,7 +92,7 @@ export function parseIpamResult(stdout: string, plugin: string): IpamResult {
   }
   const ips = asArray<Record<string, unknown>>(v['ips']);
   const v4 = ips.filter((i) => typeof i['address'] === 'string' && !(i['address'] as string).includes(':'));
-  if (v4.length === 0) throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} returned no IPv4 address`, 'tsnetlink networks are IPv4 only');
+  if (v4.length === 0) throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} returned no IPv4 address`, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
   const first = v4[0]!;
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(first['address'] as string);
   if (!m) throw new CniError(CNI_CODES.decodingFailure, `IPAM plugin ${plugin} returned the address ${JSON.stringify(first['address'])}, not a CIDR`);

@@ -1,6 +1,7 @@
 /**
  * Connection tracking over ctnetlink (NETLINK_NETFILTER, subsystem CTNETLINK): one dump of the
- * IPv4 table, then one pipelined batch deleting every entry that matches, as `conntrack -D` does
+ * table (IPv4 entries, or both families when an IPv6 address is to be forgotten), then one
+ * pipelined batch deleting every entry that matches, as `conntrack -D` does
  * but without a process per filter. A container's address can be handed to a new container
  * right after it leaves, and its flows must not follow the address.
  */
@@ -15,7 +16,9 @@ export const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_GET = 1;
 const IPCTNL_MSG_CT_DELETE = 2;
+const AF_UNSPEC = 0;
 const AF_INET = 2;
+const AF_INET6 = 10;
 const IPPROTO = { tcp: 6, udp: 17 } as const;
 
 /** nfgenmsg: family, version 0, res_id (big-endian; 0 for ctnetlink). */
@@ -32,10 +35,12 @@ const tupleAttrs = { ip: attr(1, nested(ipAttrs)), proto: attr(2, nested(protoAt
 const ctAttrs = { orig: attr(1, nested(tupleAttrs)), reply: attr(2, nested(tupleAttrs)), zone: attr(18, be16) } as const;
 const ctMessage: MessageDef<'family' | 'version' | 'resId', typeof ctAttrs> = { header: nfgenmsg, attrs: ctAttrs };
 
-type Tuple = { ip?: { v4src?: string; v4dst?: string }; proto?: { num?: number; srcPort?: number; dstPort?: number } };
+type Tuple = { ip?: { v4src?: string; v4dst?: string; v6src?: string; v6dst?: string }; proto?: { num?: number; srcPort?: number; dstPort?: number } };
 
 /** One tracked connection, as far as flushing needs it. */
 export interface ConntrackEntry {
+  /** AF_INET or AF_INET6: a delete must name the family of the tuple it carries. */
+  family?: number;
   orig: Tuple;
   reply: Tuple;
   zone: number | undefined;
@@ -43,32 +48,34 @@ export interface ConntrackEntry {
 
 /** What to forget: entries from or to these addresses, or towards these UDP host ports. */
 export interface ConntrackFilter {
-  /** Entries whose original source or reply source is one of these (IPv4). */
+  /** Entries whose original source or reply source is one of these (IPv4 or IPv6, canonical text). */
   ips?: readonly string[];
   /** UDP entries whose original destination port is one of these (and address, when given). */
   udpPorts?: readonly { port: number; hostIp?: string }[];
 }
 
 function matches(e: ConntrackEntry, f: ConntrackFilter, ips: Set<string>): boolean {
-  if (ips.has(e.orig.ip?.v4src ?? '') || ips.has(e.reply.ip?.v4src ?? '')) return true;
+  const src = (t: Tuple): string => t.ip?.v4src ?? t.ip?.v6src ?? '';
+  if (ips.has(src(e.orig)) || ips.has(src(e.reply))) return true;
   if (e.orig.proto?.num !== IPPROTO.udp) return false;
-  return (f.udpPorts ?? []).some((p) => p.port === e.orig.proto?.dstPort && (p.hostIp === undefined || p.hostIp === e.orig.ip?.v4dst));
+  const dst = e.orig.ip?.v4dst ?? e.orig.ip?.v6dst;
+  return (f.udpPorts ?? []).some((p) => p.port === e.orig.proto?.dstPort && (p.hostIp === undefined || p.hostIp === dst));
 }
 
-/** `conntrack -L -f ipv4` as a request. */
-export function dumpRequest(): Request {
-  return request(ctMessage, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, 0, { family: AF_INET }, {});
+/** `conntrack -L -f ipv4` as a request; with `all`, every family (`conntrack -L`). */
+export function dumpRequest(all = false): Request {
+  return request(ctMessage, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, 0, { family: all ? AF_UNSPEC : AF_INET }, {});
 }
 
 /** `conntrack -D` of one entry, named by its original tuple (and zone). */
 export function deleteRequest(e: ConntrackEntry): Request {
-  return request(ctMessage, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0, { family: AF_INET }, { orig: e.orig, ...(e.zone ? { zone: e.zone } : {}) });
+  return request(ctMessage, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0, { family: e.family ?? AF_INET }, { orig: e.orig, ...(e.zone ? { zone: e.zone } : {}) });
 }
 
 /** Decodes a dumped IPCTNL_MSG_CT_NEW message. */
 export function decodeEntry(m: RawMessage): ConntrackEntry {
-  const { attrs } = decodePayload(ctMessage, m.payload);
-  return { orig: attrs.orig ?? {}, reply: attrs.reply ?? {}, zone: attrs.zone };
+  const { header, attrs } = decodePayload(ctMessage, m.payload);
+  return { family: header.family === AF_INET6 ? AF_INET6 : AF_INET, orig: attrs.orig ?? {}, reply: attrs.reply ?? {}, zone: attrs.zone };
 }
 
 /** How many connections this netns tracks (net.netfilter.nf_conntrack_count); undefined when unknown. */
@@ -97,7 +104,8 @@ export async function forgetConnections(filter: ConntrackFilter): Promise<number
   try {
     let all: ConntrackEntry[];
     try {
-      all = await sock.dumpAsync(dumpRequest(), decodeEntry, { retries: 3 });
+      const v6 = [...ips].some((ip) => ip.includes(':')) || (filter.udpPorts ?? []).some((p) => p.hostIp?.includes(':'));
+      all = await sock.dumpAsync(dumpRequest(v6), decodeEntry, { retries: 3 });
     } catch (e) {
       // A table that keeps changing under the dump: what was read is still worth flushing.
       if (!(e instanceof DumpInterruptedError)) throw e;

@@ -16,7 +16,7 @@ import {
 const key = (e: Pick<FirewallEndpoint, 'network' | 'id'>): string => `${e.network}/${e.id}`;
 
 function sameMappings(a: FirewallEndpoint, b: FirewallEndpoint): boolean {
-  return a.ip === b.ip && JSON.stringify(a.mappings) === JSON.stringify(b.mappings);
+  return a.ip === b.ip && a.ip6 === b.ip6 && JSON.stringify(a.mappings) === JSON.stringify(b.mappings);
 }
 
 /** A Firewall that only remembers: inspect `networks`, `endpoints` and `calls` in tests. */

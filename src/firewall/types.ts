@@ -11,7 +11,11 @@ export type Protocol = 'tcp' | 'udp';
 
 /** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
 export interface PortMapping {
-  /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
+  /**
+   * Omitted or "0.0.0.0": every local address, of both families on a dual-stack network;
+   * "127.0.0.1": the host's IPv4 loopback only; an IPv6 address ("2001:db8::1", written
+   * `[2001:db8::1]:8080:80` in a port spec) or "::" (every local IPv6 address): IPv6 only.
+   */
   hostIp?: string | undefined;
   hostPort: number;
   containerPort: number;
@@ -30,8 +34,10 @@ export type GatewayMode = 'nat' | 'nat-unprotected' | 'routed';
 export interface FirewallNetwork {
   name: string;
   bridge: string;
-  /** IPv4 CIDR, e.g. 192.168.10.0/24. */
-  subnet: string;
+  /** IPv4 CIDR, e.g. 192.168.10.0/24; absent on an IPv6-only network. */
+  subnet?: string | undefined;
+  /** IPv6 CIDR, e.g. fd00:10::/64; absent on an IPv4-only network. */
+  subnet6?: string | undefined;
   /** No traffic in or out of the network except between its own containers (and the host). */
   internal?: boolean;
   /** Containers of the network may talk to each other (default true). */
@@ -44,7 +50,10 @@ export interface FirewallEndpoint {
   id: string;
   /** The network's name. */
   network: string;
-  ip: string;
+  /** IPv4 address (absent on an IPv6-only network). */
+  ip?: string | undefined;
+  /** IPv6 address (absent on an IPv4-only network). */
+  ip6?: string | undefined;
   mappings: PortMapping[];
 }
 
@@ -92,11 +101,11 @@ export interface Firewall {
   /** Forgets tracked connections (best effort: a missing conntrack tool is not an error). */
   forgetConnections(filter: ConnectionFilter): Promise<void>;
   /**
-   * Drops forwarded traffic that no rule accepts (`iptables -P FORWARD DROP`), for when tsnetlink
-   * turns IP forwarding on: the host must not start routing between its other interfaces.
-   * Resolves true when the policy changed.
+   * Drops forwarded traffic of `family` (default 4) that no rule accepts (`iptables -P FORWARD
+   * DROP`, `ip6tables -P FORWARD DROP`), for when tsnetlink turns forwarding on: the host must
+   * not start routing between its other interfaces. Resolves true when the policy changed.
    */
-  dropUnmatchedForwarding(): Promise<boolean>;
+  dropUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
 }
 
 /** The live ruleset is not what an incremental change expected; apply the full desired state. */
@@ -115,10 +124,18 @@ export class FirewallUnavailableError extends TsnetlinkError {
   }
 }
 
+/** The families a mapping is published on: a host IP names one, none (or 0.0.0.0) means both. */
+export function mappingFamilies(m: Pick<PortMapping, 'hostIp'>): readonly (4 | 6)[] {
+  if (m.hostIp === undefined || m.hostIp === '0.0.0.0') return [4, 6];
+  return m.hostIp.includes(':') ? [6] : [4];
+}
+
 /** Tells whether two mappings claim the same host port (same protocol and port, overlapping host IPs). */
 export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
   if (a.protocol !== b.protocol || a.hostPort !== b.hostPort) return false;
-  const ia = a.hostIp === undefined || a.hostIp === '0.0.0.0' ? undefined : a.hostIp;
-  const ib = b.hostIp === undefined || b.hostIp === '0.0.0.0' ? undefined : b.hostIp;
-  return ia === undefined || ib === undefined || ia === ib;
+  // A family's wildcard ("::" for IPv6, none or 0.0.0.0 for both) covers every address of it.
+  const wild = (m: PortMapping): boolean => m.hostIp === undefined || m.hostIp === '0.0.0.0' || m.hostIp === '::';
+  const shared = mappingFamilies(a).some((f) => mappingFamilies(b).includes(f));
+  if (!shared) return false;
+  return wild(a) || wild(b) || a.hostIp === b.hostIp;
 }

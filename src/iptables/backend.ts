@@ -15,75 +15,92 @@ import {
   type FirewallState,
 } from '../firewall/types.js';
 import { IptablesError } from './errors.js';
-import { applyNetworksText, diffRuleset, endpointsAddText, endpointsRemoveText, fullRebuildText, removeAllText } from './rules.js';
-import type { EndpointRuleSpec } from './spec.js';
-import { findBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
+import { CHAIN_PREFIX, applyNetworksText, diffRuleset, endpointsAddText, endpointsRemoveText, fullRebuildText, removeAllText } from './rules.js';
+import type { RuleFamily } from './spec.js';
+import { endpointFor, hasRulesIn, networkFor, stateFor } from './family.js';
+import { findBinary, ipv6RestoreBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
 import { forgetConnections } from '../firewall/conntrack.js';
 
 /** Options of the iptables firewall. */
 export type IptablesFirewallOptions = IptablesOptions;
 
-function ruleSpecs(state: FirewallState): EndpointRuleSpec[] {
-  const byName = new Map(state.networks.map((n) => [n.name, n]));
-  return state.endpoints
-    .filter((e) => e.mappings.length > 0)
-    .map((e) => {
-      const network = byName.get(e.network);
-      if (!network) throw new FirewallDriftError(`endpoint ${e.id} belongs to network ${e.network}, which the desired state lacks`);
-      return { id: e.id, network, ip: e.ip, mappings: e.mappings };
-    });
-}
+const FAMILIES: readonly RuleFamily[] = [4, 6];
 
-/** Firewall backed by iptables-restore (nft or legacy, by the binary chosen). */
+/**
+ * Firewall backed by iptables-restore (nft or legacy, by the binary chosen) for IPv4 and its
+ * ip6tables-restore twin for IPv6, with the same chains in both. A family's tool runs only when
+ * some network has a subnet of that family, or its ruleset still holds our chains.
+ */
 export class IptablesFirewall implements Firewall {
   readonly backend: string;
-  private readonly opts: IptablesFirewallOptions;
+  private readonly opts: Record<RuleFamily, IptablesFirewallOptions>;
 
   constructor(opts: IptablesFirewallOptions = {}) {
     // A bad binary name is refused now, not at the last step of the first connect with ports.
     const bin = restoreBinary(opts);
-    this.opts = opts;
+    this.opts = { 4: opts, 6: { ...opts, restoreBinary: ipv6RestoreBinary(bin) } };
     this.backend = /legacy/.test(bin) ? 'iptables-legacy' : 'iptables';
   }
 
   /** Refuses to start when iptables-restore or iptables-save is missing, naming the package to install. */
   async ensureAvailable(): Promise<void> {
-    for (const bin of [restoreBinary(this.opts), saveBinary(this.opts)]) {
-      if (!findBinary(bin)) {
-        throw new FirewallUnavailableError(`${bin} not found on PATH: install the iptables package (apt-get install iptables, or dnf install iptables-nft)`);
-      }
-    }
+    this.ensureFamily(4);
   }
 
   /** Network chains for exactly `networks`, plus any missing jumps; every TSN chain goes with the last network. */
   async setNetworks(networks: readonly FirewallNetwork[]): Promise<void> {
-    const saved = await save(undefined, this.opts);
-    await restore(networks.length === 0 ? removeAllText(saved) : applyNetworksText(networks, saved), this.opts);
+    for (const family of FAMILIES) {
+      const mine = networks.flatMap((n) => networkFor(n, family) ?? []);
+      const saved = await this.saveIfUsed(family, mine.length > 0);
+      if (saved === undefined) continue;
+      await restore(mine.length === 0 ? removeAllText(saved) : applyNetworksText(mine, saved, family), this.opts[family]);
+    }
   }
 
-  /** One run for all the endpoints' DNAT chains; FirewallDriftError when a rule they rely on is missing. */
+  /** One run per family for all the endpoints' DNAT chains; FirewallDriftError when a rule they rely on is missing. */
   async addEndpoints(network: FirewallNetwork, endpoints: readonly FirewallEndpoint[]): Promise<void> {
-    const text = endpointsAddText(endpoints.map((e) => ({ id: e.id, network, ip: e.ip, mappings: e.mappings })));
-    await this.incremental(text);
+    for (const family of FAMILIES) {
+      const net = networkFor(network, family);
+      const specs = net === undefined ? [] : endpoints.flatMap((e) => endpointFor(e, net, family) ?? []);
+      if (specs.length === 0) continue;
+      this.ensureFamily(family);
+      await this.incremental(endpointsAddText(specs, family), family);
+    }
     // UDP "connections" never end while packets keep coming: flows seen before the mapping
     // existed would keep going to their old destination without this flush.
     await this.forgetConnections({ udpPorts: endpoints.flatMap((e) => e.mappings.filter((m) => m.protocol === 'udp').map((m) => ({ port: m.hostPort, ...(m.hostIp ? { hostIp: m.hostIp } : {}) }))) });
   }
 
-  /** One run removing the endpoints' jumps and chains; FirewallDriftError when one is not there. */
+  /** One run per family removing the endpoints' jumps and chains; FirewallDriftError when one is not there. */
   async removeEndpoints(endpoints: readonly FirewallEndpoint[]): Promise<void> {
-    await this.incremental(endpointsRemoveText(endpoints));
+    for (const family of FAMILIES) {
+      const mine = endpoints.filter((e) => hasRulesIn(e, family));
+      if (mine.length > 0) await this.incremental(endpointsRemoveText(mine), family);
+    }
   }
 
   /** Rewrites every owned chain from `state`, deleting stale chains and duplicated jumps. */
   async apply(state: FirewallState): Promise<void> {
-    const saved = await save(undefined, this.opts);
-    await restore(state.networks.length === 0 ? removeAllText(saved) : fullRebuildText(state.networks, ruleSpecs(state), saved), this.opts);
+    checkEndpointsHaveNetworks(state);
+    for (const family of FAMILIES) {
+      const view = stateFor(state, family);
+      const saved = await this.saveIfUsed(family, view.networks.length > 0);
+      if (saved === undefined) continue;
+      await restore(view.networks.length === 0 ? removeAllText(saved) : fullRebuildText(view.networks, view.endpoints, saved, family), this.opts[family]);
+    }
   }
 
-  /** Owned chains and jumps that differ from `state`. */
+  /** Owned chains and jumps that differ from `state`, in both families (IPv6 ones say so). */
   async diff(state: FirewallState): Promise<FirewallDifference[]> {
-    return diffRuleset(state.networks, ruleSpecs(state), await save(undefined, this.opts));
+    checkEndpointsHaveNetworks(state);
+    const out: FirewallDifference[] = [];
+    for (const family of FAMILIES) {
+      const view = stateFor(state, family);
+      const saved = await this.saveIfUsed(family, view.networks.length > 0);
+      if (saved === undefined) continue;
+      for (const d of diffRuleset(view.networks, view.endpoints, saved, family)) out.push(family === 4 ? d : { kind: d.kind, what: `ip6 ${d.what}` });
+    }
+    return out;
   }
 
   /** Deletes the matching conntrack entries over ctnetlink; warns, never throws. */
@@ -95,19 +112,49 @@ export class IptablesFirewall implements Firewall {
     }
   }
 
-  /** iptables -P FORWARD DROP, unless that is the policy already. */
-  async dropUnmatchedForwarding(): Promise<boolean> {
-    if (/^:FORWARD DROP /m.test(await save('filter', this.opts))) return false;
-    await restore('*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', this.opts);
+  /** iptables -P FORWARD DROP (ip6tables for `family` 6), unless that is the policy already. */
+  async dropUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    this.ensureFamily(family);
+    if (/^:FORWARD DROP /m.test(await save('filter', this.opts[family]))) return false;
+    await restore('*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', this.opts[family]);
     return true;
   }
 
-  private async incremental(text: string): Promise<void> {
+  /** Refuses a family whose tools are missing, naming the package. */
+  private ensureFamily(family: RuleFamily): void {
+    for (const bin of [restoreBinary(this.opts[family]), saveBinary(this.opts[family])]) {
+      if (!findBinary(bin)) {
+        throw new FirewallUnavailableError(`${bin} not found on PATH: install the iptables package (apt-get install iptables, or dnf install iptables-nft)`);
+      }
+    }
+  }
+
+  /**
+   * The family's saved ruleset when it has work: `needed` (a network of that family exists) or
+   * its ruleset still holds our chains (the last such network just went). An IPv6 ruleset is not
+   * read at all while no IPv6 network exists and ip6tables-save is missing.
+   */
+  private async saveIfUsed(family: RuleFamily, needed: boolean): Promise<string | undefined> {
+    if (needed) this.ensureFamily(family);
+    else if (family === 6 && !findBinary(saveBinary(this.opts[6]))) return undefined;
+    const saved = await save(undefined, this.opts[family]);
+    if (!needed && !saved.includes(`:${CHAIN_PREFIX}`)) return undefined;
+    return saved;
+  }
+
+  private async incremental(text: string, family: RuleFamily): Promise<void> {
     try {
-      await restore(text, this.opts);
+      await restore(text, this.opts[family]);
     } catch (e) {
-      if (e instanceof IptablesError) throw new FirewallDriftError(`incremental iptables change refused (${e.message}); the ruleset must be rebuilt`, { cause: e });
+      if (e instanceof IptablesError) throw new FirewallDriftError(`incremental ${family === 4 ? 'iptables' : 'ip6tables'} change refused (${e.message}); the ruleset must be rebuilt`, { cause: e });
       throw e;
     }
+  }
+}
+
+function checkEndpointsHaveNetworks(state: FirewallState): void {
+  const names = new Set(state.networks.map((n) => n.name));
+  for (const e of state.endpoints) {
+    if (e.mappings.length > 0 && !names.has(e.network)) throw new FirewallDriftError(`endpoint ${e.id} belongs to network ${e.network}, which the desired state lacks`);
   }
 }

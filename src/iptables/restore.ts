@@ -136,6 +136,18 @@ export function restoreBinary(opts: IptablesOptions): string {
   return bin;
 }
 
+/**
+ * The IPv6 twin of an iptables restore binary: iptables-restore -> ip6tables-restore,
+ * /usr/sbin/iptables-legacy-restore -> /usr/sbin/ip6tables-legacy-restore. A binary that does not
+ * start with "iptables" has no known twin (ValidationError).
+ */
+export function ipv6RestoreBinary(restoreBin: string): string {
+  const base = basename(restoreBin);
+  if (!base.startsWith('iptables')) throw new ValidationError('restoreBinary', `${JSON.stringify(restoreBin)} has no ip6tables twin for IPv6 rules`);
+  const six = `ip6${base.slice(2)}`;
+  return restoreBin.includes('/') ? join(dirname(restoreBin), six) : six;
+}
+
 // iptables-legacy-restore -> iptables-legacy-save / iptables-legacy, keeping any directory.
 function sibling(restoreBin: string, kind: 'save' | 'iptables'): string {
   const base = basename(restoreBin).replace(/-restore$/, kind === 'save' ? '-save' : '');

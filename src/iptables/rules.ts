@@ -4,15 +4,18 @@
  * tsnetlink owns every chain named TSN-*: each change rewrites whole chains (a `:CHAIN - [0:0]`
  * line creates or flushes one), and the only rules it places in built-in chains are jumps,
  * appended once and never prepended, so rules of other software keep their precedence.
+ * The same builders write the IPv6 rules for ip6tables-restore (`family` 6): the same chains,
+ * without the raw-table localnet guard (IPv6 has no route_localnet, and the kernel drops a packet
+ * for ::1 that arrives on any interface but lo before netfilter sees it).
  * Nothing here runs a process; restore.ts does.
  */
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { parseSave, type SavedRuleset } from './save.js';
-import { type EndpointRuleSpec, type Ep, type Net, type NetworkRuleSpec, checkEndpoint, checkEndpoints, checkNetworks } from './spec.js';
+import { type EndpointRuleSpec, type Ep, type Net, type NetworkRuleSpec, type RuleFamily, checkEndpoint, checkEndpoints, checkNetworks } from './spec.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
 
-export { type EndpointRuleSpec, type NetworkRuleSpec, type PortMapping, type Protocol, mappingsOverlap } from './spec.js';
+export { type EndpointRuleSpec, type NetworkRuleSpec, type PortMapping, type Protocol, type RuleFamily, mappingsOverlap } from './spec.js';
 
 /** The iptables tables tsnetlink writes to. */
 export type Table = 'raw' | 'filter' | 'nat';
@@ -49,6 +52,11 @@ export const REQUIRED_JUMPS: readonly Jump[] = Object.freeze([
   { table: 'nat', chain: 'OUTPUT', spec: `-m addrtype --dst-type LOCAL -j ${CHAINS.hostports}`, target: CHAINS.hostports },
   { table: 'nat', chain: 'POSTROUTING', spec: `-j ${CHAINS.postrouting}`, target: CHAINS.postrouting },
 ] satisfies Jump[]);
+
+/** The jumps that `family`'s ruleset needs: IPv6 has no raw-table guard, so no raw jump. */
+export function requiredJumps(family: RuleFamily = 4): readonly Jump[] {
+  return family === 4 ? REQUIRED_JUMPS : REQUIRED_JUMPS.filter((j) => j.table !== 'raw');
+}
 
 // iptables-nft commits each *table block on its own, so a failure in a later block leaves the
 // earlier ones applied. Going in, the localnet guard lands before any DNAT; going out, the
@@ -88,23 +96,23 @@ function endpointComment(network: string, id: string): string {
 }
 
 /** Text rewriting TSN-FORWARD (filter), TSN-POSTROUTING (nat) and TSN-PREROUTING (raw) for exactly `networks`. */
-export function networkChainsText(networks: readonly NetworkRuleSpec[]): string {
+export function networkChainsText(networks: readonly NetworkRuleSpec[], family: RuleFamily = 4): string {
   const script = new Script();
-  writeNetworkChains(script, checkNetworks(networks));
+  writeNetworkChains(script, checkNetworks(networks, family), family);
   return script.render(APPLY_ORDER);
 }
 
 /** Text appending `missing` jumps; their target chains must exist (see applyNetworksText). */
-export function jumpsText(missing: readonly Jump[]): string {
+export function jumpsText(missing: readonly Jump[], family: RuleFamily = 4): string {
   const script = new Script();
-  for (const jump of missing) script.add(checkJump(jump).table, `-A ${jump.chain} ${jump.spec}`);
+  for (const jump of missing) script.add(checkJump(jump, family).table, `-A ${jump.chain} ${jump.spec}`);
   return script.render(APPLY_ORDER);
 }
 
 /** The REQUIRED_JUMPS that the given iptables-save output (text or parsed) does not contain. */
-export function missingJumps(save: string | SavedRuleset): Jump[] {
+export function missingJumps(save: string | SavedRuleset, family: RuleFamily = 4): Jump[] {
   const saved = typeof save === 'string' ? parseSave(save) : save;
-  return REQUIRED_JUMPS.filter((j) => !saved.get(j.table)?.rules.some((r) => r.chain === j.chain && r.spec === j.spec));
+  return requiredJumps(family).filter((j) => !saved.get(j.table)?.rules.some((r) => r.chain === j.chain && r.spec === j.spec));
 }
 
 /**
@@ -112,12 +120,12 @@ export function missingJumps(save: string | SavedRuleset): Jump[] {
  * the save text lacks it (never flushes it: it holds the endpoints' jumps) and appends the
  * missing jumps, one block per table. When the last network goes, use removeAllText instead.
  */
-export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText: string): string {
+export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText: string, family: RuleFamily = 4): string {
   const saved = parseSave(saveText);
   const script = new Script();
-  writeNetworkChains(script, checkNetworks(networks));
+  writeNetworkChains(script, checkNetworks(networks, family), family);
   if (!saved.get('nat')?.chains.includes(CHAINS.hostports)) script.declare('nat', CHAINS.hostports);
-  for (const jump of missingJumps(saved)) script.tail(jump.table, `-A ${jump.chain} ${jump.spec}`);
+  for (const jump of missingJumps(saved, family)) script.tail(jump.table, `-A ${jump.chain} ${jump.spec}`);
   return script.render(APPLY_ORDER);
 }
 
@@ -125,8 +133,8 @@ export function applyNetworksText(networks: readonly NetworkRuleSpec[], saveText
  * Text creating an endpoint's DNAT chain and appending its jump in TSN-HOSTPORTS; '' without
  * mappings. Once per endpoint: a second run appends a second jump (re-apply with endpointUpdateText).
  */
-export function endpointAddText(endpoint: EndpointRuleSpec): string {
-  return endpointsAddText([endpoint]);
+export function endpointAddText(endpoint: EndpointRuleSpec, family: RuleFamily = 4): string {
+  return endpointsAddText([endpoint], family);
 }
 
 /**
@@ -137,12 +145,12 @@ export function endpointAddText(endpoint: EndpointRuleSpec): string {
  * it changes anything, instead of adding DNAT chains that nothing jumps to; the caller then
  * rebuilds everything from state.
  */
-export function endpointsAddText(endpoints: readonly EndpointRuleSpec[]): string {
-  const eps = endpoints.map((e, i) => checkEndpoint(e, endpoints.length === 1 ? 'endpoint' : `endpoints[${i}]`)).filter((ep) => ep.mappings.length > 0);
+export function endpointsAddText(endpoints: readonly EndpointRuleSpec[], family: RuleFamily = 4): string {
+  const eps = endpoints.map((e, i) => checkEndpoint(e, endpoints.length === 1 ? 'endpoint' : `endpoints[${i}]`, family)).filter((ep) => ep.mappings.length > 0);
   if (eps.length === 0) return '';
   const script = new Script();
-  for (const jump of REQUIRED_JUMPS) script.check(jump.table, `-C ${jump.chain} ${jump.spec}`);
-  script.check('raw', GUARD_RULE.replace(/^-A /, '-C '));
+  for (const jump of requiredJumps(family)) script.check(jump.table, `-C ${jump.chain} ${jump.spec}`);
+  if (family === 4) script.check('raw', GUARD_RULE.replace(/^-A /, '-C '));
   const checked = new Set<string>();
   for (const ep of eps) {
     if (checked.has(ep.network.name)) continue;
@@ -150,18 +158,18 @@ export function endpointsAddText(endpoints: readonly EndpointRuleSpec[]): string
     for (const rule of networkRules(ep.network)) if (rule.dependency) script.check(rule.table, rule.line.replace(/^-A /, '-C '));
   }
   for (const ep of eps) {
-    writeEndpointChain(script, ep);
+    writeEndpointChain(script, ep, family);
     script.add('nat', hostportsJump(ep));
   }
   return script.render(APPLY_ORDER);
 }
 
 /** Text rewriting an already added endpoint's DNAT chain (its jump stays); '' without mappings. */
-export function endpointUpdateText(endpoint: EndpointRuleSpec): string {
-  const ep = checkEndpoint(endpoint, 'endpoint');
+export function endpointUpdateText(endpoint: EndpointRuleSpec, family: RuleFamily = 4): string {
+  const ep = checkEndpoint(endpoint, 'endpoint', family);
   if (ep.mappings.length === 0) return '';
   const script = new Script();
-  writeEndpointChain(script, ep);
+  writeEndpointChain(script, ep, family);
   return script.render(APPLY_ORDER);
 }
 
@@ -200,12 +208,12 @@ export function endpointsRemoveText(endpoints: readonly EndpointRef[]): string {
  * endpoint's DNAT chain; TSN-DN-* chains in `saveText` that state lacks are deleted, jumps that
  * are missing are appended and duplicated or altered jumps into our chains are deleted.
  */
-export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string): string {
-  const nets = checkNetworks(networks);
-  const eps = checkEndpoints(endpoints, nets);
+export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string, family: RuleFamily = 4): string {
+  const nets = checkNetworks(networks, family);
+  const eps = checkEndpoints(endpoints, nets, family);
   const saved = parseSave(saveText);
   const script = new Script();
-  writeNetworkChains(script, nets);
+  writeNetworkChains(script, nets, family);
   script.declare('nat', CHAINS.hostports);
   const wanted = new Map<string, string>();
   for (const ep of eps) {
@@ -216,7 +224,7 @@ export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints:
     wanted.set(chain, `${ep.network.name}/${ep.id}`);
     script.add('nat', hostportsJump(ep));
   }
-  for (const ep of eps) if (ep.mappings.length > 0) writeEndpointChain(script, ep);
+  for (const ep of eps) if (ep.mappings.length > 0) writeEndpointChain(script, ep, family);
   for (const chain of saved.get('nat')?.chains ?? []) {
     if (!chain.startsWith(DNAT_CHAIN_PREFIX) || wanted.has(chain)) continue;
     script.declare('nat', checkSavedChain(chain));
@@ -224,15 +232,16 @@ export function fullRebuildText(networks: readonly NetworkRuleSpec[], endpoints:
   }
   const owned = (target: string): boolean =>
     target.startsWith(DNAT_CHAIN_PREFIX) || Object.values(CHAINS).includes(target as (typeof CHAINS)[keyof typeof CHAINS]);
+  const jumps = requiredJumps(family);
   for (const table of APPLY_ORDER) {
     const kept = new Set<Jump>();
     for (const rule of saved.get(table)?.rules ?? []) {
       if (rule.chain.startsWith(CHAIN_PREFIX) || rule.target === undefined || !owned(rule.target)) continue;
-      const jump = REQUIRED_JUMPS.find((j) => j.table === table && j.chain === rule.chain && j.spec === rule.spec);
+      const jump = jumps.find((j) => j.table === table && j.chain === rule.chain && j.spec === rule.spec);
       if (jump && !kept.has(jump)) kept.add(jump);
       else script.del(table, `-D ${rule.chain} ${rule.spec}`);
     }
-    for (const jump of REQUIRED_JUMPS) if (jump.table === table && !kept.has(jump)) script.tail(table, `-A ${jump.chain} ${jump.spec}`);
+    for (const jump of jumps) if (jump.table === table && !kept.has(jump)) script.tail(table, `-A ${jump.chain} ${jump.spec}`);
   }
   return script.render(APPLY_ORDER);
 }
@@ -305,12 +314,12 @@ function networkRules(n: Net): NetworkRule[] {
   return rules;
 }
 
-function writeNetworkChains(script: Script, nets: readonly Net[]): void {
-  script.declare('raw', CHAINS.prerouting);
+function writeNetworkChains(script: Script, nets: readonly Net[], family: RuleFamily): void {
+  if (family === 4) script.declare('raw', CHAINS.prerouting);
   script.declare('filter', CHAINS.forward);
   script.declare('filter', CHAINS.isolation);
   script.declare('nat', CHAINS.postrouting);
-  if (nets.length > 0) script.add('raw', GUARD_RULE);
+  if (nets.length > 0 && family === 4) script.add('raw', GUARD_RULE);
   const all = nets.flatMap((n) => networkRules(n));
   for (const group of [1, 2, 3, 4, 5]) for (const r of all) if (r.group === group) script.add(r.table, r.line);
   // Filled only when a network lets outside traffic in, so that other networks still cannot.
@@ -319,14 +328,16 @@ function writeNetworkChains(script: Script, nets: readonly Net[]): void {
   }
 }
 
-function writeEndpointChain(script: Script, ep: Ep): void {
+function writeEndpointChain(script: Script, ep: Ep, family: RuleFamily): void {
   const chain = dnatChainName(ep.network.name, ep.id);
   script.declare('nat', chain);
+  // ip6tables-save prints an IPv6 DNAT target in brackets, "[fd00:10::2]:80", as it must be given.
+  const to = family === 4 ? ep.ip : `[${ep.ip}]`;
   for (const m of ep.mappings) {
-    const dst = m.hostIp === undefined ? '' : ` -d ${m.hostIp}/32`;
+    const dst = m.hostIp === undefined ? '' : ` -d ${m.hostIp}/${family === 4 ? 32 : 128}`;
     script.add(
       'nat',
-      `-A ${chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${endpointComment(ep.network.name, ep.id)} -j DNAT --to-destination ${ep.ip}:${m.containerPort}`,
+      `-A ${chain}${dst} -p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort} ${endpointComment(ep.network.name, ep.id)} -j DNAT --to-destination ${to}:${m.containerPort}`,
     );
   }
 }
@@ -373,8 +384,8 @@ class Script {
   }
 }
 
-function checkJump(jump: Jump): Jump {
-  const known = REQUIRED_JUMPS.find((j) => j.table === jump?.table && j.chain === jump.chain && j.spec === jump.spec);
+function checkJump(jump: Jump, family: RuleFamily): Jump {
+  const known = requiredJumps(family).find((j) => j.table === jump?.table && j.chain === jump.chain && j.spec === jump.spec);
   if (!known) throw new ValidationError('jump', 'is not one of REQUIRED_JUMPS');
   return known;
 }
@@ -394,8 +405,9 @@ export interface RulesetDifference {
  * Compares the chains tsnetlink owns (and the jumps into them) in `saveText` with what
  * `networks` and `endpoints` call for; [] when they match exactly. Foreign rules are ignored.
  */
-export function diffRuleset(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string): RulesetDifference[] {
-  const want = parseSave(networks.length === 0 ? '' : fullRebuildText(networks, endpoints, ''));
+export function diffRuleset(networks: readonly NetworkRuleSpec[], endpoints: readonly EndpointRuleSpec[], saveText: string, family: RuleFamily = 4): RulesetDifference[] {
+  const want = parseSave(networks.length === 0 ? '' : fullRebuildText(networks, endpoints, '', family));
+  const jumps = requiredJumps(family);
   const have = parseSave(saveText);
   const out: RulesetDifference[] = [];
   for (const table of APPLY_ORDER) {
@@ -417,14 +429,14 @@ export function diffRuleset(networks: readonly NetworkRuleSpec[], endpoints: rea
       for (const spec of new Set(hr)) if (hr.filter((x) => x === spec).length > 1) out.push({ kind: 'duplicate', what: `${table} ${chain} ${spec}` });
     }
     for (const chain of h.chains.filter(owned)) if (!w.chains.includes(chain)) out.push({ kind: 'unexpected', what: `${table} chain ${chain}` });
-    for (const jump of REQUIRED_JUMPS.filter((j) => j.table === table && networks.length > 0)) {
+    for (const jump of jumps.filter((j) => j.table === table && networks.length > 0)) {
       const n = h.rules.filter((r) => r.chain === jump.chain && r.spec === jump.spec).length;
       if (n === 0) out.push({ kind: 'missing', what: `${table} ${jump.chain} ${jump.spec}` });
       if (n > 1) out.push({ kind: 'duplicate', what: `${table} ${jump.chain} ${jump.spec}` });
     }
     for (const r of h.rules) {
       if (owned(r.chain) || r.target === undefined || !owned(r.target)) continue;
-      if (networks.length > 0 && REQUIRED_JUMPS.some((j) => j.table === table && j.chain === r.chain && j.spec === r.spec)) continue;
+      if (networks.length > 0 && jumps.some((j) => j.table === table && j.chain === r.chain && j.spec === r.spec)) continue;
       out.push({ kind: 'unexpected', what: `${table} ${r.chain} ${r.spec}` });
     }
   }

@@ -5,14 +5,27 @@
 import ipaddr from 'ipaddr.js';
 import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { reservedIPv4Range } from '../addresses.js';
-import { mappingsOverlap, type FirewallNetwork, type GatewayMode, type PortMapping, type Protocol } from '../firewall/types.js';
-import { type Cidr, checkIfName, checkIPv4, checkIPv4Cidr, checkPort, checkProtocol } from './validate.js';
+import { reservedIPv4Range, reservedIPv6Range } from '../addresses.js';
+import { mappingsOverlap, type GatewayMode, type PortMapping, type Protocol } from '../firewall/types.js';
+import { type Cidr, checkIfName, checkIPv4, checkIPv4Cidr, checkIPv6, checkIPv6Cidr, checkPort, checkProtocol } from './validate.js';
 
 export { mappingsOverlap, type PortMapping, type Protocol };
 
-/** What the rules need to know about a network (subnet host bits are ignored). */
-export type NetworkRuleSpec = FirewallNetwork;
+/** The address family a set of rules is for: iptables (4) or ip6tables (6). */
+export type RuleFamily = 4 | 6;
+
+/**
+ * What the rules need to know about a network, for one family: `subnet` is the network's subnet
+ * of that family (host bits are ignored).
+ */
+export interface NetworkRuleSpec {
+  name: string;
+  bridge: string;
+  subnet: string;
+  internal?: boolean | undefined;
+  icc?: boolean | undefined;
+  gatewayMode?: GatewayMode | undefined;
+}
 
 /** What the rules need to know about an endpoint (a container attached to a network). */
 export interface EndpointRuleSpec {
@@ -49,19 +62,20 @@ export interface Ep {
 }
 
 function anyIp(hostIp: string | undefined): string | undefined {
-  return hostIp === undefined || hostIp === '0.0.0.0' ? undefined : hostIp;
+  return hostIp === undefined || hostIp === '0.0.0.0' || hostIp === '::' ? undefined : hostIp;
 }
 
 function overlaps(a: Cidr, b: Cidr): boolean {
-  return a.network.match(b.network, Math.min(a.prefix, b.prefix));
+  if (a.family !== b.family) return false;
+  return ipaddr.parse(a.network.toString()).match(ipaddr.parseCIDR(`${b.network.toString()}/${Math.min(a.prefix, b.prefix)}`));
 }
 
-function checkNetwork(n: NetworkRuleSpec, field: string): Net {
+function checkNetwork(n: NetworkRuleSpec, field: string, family: RuleFamily): Net {
   if (typeof n !== 'object' || n === null) throw new ValidationError(field, 'must be an object');
   const name = checkNetworkName(n.name, `${field}.name`);
   const bridge = checkIfName(`${field}.bridge`, n.bridge);
-  const subnet = checkIPv4Cidr(`${field}.subnet`, n.subnet);
-  const reserved = reservedIPv4Range(subnet.network.toString(), subnet.prefix);
+  const subnet = family === 4 ? checkIPv4Cidr(`${field}.subnet`, n.subnet) : checkIPv6Cidr(`${field}.subnet`, n.subnet);
+  const reserved = family === 4 ? reservedIPv4Range(subnet.network.toString(), subnet.prefix) : reservedIPv6Range(subnet.network.toString(), subnet.prefix);
   if (reserved) throw new ValidationError(`${field}.subnet`, `${subnet.cidr} overlaps the reserved range ${reserved}`);
   const gatewayMode = n.gatewayMode ?? 'nat';
   if (gatewayMode !== 'nat' && gatewayMode !== 'nat-unprotected' && gatewayMode !== 'routed') {
@@ -71,9 +85,9 @@ function checkNetwork(n: NetworkRuleSpec, field: string): Net {
 }
 
 /** Validates networks, refusing duplicate names or bridges and overlapping subnets; sorted by name for stable text. */
-export function checkNetworks(networks: readonly NetworkRuleSpec[]): Net[] {
+export function checkNetworks(networks: readonly NetworkRuleSpec[], family: RuleFamily = 4): Net[] {
   if (!Array.isArray(networks)) throw new ValidationError('networks', 'must be an array');
-  const nets = networks.map((n, i) => checkNetwork(n, `networks[${i}]`)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const nets = networks.map((n, i) => checkNetwork(n, `networks[${i}]`, family)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (let i = 0; i < nets.length; i++) {
     for (let j = i + 1; j < nets.length; j++) {
       const a = nets[i] as Net;
@@ -89,20 +103,22 @@ export function checkNetworks(networks: readonly NetworkRuleSpec[]): Net[] {
 }
 
 /** Validates one endpoint: id, its network, an IP inside the subnet, and mappings that do not overlap. */
-export function checkEndpoint(ep: EndpointRuleSpec, field: string): Ep {
+export function checkEndpoint(ep: EndpointRuleSpec, field: string, family: RuleFamily = 4): Ep {
   if (typeof ep !== 'object' || ep === null) throw new ValidationError(field, 'must be an object');
   const id = checkEndpointId(ep.id, `${field}.id`);
-  const network = checkNetwork(ep.network, `${field}.network`);
-  const ip = checkIPv4(`${field}.ip`, ep.ip);
-  const addr = ipaddr.IPv4.parse(ip);
-  if (!addr.match(network.subnet.network, network.subnet.prefix)) {
+  const network = checkNetwork(ep.network, `${field}.network`, family);
+  const ip = family === 4 ? checkIPv4(`${field}.ip`, ep.ip) : checkIPv6(`${field}.ip`, ep.ip);
+  if (!ipaddr.parse(ip).match(ipaddr.parseCIDR(network.subnet.cidr))) {
     throw new ValidationError(`${field}.ip`, `${ip} is outside the network's subnet ${network.subnet.cidr}`);
   }
-  if (network.subnet.prefix <= 30 && (ip === network.subnet.network.toString() || ip === ipaddr.IPv4.broadcastAddressFromCIDR(network.subnet.cidr).toString())) {
+  if (family === 4 && network.subnet.prefix <= 30 && (ip === network.subnet.network.toString() || ip === ipaddr.IPv4.broadcastAddressFromCIDR(network.subnet.cidr).toString())) {
     throw new ValidationError(`${field}.ip`, `${ip} is the network or broadcast address of ${network.subnet.cidr}`);
   }
+  if (family === 6 && ip === network.subnet.network.toString()) {
+    throw new ValidationError(`${field}.ip`, `${ip} is the subnet-router anycast address of ${network.subnet.cidr}`);
+  }
   if (!Array.isArray(ep.mappings)) throw new ValidationError(`${field}.mappings`, 'must be an array');
-  const mappings = ep.mappings.map((m, i) => checkMapping(m, `${field}.mappings[${i}]`));
+  const mappings = ep.mappings.map((m, i) => checkMapping(m, `${field}.mappings[${i}]`, family));
   mappings.forEach((m, i) => {
     const j = mappings.findIndex((o) => mappingsOverlap(o, m));
     if (j !== i) throw new ValidationError(`${field}.mappings[${i}]`, `${describe(m)} overlaps mappings[${j}]`);
@@ -111,9 +127,9 @@ export function checkEndpoint(ep: EndpointRuleSpec, field: string): Ep {
 }
 
 /** Validates endpoints against `nets`, refusing duplicates and host ports published twice; sorted by id. */
-export function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: readonly Net[]): Ep[] {
+export function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: readonly Net[], family: RuleFamily = 4): Ep[] {
   if (!Array.isArray(endpoints)) throw new ValidationError('endpoints', 'must be an array');
-  const eps = endpoints.map((e, i) => checkEndpoint(e, `endpoints[${i}]`)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const eps = endpoints.map((e, i) => checkEndpoint(e, `endpoints[${i}]`, family)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const seen = new Set<string>();
   const claimed: { ep: Ep; m: Mapping }[] = [];
   for (const ep of eps) {
@@ -133,13 +149,16 @@ export function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: rea
   return eps;
 }
 
-function checkMapping(m: PortMapping, field: string): Mapping {
+function checkMapping(m: PortMapping, field: string, family: RuleFamily): Mapping {
   if (typeof m !== 'object' || m === null) throw new ValidationError(field, 'must be an object');
   let hostIp: string | undefined;
-  if (m.hostIp !== undefined) {
-    hostIp = anyIp(checkIPv4(`${field}.hostIp`, m.hostIp));
-    const range = hostIp === undefined ? 'unicast' : ipaddr.IPv4.parse(hostIp).range();
-    if (range === 'multicast' || range === 'broadcast' || range === 'reserved') {
+  // "0.0.0.0" means every address of both families; the IPv6 rules read it as their wildcard.
+  if (m.hostIp !== undefined && !(family === 6 && m.hostIp === '0.0.0.0')) {
+    hostIp = anyIp(family === 4 ? checkIPv4(`${field}.hostIp`, m.hostIp) : checkIPv6(`${field}.hostIp`, m.hostIp));
+    const range = hostIp === undefined ? 'unicast' : ipaddr.parse(hostIp).range();
+    // ipaddr.js calls the IPv6 documentation prefix (2001:db8::/32) "reserved"; it is a fine host address.
+    const refused = family === 4 ? ['multicast', 'broadcast', 'reserved'] : ['multicast', 'linkLocal', 'loopback', 'ipv4Mapped'];
+    if (refused.includes(range)) {
       throw new ValidationError(`${field}.hostIp`, `${hostIp} is a ${range} address`);
     }
   }

@@ -37,12 +37,36 @@ export function checkIPv4(field: string, value: unknown): string {
   return value;
 }
 
-/** A parsed IPv4 CIDR, normalized to its network address. */
+/**
+ * Returns an IPv6 address in canonical form (RFC 5952); zone ids ("fe80::1%eth0"), IPv4-mapped
+ * forms and anything ipaddr.js would not parse are refused, so the text is only hex and colons.
+ */
+export function checkIPv6(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.includes(':') || value.includes('%') || value.includes('.') || !ipaddr.IPv6.isValid(value)) {
+    throw new ValidationError(field, `must be an IPv6 address such as fd00:10::2, got ${show(value)}`);
+  }
+  return ipaddr.IPv6.parse(value).toString();
+}
+
+/** A parsed CIDR of either family, normalized to its network address. */
 export interface Cidr {
-  /** "192.168.10.0/24" even when given "192.168.10.1/24". */
+  family: 4 | 6;
+  /** "192.168.10.0/24" even when given "192.168.10.1/24"; "fd00:10::/64" in canonical form. */
   cidr: string;
-  network: ipaddr.IPv4;
+  network: ipaddr.IPv4 | ipaddr.IPv6;
   prefix: number;
+}
+
+/** Parses an IPv6 CIDR with a prefix of 1..128 and normalizes it to its network address. */
+export function checkIPv6Cidr(field: string, value: unknown): Cidr {
+  const m = typeof value === 'string' ? /^([0-9A-Fa-f:]+)\/(\d{1,3})$/.exec(value) : null;
+  const addr = m?.[1];
+  const prefix = Number(m?.[2]);
+  if (addr === undefined || !addr.includes(':') || !ipaddr.IPv6.isValid(addr) || !(prefix >= 1 && prefix <= 128)) {
+    throw new ValidationError(field, `must be an IPv6 CIDR such as fd00:10::/64 with a prefix of 1..128, got ${show(value)}`);
+  }
+  const network = ipaddr.IPv6.networkAddressFromCIDR(`${addr}/${prefix}`);
+  return { family: 6, cidr: `${network.toString()}/${prefix}`, network, prefix };
 }
 
 /** Parses an IPv4 CIDR with a prefix of 1..32 and normalizes it to its network address. */
@@ -54,7 +78,7 @@ export function checkIPv4Cidr(field: string, value: unknown): Cidr {
     throw new ValidationError(field, `must be an IPv4 CIDR such as 192.168.10.0/24 with a prefix of 1..32${ipv6Hint(value)}, got ${show(value)}`);
   }
   const network = ipaddr.IPv4.networkAddressFromCIDR(`${addr}/${prefix}`);
-  return { cidr: `${network.toString()}/${prefix}`, network, prefix };
+  return { family: 4, cidr: `${network.toString()}/${prefix}`, network, prefix };
 }
 
 /** Returns `value` if it is an integer port of 1..65535 (iptables itself accepts 0). */
@@ -72,7 +96,7 @@ export function checkProtocol(field: string, value: unknown): Protocol {
 }
 
 function ipv6Hint(value: unknown): string {
-  return typeof value === 'string' && value.includes(':') ? ' (IPv6 needs ip6tables-restore and is not supported yet)' : '';
+  return typeof value === 'string' && value.includes(':') ? ' (IPv6 rules are written by ip6tables-restore, with the IPv6 builders)' : '';
 }
 
 function show(value: unknown): string {

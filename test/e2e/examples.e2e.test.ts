@@ -63,7 +63,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -78,6 +78,23 @@ test('networks: network create, a container with 8080:80, the port answers from 
   assert.match(out, /^[0-9a-f]{12}: 192\.168\.10\.2\/24 via 192\.168\.10\.1, published 8080->80\/tcp\n/);
   assert.match(out, /^hello from the container$/m);
   assertClean('networks');
+});
+
+test('dualstack: both subnets, forwarding of both families said, an address of each, the port answers over IPv4 and IPv6; all removed', async () => {
+  const out = await example('dualstack');
+  // IPv4 forwarding may already be on from an earlier example in this sandbox; IPv6 is this one's.
+  const lines = out.split('\n').filter((l) => !/^changed: (net\.ipv4\.ip_forward|FORWARD policy)/.test(l));
+  assert.is(lines.join('\n'), [
+    '192.168.20.0/24 gateway 192.168.20.1, fd00:20::/64 gateway fd00:20::1',
+    'changed: net.ipv6.conf.all.forwarding: 0 -> 1',
+    'changed: IPv6 FORWARD policy: ACCEPT -> DROP',
+    '192.168.20.2/24 via 192.168.20.1, fd00:20::2/64 via fd00:20::1',
+    'hello from 192.168.20.1',
+    'hello from fd00:20::1',
+    '',
+  ].join('\n'));
+  assertClean('dualstack');
+  assert.not.match(spawnSync(SAVE.replace(/iptables/, 'ip6tables'), { encoding: 'utf8' }).stdout, /TSN-|tsnetlink/, 'dualstack: IPv6 rules left');
 });
 
 test('objects: multipath and metrics routes, nexthop, neighbour and rule, then cleaned up', async () => {

@@ -26,6 +26,7 @@ test.after(() => {
 
 test('parseSubnet: the seed form names the gateway', () => {
   assert.equal(parseSubnet('192.168.10.1/24'), {
+    family: 4,
     subnet: '192.168.10.0/24',
     gateway: '192.168.10.1',
     prefix: 24,
@@ -44,6 +45,7 @@ test('parseSubnet: a bare network gets the first host as gateway', () => {
 
 test('parseSubnet: /8 and /30 are the limits', () => {
   assert.equal(parseSubnet('10.0.0.0/8'), {
+    family: 4,
     subnet: '10.0.0.0/8',
     gateway: '10.0.0.1',
     prefix: 8,
@@ -51,6 +53,7 @@ test('parseSubnet: /8 and /30 are the limits', () => {
     broadcast: '10.255.255.255',
   });
   assert.equal(parseSubnet('10.0.0.4/30'), {
+    family: 4,
     subnet: '10.0.0.4/30',
     gateway: '10.0.0.5',
     prefix: 30,
@@ -75,7 +78,6 @@ test('parseSubnet: refusals are ValidationErrors', () => {
     '10.0.0.0/024',
     '10.0.0.0/33',
     ' 10.0.0.0/24',
-    'fd00::/64',
     '10.0.0.255/24',
   ]) {
     const e = caught(() => parseSubnet(bad));
@@ -111,7 +113,7 @@ test('overlaps and contains', () => {
 
 test('allocates .2, .3, ... and never the network, gateway or broadcast', () => {
   const ipam = new Ipam(newStore(), 'n', '192.168.10.1/24');
-  assert.is(ipam.capacity, 253);
+  assert.is(ipam.capacity, 253n);
   const got = Array.from({ length: 253 }, (_, i) => ipam.allocate(`e${i}`));
   assert.is(got[0], '192.168.10.2');
   assert.is(got[1], '192.168.10.3');
@@ -158,7 +160,7 @@ test('wrap-around reuses released addresses', () => {
 
 test('a /30 has exactly one address to give', () => {
   const ipam = new Ipam(newStore(), 'tiny', '10.0.0.4/30');
-  assert.is(ipam.capacity, 1);
+  assert.is(ipam.capacity, 1n);
   assert.is(ipam.allocate('a'), '10.0.0.6');
   const e = caught(() => ipam.allocate('b'));
   assert.instance(e, IpamError);

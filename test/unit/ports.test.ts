@@ -1,4 +1,4 @@
-/** Port-mapping specs as users type them (`-p 8080:80`, `-p 53:53/udp`, `-p 127.0.0.1:8080:80`). Pure. */
+/** Port-mapping specs as users type them (`-p 8080:80`, `-p 53:53/udp`, `-p 127.0.0.1:8080:80`, `-p [2001:db8::1]:8080:80`). Pure. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ValidationError } from '../../src/errors.js';
@@ -50,8 +50,25 @@ test('invalid specs are ValidationErrors naming the spec', () => {
   refused(() => parsePortMapping(undefined as unknown as string), 'undefined');
 });
 
-test('IPv6 host IPs are refused (IPv4 only)', () => {
-  refused(() => parsePortMapping('::ffff:1.2.3.4:80:80'), 'mapped IPv6');
+test('IPv6 host IPs in brackets: canonical text, [::] for every IPv6 address, [::1] refused with the reason', () => {
+  assert.equal(parsePortMapping('[2001:db8::1]:8080:80'), { hostIp: '2001:db8::1', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+  assert.equal(parsePortMapping('[2001:DB8:0:0::1]:53:53/udp'), { hostIp: '2001:db8::1', hostPort: 53, containerPort: 53, protocol: 'udp' });
+  assert.equal(parsePortMapping('[::]:8080:80'), { hostIp: '::', hostPort: 8080, containerPort: 80, protocol: 'tcp' });
+  assert.match(refused(() => parsePortMapping('[::1]:8080:80'), '[::1]').message, /route_localnet/);
+  assert.match(refused(() => parsePortMapping('::ffff:1.2.3.4:80:80'), 'mapped IPv6 without brackets').message, /HOSTIP/);
+  assert.match(refused(() => parsePortMapping('[2001:db8::1]8080:80'), 'no colon after the bracket').message, /brackets/);
+  refused(() => parsePortMapping('[2001:db8::1]:80'), 'bracketed host IP and one port');
+  refused(() => parsePortMapping('[fe80::1%eth0]:80:80'), 'zone id');
+  refused(() => parsePortMapping('[10.0.0.1]:80:80/tcp ') , 'trailing space');
+  assert.is(formatMapping(parsePortMapping('[2001:db8::1]:8080:80')), '[2001:db8::1]:8080:80/tcp');
+});
+
+test('overlap across families: a wildcard covers both, an IPv6 wildcard only IPv6', () => {
+  assert.is(normalizeMappings(['127.0.0.1:80:80', '[2001:db8::1]:80:80']).length, 2, 'an IPv4 and an IPv6 host IP never overlap');
+  assert.is(normalizeMappings(['10.0.0.1:80:80', '[::]:80:80']).length, 2, '[::] leaves IPv4 alone');
+  for (const dup of [['80:80', '[2001:db8::1]:80:81'], ['[::]:80:80', '[2001:db8::1]:80:81'], ['[2001:db8::1]:80:80', '[2001:db8::1]:80:81'], ['0.0.0.0:80:80', '[::]:80:81']]) {
+    assert.match(refused(() => normalizeMappings(dup), JSON.stringify(dup)).message, /twice|overlaps/);
+  }
 });
 
 test('host IPs must be plain dotted quads: inet_aton shorthands and octal/hex octets are refused', () => {

@@ -44,7 +44,7 @@ function net(name: string, subnet = '10.1.0.1/24', extra: Partial<NetworkRecord>
   const [gateway = '', prefix = '24'] = subnet.split('/');
   const n = Number(prefix);
   const network = parseSubnet(subnet).subnet;
-  return { name, driver: 'bridge', bridge: name, subnet: network, gateway, prefix: n, mac: macForIp(gateway), internal: false, icc: true, gatewayMode: 'nat', state: 'active', createdAt: new Date(0).toISOString(), ...extra };
+  return { name, driver: 'bridge', bridge: name, subnet: network, gateway, prefix: n, subnets: [{ family: 4, subnet: network, gateway, prefix: n }], mac: macForIp(gateway), internal: false, icc: true, gatewayMode: 'nat', state: 'active', createdAt: new Date(0).toISOString(), ...extra };
 }
 
 test('root is created 0700 and records 0600', () => {
@@ -164,6 +164,35 @@ test('corrupt records: ECORRUPT naming the file and field; listings keep the rea
   const l = store.listEndpoints('good');
   assert.equal(l.records.map((r) => r.id), ['e1']);
   assert.equal(l.corrupt.map((c) => c.name), ['e2']);
+});
+
+test('records from before dual stack read as their one IPv4 subnet and address; dual-stack records round-trip', () => {
+  const store = new Store(tempRoot());
+  store.putNetwork(net('old', '10.4.0.1/24'));
+  // The shapes an earlier version wrote: no subnets, no addresses.
+  const { subnets: _s, ...oldNet } = net('old', '10.4.0.1/24');
+  writeFileSync(store.networkFile('old'), JSON.stringify(oldNet));
+  assert.equal(store.getNetwork('old')!.subnets, [{ family: 4, subnet: '10.4.0.0/24', gateway: '10.4.0.1', prefix: 24 }]);
+  store.putEndpoint(fakeEndpoint('old', 'e1', '10.4.0.2'));
+  const { addresses: _a, ...oldEp } = fakeEndpoint('old', 'e1', '10.4.0.2');
+  writeFileSync(store.endpointFile('old', 'e1'), JSON.stringify(oldEp));
+  assert.equal(store.getEndpoint('old', 'e1')!.addresses, [{ family: 4, ip: '10.4.0.2', cidr: '10.4.0.2/24', gateway: '10.4.0.1' }]);
+  const ds = { ...net('ds', '10.5.0.1/24'), subnets: [{ family: 4 as const, subnet: '10.5.0.0/24', gateway: '10.5.0.1', prefix: 24 }, { family: 6 as const, subnet: 'fd00:5::/64', gateway: 'fd00:5::1', prefix: 64 }] };
+  store.putNetwork(ds);
+  assert.equal(store.getNetwork('ds'), ds);
+  const ep = { ...fakeEndpoint('ds', 'e2', '10.5.0.2'), addresses: [{ family: 4 as const, ip: '10.5.0.2', cidr: '10.5.0.2/24', gateway: '10.5.0.1' }, { family: 6 as const, ip: 'fd00:5::2', cidr: 'fd00:5::2/64', gateway: 'fd00:5::1' }] };
+  store.putEndpoint(ep);
+  assert.equal(store.getEndpoint('ds', 'e2'), ep);
+  for (const [bad, why] of [
+    [{ ...ds, subnets: [ds.subnets[1], ds.subnets[0]] }, /IPv4 and one IPv6, in that order/],
+    [{ ...ds, subnets: [ds.subnets[0], { ...ds.subnets[1]!, subnet: 'fd00:6::/64' }] }, /does not match/],
+    [{ ...ds, subnet: '10.6.0.0/24' }, /does not match the first of subnets/],
+  ] as const) {
+    writeFileSync(store.networkFile('ds'), JSON.stringify(bad));
+    assert.match((caught(() => store.getNetwork('ds')) as Error).message, why);
+  }
+  writeFileSync(store.endpointFile('ds', 'e2'), JSON.stringify({ ...ep, addresses: [ep.addresses[0], { ...ep.addresses[1]!, ip: 'FD00:5::2' }] }));
+  assert.match((caught(() => store.getEndpoint('ds', 'e2')) as Error).message, /not a canonical address/);
 });
 
 test('atomic write leaves no temp files and replaces content', () => {
