@@ -5,16 +5,41 @@
  * 1. VERSION loads nothing but ./version.js; the other commands import the bridge layer (and so
  * koffi) only once the request has been checked.
  */
-import { readFileSync } from 'node:fs';
+import { readSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { CURRENT_VERSION, versionResult } from './version.js';
 
+/** How long a runtime may take to write the configuration into our stdin. */
+const STDIN_DEADLINE_MS = 30_000;
+
+/**
+ * Reads stdin to its end. A runtime writes the configuration into the pipe after it started us,
+ * so the first read can find the pipe empty, and a pipe inherited in non-blocking mode then
+ * answers EAGAIN instead of waiting: that is not the end of the input, so wait a moment and read
+ * again (a plain readFileSync(0) read it as an empty configuration under load). `process.stdin`
+ * is left alone: opening it would switch the pipe to non-blocking mode itself.
+ */
 function readStdin(): string {
-  try {
-    return process.stdin.isTTY ? '' : readFileSync(0, 'utf8');
-  } catch (e) {
-    if ((e as { code?: string }).code === 'EAGAIN' || (e as { code?: string }).code === 'EOF') return '';
-    throw e;
+  if (isatty(0)) return '';
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(65536);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + STDIN_DEADLINE_MS;
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'EOF') break;
+      if (code !== 'EAGAIN' || Date.now() > deadline) throw e;
+      Atomics.wait(pause, 0, 0, 2);
+      continue;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
   }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function print(obj: unknown): void {

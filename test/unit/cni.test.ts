@@ -62,6 +62,15 @@ test('the sh shim answers VERSION like version.ts, without Node, and echoes the 
   }
 });
 
+test('the plugin reads its configuration even when the runtime writes it into the pipe late', () => {
+  // The writer sleeps before it writes, as a busy runtime may: the plugin must wait for the
+  // configuration, not take the still-empty pipe for an empty one (VERSION echoes what it read).
+  const main = fileURLToPath(new URL('../../src/cni/main.js', import.meta.url));
+  const r = spawnSync('sh', ['-c', `(sleep 0.5; printf '{"cniVersion":"0.4.0"}') | "${process.execPath}" "${main}"`], { env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(JSON.parse(r.stdout).cniVersion, '0.4.0', r.stdout);
+});
+
 test('environment: code 4 names every missing or invalid variable; DEL needs no netns, GC and STATUS no container', () => {
   let e = catchCni(() => parseEnv({ CNI_COMMAND: 'ADD' }));
   assert.is(e.cniCode, CNI_CODES.invalidEnvironment);
