@@ -12,7 +12,8 @@ export type NetworkErrorCode =
   | 'EBRIDGEFULL' // a Linux bridge holds at most 1023 ports
   | 'EBRIDGEDOWN' // the network's bridge is missing or down: `network repair` restores it
   | 'ENOFORWARD' // net.ipv4.ip_forward is 0: containers would have no outbound traffic
-  | 'EHOSTNETNS'; // the "container" is the host's own netns
+  | 'EHOSTNETNS' // the "container" is the host's own netns
+  | 'EFIREWALL'; // the firewall backend asked for is not the one the host's networks use
 
 /** A refused network operation, with a stable `code` for programs. */
 export class NetworkError extends TsnetlinkError {

@@ -6,6 +6,7 @@
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname } from '../netlink/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
+import { BACKENDS, type BackendName } from './firewalls.js';
 import { StoreError } from '../fsio.js';
 import { parseSubnet } from './cidr.js';
 import { normalizeMappings } from './ports.js';
@@ -36,6 +37,8 @@ export interface NetworkRecord {
   /** Containers of the network may reach each other. */
   icc: boolean;
   gatewayMode: GatewayMode;
+  /** The firewall backend holding the network's rules (records of older versions: iptables). */
+  firewall: BackendName;
   state: RecordState;
   createdAt: string;
 }
@@ -152,6 +155,7 @@ export function parseNetworkRecord(value: unknown, path: string, name: string): 
     internal: r.bool('internal', false),
     icc: r.bool('icc', true),
     gatewayMode: r.oneOf('gatewayMode', MODES, 'nat'),
+    firewall: r.oneOf('firewall', BACKENDS, 'iptables'),
     state: r.oneOf('state', STATES, 'active'),
     createdAt: r.optStr('createdAt', new Date(0).toISOString()),
   };

@@ -33,6 +33,9 @@ Network options (-o, --opt):
 
 Options:
   --state-dir DIR   runtime state (default /run/tsnetlink)
+  --firewall NAME   iptables or nftables (native, no process); default $TSNETLINK_FIREWALL, else
+                    what the host's networks use, else iptables; network repair --firewall NAME
+                    moves every network to NAME
   -h, --help        this help
 
 Exit codes: 0 ok, 1 operation failed (check: disagreements found), 2 bad usage; run passes the
@@ -40,11 +43,19 @@ command's exit code through. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN).`;
 
 const common: FlagSpec[] = [
   { names: ['state-dir'], value: true },
+  { names: ['firewall'], value: true },
   { names: ['help', 'h'] },
   { names: ['json'] },
 ];
 
 class Usage extends ValidationError {}
+
+/** The Networks manager the flags ask for (--state-dir, --firewall). */
+function manager(p: ReturnType<typeof parseArgs>): Networks {
+  const fw = value(p, 'firewall');
+  if (fw !== undefined && fw !== 'iptables' && fw !== 'nftables') throw new Usage('--firewall', `must be iptables or nftables, got ${JSON.stringify(fw)}`);
+  return new Networks({ ...(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {}), ...(fw !== undefined ? { firewall: fw } : {}) });
+}
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`);
@@ -109,7 +120,7 @@ async function network(argv: string[]): Promise<number> {
     { names: ['internal'] },
     { names: ['opt', 'o'], value: true, repeat: true },
   ]);
-  const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
+  const nets = manager(p);
   try {
     switch (sub) {
       case 'create': {
@@ -192,7 +203,7 @@ async function connectCmd(argv: string[], disconnect: boolean): Promise<number> 
   const net = value(p, 'net');
   const target = p.positionals[0];
   if (!net || !target || p.positionals.length !== 1) throw new Usage(disconnect ? 'disconnect' : 'connect', `usage: tsnetlink ${disconnect ? 'disconnect -net NAME PID|NETNS_PATH|ENDPOINT_ID' : 'connect -net NAME [-p H:C]... PID|NETNS_PATH'}`);
-  const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
+  const nets = manager(p);
   try {
     if (disconnect) {
       // A PID or path names the container (found through its O(1) marker); anything else is an
@@ -235,7 +246,7 @@ async function run(argv: string[]): Promise<number> {
   const cmd = p.rest.length ? p.rest : p.positionals;
   const net = value(p, 'net');
   if (!net || cmd.length === 0) throw new Usage('run', 'usage: tsnetlink run [-it] -net NAME [-p H:C]... -- CMD [ARGS...]');
-  const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
+  const nets = manager(p);
   const id = value(p, 'name') ?? randomBytes(6).toString('hex');
   let child: ChildProcess | undefined;
   let pending: NodeJS.Signals | undefined;

@@ -57,7 +57,7 @@ export interface NftSet {
   keyLen: number;
   dataType?: number;
   dataLen?: number;
-  /** A number naming the set inside one transaction (rules and elements may refer to it before it exists). */
+  /** A number naming the set inside one transaction (rules and elements may refer to it before it exists); NEWSET requires one. */
   id?: number;
   /** nft's own hints (key byte order, typeof); kept as given. */
   userdata?: Buffer;
@@ -152,7 +152,7 @@ export function delRuleRequest(family: Family, table: string, chain: string, han
 export function addSetRequest(s: NftSet): Request {
   const attrs: Attrs<typeof messages.set.attrs> = { table: checkObjectName(s.table, 'table'), name: checkObjectName(s.name, 'set'), flags: s.flags, keyType: s.keyType, keyLen: s.keyLen };
   if (s.dataType !== undefined) Object.assign(attrs, { dataType: s.dataType, dataLen: s.dataLen ?? 0 });
-  if (s.id !== undefined) attrs.id = s.id;
+  attrs.id = s.id ?? 1;
   if (s.userdata) attrs.userdata = s.userdata;
   return request(messages.set, nftType(NFT_MSG.NEWSET), NLM_F.CREATE, hdr(checkFamily(s.family)), attrs);
 }

@@ -74,12 +74,12 @@ const TYPEOF_CONCAT = writeUdata([[0, u32le(13)], [1, Buffer.alloc(0)]]);
  */
 const CONCAT_MAP_UDATA = writeUdata([[0, u32le(0)], [1, u32le(0)], [3, TYPEOF_CONCAT], [4, TYPEOF_CONCAT], [6, u32le(0)]]);
 
-/** The two maps of published ports. */
+/** The two maps of published ports (NFTA_SET_ID, which the kernel demands, numbers them within a transaction). */
 export function sets(): NftSet[] {
   const data = concatType([NFT_TYPE.ipv4_addr, NFT_TYPE.inet_service]);
   return [
-    { family: FAMILY, table: TABLE, name: SET.ports, flags: NFT_SET_F.MAP, keyType: concatType([NFT_TYPE.inet_proto, NFT_TYPE.inet_service]), keyLen: 8, dataType: data, dataLen: 8, userdata: CONCAT_MAP_UDATA },
-    { family: FAMILY, table: TABLE, name: SET.hostipPorts, flags: NFT_SET_F.MAP, keyType: concatType([NFT_TYPE.ipv4_addr, NFT_TYPE.inet_proto, NFT_TYPE.inet_service]), keyLen: 12, dataType: data, dataLen: 8, userdata: CONCAT_MAP_UDATA },
+    { family: FAMILY, table: TABLE, name: SET.ports, id: 1, flags: NFT_SET_F.MAP, keyType: concatType([NFT_TYPE.inet_proto, NFT_TYPE.inet_service]), keyLen: 8, dataType: data, dataLen: 8, userdata: CONCAT_MAP_UDATA },
+    { family: FAMILY, table: TABLE, name: SET.hostipPorts, id: 2, flags: NFT_SET_F.MAP, keyType: concatType([NFT_TYPE.ipv4_addr, NFT_TYPE.inet_proto, NFT_TYPE.inet_service]), keyLen: 12, dataType: data, dataLen: 8, userdata: CONCAT_MAP_UDATA },
   ];
 }
 
