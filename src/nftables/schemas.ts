@@ -60,6 +60,13 @@ export interface WireExpr {
 
 const exprNameAttrs = { name: attr(1, strz) } as const;
 
+/**
+ * Whether a decoded nest carried NLA_F_NESTED: nft sets it, the kernel's dumps do not. Kept
+ * (out of sight of deep equality and JSON) so a dumped message re-encodes to its own bytes.
+ */
+const UNFLAGGED: unique symbol = Symbol('tsnetlink.unflagged');
+type MaybeUnflagged = { [UNFLAGGED]?: true };
+
 function schemaOfExpr(name: string | undefined): Schema | undefined {
   return name !== undefined && Object.hasOwn(exprSchemas, name) ? (exprSchemas as Record<string, Schema>)[name] : undefined;
 }
@@ -82,22 +89,26 @@ export const exprCodec: Codec<WireExpr> & { schemaAt(b: Buffer, o: number, l: nu
     const raw = Buffer.isBuffer(v.data) || !s;
     const len = raw ? (v.data as Buffer).length : attrsSize(s, v.data as Attrs<Schema>);
     b.writeUInt16LE(NLA_HDRLEN + len, o);
-    b.writeUInt16LE(2 | 0x8000, o + 2);
+    b.writeUInt16LE((v as MaybeUnflagged)[UNFLAGGED] ? 2 : 2 | 0x8000, o + 2);
     if (raw) (v.data as Buffer).copy(b, o + NLA_HDRLEN);
     else writeAttrs(s, v.data as Attrs<Schema>, b, o + NLA_HDRLEN);
   },
   read: (b, o, l) => {
     let name: string | undefined;
     let data: Attrs<Schema> | Buffer | undefined;
+    let unflagged = false;
     for (const a of rawAttrs(b, o, o + l)) {
       if ((a.type & 0x3fff) === 1) name = strz.read(b, a.offset + NLA_HDRLEN, a.data.length);
       else if ((a.type & 0x3fff) === 2) {
+        unflagged = (a.type & 0x8000) === 0;
         const s = schemaOfExpr(name);
         data = s ? readAttrs(s, b, a.offset + NLA_HDRLEN, a.offset + NLA_HDRLEN + a.data.length) : Buffer.from(a.data);
       }
     }
     if (name === undefined) throw new CodecError('expression without NFTA_EXPR_NAME', o);
-    return data === undefined ? { name } : { name, data };
+    const out: WireExpr & MaybeUnflagged = data === undefined ? { name } : { name, data };
+    if (unflagged) out[UNFLAGGED] = true;
+    return out;
   },
   schemaAt: (b, o, l) => {
     let name: string | undefined;
@@ -116,17 +127,21 @@ export function listOf<T>(codec: Codec<T>): Codec<T[]> & { readonly schema: Sche
     schema: { elem: attr(1, codec, N) },
     size: (v) => v.reduce((n, x) => n + NLA_HDRLEN + align4(codec.size(x)), 0),
     write: (b, o, v) => {
+      const flag = (v as MaybeUnflagged)[UNFLAGGED] ? 0 : 0x8000;
       for (const x of v) {
         const len = codec.size(x);
         b.writeUInt16LE(NLA_HDRLEN + len, o);
-        b.writeUInt16LE(1 | 0x8000, o + 2);
+        b.writeUInt16LE(1 | flag, o + 2);
         codec.write(b, o + NLA_HDRLEN, x);
         o += NLA_HDRLEN + align4(len);
       }
     },
     read: (b, o, l) => {
-      const out: T[] = [];
-      for (const a of rawAttrs(b, o, o + l)) out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));
+      const out: T[] & MaybeUnflagged = [];
+      for (const a of rawAttrs(b, o, o + l)) {
+        if ((a.type & 0x8000) === 0) out[UNFLAGGED] = true;
+        out.push(codec.read(b, a.offset + NLA_HDRLEN, a.data.length));
+      }
       return out;
     },
   };

@@ -5,9 +5,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encodeBatch, splitMessages, type Request } from '../../src/netlink/message.js';
+import { decodePayload, encodeBatch, reencode, splitMessages, type Request } from '../../src/netlink/message.js';
+import { defOfType } from '../../src/nftables/schemas.js';
 import { parseHexFixture } from '../../src/netlink/testing.js';
 import { NLM_F } from '../../src/netlink/constants.js';
 import * as O from '../../src/nftables/objects.js';
@@ -117,6 +118,23 @@ test('a rule built here and the same rule read back from the kernel describe ali
   const back = O.decodeRule(msgs[0]!);
   const mine = rule('forward', [...ifname('oif', 'testbridge'), ...ctState(['established', 'related']), accept()], C);
   assert.equal(back.exprs, mine.exprs);
+});
+
+test('every nf_tables message of every fixture decodes and re-encodes to the same bytes', () => {
+  let n = 0;
+  for (const f of readdirSync(dir).filter((x) => /^nft-.*\.txt$/.test(x))) {
+    const buf = fixture(f);
+    let off = 0;
+    for (const m of splitMessages(buf)) {
+      const orig = buf.subarray(off, off + ((m.len + 3) & ~3));
+      off += (m.len + 3) & ~3;
+      const def = defOfType(m.type);
+      if (!def) continue;
+      assert.is(reencode(def, m, decodePayload(def, m.payload)).toString('hex'), orig.toString('hex'), `${f} at byte ${off}`);
+      n++;
+    }
+  }
+  assert.ok(n >= 80, `${n} messages checked`);
 });
 
 test.run();
