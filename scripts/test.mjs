@@ -53,6 +53,14 @@ if (!unitOnly) {
       console.log(`== e2e ${f} (own sandbox)`);
       e2e(f, process.env);
     }
+    // Every bridge-network file once more on the native nf_tables backend, with nft as the oracle.
+    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'cli'].map((n) => `${n}.e2e.test.js`);
+    if (spawnSync('sh', ['-c', 'command -v nft']).status === 0) {
+      for (const f of files.filter((x) => native.includes(x))) {
+        console.log(`== e2e ${f} with the nftables backend (own sandbox)`);
+        e2e(f, { ...process.env, TSNETLINK_FIREWALL: 'nftables' });
+      }
+    }
     // The seed scenario once more on the legacy iptables backend (the default is nft).
     const legacy = 'bridge.e2e.test.js';
     if (files.includes(legacy) && spawnSync('sh', ['-c', 'command -v iptables-legacy-restore']).status === 0) {
