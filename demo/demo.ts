@@ -1,5 +1,5 @@
 /**
- * The seed's test section, played in a sandbox (run through scripts/sandbox.mjs by
+ * The bridge-network chapter's test section, played in a sandbox (run through scripts/sandbox.mjs by
  * `npm run demo`): network create, two containers, container-to-container traffic,
  * MASQUERADE to an upstream, a published port reached from outside, from the host's IP and
  * from 127.0.0.1, hairpin, then teardown. Each step prints pass/fail and its latency.
@@ -55,14 +55,15 @@ function addressOf(ns: NetnsHandle): string {
 }
 
 async function main(): Promise<void> {
-  console.log('tsnetlink demo: the seed scenario in a throwaway network namespace');
-  console.log('(each traffic step starts a Node client process in a namespace: ~70 ms of its time is that start)\n');
+  console.log('tsnetlink demo: the book chapter\'s bridge-network scenario, in a throwaway network namespace');
+  console.log('(a "container" here is a network namespace connected the way `tsnetlink run` connects one;');
+  console.log(' each traffic step starts a client process (node) inside a namespace: most of its time is that start)\n');
   await step('tsnetlink network create --driver bridge --subnet 192.168.10.1/24 testbridge', () => nets.create({ name: 'testbridge', subnet: '192.168.10.1/24' }), (n) => `bridge ${n.bridge}, subnet ${n.subnet}, gateway ${n.gateway}`);
   upstream = makeUpstream(host);
   console.log(`      (an "upstream" namespace plays the outside world: host ${upstream.hostIp} <-> upstream ${upstream.ip})`);
 
-  const c1 = await step('tsnetlink run -net testbridge (container c1)', () => container('c1'), (c) => `c1 eth0: ${addressOf(c.ns)} (${c.ep.hostIfname} on testbridge)`);
-  const c2 = await step('tsnetlink run -net testbridge (container c2)', () => container('c2'), (c) => `c2 eth0: ${addressOf(c.ns)}`);
+  const c1 = await step('container c1: new netns, connected to testbridge (what `run -net testbridge` does before CMD)', () => container('c1'), (c) => `c1 eth0: ${addressOf(c.ns)} (${c.ep.hostIfname} on testbridge)`);
+  const c2 = await step('container c2: new netns, connected to testbridge', () => container('c2'), (c) => `c2 eth0: ${addressOf(c.ns)}`);
   if (c1 && c2) {
     servers.push(await serve(c1.ns, 8000, 'hello from c1'));
     await step(`container to container: c2 -> ${c1.ep.ip}:8000`, async () => {
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
       return r;
     }, (r) => r);
   }
-  const c3 = await step('tsnetlink run -p 80:80 -net testbridge (container c3, nc -lp 80)', () => container('c3', ['80:80']), (c) => `c3 eth0: ${addressOf(c.ns)}, 80/tcp published`);
+  const c3 = await step('container c3: new netns, connected with -p 80:80 (a server listens on its port 80 next)', () => container('c3', ['80:80']), (c) => `c3 eth0: ${addressOf(c.ns)}, 80/tcp published`);
   if (c3 && upstream) {
     servers.push(await serve(c3.ns, 80, 'c3 port 80'));
     const up = upstream;
@@ -88,10 +89,16 @@ async function main(): Promise<void> {
       expect(r === `c3 port 80 from=${up.ip}`, `reply: ${r}`);
       return r;
     }, (r) => `${r} (client address preserved)`);
-    await step(`published port from the host via its own IP: ${up.hostIp}:80`, async () => fetchFrom(undefined, up.hostIp, 80), (r) => r);
-    await step('published port from the host via 127.0.0.1:80 (telnet 127.0.0.1 80 in the seed)', async () => fetchFrom(undefined, '127.0.0.1', 80), (r) => r);
-    if (c1) await step(`from another container: c1 -> ${up.hostIp}:80`, async () => fetchFrom(c1.ns, up.hostIp, 80), (r) => r);
-    await step(`hairpin: c3 -> ${up.hostIp}:80 (its own published port)`, async () => fetchFrom(c3.ns, up.hostIp, 80), (r) => r);
+    // Each reply names the client address c3 saw, so a reply from anywhere but c3 fails the step.
+    const fromC3 = async (ns: NetnsHandle | undefined, ip: string): Promise<string> => {
+      const r = await fetchFrom(ns, ip, 80);
+      expect(r.startsWith('c3 port 80 from='), `reply not from c3: ${r}`);
+      return r;
+    };
+    await step(`published port from the host via its own IP: ${up.hostIp}:80`, () => fromC3(undefined, up.hostIp), (r) => r);
+    await step('published port from the host via 127.0.0.1:80 (the chapter tests it with telnet 127.0.0.1 80)', () => fromC3(undefined, '127.0.0.1'), (r) => r);
+    if (c1) await step(`from another container: c1 -> ${up.hostIp}:80`, () => fromC3(c1.ns, up.hostIp), (r) => r);
+    await step(`hairpin: c3 -> ${up.hostIp}:80 (its own published port)`, () => fromC3(c3.ns, up.hostIp), (r) => r);
   }
   console.log('\niptables rules owned by tsnetlink (iptables-save):');
   console.log(execFileSync('iptables-save', { encoding: 'utf8' }).split('\n').filter((l) => l.includes('TSN-') && l.startsWith('-A')).map((l) => `    ${l}`).join('\n'));
@@ -110,8 +117,16 @@ async function teardown(): Promise<void> {
   await step('tsnetlink network rm testbridge', () => nets.remove('testbridge', { force: true }).catch((e: { code?: string }) => {
     if (e.code !== 'ENONET') throw e;
   }));
-  upstream?.close();
-  if (upstream) host.linkDel('up0');
+  // up0's peer lives in the upstream netns, so the pair also goes when that netns is cleaned up
+  // (asynchronously, by the kernel): delete it first, and accept that it may already be gone.
+  if (upstream) {
+    try {
+      host.linkDel('up0');
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENODEV') throw e;
+    }
+    upstream.close();
+  }
   await step('nothing left: no veth or bridge, no TSN rules, no state', () => {
     const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[];
     expect(links.length === 1 && links[0]!.ifname === 'lo', `links left: ${links.map((l) => l.ifname).join(', ')}`);

@@ -1,5 +1,5 @@
 /**
- * Building blocks of the seed's test scenario, shared by the demo and the end-to-end tests:
+ * Building blocks of the book chapter's test scenario, shared by the demo and the end-to-end tests:
  * an "upstream" namespace behind the host, servers and clients in namespaces. Everything
  * lives in namespaces this process created; traffic goes only to their addresses.
  */

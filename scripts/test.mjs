@@ -10,9 +10,14 @@ const unitOnly = process.argv.includes('--unit');
 const e2eOnly = process.argv.includes('--e2e');
 const filter = process.argv.slice(2).find((a) => !a.startsWith('--'));
 const uvu = join('node_modules', 'uvu', 'bin.js');
+// uvu colours its output unless told not to: only a terminal gets colours, and never with NO_COLOR.
+const colour = process.stdout.isTTY && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+const uvuArgs = colour ? [] : ['--no-color'];
+if (!colour) process.env.NO_COLOR = '1';
 let passed = 0;
 let failed = 0;
 let skipped = 0;
+let skippedFiles = 0;
 
 function run(label, cmd, args, env = process.env) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -32,23 +37,23 @@ function run(label, cmd, args, env = process.env) {
 
 if (!e2eOnly) {
   console.log('== unit tests');
-  run('unit', process.execPath, [uvu, 'dist/test/unit', filter ? `${filter}[^/]*\\.test\\.js$` : '\\.test\\.js$']);
+  run('unit', process.execPath, [uvu, 'dist/test/unit', filter ? `${filter}[^/]*\\.test\\.js$` : '\\.test\\.js$', ...uvuArgs]);
 }
 
 if (!unitOnly) {
   const root = process.getuid?.() === 0;
   const files = existsSync('dist/test/e2e') ? readdirSync('dist/test/e2e').filter((f) => f.endsWith('.e2e.test.js') && (!filter || f.includes(filter))).sort() : [];
   if (!root) {
-    const msg = `end-to-end tests need root (they build bridges and namespaces in a sandbox); ${files.length} files not run`;
+    const msg = `end-to-end tests need root (they build bridges and namespaces in a sandbox); ${files.length} test files not run: ${files.join(', ')}`;
     if (process.env.CI) {
       console.error(`FAIL: ${msg}`);
       failed += files.length || 1;
     } else {
       console.warn(`SKIP: ${msg}; run as root: sudo npm test`);
-      skipped += files.length;
+      skippedFiles += files.length;
     }
   } else {
-    const e2e = (f, env) => run(f, process.execPath, ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`], env);
+    const e2e = (f, env) => run(f, process.execPath, ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`, ...uvuArgs], env);
     for (const f of files) {
       console.log(`== e2e ${f} (own sandbox)`);
       e2e(f, process.env);
@@ -70,5 +75,6 @@ if (!unitOnly) {
   }
 }
 
-console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+const notRun = [skipped ? `${skipped} skipped` : '', skippedFiles ? `${skippedFiles} end-to-end files not run (need root)` : ''].filter(Boolean);
+console.log(`\n${passed} passed, ${failed} failed${notRun.length ? `, ${notRun.join(', ')}` : ''}`);
 process.exit(failed > 0 ? 1 : 0);

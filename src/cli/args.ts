@@ -1,4 +1,4 @@
-/** Argument parsing for the CLI: seed-style single-dash long flags (`-net`) and GNU style both work. Pure. */
+/** Argument parsing for the CLI: single-dash long flags (`-net`, as mydocker spells them) and GNU style both work. Pure. */
 import { ValidationError } from '../errors.js';
 
 /** A flag the parser knows: takes a value or not, may repeat. */
@@ -15,8 +15,22 @@ export interface Parsed {
   rest: string[];
 }
 
+/** Options of a parse. */
+export interface ParseOptions {
+  /**
+   * Stop at the first positional, as `docker run IMAGE CMD ARGS...` does: it and everything after
+   * it go to `rest` unparsed, so a command's own options (`ip -br addr`) reach the command.
+   */
+  stopAtPositional?: boolean;
+}
+
+/** How a flag is written for people: `-p` for one letter, `--state-dir` for words. */
+export function flagName(name: string): string {
+  return name.length === 1 ? `-${name}` : `--${name}`;
+}
+
 /** Parses argv against `specs`; unknown flags are refused with the list of known ones. */
-export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): Parsed {
+export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], opts: ParseOptions = {}): Parsed {
   const byName = new Map<string, FlagSpec>();
   for (const s of specs) for (const n of s.names) byName.set(n, s);
   const out: Parsed = { flags: new Map(), positionals: [], rest: [] };
@@ -35,7 +49,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
         continue;
       }
       const spec = byName.get(name);
-      if (!spec) throw new ValidationError('arguments', `unknown option ${a}; known: ${specs.map((s) => `--${s.names[0]}`).join(', ')}`);
+      if (!spec) throw new ValidationError('arguments', `unknown option ${a}; known: ${specs.map((s) => s.names.map(flagName).join('/')).join(', ')}`);
       const key = spec.names[0] as string;
       if (!spec.value) {
         out.flags.set(key, true);
@@ -47,6 +61,10 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[]): 
       if (Array.isArray(prev) && spec.repeat) prev.push(v);
       else out.flags.set(key, [v]);
       continue;
+    }
+    if (opts.stopAtPositional) {
+      out.rest = argv.slice(i);
+      break;
     }
     out.positionals.push(a);
   }

@@ -12,7 +12,7 @@ export type Protocol = 'tcp' | 'udp';
 /** A published port: hostIp (default: every local address) hostPort -> container's containerPort. */
 export interface PortMapping {
   /** Omitted or "0.0.0.0": every local address; "127.0.0.1": the host's loopback only. */
-  hostIp?: string;
+  hostIp?: string | undefined;
   hostPort: number;
   containerPort: number;
   protocol: Protocol;

@@ -174,7 +174,7 @@ export interface LinkCreateOptions {
   txqlen?: number;
 }
 
-function createAttrs(name: string, o: Omit<LinkCreateOptions, 'master'> & { master?: number }, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
+function createAttrs(name: string, o: Omit<LinkCreateOptions, 'master'> & { master?: number | undefined }, field: string): { header: Partial<IfInfoMsg>; attrs: LinkAttrs } {
   const attrs: LinkAttrs = { ifname: validateIfname(name, field) };
   if (o.mac !== undefined) attrs.address = validateMac(o.mac);
   if (o.mtu !== undefined) attrs.mtu = validateU32(o.mtu, 'mtu', 68, 65535);

@@ -39,7 +39,7 @@ export function refText(ref: LinkRef | undefined): string | undefined {
  * index or a Link, otherwise as a pending request that Rtnl resolves (one pipelined lookup for
  * a whole batch) before sending.
  */
-export function withIndexes<K extends string>(refs: Partial<Record<K, LinkRef>>, build: (idx: Partial<Record<K, number>>) => Request): Request {
+export function withIndexes<K extends string>(refs: { [P in K]?: LinkRef | undefined }, build: (idx: Partial<Record<K, number>>) => Request): Request {
   const keys = Object.keys(refs) as K[];
   const idx: Partial<Record<K, number>> = {};
   const names: string[] = [];

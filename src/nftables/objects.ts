@@ -256,7 +256,7 @@ export function decodeChain(m: RawMessage): NftChain {
     const hook = (Object.keys(NF_INET_HOOK) as Hook[]).find((k) => NF_INET_HOOK[k] === a.hook?.hooknum);
     if (hook) c.hook = { hook, priority: a.hook.priority ?? 0 };
   }
-  if (a.type !== undefined) c.type = a.type as NftChain['type'];
+  if (a.type !== undefined) c.type = a.type as NonNullable<NftChain['type']>;
   if (a.policy !== undefined) c.policy = a.policy === 0 ? 'drop' : 'accept';
   if (a.handle !== undefined) c.handle = a.handle;
   return c;

@@ -1,5 +1,5 @@
 /**
- * End-to-end: the `tsnetlink` command as a user runs it (node dist/src/cli/main.js ...), in the
+ * End-to-end: the `tsnetlink` command as a user runs it (node dist/bundle/tsnetlink.js ..., the bundle the package ships), in the
  * sandbox scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
  * back with `ip -j`, iptables-save, the state directory and real traffic.
  */
@@ -13,7 +13,7 @@ import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
 
 requireSandbox('cli');
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
 const SAVE = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save');
 const IPTABLES = SAVE.replace(/-save$/, '');
 const STATE = '/run/tsnetlink';
@@ -134,6 +134,22 @@ test('run passes the exit code through; the network is ready before CMD; everyth
   assert.match(r.err, /on testbridge: 192\.168\.10\.\d+\/24 via 192\.168\.10\.1/);
   assertRunCleanedUp('after exit 7');
   assert.is(tsn('run', '-net', NET, '--', 'true').code, 0);
+});
+
+test('run without --: the command keeps its own options (ip -br addr), as with docker run', () => {
+  const r = tsn('run', '-net', NET, 'ip', '-br', '-4', 'addr', 'show', 'eth0');
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^eth0@if\d+\s+UP\s+192\.168\.10\.\d+\/24/m);
+  assertRunCleanedUp('after run without --');
+});
+
+test('disconnect: an endpoint id the network does not have exits 1; a container that is not connected is fine', () => {
+  const typo = tsn('disconnect', '-net', NET, 'no-such-endpoint');
+  assert.is(typo.code, 1, typo.err);
+  assert.match(typo.err, /has no endpoint "no-such-endpoint"/);
+  const self = tsn('disconnect', '-net', NET, '/proc/self/ns/net');
+  assert.is(self.code, 0, self.err);
+  assert.match(self.out, /not connected/);
 });
 
 test('run -p publishes while CMD runs; SIGTERM stops CMD and cleans up (exit 143)', async () => {

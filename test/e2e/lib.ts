@@ -92,7 +92,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI, run as a user runs it. */
-export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
 
 /** A CLI process in the background: its exit code (null when killed) and output. */
 export interface CliRun {

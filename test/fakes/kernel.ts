@@ -162,7 +162,8 @@ export class FakeWorld {
         if (m.flags & NLM_F.CREATE) return this.create(ns, header, attrs, m);
         const l = this.find(ns, header.index, attrs.ifname);
         if (header.change & IFF_UP) l.up = (header.flags & IFF_UP) !== 0;
-        if (attrs.ifalias !== undefined) l.alias = attrs.ifalias === '' ? undefined : attrs.ifalias;
+        if (attrs.ifalias === '') delete l.alias;
+        else if (attrs.ifalias !== undefined) l.alias = attrs.ifalias;
         if (attrs.group !== undefined) l.group = attrs.group;
         if (attrs.address !== undefined) l.mac = attrs.address;
         if (attrs.master !== undefined) {

@@ -69,10 +69,19 @@ test('everything after -- is left alone; a lone - is a positional', () => {
   assert.is(value(p, 'net'), undefined);
 });
 
+test('run mode: everything from the first positional on belongs to the command (as docker run)', () => {
+  const p = parseArgs(['-net', 'tb', '-p', '80:80', 'ip', '-br', 'addr', '--', 'x'], specs, { stopAtPositional: true });
+  assert.is(value(p, 'net'), 'tb');
+  assert.equal(p.rest, ['ip', '-br', 'addr', '--', 'x']);
+  assert.equal(parseArgs(['-net', 'tb', '--', 'sh', '-c', 'true'], specs, { stopAtPositional: true }).rest, ['sh', '-c', 'true'], '-- still accepted');
+});
+
 test('unknown options and missing values are ValidationErrors with a helpful message', () => {
   const u = refused(() => parseArgs(['--bogus'], specs), '--bogus');
   assert.match(u.message, /unknown option --bogus/);
   assert.match(u.message, /--net/, 'lists the known options');
+  assert.match(u.message, /-p\/--publish/, 'one-letter options as typed: -p, not --p');
+  assert.not.match(u.message, /--p\b|--i\b|--t\b/);
   assert.match(refused(() => parseArgs(['-net'], specs), '-net without value').message, /needs a value/);
   assert.match(refused(() => parseArgs(['-p'], specs), '-p without value').message, /needs a value/);
   refused(() => parseArgs(['-pi'], specs), '-pi: p takes a value, so it cannot be bundled');
@@ -105,6 +114,29 @@ test('main: --help exits 0 with usage; no arguments exits 2 with usage', async (
   assert.match(none.out + none.err, /Usage/);
 });
 
+test('main: --version, and every command has its own help (exit 0, that command\'s usage)', async () => {
+  const v = await cli(['--version']);
+  assert.is(v.code, 0);
+  assert.match(v.out, /^tsnetlink \d+\.\d+\.\d+\n$/);
+  const cases: [string[], RegExp][] = [
+    [['network', '--help'], /Usage: tsnetlink network COMMAND/],
+    [['network', '-h'], /Usage: tsnetlink network COMMAND/],
+    [['network', 'create', '--help'], /Usage: tsnetlink network create --driver bridge --subnet CIDR/],
+    [['network', 'rm', '-h'], /Usage: tsnetlink network rm/],
+    [['network', 'check', '--help'], /Usage: tsnetlink network check/],
+    [['run', '-h'], /Usage: tsnetlink run \[OPTIONS\] -net NAME CMD/],
+    [['run', '--help'], /--name ID/],
+    [['connect', '--help'], /Usage: tsnetlink connect/],
+    [['disconnect', '-h'], /Usage: tsnetlink disconnect/],
+    [['help', 'network', 'create'], /Usage: tsnetlink network create/],
+  ];
+  for (const [argv, usage] of cases) {
+    const r = await cli(argv);
+    assert.is(r.code, 0, `${argv.join(' ')}: ${r.err}`);
+    assert.match(r.out, usage, argv.join(' '));
+  }
+});
+
 test('main: bad usage exits 2 with a message, before touching anything', async () => {
   const cases: [string[], RegExp][] = [
     [['bogus'], /unknown command "bogus"/],
@@ -117,6 +149,7 @@ test('main: bad usage exits 2 with a message, before touching anything', async (
     [['network', 'rm'], /usage: tsnetlink network rm/],
     [['network', 'ls', '--bogus'], /unknown option --bogus/],
     [['run', '-p', '80:80', '--', 'true'], /usage: tsnetlink run/],
+    [['run', '-x', '-net', 'tb', 'true'], /unknown option -x.*tsnetlink run --help/],
     [['run', '-net', 'x'], /usage: tsnetlink run/],
     [['run', '-net'], /needs a value/],
     [['connect', '-net', 'x'], /usage: tsnetlink connect/],

@@ -1,0 +1,48 @@
+/**
+ * The README shows only what the tests run: each ts/sh block is an examples/ file verbatim (the
+ * files are type-checked with the project and run by test/e2e/examples.e2e.test.ts), the quick
+ * start names package scripts that exist, the CLI's help block is the CLI's output, and every
+ * other block is marked as text.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { HELP } from '../../src/cli/usage.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const readme = readFileSync(`${root}README.md`, 'utf8');
+const blocks = [...readme.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1] ?? '', body: m[2] ?? '', at: readme.slice(0, m.index).split('\n').length }));
+const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> };
+
+test('every code block says what it is: ts and sh run, text is shown', () => {
+  assert.ok(blocks.length > 10, `found ${blocks.length} blocks`);
+  for (const b of blocks) assert.ok(['ts', 'sh', 'text'].includes(b.lang), `README line ${b.at}: a block marked "${b.lang}" (use ts, sh or text)`);
+});
+
+test('each ts and sh block (but the quick start) is an examples/ file, verbatim, and each file is shown', () => {
+  const shown: string[] = [];
+  for (const b of blocks.filter((x) => x.lang === 'ts' || x.lang === 'sh').slice(1)) {
+    const file = /^(?:\/\/|#) (examples\/[\w.-]+):/.exec(b.body)?.[1];
+    assert.ok(file, `README line ${b.at}: a ${b.lang} block whose first line does not name its examples/ file`);
+    assert.is(b.body, readFileSync(`${root}${file}`, 'utf8'), `README line ${b.at} differs from ${file} (node scripts/sync-readme.mjs copies it)`);
+    shown.push(file.slice('examples/'.length));
+  }
+  assert.equal(shown.sort(), readdirSync(`${root}examples`).sort(), 'every example is in the README once');
+});
+
+test('the quick start is two commands, both package scripts that set up what they need', () => {
+  const quick = blocks[0]!;
+  assert.is(quick.lang, 'sh');
+  const commands = quick.body.trim().split('\n').map((l) => l.replace(/#.*/, '').trim());
+  assert.equal(commands, ['npm run demo', 'npm test']);
+  for (const s of ['demo', 'test', 'bench']) assert.match(pkg.scripts[s] ?? '', /^bash scripts\/setup\.sh && npm run build && /, `npm run ${s} installs and builds first`);
+});
+
+test('the CLI help block is what tsnetlink --help prints', () => {
+  const help = blocks.find((b) => b.lang === 'text' && b.body.startsWith('tsnetlink - '));
+  assert.ok(help, 'README shows tsnetlink --help');
+  assert.is(help!.body, HELP.endsWith('\n') ? HELP : `${HELP}\n`);
+});
+
+test.run();
