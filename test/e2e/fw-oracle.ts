@@ -4,6 +4,7 @@
  * itself reports (`nft -j list ruleset`), independent of our decoders.
  */
 import { execFileSync } from 'node:child_process';
+import { SAVE } from './lib.js';
 
 /** True when this run's networks use the native nf_tables backend. */
 export const NFT = process.env['TSNETLINK_FIREWALL'] === 'nftables';
@@ -62,4 +63,14 @@ export function nftHasTable(rs = nftRuleset()): boolean {
 /** Everything in the ruleset that names an endpoint: its map elements (by comment or DNAT target). */
 export function nftOf(ep: { network: string; id: string; ip: string }, rs = nftRuleset()): NftMapping[] {
   return nftMappings(rs).filter((m) => m.comment === `tsnetlink:${ep.network}/${ep.id}` || m.to === ep.ip);
+}
+
+/**
+ * Which backend holds tsnetlink's rules, as iptables-save and nft report them: a file that runs
+ * on both backends asserts it, so a run meant for one cannot pass on the other's rules.
+ */
+export function rulesHeldBy(): 'iptables' | 'nftables' | 'both' | 'none' {
+  const ipt = execFileSync(SAVE, { encoding: 'utf8' }).includes(':TSN-');
+  const nft = nftChainRules('forward').length > 0;
+  return ipt && nft ? 'both' : ipt ? 'iptables' : nft ? 'nftables' : 'none';
 }
