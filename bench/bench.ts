@@ -21,6 +21,7 @@ import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleI
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
+import { nftBench } from './lib/nft.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -32,6 +33,12 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
   // Only the netlink rows (issue 8): npm run bench -- --netlink [--quick]
   const r = await netlinkBench(QUICK);
   console.log([...r.lines, '', 'Targets (issue 8):', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(0);
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--nft')) {
+  // Only the firewall-backend rows (issue 11): npm run bench -- --nft [--quick]
+  const r = await nftBench(QUICK);
+  console.log([...r.lines, '', 'Targets (issue 11):', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(0);
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
@@ -258,11 +265,13 @@ async function main(): Promise<void> {
   out.push(`Leaks within the run: ${leaks.fds} fds${leaks.fdTargets.length ? ` (${leaks.fdTargets.join(', ')})` : ''}, ${leaks.netns} netns. Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
   out.push('', ...nl.lines, '', 'Targets (issue 8):', ...nl.verdicts.map(verdictLine));
+  const nf = await nftBench(QUICK);
+  out.push('', ...nf.lines, '', 'Targets (issue 11):', ...nf.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json,
+    facts, quick: QUICK, config: CFG, netlink: nl.json, nftables: nf.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, ...rows.get(m.key)! }])),
     floorWithMapping: floorPort,
     floor,

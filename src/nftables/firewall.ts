@@ -46,13 +46,29 @@ export class NftablesFirewall implements Firewall {
     this.open = opts.open ?? (() => Nft.open());
   }
 
+  private socket: Nft | undefined;
+
+  /**
+   * Runs `fn` on this firewall's socket, opened once and kept: closing an nfnetlink socket waits
+   * for an RCU grace period in the kernel (several ms, more than a whole mapping change), so a
+   * socket per call would make every change pay it. After an error the socket is replaced, since
+   * replies of a failed exchange may still be queued on it.
+   */
   private with<T>(fn: (nft: Nft) => T): T {
-    const nft = this.open();
+    const nft = (this.socket ??= this.open());
     try {
       return fn(nft);
-    } finally {
+    } catch (e) {
+      this.socket = undefined;
       nft.close();
+      throw e;
     }
+  }
+
+  /** Closes the kept socket (it is also closed with the process). */
+  close(): void {
+    this.socket?.close();
+    this.socket = undefined;
   }
 
   /** Runs read-then-commit, again when the ruleset changed in between (ERESTART) or replies were lost. */
