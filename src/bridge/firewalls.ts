@@ -149,4 +149,9 @@ export class RoutedFirewall implements Firewall {
   async dropUnmatchedForwarding(): Promise<boolean> {
     return this.get(this.selected).dropUnmatchedForwarding();
   }
+
+  /** Closes every backend made so far. */
+  close(): void {
+    for (const f of this.instances.values()) f.close?.();
+  }
 }

@@ -79,6 +79,7 @@ export class Networks {
   /** Closes the host socket. */
   close(): void {
     this.ctx.close();
+    this.firewall.close?.();
   }
 
   /** Active networks, by name; unreadable records are skipped with a warning (see repair/prune). `tsnetlink network ls` */

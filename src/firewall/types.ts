@@ -97,6 +97,8 @@ export interface Firewall {
    * Resolves true when the policy changed.
    */
   dropUnmatchedForwarding(): Promise<boolean>;
+  /** Releases what the backend keeps open (a netlink socket); optional, and safe to call twice. */
+  close?(): void;
 }
 
 /** The live ruleset is not what an incremental change expected; apply the full desired state. */

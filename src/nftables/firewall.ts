@@ -47,6 +47,8 @@ export class NftablesFirewall implements Firewall {
   }
 
   private socket: Nft | undefined;
+  /** The generation at which the rules the map elements rely on were last seen complete, and for which networks. */
+  private checked: { gen: number; networks: Set<string> } | undefined;
 
   /**
    * Runs `fn` on this firewall's socket, opened once and kept: closing an nfnetlink socket waits
@@ -123,15 +125,26 @@ export class NftablesFirewall implements Firewall {
     if (eps.length === 0) return;
     const net = (eps[0] as Ep).network;
     try {
+      let committedOn = -1;
       this.transact('addEndpoints', (nft) => {
         const genId = nft.genId();
-        const problem = dependencyProblem(readLive(nft, { elements: false }), net);
-        if (problem) throw new FirewallDriftError(`the rules a port mapping of ${net.name} relies on are not in place (${problem}); the ruleset must be rebuilt`);
+        // The ruleset generation changes with every commit by anyone: at the generation this
+        // firewall's own last commit produced, the rules it checked then are still exactly there.
+        if (!(this.checked?.gen === genId && this.checked.networks.has(net.name))) {
+          const problem = dependencyProblem(readLive(nft, { elements: false }), net);
+          if (problem) throw new FirewallDriftError(`the rules a port mapping of ${net.name} relies on are not in place (${problem}); the ruleset must be rebuilt`);
+          if (this.checked?.gen === genId) this.checked.networks.add(net.name);
+          else this.checked = { gen: genId, networks: new Set([net.name]) };
+        }
         const reqs: Request[] = [];
         for (const [set, elems] of elementsFor(eps)) if (elems.length > 0) reqs.push(...O.addElementsRequests(FAMILY, TABLE, set, elems, { exclusive: true }));
+        committedOn = genId;
         return { reqs, genId };
       });
+      // A commit guarded by generation G succeeded only if nobody committed in between: now G + 1.
+      if (this.checked?.gen === committedOn) this.checked.gen = (committedOn + 1) >>> 0;
     } catch (e) {
+      this.checked = undefined;
       throw asDrift(e);
     }
     // UDP "connections" never end while packets keep coming: flows seen before the mapping
@@ -152,8 +165,14 @@ export class NftablesFirewall implements Firewall {
     const reqs = [...keys].flatMap(([set, ks]) => (ks.length > 0 ? O.delElementsRequests(FAMILY, TABLE, set, ks) : []));
     if (reqs.length === 0) return;
     try {
-      this.with((nft) => nft.commit(reqs));
+      this.with((nft) => {
+        const genId = nft.genId();
+        nft.commit(reqs);
+        // Removing elements leaves every rule as it was: the check stays good at the next generation.
+        if (this.checked?.gen === genId) this.checked.gen = (genId + 1) >>> 0;
+      });
     } catch (e) {
+      this.checked = undefined;
       throw asDrift(e);
     }
   }

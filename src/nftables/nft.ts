@@ -61,17 +61,18 @@ export class Nft {
 
   /** `nft list chains` of one table. */
   listChains(family: Family, table: string, opts: DumpOptions = {}): DumpList<NftChain> {
-    return this.socket.dump(dumpRequests.chains(family, table), decodeChain, { retries: 3, ...opts });
+    // The kernel may answer a chain dump with every table's chains: the table is filtered here too.
+    return this.socket.dump(dumpRequests.chains(family, table), decodeChain, { retries: 3, ...opts }).filter((c) => c.family === family && c.table === table) as DumpList<NftChain>;
   }
 
   /** The rules of a table (or of one chain), in chain order. `nft -a list table FAMILY TABLE` */
   listRules(family: Family, table: string, chain?: string, opts: DumpOptions = {}): DumpList<NftRule> {
-    return this.socket.dump(dumpRequests.rules(family, table, chain), decodeRule, { retries: 3, ...opts });
+    return this.socket.dump(dumpRequests.rules(family, table, chain), decodeRule, { retries: 3, ...opts }).filter((r) => r.family === family && r.table === table && (chain === undefined || r.chain === chain)) as DumpList<NftRule>;
   }
 
   /** `nft list sets FAMILY` of one table. */
   listSets(family: Family, table: string, opts: DumpOptions = {}): DumpList<NftSet> {
-    return this.socket.dump(dumpRequests.sets(family, table), decodeSet, { retries: 3, ...opts });
+    return this.socket.dump(dumpRequests.sets(family, table), decodeSet, { retries: 3, ...opts }).filter((x) => x.family === family && x.table === table) as DumpList<NftSet>;
   }
 
   /** `nft list set|map FAMILY TABLE NAME`: its elements. */

@@ -213,7 +213,7 @@ test('coexistence: a firewalld-style iptables reload with FORWARD DROP flushes o
 test('coexistence: a foreign table\'s drop still drops (an accept of ours ends only our chain), and check ignores foreign tables', async () => {
   const c = container('h1');
   const ep = await nets.connect('nfa', c.ns, { id: 'h1', ports: ['8093:80'] });
-  execFileSync('nft', ['-f', '-'], { input: `table inet foreign { chain foreign-forward { type filter hook forward priority -5; ip daddr ${ep.ip} tcp dport 80 drop; } }\n` });
+  execFileSync('nft', ['-f', '-'], { input: `table inet foreign {\n  chain foreign-forward {\n    type filter hook forward priority -5; policy accept;\n    ip daddr ${ep.ip} tcp dport 80 drop\n  }\n}\n` });
   assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8093, 600), /^unreachable/);
   assert.equal(await nets.check(), []);
   execFileSync('nft', ['delete', 'table', 'inet', 'foreign']);
