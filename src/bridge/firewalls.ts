@@ -77,6 +77,9 @@ export class RoutedFirewall implements Firewall {
       return await fn();
     } finally {
       this.probing = false;
+      // A backend only looked at holds nothing open afterwards.
+      const used = new Set([...this.inUse(), this.selected]);
+      for (const [b, f] of this.instances) if (!used.has(b)) f.close?.();
     }
   }
 
@@ -137,7 +140,8 @@ export class RoutedFirewall implements Firewall {
     const bs = this.touched();
     for (const b of bs) {
       if (!(await this.available(b))) continue;
-      for (const d of await this.get(b).diff(this.stateFor(b, state))) out.push(bs.length > 1 ? { kind: d.kind, what: `${b}: ${d.what}` } : d);
+      // Only what is found on another backend than the selected one says where it is.
+      for (const d of await this.get(b).diff(this.stateFor(b, state))) out.push(b !== this.selected ? { kind: d.kind, what: `${b}: ${d.what}` } : d);
     }
     return out;
   }

@@ -93,7 +93,13 @@ export class NftablesFirewall implements Firewall {
   /** Refuses to start when this kernel (or this process) cannot use nf_tables. */
   async ensureAvailable(): Promise<void> {
     try {
-      this.with((nft) => nft.genId());
+      // A socket of its own, closed again: a backend that is only probed keeps nothing open.
+      const nft = this.open();
+      try {
+        nft.genId();
+      } finally {
+        nft.close();
+      }
     } catch (e) {
       throw new FirewallUnavailableError(`nf_tables is not usable here (${(e as Error).message}): the kernel needs nf_tables (CONFIG_NF_TABLES, modprobe nf_tables) and the process CAP_NET_ADMIN; or choose the iptables backend`, { cause: e });
     }

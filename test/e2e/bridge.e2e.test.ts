@@ -190,7 +190,7 @@ test.before(async () => {
   if (NFT) baselineNft = normalizedNft();
   // The native backend keeps one netlink socket per manager by design (closing one costs an RCU
   // grace period): it is opened before the guard counts descriptors.
-  if (NFT) await nets.firewall.ensureAvailable();
+  if (NFT) await nets.check();
   guard = leakGuard();
 });
 
