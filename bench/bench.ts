@@ -29,6 +29,7 @@ import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
 import { measureDualStack } from './lib/dualstack.js';
 import { cniPluginBench } from './lib/cni-plugin.js';
+import { nftBench } from './lib/nft.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -62,6 +63,12 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
   const r = await cniPluginBench(QUICK);
   console.log([...r.lines, '', 'Targets, CNI plugin:', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(checkExitCode(r.verdicts));
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--nft')) {
+  // Only the firewall-backend rows (issue 11): npm run bench -- --nft [--quick]
+  const r = await nftBench(QUICK);
+  console.log([...r.lines, '', 'Targets (issue 11):', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(0);
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
@@ -332,11 +339,13 @@ async function main(): Promise<void> {
   out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
   const cniRows = await cniPluginBench(QUICK);
   out.push('', ...cniRows.lines, '', 'Targets, CNI plugin:', ...cniRows.verdicts.map(verdictLine));
+  const nf = await nftBench(QUICK);
+  out.push('', ...nf.lines, '', 'Targets, firewall backends:', ...nf.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json,
+    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json, nftables: nf.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
     disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,

@@ -4,8 +4,9 @@ const errnoNames = new Map<number, string>();
 for (const [name, num] of Object.entries(constants.errno)) {
   if (!errnoNames.has(num)) errnoNames.set(num, name);
 }
-// Linux errnos that Node's table lacks but the kernel does send (EXFULL: a bridge has 1023 ports).
-for (const [num, name] of [[54, 'EXFULL'], [95, 'EOPNOTSUPP'], [524, 'ENOTSUPP']] as const) errnoNames.set(num, name);
+// Linux errnos that Node's table lacks but the kernel does send (EXFULL: a bridge has 1023 ports;
+// ERESTART: an nf_tables batch built from a ruleset generation that is no longer current).
+for (const [num, name] of [[54, 'EXFULL'], [85, 'ERESTART'], [95, 'EOPNOTSUPP'], [524, 'ENOTSUPP']] as const) errnoNames.set(num, name);
 
 /** Returns the symbolic name ('EEXIST') of a positive or negative errno value. */
 export function errnoName(errno: number): string {

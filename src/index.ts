@@ -23,6 +23,7 @@ export { watchWith, objectKey, dumpKind, type WatchEvent } from './netlink/watch
 export { monitor, watch, type NetnsMonitorOptions } from './ns/monitor.js';
 export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr } from './netlink/genl.js';
 export * as ethtool from './netlink/ethtool.js';
+export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';
 export type { VlanOptions, MacvlanOptions, IpvlanOptions } from './netlink/kinds/lower.js';

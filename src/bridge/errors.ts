@@ -13,7 +13,8 @@ export type NetworkErrorCode =
   | 'EBRIDGEDOWN' // the network's bridge is missing or down: `network repair` restores it
   | 'ENOFORWARD' // net.ipv4.ip_forward (or IPv6 forwarding) is 0: containers would have no outbound traffic
   | 'EHOSTNETNS' // the "container" is the host's own netns
-  | 'ENOTLOCAL'; // a port mapping's host IP is not an address of this host
+  | 'ENOTLOCAL' // a port mapping's host IP is not an address of this host
+  | 'EFIREWALL'; // the firewall backend asked for is not the one the host's networks use
 
 /** A refused network operation, with a stable `code` for programs. */
 export class NetworkError extends TsnetlinkError {

@@ -1,5 +1,6 @@
 /** Bridge networks for containers: networks, IPAM, endpoints, port mappings and the reconciler. */
 export { Networks, type NetworksOptions, type NetworkInfo, type CreateNetworkOptions, type CreateResult, type ReconcileReport } from './networks.js';
+export { BACKENDS, chosenBackend, RoutedFirewall, type BackendName } from './firewalls.js';
 export type { ConnectOptions, ConnectItem } from './connect.js';
 export { KernelHost, netnsKey, type ContainerRef, type HostSystem, type Sysctl } from './host.js';
 export { macForIp, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';

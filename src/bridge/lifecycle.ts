@@ -15,6 +15,7 @@ import { StoreError } from '../fsio.js';
 import { desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
+import { RoutedFirewall, type BackendName } from './firewalls.js';
 
 /** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
 export interface CreateNetworkOptions {
@@ -74,6 +75,7 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
     internal: opts.internal ?? false,
     icc: opts.icc ?? true,
     gatewayMode: opts.gatewayMode ?? 'nat',
+    firewall: 'iptables',
     state: 'creating',
     createdAt: new Date().toISOString(),
   };
@@ -110,6 +112,23 @@ function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly 
       if (overlaps(`${a.address}/${bits}`, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} contains the host address ${a.address}`);
     }
   }
+}
+
+/**
+ * The backend a new network gets. A host's networks share one backend (the isolation of one
+ * network from the others is a rule of one ruleset), so a backend chosen explicitly that
+ * differs from the existing networks' is refused, naming the migration.
+ */
+function newNetworkBackend(ctx: BridgeContext, others: readonly NetworkRecord[]): BackendName {
+  const fw = ctx.firewall;
+  if (!(fw instanceof RoutedFirewall)) return fw.backend === 'nftables' ? 'nftables' : 'iptables';
+  const b = fw.selected;
+  const other = others.filter((n) => n.firewall !== b);
+  if (other.length > 0) {
+    const names = other.map((n) => n.name).join(', ');
+    throw new NetworkError('EFIREWALL', `networks ${names} use the ${other[0]!.firewall} firewall backend and a host's networks share one: create this network with --firewall ${other[0]!.firewall}, or move them all first with tsnetlink network repair --firewall ${b}`);
+  }
+  return b;
 }
 
 /** The sysctls of a network's bridge, for create and repair. */
@@ -156,6 +175,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     if (listing.records.some((n) => n.name === rec.name)) throw new NetworkError('ENETEXISTS', `network ${rec.name} already exists`);
     const sharing = listing.records.find((n) => n.bridge === rec.bridge);
     if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
+    rec.firewall = newNetworkBackend(ctx, listing.records);
     checkOverlaps(ctx, rec, listing.records);
     const existing = findLink(ctx.rtnl, rec.bridge);
     if (existing) {

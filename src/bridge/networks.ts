@@ -12,6 +12,8 @@ import { checkEndpointId, checkNetworkName } from '../names.js';
 import { IptablesFirewall } from '../iptables/backend.js';
 import type { IptablesOptions } from '../iptables/restore.js';
 import type { Firewall } from '../firewall/types.js';
+import { NftablesFirewall } from '../nftables/firewall.js';
+import { RoutedFirewall, chosenBackend, type BackendName } from './firewalls.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
 import { IpamError } from './ipam.js';
@@ -32,10 +34,16 @@ export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef, Creat
 export interface NetworksOptions {
   /** Runtime state directory (default /run/tsnetlink). */
   stateDir?: string;
-  /** Which iptables to run (default iptables-restore on $PATH); ignored when `firewall` is given. */
+  /** Which iptables to run (default iptables-restore on $PATH), for networks on the iptables backend. */
   iptables?: IptablesOptions;
-  /** The firewall backend (default: iptables-restore). */
-  firewall?: Firewall;
+  /**
+   * The firewall backend: 'iptables' (iptables-restore) or 'nftables' (native nf_tables over
+   * netlink, no process), or an instance that then serves every network (tests). Default:
+   * $TSNETLINK_FIREWALL, else the backend the host's networks were created with, else iptables.
+   * A network keeps the backend it was created with; repair with a backend chosen migrates
+   * every network to it.
+   */
+  firewall?: Firewall | BackendName;
   /** The machine (default: the real kernel); tests pass a fake. */
   host?: HostSystem;
   /** How long to wait for another process's lock (default 10 s). */
@@ -59,7 +67,7 @@ export class Networks {
 
   constructor(opts: NetworksOptions = {}) {
     this.store = new Store({ ...(opts.stateDir !== undefined ? { root: opts.stateDir } : {}), ...(opts.lockTimeoutMs !== undefined ? { lockTimeoutMs: opts.lockTimeoutMs } : {}) });
-    this.firewall = opts.firewall ?? new IptablesFirewall(opts.iptables ?? {});
+    this.firewall = typeof opts.firewall === 'object' ? opts.firewall : hostFirewall(this.store, opts);
     this.ctx = new BridgeContext(this.store, opts.host ?? new KernelHost(), this.firewall, opts.faults);
   }
 
@@ -71,6 +79,7 @@ export class Networks {
   /** Closes the host socket. */
   close(): void {
     this.ctx.close();
+    this.firewall.close?.();
   }
 
   /** Active networks, by name; unreadable records are skipped with a warning (see repair/prune). `tsnetlink network ls` */
@@ -202,3 +211,19 @@ export class Networks {
     }
   }
 }
+
+/** The backends of a host's networks, routed by what each network's record names. */
+function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
+  // Both are made now: a bad iptables binary is refused here, not at the first connect -p.
+  const made = { iptables: new IptablesFirewall(opts.iptables ?? {}), nftables: new NftablesFirewall() } satisfies Record<BackendName, Firewall>;
+  const backendOf = (name: string): BackendName | undefined => {
+    try {
+      return store.getNetwork(name)?.firewall;
+    } catch {
+      return undefined;
+    }
+  };
+  const inUse = (): BackendName[] => [...new Set(store.listNetworks().records.map((n) => n.firewall))];
+  return new RoutedFirewall(chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined), (b) => made[b], backendOf, inUse);
+}
+

@@ -20,6 +20,12 @@ import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
+import { RoutedFirewall } from './firewalls.js';
+
+/** Runs `fn` with every backend the host can run consulted (rules may linger on one no record names). */
+function probing<T>(ctx: BridgeContext, fn: () => Promise<T>): Promise<T> {
+  return ctx.firewall instanceof RoutedFirewall ? ctx.firewall.probingAll(fn) : fn();
+}
 
 /** What a prune or repair did, in words, and which endpoints it freed. */
 export interface ReconcileReport {
@@ -58,7 +64,7 @@ async function deleteNames(ctx: BridgeContext, names: readonly string[]): Promis
  */
 export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; network?: string }): Promise<ReconcileReport> {
   const report: ReconcileReport = { actions: [], pruned: [], problems: [] };
-  return ctx.store.withGlobalLock(async () => {
+  return probing(ctx, () => ctx.store.withGlobalLock(async () => {
     for (const f of ctx.store.globalTempFiles()) if (removeFile(f)) report.actions.push(`removed the temp file ${f} of an interrupted write`);
     report.actions.push(...(await settleNetworks(ctx)));
     const listing = ctx.store.listNetworks();
@@ -105,6 +111,7 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       }
     }
     await ctx.store.withFirewallLock(async () => {
+      if (opts.repair) migrate(ctx, report);
       const desired = desiredFirewall(ctx.store);
       const diff = await ctx.firewall.diff(desired);
       if (diff.length === 0) return;
@@ -112,7 +119,24 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       report.actions.push(`firewall rules rewritten (${diff.length} differences: ${diff.slice(0, 5).map((d) => `${d.kind} ${d.what}`).join('; ')}${diff.length > 5 ? '; ...' : ''})`);
     });
     return report;
-  });
+  }));
+}
+
+/**
+ * Moves every network to the backend chosen for this repair (an option or $TSNETLINK_FIREWALL):
+ * the records first, under the firewall lock, so the rewrite that follows builds the rules on
+ * the new backend (before the old one is cleaned). A repair killed in between leaves records
+ * that name either backend; each network's rules are then rebuilt where its record says, and
+ * the next repair with the same choice finishes the move.
+ */
+function migrate(ctx: BridgeContext, report: ReconcileReport): void {
+  const fw = ctx.firewall;
+  if (!(fw instanceof RoutedFirewall) || fw.explicit === undefined) return;
+  for (const n of ctx.store.listNetworks().records) {
+    if (n.firewall === fw.explicit) continue;
+    ctx.store.putNetwork({ ...n, firewall: fw.explicit });
+    report.actions.push(`network ${n.name}: firewall backend ${n.firewall} -> ${fw.explicit}`);
+  }
 }
 
 /**
@@ -240,7 +264,7 @@ async function withNetworkLocks<T>(ctx: BridgeContext, names: readonly string[],
  */
 export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
   const out: string[] = [];
-  return ctx.store.withGlobalLock(async () => {
+  return probing(ctx, () => ctx.store.withGlobalLock(async () => {
     const listing = ctx.store.listNetworks();
     return withNetworkLocks(ctx, listing.records.map((n) => n.name), async () => {
       for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
@@ -261,7 +285,7 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
       for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
       return out;
     });
-  });
+  }));
 }
 
 function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: string[], expectedPorts: Set<string>): void {

@@ -6,6 +6,7 @@
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname } from '../netlink/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
+import { BACKENDS, type BackendName } from './firewalls.js';
 import { StoreError } from '../fsio.js';
 import { ValidationError } from '../errors.js';
 import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from './cidr.js';
@@ -50,6 +51,8 @@ export interface NetworkRecord {
   gatewayMode: GatewayMode;
   /** 'cni': created by the CNI plugin's ADD, and removed by the DEL or GC that frees its last endpoint. */
   createdBy?: 'cni';
+  /** The firewall backend holding the network's rules (records of older versions: iptables). */
+  firewall: BackendName;
   state: RecordState;
   createdAt: string;
 }
@@ -234,6 +237,7 @@ export function parseNetworkRecord(value: unknown, path: string, name: string): 
     internal: r.bool('internal', false),
     icc: r.bool('icc', true),
     gatewayMode: r.oneOf('gatewayMode', MODES, 'nat'),
+    firewall: r.oneOf('firewall', BACKENDS, 'iptables'),
     state: r.oneOf('state', STATES, 'active'),
     createdAt: r.optStr('createdAt', new Date(0).toISOString()),
   };

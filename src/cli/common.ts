@@ -1,12 +1,13 @@
 /** What every CLI command shares: common flags, the usage error, output, the privilege check. */
 import { readFileSync } from 'node:fs';
 import { TsnetlinkError, ValidationError } from '../errors.js';
-import { has, parseArgs, type FlagSpec, type Parsed, type ParseOptions } from './args.js';
+import { has, parseArgs, value, type FlagSpec, type Parsed, type ParseOptions } from './args.js';
 import { USAGE } from './usage.js';
 
 /** Flags every command takes. */
 export const COMMON: FlagSpec[] = [
   { names: ['state-dir'], value: true },
+  { names: ['firewall'], value: true },
   { names: ['help', 'h'] },
   { names: ['json'] },
 ];
@@ -14,6 +15,14 @@ export const COMMON: FlagSpec[] = [
 /** Bad usage: exit 2, before anything is touched. */
 export class Usage extends ValidationError {
   override name = 'Usage';
+}
+
+/** The Networks options the common flags ask for (--state-dir, --firewall), checked. */
+export function managerOptions(p: Parsed): { stateDir?: string; firewall?: 'iptables' | 'nftables' } {
+  const stateDir = value(p, 'state-dir');
+  const fw = value(p, 'firewall');
+  if (fw !== undefined && fw !== 'iptables' && fw !== 'nftables') throw new Usage('--firewall', `must be iptables or nftables, got ${JSON.stringify(fw)}`);
+  return { ...(stateDir !== undefined ? { stateDir } : {}), ...(fw !== undefined ? { firewall: fw } : {}) };
 }
 
 /** Writes a line to stdout. */

@@ -9,7 +9,7 @@ import type { NetnsHandle } from '../ns/netns.js';
 import { randomHex } from '../fsio.js';
 import { findBinary } from '../iptables/restore.js';
 import { has, value, values, type FlagSpec } from './args.js';
-import { COMMON, out, parseCommand, requirePrivileges, Usage } from './common.js';
+import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 
 const FLAGS: FlagSpec[] = [
   ...COMMON,
@@ -27,10 +27,6 @@ function containerArg(target: string): ContainerRef {
   throw new Usage('container', `${JSON.stringify(target)} is not a PID or a netns path`);
 }
 
-function networks(stateDir: string | undefined): Networks {
-  return new Networks(stateDir !== undefined ? { stateDir } : {});
-}
-
 /** `tsnetlink connect -net NAME [-p ...] PID|NETNS_PATH`: prints the endpoint as JSON. */
 export async function connect(argv: string[]): Promise<number> {
   const p = parseCommand('connect', argv, FLAGS);
@@ -40,7 +36,7 @@ export async function connect(argv: string[]): Promise<number> {
   if (!net || !target || p.positionals.length !== 1) throw new Usage('connect', 'usage: tsnetlink connect -net NAME [-p H:C]... PID|NETNS_PATH');
   const container = containerArg(target);
   requirePrivileges();
-  const nets = networks(value(p, 'state-dir'));
+  const nets = new Networks(managerOptions(p));
   try {
     const ep = await nets.connect(net, container, {
       ports: values(p, 'p'),
@@ -67,7 +63,7 @@ export async function disconnect(argv: string[]): Promise<number> {
   const target = p.positionals[0];
   if (!net || !target || p.positionals.length !== 1) throw new Usage('disconnect', 'usage: tsnetlink disconnect -net NAME PID|NETNS_PATH|ENDPOINT_ID');
   requirePrivileges();
-  const nets = networks(value(p, 'state-dir'));
+  const nets = new Networks(managerOptions(p));
   try {
     let byContainer = false;
     let id = target;
@@ -111,7 +107,7 @@ export async function run(argv: string[]): Promise<number> {
   const net = value(p, 'net');
   if (!net || cmd.length === 0) throw new Usage('run', 'usage: tsnetlink run [-it] -net NAME [-p H:C]... CMD [ARGS...]');
   requirePrivileges();
-  const nets = networks(value(p, 'state-dir'));
+  const nets = new Networks(managerOptions(p));
   const id = value(p, 'name') ?? randomHex(6);
   let child: ChildProcess | undefined;
   let pending: NodeJS.Signals | undefined;

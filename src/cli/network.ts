@@ -3,7 +3,7 @@ import { Networks } from '../bridge/networks.js';
 import type { CreateNetworkOptions, ReconcileReport } from '../bridge/networks.js';
 import type { NetworkRecord } from '../bridge/records.js';
 import { has, value, values, type Parsed } from './args.js';
-import { COMMON, out, parseCommand, requirePrivileges, Usage } from './common.js';
+import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 
 function table(nets: NetworkRecord[]): string {
   const rows = [['NAME', 'DRIVER', 'SUBNET', 'GATEWAY', 'BRIDGE'], ...nets.map((n) => [n.name, n.driver, n.subnets.map((s) => s.subnet).join(','), n.subnets.map((s) => s.gateway).join(','), n.bridge])];
@@ -86,7 +86,7 @@ export async function network(argv: string[]): Promise<number> {
   if (sub === 'inspect' && p.positionals.length !== 1) throw new Usage('network inspect', 'usage: tsnetlink network inspect NAME');
   if ((sub === 'rm' || sub === 'remove') && p.positionals.length === 0) throw new Usage('network rm', 'usage: tsnetlink network rm [--force] NAME...');
   requirePrivileges();
-  const nets = new Networks(value(p, 'state-dir') !== undefined ? { stateDir: value(p, 'state-dir')! } : {});
+  const nets = new Networks(managerOptions(p));
   try {
     switch (sub) {
       case 'create': {

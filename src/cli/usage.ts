@@ -10,6 +10,8 @@ export const NETWORK_OPTIONS = `Network options (-o KEY=VALUE, repeatable; Docke
   mtu=N                          MTU of the bridge and the veths (com.docker.network.driver.mtu)`;
 
 const COMMON = `  --state-dir DIR   runtime state (default /run/tsnetlink)
+  --firewall NAME   iptables (iptables-restore) or nftables (native nf_tables, no process);
+                    default $TSNETLINK_FIREWALL, else what the host's networks use, else iptables
   -h, --help        this help`;
 
 /** Usage of each command, by the words that name it. */
@@ -58,7 +60,8 @@ ${COMMON}`,
 
 Prune, then re-create what the records call for: bridges (same MAC, gateway address, up,
 sysctls), host veths enslaved and up, IP forwarding, every firewall rule. Prints one line per
-change, "nothing to repair" when all agrees; exits 1 when something needs a hand.
+change, "nothing to repair" when all agrees; exits 1 when something needs a hand. With
+--firewall NAME, every network moves to that backend (its rules in the other one are removed).
 
   --json            print the report as JSON
 ${COMMON}`,

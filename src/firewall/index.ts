@@ -2,3 +2,4 @@
 export * from './types.js';
 export { MemoryFirewall } from './memory.js';
 export { IptablesFirewall, type IptablesFirewallOptions } from '../iptables/backend.js';
+export { NftablesFirewall, type NftablesFirewallOptions } from '../nftables/firewall.js';

@@ -103,10 +103,13 @@ export class MemoryFirewall implements Firewall {
 
   /** The FORWARD policy this fake holds. */
   forwardPolicy: 'ACCEPT' | 'DROP' = 'ACCEPT';
+  /** The IPv6 FORWARD policy, set by dropUnmatchedForwarding(6). */
+  forwardPolicy6: 'ACCEPT' | 'DROP' = 'ACCEPT';
 
-  async dropUnmatchedForwarding(): Promise<boolean> {
-    const changed = this.forwardPolicy !== 'DROP';
-    this.forwardPolicy = 'DROP';
+  async dropUnmatchedForwarding(family: 4 | 6 = 4): Promise<boolean> {
+    const key = family === 4 ? 'forwardPolicy' : 'forwardPolicy6';
+    const changed = this[key] !== 'DROP';
+    this[key] = 'DROP';
     return changed;
   }
 

@@ -325,6 +325,40 @@ export class NetlinkSocket {
     return results;
   }
 
+  /**
+   * Sends `reqs` in one datagram exactly as built (their flags plus NLM_F_REQUEST, consecutive
+   * sequence numbers from `first`) and reads the replies addressed to them until `done` says
+   * the last one came, or until an error was read and nothing more is queued. For protocols
+   * that answer a whole batch inside sendmsg and reply to a request without NLM_F_ACK only when
+   * it fails (nfnetlink transactions); `index` is the request's position in `reqs`.
+   */
+  exchange(reqs: readonly Request[], done: (m: RawMessage, index: number) => boolean): { first: number; replies: { index: number; message: RawMessage }[] } {
+    this.assertIdle();
+    for (const r of reqs) assertResolved(r);
+    const first = this.nextSeq(reqs.length);
+    const op = reqs.length > 0 ? this.typeName(reqs[Math.min(1, reqs.length - 1)]!.type) : 'netlink';
+    this.transport.send(encodeBatch(reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST })), first, this.transport.portId));
+    const replies: { index: number; message: RawMessage }[] = [];
+    let failed = false;
+    for (;;) {
+      if (this.closed) throw new SysError(op, 9, 'socket closed');
+      const dgram = this.transport.receive(failed ? 0 : this.timeoutMs);
+      if (dgram === null) {
+        if (failed) return { first, replies };
+        throw new TimeoutError(op, this.timeoutMs);
+      }
+      let finished = false;
+      for (const m of splitMessages(dgram)) {
+        const index = (m.seq - first) >>> 0;
+        if (index >= reqs.length || m.pid !== this.transport.portId) continue;
+        replies.push({ index, message: m });
+        if (m.type === NLMSG.ERROR && m.payload.length >= 4 && m.payload.readInt32LE(0) !== 0) failed = true;
+        if (done(m, index)) finished = true;
+      }
+      if (finished) return { first, replies };
+    }
+  }
+
   /** Sends one request and waits for its ack; throws NetlinkError on refusal. Returns echo replies. */
   request(req: Request, context?: string): RawMessage[] {
     const [r] = this.batch([req], context);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Networks, type EndpointRecord } from '../../src/index.js';
 import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
+import { NFT, nftMappings } from './fw-oracle.js';
 
 requireSandbox('bridge-concurrency');
 
@@ -152,7 +153,12 @@ test('the bridge has exactly the 20 veths; IPAM files and records agree', () => 
   assert.equal(nets.inspect(NET).endpoints.map((e) => [e.id, e.ip]).sort(), connected.map((e) => [e.id, e.ip]).sort());
 });
 
-test('iptables-save holds one DNAT per endpoint, none duplicated', () => {
+test('iptables-save holds one DNAT per endpoint, none duplicated (nft: one map element each)', () => {
+  if (NFT) {
+    const elems = nftMappings().map((m) => `${m.hostPort} ${m.to}:${m.toPort}`).sort();
+    assert.equal(elems, connected.map((e, i) => `${BASE_PORT + i} ${e.ip}:${SERVER_PORT}`).sort());
+    return;
+  }
   const dnat = execFileSync(SAVE, ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('-j DNAT'));
   assert.is(dnat.length, N, dnat.join('\n'));
   for (let i = 0; i < N; i++) {
@@ -182,6 +188,7 @@ test('20 processes disconnect at once: veths, rules, reservations and records al
   for (const c of containers) assert.equal(inContainer<any[]>(c.proc.pid!, ['link', 'show']).map((l) => l.ifname), ['lo']);
   assert.equal(ipamState(), { ips: {}, byid: [], endpoints: [], markers: [] });
   assert.equal(execFileSync(SAVE, ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('-j DNAT')), []);
+  if (NFT) assert.equal(nftMappings(), [], 'no map element left');
   assert.equal(nets.inspect(NET).endpoints, []);
 });
 

@@ -1,8 +1,9 @@
 /**
  * End-to-end: the seed's bridge-network scenario through the Networks API, inside the throwaway
  * sandbox that scripts/test.mjs gives this file. Every claim is checked against an oracle that
- * is not our own state: `ip -j` for links, addresses and routes, iptables-save for rules, the
- * state directory's files for IPAM, and real TCP/UDP traffic for every reachability path.
+ * is not our own state: `ip -j` for links, addresses and routes, iptables-save for rules (and
+ * `nft -j list ruleset` on the native backend, TSNETLINK_FIREWALL=nftables), the state
+ * directory's files for IPAM, and real TCP/UDP traffic for every reachability path.
  *
  * The host starts with FORWARD policy DROP and a few foreign rules (as a hardened host would),
  * so the FORWARD accept rules are exercised and `network rm` must give back exactly that ruleset.
@@ -16,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { Networks, createNamedNetns, deleteNamedNetns, type EndpointRecord, type NetnsHandle } from '../../src/index.js';
 import { makeUpstream, serve, fetchFrom, stop, type Upstream } from '../../demo/scenario.js';
 import { ipJson, leakGuard, tcpGet, requireSandbox } from '../helpers.js';
+import { NFT, nftChain, nftChainRules, nftHasTable, nftMappings, nftOf, normalizedNft } from './fw-oracle.js';
 
 // ------------------------------------------------------------------ sandbox and oracles
 
@@ -119,14 +121,21 @@ function stateFiles(root = nets.store.root): string[] {
   return out.sort();
 }
 
-/** Lines of iptables-save that mention an endpoint: its DNAT targets or its id. */
+/** Lines of iptables-save that mention an endpoint (its DNAT targets or its id); on nft, its map elements too. */
 function rulesOf(ep: EndpointRecord, text = saveText()): string[] {
-  return text.split('\n').filter((l) => l.includes(`--to-destination ${ep.ip}:`) || l.includes(`tsnetlink:${ep.network}/${ep.id}"`));
+  const ipt = text.split('\n').filter((l) => l.includes(`--to-destination ${ep.ip}:`) || l.includes(`tsnetlink:${ep.network}/${ep.id}"`));
+  return NFT ? [...ipt, ...nftOf(ep).map((m) => JSON.stringify(m))] : ipt;
 }
 
-/** User chains that hold the endpoint's DNAT rules. */
+/** User chains that hold the endpoint's DNAT rules; on nft, the map elements that do. */
 function dnatChainsOf(ep: EndpointRecord, text = saveText()): string[] {
+  if (NFT) return nftOf(ep).map((m) => `${m.map} ${m.proto} ${m.hostPort}`);
   return [...new Set(tableRules(text, 'nat').filter((r) => r.includes(`--to-destination ${ep.ip}:`)).map((r) => r.split(' ')[1] as string))];
+}
+
+/** Whether a DNAT chain (iptables) or map element (nft) named by dnatChainsOf is still there. */
+function stillThere(chain: string, text: string): boolean {
+  return NFT ? nftMappings().some((m) => `${m.map} ${m.proto} ${m.hostPort}` === chain) : text.includes(`:${chain} `);
 }
 
 // ------------------------------------------------------------------ fixtures
@@ -134,6 +143,7 @@ function dnatChainsOf(ep: EndpointRecord, text = saveText()): string[] {
 const nets = new Networks();
 let upstream: Upstream;
 let baseline: string[];
+let baselineNft = '';
 let guard: ReturnType<typeof leakGuard>;
 const containers = new Map<string, { ns: NetnsHandle; ep?: EndpointRecord }>();
 const servers: ChildProcess[] = [];
@@ -170,13 +180,17 @@ function dropContainer(name: string): void {
   containers.delete(name);
 }
 
-test.before(() => {
+test.before(async () => {
   nets.host; // the long-lived host socket, opened before the leak guard's snapshot
   execFileSync(RESTORE, ['--noflush'], { input: FOREIGN });
   execFileSync(IPTABLES, ['-P', 'FORWARD', 'DROP']);
   upstream = makeUpstream(nets.host);
   nets.host.addrAdd('up0', `${HOST_IP2}/24`);
   baseline = normalizedSave();
+  if (NFT) baselineNft = normalizedNft();
+  // The native backend keeps one netlink socket per manager by design (closing one costs an RCU
+  // grace period): it is opened before the guard counts descriptors.
+  if (NFT) await nets.check();
   guard = leakGuard();
 });
 
@@ -210,6 +224,18 @@ test('network create: bridge up with the gateway address; ip_forward and route_l
 
 test('network create: MASQUERADE and FORWARD accepts reachable from the built-in chains, appended after foreign rules', () => {
   const text = saveText();
+  if (NFT) {
+    assert.equal([nftChain('postrouting')?.type, nftChain('postrouting')?.hook], ['nat', 'postrouting']);
+    const masq = nftChainRules('postrouting').filter((r) => JSON.stringify(r).includes('"masquerade"') && JSON.stringify(r).includes('"192.168.10.0"') && JSON.stringify(r).includes('"!="'));
+    assert.is(masq.length, 1, 'one masquerade for the subnet not leaving through the bridge');
+    assert.equal([nftChain('forward')?.hook, nftChain('forward')?.policy], ['forward', 'accept']);
+    const fwd = nftChainRules('forward').map((r) => JSON.stringify(r));
+    assert.ok(fwd.some((r) => r.includes('"iifname"') && r.includes(`"${NET}"`) && r.includes('"accept"')), 'forward accepts traffic from the bridge');
+    // The iptables FORWARD chain (policy DROP here) needs accepts of its own: ours end only our chain.
+    const builtin = tableRules(text, 'filter').filter((r) => r.startsWith('-A FORWARD '));
+    assert.equal(builtin, ['-A FORWARD -s 203.0.113.0/24 -j DROP', `-A FORWARD -o ${NET} -m comment --comment "tsnetlink:${NET}" -j ACCEPT`, `-A FORWARD -i ${NET} -m comment --comment "tsnetlink:${NET}" -j ACCEPT`]);
+    return;
+  }
   const masq = reachable(text, 'nat', 'POSTROUTING').filter((r) => r.rule.includes(`-s ${SUBNET} ! -o ${NET} `) && r.rule.endsWith('-j MASQUERADE'));
   assert.is(masq.length, 1, `one MASQUERADE for ${SUBNET} reachable from POSTROUTING:\n${tableRules(text, 'nat').join('\n')}`);
   const fwd = reachable(text, 'filter', 'FORWARD').map((r) => r.rule);
@@ -271,6 +297,18 @@ test('connect with 80:80, 5353:53/udp, HOSTIP:8081:80 and 127.0.0.1:8083:80: DNA
   servers.push(await serve(ns('c3'), 80, 'c3 port 80'));
   servers.push(await serve(ns('c3'), 53, 'c3 dns', true));
   const text = saveText();
+  if (NFT) {
+    const found = nftMappings().filter((m) => m.to === e3.ip).map((m) => `${m.proto} ${m.hostIp ?? '*'}:${m.hostPort} ${m.to}:${m.toPort} ${m.comment}`).sort();
+    const tag = `tsnetlink:${NET}/c3`;
+    assert.equal(found, [`tcp *:80 ${e3.ip}:80 ${tag}`, `tcp ${HOST_IP2}:8081 ${e3.ip}:80 ${tag}`, `tcp 127.0.0.1:8083 ${e3.ip}:80 ${tag}`, `udp *:5353 ${e3.ip}:53 ${tag}`].sort());
+    for (const hook of ['prerouting', 'output']) {
+      const rules = nftChainRules(hook).map((r) => JSON.stringify(r));
+      assert.equal(rules.length, 1);
+      assert.ok(rules[0]!.includes('"fib"') && rules[0]!.includes('"local"') && rules[0]!.includes('"jump":{"target":"hostports"}'), `${hook}: only local destinations reach the maps: ${rules[0]}`);
+    }
+    assert.is(ipJson<any[]>(['-d', 'link', 'show', e3.hostIfname])[0].linkinfo.info_slave_data.hairpin, true, 'hairpin on the port');
+    return;
+  }
   for (const builtin of ['PREROUTING', 'OUTPUT']) {
     const dnat = reachable(text, 'nat', builtin).filter((r) => r.rule.includes(`--to-destination ${e3.ip}:`));
     const found = dnat.map((r) => r.rule.replace(/.*(-p \w+).*--dport (\d+).* --to-destination (\S+)$/, '$1 $2 $3')).sort();
@@ -322,7 +360,8 @@ test('DNAT only for local destinations: a container reaching upstream:80 gets th
 // ------------------------------------------------------------------ repair
 
 test('repair after TSN-HOSTPORTS was flushed restores the published port', async () => {
-  execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
+  if (NFT) execFileSync('nft', ['flush', 'chain', 'inet', 'tsnetlink', 'hostports']);
+  else execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
   const lost = await fetchFrom(upstream.ns, upstream.hostIp, 80).then((r) => `still answered: ${r}`, (e: Error) => e.message);
   assert.match(lost, /ECONNREFUSED/, 'the wipe really removed the mapping');
   await nets.repair();
@@ -331,16 +370,26 @@ test('repair after TSN-HOSTPORTS was flushed restores the published port', async
 
 test('repair after a firewall reload (every table flushed, admin rules re-applied) restores all paths', async () => {
   const before = normalizedSave();
-  for (const t of ['raw', 'nat', 'filter']) {
-    execFileSync(IPTABLES, ['-t', t, '-F']);
-    execFileSync(IPTABLES, ['-t', t, '-X']);
+  const beforeNft = NFT ? normalizedNft() : '';
+  if (NFT) {
+    // An nftables.conf reload: every table goes, then the admin's own rules come back.
+    execFileSync('nft', ['flush', 'ruleset']);
+    execFileSync(RESTORE, ['--noflush'], { input: FOREIGN });
+    execFileSync(IPTABLES, ['-P', 'FORWARD', 'DROP']);
+    assert.not.ok(nftHasTable(), 'wiped');
+  } else {
+    for (const t of ['raw', 'nat', 'filter']) {
+      execFileSync(IPTABLES, ['-t', t, '-F']);
+      execFileSync(IPTABLES, ['-t', t, '-X']);
+    }
+    execFileSync(RESTORE, ['--noflush'], { input: FOREIGN });
   }
-  execFileSync(RESTORE, ['--noflush'], { input: FOREIGN });
-  assert.not.ok(saveText().includes('TSN-'), 'wiped');
+  assert.not.ok(saveText().includes('TSN-') || saveText().includes('tsnetlink'), 'wiped');
   const lost = await fetchFrom(ns('c1'), upstream.ip, 9000).then((r) => `still answered: ${r}`, (e: Error) => e.message);
   assert.not.ok(lost.startsWith('still answered'), `FORWARD DROP blocks the container without our rules (${lost})`);
   await nets.repair();
   assert.equal(normalizedSave(), before, 'repair rebuilt exactly the ruleset that was there');
+  if (NFT) assert.fixture(normalizedNft(), beforeNft);
   assert.is(await fetchFrom(ns('c1'), upstream.ip, 9000), `upstream says hi from=${upstream.hostIp}`);
   assert.is(await fetchFrom(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
   assert.is(await tcpGet('127.0.0.1', 80), `c3 port 80 from=${GW}`);
@@ -368,7 +417,7 @@ test('disconnect of an endpoint with port mappings removes its DNAT chain and ru
   assert.is(await nets.disconnect(NET, 'c3'), true);
   const text = saveText();
   assert.equal(rulesOf(e3, text), []);
-  for (const c of chains) assert.not.ok(text.includes(`:${c} `), `chain ${c} deleted`);
+  for (const c of chains) assert.not.ok(stillThere(c, text), `chain ${c} deleted`);
   assert.not.ok(hostLinks().includes(e3.hostIfname));
   assert.equal(Object.keys(ipamFiles()), ['192.168.10.3']);
   const refused = await tcpGet('127.0.0.1', 80).then((r) => `answered: ${r}`, (e: Error) => e.message);
@@ -390,7 +439,7 @@ test('disconnect works after the container netns was deleted first', async () =>
   assert.not.ok(hostLinks().includes(e4.hostIfname));
   const text = saveText();
   assert.equal(rulesOf(e4, text), []);
-  for (const c of chains) assert.not.ok(text.includes(`:${c} `));
+  for (const c of chains) assert.not.ok(stillThere(c, text));
   assert.equal(Object.keys(ipamFiles()), ['192.168.10.3']);
   assert.is(await nets.disconnect(NET, 'c4'), false);
 });
@@ -458,7 +507,11 @@ test('connectMany / disconnectMany: five containers with a mapping each in one c
       assert.ok(hostLinks().includes(e.hostIfname));
     }
     const text = saveText();
-    for (const [i, e] of eps.entries()) assert.ok(text.includes(`--dport ${9100 + i} `) && text.includes(`--to-destination ${e.ip}:80`), `DNAT for ${e.id}`);
+    const maps = NFT ? nftMappings() : [];
+    for (const [i, e] of eps.entries()) {
+      if (NFT) assert.ok(maps.some((m) => m.proto === 'tcp' && m.hostPort === 9100 + i && m.to === e.ip && m.toPort === 80), `DNAT for ${e.id}`);
+      else assert.ok(text.includes(`--dport ${9100 + i} `) && text.includes(`--to-destination ${e.ip}:80`), `DNAT for ${e.id}`);
+    }
     const srv = await serve(handles[2], 80, 'm3 here');
     try {
       assert.match(await fetchFrom(upstream.ns, upstream.hostIp, 9102), /^m3 here from=/);
@@ -494,7 +547,7 @@ test('prune frees the endpoint of a container that died without a disconnect', a
   assert.not.ok(nets.inspect(NET).endpoints.some((e) => e.id === 'c6'), 'record gone');
   const text = saveText();
   assert.equal(rulesOf(gone, text), []);
-  for (const c of chains) assert.not.ok(text.includes(`:${c} `));
+  for (const c of chains) assert.not.ok(stillThere(c, text));
   assert.equal(await nets.prune(NET), [], 'live endpoints are left alone');
 });
 
@@ -529,6 +582,7 @@ test('network rm --force: bridge and veths gone, iptables-save exactly as before
   assert.not.ok(links.includes(e2.hostIfname), 'attached endpoint disconnected');
   assert.equal(ipJson<any[]>(['link', 'show'], 'c2').map((l) => l.ifname), ['lo']);
   assert.equal(normalizedSave(), baseline, 'iptables-save equals the ruleset before network create');
+  if (NFT) assert.fixture(normalizedNft(), baselineNft, 'nft list ruleset equals the ruleset before network create');
   assert.equal(stateFiles(), [], 'no state file left');
   assert.equal(nets.list(), []);
   assert.is(ipJson<any[]>(['route', 'show', SUBNET]).length, 0);

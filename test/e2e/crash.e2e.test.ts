@@ -12,6 +12,7 @@ import { watch } from 'node:fs';
 import { Networks } from '../../src/index.js';
 import { requireSandbox, tcpGet } from '../helpers.js';
 import { box, cli, ipIn, rng, serveIn, type Box, type CliRun } from './lib.js';
+import { NFT, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('crash');
 
@@ -83,6 +84,11 @@ async function settle(kind: string, results: { code: number | null }[]): Promise
   assert.equal(report.problems, [], `${kind}: prune problems`);
   assert.equal(await nets.check(), [], `${kind}: state, kernel and firewall disagree after one prune (prune did: ${report.actions.join('; ')})`);
   assertUnique(kind);
+  if (NFT) {
+    // nft's own view: a map element for exactly the published ports of the records.
+    const want = nets.list().flatMap((n) => nets.inspect(n.name).endpoints).flatMap((e) => e.mappings.map((m) => `${m.protocol} ${m.hostPort} ${e.ip}:${m.containerPort}`));
+    assert.equal(nftMappings().map((m) => `${m.proto} ${m.hostPort} ${m.to}:${m.toPort}`).sort(), want.sort(), `${kind}: nft map elements = published ports`);
+  }
 }
 
 /** No IP and no MAC twice: in the records, and on the containers' interfaces. */
@@ -112,6 +118,7 @@ async function typical(runs: (() => CliRun)[]): Promise<number> {
 
 test.before(async () => {
   await nets.create({ name: NET, subnet: '10.40.0.0/24' });
+  assert.is(rulesHeldBy(), NFT ? 'nftables' : 'iptables', 'the rules are in the backend this run uses (the CLI runs inherit $TSNETLINK_FIREWALL)');
 });
 
 test.after(async () => {

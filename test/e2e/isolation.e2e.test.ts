@@ -13,6 +13,7 @@ import { Networks, withNetns } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { ipJson, requireSandbox } from '../helpers.js';
 import { box, serveIn, reach, ipIn, runIn, IPTABLES, type Box } from './lib.js';
+import { NFT, nftChainRules, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('isolation');
 
@@ -117,6 +118,15 @@ for (const policy of ['ACCEPT', 'DROP'] as const) {
     ]);
   });
 }
+
+test('the rules are in the backend this run uses; on nf_tables, masquerade exactly for the nat networks', () => {
+  assert.is(rulesHeldBy(), NFT ? 'nftables' : 'iptables');
+  if (!NFT) return;
+  // The outbound masquerade leaves through another interface (oifname !=); hairpin ones are for all.
+  const masq = nftChainRules('postrouting').map((r) => JSON.stringify(r)).filter((r) => r.includes('"masquerade"') && r.includes('"op":"!="'));
+  const subnets = ['neta', 'netb', 'netc', 'netu', 'netr', 'neti'].filter((_, i) => masq.some((r) => r.includes(`"10.10.${[1, 2, 3, 5, 6, 4][i]}.0"`)));
+  assert.equal(subnets, ['neta', 'netb', 'netc', 'netu'], 'not the routed one, not the internal one');
+});
 
 test('outbound: nat networks are masqueraded, a routed one keeps its address', async () => {
   forwardPolicy('DROP');

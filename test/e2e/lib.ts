@@ -46,7 +46,9 @@ export function box(name: string): Box {
 /** Listens on TCP `port` inside the container; every connection gets "<reply>". */
 export function serveIn(b: Box, port: number, reply = b.name): void {
   // listen() creates its socket synchronously, so the socket lives in the container's netns.
-  const s = withNetns(b.ns, () => net.createServer((c) => c.end(reply)).listen(port));
+  // A connection whose peer's FIN never comes (its veth deleted right after the reply) would
+  // keep this process alive after every box is closed: idle connections are destroyed.
+  const s = withNetns(b.ns, () => net.createServer((c) => c.setTimeout(1000, () => c.destroy()).end(reply)).listen(port));
   s.on('error', () => undefined);
   b.servers.push(s);
 }

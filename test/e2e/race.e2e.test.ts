@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import { Networks } from '../../src/index.js';
 import { ipJson, requireSandbox, tcpGet } from '../helpers.js';
 import { box, cli, ipIn, serveIn, type Box } from './lib.js';
+import { NFT, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('race');
 
@@ -33,6 +34,7 @@ function boxes(prefix: string, n: number): Box[] {
 
 test.before(async () => {
   await nets.create({ name: A, subnet: '10.60.0.0/24' });
+  assert.is(rulesHeldBy(), NFT ? 'nftables' : 'iptables', 'the rules are in the backend this run uses');
 });
 
 test.after(async () => {
@@ -87,6 +89,10 @@ for (let round = 0; round < ROUNDS; round++) {
     assert.not.ok(nets.store.listPorts().some((p) => p.hostPort >= 9300 || (p.hostPort >= oldBase && p.hostPort < oldBase + 20)), 'no host port of a removed endpoint is held');
     assert.equal(await nets.check(), [], 'records, kernel and firewall agree');
     assert.is(nets.inspect(A).endpoints.length, 30);
+    if (NFT) {
+      const elems = nftMappings().map((m) => `${m.hostPort} ${m.to}`).sort();
+      assert.equal(elems, nets.inspect(A).endpoints.map((e) => `${e.mappings[0]?.hostPort} ${e.ip}`).sort(), 'nft: one map element per connected container, none of the removed');
+    }
 
     await nets.disconnectMany(A, nets.inspect(A).endpoints.map((e) => e.id));
     for (const b of [...conA, ...conB, ...preB, ...dis]) b.close();

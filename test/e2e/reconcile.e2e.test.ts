@@ -2,7 +2,8 @@
  * End-to-end: nothing fails silently, and whatever is interrupted is settled. Each operation is
  * abandoned at each of its steps (a simulated crash: no rollback, locks released as the kernel
  * releases a dead process's flocks), then one prune must leave records, kernel and firewall in
- * exact agreement (Networks.check, cross-checked with ip -j and iptables-save) and the operation
+ * exact agreement (Networks.check, cross-checked with ip -j and iptables-save, or `nft -j list
+ * ruleset` on the native backend, TSNETLINK_FIREWALL=nftables) and the operation
  * must succeed when tried again. Drift (a flushed ruleset, a downed or deleted bridge, ip_forward
  * off, a corrupt record) is either repaired or refused with a clear error.
  */
@@ -14,6 +15,7 @@ import { Abandon, Networks, type FaultHook } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
 import { box, serveIn, reach, ipIn, IPTABLES, SAVE, type Box } from './lib.js';
+import { NFT, nftMappings, normalizedNft } from './fw-oracle.js';
 
 requireSandbox('reconcile');
 
@@ -56,8 +58,14 @@ async function assertConsistent(what: string): Promise<void> {
   const recs = nets.list().flatMap((n) => nets.inspect(n.name).endpoints);
   const veths = ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname).filter((n: string) => n.startsWith('veth'));
   assert.equal(veths.sort(), recs.map((r) => r.hostIfname).sort(), `${what}: host veths = records`);
-  const dnat = execFileSync(SAVE, ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => /^:TSN-DN-/.test(l));
-  assert.is(dnat.length, recs.filter((r) => r.mappings.length > 0).length, `${what}: one DNAT chain per publishing endpoint`);
+  if (NFT) {
+    // On nf_tables a published port is a map element that carries its endpoint's tag as comment.
+    const owners = [...new Set(nftMappings().map((m) => m.comment))].sort();
+    assert.equal(owners, recs.filter((r) => r.mappings.length > 0).map((r) => `tsnetlink:${r.network}/${r.id}`).sort(), `${what}: map elements only of publishing endpoints`);
+  } else {
+    const dnat = execFileSync(SAVE, ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => /^:TSN-DN-/.test(l));
+    assert.is(dnat.length, recs.filter((r) => r.mappings.length > 0).length, `${what}: one DNAT chain per publishing endpoint`);
+  }
   assertNoDuplicates(what);
 }
 
@@ -186,6 +194,11 @@ test('a flushed ruleset: connect -p still publishes (the change rebuilds what it
   const c = container('flushed');
   execFileSync(IPTABLES, ['-F']);
   execFileSync(IPTABLES, ['-t', 'nat', '-F']);
+  if (NFT) {
+    execFileSync('nft', ['flush', 'table', 'inet', 'tsnetlink']);
+    for (const map of new Set(nftMappings().map((m) => m.map))) execFileSync('nft', ['flush', 'map', 'inet', 'tsnetlink', map]);
+    assert.equal(nftMappings(), [], 'the maps are empty');
+  }
   const ep = await nets.connect(NET, c.ns, { id: 'flushed', ports: ['8095:80'] });
   assert.is(await reach(undefined, up.hostIp, 8095), 'flushed', 'the new mapping works');
   assert.is(await reach(undefined, up.hostIp, 8091), 'stay', 'and so does the older one');
@@ -235,10 +248,11 @@ test('a refused create changes nothing on the host: not even ip_forward', async 
   sysctl('net/ipv4/ip_forward', '0');
   const links = ipJson<any[]>(['link', 'show']).length;
   const save = execFileSync(SAVE, { encoding: 'utf8' }).replace(/^#.*\n/gm, '');
+  const nft = NFT ? normalizedNft() : '';
   const e1 = await catchAsync(() => nets.create({ name: 'lo127', subnet: '127.1.0.1/24' }));
   assert.is(e1.code, 'EINVAL');
   assert.match(e1.message, /127\.0\.0\.0\/8/);
-  const noIpt = new Networks({ iptables: { restoreBinary: '/nonexistent/iptables-restore' } });
+  const noIpt = new Networks({ firewall: 'iptables', iptables: { restoreBinary: '/nonexistent/iptables-restore' } });
   const e2 = await catchAsync(() => noIpt.create({ name: 'noipt', subnet: '10.33.0.0/24' }));
   noIpt.close();
   assert.is(e2.code, 'ENOFIREWALL');
@@ -246,6 +260,7 @@ test('a refused create changes nothing on the host: not even ip_forward', async 
   assert.is(sysctl('net/ipv4/ip_forward'), '0', 'ip_forward untouched');
   assert.is(ipJson<any[]>(['link', 'show']).length, links, 'no link made');
   assert.is(execFileSync(SAVE, { encoding: 'utf8' }).replace(/^#.*\n/gm, ''), save, 'ruleset untouched');
+  if (NFT) assert.fixture(normalizedNft(), nft, 'nft ruleset untouched');
   assert.equal(nets.list().map((n) => n.name), [NET]);
   sysctl('net/ipv4/ip_forward', '1');
 });

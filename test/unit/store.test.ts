@@ -44,7 +44,7 @@ function net(name: string, subnet = '10.1.0.1/24', extra: Partial<NetworkRecord>
   const [gateway = '', prefix = '24'] = subnet.split('/');
   const n = Number(prefix);
   const network = parseSubnet(subnet).subnet;
-  return { name, driver: 'bridge', bridge: name, subnet: network, gateway, prefix: n, subnets: [{ family: 4, subnet: network, gateway, prefix: n }], mac: macForIp(gateway), internal: false, icc: true, gatewayMode: 'nat', state: 'active', createdAt: new Date(0).toISOString(), ...extra };
+  return { name, driver: 'bridge', bridge: name, subnet: network, gateway, prefix: n, subnets: [{ family: 4, subnet: network, gateway, prefix: n }], mac: macForIp(gateway), internal: false, icc: true, gatewayMode: 'nat', firewall: 'iptables', state: 'active', createdAt: new Date(0).toISOString(), ...extra };
 }
 
 test('root is created 0700 and records 0600', () => {

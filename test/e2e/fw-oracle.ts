@@ -1,0 +1,76 @@
+/**
+ * Firewall oracles for the end-to-end files that run on both backends: which backend this run
+ * uses ($TSNETLINK_FIREWALL, as scripts/test.mjs sets it), and for the native one what nft
+ * itself reports (`nft -j list ruleset`), independent of our decoders.
+ */
+import { execFileSync } from 'node:child_process';
+import { SAVE } from './lib.js';
+
+/** True when this run's networks use the native nf_tables backend. */
+export const NFT = process.env['TSNETLINK_FIREWALL'] === 'nftables';
+
+/** `nft -j list ruleset`, parsed. */
+export function nftRuleset(): any[] {
+  return JSON.parse(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).nftables as any[];
+}
+
+/** `nft list ruleset` with counters and handles blanked, for before/after comparisons. */
+export function normalizedNft(): string {
+  return execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).replace(/counter packets \d+ bytes \d+/g, 'counter').replace(/ # handle \d+/g, '');
+}
+
+/** One published port as nft lists it in our maps. */
+export interface NftMapping {
+  map: string;
+  proto: string;
+  hostIp?: string;
+  hostPort: number;
+  to: string;
+  toPort: number;
+  comment?: string;
+}
+
+/** Every element of table inet tsnetlink's maps, as nft shows them. */
+export function nftMappings(rs = nftRuleset()): NftMapping[] {
+  const out: NftMapping[] = [];
+  for (const o of rs) {
+    if (!o.map || o.map.family !== 'inet' || o.map.table !== 'tsnetlink') continue;
+    for (const [k, v] of o.map.elem ?? []) {
+      const key: any[] = k.elem ? k.elem.val.concat : k.concat;
+      const comment: string | undefined = k.elem?.comment;
+      const [hostIp, proto, port] = key.length === 3 ? key : [undefined, ...key];
+      out.push({ map: o.map.name, proto, ...(hostIp ? { hostIp } : {}), hostPort: Number(port), to: v.concat[0], toPort: Number(v.concat[1]), ...(comment ? { comment } : {}) });
+    }
+  }
+  return out;
+}
+
+/** The rules of one chain of table inet tsnetlink, each as nft's JSON expression list. */
+export function nftChainRules(chain: string, rs = nftRuleset()): any[][] {
+  return rs.filter((o) => o.rule && o.rule.family === 'inet' && o.rule.table === 'tsnetlink' && o.rule.chain === chain).map((o) => o.rule.expr);
+}
+
+/** A base chain of table inet tsnetlink: its type, hook, priority and policy. */
+export function nftChain(name: string, rs = nftRuleset()): any {
+  return rs.find((o) => o.chain && o.chain.family === 'inet' && o.chain.table === 'tsnetlink' && o.chain.name === name)?.chain;
+}
+
+/** Whether table inet tsnetlink exists. */
+export function nftHasTable(rs = nftRuleset()): boolean {
+  return rs.some((o) => o.table && o.table.family === 'inet' && o.table.name === 'tsnetlink');
+}
+
+/** Everything in the ruleset that names an endpoint: its map elements (by comment or DNAT target). */
+export function nftOf(ep: { network: string; id: string; ip: string }, rs = nftRuleset()): NftMapping[] {
+  return nftMappings(rs).filter((m) => m.comment === `tsnetlink:${ep.network}/${ep.id}` || m.to === ep.ip);
+}
+
+/**
+ * Which backend holds tsnetlink's rules, as iptables-save and nft report them: a file that runs
+ * on both backends asserts it, so a run meant for one cannot pass on the other's rules.
+ */
+export function rulesHeldBy(): 'iptables' | 'nftables' | 'both' | 'none' {
+  const ipt = execFileSync(SAVE, { encoding: 'utf8' }).includes(':TSN-');
+  const nft = nftChainRules('forward').length > 0;
+  return ipt && nft ? 'both' : ipt ? 'iptables' : nft ? 'nftables' : 'none';
+}
