@@ -65,9 +65,9 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
   process.exit(checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--nft')) {
-  // Only the firewall-backend rows (issue 11): npm run bench -- --nft [--quick]
+  // Only the firewall-backend rows: npm run bench -- --nft [--quick]
   const r = await nftBench(QUICK);
-  console.log([...r.lines, '', 'Targets (issue 11):', ...r.verdicts.map(verdictLine)].join('\n'));
+  console.log([...r.lines, '', 'Targets, firewall backends:', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(0);
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {

@@ -1,5 +1,5 @@
 /**
- * Firewall-backend rows of the bench (issue 11), each a ratio against a peer in the same run:
+ * Firewall-backend rows of the bench, each a ratio against a peer in the same run:
  * connect with and without one port mapping on the native nf_tables backend and on the
  * iptables-restore one (interleaved, so both see the same machine), `nft -f` adding the same
  * map element for scale, one mapping change with 10,000 mappings in place against 1 (through
@@ -127,7 +127,7 @@ export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdi
   const m = (k: string) => p50(t[k] ?? []);
   const q = quick ? ' (--quick: smaller counts than the target names)' : '';
   const lines = [
-    `Firewall backends (issue 11)${quick ? ' --quick' : ''}: p50 ms, ${cfg.n} interleaved runs each`,
+    `Firewall backends${quick ? ' --quick' : ''}: p50 ms, ${cfg.n} interleaved runs each`,
     table(
       ['what', 'nftables (native)', 'iptables-restore', 'iptables / native'],
       [

@@ -5,8 +5,7 @@
  * 1. VERSION loads nothing but ./version.js; the other commands import the bridge layer (and so
  * koffi) only once the request has been checked.
  */
-import { readSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { fstatSync, readSync } from 'node:fs';
 import { CURRENT_VERSION, versionResult } from './version.js';
 
 /** How long a runtime may take to write the configuration into our stdin. */
@@ -20,7 +19,8 @@ const STDIN_DEADLINE_MS = 30_000;
  * is left alone: opening it would switch the pipe to non-blocking mode itself.
  */
 function readStdin(): string {
-  if (isatty(0)) return '';
+  // A terminal (or /dev/null) is a character device: nothing is coming, as with no input at all.
+  if (fstatSync(0).isCharacterDevice()) return '';
   const chunks: Buffer[] = [];
   const buf = Buffer.alloc(65536);
   const pause = new Int32Array(new SharedArrayBuffer(4));
