@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs a command inside a throwaway network + mount namespace, so nothing it does to links,
-// addresses, routes, sysctls, iptables or /run/netns and /run/tsnetlink reaches the real host.
+// addresses, routes, sysctls, iptables, /run (netns, tsnetlink state, locks) or the container
+// runtimes' state in /var/lib/cni and /var/lib/containerd reaches the real host.
 import { spawnSync } from 'node:child_process';
 
 const argv = process.argv.slice(2);
@@ -23,6 +24,11 @@ const inner = [
   'mount -t tmpfs -o mode=0755 tmpfs /run',
   'mkdir -p /run/netns',
   'mkdir -m 0700 /run/tsnetlink',
+  // Podman, ctr (libcni's result cache), host-local IPAM and containerd's opt plugin write under
+  // /var/lib/cni and /var/lib/containerd whatever their other paths say: private tmpfs there too.
+  // A missing mount point is made on the host (an empty directory, as the packages' first use
+  // would make it); nothing is ever written into it from a sandbox.
+  'for d in /var/lib/cni /var/lib/containerd; do [ -d "$d" ] || mkdir -m 0700 -p "$d"; mount -t tmpfs -o mode=0700 tmpfs "$d"; done',
   'ip link set lo up',
   'exec "$@"',
 ].join('\n');

@@ -249,7 +249,9 @@ test('the demo (npm run demo without its setup and build steps): every step pass
   assert.match(r.out, /^\d+ passed, 0 failed$/m);
   assert.not.match(r.out, /FAIL/);
   assertClean('demo');
-  rmSync(tmp, { recursive: true, force: true });
 });
+
+// The copies, the app and the registry live in the host's /tmp: removed however the tests ended.
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test.run();
