@@ -176,7 +176,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
   }
   const v6 = net.subnets.some((s) => s.family === 6);
   for (const p of plans) p.containerLinkLocal = p.linkLocal || v6;
-  checkMappingFamilies(ctx, net, plans);
+  checkFamilies(ctx, net, plans);
   await clearConflicts(ctx, net, plans);
   const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
   const steps = new Steps(label, ctx.faults, 'connect');
@@ -291,7 +291,7 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
  * ever arrive for it; Docker fails the same way when it binds). 127.0.0.1 and the wildcards are
  * always local.
  */
-function checkMappingFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+function checkFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
   let local: Set<string> | undefined;
   for (const p of plans) {
     const asked = p.requestedIp === undefined ? undefined : ipFamily(p.requestedIp);

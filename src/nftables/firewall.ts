@@ -20,6 +20,7 @@ import {
 } from '../firewall/types.js';
 import { checkEndpoint, checkEndpoints, checkNetworks, type Ep, type Mapping, type Net, type NetworkRuleSpec } from '../iptables/spec.js';
 import { checkProtocol, checkPort, checkIPv4 } from '../iptables/validate.js';
+import { networkFor } from '../iptables/family.js';
 import type { Request } from '../netlink/message.js';
 import { Nft } from './nft.js';
 import { NftTransactionError } from './transaction.js';
@@ -298,10 +299,11 @@ function dependencyProblem(live: LiveRuleset, n: Net): string | undefined {
  */
 function ipv4Only(networks: readonly FirewallNetwork[]): NetworkRuleSpec[] {
   return networks.map((n) => {
-    if (n.subnet6 !== undefined || n.subnet === undefined) {
+    const v4 = n.subnet6 === undefined ? networkFor(n, 4) : undefined;
+    if (!v4) {
       throw new FirewallUnavailableError(`network ${n.name} has an IPv6 subnet, and the nftables backend writes IPv4 rules only so far: use the iptables backend (--firewall iptables) for dual-stack and IPv6 networks`);
     }
-    return { name: n.name, bridge: n.bridge, subnet: n.subnet, internal: n.internal, icc: n.icc, gatewayMode: n.gatewayMode };
+    return v4;
   });
 }
 

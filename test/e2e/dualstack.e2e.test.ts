@@ -17,12 +17,14 @@ import { Networks, createNamedNetns, deleteNamedNetns, openRtnlIn, withNetns, ty
 import * as L from '../../src/netlink/link.js';
 import * as A from '../../src/netlink/addr.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
+import { ipv6RestoreBinary } from '../../src/iptables/restore.js';
 import { box, serveIn, reach, ipIn, cli, SAVE, RESTORE, type Box } from './lib.js';
 
 requireSandbox('dualstack');
 
-const SAVE6 = SAVE.replace(/^(.*\/)?iptables/, '$1ip6tables');
-const IP6TABLES = RESTORE.replace(/-restore$/, '').replace(/^(.*\/)?iptables/, '$1ip6tables');
+const RESTORE6 = ipv6RestoreBinary(RESTORE);
+const SAVE6 = RESTORE6.replace(/-restore$/, '-save');
+const IP6TABLES = RESTORE6.replace(/-restore$/, '');
 const nets = new Networks();
 const boxes: Box[] = [];
 const PORT = 80;
