@@ -8,6 +8,7 @@
  */
 import type { ConnectionFilter, Firewall, FirewallDifference, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import { ValidationError } from '../errors.js';
+import type { PortFilter } from './portfilter.js';
 
 /** The backends a network can record. */
 export const BACKENDS = ['iptables', 'nftables'] as const;
@@ -34,7 +35,14 @@ export class RoutedFirewall implements Firewall {
     private readonly backendOf: (network: string) => BackendName | undefined,
     /** The backends any record names. */
     private readonly inUse: () => BackendName[],
+    /** The bridge-port filter, kept in step with the networks (present while one has IPv6). */
+    private readonly portFilter?: PortFilter,
   ) {}
+
+  /** The port filter is wanted while some network has an IPv6 subnet (only IPv6 containers send listener reports). */
+  private syncPortFilter(networks: readonly FirewallNetwork[]): void {
+    this.portFilter?.sync(networks.some((n) => n.subnet6 !== undefined));
+  }
 
   /** The backend new networks get: the one chosen, else the one the host's networks use, else iptables. */
   get selected(): BackendName {
@@ -115,6 +123,7 @@ export class RoutedFirewall implements Firewall {
   async setNetworks(networks: readonly FirewallNetwork[]): Promise<void> {
     const by = this.split(networks, (n) => n.name);
     for (const b of this.touched([...by.keys()])) await this.get(b).setNetworks(by.get(b) ?? []);
+    this.syncPortFilter(networks);
   }
 
   async addEndpoints(network: FirewallNetwork, endpoints: readonly FirewallEndpoint[]): Promise<void> {
@@ -133,6 +142,7 @@ export class RoutedFirewall implements Firewall {
       if (part.networks.length === 0 && b !== this.selected && (await this.get(b).diff(part)).length === 0) continue;
       await this.get(b).apply(part);
     }
+    this.syncPortFilter(state.networks);
   }
 
   async diff(state: FirewallState): Promise<FirewallDifference[]> {
@@ -143,6 +153,7 @@ export class RoutedFirewall implements Firewall {
       // Only what is found on another backend than the selected one says where it is.
       for (const d of await this.get(b).diff(this.stateFor(b, state))) out.push(b !== this.selected ? { kind: d.kind, what: `${b}: ${d.what}` } : d);
     }
+    if (this.portFilter) out.push(...this.portFilter.diff(state.networks.some((n) => n.subnet6 !== undefined)));
     return out;
   }
 
@@ -157,5 +168,6 @@ export class RoutedFirewall implements Firewall {
   /** Closes every backend made so far. */
   close(): void {
     for (const f of this.instances.values()) f.close?.();
+    this.portFilter?.close();
   }
 }

@@ -87,6 +87,13 @@ export function bridgeUpRequests(net: Pick<NetworkRecord, 'subnets'>, index: num
   return [...net.subnets.map((s) => A.replaceAddrRequest(index, `${s.gateway}/${s.prefix}`, s.family === 6 ? { nodad: true } : {})), L.setUpRequest(index)];
 }
 
+/**
+ * The device group of every container's host-side veth (`ip link show group 0x74736e6c` lists
+ * them): the bridge-family filter that keeps membership reports between containers matches it,
+ * since a bridge port's name is random and this kernel may lack the bridge-name match.
+ */
+export const PORT_GROUP = 0x74736e6c;
+
 /** What connect needs to create one veth pair. */
 export interface VethPlan {
   network: string;
@@ -200,7 +207,7 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
 export function hostSideRequests(p: VethPlan, opts: { hairpin: boolean; isolated: boolean }): Request[] {
   const port = opts.hairpin || opts.isolated ? { bridgePort: { ...(opts.hairpin ? { hairpin: true } : {}), ...(opts.isolated ? { isolated: true } : {}) } } : {};
   return [
-    L.setLinkRequest(p.hostIndex!, { alias: endpointTag(p.network, p.id), ...(p.linkLocal ? {} : { addrGenMode: 'none' as const }), ...port }),
+    L.setLinkRequest(p.hostIndex!, { alias: endpointTag(p.network, p.id), group: PORT_GROUP, ...(p.linkLocal ? {} : { addrGenMode: 'none' as const }), ...port }),
     ...(p.linkLocal ? [] : [L.setUpRequest(p.hostIndex!)]),
   ];
 }

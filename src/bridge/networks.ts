@@ -14,6 +14,7 @@ import type { IptablesOptions } from '../iptables/restore.js';
 import type { Firewall } from '../firewall/types.js';
 import { NftablesFirewall } from '../nftables/firewall.js';
 import { RoutedFirewall, chosenBackend, type BackendName } from './firewalls.js';
+import { NftPortFilter } from './portfilter.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
 import { IpamError } from './ipam.js';
@@ -224,6 +225,6 @@ function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
     }
   };
   const inUse = (): BackendName[] => [...new Set(store.listNetworks().records.map((n) => n.firewall))];
-  return new RoutedFirewall(chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined), (b) => made[b], backendOf, inUse);
+  return new RoutedFirewall(chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined), (b) => made[b], backendOf, inUse, new NftPortFilter());
 }
 

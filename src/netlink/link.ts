@@ -363,11 +363,13 @@ export interface LinkChanges {
   alias?: string;
   addrGenMode?: AddrGenMode;
   bridgePort?: BridgePortOptions;
+  /** IFLA_GROUP: the device group (`ip link set LINK group N`). */
+  group?: number;
 }
 
 /**
- * Several changes to an existing link in one message: alias, IPv6 address generation mode and
- * bridge-port flags (`ip link set LINK alias A addrgenmode M type bridge_slave ...`). The kernel
+ * Several changes to an existing link in one message: alias, IPv6 address generation mode,
+ * device group and bridge-port flags (`ip link set LINK alias A addrgenmode M group N type bridge_slave ...`). The kernel
  * applies bridge-port data, then the rest, in one rtnl_lock section. Bringing the link up is
  * deliberately not offered here: the kernel applies IFF_UP before IFLA_AF_SPEC, so an
  * "addrgenmode none" in the same message would come too late to stop the link-local address.
@@ -380,6 +382,7 @@ export function setLinkRequest(ref: LinkRef, c: LinkChanges): Request {
     if (v === undefined) throw new ValidationError('addrgenmode', `${JSON.stringify(c.addrGenMode)} is not one of ${Object.keys(IN6_ADDR_GEN_MODE).join(', ')}`);
     attrs.afSpec = { inet6: { addrGenMode: v } };
   }
+  if (c.group !== undefined) attrs.group = validateU32(c.group, 'group');
   if (c.bridgePort !== undefined) attrs.linkinfo = { slaveKind: 'bridge', slaveData: bridgePortData(c.bridgePort) };
   return change(ref, attrs);
 }

@@ -83,7 +83,7 @@ export type CmpOp = keyof typeof NFT_CMP;
 export const NFT_PAYLOAD_BASE = { ll: 0, network: 1, transport: 2, inner: 3 } as const;
 export type PayloadBase = keyof typeof NFT_PAYLOAD_BASE;
 
-export const NFT_META = { len: 0, protocol: 1, priority: 2, mark: 3, iif: 4, oif: 5, iifname: 6, oifname: 7, iiftype: 8, oiftype: 9, nfproto: 15, l4proto: 16 } as const;
+export const NFT_META = { len: 0, protocol: 1, priority: 2, mark: 3, iif: 4, oif: 5, iifname: 6, oifname: 7, iiftype: 8, oiftype: 9, nfproto: 15, l4proto: 16, iifgroup: 21, oifgroup: 22 } as const;
 export type MetaKey = keyof typeof NFT_META;
 
 export const NFT_CT = { state: 0, direction: 1, status: 2, mark: 3 } as const;

@@ -17,6 +17,7 @@ import { batchRequests } from '../../src/nftables/transaction.js';
 import { ifname, ctState, ctStatus, drop, accept, jump, fibAddrType, dnatMap, ipv4Prefix, nfproto, masquerade, concat, field } from '../../src/nftables/match.js';
 import type { Expr } from '../../src/nftables/expr.js';
 import type { NftRule } from '../../src/nftables/objects.js';
+import { portFilterChain, portFilterRules } from '../../src/bridge/portfilter.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const fixture = (name: string): Buffer => parseHexFixture(readFileSync(dir + name, 'utf8'));
@@ -65,6 +66,9 @@ const cases: [string, () => Request[]][] = [
   ['nft-rule-localnet-guard.req.txt', () => [O.addRuleRequest(R.globalRules()[4]!)]],
   ['nft-chain-flush.req.txt', () => [O.flushChainRequest('inet', 'tsnetlink', 'forward')]],
   ['nft-table-del.req.txt', () => [O.delTableRequest('inet', 'tsnetlink')]],
+  ['nft-bridge-table-add.req.txt', () => [O.addTableRequest({ family: 'bridge', name: 'tsnetlink', comment: "managed by tsnetlink: drops containers' multicast listener reports" })]],
+  ['nft-bridge-chain-add.req.txt', () => [O.addChainRequest(portFilterChain())]],
+  ['nft-bridge-rule-mld.req.txt', () => [O.addRuleRequest(portFilterRules().find((r) => r.exprs.some((e) => e.type === 'cmp' && e.data.length === 1 && e.data[0] === 143))!)]],
 ];
 for (const [file, build] of cases) {
   test(`encoder matches nft: ${file}`, () => {
