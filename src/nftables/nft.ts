@@ -22,11 +22,36 @@ export interface NftOptions extends Omit<SocketOptions, 'protocol' | 'typeName'>
   autoBuffers?: boolean;
 }
 
+/** Decoded objects kept per socket, by their message bytes; cleared when it grows past this. */
+const DECODED_MAX = 8192;
+
 /** A NETLINK_NETFILTER socket speaking nf_tables. */
 export class Nft {
   private sndbuf = 0;
   private rcvbuf = 0;
   private readonly autoBuffers: boolean;
+  private readonly decoded = new Map<string, unknown>();
+
+  /**
+   * Decodes a dumped object once per socket: a rule, chain or set the kernel dumps again with the
+   * same bytes (same handle, same expressions) is the same object. Checking the rules a port
+   * mapping relies on reads our table after any commit by anyone (Docker, firewalld, iptables-nft
+   * all bump the generation), and decoding a rule's expression tree costs tens of microseconds;
+   * looking its bytes up costs one. The nfgenmsg's res_id (the generation) is left out of the
+   * key. Objects returned from the list methods are shared between calls: read them, do not
+   * change them.
+   */
+  private memo<T>(decode: (m: RawMessage) => T): (m: RawMessage) => T {
+    return (m) => {
+      const key = `${m.type}:${m.payload[0] ?? 0}:${m.payload.toString('latin1', 4)}`;
+      const hit = this.decoded.get(key) as T | undefined;
+      if (hit !== undefined) return hit;
+      const v = decode(m);
+      if (this.decoded.size >= DECODED_MAX) this.decoded.clear();
+      this.decoded.set(key, v);
+      return v;
+    };
+  }
 
   /** Opens a socket in the calling thread's netns. */
   static open(opts: NftOptions = {}): Nft {
@@ -62,17 +87,17 @@ export class Nft {
   /** `nft list chains` of one table. */
   listChains(family: Family, table: string, opts: DumpOptions = {}): DumpList<NftChain> {
     // The kernel may answer a chain dump with every table's chains: the table is filtered here too.
-    return this.socket.dump(dumpRequests.chains(family, table), decodeChain, { retries: 3, ...opts }).filter((c) => c.family === family && c.table === table) as DumpList<NftChain>;
+    return this.socket.dump(dumpRequests.chains(family, table), this.memo(decodeChain), { retries: 3, ...opts }).filter((c) => c.family === family && c.table === table) as DumpList<NftChain>;
   }
 
   /** The rules of a table (or of one chain), in chain order. `nft -a list table FAMILY TABLE` */
   listRules(family: Family, table: string, chain?: string, opts: DumpOptions = {}): DumpList<NftRule> {
-    return this.socket.dump(dumpRequests.rules(family, table, chain), decodeRule, { retries: 3, ...opts }).filter((r) => r.family === family && r.table === table && (chain === undefined || r.chain === chain)) as DumpList<NftRule>;
+    return this.socket.dump(dumpRequests.rules(family, table, chain), this.memo(decodeRule), { retries: 3, ...opts }).filter((r) => r.family === family && r.table === table && (chain === undefined || r.chain === chain)) as DumpList<NftRule>;
   }
 
   /** `nft list sets FAMILY` of one table. */
   listSets(family: Family, table: string, opts: DumpOptions = {}): DumpList<NftSet> {
-    return this.socket.dump(dumpRequests.sets(family, table), decodeSet, { retries: 3, ...opts }).filter((x) => x.family === family && x.table === table) as DumpList<NftSet>;
+    return this.socket.dump(dumpRequests.sets(family, table), this.memo(decodeSet), { retries: 3, ...opts }).filter((x) => x.family === family && x.table === table) as DumpList<NftSet>;
   }
 
   /** `nft list set|map FAMILY TABLE NAME`: its elements. */
