@@ -52,6 +52,37 @@ async function mappingChange(inPlace: number, n: number): Promise<number> {
   }
 }
 
+/**
+ * The firewall's share of connectMany: `n` endpoints' mappings added as `n` transactions (what
+ * `n` single connects do) against one transaction for all (what connectMany does), and removed.
+ */
+async function firewallMany(n: number, rounds: number): Promise<{ singles: number; one: number }> {
+  const fw = new NftablesFirewall();
+  const net: FirewallNetwork = { name: 'nftmany', bridge: 'nftmany0', subnet: '10.201.0.0/16' };
+  const eps = Array.from({ length: n }, (_, i): FirewallEndpoint => ({ id: `m${i}`, network: net.name, ip: `10.201.0.${i + 2}`, mappings: [{ hostPort: 21000 + i, containerPort: 80, protocol: 'tcp' }] }));
+  const singles: number[] = [];
+  const one: number[] = [];
+  try {
+    await fw.setNetworks([net]);
+    for (let r = 0; r < rounds + 1; r++) {
+      const a = await timed(async () => {
+        for (const e of eps) await fw.addEndpoints(net, [e]);
+      });
+      await fw.removeEndpoints(eps);
+      const b = await timed(() => fw.addEndpoints(net, eps));
+      await fw.removeEndpoints(eps);
+      if (r > 0) {
+        singles.push(a);
+        one.push(b);
+      }
+    }
+    return { singles: p50(singles), one: p50(one) };
+  } finally {
+    await fw.apply({ networks: [], endpoints: [] });
+    fw.close();
+  }
+}
+
 /** Runs the rows; returns printable lines, verdicts and the figures as JSON. */
 export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdicts: Verdict[]; json: unknown }> {
   const cfg = quick ? { n: 10, many: 20, scale: 1000, scaleN: 10, nftN: 5 } : { n: 100, many: 100, scale: 10_000, scaleN: 50, nftN: 30 };
@@ -122,6 +153,7 @@ export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdi
     for (const n of created) deleteNamedNetns(n);
     rmSync(dir, { recursive: true, force: true });
   }
+  const fwMany = await firewallMany(cfg.many, quick ? 3 : 10);
   const one = await mappingChange(1, cfg.scaleN);
   const many = await mappingChange(cfg.scale, cfg.scaleN);
   const m = (k: string) => p50(t[k] ?? []);
@@ -140,6 +172,7 @@ export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdi
     `  nft -f adding one element to the same map (process included): ${fmtMs(nftF)} ms = ${(nftF / m('connect -p nftables')).toFixed(2)}x a whole native connect -p`,
     `  one mapping change (add + remove an element, Firewall interface): ${fmtMs(one)} ms with 1 in place, ${fmtMs(many)} ms with ${cfg.scale}`,
     `  ${cfg.many} containers with a mapping each: ${fmtMs(m('singles'))} ms as single connects, ${fmtMs(m('many'))} ms as one connectMany (native)`,
+    `  the firewall's part of it: ${cfg.many} mappings as ${cfg.many} transactions ${fmtMs(fwMany.singles)} ms, as one ${fmtMs(fwMany.one)} ms = ${(fwMany.singles / fwMany.one).toFixed(1)}x`,
   ];
   const verdicts = [
     verdict('native: connect -p / connect without mappings, p50', m('connect -p nftables') / m('connect nftables'), 1.15, 'max', 'x'),
@@ -147,6 +180,6 @@ export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdi
     verdict(`native: a mapping change with ${cfg.scale} mappings in place / with 1`, many / one, 1.1, 'max', 'x', quick ? `${cfg.scale}, not 10000${q}` : undefined),
     verdict(`native: connectMany of ${cfg.many} with one mapping each, throughput vs single connects`, m('singles') / m('many'), 4, 'min', 'x', quick ? `${cfg.many}, not 100${q}` : undefined),
   ];
-  const json = { config: cfg, p50: Object.fromEntries(Object.keys(t).map((k) => [k, round(m(k))])), nftFileMs: round(nftF), mappingChangeMs: { one: round(one), many: round(many), inPlace: cfg.scale } };
+  const json = { config: cfg, p50: Object.fromEntries(Object.keys(t).map((k) => [k, round(m(k))])), nftFileMs: round(nftF), mappingChangeMs: { one: round(one), many: round(many), inPlace: cfg.scale }, firewallManyMs: { singles: round(fwMany.singles), one: round(fwMany.one) } };
   return { lines, verdicts, json };
 }
