@@ -4,7 +4,8 @@
  * the bridge, an address of each family and both default routes in each container, container to
  * container, outbound NAT seen by an upstream host, a published port from outside, from the
  * host's own IPv6 address and from a sibling (hairpin), no hijack of non-local destinations, and
- * no direct access to unpublished ports; an IPv6-only network; bad IPv6 input refused with no
+ * no direct access to unpublished ports; an IPv6-only network; a UDP flow over IPv6 that predates
+ * its published port reaching the container once published; bad IPv6 input refused with no
  * change; repair after `ip6tables -F`. `ip -j`, `iptables-save` and `ip6tables-save` are the oracles;
  * on the native nf_tables backend (TSNETLINK_FIREWALL=nftables, as scripts/test.mjs reruns this
  * file) `nft -j list ruleset` is the oracle of our table (test/e2e/fw-oracle.ts), and
@@ -12,7 +13,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -210,6 +211,31 @@ test('an IPv6-only network: only IPv6 on the bridge and in the container, MAC fr
   assert.is(await reachFromUp(HOST6, 8081), 'u1');
   assert.match(await reachFromUp(HOST4, 8081), /^unreachable/, 'an IPv6-only network publishes on IPv6 only');
   assert.match(await reach(d1, 'fd00:20::2', PORT), /^unreachable/, 'networks stay isolated over IPv6');
+});
+
+/** Sends one UDP datagram from [::]:`sport` inside `ns` to host:port; resolves to the reply, or 'no reply'. */
+function udpFrom(ns: NetnsHandle, host: string, port: number, sport: number): Promise<string> {
+  const js = `const s=require('dgram').createSocket('udp6');s.on('message',(m)=>{process.stdout.write(m.toString());process.exit(0)});s.bind(${sport},()=>s.send('x',${port},'${host}'));setTimeout(()=>{process.stdout.write('no reply');process.exit(0)},800)`;
+  return new Promise((resolve, reject) => withNetns(ns, () => execFile(process.execPath, ['-e', js], { encoding: 'utf8' }, (e, out) => (e ? reject(e) : resolve(out)))));
+}
+
+test('a UDP flow over IPv6 seen before its port was published reaches the container once it is (its conntrack entry is flushed)', async () => {
+  // The first datagram finds nothing listening on the host, and its conntrack entry (no NAT)
+  // would keep the flow at the host for the next 30 s without the flush.
+  assert.is(await udpFrom(up, HOST6, 5300, 40000), 'no reply');
+  const u2 = box('u2');
+  boxes.push(u2);
+  // A UDP server in its own process, started inside the container's netns.
+  const js = "const s=require('dgram').createSocket('udp6');s.on('message',(m,r)=>s.send('u2',r.port,r.address));s.bind(5300,()=>console.log('ready'))";
+  const server = withNetns(u2.ns, () => spawn(process.execPath, ['-e', js], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  try {
+    await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+    await nets.connect('v6only', u2.ns, { id: 'u2', ports: ['5300:5300/udp'] });
+    assert.is(await udpFrom(up, HOST6, 5300, 40000), 'u2', 'the same flow, now DNATed to the container');
+    await nets.disconnect('v6only', 'u2');
+  } finally {
+    server.kill();
+  }
 });
 
 // ------------------------------------------------------------------ refusals change nothing
