@@ -34,7 +34,7 @@ function missingTable(e: unknown): boolean {
   return (e as { code?: string }).code === 'ENOENT';
 }
 
-/** Reads our table (chains, sets, rules and, with `elements`, map elements) and both families' iptables FORWARD chains. */
+/** Reads our table (chains, sets, rules and, with `elements`, map elements) and both families' iptables FORWARD chains: `nft list table inet tsnetlink`, `nft list chain ip filter FORWARD`, `nft list chain ip6 filter FORWARD`. */
 export function readLive(nft: Nft, opts: { elements: boolean }): LiveRuleset {
   const live: LiveRuleset = { table: false, chains: [], sets: [], rules: [], elements: new Map(), forward: {} };
   const forwards = (): void => {

@@ -10,11 +10,12 @@
  * daddr . meta l4proto . th dport`), so adding or removing one never rewrites a chain.
  *
  * The forward rules match interfaces only, so one set serves both families of a network, as the
- * iptables backend writes the same TSN-FORWARD rules into iptables and ip6tables. A network
- * without a subnet of some family still has its forward rules see that family's packets: they
- * only ever accept what its own family's rules would (replies, DNAT'ed flows, siblings,
- * outbound), and what they accept still passes the other table's FORWARD chain (see below),
- * where only networks of that family get accepts. NAT rules are per family (`meta nfproto`).
+ * iptables backend writes the same TSN-FORWARD rules into iptables and ip6tables. For a family
+ * a network has no subnet of they are at least as strict as the iptables backend, which writes
+ * nothing there and leaves such packets to that family's FORWARD policy: inbound is still only
+ * replies, published ports and siblings, and what goes out, accepted here, still meets that
+ * family's iptables FORWARD chain, where only networks with a subnet of the family get accepts.
+ * NAT rules are per family (`meta nfproto`), exactly as each family's iptables backend writes them.
  *
  * Beside it, in iptables-nft's `ip filter` and `ip6 filter` FORWARD chains, one accept per
  * bridge and direction for each family the network has (tagged like the iptables backend's
@@ -83,9 +84,9 @@ export interface DesiredNft {
 export type NetViews = Partial<Record<RuleFamily, Net>>;
 
 /**
- * The networks of both families' views, joined by name and sorted by name. The forward rules
- * of one table match interfaces, so two networks of different families may not share a bridge
- * (the iptables backend, with a ruleset per family, could not tell).
+ * The networks of both families' views, joined by name and sorted by name (pure; no nft
+ * equivalent). The forward rules of one table match interfaces, so two networks of different
+ * families may not share a bridge (the iptables backend, with a ruleset per family, could not tell).
  */
 export function joinViews(networks: DesiredNft['networks']): NetViews[] {
   const byName = new Map<string, NetViews>();
@@ -104,7 +105,7 @@ export function joinViews(networks: DesiredNft['networks']): NetViews[] {
   return [...byName.keys()].sort().map((k) => byName.get(k)!);
 }
 
-/** Our chains, base chains with their hooks, in creation order (regular chains first: base chains jump to them). */
+/** Our chains, base chains with their hooks, in creation order (regular chains first: base chains jump to them): `nft add chain inet tsnetlink NAME [{ type T hook H priority P; }]`. */
 export function chains(): NftChain[] {
   const c = (name: string, hook?: NftChain['hook'], type?: NftChain['type']): NftChain => ({ family: FAMILY, table: TABLE, name, ...(hook ? { hook, type: type ?? 'filter', policy: 'accept' } : {}) });
   return [
@@ -137,8 +138,9 @@ const ADDR_LEN: Readonly<Record<RuleFamily, number>> = { 4: 4, 6: 16 };
 
 /**
  * The four maps of published ports, two per family (NFTA_SET_ID, which the kernel demands,
- * numbers them within a transaction): `inet_proto . inet_service` or `ipv4_addr|ipv6_addr .
- * inet_proto . inet_service` to `ipv4_addr|ipv6_addr . inet_service`, each field padded to 4 bytes.
+ * numbers them within a transaction): `nft add map inet tsnetlink ports6 { type inet_proto .
+ * inet_service : ipv6_addr . inet_service; }`, and with the host address first in the key for
+ * hostip-ports[6]; each field padded to 4 bytes.
  */
 export function sets(): NftSet[] {
   return FAMILIES.flatMap((family, i): NftSet[] => {
@@ -154,9 +156,10 @@ const rule = (chain: string, exprs: NftRule['exprs'], comment: string): NftRule 
 const proto = (family: RuleFamily): 'ipv4' | 'ipv6' => (family === 4 ? 'ipv4' : 'ipv6');
 
 /**
- * Rules that do not depend on any network: the DNAT entry points, the DNAT maps of each family
- * (each rule only for its own family's packets, so a port published on one family only is not
- * looked up for the other), the localnet guard.
+ * Rules that do not depend on any network: the DNAT entry points (`fib daddr type local jump
+ * hostports`), the DNAT maps of each family (`meta nfproto ipv6 dnat ip6 to meta l4proto . th
+ * dport map @ports6`: each rule only for its own family's packets, so a port published on one
+ * family only is not looked up for the other), the localnet guard.
  */
 export function globalRules(): NftRule[] {
   const dnat = FAMILIES.flatMap((family) => {
@@ -182,8 +185,9 @@ export function globalRules(): NftRule[] {
 
 /**
  * One network's rules (in the views of the families it has), by chain; forward rules carry
- * their group (every network's drops come before any accept). The forward rules come once,
- * whichever families the network has; the NAT rules once per family.
+ * their group (every network's drops come before any accept). The forward rules (`oifname BR ct
+ * state established,related accept`, ...) come once, whichever families the network has; the
+ * NAT rules (`ip6 saddr CIDR oifname != BR masquerade`, ...) once per family.
  */
 export function networkRules(views: NetViews): { group: number; rule: NftRule }[] {
   const n = views[4] ?? views[6];
@@ -217,7 +221,7 @@ export function networkRules(views: NetViews): { group: number; rule: NftRule }[
   return out;
 }
 
-/** Every rule of our table for the networks, by chain, in order. */
+/** Every rule of our table for the networks, by chain, in order: what `nft list table inet tsnetlink` shows, without elements. */
 export function rulesFor(networks: DesiredNft['networks']): Map<string, NftRule[]> {
   const by = new Map<string, NftRule[]>(chains().map((c) => [c.name, []]));
   const add = (r: NftRule): void => void by.get(r.chain)?.push(r);
@@ -232,7 +236,7 @@ export function rulesFor(networks: DesiredNft['networks']): Map<string, NftRule[
   return by;
 }
 
-/** The key of one mapping in `family`'s maps, and which map: with a host IP, `hostip-ports[6]`. */
+/** The key of one mapping in `family`'s maps, and which map (with a host IP, `hostip-ports[6]`): `nft delete element inet tsnetlink ports6 { tcp . 8080 }`. */
 export function mappingKey(m: Pick<Mapping, 'hostIp' | 'hostPort' | 'protocol'>, family: RuleFamily = 4): { set: string; key: Buffer } {
   const p = field.proto(IPPROTO[m.protocol]);
   const port = field.port(m.hostPort);
@@ -240,14 +244,14 @@ export function mappingKey(m: Pick<Mapping, 'hostIp' | 'hostPort' | 'protocol'>,
   return { set: MAPS[family].hostip, key: concat([family === 4 ? field.ipv4(m.hostIp) : field.ipv6(m.hostIp), p, port]) };
 }
 
-/** The map element of one mapping in `family`'s maps: which map, its key and the DNAT target, tagged with the endpoint. */
+/** The map element of one mapping in `family`'s maps, tagged with the endpoint: `nft add element inet tsnetlink ports6 { tcp . 8080 comment "tsnetlink:NET/ID" : fd00:10::3 . 80 }`. */
 export function mappingElement(network: string, id: string, ip: string, m: Mapping, family: RuleFamily = 4): { set: string; element: NftElement } {
   const { set, key } = mappingKey(m, family);
   const to = family === 4 ? field.ipv4(ip) : field.ipv6(ip);
   return { set, element: { key, data: concat([to, field.port(m.containerPort)]), comment: TAG.endpoint(network, id) } };
 }
 
-/** The map elements of each family's endpoints' published ports, by map (every map present). */
+/** The map elements of each family's endpoints' published ports, by map (every map present): the `nft add element` of each. */
 export function elementsFor(endpoints: DesiredNft['endpoints']): Map<string, NftElement[]> {
   const by = new Map<string, NftElement[]>(sets().map((s) => [s.name, []]));
   for (const family of FAMILIES) {
