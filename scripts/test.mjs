@@ -58,9 +58,10 @@ if (!unitOnly) {
       console.log(`== e2e ${f} (own sandbox)`);
       e2e(f, process.env);
     }
-    // Every bridge-network file once more on the native nf_tables backend, with nft as the oracle.
-    // (cli.e2e reads iptables-save for its rule checks and is not yet ported to nft's oracle.)
-    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race'].map((n) => `${n}.e2e.test.js`);
+    // Every bridge-network file once more on the native nf_tables backend, with nft as the oracle
+    // (test/e2e/fw-oracle.ts): the CLI's file too (its processes inherit $TSNETLINK_FIREWALL), and
+    // dual-stack, whose IPv6 rules live in the same table.
+    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli'].map((n) => `${n}.e2e.test.js`);
     if (spawnSync('sh', ['-c', 'command -v nft']).status === 0) {
       for (const f of files.filter((x) => native.includes(x))) {
         console.log(`== e2e ${f} with the nftables backend (own sandbox)`);

@@ -50,8 +50,19 @@ export interface ConntrackEntry {
 export interface ConntrackFilter {
   /** Entries whose original source or reply source is one of these (IPv4 or IPv6, canonical text). */
   ips?: readonly string[];
-  /** UDP entries whose original destination port is one of these (and address, when given). */
+  /**
+   * UDP entries whose original destination port is one of these, towards `hostIp` when given.
+   * As in a port mapping, no host IP or "0.0.0.0" means every address of both families, "::"
+   * every IPv6 address.
+   */
   udpPorts?: readonly { port: number; hostIp?: string }[];
+}
+
+/** Whether a mapping's host IP covers a flow's original destination address. */
+function hostIpCovers(hostIp: string | undefined, dst: string | undefined): boolean {
+  if (hostIp === undefined || hostIp === '0.0.0.0') return true;
+  if (hostIp === '::') return dst?.includes(':') === true;
+  return hostIp === dst;
 }
 
 function matches(e: ConntrackEntry, f: ConntrackFilter, ips: Set<string>): boolean {
@@ -59,7 +70,7 @@ function matches(e: ConntrackEntry, f: ConntrackFilter, ips: Set<string>): boole
   if (ips.has(src(e.orig)) || ips.has(src(e.reply))) return true;
   if (e.orig.proto?.num !== IPPROTO.udp) return false;
   const dst = e.orig.ip?.v4dst ?? e.orig.ip?.v6dst;
-  return (f.udpPorts ?? []).some((p) => p.port === e.orig.proto?.dstPort && (p.hostIp === undefined || p.hostIp === dst));
+  return (f.udpPorts ?? []).some((p) => p.port === e.orig.proto?.dstPort && hostIpCovers(p.hostIp, dst));
 }
 
 /** `conntrack -L -f ipv4` as a request; with `all`, every family (`conntrack -L`). */
@@ -89,11 +100,13 @@ export function trackedCount(): number | undefined {
 }
 
 /**
- * Deletes every IPv4 conntrack entry matching `filter` in the calling thread's netns; resolves to
- * how many went. The dump walks the kernel's whole conntrack hash table (~13 ms for 262,144
- * buckets on this kind of machine, however few entries), so it is sent off the JS thread. An
- * entry that vanished between the dump and the delete (ENOENT) is not an error.
- * `conntrack -D -f ipv4 --orig-src IP`, `--reply-src IP`, `-p udp --orig-port-dst PORT`
+ * Deletes every conntrack entry matching `filter` in the calling thread's netns (IPv4 entries,
+ * and IPv6 ones too when the filter names an IPv6 address or a UDP port of every address);
+ * resolves to how many went. The dump walks the kernel's whole conntrack hash table (~13 ms for
+ * 262,144 buckets on this kind of machine, however few entries, whichever families it returns),
+ * so it is sent off the JS thread. An entry that vanished between the dump and the delete
+ * (ENOENT) is not an error.
+ * `conntrack -D [-f ipv4|ipv6] --orig-src IP`, `--reply-src IP`, `-p udp --orig-port-dst PORT`
  */
 export async function forgetConnections(filter: ConntrackFilter): Promise<number> {
   const ips = new Set(filter.ips ?? []);
@@ -104,7 +117,9 @@ export async function forgetConnections(filter: ConntrackFilter): Promise<number
   try {
     let all: ConntrackEntry[];
     try {
-      const v6 = [...ips].some((ip) => ip.includes(':')) || (filter.udpPorts ?? []).some((p) => p.hostIp?.includes(':'));
+      // A UDP port published without a host IP covers IPv6 flows too (on a dual-stack or
+      // IPv6-only network), so any such port needs the dump of both families.
+      const v6 = [...ips].some((ip) => ip.includes(':')) || (filter.udpPorts ?? []).some((p) => p.hostIp === undefined || p.hostIp === '0.0.0.0' || p.hostIp.includes(':'));
       all = await sock.dumpAsync(dumpRequest(v6), decodeEntry, { retries: 3 });
     } catch (e) {
       // A table that keeps changing under the dump: what was read is still worth flushing.

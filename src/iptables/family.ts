@@ -14,12 +14,19 @@ export function networkFor(n: FirewallNetwork, family: RuleFamily): NetworkRuleS
   return { name: n.name, bridge: n.bridge, subnet, internal: n.internal, icc: n.icc, gatewayMode: n.gatewayMode };
 }
 
+/**
+ * The mappings of an endpoint that `family`'s rules publish: none when the endpoint has no
+ * address of that family, else those whose host IP names that family or none.
+ */
+export function mappingsIn(e: Pick<FirewallEndpoint, 'ip' | 'ip6' | 'mappings'>, family: RuleFamily): FirewallEndpoint['mappings'] {
+  return (family === 4 ? e.ip : e.ip6) === undefined ? [] : e.mappings.filter((m) => mappingFamilies(m).includes(family));
+}
+
 /** An endpoint as `family`'s rules see it (on `network`), or undefined when it has nothing published there. */
 export function endpointFor(e: FirewallEndpoint, network: NetworkRuleSpec, family: RuleFamily): EndpointRuleSpec | undefined {
   const ip = family === 4 ? e.ip : e.ip6;
-  if (ip === undefined) return undefined;
-  const mappings = e.mappings.filter((m) => mappingFamilies(m).includes(family));
-  return mappings.length === 0 ? undefined : { id: e.id, network, ip, mappings };
+  const mappings = mappingsIn(e, family);
+  return ip === undefined || mappings.length === 0 ? undefined : { id: e.id, network, ip, mappings };
 }
 
 /** The whole desired state as `family`'s rules see it. */
@@ -40,5 +47,5 @@ export function stateFor(state: FirewallState, family: RuleFamily): { networks: 
 
 /** Whether an endpoint has rules in `family`'s ruleset (an address of it and a mapping published on it). */
 export function hasRulesIn(e: FirewallEndpoint, family: RuleFamily): boolean {
-  return (family === 4 ? e.ip : e.ip6) !== undefined && e.mappings.some((m) => mappingFamilies(m).includes(family));
+  return mappingsIn(e, family).length > 0;
 }

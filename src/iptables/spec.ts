@@ -149,7 +149,8 @@ export function checkEndpoints(endpoints: readonly EndpointRuleSpec[], nets: rea
   return eps;
 }
 
-function checkMapping(m: PortMapping, field: string, family: RuleFamily): Mapping {
+/** Validates one mapping for `family`'s rules; hostIp comes back undefined for that family's wildcard ("0.0.0.0", "::"). */
+export function checkMapping(m: PortMapping, field: string, family: RuleFamily = 4): Mapping {
   if (typeof m !== 'object' || m === null) throw new ValidationError(field, 'must be an object');
   let hostIp: string | undefined;
   // "0.0.0.0" means every address of both families; the IPv6 rules read it as their wildcard.

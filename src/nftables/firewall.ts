@@ -5,8 +5,12 @@
  * elements and rewrites no chain. Incremental changes first check that the rules they rely on
  * are in place and are guarded by the ruleset generation they read; drift is reported, never
  * papered over, and apply() rebuilds the whole table from the desired state in one transaction.
+ * Both families live in the one table: the desired state is split into its IPv4 and IPv6 views
+ * by iptables/family.ts (as the iptables backend splits it between iptables-restore and
+ * ip6tables-restore), and each view gets its own maps and NAT rules.
  */
 import { checkEndpointId } from '../names.js';
+import { ValidationError } from '../errors.js';
 import { forgetConnections } from '../firewall/conntrack.js';
 import {
   FirewallDriftError,
@@ -18,16 +22,38 @@ import {
   type FirewallNetwork,
   type FirewallState,
 } from '../firewall/types.js';
-import { checkEndpoint, checkEndpoints, checkNetworks, type Ep, type Mapping, type Net, type NetworkRuleSpec } from '../iptables/spec.js';
-import { checkProtocol, checkPort, checkIPv4 } from '../iptables/validate.js';
-import { networkFor } from '../iptables/family.js';
+import { checkEndpoint, checkMapping, checkNetworks, type Ep, type Net, type RuleFamily } from '../iptables/spec.js';
+import { endpointFor, mappingsIn, networkFor } from '../iptables/family.js';
 import type { Request } from '../netlink/message.js';
 import { Nft } from './nft.js';
 import { NftTransactionError } from './transaction.js';
 import * as O from './objects.js';
-import { compare, readForward, readLive, ruleText, type LiveRuleset } from './live.js';
-import { CHAIN, FAMILY, IPT, SET, TABLE, TABLE_COMMENT, TAG, chains, elementsFor, forwardAcceptTag, forwardAccepts, globalRules, mappingElement, networkRules, rulesFor, sets } from './ruleset.js';
-import type { NftElement, NftRule } from './objects.js';
+import { compare, readForward, readLive, ruleText, type LiveForward, type LiveRuleset } from './live.js';
+import {
+  CHAIN,
+  FAMILIES,
+  FAMILY,
+  IPT,
+  TABLE,
+  TABLE_COMMENT,
+  TAG,
+  chains,
+  desiredNft,
+  describeElement,
+  elementsFor,
+  forwardAcceptTag,
+  forwardAccepts,
+  globalRules,
+  joinViews,
+  mappingKey,
+  networkRules,
+  networkViews,
+  rulesFor,
+  sets,
+  type DesiredNft,
+  type NetViews,
+} from './ruleset.js';
+import type { NftRule } from './objects.js';
 
 /** Options of the native backend. */
 export interface NftablesFirewallOptions {
@@ -38,7 +64,7 @@ export interface NftablesFirewallOptions {
 /** How often a transaction is rebuilt when the ruleset changed under it (ERESTART). */
 const RETRIES = 5;
 
-/** Firewall backed by nf_tables over netlink: table `inet tsnetlink`. */
+/** Firewall backed by nf_tables over netlink: table `inet tsnetlink` (both families), plus our accepts in iptables-nft's `ip filter` and `ip6 filter` FORWARD chains. */
 export class NftablesFirewall implements Firewall {
   readonly backend = 'nftables';
   private readonly open: () => Nft;
@@ -108,8 +134,8 @@ export class NftablesFirewall implements Firewall {
 
   /** Network rules for exactly `networks` (chains flushed and refilled in one transaction); map elements stay. */
   async setNetworks(networks: readonly FirewallNetwork[]): Promise<void> {
-    const nets = checkNetworks(ipv4Only(networks));
-    if (nets.length === 0) return this.apply({ networks: [], endpoints: [] });
+    const nets = networkViews(networks);
+    if (joinViews(nets).length === 0) return this.apply({ networks: [], endpoints: [] });
     this.transact('setNetworks', (nft) => {
       const genId = nft.genId();
       const live = readLive(nft, { elements: false });
@@ -126,12 +152,22 @@ export class NftablesFirewall implements Firewall {
     });
   }
 
-  /** Adds the endpoints' map elements in one transaction, after checking every rule they rely on. */
+  /** Adds the endpoints' map elements (one per mapping and family it is published on) in one transaction, after checking every rule they rely on. */
   async addEndpoints(network: FirewallNetwork, endpoints: readonly FirewallEndpoint[]): Promise<void> {
-    const [net4] = ipv4Only([network]);
-    const eps = endpoints.map((e, i) => checkEndpoint({ id: e.id, network: net4!, ip: e.ip!, mappings: e.mappings }, endpoints.length === 1 ? 'endpoint' : `endpoints[${i}]`)).filter((e) => e.mappings.length > 0);
-    if (eps.length === 0) return;
-    const net = (eps[0] as Ep).network;
+    const views: NetViews = {};
+    const eps: Record<RuleFamily, Ep[]> = { 4: [], 6: [] };
+    for (const family of FAMILIES) {
+      const spec = networkFor(network, family);
+      if (!spec) continue;
+      const [view] = checkNetworks([spec], family);
+      views[family] = view as Net;
+      endpoints.forEach((e, i) => {
+        const v = endpointFor(e, spec, family);
+        if (v) eps[family].push(checkEndpoint(v, endpoints.length === 1 ? 'endpoint' : `endpoints[${i}]`, family));
+      });
+    }
+    if (eps[4].length + eps[6].length === 0) return;
+    const net = (views[4] ?? views[6]) as Net;
     try {
       let committedOn = -1;
       this.transact('addEndpoints', (nft) => {
@@ -139,7 +175,7 @@ export class NftablesFirewall implements Firewall {
         // The ruleset generation changes with every commit by anyone: at the generation this
         // firewall's own last commit produced, the rules it checked then are still exactly there.
         if (!(this.checked?.gen === genId && this.checked.networks.has(net.name))) {
-          const problem = dependencyProblem(readLive(nft, { elements: false }), net);
+          const problem = dependencyProblem(readLive(nft, { elements: false }), views);
           if (problem) throw new FirewallDriftError(`the rules a port mapping of ${net.name} relies on are not in place (${problem}); the ruleset must be rebuilt`);
           if (this.checked?.gen === genId) this.checked.networks.add(net.name);
           else this.checked = { gen: genId, networks: new Set([net.name]) };
@@ -157,17 +193,22 @@ export class NftablesFirewall implements Firewall {
     }
     // UDP "connections" never end while packets keep coming: flows seen before the mapping
     // existed would keep going to their old destination without this flush.
-    await this.forgetConnections({ udpPorts: eps.flatMap((e) => e.mappings.filter((m) => m.protocol === 'udp').map((m) => ({ port: m.hostPort, ...(m.hostIp ? { hostIp: m.hostIp } : {}) }))) });
+    const udp = [...eps[4], ...eps[6]].flatMap((e) => e.mappings.filter((m) => m.protocol === 'udp'));
+    await this.forgetConnections({ udpPorts: udp.map((m) => ({ port: m.hostPort, ...(m.hostIp ? { hostIp: m.hostIp } : {}) })) });
   }
 
   /** Deletes the endpoints' map elements in one transaction; FirewallDriftError when one is not there. */
   async removeEndpoints(endpoints: readonly FirewallEndpoint[]): Promise<void> {
-    const keys = new Map<string, Buffer[]>([[SET.ports, []], [SET.hostipPorts, []]]);
+    const keys = new Map<string, Buffer[]>(sets().map((s) => [s.name, []]));
     for (const [i, e] of endpoints.entries()) {
       checkEndpointId(e.id, `endpoints[${i}].id`);
-      for (const m of e.mappings ?? []) {
-        const { set, element } = mappingElement(e.network, e.id, '0.0.0.0', checkMapping(m, `endpoints[${i}]`));
-        keys.get(set)?.push(element.key);
+      // The elements an endpoint has are those addEndpoints made: a mapping in each family the
+      // endpoint has an address of and the mapping is published on.
+      for (const family of FAMILIES) {
+        for (const [j, m] of mappingsIn(e, family).entries()) {
+          const { set, key } = mappingKey(checkMapping(m, `endpoints[${i}].mappings[${j}]`, family), family);
+          keys.get(set)?.push(key);
+        }
       }
     }
     const reqs = [...keys].flatMap(([set, ks]) => (ks.length > 0 ? O.delElementsRequests(FAMILY, TABLE, set, ks) : []));
@@ -185,16 +226,15 @@ export class NftablesFirewall implements Firewall {
     }
   }
 
-  /** Rebuilds our table from `state` in one transaction (deleted and made again), and our iptables FORWARD accepts. */
+  /** Rebuilds our table from `state` in one transaction (deleted and made again), and our iptables and ip6tables FORWARD accepts. */
   async apply(state: FirewallState): Promise<void> {
-    const nets = checkNetworks(ipv4Only(state.networks));
-    const eps = endpointsOf(state, nets);
+    const { networks: nets, endpoints: eps } = desiredNft(state);
     this.transact('apply', (nft) => {
       const genId = nft.genId();
       const live = readLive(nft, { elements: false });
       const reqs: Request[] = [];
       if (live.table) reqs.push(O.delTableRequest(FAMILY, TABLE));
-      if (nets.length > 0) {
+      if (joinViews(nets).length > 0) {
         reqs.push(...skeleton());
         for (const rules of rulesFor(nets).values()) for (const r of rules) reqs.push(O.addRuleRequest(r));
         for (const [set, elems] of elementsFor(eps)) if (elems.length > 0) reqs.push(...O.addElementsRequests(FAMILY, TABLE, set, elems));
@@ -204,12 +244,11 @@ export class NftablesFirewall implements Firewall {
     });
   }
 
-  /** How the live table (and our iptables FORWARD accepts) differ from `state`. */
+  /** How the live table (and our iptables and ip6tables FORWARD accepts) differ from `state`. */
   async diff(state: FirewallState): Promise<FirewallDifference[]> {
-    const nets = checkNetworks(ipv4Only(state.networks));
-    const eps = endpointsOf(state, nets);
+    const { networks: nets, endpoints: eps } = desiredNft(state);
     const live = this.with((nft) => readLive(nft, { elements: true }));
-    return compare(live, { rules: rulesFor(nets), elements: elementsFor(eps), forward: forwardAccepts(nets), any: nets.length > 0 }, describeElement);
+    return compare(live, { rules: rulesFor(nets), elements: elementsFor(eps), forward: { 4: forwardAccepts(nets[4], 4), 6: forwardAccepts(nets[6], 6) }, any: joinViews(nets).length > 0 }, describeElement);
   }
 
   /** Deletes the matching conntrack entries over ctnetlink; warns, never throws. */
@@ -222,21 +261,21 @@ export class NftablesFirewall implements Firewall {
   }
 
   /**
-   * `iptables -P FORWARD DROP`, written natively into iptables-nft's FORWARD chain (made, as
-   * iptables-nft makes it, when it does not exist): the same host-wide guard the iptables
-   * backend sets, which an accept in our own table could not provide. Resolves true when the
-   * policy changed.
+   * `iptables -P FORWARD DROP` (`ip6tables -P FORWARD DROP` for `family` 6), written natively
+   * into iptables-nft's FORWARD chain of that family (made, as iptables-nft makes it, when it
+   * does not exist): the same host-wide guard the iptables backend sets, which an accept in our
+   * own table could not provide. Resolves true when the policy changed.
    */
-  async dropUnmatchedForwarding(family: 4 | 6 = 4): Promise<boolean> {
-    // Never a silent no-op for IPv6: forwarding turned on behind an ACCEPT policy would route.
-    if (family === 6) throw new FirewallUnavailableError('the nftables backend writes IPv4 rules only so far: use the iptables backend (--firewall iptables) for IPv6 networks');
+  async dropUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    if (family !== 4 && family !== 6) throw new ValidationError('family', `must be 4 or 6, got ${JSON.stringify(family)}`);
+    const t = IPT[family];
     let changed = false;
     this.transact('dropUnmatchedForwarding', (nft) => {
       const genId = nft.genId();
-      const fwd = readForward(nft);
+      const fwd = readForward(nft, family);
       if (fwd?.chain.policy === 'drop') return undefined;
       changed = true;
-      return { genId, reqs: fwd ? [O.setChainPolicyRequest(IPT.family, IPT.table, IPT.chain, 'drop')] : iptForwardChain('drop') };
+      return { genId, reqs: fwd ? [O.setChainPolicyRequest(t.family, t.table, t.chain, 'drop')] : iptForwardChain(family, 'drop') };
     });
     return changed;
   }
@@ -247,34 +286,43 @@ function skeleton(): Request[] {
   return [O.addTableRequest({ family: FAMILY, name: TABLE, comment: TABLE_COMMENT }), ...sets().map(O.addSetRequest), ...chains().map(O.addChainRequest)];
 }
 
-/** iptables-nft's `ip filter` table with its FORWARD chain, as iptables-nft creates them. */
-function iptForwardChain(policy: 'accept' | 'drop'): Request[] {
-  return [O.addTableRequest({ family: IPT.family, name: IPT.table }), O.addChainRequest({ family: IPT.family, table: IPT.table, name: IPT.chain, hook: { hook: 'forward', priority: 0 }, type: 'filter', policy })];
+/** iptables-nft's `ip filter` (`ip6 filter`) table with its FORWARD chain, as iptables-nft creates them. */
+function iptForwardChain(family: RuleFamily, policy: 'accept' | 'drop'): Request[] {
+  const t = IPT[family];
+  return [O.addTableRequest({ family: t.family, name: t.table }), O.addChainRequest({ family: t.family, table: t.table, name: t.chain, hook: { hook: 'forward', priority: 0 }, type: 'filter', policy })];
+}
+
+/** Our accepts in both families' iptables FORWARD chains brought to exactly the networks of each family. */
+function forwardSync(nets: DesiredNft['networks'], fwd: LiveRuleset['forward']): Request[] {
+  return FAMILIES.flatMap((family) => forwardSyncFamily(family, nets[family], fwd[family]));
 }
 
 /**
- * Brings our accepts in iptables' FORWARD chain to exactly `nets` (appended after any foreign
- * rule, never inserted before one). The chain is made when missing, so that a FORWARD DROP
- * policy set later (`iptables -P FORWARD DROP`) still lets our traffic through; when the last
- * network goes, a chain left empty with policy accept goes too, with its table if that is empty.
+ * Brings our accepts in `family`'s iptables FORWARD chain to exactly `nets` (appended after any
+ * foreign rule, never inserted before one). The chain is made when missing, so that a FORWARD
+ * DROP policy set later (`iptables -P FORWARD DROP`, `ip6tables -P FORWARD DROP`) still lets our
+ * traffic through; when the last network of the family goes, a chain left empty with policy
+ * accept goes too, with its table if that is empty.
  */
-function forwardSync(nets: readonly Net[], fwd: LiveRuleset['forward']): Request[] {
-  const want = forwardAccepts(nets);
+function forwardSyncFamily(family: RuleFamily, nets: readonly Net[], fwd: LiveForward | undefined): Request[] {
+  const t = IPT[family];
+  const want = forwardAccepts(nets, family);
   const ours = (fwd?.rules ?? []).filter((r) => forwardAcceptTag(r) !== undefined);
   const reqs: Request[] = [];
   if (!fwd && want.length === 0) return reqs;
-  if (!fwd) reqs.push(...iptForwardChain('accept'));
+  if (!fwd) reqs.push(...iptForwardChain(family, 'accept'));
   const same = ours.length === want.length && ours.every((r, i) => ruleText(r) === ruleText(want[i] as NftRule));
   if (same) return reqs;
   // An empty accept chain in a table of its own is the same as none: the table goes whole.
-  if (want.length === 0 && fwd && fwd.chain.policy !== 'drop' && fwd.rules.length === ours.length && fwd.otherChains === 0) return [O.delTableRequest(IPT.family, IPT.table)];
-  for (const r of ours) if (r.handle !== undefined) reqs.push(O.delRuleRequest(IPT.family, IPT.table, IPT.chain, r.handle));
+  if (want.length === 0 && fwd && fwd.chain.policy !== 'drop' && fwd.rules.length === ours.length && fwd.otherChains === 0) return [O.delTableRequest(t.family, t.table)];
+  for (const r of ours) if (r.handle !== undefined) reqs.push(O.delRuleRequest(t.family, t.table, t.chain, r.handle));
   for (const r of want) reqs.push(O.addRuleRequest(r));
   return reqs;
 }
 
-/** What an incremental change for network `n` relies on that is missing or altered; undefined when all is in place. */
-function dependencyProblem(live: LiveRuleset, n: Net): string | undefined {
+/** What an incremental change for one network (in its families' views) relies on that is missing or altered; undefined when all is in place. */
+function dependencyProblem(live: LiveRuleset, views: NetViews): string | undefined {
+  const n = (views[4] ?? views[6]) as Net;
   if (!live.table) return `table ${FAMILY} ${TABLE} is gone`;
   for (const c of chains()) if (!live.chains.some((x) => x.name === c.name && JSON.stringify(x.hook) === JSON.stringify(c.hook))) return `chain ${c.name}`;
   for (const s of sets()) if (!live.sets.some((x) => x.name === s.name && x.keyType === s.keyType && x.dataType === s.dataType)) return `map ${s.name}`;
@@ -283,56 +331,18 @@ function dependencyProblem(live: LiveRuleset, n: Net): string | undefined {
     const want = globalRules().filter((r) => r.chain === chain).map(ruleText);
     if (texts(chain, TAG.hostports).concat(texts(chain, TAG.guard)).join('\n') !== want.join('\n')) return `the rules of chain ${chain}`;
   }
-  const mine = networkRules(n).map((r) => r.rule);
+  const mine = networkRules(views).map((r) => r.rule);
   for (const chain of [CHAIN.forward, CHAIN.postrouting]) {
     if (texts(chain, TAG.network(n.name)).join('\n') !== mine.filter((r) => r.chain === chain).map(ruleText).join('\n')) return `the ${chain} rules of network ${n.name}`;
   }
-  const accepts = (live.forward?.rules ?? []).map(ruleText);
-  if (live.forward && !forwardAccepts([n]).every((r) => accepts.includes(ruleText(r)))) return `iptables FORWARD accepts of ${n.name}`;
+  for (const family of FAMILIES) {
+    const fwd = live.forward[family];
+    const v = views[family];
+    if (!fwd || !v) continue;
+    const accepts = fwd.rules.map(ruleText);
+    if (!forwardAccepts([v], family).every((r) => accepts.includes(ruleText(r)))) return `${IPT[family].tool} FORWARD accepts of ${n.name}`;
+  }
   return undefined;
-}
-
-/**
- * The networks as this backend's IPv4 rules see them. Its table holds IPv4 rules only so far: a
- * network with an IPv6 subnet is refused (FirewallUnavailableError), so a dual-stack create on this
- * backend is rolled back with the reason instead of leaving IPv6 unfiltered.
- */
-function ipv4Only(networks: readonly FirewallNetwork[]): NetworkRuleSpec[] {
-  return networks.map((n) => {
-    const v4 = n.subnet6 === undefined ? networkFor(n, 4) : undefined;
-    if (!v4) {
-      throw new FirewallUnavailableError(`network ${n.name} has an IPv6 subnet, and the nftables backend writes IPv4 rules only so far: use the iptables backend (--firewall iptables) for dual-stack and IPv6 networks`);
-    }
-    return v4;
-  });
-}
-
-function endpointsOf(state: FirewallState, nets: readonly Net[]): Ep[] {
-  const byName = new Map(nets.map((n) => [n.name, n]));
-  const specs = state.endpoints
-    .filter((e) => e.mappings.length > 0)
-    .map((e) => {
-      const network = state.networks.find((n) => n.name === e.network);
-      if (!network || !byName.has(e.network)) throw new FirewallDriftError(`endpoint ${e.id} belongs to network ${e.network}, which the desired state lacks`);
-      return { id: e.id, network: ipv4Only([network])[0]!, ip: e.ip!, mappings: e.mappings };
-    });
-  return checkEndpoints(specs, nets);
-}
-
-function checkMapping(m: FirewallEndpoint['mappings'][number], field: string): Mapping {
-  const hostIp = m.hostIp === undefined || m.hostIp === '0.0.0.0' ? undefined : checkIPv4(`${field}.hostIp`, m.hostIp);
-  return { hostIp, hostPort: checkPort(`${field}.hostPort`, m.hostPort), containerPort: checkPort(`${field}.containerPort`, m.containerPort), protocol: checkProtocol(`${field}.protocol`, m.protocol) };
-}
-
-/** An element in words: "map ports tcp/80 -> 192.168.10.4:80 (endpoint testbridge/c3)". */
-function describeElement(set: string, e: NftElement): string {
-  const k = e.key;
-  const [hostIp, proto, port] = set === SET.hostipPorts ? [`${k[0]}.${k[1]}.${k[2]}.${k[3]}:`, k[4], k.readUInt16BE(8)] : ['', k[0], k.readUInt16BE(4)];
-  const d = e.data;
-  const to = d && d.length >= 6 ? `${d[0]}.${d[1]}.${d[2]}.${d[3]}:${d.readUInt16BE(4)}` : '?';
-  const protoName = proto === 6 ? 'tcp' : proto === 17 ? 'udp' : `proto ${proto}`;
-  const owner = e.comment?.startsWith(TAG.prefix) ? ` (endpoint ${e.comment.slice(TAG.prefix.length)})` : '';
-  return `map ${set} ${protoName} ${hostIp}${port} -> ${to}${owner}`;
 }
 
 /** A refused incremental transaction means the ruleset is not what it expected: the caller rebuilds. */

@@ -7,9 +7,18 @@ import type { FirewallDifference } from '../firewall/types.js';
 import { describeExpr } from './expr.js';
 import type { Nft } from './nft.js';
 import type { NftChain, NftElement, NftRule, NftSet } from './objects.js';
-import { CHAIN, FAMILY, IPT, TABLE, chains as wantChains, forwardAcceptTag, sets as wantSets } from './ruleset.js';
+import type { RuleFamily } from '../iptables/spec.js';
+import { CHAIN, FAMILIES, FAMILY, IPT, TABLE, chains as wantChains, forwardAcceptTag, sets as wantSets } from './ruleset.js';
 
-/** Our table as it is, and our accepts in the iptables FORWARD chain. */
+/** iptables-nft's FORWARD chain of one family (`ip filter FORWARD`, `ip6 filter FORWARD`) as it is. */
+export interface LiveForward {
+  chain: NftChain;
+  rules: NftRule[];
+  /** How many other chains its table holds (a table holding only our chain can go with it). */
+  otherChains: number;
+}
+
+/** Our table as it is, and our accepts in the iptables and ip6tables FORWARD chains. */
 export interface LiveRuleset {
   /** False when the table is gone (flushed with `nft flush ruleset`, or never made). */
   table: boolean;
@@ -17,21 +26,26 @@ export interface LiveRuleset {
   sets: NftSet[];
   rules: NftRule[];
   elements: Map<string, NftElement[]>;
-  /** iptables-nft's FORWARD chain: undefined when it does not exist. */
-  forward?: { chain: NftChain; rules: NftRule[]; otherChains: number };
+  /** iptables-nft's FORWARD chain of each family: absent when it does not exist. */
+  forward: Partial<Record<RuleFamily, LiveForward>>;
 }
 
 function missingTable(e: unknown): boolean {
   return (e as { code?: string }).code === 'ENOENT';
 }
 
-/** Reads our table (chains, sets, rules and, with `elements`, map elements) and iptables' FORWARD chain. */
+/** Reads our table (chains, sets, rules and, with `elements`, map elements) and both families' iptables FORWARD chains: `nft list table inet tsnetlink`, `nft list chain ip filter FORWARD`, `nft list chain ip6 filter FORWARD`. */
 export function readLive(nft: Nft, opts: { elements: boolean }): LiveRuleset {
-  const live: LiveRuleset = { table: false, chains: [], sets: [], rules: [], elements: new Map() };
+  const live: LiveRuleset = { table: false, chains: [], sets: [], rules: [], elements: new Map(), forward: {} };
+  const forwards = (): void => {
+    for (const family of FAMILIES) {
+      const fwd = readForward(nft, family);
+      if (fwd) live.forward[family] = fwd;
+    }
+  };
   // A dump filtered by a table that does not exist is empty, not ENOENT: ask for the table.
   if (!nft.listTables(FAMILY).some((t) => t.name === TABLE)) {
-    const fwd = readForward(nft);
-    if (fwd) live.forward = fwd;
+    forwards();
     return live;
   }
   try {
@@ -43,19 +57,19 @@ export function readLive(nft: Nft, opts: { elements: boolean }): LiveRuleset {
   } catch (e) {
     if (!missingTable(e)) throw e;
   }
-  const fwd = readForward(nft);
-  if (fwd) live.forward = fwd;
+  forwards();
   return live;
 }
 
-/** iptables-nft's `ip filter` FORWARD chain and its rules, if the chain exists. */
-export function readForward(nft: Nft): LiveRuleset['forward'] | undefined {
+/** `nft list chain ip filter FORWARD` (`ip6 filter FORWARD` for `family` 6): iptables-nft's FORWARD chain and its rules, if the chain exists. */
+export function readForward(nft: Nft, family: RuleFamily = 4): LiveForward | undefined {
+  const t = IPT[family];
   try {
-    if (!nft.listTables(IPT.family).some((t) => t.name === IPT.table)) return undefined;
-    const all = [...nft.listChains(IPT.family, IPT.table)];
-    const chain = all.find((c) => c.name === IPT.chain);
+    if (!nft.listTables(t.family).some((x) => x.name === t.table)) return undefined;
+    const all = [...nft.listChains(t.family, t.table)];
+    const chain = all.find((c) => c.name === t.chain);
     if (!chain) return undefined;
-    return { chain, rules: [...nft.listRules(IPT.family, IPT.table, IPT.chain)], otherChains: all.length - 1 };
+    return { chain, rules: [...nft.listRules(t.family, t.table, t.chain)], otherChains: all.length - 1 };
   } catch (e) {
     if (missingTable(e)) return undefined;
     throw e;
@@ -79,12 +93,21 @@ function setText(s: NftSet): string {
 const elemKey = (set: string, e: NftElement): string => `${set} ${e.key.toString('hex')}`;
 const elemText = (e: NftElement): string => `${e.data?.toString('hex') ?? ''} # ${e.comment ?? ''}`;
 
+/** What the live ruleset is compared with: our table's rules and elements, and each family's FORWARD accepts. */
+export interface WantedRuleset {
+  rules: Map<string, NftRule[]>;
+  elements: Map<string, NftElement[]>;
+  forward: Readonly<Record<RuleFamily, readonly NftRule[]>>;
+  /** Whether any network needs the table at all. */
+  any: boolean;
+}
+
 /** Every difference between the live ruleset and the desired one ([] when they agree). */
-export function compare(live: LiveRuleset, want: { rules: Map<string, NftRule[]>; elements: Map<string, NftElement[]>; forward: NftRule[]; any: boolean }, describe: (set: string, e: NftElement) => string): FirewallDifference[] {
+export function compare(live: LiveRuleset, want: WantedRuleset, describe: (set: string, e: NftElement) => string): FirewallDifference[] {
   const out: FirewallDifference[] = [];
   if (!want.any) {
     if (live.table) out.push({ kind: 'unexpected', what: `table ${FAMILY} ${TABLE} (no network needs it)` });
-    for (const r of live.forward?.rules ?? []) if (forwardAcceptTag(r)) out.push({ kind: 'unexpected', what: `iptables FORWARD accept ${forwardAcceptTag(r)}` });
+    for (const family of FAMILIES) for (const r of live.forward[family]?.rules ?? []) if (forwardAcceptTag(r)) out.push({ kind: 'unexpected', what: `${IPT[family].tool} FORWARD accept ${forwardAcceptTag(r)}` });
     return out;
   }
   if (!live.table) {
@@ -123,16 +146,26 @@ export function compare(live: LiveRuleset, want: { rules: Map<string, NftRule[]>
       for (const h of have.values()) out.push({ kind: 'unexpected', what: describe(set, h) });
     }
   }
-  // Our accepts matter only where iptables' FORWARD chain exists (it is created with them).
-  const fr = live.forward?.rules ?? [];
-  const ours = fr.filter((r) => forwardAcceptTag(r) !== undefined).map(ruleText);
-  const wf = want.forward.map(ruleText);
-  if (!live.forward) out.push({ kind: 'missing', what: `iptables chain ${IPT.table} ${IPT.chain} with tsnetlink's accepts` });
-  else {
-    for (const t of wf) if (!ours.includes(t)) out.push({ kind: 'missing', what: `iptables FORWARD accept ${t}${live.forward.chain.policy === 'drop' ? ' (its policy DROP drops this network\'s forwarded traffic meanwhile)' : ''}` });
-    for (const t of ours) if (!wf.includes(t)) out.push({ kind: 'unexpected', what: `iptables FORWARD accept ${t}` });
-    for (const t of new Set(ours)) if (ours.filter((x) => x === t).length > 1) out.push({ kind: 'duplicate', what: `iptables FORWARD accept ${t}` });
+  for (const family of FAMILIES) out.push(...compareForward(family, live.forward[family], want.forward[family]));
+  return out;
+}
+
+/**
+ * Our accepts in one family's iptables FORWARD chain against the wanted ones. They matter only
+ * where that family has networks (the chain is created with them) or where ours are left over.
+ */
+function compareForward(family: RuleFamily, fwd: LiveForward | undefined, want: readonly NftRule[]): FirewallDifference[] {
+  const out: FirewallDifference[] = [];
+  const tool = IPT[family].tool;
+  const ours = (fwd?.rules ?? []).filter((r) => forwardAcceptTag(r) !== undefined).map(ruleText);
+  const wf = want.map(ruleText);
+  if (!fwd) {
+    if (wf.length > 0) out.push({ kind: 'missing', what: `${tool} chain ${IPT[family].table} ${IPT[family].chain} with tsnetlink's accepts` });
+    return out;
   }
+  for (const t of wf) if (!ours.includes(t)) out.push({ kind: 'missing', what: `${tool} FORWARD accept ${t}${fwd.chain.policy === 'drop' ? " (its policy DROP drops this network's forwarded traffic meanwhile)" : ''}` });
+  for (const t of ours) if (!wf.includes(t)) out.push({ kind: 'unexpected', what: `${tool} FORWARD accept ${t}` });
+  for (const t of new Set(ours)) if (ours.filter((x) => x === t).length > 1) out.push({ kind: 'duplicate', what: `${tool} FORWARD accept ${t}` });
   return out;
 }
 

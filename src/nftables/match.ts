@@ -1,14 +1,14 @@
 /**
  * Rule building blocks: each returns the expressions nft itself compiles for one predicate or
- * statement (`oifname "br0"`, `ip saddr 10.0.0.0/24`, `ct state established,related`, `fib
- * daddr type local`, `masquerade`, `dnat ip to ... map @m`), register for register and byte for
- * byte, so a rule built here reads back in `nft list ruleset` as if nft had written it. Every
- * input is validated; nothing is built from strings.
+ * statement (`oifname "br0"`, `ip saddr 10.0.0.0/24`, `ip6 saddr fd00::/64`, `ct state
+ * established,related`, `fib daddr type local`, `masquerade`, `dnat ip|ip6 to ... map @m`),
+ * register for register and byte for byte, so a rule built here reads back in `nft list
+ * ruleset` as if nft had written it. Every input is validated; nothing is built from strings.
  */
 import { ValidationError } from '../errors.js';
 import { validateIfname } from '../netlink/validate.js';
 import { parseIp } from '../netlink/ip.js';
-import { CT_STATE, CT_STATUS, NFPROTO, NFTA_FIB_F, NFT_FIB_RESULT, NFT_REG, NFT_REG32_00, NF_NAT_RANGE, RTN, type CmpOp, type CtState, type CtStatus, type Family } from './constants.js';
+import { CT_STATE, CT_STATUS, NFPROTO, NFTA_FIB_F, NFT_FIB_RESULT, NFT_REG, NFT_REG32_00, NF_NAT_RANGE, RTN, type CmpOp, type CtState, type CtStatus } from './constants.js';
 import { checkObjectName } from './objects.js';
 import type { Expr } from './expr.js';
 
@@ -46,16 +46,38 @@ export function nfproto(family: 'ipv4' | 'ipv6'): Expr[] {
  * that ends inside a byte loads the address and masks it first, as nft does.
  */
 export function ipv4Prefix(field: 'saddr' | 'daddr', cidr: string, op: CmpOp = 'eq'): Expr[] {
-  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(typeof cidr === 'string' ? cidr : '');
+  return ipPrefix(4, field, cidr, op);
+}
+
+/**
+ * `ip6 saddr|daddr CIDR` (IPv6), compiled as nft compiles it: a prefix of whole bytes loads and
+ * compares only those bytes (`fd00:10::/64`: 8 bytes at offset 8); any other loads all 16 bytes
+ * and masks them first. Put nfproto('ipv6') before it in an inet table, as nft does.
+ */
+export function ipv6Prefix(field: 'saddr' | 'daddr', cidr: string, op: CmpOp = 'eq'): Expr[] {
+  return ipPrefix(6, field, cidr, op);
+}
+
+/** Where the addresses sit in each family's network header, and how long one is. */
+const ADDR_AT = { 4: { saddr: 12, daddr: 16, len: 4 }, 6: { saddr: 8, daddr: 24, len: 16 } } as const;
+
+function ipPrefix(family: 4 | 6, field: 'saddr' | 'daddr', cidr: string, op: CmpOp): Expr[] {
+  const at = ADDR_AT[family];
+  const bitsMax = at.len * 8;
+  const m = (family === 4 ? /^([0-9.]+)\/(\d{1,2})$/ : /^([0-9A-Fa-f:]+)\/(\d{1,3})$/).exec(typeof cidr === 'string' ? cidr : '');
   const addr = m ? parseIp(m[1] as string) : undefined;
   const prefix = m ? Number(m[2]) : NaN;
-  if (!addr || addr.length !== 4 || !(prefix >= 1 && prefix <= 32)) throw new ValidationError(field, `${JSON.stringify(cidr)} is not an IPv4 CIDR with a prefix of 1 to 32`);
-  const net = Buffer.from(addr);
-  for (let i = 0; i < 4; i++) {
-    const bits = Math.max(0, Math.min(8, prefix - i * 8));
-    net[i] = (net[i] as number) & ((0xff << (8 - bits)) & 0xff);
+  if (!addr || addr.length !== at.len || !(prefix >= 1 && prefix <= bitsMax)) {
+    throw new ValidationError(field, `${JSON.stringify(cidr)} is not an IPv${family} CIDR with a prefix of 1 to ${bitsMax}`);
   }
-  const offset = field === 'saddr' ? 12 : 16;
+  const net = Buffer.from(addr);
+  const mask = Buffer.alloc(at.len);
+  for (let i = 0; i < at.len; i++) {
+    const bits = Math.max(0, Math.min(8, prefix - i * 8));
+    mask[i] = (0xff << (8 - bits)) & 0xff;
+    net[i] = (net[i] as number) & (mask[i] as number);
+  }
+  const offset = at[field];
   if (prefix % 8 === 0) {
     const len = prefix / 8;
     return [
@@ -63,11 +85,9 @@ export function ipv4Prefix(field: 'saddr' | 'daddr', cidr: string, op: CmpOp = '
       { type: 'cmp', sreg: R1, op, data: net.subarray(0, len) },
     ];
   }
-  const mask = Buffer.alloc(4);
-  mask.writeUInt32BE((0xffffffff << (32 - prefix)) >>> 0);
   return [
-    { type: 'payload', base: 'network', offset, len: 4, dreg: R1 },
-    { type: 'bitwise', sreg: R1, dreg: R1, len: 4, mask, xor: Buffer.alloc(4) },
+    { type: 'payload', base: 'network', offset, len: at.len, dreg: R1 },
+    { type: 'bitwise', sreg: R1, dreg: R1, len: at.len, mask, xor: Buffer.alloc(at.len) },
     { type: 'cmp', sreg: R1, op, data: net },
   ];
 }
@@ -121,20 +141,36 @@ export const masquerade = (): Expr => ({ type: 'masq' });
 export const counter = (): Expr => ({ type: 'counter' });
 
 /**
- * `dnat ip to [ip daddr .] meta l4proto . th dport map @SET`: the key fields are loaded into
- * consecutive 4-byte registers, looked up in the map, and the address and port it yields
- * (ipv4_addr . inet_service) become the NAT target.
+ * The register nft names the 4-byte unit `unit` (0-based) of the register space by (`reg N` in
+ * `nft --debug=netlink`): a unit that starts a 16-byte register is named by it (NFT_REG_1..4),
+ * any other by its 4-byte view (NFT_REG32_00 + unit), as nft does for older kernels' sake
+ * (netlink_put_register). So an IPv6 address fills `reg 1` and the field after it is `reg 2`.
  */
-export function dnatMap(set: string, key: { daddr: boolean }, family: Family = 'ip', setId?: number): Expr[] {
-  const first = key.daddr ? R1 : undefined;
+export function register(unit: number): number {
+  if (!Number.isInteger(unit) || unit < 0 || unit > 15) throw new ValidationError('register', `${unit} is not a 4-byte register unit (0-15)`);
+  return unit % 4 === 0 ? R1 + unit / 4 : NFT_REG32_00 + unit;
+}
+
+/**
+ * `dnat ip to [ip daddr .] meta l4proto . th dport map @SET` (or with `family` 'ip6', `dnat ip6
+ * to [ip6 daddr .] ...`): the key fields are loaded into consecutive registers, each field
+ * padded to 4 bytes, looked up in the map, and the address and port it yields (ipv4_addr or
+ * ipv6_addr, then inet_service) become the NAT target. A key with the destination address
+ * carries nft's `meta nfproto` dependency; one without does not (add it in front, as nft does
+ * when it is written).
+ */
+export function dnatMap(set: string, key: { daddr: boolean }, family: 'ip' | 'ip6' = 'ip', setId?: number): Expr[] {
+  if (family !== 'ip' && family !== 'ip6') throw new ValidationError('family', `dnat to a map needs ip or ip6, got ${JSON.stringify(family)}`);
+  const at = ADDR_AT[family === 'ip' ? 4 : 6];
+  const addrUnits = at.len / 4;
   const out: Expr[] = [];
-  if (key.daddr) out.push(...nfproto('ipv4'), { type: 'payload', base: 'network', offset: 16, len: 4, dreg: R1 });
-  // The first field goes in NFT_REG_1, each next one in the 4-byte register after it.
-  const l4 = first === undefined ? R1 : NFT_REG32_00 + 1;
-  out.push({ type: 'meta', key: 'l4proto', dreg: l4 });
-  out.push({ type: 'payload', base: 'transport', offset: 2, len: 2, dreg: l4 === R1 ? NFT_REG32_00 + 1 : l4 + 1 });
+  if (key.daddr) out.push(...nfproto(family === 'ip' ? 'ipv4' : 'ipv6'), { type: 'payload', base: 'network', offset: at.daddr, len: at.len, dreg: R1 });
+  const l4 = key.daddr ? addrUnits : 0;
+  out.push({ type: 'meta', key: 'l4proto', dreg: register(l4) });
+  out.push({ type: 'payload', base: 'transport', offset: 2, len: 2, dreg: register(l4 + 1) });
   out.push({ type: 'lookup', sreg: R1, dreg: R1, set: checkObjectName(set, 'set'), ...(setId !== undefined ? { setId } : {}) });
-  out.push({ type: 'nat', nat: 'dnat', family, addr: R1, proto: NFT_REG32_00 + 1 });
+  // The data is the address (one or four units) followed by the port.
+  out.push({ type: 'nat', nat: 'dnat', family, addr: R1, proto: register(addrUnits) });
   return out;
 }
 
@@ -151,11 +187,16 @@ export function concatType(ids: readonly number[]): number {
   return ids.reduce((t, id) => (t << 6) | id, 0);
 }
 
-/** Field bytes: an IPv4 address, a protocol number (1 byte), a port (2 bytes, big-endian). */
+/** Field bytes: an IPv4 or IPv6 address, a protocol number (1 byte), a port (2 bytes, big-endian). */
 export const field = {
   ipv4(ip: string): Buffer {
     const b = parseIp(ip);
     if (!b || b.length !== 4) throw new ValidationError('address', `${JSON.stringify(ip)} is not an IPv4 address`);
+    return Buffer.from(b);
+  },
+  ipv6(ip: string): Buffer {
+    const b = typeof ip === 'string' && ip.includes(':') ? parseIp(ip) : undefined;
+    if (!b || b.length !== 16) throw new ValidationError('address', `${JSON.stringify(ip)} is not an IPv6 address`);
     return Buffer.from(b);
   },
   proto(p: number): Buffer {

@@ -1,7 +1,9 @@
 /**
  * End-to-end: the `tsnetlink` command as a user runs it (node dist/bundle/tsnetlink.js ..., the bundle the package ships), in the
  * sandbox scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
- * back with `ip -j`, iptables-save, the state directory and real traffic.
+ * back with `ip -j`, iptables-save (on the native nf_tables backend, which the CLI picks from
+ * $TSNETLINK_FIREWALL as scripts/test.mjs sets it, `nft -j list ruleset`: test/e2e/fw-oracle.ts),
+ * the state directory and real traffic.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,6 +12,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
+import { NFT, nftExpr as X, nftHasRule, nftHasTable, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('cli');
 
@@ -48,6 +51,24 @@ function saveText(): string {
   return execFileSync(SAVE, { encoding: 'utf8' });
 }
 
+/** Whether the network's subnet is masqueraded on the way out (`-s SUBNET ! -o NET -j MASQUERADE`, or nft's `ip saddr SUBNET oifname != NET masquerade`). */
+function masqueraded(): boolean {
+  if (NFT) return nftHasRule('postrouting', [X.saddr('ip', '192.168.10.0', 24), X.oifname(NET, '!='), X.masquerade]);
+  return saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE'));
+}
+
+/** Every published port's DNAT, in the backend this run uses: iptables' DNAT rules, or the elements of our nft maps. */
+function dnats(): string[] {
+  if (NFT) return nftMappings().map((m) => `${m.map} ${m.proto} ${m.hostPort} -> ${m.to}:${m.toPort}`);
+  return saveText().split('\n').filter((l) => l.includes('-j DNAT'));
+}
+
+/** Whether some published port goes to ip:port (to any port of ip without one). */
+function dnatTo(ip: string, port?: number): boolean {
+  if (NFT) return nftMappings().some((m) => m.to === ip && (port === undefined || m.toPort === port));
+  return saveText().includes(`--to-destination ${ip}:${port ?? ''}`);
+}
+
 /** State files except locks. */
 function stateFiles(root = STATE): string[] {
   const out: string[] = [];
@@ -66,7 +87,7 @@ function stateFiles(root = STATE): string[] {
 function assertRunCleanedUp(what: string): void {
   assert.equal(readdirSync('/run/netns'), [], `${what}: netns removed`);
   assert.equal(ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname), [], `${what}: veth removed`);
-  assert.equal(saveText().split('\n').filter((l) => l.includes('-j DNAT')), [], `${what}: DNAT rules removed`);
+  assert.equal(dnats(), [], `${what}: DNAT rules removed`);
   assert.equal(stateFiles().filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f)), [], `${what}: only the network record and IPAM cursor remain`);
   assert.equal(JSON.parse(tsn('network', 'inspect', NET).out).endpoints, [], `${what}: inspect shows no endpoint`);
 }
@@ -95,7 +116,8 @@ test('network create --driver bridge --subnet 192.168.10.1/24 testbridge', () =>
   assert.is(br.linkinfo.info_kind, 'bridge');
   assert.ok(br.flags.includes('UP'));
   assert.equal(br.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['192.168.10.1/24']);
-  assert.ok(saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE')));
+  assert.is(rulesHeldBy(), NFT ? 'nftables' : 'iptables', 'the CLI wrote its rules with the backend this run uses ($TSNETLINK_FIREWALL)');
+  assert.ok(masqueraded());
 });
 
 test('network ls --json, ls as a table, inspect', () => {
@@ -204,7 +226,7 @@ test('run killed by SIGTERM while still setting up the container cleans up too',
       netns: readdirSync('/run/netns'),
       veths: ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname),
       endpoints: JSON.parse(tsn('network', 'inspect', NET).out).endpoints.map((e: any) => e.id),
-      dnat: saveText().split('\n').filter((l) => l.includes('-j DNAT')),
+      dnat: dnats(),
     };
     assert.equal(left, { netns: [], veths: [], endpoints: [], dnat: [] }, `SIGTERM during setup (exit ${code}) left: ${JSON.stringify(left)}`);
   } finally {
@@ -248,7 +270,7 @@ test('connect -net NAME PID, then disconnect by PID (idempotent)', async () => {
   const ep = JSON.parse(c.out);
   const inside = JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', '-4', 'addr', 'show', 'eth0'], { encoding: 'utf8' }));
   assert.equal(inside[0].addr_info.map((a: any) => a.local), [ep.ip]);
-  assert.ok(saveText().includes(`--to-destination ${ep.ip}:90`));
+  assert.ok(dnatTo(ep.ip, 90), dnats().join('\n'));
   const again = tsn('connect', '-net', NET, String(pid));
   assert.is(again.code, 1, 'second connect of the same container fails');
   assert.match(again.err, /already connected/);
@@ -260,7 +282,7 @@ test('connect -net NAME PID, then disconnect by PID (idempotent)', async () => {
   assert.match(d.out, /disconnected/);
   const links = JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', 'link', 'show'], { encoding: 'utf8' }));
   assert.equal(links.map((l: any) => l.ifname), ['lo']);
-  assert.not.ok(saveText().includes(`--to-destination ${ep.ip}:`));
+  assert.not.ok(dnatTo(ep.ip), dnats().join('\n'));
   const d2 = tsn('disconnect', '-net', NET, String(pid));
   assert.is(d2.code, 0);
   assert.match(d2.out, /not connected/);
@@ -331,16 +353,18 @@ test('errors: exit 2 for bad usage or input, 1 for a refused operation, each wit
 
 test('network repair puts back wiped rules and says what it did; check agrees afterwards', () => {
   assert.match(tsn('network', 'repair').out, /nothing to repair/);
-  execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-POSTROUTING']);
-  assert.not.ok(saveText().includes('-j MASQUERADE'));
+  // The same wipe on either backend: every NAT rule of the network goes.
+  if (NFT) execFileSync('nft', ['flush', 'chain', 'inet', 'tsnetlink', 'postrouting']);
+  else execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-POSTROUTING']);
+  assert.not.ok(masqueraded());
   const bad = tsn('network', 'check');
   assert.is(bad.code, 1, 'check reports the drift');
-  assert.match(bad.out, /firewall: missing nat TSN-POSTROUTING/);
+  assert.match(bad.out, NFT ? /firewall: missing postrouting: .*masq # tsnetlink:testbridge/ : /firewall: missing nat TSN-POSTROUTING/);
   const r = tsn('network', 'repair');
   assert.is(r.code, 0, r.err);
   assert.match(r.out, /firewall rules rewritten/);
   assert.is(tsn('network', 'check').code, 0);
-  assert.ok(saveText().split('\n').some((l) => l.includes(`-s 192.168.10.0/24 ! -o ${NET}`) && l.endsWith('-j MASQUERADE')));
+  assert.ok(masqueraded());
 });
 
 test('network rm: bridge, rules and state gone', () => {
@@ -348,6 +372,10 @@ test('network rm: bridge, rules and state gone', () => {
   assert.is(r.code, 0, r.err);
   assert.equal(ipJson<any[]>(['link', 'show']).map((l) => l.ifname), ['lo']);
   assert.not.ok(saveText().includes('TSN-'));
+  if (NFT) {
+    assert.not.ok(nftHasTable(), 'table inet tsnetlink went with the network');
+    assert.not.ok(saveText().includes('tsnetlink'), 'no FORWARD accept of ours left');
+  }
   assert.equal(JSON.parse(tsn('network', 'ls', '--json').out), []);
   assert.equal(stateFiles(), []);
   assert.equal(readdirSync('/run/netns'), []);

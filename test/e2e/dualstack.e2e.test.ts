@@ -4,12 +4,16 @@
  * the bridge, an address of each family and both default routes in each container, container to
  * container, outbound NAT seen by an upstream host, a published port from outside, from the
  * host's own IPv6 address and from a sibling (hairpin), no hijack of non-local destinations, and
- * no direct access to unpublished ports; an IPv6-only network; bad IPv6 input refused with no
- * change; repair after `ip6tables -F`. `ip -j`, `iptables-save` and `ip6tables-save` are the oracles.
+ * no direct access to unpublished ports; an IPv6-only network; a UDP flow over IPv6 that predates
+ * its published port reaching the container once published; bad IPv6 input refused with no
+ * change; repair after `ip6tables -F`. `ip -j`, `iptables-save` and `ip6tables-save` are the oracles;
+ * on the native nf_tables backend (TSNETLINK_FIREWALL=nftables, as scripts/test.mjs reruns this
+ * file) `nft -j list ruleset` is the oracle of our table (test/e2e/fw-oracle.ts), and
+ * ip6tables-save still shows our accepts in its FORWARD chain, which the native backend writes too.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -19,6 +23,7 @@ import * as A from '../../src/netlink/addr.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
 import { ipv6RestoreBinary } from '../../src/iptables/restore.js';
 import { box, serveIn, reach, ipIn, cli, SAVE, RESTORE, type Box } from './lib.js';
+import { NFT, nftChainRules, nftExpr as X, nftHasRule, nftHasTable, nftMappings, nftTaggedRules, normalizedNft, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('dualstack');
 
@@ -109,10 +114,22 @@ test('dual-stack create: both gateways on the bridge, IPv6 forwarding on and sai
   assert.ok(addrs.includes('192.168.10.1/24') && addrs.includes('fd00:10::1/64'), addrs.join(' '));
   assert.is(readFileSync('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').trim(), '1');
   const rules = save6();
+  assert.is(rulesHeldBy(), NFT ? 'nftables' : 'iptables', 'the rules are in the backend this run uses');
   assert.ok(rules.includes(':FORWARD DROP'), 'ip6tables FORWARD policy DROP');
-  assert.ok(rules.includes('-A TSN-POSTROUTING -s fd00:10::/64 ! -o ds -m comment --comment "tsnetlink:ds" -j MASQUERADE'), rules.join('\n'));
-  assert.ok(rules.includes('-A TSN-FORWARD -o ds -m comment --comment "tsnetlink:ds" -j DROP'), 'unpublished ports dropped over IPv6 too');
   assert.not.ok(rules.some((l) => l.includes('127.0.0.0/8')), 'no IPv4 localnet guard in the IPv6 ruleset');
+  if (NFT) {
+    assert.ok(nftHasRule('postrouting', [X.saddr('ip6', 'fd00:10::', 64), X.oifname('ds', '!='), X.masquerade]), 'ip6 saddr fd00:10::/64 oifname != "ds" masquerade');
+    assert.ok(nftHasRule('postrouting', [X.saddr('ip6', 'fd00:10::', 64), X.oifname('ds'), X.ctDnat, X.masquerade]), 'IPv6 hairpin');
+    assert.ok(nftHasRule('postrouting', [X.nfproto('ipv6'), X.oifname('ds'), X.fibSaddrLocal, X.masquerade]), 'IPv6 host sources');
+    // The forward rules match interfaces only: one set serves both families.
+    assert.ok(nftHasRule('forward', [X.oifname('ds'), X.drop]), 'unpublished ports dropped over IPv6 too');
+    assert.not.ok(JSON.stringify(nftChainRules('raw-prerouting')).includes('"ip6"'), 'no IPv6 localnet guard');
+    // Our accepts in ip6tables' FORWARD chain, so that its DROP policy does not drop our traffic.
+    assert.ok(rules.includes('-A FORWARD -o ds -m comment --comment "tsnetlink:ds" -j ACCEPT') && rules.includes('-A FORWARD -i ds -m comment --comment "tsnetlink:ds" -j ACCEPT'), rules.join('\n'));
+  } else {
+    assert.ok(rules.includes('-A TSN-POSTROUTING -s fd00:10::/64 ! -o ds -m comment --comment "tsnetlink:ds" -j MASQUERADE'), rules.join('\n'));
+    assert.ok(rules.includes('-A TSN-FORWARD -o ds -m comment --comment "tsnetlink:ds" -j DROP'), 'unpublished ports dropped over IPv6 too');
+  }
 });
 
 test('connect: an address of each family, both default routes, link-local and no DAD on the container end', async () => {
@@ -132,7 +149,11 @@ test('connect: an address of each family, both default routes, link-local and no
   // The host end stays without an address: a bridge port needs none.
   const host = ipJson<any[]>(['-6', 'addr', 'show', e1.hostIfname]);
   assert.equal(host.flatMap((i) => i.addr_info), []);
-  assert.ok(save6().some((l) => l.includes('-j DNAT --to-destination [fd00:10::3]:80')), 'IPv6 DNAT for the published port');
+  if (NFT) {
+    // A mapping without a host IP on a dual-stack network: one element in each family's map.
+    const els = nftMappings().filter((m) => m.comment === 'tsnetlink:ds/d2').map((m) => `${m.map} ${m.proto} ${m.hostIp ?? '*'}:${m.hostPort} ${m.to} ${m.toPort}`);
+    assert.equal(els.sort(), ['ports tcp *:8080 192.168.10.3 80', 'ports6 tcp *:8080 fd00:10::3 80'], 'IPv6 DNAT for the published port');
+  } else assert.ok(save6().some((l) => l.includes('-j DNAT --to-destination [fd00:10::3]:80')), 'IPv6 DNAT for the published port');
 });
 
 test('container to container over IPv4 and over IPv6', async () => {
@@ -180,9 +201,41 @@ test('an IPv6-only network: only IPv6 on the bridge and in the container, MAC fr
   assert.equal(ipIn<any[]>(u1, ['-4', 'addr', 'show', 'eth0']).flatMap((i) => i.addr_info), []);
   assert.equal(ipJson<any[]>(['-4', 'addr', 'show', 'v6only']).flatMap((i) => i.addr_info), []);
   assert.not.ok(execFileSync(SAVE, { encoding: 'utf8' }).includes('tsnetlink:v6only'), 'no IPv4 rules for an IPv6-only network');
+  if (NFT) {
+    assert.equal(nftMappings().filter((m) => m.comment === 'tsnetlink:v6only/u1').map((m) => `${m.map} ${m.hostPort} ${m.to}`), ['ports6 8081 fd00:20::2'], '[::] is every IPv6 address: the IPv6 map only');
+    const nat = nftTaggedRules('postrouting', 'tsnetlink:v6only');
+    assert.is(nat.length, 3);
+    assert.ok(nat.every((r) => !JSON.stringify(r).includes('"protocol":"ip"') && !JSON.stringify(r).includes('"ipv4"')), 'no IPv4 NAT rule for an IPv6-only network');
+    assert.ok(save6().includes('-A FORWARD -o v6only -m comment --comment "tsnetlink:v6only" -j ACCEPT'));
+  }
   assert.is(await reachFromUp(HOST6, 8081), 'u1');
   assert.match(await reachFromUp(HOST4, 8081), /^unreachable/, 'an IPv6-only network publishes on IPv6 only');
   assert.match(await reach(d1, 'fd00:20::2', PORT), /^unreachable/, 'networks stay isolated over IPv6');
+});
+
+/** Sends one UDP datagram from [::]:`sport` inside `ns` to host:port; resolves to the reply, or 'no reply'. */
+function udpFrom(ns: NetnsHandle, host: string, port: number, sport: number): Promise<string> {
+  const js = `const s=require('dgram').createSocket('udp6');s.on('message',(m)=>{process.stdout.write(m.toString());process.exit(0)});s.bind(${sport},()=>s.send('x',${port},'${host}'));setTimeout(()=>{process.stdout.write('no reply');process.exit(0)},800)`;
+  return new Promise((resolve, reject) => withNetns(ns, () => execFile(process.execPath, ['-e', js], { encoding: 'utf8' }, (e, out) => (e ? reject(e) : resolve(out)))));
+}
+
+test('a UDP flow over IPv6 seen before its port was published reaches the container once it is (its conntrack entry is flushed)', async () => {
+  // The first datagram finds nothing listening on the host, and its conntrack entry (no NAT)
+  // would keep the flow at the host for the next 30 s without the flush.
+  assert.is(await udpFrom(up, HOST6, 5300, 40000), 'no reply');
+  const u2 = box('u2');
+  boxes.push(u2);
+  // A UDP server in its own process, started inside the container's netns.
+  const js = "const s=require('dgram').createSocket('udp6');s.on('message',(m,r)=>s.send('u2',r.port,r.address));s.bind(5300,()=>console.log('ready'))";
+  const server = withNetns(u2.ns, () => spawn(process.execPath, ['-e', js], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  try {
+    await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+    await nets.connect('v6only', u2.ns, { id: 'u2', ports: ['5300:5300/udp'] });
+    assert.is(await udpFrom(up, HOST6, 5300, 40000), 'u2', 'the same flow, now DNATed to the container');
+    await nets.disconnect('v6only', 'u2');
+  } finally {
+    server.kill();
+  }
 });
 
 // ------------------------------------------------------------------ refusals change nothing
@@ -207,6 +260,7 @@ function snapshot(): string {
     routes6: ipJson<any[]>(['-6', 'route', 'show']).map((r) => JSON.stringify(r)),
     v4: execFileSync(SAVE, { encoding: 'utf8' }).split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')),
     v6: save6(),
+    nft: NFT ? normalizedNft() : '',
     state: stateFiles(),
   });
 }
@@ -240,9 +294,16 @@ test('bad IPv6 input is refused with a clear message and changes nothing', async
 test('repair after ip6tables -F: check names the IPv6 difference, repair restores it, traffic works again', async () => {
   execFileSync(IP6TABLES, ['-t', 'nat', '-F']);
   execFileSync(IP6TABLES, ['-F']);
+  // On the native backend ip6tables holds only our FORWARD accepts: our table's IPv6 map goes too.
+  if (NFT) execFileSync('nft', ['flush', 'map', 'inet', 'tsnetlink', 'ports6']);
   assert.match(await reachFromUp(HOST6, 8080), /^unreachable/);
+  assert.is(await reachFromUp(HOST4, 8080), 'd2', 'IPv4 untouched');
   const problems = await nets.check();
-  assert.ok(problems.some((p) => p.startsWith('firewall: missing ip6 ')), problems.join('\n'));
+  if (NFT) {
+    assert.ok(problems.some((p) => p.startsWith('firewall: missing ip6tables FORWARD accept ')), problems.join('\n'));
+    assert.ok(problems.includes('firewall: missing map ports6 tcp 8080 -> [fd00:10::3]:80 (endpoint ds/d2)'), problems.join('\n'));
+    assert.not.ok(problems.some((p) => / map ports /.test(p) || p.includes('missing iptables ')), 'nothing IPv4 reported');
+  } else assert.ok(problems.some((p) => p.startsWith('firewall: missing ip6 ')), problems.join('\n'));
   await nets.repair();
   assert.equal(await nets.check(), []);
   assert.is(await reachFromUp(HOST6, 8080), 'd2');
@@ -266,12 +327,18 @@ test('CLI: --subnet twice makes a dual-stack network, ls and inspect show both, 
 test('disconnect and rm: both addresses released, the IPv6 rules gone with the last network', async () => {
   await nets.disconnect('ds', 'd2');
   assert.not.ok(save6().some((l) => l.includes('fd00:10::3')), 'the IPv6 DNAT went with the endpoint');
+  if (NFT) assert.equal(nftMappings().filter((m) => m.comment === 'tsnetlink:ds/d2'), [], 'both families\' elements went with the endpoint');
   const e = await nets.connect('ds', d2.ns, { id: 'd2b' });
   assert.equal(e.addresses.map((a) => a.ip), ['192.168.10.4', 'fd00:10::4'], 'round robin in both families');
   await nets.remove('ds', { force: true });
   await nets.remove('v6only', { force: true });
   assert.not.ok(save6().some((l) => l.includes('TSN-')), save6().join('\n'));
   assert.not.ok(execFileSync(SAVE, { encoding: 'utf8' }).includes('TSN-'));
+  if (NFT) {
+    assert.not.ok(nftHasTable(), 'table inet tsnetlink went with the last network');
+    assert.not.ok(save6().some((l) => l.includes('tsnetlink')) || execFileSync(SAVE, { encoding: 'utf8' }).includes('tsnetlink'), 'no FORWARD accept of ours left');
+  }
+  assert.ok(save6().includes(':FORWARD DROP'), 'the IPv6 FORWARD policy stays DROP, as with Docker');
 });
 
 test.run();

@@ -14,9 +14,15 @@ export function nftRuleset(): any[] {
   return JSON.parse(execFileSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).nftables as any[];
 }
 
-/** `nft list ruleset` with counters and handles blanked, for before/after comparisons. */
+/**
+ * `nft list ruleset` with counters and handles blanked and the tables in name order, for
+ * before/after comparisons: a rebuild (repair, or a network rm, which rewrites our table from
+ * the records) deletes and remakes table inet tsnetlink, which moves it to the end of the
+ * listing without changing what any rule does.
+ */
 export function normalizedNft(): string {
-  return execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).replace(/counter packets \d+ bytes \d+/g, 'counter').replace(/ # handle \d+/g, '');
+  const text = execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).replace(/counter packets \d+ bytes \d+/g, 'counter').replace(/ # handle \d+/g, '');
+  return (text.match(/^table [^\n]*\n[\s\S]*?^\}\n/gm) ?? []).sort().join('');
 }
 
 /** One published port as nft lists it in our maps. */
@@ -49,6 +55,38 @@ export function nftMappings(rs = nftRuleset()): NftMapping[] {
 export function nftChainRules(chain: string, rs = nftRuleset()): any[][] {
   return rs.filter((o) => o.rule && o.rule.family === 'inet' && o.rule.table === 'tsnetlink' && o.rule.chain === chain).map((o) => o.rule.expr);
 }
+
+/** The rules of one chain of table inet tsnetlink that carry `comment` (`tsnetlink:NETWORK`), as nft's JSON expression lists. */
+export function nftTaggedRules(chain: string, comment: string, rs = nftRuleset()): any[][] {
+  return rs.filter((o) => o.rule && o.rule.family === 'inet' && o.rule.table === 'tsnetlink' && o.rule.chain === chain && o.rule.comment === comment).map((o) => o.rule.expr);
+}
+
+/** Whether a chain of table inet tsnetlink holds a rule of exactly these expressions, as `nft -j` shows them (see nftExpr). */
+export function nftHasRule(chain: string, expr: readonly unknown[], rs = nftRuleset()): boolean {
+  const want = JSON.stringify(expr);
+  return nftChainRules(chain, rs).some((r) => JSON.stringify(r) === want);
+}
+
+const match = (left: unknown, right: unknown, op = '=='): unknown => ({ match: { op, left, right } });
+
+/** nft's JSON of the predicates and statements our rules use, for nftHasRule. */
+export const nftExpr = {
+  /** `ip saddr 192.168.10.0/24`, `ip6 saddr fd00:10::/64` */
+  saddr: (protocol: 'ip' | 'ip6', addr: string, len: number): unknown => match({ payload: { protocol, field: 'saddr' } }, { prefix: { addr, len } }),
+  /** `oifname "ds"`, `oifname != "ds"` */
+  oifname: (name: string, op: '==' | '!=' = '=='): unknown => match({ meta: { key: 'oifname' } }, name, op),
+  /** `iifname "ds"` */
+  iifname: (name: string, op: '==' | '!=' = '=='): unknown => match({ meta: { key: 'iifname' } }, name, op),
+  /** `meta nfproto ipv4|ipv6` */
+  nfproto: (p: 'ipv4' | 'ipv6'): unknown => match({ meta: { key: 'nfproto' } }, p),
+  /** `ct status dnat` */
+  ctDnat: match({ ct: { key: 'status' } }, 'dnat', 'in'),
+  /** `fib saddr type local` */
+  fibSaddrLocal: match({ fib: { result: 'type', flags: ['saddr'] } }, 'local'),
+  masquerade: { masquerade: null },
+  drop: { drop: null },
+  accept: { accept: null },
+};
 
 /** A base chain of table inet tsnetlink: its type, hook, priority and policy. */
 export function nftChain(name: string, rs = nftRuleset()): any {

@@ -4,12 +4,13 @@
  * (a failing message changes nothing, a stale generation is refused, lost replies are said so);
  * a connect -p starts no process; the table survives `nft flush ruleset` through repair and a
  * firewalld-style iptables reload leaves it alone; an iptables FORWARD DROP and a foreign table's
- * drops are coexisted with; networks migrate between backends.
+ * drops are coexisted with, an ip6tables FORWARD DROP too for a dual-stack network; networks
+ * migrate between backends, both families' rules with them.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Networks, nftables } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { requireSandbox } from '../helpers.js';
@@ -53,7 +54,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  for (const n of ['nfa', 'nfb']) await nets.remove(n, { force: true }).catch(() => undefined);
+  for (const n of ['nfa', 'nfb', 'nfds']) await nets.remove(n, { force: true }).catch(() => undefined);
   for (const b of boxes) b.close();
   up?.close();
   nets.close();
@@ -246,6 +247,45 @@ test('a second backend on the same host is refused with the way out; repair --fi
   } finally {
     ipts.close();
   }
+});
+
+test('a dual-stack network: a foreign ip6tables -P FORWARD DROP still lets its IPv6 published port through; repair --firewall moves both families and back', async () => {
+  // Forwarding already on: create leaves the IPv6 policy alone, and someone else sets it later.
+  writeFileSync('/proc/sys/net/ipv6/conf/all/forwarding', '1');
+  execFileSync('ip', ['addr', 'add', '2001:db8:99::1/64', 'dev', 'up0', 'nodad']);
+  execFileSync('ip', ['-n', up.name, 'addr', 'add', '2001:db8:99::2/64', 'dev', 'eth0', 'nodad']);
+  const upBox = { name: 'upstream', ns: up.ns } as Box;
+  const made = await nets.createNetwork({ name: 'nfds', subnet: ['10.20.3.0/24', 'fd00:21::/64'] });
+  assert.not.ok(made.hostChanges.some((c) => c.startsWith('IPv6 FORWARD policy')), made.hostChanges.join('\n'));
+  const c = container('ds1');
+  const ep = await nets.connect('nfds', c.ns, { id: 'ds1', ports: ['8095:80'] });
+  const ip6 = ep.addresses.find((a) => a.family === 6)!.ip;
+  assert.ok(elements().includes(`tcp . 8095 -> ${ip6} . 80`), elements().join('\n'));
+  execFileSync('ip6tables', ['-P', 'FORWARD', 'DROP']);
+  assert.match(execFileSync('ip6tables-save', { encoding: 'utf8' }), /-A FORWARD -o nfds -m comment --comment "tsnetlink:nfds" -j ACCEPT/);
+  assert.is(await reach(upBox, '2001:db8:99::1', 8095), 'ds1', 'IPv6 through the foreign DROP policy');
+  assert.is(await reach(upBox, up.hostIp, 8095), 'ds1');
+  assert.equal(await nets.check(), []);
+  const ipts = new Networks({ firewall: 'iptables' });
+  try {
+    const r = await ipts.repair();
+    assert.ok(r.actions.some((a) => a.includes('network nfds: firewall backend nftables -> iptables')), r.actions.join('\n'));
+    assert.ok(execFileSync('ip6tables-save', { encoding: 'utf8' }).includes(`--to-destination [${ip6}]:80`), 'the IPv6 DNAT moved to ip6tables');
+    assert.not.ok(tables().includes('inet tsnetlink'));
+    assert.is(await reach(upBox, '2001:db8:99::1', 8095), 'ds1', 'IPv6 on the iptables backend');
+    assert.equal(await ipts.check(), []);
+    await nets.repair();
+    assert.not.ok(execFileSync('ip6tables-save', { encoding: 'utf8' }).includes('TSN-'), 'no ip6tables chain of ours left');
+    assert.ok(elements().includes(`tcp . 8095 -> ${ip6} . 80`));
+    assert.is(await reach(upBox, '2001:db8:99::1', 8095), 'ds1', 'IPv6 back on the native backend');
+    assert.equal(await nets.check(), []);
+  } finally {
+    ipts.close();
+  }
+  await nets.remove('nfds', { force: true });
+  assert.not.ok(execFileSync('ip6tables-save', { encoding: 'utf8' }).includes('tsnetlink'), 'our ip6tables accepts went with the network');
+  assert.match(execFileSync('ip6tables-save', { encoding: 'utf8' }), /:FORWARD DROP/, 'the foreign policy stays');
+  execFileSync('ip6tables', ['-P', 'FORWARD', 'ACCEPT']);
 });
 
 test('the last network removed: our table and accepts are gone, an iptables FORWARD chain we made is gone too', async () => {
