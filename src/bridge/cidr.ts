@@ -53,7 +53,7 @@ export function ipToBig(ip: string, field = 'ip'): bigint {
   const family = ipFamily(ip);
   if (family === undefined) throw new ValidationError(field, `'${ip}' is not an IPv4 or IPv6 address`);
   let n = 0n;
-  for (const b of ipaddr.parse(ip).toByteArray()) n = (n << 8n) | BigInt(b);
+  for (const b of (family === 4 ? ipaddr.IPv4.parse(ip) : ipaddr.IPv6.parse(ip)).toByteArray()) n = (n << 8n) | BigInt(b);
   // Gateways, subnet bounds and cursors are converted on every connect: keep the recent ones.
   if (BIGS.size >= 4096) BIGS.clear();
   BIGS.set(ip, n);

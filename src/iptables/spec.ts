@@ -65,9 +65,19 @@ function anyIp(hostIp: string | undefined): string | undefined {
   return hostIp === undefined || hostIp === '0.0.0.0' || hostIp === '::' ? undefined : hostIp;
 }
 
+/**
+ * Whether `addr` lies in the first `bits` bits of `range` (both of one family). The typed
+ * parsers are used, never ipaddr.parse: that one tries IPv6 first and pays a thrown exception
+ * for every IPv4 address, on every connect with a port mapping.
+ */
+function within(addr: ipaddr.IPv4 | ipaddr.IPv6, range: ipaddr.IPv4 | ipaddr.IPv6, bits: number): boolean {
+  if (addr.kind() !== range.kind()) return false;
+  return addr.kind() === 'ipv4' ? (addr as ipaddr.IPv4).match(range as ipaddr.IPv4, bits) : (addr as ipaddr.IPv6).match(range as ipaddr.IPv6, bits);
+}
+
 function overlaps(a: Cidr, b: Cidr): boolean {
   if (a.family !== b.family) return false;
-  return ipaddr.parse(a.network.toString()).match(ipaddr.parseCIDR(`${b.network.toString()}/${Math.min(a.prefix, b.prefix)}`));
+  return within(a.network, b.network, Math.min(a.prefix, b.prefix));
 }
 
 function checkNetwork(n: NetworkRuleSpec, field: string, family: RuleFamily): Net {
@@ -108,7 +118,7 @@ export function checkEndpoint(ep: EndpointRuleSpec, field: string, family: RuleF
   const id = checkEndpointId(ep.id, `${field}.id`);
   const network = checkNetwork(ep.network, `${field}.network`, family);
   const ip = family === 4 ? checkIPv4(`${field}.ip`, ep.ip) : checkIPv6(`${field}.ip`, ep.ip);
-  if (!ipaddr.parse(ip).match(ipaddr.parseCIDR(network.subnet.cidr))) {
+  if (!within(family === 4 ? ipaddr.IPv4.parse(ip) : ipaddr.IPv6.parse(ip), network.subnet.network, network.subnet.prefix)) {
     throw new ValidationError(`${field}.ip`, `${ip} is outside the network's subnet ${network.subnet.cidr}`);
   }
   if (family === 4 && network.subnet.prefix <= 30 && (ip === network.subnet.network.toString() || ip === ipaddr.IPv4.broadcastAddressFromCIDR(network.subnet.cidr).toString())) {
@@ -156,7 +166,7 @@ export function checkMapping(m: PortMapping, field: string, family: RuleFamily =
   // "0.0.0.0" means every address of both families; the IPv6 rules read it as their wildcard.
   if (m.hostIp !== undefined && !(family === 6 && m.hostIp === '0.0.0.0')) {
     hostIp = anyIp(family === 4 ? checkIPv4(`${field}.hostIp`, m.hostIp) : checkIPv6(`${field}.hostIp`, m.hostIp));
-    const range = hostIp === undefined ? 'unicast' : ipaddr.parse(hostIp).range();
+    const range = hostIp === undefined ? 'unicast' : (family === 4 ? ipaddr.IPv4.parse(hostIp) : ipaddr.IPv6.parse(hostIp)).range();
     // ipaddr.js calls the IPv6 documentation prefix (2001:db8::/32) "reserved"; it is a fine host address.
     const refused = family === 4 ? ['multicast', 'broadcast', 'reserved'] : ['multicast', 'linkLocal', 'loopback', 'ipv4Mapped'];
     if (refused.includes(range)) {

@@ -28,7 +28,7 @@ import type { Request } from '../netlink/message.js';
 import { Nft } from './nft.js';
 import { NftTransactionError } from './transaction.js';
 import * as O from './objects.js';
-import { compare, readForward, readLive, ruleText, type LiveForward, type LiveRuleset } from './live.js';
+import { compare, readDependencies, readForward, readLive, ruleText, type LiveForward, type LiveRuleset } from './live.js';
 import {
   CHAIN,
   FAMILIES,
@@ -170,12 +170,17 @@ export class NftablesFirewall implements Firewall {
     const net = (views[4] ?? views[6]) as Net;
     try {
       let committedOn = -1;
+      // When this firewall's own last commit left the generation at which it checked the rules,
+      // the batch is guarded by that generation without asking for it: if anyone committed since,
+      // the kernel refuses it with ERESTART and the retry reads the generation and checks again.
+      let guess = this.checked?.networks.has(net.name) ? this.checked.gen : undefined;
       this.transact('addEndpoints', (nft) => {
-        const genId = nft.genId();
+        const genId = guess ?? nft.genId();
+        guess = undefined;
         // The ruleset generation changes with every commit by anyone: at the generation this
         // firewall's own last commit produced, the rules it checked then are still exactly there.
         if (!(this.checked?.gen === genId && this.checked.networks.has(net.name))) {
-          const problem = dependencyProblem(readLive(nft, { elements: false }), views);
+          const problem = dependencyProblem(readDependencies(nft, FAMILIES.filter((f) => views[f] !== undefined)), views);
           if (problem) throw new FirewallDriftError(`the rules a port mapping of ${net.name} relies on are not in place (${problem}); the ruleset must be rebuilt`);
           if (this.checked?.gen === genId) this.checked.networks.add(net.name);
           else this.checked = { gen: genId, networks: new Set([net.name]) };
@@ -215,10 +220,20 @@ export class NftablesFirewall implements Firewall {
     if (reqs.length === 0) return;
     try {
       this.with((nft) => {
-        const genId = nft.genId();
+        // Removing elements leaves every rule as it was: the check stays good at the next
+        // generation, provided nobody committed in between, which the guard makes the kernel say.
+        const gen = this.checked?.gen;
+        if (gen !== undefined) {
+          try {
+            nft.commit(reqs, { genId: gen });
+            if (this.checked?.gen === gen) this.checked.gen = (gen + 1) >>> 0;
+            return;
+          } catch (e) {
+            if (!(e instanceof NftTransactionError && e.code === 'ERESTART')) throw e;
+            this.checked = undefined;
+          }
+        }
         nft.commit(reqs);
-        // Removing elements leaves every rule as it was: the check stays good at the next generation.
-        if (this.checked?.gen === genId) this.checked.gen = (genId + 1) >>> 0;
       });
     } catch (e) {
       this.checked = undefined;

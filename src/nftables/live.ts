@@ -61,6 +61,30 @@ export function readLive(nft: Nft, opts: { elements: boolean }): LiveRuleset {
   return live;
 }
 
+/**
+ * The part of the live ruleset a port mapping relies on, read with as few dumps as possible:
+ * our table's chains, maps and rules (no table listing first: a dump for a table that does not
+ * exist is empty, which reads as "gone"), and the FORWARD accepts of `families` only, without
+ * the listing of iptables' tables. A connect -p reads this after every commit by anyone else
+ * (Docker, firewalld and iptables-nft all bump the generation), so each dump saved counts.
+ */
+export function readDependencies(nft: Nft, families: readonly RuleFamily[]): LiveRuleset {
+  const live: LiveRuleset = { table: false, chains: [], sets: [], rules: [], elements: new Map(), forward: {} };
+  live.chains = [...nft.listChains(FAMILY, TABLE)];
+  if (live.chains.length > 0) {
+    live.table = true;
+    live.sets = [...nft.listSets(FAMILY, TABLE)];
+    live.rules = [...nft.listRules(FAMILY, TABLE)];
+  }
+  for (const family of families) {
+    const t = IPT[family];
+    const all = [...nft.listChains(t.family, t.table)];
+    const chain = all.find((c) => c.name === t.chain);
+    if (chain) live.forward[family] = { chain, rules: [...nft.listRules(t.family, t.table, t.chain)], otherChains: all.length - 1 };
+  }
+  return live;
+}
+
 /** `nft list chain ip filter FORWARD` (`ip6 filter FORWARD` for `family` 6): iptables-nft's FORWARD chain and its rules, if the chain exists. */
 export function readForward(nft: Nft, family: RuleFamily = 4): LiveForward | undefined {
   const t = IPT[family];
@@ -76,9 +100,16 @@ export function readForward(nft: Nft, family: RuleFamily = 4): LiveForward | und
   }
 }
 
-/** A rule's identity for comparisons: its comment and its expressions, as text. */
+const texts = new WeakMap<NftRule, string>();
+
+/** A rule's identity for comparisons: its comment and its expressions, as text (kept per rule object: dumped rules are shared, see Nft). */
 export function ruleText(r: NftRule): string {
-  return `${r.exprs.map(describeExpr).join('; ')}${r.comment !== undefined ? ` # ${r.comment}` : ''}`;
+  let t = texts.get(r);
+  if (t === undefined) {
+    t = `${r.exprs.map(describeExpr).join('; ')}${r.comment !== undefined ? ` # ${r.comment}` : ''}`;
+    texts.set(r, t);
+  }
+  return t;
 }
 
 function chainText(c: NftChain): string {
