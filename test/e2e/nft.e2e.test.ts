@@ -163,6 +163,34 @@ test('10,000 map elements in one transaction: split into messages under the u16 
   }
 });
 
+test('a mapping after someone else\'s commit: the guarded batch is refused, re-checked and committed; a rule they removed is drift, not papered over', async () => {
+  const { NftablesFirewall } = await import('../../src/nftables/firewall.js');
+  const fw = new NftablesFirewall();
+  const net = { name: 'nfguard', bridge: 'nfguard0', subnet: '10.20.9.0/24' };
+  const ep = (i: number) => ({ id: `g${i}`, network: net.name, ip: `10.20.9.${i + 2}`, mappings: [{ hostPort: 17000 + i, containerPort: 80, protocol: 'tcp' as const }] });
+  try {
+    await fw.setNetworks([net]);
+    await fw.addEndpoints(net, [ep(0)]);
+    // Another tool commits: the generation this firewall remembers is stale now.
+    execFileSync('nft', ['add table inet someone-else; delete table inet someone-else']);
+    await fw.addEndpoints(net, [ep(1)]);
+    assert.ok(elements().includes('tcp . 17001 -> 10.20.9.3 . 80'), elements().join('\n'));
+    execFileSync('nft', ['add table inet someone-else; delete table inet someone-else']);
+    await fw.removeEndpoints([ep(1)]);
+    assert.not.ok(elements().some((e) => e.startsWith('tcp . 17001 ')));
+    // Someone removes a rule the mappings rely on: the next mapping is refused as drift.
+    execFileSync('nft', ['flush', 'chain', 'inet', 'tsnetlink', 'hostports']);
+    const e = await fw.addEndpoints(net, [ep(2)]).then(() => undefined, (x: { code?: string }) => x);
+    assert.is(e?.code, 'EFWDRIFT');
+    assert.not.ok(elements().some((x) => x.startsWith('tcp . 17002 ')), 'nothing was added');
+  } finally {
+    await fw.apply({ networks: [], endpoints: [] });
+    fw.close();
+  }
+  await nets.repair();
+  assert.equal(await nets.check(), []);
+});
+
 test('connect -p on the native backend starts no process (strace -f -e execve of the CLI)', async () => {
   const c = container('px');
   const trace = '/tmp/nft-e2e-execve.log';
