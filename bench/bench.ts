@@ -34,12 +34,12 @@ import { nftBench } from './lib/nft.js';
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const CHECK = args.includes('--check');
-const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)';
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni] [--nft]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)\n  --nft      only the firewall-backend rows (native nf_tables against iptables-restore)';
 if (args.includes('--help') || args.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
 }
-const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni'].includes(a));
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni', '--nft'].includes(a));
 if (unknown.length > 0) {
   console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
   process.exit(2);
