@@ -188,9 +188,10 @@ test.before(async () => {
   nets.host.addrAdd('up0', `${HOST_IP2}/24`);
   baseline = normalizedSave();
   if (NFT) baselineNft = normalizedNft();
-  // The native backend keeps one netlink socket per manager by design (closing one costs an RCU
-  // grace period): it is opened before the guard counts descriptors.
-  if (NFT) await nets.check();
+  // A manager keeps its nf_tables sockets by design (closing one costs an RCU grace period): the
+  // native backend's, and on either backend the bridge-port filter's. They are opened before the
+  // guard counts descriptors.
+  await nets.check();
   guard = leakGuard();
 });
 
