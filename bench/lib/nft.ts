@@ -109,31 +109,25 @@ export async function nftBench(quick: boolean): Promise<{ lines: string[]; verdi
       }
     }
     for (const b of BACKENDS) await nets.get(b)!.create({ name: netName(b), subnet: subnet(b) });
-    // Interleaved: each round runs every variant once, so drift in the machine hits all alike.
-    for (let i = 0; i < cfg.n + 2; i++) {
-      for (const b of BACKENDS) {
-        for (const mapping of [false, true]) {
-          const nw = nets.get(b)!;
-          let id = '';
-          const ms = await timed(async () => (id = (await nw.connect(netName(b), { name: nsNames[0]! }, mapping ? { ports: ['18080:80'] } : {})).id));
-          await nw.disconnect(netName(b), id);
-          if (i >= 2) add(`connect${mapping ? ' -p' : ''} ${b}`, ms);
+    // Rounds of connect and connect -p on each backend given, the first two rounds untimed.
+    const rounds = async (backends: readonly Backend[], key: (b: Backend, mapping: boolean) => string): Promise<void> => {
+      for (let i = 0; i < cfg.n + 2; i++) {
+        for (const b of backends) {
+          for (const mapping of [false, true]) {
+            const nw = nets.get(b)!;
+            let id = '';
+            const ms = await timed(async () => (id = (await nw.connect(netName(b), { name: nsNames[0]! }, mapping ? { ports: ['18080:80'] } : {})).id));
+            await nw.disconnect(netName(b), id);
+            if (i >= 2) add(key(b, mapping), ms);
+          }
         }
       }
-    }
+    };
+    // Interleaved: each round runs every variant once, so drift in the machine hits all alike.
+    await rounds(BACKENDS, (b, mapping) => `connect${mapping ? ' -p' : ''} ${b}`);
     // The native backend alone: no other backend commits between its connects, as on a host where
     // nothing else changes the ruleset, so its check of the rules a mapping relies on is skipped.
-    {
-      const nw = nets.get('nftables')!;
-      for (let i = 0; i < cfg.n + 2; i++) {
-        for (const mapping of [false, true]) {
-          let id = '';
-          const ms = await timed(async () => (id = (await nw.connect(netName('nftables'), { name: nsNames[0]! }, mapping ? { ports: ['18080:80'] } : {})).id));
-          await nw.disconnect(netName('nftables'), id);
-          if (i >= 2) add(`alone connect${mapping ? ' -p' : ''}`, ms);
-        }
-      }
-    }
+    await rounds(['nftables'], (_b, mapping) => `alone connect${mapping ? ' -p' : ''}`);
     // nft -f adding and deleting one element of our own map, while the nftables network holds it.
     const file = join(dir, 'elem.nft');
     const ms: number[] = [];

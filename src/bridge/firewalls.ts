@@ -41,7 +41,7 @@ export class RoutedFirewall implements Firewall {
 
   /** The port filter is wanted while some network has an IPv6 subnet (only IPv6 containers send listener reports). */
   private syncPortFilter(networks: readonly FirewallNetwork[]): void {
-    this.portFilter?.sync(networks.some((n) => n.subnet6 !== undefined));
+    this.portFilter?.sync(wantsPortFilter(networks));
   }
 
   /** The backend new networks get: the one chosen, else the one the host's networks use, else iptables. */
@@ -153,7 +153,7 @@ export class RoutedFirewall implements Firewall {
       // Only what is found on another backend than the selected one says where it is.
       for (const d of await this.get(b).diff(this.stateFor(b, state))) out.push(b !== this.selected ? { kind: d.kind, what: `${b}: ${d.what}` } : d);
     }
-    if (this.portFilter) out.push(...this.portFilter.diff(state.networks.some((n) => n.subnet6 !== undefined)));
+    if (this.portFilter) out.push(...this.portFilter.diff(wantsPortFilter(state.networks)));
     return out;
   }
 
@@ -170,4 +170,9 @@ export class RoutedFirewall implements Firewall {
     for (const f of this.instances.values()) f.close?.();
     this.portFilter?.close();
   }
+}
+
+/** Whether the bridge-port filter should exist for these networks: some has an IPv6 subnet. */
+function wantsPortFilter(networks: readonly FirewallNetwork[]): boolean {
+  return networks.some((n) => n.subnet6 !== undefined);
 }

@@ -3,8 +3,8 @@
  * where they enter the bridge. A Linux bridge floods MLDv2 reports (and, with no querier, MLDv1
  * ones) to every port, and every container with IPv6 sends several of them when its interface
  * comes up: with 1,000 containers on a bridge, each new one cost 1,000 copies delivered into
- * 1,000 network namespaces, three to four times over (measured: half of a CPU in softirq while
- * the containers were connected, and each connect 3-4x slower than on an empty bridge). Nothing
+ * 1,000 network namespaces, three to four times over, and each connect was several times slower
+ * than on an empty bridge. Nothing
  * on a container network needs those reports: a bridge without a multicast querier (the
  * default, and ours) floods multicast to every port whatever the reports say, and the
  * containers themselves ignore each other's reports. The one thing given up is a multicast
@@ -21,7 +21,7 @@ import type { FirewallDifference } from '../firewall/types.js';
 import { Nft } from '../nftables/nft.js';
 import * as O from '../nftables/objects.js';
 import { ruleText } from '../nftables/live.js';
-import { drop } from '../nftables/match.js';
+import { drop, u32le } from '../nftables/match.js';
 import type { Expr } from '../nftables/expr.js';
 import type { NftChain, NftRule } from '../nftables/objects.js';
 import { NFT_REG } from '../nftables/constants.js';
@@ -35,11 +35,6 @@ const BRIDGE_FILTER_PRIORITY = -200;
 export const REPORT_TYPES = [131, 132, 143] as const;
 
 const R1 = NFT_REG.R1;
-const u32le = (v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return b;
-};
 
 /**
  * `meta iifgroup GROUP icmpv6 type TYPE drop`, as nft compiles it in a bridge table: the

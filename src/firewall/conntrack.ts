@@ -137,3 +137,15 @@ export async function forgetConnections(filter: ConntrackFilter): Promise<number
     sock.close();
   }
 }
+
+/**
+ * forgetConnections for a firewall backend: a failed flush is a warning, never an error, since
+ * the rules it follows are already in place and a stale flow only delays the new mapping.
+ */
+export async function forgetConnectionsOrWarn(filter: ConntrackFilter): Promise<void> {
+  try {
+    await forgetConnections(filter);
+  } catch (e) {
+    process.emitWarning(`tsnetlink: conntrack flush failed: ${(e as Error).message}`, 'TsnetlinkWarning');
+  }
+}

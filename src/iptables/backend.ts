@@ -19,7 +19,7 @@ import { CHAIN_PREFIX, applyNetworksText, diffRuleset, endpointsAddText, endpoin
 import type { RuleFamily } from './spec.js';
 import { endpointFor, hasRulesIn, networkFor, stateFor } from './family.js';
 import { findBinary, ipv6RestoreBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
-import { forgetConnections } from '../firewall/conntrack.js';
+import { forgetConnectionsOrWarn } from '../firewall/conntrack.js';
 
 /** Options of the iptables firewall. */
 export type IptablesFirewallOptions = IptablesOptions;
@@ -105,11 +105,7 @@ export class IptablesFirewall implements Firewall {
 
   /** Deletes the matching conntrack entries over ctnetlink; warns, never throws. */
   async forgetConnections(filter: ConnectionFilter): Promise<void> {
-    try {
-      await forgetConnections(filter);
-    } catch (e) {
-      process.emitWarning(`tsnetlink: conntrack flush failed: ${(e as Error).message}`, 'TsnetlinkWarning');
-    }
+    await forgetConnectionsOrWarn(filter);
   }
 
   /** iptables -P FORWARD DROP (ip6tables for `family` 6), unless that is the policy already. */

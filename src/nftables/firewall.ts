@@ -11,7 +11,7 @@
  */
 import { checkEndpointId } from '../names.js';
 import { ValidationError } from '../errors.js';
-import { forgetConnections } from '../firewall/conntrack.js';
+import { forgetConnectionsOrWarn } from '../firewall/conntrack.js';
 import {
   FirewallDriftError,
   FirewallUnavailableError,
@@ -268,11 +268,7 @@ export class NftablesFirewall implements Firewall {
 
   /** Deletes the matching conntrack entries over ctnetlink; warns, never throws. */
   async forgetConnections(filter: ConnectionFilter): Promise<void> {
-    try {
-      await forgetConnections(filter);
-    } catch (e) {
-      process.emitWarning(`tsnetlink: conntrack flush failed: ${(e as Error).message}`, 'TsnetlinkWarning');
-    }
+    await forgetConnectionsOrWarn(filter);
   }
 
   /**

@@ -64,8 +64,7 @@ export function readLive(nft: Nft, opts: { elements: boolean }): LiveRuleset {
 /**
  * The part of the live ruleset a port mapping relies on, read with as few dumps as possible:
  * our table's chains, maps and rules (no table listing first: a dump for a table that does not
- * exist is empty, which reads as "gone"), and the FORWARD accepts of `families` only, without
- * the listing of iptables' tables. A connect -p reads this after every commit by anyone else
+ * exist is empty, which reads as "gone"), and the FORWARD chains of `families` only. A connect -p reads this after every commit by anyone else
  * (Docker, firewalld and iptables-nft all bump the generation), so each dump saved counts.
  */
 export function readDependencies(nft: Nft, families: readonly RuleFamily[]): LiveRuleset {
@@ -77,10 +76,8 @@ export function readDependencies(nft: Nft, families: readonly RuleFamily[]): Liv
     live.rules = [...nft.listRules(FAMILY, TABLE)];
   }
   for (const family of families) {
-    const t = IPT[family];
-    const all = [...nft.listChains(t.family, t.table)];
-    const chain = all.find((c) => c.name === t.chain);
-    if (chain) live.forward[family] = { chain, rules: [...nft.listRules(t.family, t.table, t.chain)], otherChains: all.length - 1 };
+    const fwd = readForward(nft, family);
+    if (fwd) live.forward[family] = fwd;
   }
   return live;
 }
@@ -89,7 +86,7 @@ export function readDependencies(nft: Nft, families: readonly RuleFamily[]): Liv
 export function readForward(nft: Nft, family: RuleFamily = 4): LiveForward | undefined {
   const t = IPT[family];
   try {
-    if (!nft.listTables(t.family).some((x) => x.name === t.table)) return undefined;
+    // A chain dump for a table that does not exist is empty: no table listing needed first.
     const all = [...nft.listChains(t.family, t.table)];
     const chain = all.find((c) => c.name === t.chain);
     if (!chain) return undefined;

@@ -13,7 +13,8 @@ import { checkObjectName } from './objects.js';
 import type { Expr } from './expr.js';
 
 const R1 = NFT_REG.R1;
-const u32le = (v: number): Buffer => {
+/** A 32-bit value in host (little-endian) byte order, as nft writes register data of meta, ct and fib. */
+export const u32le = (v: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v >>> 0);
   return b;
@@ -101,24 +102,23 @@ function bits<K extends string>(table: Readonly<Record<K, number>>, names: reado
   }, 0);
 }
 
-/** `ct state established,related`: any of the bits set. */
-export function ctState(states: readonly CtState[]): Expr[] {
-  const mask = bits(CT_STATE, states, 'ct state');
+/** `ct KEY BIT,...`: the ct key loaded, masked with the bits, and any of them set. */
+function ctAnyBit(key: 'state' | 'status', mask: number): Expr[] {
   return [
-    { type: 'ct', key: 'state', dreg: R1 },
+    { type: 'ct', key, dreg: R1 },
     { type: 'bitwise', sreg: R1, dreg: R1, len: 4, mask: u32le(mask), xor: Buffer.alloc(4) },
     { type: 'cmp', sreg: R1, op: 'neq', data: Buffer.alloc(4) },
   ];
 }
 
+/** `ct state established,related`: any of the bits set. */
+export function ctState(states: readonly CtState[]): Expr[] {
+  return ctAnyBit('state', bits(CT_STATE, states, 'ct state'));
+}
+
 /** `ct status dnat`: any of the status bits set. */
 export function ctStatus(statuses: readonly CtStatus[]): Expr[] {
-  const mask = bits(CT_STATUS, statuses, 'ct status');
-  return [
-    { type: 'ct', key: 'status', dreg: R1 },
-    { type: 'bitwise', sreg: R1, dreg: R1, len: 4, mask: u32le(mask), xor: Buffer.alloc(4) },
-    { type: 'cmp', sreg: R1, op: 'neq', data: Buffer.alloc(4) },
-  ];
+  return ctAnyBit('status', bits(CT_STATUS, statuses, 'ct status'));
 }
 
 /** `fib daddr type local` / `fib saddr type local` (iptables' `-m addrtype --dst-type LOCAL`). */

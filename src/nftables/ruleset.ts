@@ -23,7 +23,7 @@
  * DROP` or `ip6tables -P FORWARD DROP` (Docker's, or ours) is such a drop.
  */
 import { IPPROTO, NFT_SET_F, NFT_TYPE, PRIORITY, type Family } from './constants.js';
-import { accept, concat, concatType, counter, ctState, ctStatus, dnatMap, drop, fibAddrType, field, ifname, ipv4Prefix, ipv6Prefix, jump, masquerade, nfproto } from './match.js';
+import { accept, concat, concatType, counter, u32le, ctState, ctStatus, dnatMap, drop, fibAddrType, field, ifname, ipv4Prefix, ipv6Prefix, jump, masquerade, nfproto } from './match.js';
 import type { NftChain, NftElement, NftRule, NftSet } from './objects.js';
 import { writeUdata } from './schemas.js';
 import { ValidationError } from '../errors.js';
@@ -119,11 +119,6 @@ export function chains(): NftChain[] {
   ];
 }
 
-const u32le = (v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v);
-  return b;
-};
 /** nft's "typeof" hint of a concatenation: its expression kind (13, a concat) and no details. */
 const TYPEOF_CONCAT = writeUdata([[0, u32le(13)], [1, Buffer.alloc(0)]]);
 /**

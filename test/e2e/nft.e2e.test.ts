@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Networks, nftables } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
-import { requireSandbox } from '../helpers.js';
+import { catchError, requireSandbox } from '../helpers.js';
 import { box, serveIn, reach, CLI, type Box } from './lib.js';
 
 requireSandbox('nft');
@@ -64,18 +64,13 @@ test('a transaction with one failing message changes nothing, and the failure na
   const nft = Nft.open();
   try {
     const before = tables();
-    const e = (() => {
-      try {
-        nft.commit([
-          addTableRequest({ family: 'inet', name: 'probe' }),
-          addChainRequest({ family: 'inet', table: 'probe', name: 'c' }),
-          addRuleRequest({ family: 'inet', table: 'probe', chain: 'nosuchchain', exprs: [nftables.match.accept()] }),
-        ]);
-      } catch (x) {
-        return x as InstanceType<typeof NftTransactionError>;
-      }
-      return undefined;
-    })();
+    const e = catchError(() =>
+      nft.commit([
+        addTableRequest({ family: 'inet', name: 'probe' }),
+        addChainRequest({ family: 'inet', table: 'probe', name: 'c' }),
+        addRuleRequest({ family: 'inet', table: 'probe', chain: 'nosuchchain', exprs: [nftables.match.accept()] }),
+      ]),
+    );
     assert.ok(e instanceof NftTransactionError, String(e));
     assert.is(e!.code, 'ENOENT');
     assert.is(e!.committed, false);
@@ -91,14 +86,7 @@ test('a batch built from a stale generation is refused (ERESTART) and the retry 
   try {
     const gen = nft.genId();
     execFileSync('nft', ['add', 'table', 'inet', 'someone-else']);
-    const e = (() => {
-      try {
-        nft.commit([addTableRequest({ family: 'inet', name: 'guarded' })], { genId: gen });
-      } catch (x) {
-        return x as { code?: string };
-      }
-      return undefined;
-    })();
+    const e = catchError(() => nft.commit([addTableRequest({ family: 'inet', name: 'guarded' })], { genId: gen }));
     assert.is(e?.code, 'ERESTART');
     assert.not.ok(tables().includes('inet guarded'));
     nft.commit([addTableRequest({ family: 'inet', name: 'guarded' })], { genId: nft.genId() });
@@ -113,14 +101,7 @@ test('thousands of failures with a small receive buffer: ENOBUFS says the outcom
   const reqs = Array.from({ length: 3000 }, (_, i) => delTableRequest('inet', `absent${i}`));
   const small = Nft.open({ receiveBufferSize: 4096, autoBuffers: false });
   try {
-    const e = (() => {
-      try {
-        small.commit(reqs);
-      } catch (x) {
-        return x as InstanceType<typeof NftTransactionError>;
-      }
-      return undefined;
-    })();
+    const e: InstanceType<typeof NftTransactionError> = catchError(() => small.commit(reqs));
     assert.is(e?.code, 'ENOBUFS');
     assert.is(e?.committed, undefined);
   } finally {
@@ -128,14 +109,7 @@ test('thousands of failures with a small receive buffer: ENOBUFS says the outcom
   }
   const roomy = Nft.open();
   try {
-    const e = (() => {
-      try {
-        roomy.commit(reqs);
-      } catch (x) {
-        return x as InstanceType<typeof NftTransactionError>;
-      }
-      return undefined;
-    })();
+    const e: InstanceType<typeof NftTransactionError> = catchError(() => roomy.commit(reqs));
     assert.is(e?.code, 'ENOENT');
     assert.is(e?.failures.length, 3000);
     assert.equal(e?.failures.slice(0, 2).map((f) => f.index), [0, 1]);
