@@ -6,7 +6,20 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 export function ipJson<T = any>(args: string[], netns?: string): T {
   const full = [...(netns ? ['-n', netns] : []), '-j', ...args];
   const out = execFileSync('ip', full, { encoding: 'utf8' });
-  return (out.trim() === '' ? [] : JSON.parse(out)) as T;
+  return withoutFallbackTunnels(out.trim() === '' ? [] : JSON.parse(out)) as T;
+}
+
+/**
+ * The devices a kernel with tunnel drivers built in (or loaded) puts in every new netns by itself
+ * (ipip's tunl0, ip_gre's gre0/gretap0/erspan0, sit0, ip6tnl0, ip6gre0, the vti pair). They are
+ * the kernel's, cannot be deleted, and exist on some kernels only: tests look past them.
+ */
+export const FALLBACK_TUNNELS: ReadonlySet<string> = new Set(['tunl0', 'gre0', 'gretap0', 'erspan0', 'sit0', 'ip6tnl0', 'ip6gre0', 'ip_vti0', 'ip6_vti0']);
+
+/** A link listing (`ip -j link show`, a dump) without the kernel's own fallback tunnel devices; anything else as it is. */
+export function withoutFallbackTunnels<T>(x: T): T {
+  if (!Array.isArray(x)) return x;
+  return x.filter((l) => !(l && typeof l === 'object' && FALLBACK_TUNNELS.has((l as { ifname?: string; name?: string }).ifname ?? (l as { name?: string }).name ?? ''))) as T;
 }
 
 /** Runs `ip ARGS` and returns stdout, throwing on failure. */
@@ -156,7 +169,7 @@ export function requireSandbox(file: string): void {
   else if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') problem = 'not started by scripts/sandbox.mjs';
   else {
     const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
-    if (!ifs.every((n) => n === 'lo')) problem = `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
+    if (!ifs.every((n) => n === 'lo' || FALLBACK_TUNNELS.has(n ?? ''))) problem = `this netns already has links (${ifs.join(', ')}): not a fresh sandbox`;
   }
   if (problem) {
     console.error(`${file}.e2e: refusing to run: ${problem} (use node scripts/test.mjs --e2e ${file})`);

@@ -12,7 +12,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Networks, type EndpointRecord } from '../../src/index.js';
-import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
+import { ipJson, tcpGet, requireSandbox, withoutFallbackTunnels } from '../helpers.js';
 import { NFT, nftMappings } from './fw-oracle.js';
 
 requireSandbox('bridge-concurrency');
@@ -101,7 +101,7 @@ function ipamState(): { ips: Record<string, string>; byid: string[]; endpoints: 
 }
 
 function inContainer<T = any>(pid: number, args: string[]): T {
-  return JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', ...args], { encoding: 'utf8' }) || '[]') as T;
+  return withoutFallbackTunnels(JSON.parse(execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', ...args], { encoding: 'utf8' }) || '[]')) as T;
 }
 
 test.before(async () => {

@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, copyFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { FALLBACK_TUNNELS } from '../helpers.js';
 import { fileURLToPath } from 'node:url';
 
 /** The plugin executable, as installed for runtimes. */
@@ -72,7 +73,7 @@ export function busyboxRootfs(dir: string, page: string): void {
 
 /** Links of this netns other than lo, by name (/sys/class/net shows the netns that mounted /sys, not ours). */
 export function hostLinks(): string[] {
-  return (JSON.parse(run('ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname).filter((n) => n !== 'lo').sort();
+  return (JSON.parse(run('ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname).filter((n) => n !== 'lo' && !FALLBACK_TUNNELS.has(n)).sort();
 }
 
 /** iptables-save lines whose tsnetlink comment names `network` (its rules and its endpoints'). */

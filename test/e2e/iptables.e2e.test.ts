@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import * as ipt from '../../src/iptables/index.js';
+import { FALLBACK_TUNNELS } from '../helpers.js';
 
 const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 const SAVE = RESTORE.replace(/-restore$/, '-save');
@@ -67,7 +68,7 @@ function sandboxProblem(): string | undefined {
   }
   // Same netns as pid 1 (e.g. a pid namespace too): accept only a fresh one, with nothing but lo.
   const ifs = readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2).map((l) => l.split(':')[0]?.trim()).filter((n) => n);
-  return ifs.every((n) => n === 'lo') ? undefined : 'refusing to touch iptables outside a throwaway network namespace';
+  return ifs.every((n) => n === 'lo' || FALLBACK_TUNNELS.has(n ?? '')) ? undefined : 'refusing to touch iptables outside a throwaway network namespace';
 }
 
 const sh = (cmd: string, input?: string): string => execFileSync('sh', ['-c', cmd], { encoding: 'utf8', input });

@@ -6,6 +6,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { createAnonymousNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
+import { withoutFallbackTunnels } from '../helpers.js';
 
 export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 export const SAVE = RESTORE.replace(/-restore$/, '-save');
@@ -73,7 +74,7 @@ export function reach(from: Box | undefined, host: string, port: number, ms = 15
 /** `ip -j ARGS` run inside a container netns (through /proc/PID/fd/N). */
 export function ipIn<T = any>(b: Box, args: string[]): T {
   const out = withNetns(b.ns, () => execFileSync('ip', ['-j', ...args], { encoding: 'utf8' }));
-  return (out.trim() === '' ? [] : JSON.parse(out)) as T;
+  return withoutFallbackTunnels(out.trim() === '' ? [] : JSON.parse(out)) as T;
 }
 
 /** Runs a command inside a container netns and returns its stdout. */

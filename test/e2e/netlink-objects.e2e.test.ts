@@ -8,8 +8,10 @@ import * as assert from 'uvu/assert';
 import { Rtnl, createNamedNetns, deleteNamedNetns, NetlinkError, type MulticastRoute } from '../../src/index.js';
 import { addMulticastRoute } from '../fixtures/tools/mroute.js';
 import { catchError, ipJson, ip, leakGuard, requireSandbox } from '../helpers.js';
+import { fixtureBytes, fixtureRtnl, kernelTest, zeroed } from '../kernel.js';
 
-requireSandbox('netlink-objects');
+const FILE = 'netlink-objects';
+requireSandbox(FILE);
 
 let rt: Rtnl;
 let guard: ReturnType<typeof leakGuard>;
@@ -37,24 +39,37 @@ test.after.each((ctx) => {
   }
 });
 
-test('a host with a multicast route: the all-family dump succeeds and labels it', () => {
+kernelTest(test, FILE, 'a host with a multicast route: the all-family dump succeeds and labels it', ['mroute'], () => {
   const d0 = rt.linkGet('d0');
   const d1 = rt.linkGet('d1');
   const mr = addMulticastRoute('10.1.0.9', '239.1.1.1', d0.index, [d1.index]);
   try {
     assert.is(ipJson(['mroute', 'show']).length, 1, 'ip mroute sees it');
-    const all = rt.routeList({ table: 0 });
-    assert.equal(all.undecodable, [], 'nothing undecodable');
-    const m = all.find((r): r is MulticastRoute => r.family === 'ipmr');
-    assert.ok(m, 'the multicast route is in the dump');
-    assert.equal([m!.source, m!.group, m!.iif, m!.oifs.map((o) => o.oif)], ['10.1.0.9', '239.1.1.1', d0.index, [d1.index]]);
-    assert.ok(all.some((r) => r.family === 4) && all.some((r) => r.family === 6), 'unicast routes of both families too');
-    assert.is(rt.routeList({ family: 'ipmr', table: 0 }).length, 1);
+    checkMroute(rt, d0.index, d1.index);
   } finally {
     mr.close();
   }
   assert.is(ipJson(['mroute', 'show']).length, 0);
+}, () => {
+  // The same dumps on this kernel's captured replies: an (S,G) entry beside unicast routes (d0 = 3, d1 = 2 there).
+  const f = fixtureRtnl(['route-dump-mroute.reply.txt', 'route-dump-v4.reply.txt', 'route-dump-v6.reply.txt']);
+  try {
+    checkMroute(f.rt, 3, 2);
+  } finally {
+    f.rt.close();
+  }
 });
+
+/** The all-family dump holds the multicast route (iif -> oif) beside unicast routes of both families, nothing undecodable. */
+function checkMroute(r: Rtnl, iif: number, oif: number): void {
+  const all = r.routeList({ table: 0 });
+  assert.equal(all.undecodable, [], 'nothing undecodable');
+  const m = all.find((x): x is MulticastRoute => x.family === 'ipmr');
+  assert.ok(m, 'the multicast route is in the dump');
+  assert.equal([m!.source, m!.group, m!.iif, m!.oifs.map((o) => o.oif)], ['10.1.0.9', '239.1.1.1', iif, [oif]]);
+  assert.ok(all.some((x) => x.family === 4) && all.some((x) => x.family === 6), 'unicast routes of both families too');
+  assert.is(r.routeList({ family: 'ipmr', table: 0 }).length, 1);
+}
 
 test('multipath routes, v4 and v6, round-trip with weights; delete by the same spec', () => {
   rt.routeAdd({ dst: '10.5.0.0/24', nexthops: [{ gateway: '10.1.0.5', oif: 'd0', weight: 2 }, { gateway: '10.2.0.6', oif: 'd1', weight: 1 }] });
@@ -102,16 +117,34 @@ test('metrics with a lock, table 1000, tos, protocol, blackhole, prefsrc and pre
   assert.is(ipJson(['route', 'show', 'table', '1000']).length, 0);
 });
 
-test('seg6 encap kept raw and labelled; an IPv4 route via an IPv6 gateway (RTA_VIA)', () => {
-  // SEG6_IPTUNNEL_SRH: mode encap, then an SRH (hdrlen 2, type 4) with one segment.
-  const encap = { type: 'seg6' as const, data: Buffer.from('20000100' + '01000000' + '00020400' + '00000000' + 'fd000000000000000000000000000001', 'hex') };
-  rt.routeAdd({ dst: 'fd00:a::/64', encap, oif: 'd0' });
-  const j = ipJson(['-6', 'route', 'show', 'fd00:a::/64'])[0];
-  assert.is(j.encap, 'seg6');
-  const r = rt.routeList({ family: 6 }).find((x) => x.dst === 'fd00:a::/64')!;
-  assert.is(r.encap?.type, 'seg6');
-  assert.ok(r.encap!.data.includes(Buffer.from('fd000000000000000000000000000001', 'hex')), 'segment kept');
+// SEG6_IPTUNNEL_SRH: mode encap, then an SRH (hdrlen 2, type 4) with one segment.
+const seg6 = { type: 'seg6' as const, data: Buffer.from('20000100' + '01000000' + '00020400' + '00000000' + 'fd000000000000000000000000000001', 'hex') };
+
+/** The route with the seg6 encap comes back from a dump labelled, its segment kept. */
+function checkSeg6(r: Rtnl): void {
+  const x = r.routeList({ family: 6 }).find((y) => y.dst === 'fd00:a::/64')!;
+  assert.is(x.encap?.type, 'seg6');
+  assert.ok(x.encap!.data.includes(Buffer.from('fd000000000000000000000000000001', 'hex')), 'segment kept');
+}
+
+kernelTest(test, FILE, 'seg6 encap kept raw and labelled', ['encap:seg6'], () => {
+  rt.routeAdd({ dst: 'fd00:a::/64', encap: seg6, oif: 'd0' });
+  assert.is(ipJson(['-6', 'route', 'show', 'fd00:a::/64'])[0].encap, 'seg6');
+  checkSeg6(rt);
   rt.routeDel({ dst: 'fd00:a::/64' });
+}, () => {
+  // The request is iproute2's to the byte, and the kernel's captured dump decodes (d0 = 3 there).
+  const f = fixtureRtnl(['route-dump-v6.reply.txt']);
+  try {
+    f.rt.routeAdd({ dst: 'fd00:a::/64', encap: seg6, oif: 3 });
+    assert.equal(zeroed(f.sent[0]!).toString('hex'), fixtureBytes('route-add-seg6.req.txt').toString('hex'));
+    checkSeg6(f.rt);
+  } finally {
+    f.rt.close();
+  }
+});
+
+test('an IPv4 route via an IPv6 gateway (RTA_VIA)', () => {
   const via = catchErrorOrValue(() => rt.routeAdd({ dst: '10.8.0.0/24', gateway: 'fd00:1::5', oif: 'd0' }));
   if (via instanceof NetlinkError) {
     // Kernels without IPv4-via-IPv6 support refuse it; the request is still checked byte for byte in the fixtures.
