@@ -13,7 +13,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Test } from 'uvu';
+import { suite, type Test } from 'uvu';
 import * as libc from '../src/netlink/libc.js';
 import { fileURLToPath } from 'node:url';
 import { Rtnl } from '../src/netlink/rtnl.js';
@@ -129,6 +129,23 @@ function probeNftables(): Capability {
   return { ok: r.ok, config: 'CONFIG_NF_TABLES', reason: r.ok ? '' : `nft add table: ${r.err}` };
 }
 
+function probeNftBridge(): Capability {
+  const r = inThrowawayNetns('nft add table bridge tsnetlink_probe');
+  return { ok: r.ok, config: 'CONFIG_NF_TABLES_BRIDGE', reason: r.ok ? '' : `nft add table bridge: ${r.err}` };
+}
+
+function probeIptablesLegacy(): Capability {
+  // The legacy tools speak to x_tables, which a kernel built for nf_tables alone may lack.
+  const r = inThrowawayNetns('iptables-legacy -t nat -S >/dev/null && iptables-legacy -t filter -S >/dev/null');
+  return { ok: r.ok, config: 'CONFIG_IP_NF_IPTABLES, CONFIG_IP_NF_NAT', reason: r.ok ? '' : `iptables-legacy -t nat -S: ${r.err}` };
+}
+
+function probeGenl(family: string): Capability {
+  const r = inThrowawayNetns(`genl ctrl get name ${family} >/dev/null`);
+  const config = family === 'ethtool' ? 'CONFIG_ETHTOOL_NETLINK' : `the ${family} generic netlink family`;
+  return { ok: r.ok, config, reason: r.ok ? '' : `genl ctrl get name ${family}: ${r.err}` };
+}
+
 function probeMpls(): Capability {
   const r = inThrowawayNetns('sysctl -q -w net.mpls.platform_labels=1000');
   return { ok: r.ok, config: 'CONFIG_MPLS_ROUTING', reason: r.ok ? '' : `net.mpls.platform_labels: ${r.err}` };
@@ -136,7 +153,7 @@ function probeMpls(): Capability {
 
 /**
  * Whether the kernel has `feature`: `link:KIND`, `mroute`, `encap:seg6`, `encap:mpls`, `mpls`,
- * `qdisc:KIND`, or `nftables`. Asked once per run; later calls read the cached answer.
+ * `qdisc:KIND`, `nftables`, `nftables:bridge`, `iptables-legacy` or `genl:FAMILY`. Asked once per run; later calls read the cached answer.
  */
 export function kernelHas(feature: string): Capability {
   const known = cache()[feature];
@@ -147,7 +164,9 @@ export function kernelHas(feature: string): Capability {
   else if (what === 'mroute') c = probeMroute();
   else if (what === 'encap') c = probeEncap(arg);
   else if (what === 'qdisc') c = probeQdisc(arg);
-  else if (what === 'nftables') c = probeNftables();
+  else if (what === 'nftables') c = arg === 'bridge' ? probeNftBridge() : probeNftables();
+  else if (what === 'iptables-legacy') c = probeIptablesLegacy();
+  else if (what === 'genl') c = probeGenl(arg);
   else if (what === 'mpls') c = probeMpls();
   else throw new Error(`no probe for kernel feature ${feature}`);
   return remember(feature, c);
@@ -223,4 +242,19 @@ export function fixtureRtnl(replies: readonly string[]): { rt: Rtnl; sent: RawMe
 /** Whether the library's request encodes to iproute2's captured bytes (fixture NAME), as the kernel would receive it. */
 export function sameAsCapture(name: string, req: Request): boolean {
   return encode({ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.ACK }, 0, 0).equals(fixtureBytes(name));
+}
+
+/**
+ * The uvu suite of a whole test file that needs kernel features (its setup would fail without
+ * them). Where the kernel has them it is a plain suite; where it lacks one, every test of the file
+ * is reported not applicable by name with the reason, and no hook runs. The code such a file drives
+ * is covered on captured bytes by the unit tests (test/unit/*fixtures*), which run on every kernel.
+ */
+export function kernelSuite(file: string, needs: readonly string[]): Test {
+  const t = suite(file);
+  const lacks = missing(needs);
+  if (lacks.length === 0) return t;
+  const noop = Object.assign(() => undefined, { each: () => undefined });
+  const na = (name: string): void => t(name, () => reportNotApplicable(file, name, lacks));
+  return Object.assign(na, { before: noop, after: noop, only: na, skip: t.skip, run: () => t.run() }) as unknown as Test;
 }

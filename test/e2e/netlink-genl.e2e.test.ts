@@ -2,13 +2,14 @@
  * End-to-end: generic netlink family resolution against `genl ctrl`, and the ethtool family on
  * a veth against `ethtool -k` / `ethtool -K` as the oracle.
  */
-import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Genl, ethtool, NetlinkError } from '../../src/index.js';
 import { catchError, ip, ipJson, requireSandbox } from '../helpers.js';
+import { kernelSuite } from '../kernel.js';
 
 requireSandbox('netlink-genl');
+const test = kernelSuite('netlink-genl', ['genl:ethtool']);
 
 /** `ethtool -k DEV` as { name: { on, fixed } }, one entry per line, aggregates included. */
 function ethtoolK(dev: string): Record<string, { on: boolean; fixed: boolean }> {

@@ -7,16 +7,17 @@
  * drops are coexisted with, an ip6tables FORWARD DROP too for a dual-stack network; networks
  * migrate between backends, both families' rules with them.
  */
-import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Networks, nftables } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchError, requireSandbox } from '../helpers.js';
+import { kernelSuite } from '../kernel.js';
 import { box, serveIn, reach, CLI, type Box } from './lib.js';
 
 requireSandbox('nft');
+const test = kernelSuite('nft', ['nftables']);
 
 const { Nft, addTableRequest, addChainRequest, addRuleRequest, delTableRequest, addSetRequest, addElementsRequests, NftTransactionError } = nftables;
 const nets = new Networks({ firewall: 'nftables' });

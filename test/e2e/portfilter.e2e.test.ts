@@ -6,15 +6,16 @@
  * is multicast too, and must pass); check and repair see and restore the filter; it exists only
  * while a network has IPv6.
  */
-import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Networks } from '../../src/index.js';
 import { PORT_GROUP } from '../../src/bridge/links.js';
 import { ipJson, requireSandbox } from '../helpers.js';
+import { kernelSuite } from '../kernel.js';
 import { box, serveIn, reach, type Box } from './lib.js';
 
 requireSandbox('portfilter.e2e');
+const test = kernelSuite('portfilter', ['nftables:bridge']);
 
 const nets = new Networks();
 const boxes: Box[] = [];
