@@ -395,6 +395,11 @@ function checkSavedChain(chain: string): string {
   return chain;
 }
 
+/** Whether the order of a chain's rules changes what it does: not in chains whose rules match disjoint packets. */
+function orderMatters(chain: string): boolean {
+  return chain !== CHAINS.hostports && !chain.startsWith(DNAT_CHAIN_PREFIX);
+}
+
 /** One difference between the owned part of a live ruleset and the desired one. */
 export interface RulesetDifference {
   kind: 'missing' | 'unexpected' | 'duplicate' | 'changed';
@@ -424,8 +429,10 @@ export function diffRuleset(networks: readonly NetworkRuleSpec[], endpoints: rea
       const before = out.length;
       for (const spec of wr) if (!hr.includes(spec)) out.push({ kind: 'missing', what: `${table} ${chain} ${spec}` });
       for (const spec of hr) if (!wr.includes(spec)) out.push({ kind: 'unexpected', what: `${table} ${chain} ${spec}` });
-      // Order matters: every network's drops must come before any network's accepts.
-      if (out.length === before && wr.join('\n') !== hr.join('\n')) out.push({ kind: 'changed', what: `${table} ${chain}: rules out of order` });
+      // Order matters in a network chain: every network's drops must come before any network's
+      // accepts. It has no meaning in TSN-HOSTPORTS and the DNAT chains, whose rules never match the
+      // same packet (a host port has one owner), and connect appends where a rebuild sorts.
+      if (out.length === before && orderMatters(chain) && wr.join('\n') !== hr.join('\n')) out.push({ kind: 'changed', what: `${table} ${chain}: rules out of order` });
       for (const spec of new Set(hr)) if (hr.filter((x) => x === spec).length > 1) out.push({ kind: 'duplicate', what: `${table} ${chain} ${spec}` });
     }
     for (const chain of h.chains.filter(owned)) if (!w.chains.includes(chain)) out.push({ kind: 'unexpected', what: `${table} chain ${chain}` });

@@ -93,4 +93,25 @@ test('ipv6RestoreBinary: the ip6tables twin, with any directory and variant', ()
   assert.instance(caught(() => ipv6RestoreBinary('/opt/x/fw-restore')), ValidationError);
 });
 
+
+test('check: TSN-HOSTPORTS jumps in connect order (appended) are no difference, in both families; a network chain out of order still is', () => {
+  for (const [family, aa, bb, ipA, ipB] of [[4, '192.168.71.0/24', '192.168.72.0/24', '192.168.71.2', '192.168.72.2'], [6, 'fd00:71::/64', 'fd00:72::/64', 'fd00:71::2', 'fd00:72::2']] as const) {
+    const nets: NetworkRuleSpec[] = [{ name: 'aa', bridge: 'aa', subnet: aa }, { name: 'bb', bridge: 'bb', subnet: bb }];
+    // Endpoint ids that a rebuild sorts the other way round from the order they were connected in.
+    const eps = [
+      { id: 'ffff00000001', network: nets[0]!, ip: ipA, mappings: [{ hostPort: 9001, containerPort: 80, protocol: 'tcp' as const }] },
+      { id: '000000000002', network: nets[1]!, ip: ipB, mappings: [{ hostPort: 9002, containerPort: 80, protocol: 'tcp' as const }] },
+    ];
+    const built = fullRebuildText(nets, eps, '', family);
+    const jumps = built.split('\n').filter((l) => l.startsWith('-A TSN-HOSTPORTS '));
+    assert.is(jumps.length, 2);
+    const swapped = built.replace(`${jumps[0]}\n${jumps[1]}`, `${jumps[1]}\n${jumps[0]}`);
+    assert.is.not(swapped, built, 'the rebuild wrote the jumps in one order');
+    assert.equal(diffRuleset(nets, eps, swapped, family).filter((d) => d.what.includes('TSN-HOSTPORTS')), [], `IPv${family}`);
+    const fwd = built.split('\n').filter((l) => l.startsWith('-A TSN-FORWARD '));
+    const reordered = built.replace(fwd.join('\n'), [...fwd].reverse().join('\n'));
+    assert.ok(diffRuleset(nets, eps, reordered, family).some((d) => d.kind === 'changed' && d.what.includes('TSN-FORWARD')), `IPv${family}: drops after accepts is a change`);
+  }
+});
+
 test.run();
