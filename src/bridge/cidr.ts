@@ -109,10 +109,9 @@ export function parseCidr(input: string, field = 'cidr'): { family: Family; addr
 }
 
 /**
- * Parses a bridge subnet. IPv4 is taken the way the book chapter writes it: '192.168.10.1/24' is
- * gateway 192.168.10.1 on 192.168.10.0/24, and a bare network address gets the first host as
- * gateway. IPv6 must name the network itself ('fd00:10::/64'; host bits are refused, as Docker
- * does) and the gateway is its first host, '::1'.
+ * Parses a bridge subnet, both families alike, the way the book chapter writes it:
+ * '192.168.10.1/24' is gateway 192.168.10.1 on 192.168.10.0/24 ('fd00:10::1/64' is gateway
+ * fd00:10::1 on fd00:10::/64), and a bare network address gets the first host as gateway.
  */
 export function parseSubnet(input: string, field = 'subnet'): Subnet {
   // Records are parsed on every read; a subnet's text always parses to the same frozen result.
@@ -138,9 +137,6 @@ function computeSubnet(input: string, field: string): Subnet {
   const text = (n: bigint): string => bigToIp(n, family);
   const reserved = family === 4 ? reservedIPv4Range(text(network), prefix) : reservedIPv6Range(text(network), prefix);
   if (reserved) throw new ValidationError(field, `'${input}' overlaps ${reserved}, which is not for container networks`);
-  if (family === 6 && address !== network) {
-    throw new ValidationError(field, `'${input}' has host bits set: the subnet is ${text(network)}/${prefix} (its gateway is ${text(network + 1n)})`);
-  }
   const gateway = address === network ? network + 1n : address;
   if (gateway === last) {
     throw new ValidationError(field, `'${input}': gateway ${text(gateway)} is the broadcast address of ${text(network)}/${prefix}`);

@@ -250,7 +250,7 @@ export async function removeNetwork(ctx: BridgeContext, name: string, opts: { fo
       }
       const ids = ctx.store.endpointIds(name);
       if (ids.length > 0 && !opts.force && rec.state === 'active') {
-        throw new NetworkError('EBUSY', `network ${name} has ${ids.length} endpoints attached; disconnect them or use --force`);
+        throw new NetworkError('EBUSY', `network ${name} has ${ids.length} ${ids.length === 1 ? 'endpoint' : 'endpoints'} attached; disconnect ${ids.length === 1 ? 'it' : 'them'} or use --force`);
       }
       await finishRemoval(ctx, rec);
     }),

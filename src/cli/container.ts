@@ -65,6 +65,8 @@ export async function disconnect(argv: string[]): Promise<number> {
   requirePrivileges();
   const nets = new Networks(managerOptions(p));
   try {
+    // A misspelt network is an error, not "not connected": inspect refuses an unknown name (ENONET).
+    nets.inspect(net);
     let byContainer = false;
     let id = target;
     if (/^\d+$/.test(target) || target.startsWith('/')) {
@@ -107,6 +109,12 @@ export async function run(argv: string[]): Promise<number> {
   const net = value(p, 'net');
   if (!net || cmd.length === 0) throw new Usage('run', 'usage: tsnetlink run [-it] -net NAME [-p H:C]... CMD [ARGS...]');
   requirePrivileges();
+  // A command that cannot start is refused before anything is created, in the words of a shell
+  // (and with its exit status), not as the failure of the helper that would have started it.
+  if (!findBinary(cmd[0]!)) {
+    process.stderr.write(`tsnetlink: run: ${cmd[0]}: ${cmd[0]!.includes('/') ? 'no such executable file' : 'command not found (not on PATH)'}\n`);
+    return 127;
+  }
   const nets = new Networks(managerOptions(p));
   const id = value(p, 'name') ?? randomHex(6);
   let child: ChildProcess | undefined;

@@ -69,6 +69,8 @@ export function openNetns(spec: NetnsSpec): NetnsHandle {
     fd = openSync(path, fsc.O_RDONLY);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
+    // A pid whose /proc entry is missing is a process that does not exist (or has exited): say that.
+    if ('pid' in spec && err.code === 'ENOENT') throw new SysError('open', 3, `no process ${spec.pid}`);
     throw new SysError('open', -(err.errno ?? 2), `network namespace ${path}`);
   }
   try {

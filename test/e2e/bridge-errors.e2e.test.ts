@@ -250,11 +250,11 @@ test('connect: a host port published by another endpoint is EPORTINUSE', async (
   }
 });
 
-test('connect: missing network is ENONET; a dead pid is SysError ENOENT', async () => {
+test('connect: missing network is ENONET; a dead pid is SysError ESRCH "no process", a missing netns name ENOENT', async () => {
   await refused('missing network', () => nets.connect('nosuch', handles.get('victim')!), { name: 'NetworkError', code: 'ENONET' });
   const dead = spawnSync('true');
   assert.ok(dead.pid);
-  await refused(`dead pid ${dead.pid}`, () => nets.connect(NET, dead.pid), { name: 'SysError', code: 'ENOENT' });
+  await refused(`dead pid ${dead.pid}`, () => nets.connect(NET, dead.pid), { name: 'SysError', code: 'ESRCH', message: new RegExp(`no process ${dead.pid}`) });
   await refused('missing netns name', () => nets.connect(NET, { name: 'nosuchns' }), { name: 'SysError', code: 'ENOENT' });
   await refused('a path that is not a netns', () => nets.connect(NET, { path: '/etc/hostname' }), { name: 'SysError', code: 'EINVAL' });
 });

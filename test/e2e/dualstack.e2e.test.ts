@@ -268,7 +268,6 @@ function snapshot(): string {
 test('bad IPv6 input is refused with a clear message and changes nothing', async () => {
   const cases: Array<[string, () => Promise<unknown>, string, RegExp]> = [
     ['prefix /129', () => nets.create({ name: 'bad1', subnet: 'fd00:30::/129' }), 'EINVAL', /longer than 128/],
-    ['host bits', () => nets.create({ name: 'bad2', subnet: 'fd00:30::5/64' }), 'EINVAL', /host bits set/],
     ['overlapping IPv6 subnets', () => nets.create({ name: 'bad3', subnet: ['192.168.40.0/24', 'fd00:10::/48'] }), 'EOVERLAP', /overlaps network ds/],
     ['a second IPv6 subnet', () => nets.create({ name: 'bad4', subnet: ['fd00:31::/64', 'fd00:32::/64'] }), 'EINVAL', /at most one IPv6 subnet/],
     ['a host IPv6 address that is not local', () => nets.connect('ds', d1.ns, { id: 'x1', ports: ['[2001:db8:77::1]:8090:80'] }), 'ENOTLOCAL', /not an address of this host/],

@@ -33,13 +33,15 @@ test('parseSubnet: an IPv6 network gets ::1 as gateway, canonical text', () => {
   });
   assert.is(parseSubnet('FD00:0010:0000::/48').subnet, 'fd00:10::/48');
   assert.is(parseSubnet('2001:db8:1::/126').gateway, '2001:db8:1::1');
+  // Both families alike: an address with its prefix names the gateway (the seed's 192.168.10.1/24 form).
+  assert.equal([parseSubnet('fd00:10::5/64').subnet, parseSubnet('fd00:10::5/64').gateway], ['fd00:10::/64', 'fd00:10::5']);
+  assert.equal([parseSubnet('192.168.10.5/24').subnet, parseSubnet('192.168.10.5/24').gateway], ['192.168.10.0/24', '192.168.10.5']);
   assert.is(parseSubnet('fd00::/16').prefix, 16);
 });
 
 test('parseSubnet: bad IPv6 subnets are refused with the reason', () => {
   const cases: Array<[string, RegExp]> = [
     ['fd00:10::/129', /longer than 128/],
-    ['fd00:10::5/64', /host bits set: the subnet is fd00:10::\/64 \(its gateway is fd00:10::1\)/],
     ['fd00:10::/127', /outside \/16\.\.\/126/],
     ['fd00::/15', /outside \/16\.\.\/126/],
     ['fe80::/64', /overlaps fe80::\/10/],
