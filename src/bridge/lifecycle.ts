@@ -204,9 +204,11 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
             const fwd = FORWARDING[family];
             await steps.runAsync(family === 4 ? 'ip forwarding' : 'ipv6 forwarding', async () => {
               if (ctx.host.readSysctl(fwd.path) === '1') return false;
+              // Forwarding must not make the host a router between its other interfaces; the guard
+              // is recorded first, so that check and repair keep it even if this run dies half-way.
+              ctx.store.addForwardGuard(family);
               ctx.host.writeSysctl({ path: fwd.path, value: '1' });
               hostChanges.push(`${fwd.name}: 0 -> 1 (${fwd.note})`);
-              // Forwarding must not make the host a router between its other interfaces.
               if (await ctx.firewall.dropUnmatchedForwarding(family)) {
                 hostChanges.push(`${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)`);
               }

@@ -106,12 +106,20 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       const fwd = FORWARDING[family];
       const wanted = listing.records.some((n) => !n.internal && n.subnets.some((s) => s.family === family));
       if (opts.repair && wanted && ctx.host.readSysctl(fwd.path) === '0') {
+        // Turned on here as network create turns it on: with the FORWARD DROP guard.
+        ctx.store.addForwardGuard(family);
         ctx.host.writeSysctl({ path: fwd.path, value: '1' });
         report.actions.push(`${fwd.name} was 0: set to 1`);
       }
     }
     await ctx.store.withFirewallLock(async () => {
       if (opts.repair) migrate(ctx, report);
+      if (opts.repair) {
+        for (const family of await missingForwardGuards(ctx, listing.records)) {
+          await ctx.firewall.dropUnmatchedForwarding(family);
+          report.actions.push(`${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy was ACCEPT: set to DROP again (tsnetlink set it when it turned forwarding on)`);
+        }
+      }
       const desired = desiredFirewall(ctx.store);
       const diff = await ctx.firewall.diff(desired);
       if (diff.length === 0) return;
@@ -283,9 +291,25 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
       for (const k of expectedPorts) out.push(`mapping without a host port reservation: ${k}`);
       const fw = await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
       for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
+      for (const family of await ctx.store.withFirewallLock(() => missingForwardGuards(ctx, listing.records))) {
+        out.push(`firewall: ${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy is ACCEPT, but tsnetlink set DROP when it turned forwarding on (the host now routes between its other interfaces)`);
+      }
       return out;
     });
   }));
+}
+
+/**
+ * The families whose FORWARD DROP guard tsnetlink set (recorded in the host record) and still
+ * needs (a network that forwards that family exists), but which the live ruleset no longer has.
+ */
+async function missingForwardGuards(ctx: BridgeContext, networks: readonly NetworkRecord[]): Promise<(4 | 6)[]> {
+  const out: (4 | 6)[] = [];
+  for (const family of ctx.store.getHost().forwardGuard) {
+    const wanted = networks.some((n) => !n.internal && n.subnets.some((s) => s.family === family));
+    if (wanted && !(await ctx.firewall.forwardingDropped(family))) out.push(family);
+  }
+  return out;
 }
 
 function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: string[], expectedPorts: Set<string>): void {

@@ -471,4 +471,38 @@ export class Store {
   globalTempFiles(): string[] {
     return listTempFiles(join(this.root, 'networks'));
   }
+
+  // ------------------------------------------------------------------ host-wide changes
+
+  /** Path of the record of what tsnetlink changed on the host as a whole. */
+  hostFile(): string {
+    return join(this.root, 'host.json');
+  }
+
+  /** What tsnetlink changed on the host as a whole (nothing when the file is missing); StoreError ECORRUPT when unreadable. */
+  getHost(): HostRecord {
+    const file = this.hostFile();
+    const raw = mapAccess(file, () => readJson(file));
+    if (raw === undefined) return { forwardGuard: [] };
+    const guard = (raw as { forwardGuard?: unknown }).forwardGuard;
+    if (!Array.isArray(guard) || !guard.every((f) => f === 4 || f === 6)) throw new StoreError('ECORRUPT', file, 'field "forwardGuard" is not a list of address families (4, 6)');
+    return { forwardGuard: [...new Set(guard as (4 | 6)[])].sort() };
+  }
+
+  /** Records that tsnetlink set the FORWARD policy of `family` to DROP when it turned forwarding on. */
+  addForwardGuard(family: 4 | 6): void {
+    this.init();
+    const cur = this.getHost();
+    if (cur.forwardGuard.includes(family)) return;
+    writeJsonAtomic(this.hostFile(), { ...cur, forwardGuard: [...cur.forwardGuard, family].sort() }, this.writeOptions);
+  }
+}
+
+/**
+ * What tsnetlink changed on the host as a whole, beyond any one network: `forwardGuard` lists the
+ * families whose forwarding it turned on together with a FORWARD policy of DROP, a guard that
+ * check verifies and repair restores (someone's `nft flush ruleset` takes it away silently).
+ */
+export interface HostRecord {
+  forwardGuard: (4 | 6)[];
 }

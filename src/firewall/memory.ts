@@ -113,6 +113,10 @@ export class MemoryFirewall implements Firewall {
     return changed;
   }
 
+  async forwardingDropped(family: 4 | 6 = 4): Promise<boolean> {
+    return (family === 4 ? this.forwardPolicy : this.forwardPolicy6) === 'DROP';
+  }
+
   async forgetConnections(filter: ConnectionFilter): Promise<void> {
     if ((filter.ips?.length ?? 0) + (filter.udpPorts?.length ?? 0) > 0) this.forgotten.push(structuredClone(filter));
   }

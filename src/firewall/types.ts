@@ -106,6 +106,8 @@ export interface Firewall {
    * not start routing between its other interfaces. Resolves true when the policy changed.
    */
   dropUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
+  /** Whether forwarded traffic of `family` (default 4) that no rule accepts is dropped (`iptables -S FORWARD` says `-P FORWARD DROP`). */
+  forwardingDropped(family?: 4 | 6): Promise<boolean>;
   /** Releases what the backend keeps open (a netlink socket); optional, and safe to call twice. */
   close?(): void;
 }

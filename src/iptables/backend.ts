@@ -116,6 +116,12 @@ export class IptablesFirewall implements Firewall {
     return true;
   }
 
+  /** iptables -S FORWARD | grep '^-P FORWARD DROP' (ip6tables for `family` 6). */
+  async forwardingDropped(family: RuleFamily = 4): Promise<boolean> {
+    this.ensureFamily(family);
+    return /^:FORWARD DROP /m.test(await save('filter', this.opts[family]));
+  }
+
   /** Refuses a family whose tools are missing, naming the package. */
   private ensureFamily(family: RuleFamily): void {
     for (const bin of [restoreBinary(this.opts[family]), saveBinary(this.opts[family])]) {

@@ -271,6 +271,12 @@ export class NftablesFirewall implements Firewall {
     await forgetConnectionsOrWarn(filter);
   }
 
+  /** Whether iptables-nft's FORWARD chain of `family` has policy drop. `nft list chain ip filter FORWARD` */
+  async forwardingDropped(family: RuleFamily = 4): Promise<boolean> {
+    if (family !== 4 && family !== 6) throw new ValidationError('family', `must be 4 or 6, got ${JSON.stringify(family)}`);
+    return this.with((nft) => readForward(nft, family)?.chain.policy === 'drop');
+  }
+
   /**
    * `iptables -P FORWARD DROP` (`ip6tables -P FORWARD DROP` for `family` 6), written natively
    * into iptables-nft's FORWARD chain of that family (made, as iptables-nft makes it, when it

@@ -190,8 +190,12 @@ test('nft flush ruleset (an nftables.conf reload): check says the table is gone,
   assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8091, 600), /^unreachable/);
   const problems = await nets.check();
   assert.ok(problems.some((p) => /table inet tsnetlink.*flush ruleset/.test(p)), problems.join('\n'));
+  // The flush took iptables-nft's FORWARD chain and its DROP policy too: the host would route between its other links.
+  assert.ok(problems.some((p) => /FORWARD policy is ACCEPT, but tsnetlink set DROP/.test(p)), problems.join('\n'));
   const r = await nets.repair();
   assert.ok(r.actions.some((a) => a.includes('firewall rules rewritten')), r.actions.join('\n'));
+  assert.ok(r.actions.some((a) => /FORWARD policy was ACCEPT: set to DROP again/.test(a)), r.actions.join('\n'));
+  assert.match(execFileSync('iptables', ['-S', 'FORWARD'], { encoding: 'utf8' }), /^-P FORWARD DROP$/m);
   assert.equal(await nets.check(), []);
   assert.ok(elements().includes(`tcp . 8091 -> ${ep.ip} . 80`));
   assert.is(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8091), 'f1');
@@ -210,7 +214,6 @@ test('coexistence: a firewalld-style iptables reload with FORWARD DROP flushes o
   await nets.repair();
   assert.is(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8092), 'g1');
   assert.match(ipt(), /:FORWARD DROP/, 'the admin\'s policy stays');
-  execFileSync('iptables', ['-P', 'FORWARD', 'ACCEPT']);
   await nets.disconnect('nfa', 'g1');
 });
 

@@ -273,7 +273,14 @@ test('a network create reports what it changed on the host, and the FORWARD poli
   assert.match(execFileSync(SAVE, ['-t', 'filter'], { encoding: 'utf8' }), /^:FORWARD DROP/m);
   await nets.remove('fwd');
   assert.is(sysctl('net/ipv4/ip_forward'), '1', 'stays on after rm, as with Docker');
+  // Someone else's reload puts the policy back to ACCEPT: the guard tsnetlink set is checked and restored.
   execFileSync(IPTABLES, ['-P', 'FORWARD', 'ACCEPT']);
+  const problems = await nets.check();
+  assert.ok(problems.some((p) => /FORWARD policy is ACCEPT, but tsnetlink set DROP/.test(p)), problems.join('\n'));
+  const r2 = await nets.repair();
+  assert.ok(r2.actions.some((a) => /FORWARD policy was ACCEPT: set to DROP again/.test(a)), r2.actions.join('\n'));
+  assert.match(execFileSync(SAVE, ['-t', 'filter'], { encoding: 'utf8' }), /^:FORWARD DROP/m);
+  await assertConsistent('after the FORWARD policy was restored');
 });
 
 test('corrupt records: one unreadable network breaks nothing else; prune clears an unreadable endpoint; rm --force clears the network', async () => {
