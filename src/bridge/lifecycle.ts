@@ -254,6 +254,9 @@ export async function removeNetwork(ctx: BridgeContext, name: string, opts: { fo
       if (ids.length > 0 && !opts.force && rec.state === 'active') {
         throw new NetworkError('EBUSY', `network ${name} has ${ids.length} ${ids.length === 1 ? 'endpoint' : 'endpoints'} attached; disconnect ${ids.length === 1 ? 'it' : 'them'} or use --force`);
       }
+      // Links deleted cannot be put back: a firewall that cannot be changed (its tools missing)
+      // is found before the first deletion, not after the bridge and the containers' veths went.
+      await ctx.firewall.ensureAvailable();
       await finishRemoval(ctx, rec);
     }),
   );

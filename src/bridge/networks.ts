@@ -85,6 +85,7 @@ export class Networks {
 
   /** Active networks, by name; unreadable records are skipped with a warning (see repair/prune). `tsnetlink network ls` */
   list(): NetworkRecord[] {
+    this.store.verify();
     const l = this.store.listNetworks();
     for (const c of l.corrupt) process.emitWarning(`tsnetlink: skipping network ${c.name}: ${c.error.message}`, 'TsnetlinkWarning');
     return l.records.filter((n) => n.state === 'active');
@@ -92,6 +93,7 @@ export class Networks {
 
   /** A network and its endpoints. `tsnetlink network inspect NAME` */
   inspect(name: string): NetworkInfo {
+    this.store.verify();
     const net = this.store.getNetwork(checkNetworkName(name, 'network'));
     if (!net) throw new NetworkError('ENONET', `no such network: ${name}`);
     return { ...net, endpoints: this.store.listEndpoints(name).records };

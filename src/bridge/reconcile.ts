@@ -67,6 +67,15 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
   return probing(ctx, () => ctx.store.withGlobalLock(async () => {
     for (const f of ctx.store.globalTempFiles()) if (removeFile(f)) report.actions.push(`removed the temp file ${f} of an interrupted write`);
     report.actions.push(...(await settleNetworks(ctx)));
+    // Networks are created and removed under the global lock we hold: a directory without a
+    // record is what a killed create or rm left; its lock is taken so a connect that is looking
+    // for the (missing) network finishes first.
+    for (const name of ctx.store.orphanNetworkDirs()) {
+      await ctx.store.withNetworkLock(name, () => {
+        if (!ctx.store.hasNetwork(name)) ctx.store.clearNetworkDir(name);
+      });
+      report.actions.push(`removed the state directory of network ${name}, which has no record (a create or rm was interrupted)`);
+    }
     const listing = ctx.store.listNetworks();
     for (const c of listing.corrupt) report.problems.push(`network record ${c.path} is unreadable (${c.error.message}); tsnetlink network rm --force ${c.name} removes the network`);
     const known = new Set([...listing.records.map((n) => n.name), ...listing.corrupt.map((c) => c.name)]);
@@ -277,6 +286,7 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
     return withNetworkLocks(ctx, listing.records.map((n) => n.name), async () => {
       for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
       for (const f of ctx.store.globalTempFiles()) out.push(`temp file ${f}`);
+      for (const name of ctx.store.orphanNetworkDirs()) out.push(`state directory of network ${name} without a record (a create or rm was interrupted; prune removes it)`);
       const s = scan(ctx);
       const names = new Set(listing.records.map((n) => n.name));
       for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);

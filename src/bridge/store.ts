@@ -160,6 +160,24 @@ export class Store {
     this.ready = true;
   }
 
+  /**
+   * The checks of init() for commands that only read (ls, inspect), changing nothing: a missing
+   * root is fine (nothing to list); one owned by another user, a symlink, or one others can
+   * write is refused (StoreError EINSECURE), since records planted there would be believed.
+   */
+  verify(): void {
+    if (this.ready) return;
+    mapAccess(this.root, () => {
+      checkPathSafety(this.root);
+      const st = lstatSync(this.root, { throwIfNoEntry: false });
+      if (!st) return;
+      if (st.isSymbolicLink()) throw new StoreError('EINSECURE', this.root, 'the state directory is a symlink; refusing to read through it');
+      if (!st.isDirectory()) throw new StoreError('ENOTDIR', this.root, 'store root is not a directory');
+      if (st.uid !== euid()) throw new StoreError('EINSECURE', this.root, `the state directory is owned by uid ${st.uid}, not by us (uid ${euid()})`);
+      if ((st.mode & 0o022) !== 0) throw new StoreError('EINSECURE', this.root, `the state directory is writable by others (mode ${(st.mode & 0o777).toString(8)}); a command that changes state tightens it to 700`);
+    });
+  }
+
   // ------------------------------------------------------------------ paths
 
   /** Path of the global lock (network create/remove, repair, prune). */
@@ -318,6 +336,22 @@ export class Store {
     const existed = removeFile(this.networkFile(name));
     rmSync(this.networkDir(name), { recursive: true, force: true });
     return existed;
+  }
+
+  /**
+   * Network directories with no record beside them: what a create killed before it wrote its
+   * intent leaves (its lock file), or an rm killed between its record and its directory.
+   */
+  orphanNetworkDirs(): string[] {
+    const dir = join(this.root, 'networks');
+    return mapAccess(dir, () => listNames(dir)).filter((n) => {
+      try {
+        checkNetworkName(n);
+      } catch {
+        return false;
+      }
+      return lstatSync(join(dir, n), { throwIfNoEntry: false })?.isDirectory() === true && !this.hasNetwork(n);
+    });
   }
 
   /** Removes what an earlier network of this name may have left (a crash between its record and its directory). */

@@ -10,7 +10,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Abandon, Networks, type FaultHook } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
@@ -265,6 +265,19 @@ test('a refused create changes nothing on the host: not even ip_forward', async 
   sysctl('net/ipv4/ip_forward', '1');
 });
 
+test('network rm whose firewall tools are missing is refused before anything is deleted', async () => {
+  // The native backend has no tools to miss (its own unavailability is refused the same way, by ensureAvailable).
+  if (NFT) return;
+  await nets.create({ name: 'rmnotool', subnet: '10.37.0.0/24' });
+  const noSave = new Networks({ firewall: 'iptables', iptables: { restoreBinary: '/nonexistent/iptables-restore' } });
+  const e = await catchAsync(() => noSave.remove('rmnotool'));
+  noSave.close();
+  assert.is(e.code, 'ENOFIREWALL', String(e));
+  assert.is(ipJson<any[]>(['link', 'show', 'rmnotool']).length, 1, 'the bridge is still there');
+  assert.equal(nets.inspect('rmnotool').state, 'active');
+  await nets.remove('rmnotool');
+});
+
 test('a network create reports what it changed on the host, and the FORWARD policy it set', async () => {
   sysctl('net/ipv4/ip_forward', '0');
   execFileSync(IPTABLES, ['-P', 'FORWARD', 'ACCEPT']);
@@ -316,6 +329,18 @@ test('corrupt records: one unreadable network breaks nothing else; prune clears 
   assert.not.ok(nets.store.listPorts().some((p) => p.hostPort === 8096), 'its host port is free');
   assert.not.ok(new Set(nets.inspect(NET).endpoints.map((e) => e.ip)).has(k2.ip), 'its address is free');
   await assertConsistent('after an unreadable endpoint record was pruned');
+});
+
+test('a create killed before its intent leaves its network directory with a lock: check names it, prune removes it', async () => {
+  // What a create killed after taking the network lock and before writing its record leaves.
+  mkdirSync(nets.store.networkDir('ghost'), { recursive: true });
+  writeFileSync(nets.store.networkLockPath('ghost'), '');
+  const problems = await nets.check();
+  assert.ok(problems.some((p) => /state directory of network ghost without a record/.test(p)), problems.join('\n'));
+  const r = await nets.pruneReport();
+  assert.ok(r.actions.some((a) => /removed the state directory of network ghost/.test(a)), r.actions.join('\n'));
+  assert.not.ok(existsSync(nets.store.networkDir('ghost')));
+  await assertConsistent('after a leftover network directory was pruned');
 });
 
 test('after disconnect, no tracked connection of the container is left', async () => {

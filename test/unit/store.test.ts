@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fakeEndpoint } from '../helpers.js';
@@ -83,6 +83,26 @@ test('a state directory that is a symlink, or under a directory others can write
   assert.match(e2.message, /writable by others/);
   chmodSync(join(base, 'open'), 0o1777); // sticky, as /tmp: fine
   new Store(join(base, 'open', 'state2')).init();
+});
+
+test('reading commands (ls, inspect) refuse what writing ones refuse, changing nothing: a root others can write or own', () => {
+  const missing = tempRoot();
+  new Store(missing).verify();
+  assert.not.ok(existsSync(missing), 'a missing root is fine to list and is not created');
+  const open = tempRoot();
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  const e = caught(() => new Store(open).verify()) as StoreError;
+  assert.is(e.code, 'EINSECURE');
+  assert.match(e.message, /writable by others \(mode 777\)/);
+  assert.is(mode(open), 0o777, 'verify changes nothing');
+  if (process.getuid?.() === 0) {
+    chmodSync(open, 0o700);
+    chownSync(open, 65534, 65534);
+    const e2 = caught(() => new Store(open).verify()) as StoreError;
+    assert.is(e2.code, 'EINSECURE');
+    assert.match(e2.message, /owned by uid 65534/);
+  }
 });
 
 test('state files are never read through a symlink', () => {
