@@ -191,3 +191,18 @@ export function fakeEndpoint(network: string, id: string, ip: string, prefix = 2
     netns: '/nonexistent', netnsKey: '1-1', mappings: [], defaultRoute: true, state: 'active', createdAt: new Date(0).toISOString(), ...extra,
   };
 }
+
+/**
+ * A seeded pseudo-random generator (xorshift32) returning floats in [0, 1): fuzz inputs are made
+ * from it, so a failing seed replays the same inputs.
+ */
+export function seededRandom(seed: number): () => number {
+  let x = (seed >>> 0) || 0x9e3779b9;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
+}

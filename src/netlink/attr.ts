@@ -18,9 +18,12 @@ export const NLA_F_NESTED = 0x8000;
 export const NLA_F_NET_BYTEORDER = 0x4000;
 export const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
 
-/** Rounds up to the 4-byte netlink alignment. */
+/**
+ * Rounds up to the 4-byte netlink alignment. Exact for any non-negative integer: a length read
+ * from the wire can be 2^31 or more, where a 32-bit `& ~3` would turn it negative.
+ */
 export function align4(n: number): number {
-  return (n + 3) & ~3;
+  return n < 0x7ffffffd ? (n + 3) & ~3 : n + 3 - ((n + 3) % 4);
 }
 
 /** Encodes and decodes one attribute payload (without the 4-byte TLV header). */

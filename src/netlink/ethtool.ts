@@ -70,11 +70,10 @@ export function bitsetNames(b: Bitset | undefined, names: readonly string[] = []
   if (!b) return out;
   for (const bit of b.bits?.bit ?? []) if (bit.name !== undefined && (b.nomask || bit.value)) out.add(bit.name);
   if (b.value) {
-    const size = b.size ?? b.value.length * 8;
-    for (let i = 0; i < size && i / 8 < b.value.length; i++) {
-      const word = b.value.readUInt32LE(4 * Math.floor(i / 32));
-      if ((word >>> i % 32) & 1) out.add(names[i] ?? `bit${i}`);
-    }
+    // The bitmap is u32 words in host (little-endian) order, so bit i is bit i % 8 of byte i / 8:
+    // read by byte, a bitmap shorter than its SIZE or not a whole number of words ends the walk.
+    const bits = Math.min(b.size ?? Infinity, b.value.length * 8);
+    for (let i = 0; i < bits; i++) if (((b.value[i >> 3] as number) >> (i & 7)) & 1) out.add(names[i] ?? `bit${i}`);
   }
   return out;
 }
@@ -85,8 +84,17 @@ export function featureNames(g: Genl): string[] {
   let n = namesCache.get(g);
   if (!n) {
     const [r] = g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.STRSET_GET, strsetAttrs, strsetRequestAttrs(ETH_SS.FEATURES));
-    n = [];
-    for (const set of r?.attrs.stringsets?.stringset ?? []) for (const st of set.strings?.string ?? []) if (st.index !== undefined) n[st.index] = st.value ?? '';
+    const byIndex = new Map<number, string>();
+    let count = 0;
+    for (const set of r?.attrs.stringsets?.stringset ?? []) {
+      for (const st of set.strings?.string ?? []) {
+        count++;
+        if (st.index !== undefined) byIndex.set(st.index, st.value ?? '');
+      }
+    }
+    // The kernel numbers a set's strings 0..count-1 and sends them all: an index beyond the
+    // strings received names nothing, and a sparse array up to it could take minutes to walk.
+    n = Array.from({ length: count }, (_, i) => byIndex.get(i) ?? '');
     namesCache.set(g, n);
   }
   return n;

@@ -3,7 +3,7 @@
  * id, version, operations, multicast groups), and requests and dumps of any family given its
  * command number and attribute schema. A new family (wireguard, devlink, ...) is a schema.
  */
-import { NetlinkError, ValidationError } from '../errors.js';
+import { CodecError, NetlinkError } from '../errors.js';
 import { NETLINK } from './constants.js';
 import { attr, nested, nestedArray, strz, u16, u32, type Attrs, type Schema } from './attr.js';
 import { decodePayload, request, struct, type MessageDef, type RawMessage, type Request } from './message.js';
@@ -46,7 +46,7 @@ export interface GenlFamily {
 /** Decodes a CTRL_CMD_NEWFAMILY message. */
 export function decodeFamily(m: RawMessage): GenlFamily {
   const { attrs: a } = decodePayload(ctrlMessage, m.payload);
-  if (a.familyId === undefined || a.familyName === undefined) throw new ValidationError('family', 'controller reply without an id or a name');
+  if (a.familyId === undefined || a.familyName === undefined) throw new CodecError('controller reply without a family id or name');
   return {
     id: a.familyId,
     name: a.familyName,

@@ -1,6 +1,6 @@
 /** Tunnel kinds: vxlan, geneve, gre/gretap, ipip/sit. Attributes in the order iproute2 sends them; the zeros it always sends are defaults. */
 import { attr, be16, be32, flag, ipAddr, u8, u16, u32, type Attrs, type Codec, type Schema } from '../attr.js';
-import { ValidationError } from '../../errors.js';
+import { CodecError, ValidationError } from '../../errors.js';
 import type { LinkKind } from './registry.js';
 
 /** struct ifla_vxlan_port_range { be16 low; be16 high; } */
@@ -11,7 +11,7 @@ const portRange: Codec<{ low: number; high: number }> = {
     b.writeUInt16BE(v.high, o + 2);
   },
   read: (b, o, l) => {
-    if (l !== 4) throw new ValidationError('port range', `expected 4 bytes, got ${l}`);
+    if (l !== 4) throw new CodecError(`port range: expected 4 bytes, got ${l}`, o);
     return { low: b.readUInt16BE(o), high: b.readUInt16BE(o + 2) };
   },
 };
