@@ -106,6 +106,11 @@ export interface Firewall {
    * not start routing between its other interfaces. Resolves true when the policy changed.
    */
   dropUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
+  /**
+   * Undoes dropUnmatchedForwarding: the FORWARD policy of `family` back to ACCEPT, for a create
+   * that is rolled back. Resolves true when the policy changed.
+   */
+  acceptUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
   /** Releases what the backend keeps open (a netlink socket); optional, and safe to call twice. */
   close?(): void;
 }

@@ -116,6 +116,14 @@ export class IptablesFirewall implements Firewall {
     return true;
   }
 
+  /** iptables -P FORWARD ACCEPT (ip6tables for `family` 6), unless that is the policy already. */
+  async acceptUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    this.ensureFamily(family);
+    if (!/^:FORWARD DROP /m.test(await save('filter', this.opts[family]))) return false;
+    await restore('*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n', this.opts[family]);
+    return true;
+  }
+
   /** Refuses a family whose tools are missing, naming the package. */
   private ensureFamily(family: RuleFamily): void {
     for (const bin of [restoreBinary(this.opts[family]), saveBinary(this.opts[family])]) {

@@ -290,6 +290,21 @@ export class NftablesFirewall implements Firewall {
     });
     return changed;
   }
+
+  /** The policy of iptables-nft's FORWARD chain of `family` back to accept, when it is drop. */
+  async acceptUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    if (family !== 4 && family !== 6) throw new ValidationError('family', `must be 4 or 6, got ${JSON.stringify(family)}`);
+    const t = IPT[family];
+    let changed = false;
+    this.transact('acceptUnmatchedForwarding', (nft) => {
+      const genId = nft.genId();
+      const fwd = readForward(nft, family);
+      if (fwd?.chain.policy !== 'drop') return undefined;
+      changed = true;
+      return { genId, reqs: [O.setChainPolicyRequest(t.family, t.table, t.chain, 'accept')] };
+    });
+    return changed;
+  }
 }
 
 /** Table, maps and chains, empty. */
