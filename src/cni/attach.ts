@@ -6,7 +6,8 @@
  * half-way is settled by the next operation or by GC, which is the reconciler driven by the
  * runtime's list of valid attachments.
  */
-import { closeSync, constants as fsc, existsSync, fstatSync, openSync, readlinkSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
+import { CLONE_NEWNET, namespaceType } from '../netlink/libc.js';
 import { Networks } from '../bridge/networks.js';
 import { bigToIp, contains, parseCidr, parseSubnet, prefixMask } from '../bridge/cidr.js';
 import { NetworkError } from '../bridge/errors.js';
@@ -115,11 +116,17 @@ function hostNetnsIds(): string[] {
   return out;
 }
 
+/** Linux's magic number of nsfs, the filesystem of namespace files (statfs f_type). */
+const NSFS_MAGIC = 0x6e736673;
+
+/** Names of the namespace kinds by CLONE_NEW* flag, for messages. */
+const NS_KINDS: Record<number, string> = { 0x00020000: 'mount', 0x02000000: 'cgroup', 0x04000000: 'UTS', 0x08000000: 'IPC', 0x10000000: 'user', 0x20000000: 'PID', 0x00000080: 'time' };
+
 /**
  * Refuses a CNI_NETNS that is not a container's network namespace, before anything changes:
  * missing (code 3, the container is unknown), or a regular file, a directory, a device, another
  * kind of namespace or the host's own network namespace (code 4, the spec's code for an invalid
- * environment variable). A namespace file names its kind in /proc/self/fd ("net:[4026531840]").
+ * environment variable). A namespace file is on nsfs; the kernel says which kind it is.
  */
 export function checkContainerNetns(path: string): void {
   if (!existsSync(path)) throw new CniError(CNI_CODES.unknownContainer, `the container's network namespace ${path} does not exist`);
@@ -135,9 +142,9 @@ export function checkContainerNetns(path: string): void {
   }
   try {
     const st = fstatSync(fd);
-    const kind = /^([a-z_]+):\[\d+\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
-    if (kind === undefined) return bad(st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isFIFO() ? 'a FIFO' : 'a regular file');
-    if (kind !== 'net') return bad(`a ${kind} namespace`);
+    if (statfsSync(path).type !== NSFS_MAGIC) return bad(st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isFIFO() ? 'a FIFO' : 'a regular file');
+    const type = namespaceType(fd);
+    if (type !== CLONE_NEWNET) return bad(`a ${NS_KINDS[type] ?? 'non-network'} namespace`);
     if (hostNetnsIds().includes(`${st.dev}-${st.ino}`)) return bad("the host's own network namespace");
   } finally {
     closeSync(fd);

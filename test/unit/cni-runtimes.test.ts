@@ -156,7 +156,7 @@ test('CNI_NETNS that is no container netns: code 4 for a file, a directory, /dev
   try {
     const file = join(dir, 'file');
     writeFileSync(file, 'not a namespace');
-    for (const [path, what] of [[file, 'a regular file'], [dir, 'a directory'], ['/dev/null', 'a device'], ['/proc/self/ns/mnt', 'a mnt namespace'], ['/proc/self/ns/net', "the host's own network namespace"]] as const) {
+    for (const [path, what] of [[file, 'a regular file'], [dir, 'a directory'], ['/dev/null', 'a device'], ['/proc/self/ns/mnt', 'a mount namespace'], ['/proc/self/ns/net', "the host's own network namespace"]] as const) {
       const e = refusal(() => checkContainerNetns(path));
       assert.is(e.cniCode, CNI_CODES.invalidEnvironment, path);
       assert.match(e.message, what);
