@@ -169,6 +169,10 @@ export class RoutedFirewall implements Firewall {
     return this.get(this.selected).forwardingDropped(family);
   }
 
+  async acceptUnmatchedForwarding(family: 4 | 6 = 4): Promise<boolean> {
+    return this.get(this.selected).acceptUnmatchedForwarding(family);
+  }
+
   /** Closes every backend made so far. */
   close(): void {
     for (const f of this.instances.values()) f.close?.();

@@ -38,6 +38,11 @@ export interface CreateNetworkOptions {
   bridge?: string;
   /** 'cni' marks a network made by the CNI plugin, which removes it with its last endpoint. */
   createdBy?: 'cni';
+  /**
+   * When the create turns forwarding on: 'drop' (default) also sets the FORWARD policy to DROP,
+   * as Docker does; 'keep' leaves the policy to the host's own firewall.
+   */
+  forwardPolicy?: 'drop' | 'keep';
 }
 
 /** What a create did, besides the network itself. */
@@ -45,6 +50,8 @@ export interface CreateResult {
   record: NetworkRecord;
   /** Host-wide settings it changed, in words (they stay after the network is removed, as with Docker). */
   hostChanges: string[];
+  /** The same, for a caller that undoes the create: families whose forwarding it turned on, and whose FORWARD policy it set to DROP. */
+  forwarding: { enabled: (4 | 6)[]; dropped: (4 | 6)[] };
 }
 
 const MODES: readonly GatewayMode[] = ['nat', 'nat-unprotected', 'routed'];
@@ -59,6 +66,7 @@ function validate(opts: CreateNetworkOptions): NetworkRecord {
   if (opts.mtu !== undefined) validateU32(opts.mtu, 'mtu', 68, 65535);
   if (opts.gatewayMode !== undefined && !MODES.includes(opts.gatewayMode)) throw new ValidationError('gatewayMode', `must be one of ${MODES.join(', ')}, got ${JSON.stringify(opts.gatewayMode)}`);
   for (const f of ['internal', 'icc'] as const) if (opts[f] !== undefined && typeof opts[f] !== 'boolean') throw new ValidationError(f, 'must be true or false');
+  if (opts.forwardPolicy !== undefined && opts.forwardPolicy !== 'drop' && opts.forwardPolicy !== 'keep') throw new ValidationError('forwardPolicy', `must be 'drop' or 'keep', got ${JSON.stringify(opts.forwardPolicy)}`);
   if (opts.internal && opts.gatewayMode !== undefined && opts.gatewayMode !== 'nat') throw new ValidationError('gatewayMode', 'an internal network has no gateway mode');
   if (opts.createdBy !== undefined && opts.createdBy !== 'cni') throw new ValidationError('createdBy', `must be "cni" or omitted, got ${JSON.stringify(opts.createdBy)}`);
   return {
@@ -186,6 +194,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     ctx.store.clearNetworkDir(rec.name);
     ctx.forgetBridge(rec.name);
     const hostChanges: string[] = [];
+    const forwarding: CreateResult['forwarding'] = { enabled: [], dropped: [] };
     await ctx.store.withNetworkLock(rec.name, async () => {
       const steps = new Steps(`network create ${rec.name}`, ctx.faults, 'create');
       try {
@@ -202,18 +211,26 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
         if (!rec.internal) {
           for (const { family } of rec.subnets) {
             const fwd = FORWARDING[family];
-            await steps.runAsync(family === 4 ? 'ip forwarding' : 'ipv6 forwarding', async () => {
+            const enabled = steps.run(family === 4 ? 'ip forwarding' : 'ipv6 forwarding', () => {
               if (ctx.host.readSysctl(fwd.path) === '1') return false;
-              // Forwarding must not make the host a router between its other interfaces; the guard
-              // is recorded first, so that check and repair keep it even if this run dies half-way.
-              ctx.store.addForwardGuard(family);
+              // The FORWARD DROP guard below is recorded first, so that check and repair keep it
+              // even if this run dies half-way.
+              if (opts.forwardPolicy !== 'keep') ctx.store.addForwardGuard(family);
               ctx.host.writeSysctl({ path: fwd.path, value: '1' });
               hostChanges.push(`${fwd.name}: 0 -> 1 (${fwd.note})`);
-              if (await ctx.firewall.dropUnmatchedForwarding(family)) {
-                hostChanges.push(`${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)`);
-              }
+              forwarding.enabled.push(family);
               return true;
             }, (changed) => changed && ctx.host.writeSysctl({ path: fwd.path, value: '0' }));
+            // Forwarding must not make the host a router between its other interfaces, unless
+            // the caller says the host's own firewall sees to that. Its own step, so that a
+            // failure after it puts the policy back too.
+            if (!enabled || opts.forwardPolicy === 'keep') continue;
+            await steps.runAsync(family === 4 ? 'forward policy' : 'ipv6 forward policy', async () => {
+              if (!(await ctx.firewall.dropUnmatchedForwarding(family))) return false;
+              hostChanges.push(`${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy: ACCEPT -> DROP (only traffic that a rule accepts is forwarded, as with Docker)`);
+              forwarding.dropped.push(family);
+              return true;
+            }, (changed) => changed && ctx.firewall.acceptUnmatchedForwarding(family));
           }
         }
         steps.run('save network', () => ctx.store.putNetwork({ ...rec, state: 'active' }));
@@ -222,8 +239,32 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
         await steps.fail(e);
       }
     });
-    return { record: { ...rec, state: 'active' }, hostChanges };
+    return { record: { ...rec, state: 'active' }, hostChanges, forwarding };
   });
+}
+
+/**
+ * Undoes a create whose caller failed afterwards (a CNI ADD whose connect was refused): removes
+ * the network if nothing has been connected to it since, then puts back the forwarding sysctls
+ * and FORWARD policies the create changed, for each family no other network needs. Resolves
+ * false, changing nothing, when another endpoint is on the network by now.
+ */
+export async function undoCreate(ctx: BridgeContext, created: CreateResult): Promise<boolean> {
+  const name = created.record.name;
+  try {
+    await removeNetwork(ctx, name);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EBUSY') return false;
+    if (code !== 'ENONET') throw e;
+  }
+  await ctx.store.withGlobalLock(async () => {
+    const others = ctx.store.listNetworks().records.filter((n) => n.state !== 'removing' && !n.internal);
+    const needed = (family: 4 | 6): boolean => others.some((n) => n.subnets.some((s) => s.family === family));
+    for (const family of created.forwarding.dropped) if (!needed(family)) await ctx.firewall.acceptUnmatchedForwarding(family);
+    for (const family of created.forwarding.enabled) if (!needed(family)) ctx.host.writeSysctl({ path: FORWARDING[family].path, value: '0' });
+  });
+  return true;
 }
 
 /**

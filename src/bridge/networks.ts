@@ -21,7 +21,7 @@ import { IpamError } from './ipam.js';
 import { BridgeContext } from './context.js';
 import { KernelHost, netnsKey, type ContainerRef, type HostSystem } from './host.js';
 import { connectMany, type ConnectItem, type ConnectOptions } from './connect.js';
-import { createNetwork, removeNetwork, type CreateNetworkOptions, type CreateResult } from './lifecycle.js';
+import { createNetwork, removeNetwork, undoCreate, type CreateNetworkOptions, type CreateResult } from './lifecycle.js';
 import { checkConsistency, reconcile, type ReconcileReport } from './reconcile.js';
 import { teardownEndpoints } from './teardown.js';
 import type { EndpointRecord, NetworkRecord } from './records.js';
@@ -110,6 +110,15 @@ export class Networks {
   /** Like create(), also saying which host-wide settings it changed (ip_forward, the FORWARD policy). */
   async createNetwork(opts: CreateNetworkOptions): Promise<CreateResult> {
     return createNetwork(this.ctx, opts);
+  }
+
+  /**
+   * Undoes what createNetwork() returned when the caller's next step failed: the network (unless
+   * something was connected to it since) and the host-wide settings it changed that no other
+   * network needs. Resolves false when the network stays.
+   */
+  async undoCreate(created: CreateResult): Promise<boolean> {
+    return undoCreate(this.ctx, created);
   }
 
   /** Removes a network (refused while endpoints are attached unless `force`). `tsnetlink network rm NAME` */

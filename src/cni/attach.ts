@@ -6,13 +6,16 @@
  * half-way is settled by the next operation or by GC, which is the reconciler driven by the
  * runtime's list of valid attachments.
  */
-import { existsSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
+import { CLONE_NEWNET, namespaceType } from '../netlink/libc.js';
 import { Networks } from '../bridge/networks.js';
-import { parseSubnet } from '../bridge/cidr.js';
+import { bigToIp, contains, parseCidr, parseSubnet, prefixMask } from '../bridge/cidr.js';
+import { NetworkError } from '../bridge/errors.js';
+import type { CreateResult } from '../bridge/lifecycle.js';
 import type { EndpointRecord, NetworkRecord } from '../bridge/records.js';
 import { openRtnlIn, openNetns } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
-import { endpointIdFor, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
+import { checkRequestedIp, endpointIdFor, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
 import { delegate, runDelegate } from './delegate.js';
 import { buildResult, parseIpamResult, type CniResult } from './result.js';
 
@@ -31,15 +34,31 @@ interface Addressing {
   dns: Record<string, unknown> | undefined;
 }
 
-function addressing(conf: PluginConfig, stdin: string, env: CniEnv): Addressing {
-  if (conf.ipam.type === 'tsnetlink') {
-    const { range, routes } = conf.ipam;
-    const prefix = range.subnet.split('/')[1]!;
-    return { subnet: range.gateway !== undefined ? `${range.gateway}/${prefix}` : range.subnet, requestedIp: conf.ips[0], routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
+/** The built-in IPAM's addressing, straight from the configuration. */
+function builtinAddressing(conf: PluginConfig & { ipam: { type: 'tsnetlink' } }): Addressing {
+  return { subnet: rangeSubnet(conf.ipam.range), requestedIp: conf.ips[0], routes: conf.ipam.routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
+}
+
+/**
+ * The delegated IPAM plugin's answer read as addressing, checked as the configuration's own
+ * addressing is: a gateway outside the address's subnet, or an address the subnet cannot give a
+ * container, is refused (code 7) before any network is made.
+ */
+function delegatedAddressing(conf: PluginConfig, stdout: string, plugin: string): Addressing {
+  const r = parseIpamResult(stdout, plugin);
+  const c = parseCidr(r.address);
+  const network = `${bigToIp(c.address & prefixMask(c.prefix), 4)}/${c.prefix}`;
+  if (r.gateway !== undefined && !contains(network, r.gateway)) {
+    throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave the gateway ${r.gateway} outside its subnet ${network}`);
   }
-  const r = parseIpamResult(delegate(conf.ipam.plugin, 'ADD', stdin, env.path), conf.ipam.plugin);
   // Without a gateway from IPAM, the subnet's first host is the gateway (tsnetlink's rule).
-  const subnet = r.gateway !== undefined ? `${r.gateway}/${r.prefix}` : `${parseSubnet(r.address).network}/${r.prefix}`;
+  const subnet = r.gateway !== undefined ? `${r.gateway}/${r.prefix}` : network;
+  try {
+    checkRequestedIp(r.ip, subnet, `the address ${plugin} gave`);
+  } catch (e) {
+    if (e instanceof CniError) throw e;
+    throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave ${r.address}: ${(e as Error).message}`);
+  }
   return { subnet, requestedIp: r.ip, routes: r.routes, dns: r.dns ?? (conf.raw['dns'] as Record<string, unknown> | undefined) };
 }
 
@@ -55,17 +74,26 @@ function checkSame(net: Readonly<NetworkRecord>, conf: PluginConfig, subnet: str
   }
 }
 
-/** The network of the configuration: the existing one (checked against it) or a new one made for CNI. */
-async function ensureNetwork(nets: Networks, conf: PluginConfig, subnet: string): Promise<void> {
+/**
+ * The network of the configuration: the existing one (checked against it) or a new one made for
+ * CNI. Resolves to what the create did when this call made it, so that a failure can undo it.
+ */
+async function ensureNetwork(nets: Networks, conf: PluginConfig, subnet: string): Promise<CreateResult | undefined> {
   const existing = nets.store.getNetwork(conf.network);
-  if (existing?.state === 'active') return checkSame(existing, conf, subnet);
+  if (existing?.state === 'active') {
+    checkSame(existing, conf, subnet);
+    return undefined;
+  }
   try {
-    await nets.createNetwork({ name: conf.network, subnet, bridge: conf.bridge, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), gatewayMode: conf.ipMasq ? 'nat' : 'routed', createdBy: 'cni' });
+    return await nets.createNetwork({
+      name: conf.network, subnet, bridge: conf.bridge, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), gatewayMode: conf.ipMasq ? 'nat' : 'routed', createdBy: 'cni', forwardPolicy: conf.forwardPolicy,
+    });
   } catch (e) {
     // Another ADD created it meanwhile.
     const now = nets.store.getNetwork(conf.network);
     if ((e as { code?: string }).code !== 'ENETEXISTS' || now?.state !== 'active') throw e;
     checkSame(now, conf, subnet);
+    return undefined;
   }
 }
 
@@ -74,20 +102,94 @@ function isDefault(r: CniRoute, gateway: string): boolean {
   return r.dst === '0.0.0.0/0' && (r.gw === undefined || r.gw === gateway);
 }
 
-/** ADD: the endpoint (network made if missing), then routes beyond the default one; the result. */
-export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Promise<CniResult> {
-  if (!existsSync(env.netns)) throw new CniError(CNI_CODES.unknownContainer, `the container's network namespace ${env.netns} does not exist`);
-  const id = endpointIdFor(env.containerId, env.ifname);
-  let addr: Addressing;
-  try {
-    addr = addressing(conf, stdin, env);
-  } catch (e) {
-    if (conf.ipam.type === 'delegated' && !(e instanceof CniError && e.cniCode === CNI_CODES.ioFailure)) runDelegate(conf.ipam.plugin, 'DEL', stdin, env.path);
-    throw e;
+/** The namespace files of the plugin's own network namespace and PID 1's: the host's, for a runtime. */
+function hostNetnsIds(): string[] {
+  const out: string[] = [];
+  for (const p of ['/proc/thread-self/ns/net', '/proc/1/ns/net']) {
+    try {
+      const st = statSync(p);
+      out.push(`${st.dev}-${st.ino}`);
+    } catch {
+      // /proc/1 hidden (hidepid): our own netns is still known
+    }
   }
+  return out;
+}
+
+/** Linux's magic number of nsfs, the filesystem of namespace files (statfs f_type). */
+const NSFS_MAGIC = 0x6e736673;
+
+/** Names of the namespace kinds by CLONE_NEW* flag, for messages. */
+const NS_KINDS: Record<number, string> = { 0x00020000: 'mount', 0x02000000: 'cgroup', 0x04000000: 'UTS', 0x08000000: 'IPC', 0x10000000: 'user', 0x20000000: 'PID', 0x00000080: 'time' };
+
+/**
+ * Refuses a CNI_NETNS that is not a container's network namespace, before anything changes:
+ * missing (code 3, the container is unknown), or a regular file, a directory, a device, another
+ * kind of namespace or the host's own network namespace (code 4, the spec's code for an invalid
+ * environment variable). A namespace file is on nsfs; the kernel says which kind it is.
+ */
+export function checkContainerNetns(path: string): void {
+  if (!existsSync(path)) throw new CniError(CNI_CODES.unknownContainer, `the container's network namespace ${path} does not exist`);
+  const bad = (what: string): never => {
+    throw new CniError(CNI_CODES.invalidEnvironment, `invalid CNI_NETNS: ${path} is ${what}, not a container's network namespace`, 'CNI_NETNS names a network namespace file such as /run/netns/NAME or /proc/PID/ns/net');
+  };
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO given by mistake must not hang the plugin.
+    fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+  } catch (e) {
+    return bad(`not readable (${(e as { code?: string }).code ?? (e as Error).message})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (statfsSync(path).type !== NSFS_MAGIC) return bad(st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isFIFO() ? 'a FIFO' : 'a regular file');
+    const type = namespaceType(fd);
+    if (type !== CLONE_NEWNET) return bad(`a ${NS_KINDS[type] ?? 'non-network'} namespace`);
+    if (hostNetnsIds().includes(`${st.dev}-${st.ino}`)) return bad("the host's own network namespace");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Refuses host IPs of port mappings that are not addresses of this node (code 7), before
+ * anything changes: nothing would ever arrive for them. 127.0.0.0/8 is always local.
+ */
+function checkHostIps(nets: Networks, conf: PluginConfig): void {
+  const wanted = conf.portMappings.filter((m) => m.hostIP !== undefined && !m.hostIP.startsWith('127.'));
+  if (wanted.length === 0) return;
+  const local = new Set(nets.host.addrList({}, { retries: 3 }).map((a) => a.address));
+  for (const m of wanted) {
+    if (!local.has(m.hostIP!)) throw new CniError(CNI_CODES.invalidConfig, `invalid network config: runtimeConfig.portMappings hostIP ${m.hostIP} (${m.protocol}/${m.hostPort}) is not an address of this node`);
+  }
+}
+
+/**
+ * ADD: every check first (the netns, an attachment that exists already, host IPs, the IPAM
+ * answer), then the network if missing, the endpoint and routes beyond the default one; the
+ * result is serialised before it is returned, so that printing it cannot fail once the kernel
+ * has changed. A failure undoes exactly what this call made: its endpoint, the network if it
+ * made it (with the forwarding settings that came with it), and its own IPAM allocation.
+ */
+export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Promise<CniResult> {
+  checkContainerNetns(env.netns);
+  const id = endpointIdFor(env.containerId, env.ifname);
   const nets = openNetworks();
+  let allocated = false;
+  let created: CreateResult | undefined;
   let rec: EndpointRecord | undefined;
   try {
+    if (nets.store.getNetwork(conf.network) !== undefined && nets.store.getEndpoint(conf.network, id) !== undefined) {
+      throw new NetworkError('EALREADY', `container ${env.containerId} already has ${env.ifname} on ${conf.name}; DEL it first`);
+    }
+    checkHostIps(nets, conf);
+    let addr: Addressing;
+    if (conf.ipam.type === 'tsnetlink') addr = builtinAddressing(conf as PluginConfig & { ipam: { type: 'tsnetlink' } });
+    else {
+      const out = delegate(conf.ipam.plugin, 'ADD', stdin, env.path);
+      allocated = true;
+      addr = delegatedAddressing(conf, out, conf.ipam.plugin);
+    }
     const gateway = parseSubnet(addr.subnet).gateway;
     const extra = addr.routes.filter((r) => !isDefault(r, gateway));
     if (extra.some((r) => r.dst === '0.0.0.0/0')) throw new CniError(CNI_CODES.unsupportedField, `route ${JSON.stringify(extra.find((r) => r.dst === '0.0.0.0/0'))}`, 'the default route goes through the network gateway');
@@ -104,7 +206,7 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
     // A DEL of another container may remove a CNI-made network between our check and our
     // connect (ENONET): it is made again.
     for (let attempt = 1; ; attempt++) {
-      await ensureNetwork(nets, conf, addr.subnet);
+      created = (await ensureNetwork(nets, conf, addr.subnet)) ?? created;
       try {
         rec = await nets.connect(conf.network, { path: env.netns }, opts);
         break;
@@ -115,7 +217,7 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
     if (extra.length > 0) addRoutes(env.netns, env.ifname, rec.gateway, extra);
     const net = nets.store.getNetwork(conf.network)!;
     const host = nets.host.linkGet(rec.hostIfname);
-    return buildResult(
+    const result = buildResult(
       conf.cniVersion,
       {
         bridge: { name: net.bridge, mac: net.mac },
@@ -128,10 +230,13 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       },
       conf.prevResult,
     );
+    JSON.stringify(result);
+    return result;
   } catch (e) {
-    // The spec's rule: a failed ADD releases what it took, delegated IPAM included.
+    // The spec's rule: a failed ADD releases what it took, and only that.
     if (rec) await nets.disconnect(conf.network, rec.id).catch(() => undefined);
-    if (conf.ipam.type === 'delegated') runDelegate(conf.ipam.plugin, 'DEL', stdin, env.path);
+    if (created) await nets.undoCreate(created).catch((u: unknown) => process.stderr.write(`tsnetlink-cni: undoing the creation of ${conf.network} failed: ${(u as Error).message}\n`));
+    if (allocated && conf.ipam.type === 'delegated') runDelegate(conf.ipam.plugin, 'DEL', stdin, env.path);
     throw e;
   } finally {
     nets.close();
@@ -186,6 +291,50 @@ export async function cmdDel(env: CniEnv, conf: PluginConfig, stdin: string): Pr
     nets.close();
   }
   if (conf.ipam.type === 'delegated') delegate(conf.ipam.plugin, 'DEL', stdin, env.path);
+}
+
+/**
+ * DEL with a configuration the plugin cannot read (not JSON, a version or a value it refuses):
+ * the attachment is found by its own record, on the network the configuration names when its
+ * name can be read, else on any network, and released with everything the record names
+ * (address, host ports, rules, veth). A delegated IPAM plugin the configuration still names is
+ * asked to release its address too; as the configuration is broken, its refusal is reported on
+ * stderr and does not fail the DEL. Success when no record is left, so a runtime can always
+ * remove its container.
+ */
+export async function cmdDelByRecord(env: CniEnv, raw: Record<string, unknown> | undefined, stdin: string, why: unknown): Promise<void> {
+  process.stderr.write(`tsnetlink-cni: DEL with a configuration that cannot be used (${(why as Error)?.message ?? String(why)}): releasing what the attachment's record names\n`);
+  const id = endpointIdFor(env.containerId, env.ifname);
+  const named = typeof raw?.['name'] === 'string' && raw['name'] !== '' ? networkNameFor(raw['name']) : undefined;
+  const nets = openNetworks();
+  try {
+    const names = nets.store.networkNames();
+    for (const network of named !== undefined && names.includes(named) ? [named, ...names.filter((n) => n !== named)] : names) {
+      let rec: EndpointRecord | undefined;
+      try {
+        rec = nets.store.getEndpoint(network, id);
+      } catch {
+        continue; // an unreadable record of another network is not this attachment's
+      }
+      const att = rec?.attachment;
+      if (!rec || att?.containerId !== env.containerId || att.ifname !== env.ifname) continue;
+      await nets.disconnect(network, id);
+      await removeIfEmpty(nets, network);
+      break;
+    }
+  } finally {
+    nets.close();
+  }
+  const ipam = raw?.['ipam'] as Record<string, unknown> | undefined;
+  const plugin = typeof ipam === 'object' && ipam !== null ? ipam['type'] : undefined;
+  if (typeof plugin === 'string' && plugin !== '' && plugin !== 'tsnetlink' && !/[/\\]/.test(plugin)) {
+    try {
+      const out = runDelegate(plugin, 'DEL', stdin, env.path);
+      if (out.error) process.stderr.write(`tsnetlink-cni: IPAM plugin ${plugin} DEL failed: ${out.error.msg}\n`);
+    } catch (e) {
+      process.stderr.write(`tsnetlink-cni: IPAM plugin ${plugin} DEL failed: ${(e as Error).message}\n`);
+    }
+  }
 }
 
 /**

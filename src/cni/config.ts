@@ -3,10 +3,16 @@
  * CNI_ARGS, CNI_PATH) and the plugin configuration on stdin, checked completely before anything
  * changes. Every refusal is a CniError with the spec's code: 4 for the environment, 6 for stdin
  * that is not JSON, 1 for a version the plugin does not speak, 7 for a wrong value, 2 for a
- * field the plugin knows but does not implement.
+ * field the plugin knows but does not implement. Field names are matched as Go's encoding/json
+ * matches them (godecode.ts), because runtimes are Go programs and some send untagged structs.
+ * Everything here is pure: a configuration an ADD accepted is accepted by its DEL whatever the
+ * node looks like by then (checks against the node's state belong to the ADD itself).
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
+import { contains, parseSubnet } from '../bridge/cidr.js';
+import { mappingsOverlap } from '../firewall/types.js';
+import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
 
 /** The commands of the spec. */
@@ -115,7 +121,13 @@ export interface PluginConfig {
   prevResult: Record<string, unknown> | undefined;
   /** GC's `cni.dev/valid-attachments`. */
   validAttachments: { containerID: string; ifname: string }[] | undefined;
-  /** The whole configuration as received, for delegated plugins. */
+  /**
+   * What a network this plugin creates does to the FORWARD policy when it turns ip_forward on:
+   * "drop" (the default, as Docker does: the host must not start routing between its other
+   * interfaces) or "keep" (leave it to the node's own firewall).
+   */
+  forwardPolicy: 'drop' | 'keep';
+  /** The whole configuration as decoded (canonical field names), for the commands. */
   raw: Record<string, unknown>;
 }
 
@@ -131,6 +143,16 @@ export interface PortMappingArg {
   containerPort: number;
   protocol: 'tcp' | 'udp';
   hostIP?: string;
+}
+
+/**
+ * Refuses a MAC a container interface cannot have: not six octets, a multicast or broadcast
+ * address (the low bit of the first octet set), or all zeros.
+ */
+function checkMac(mac: unknown): void {
+  if (typeof mac !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) invalid('mac', `${JSON.stringify(mac)} is not a MAC address`);
+  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) invalid('mac', `${mac} is a ${mac.toLowerCase() === 'ff:ff:ff:ff:ff:ff' ? 'broadcast' : 'multicast'} address, not an interface's own`);
+  if (/^(00:){5}00$/.test(mac)) invalid('mac', `${mac} is the zero address`);
 }
 
 function invalid(field: string, why: string): never {
@@ -177,16 +199,26 @@ export function parseRoutes(v: unknown, field: string): CniRoute[] {
   });
 }
 
-/** Parses stdin as JSON (code 6 when it is not a JSON object). */
-export function decodeConfig(stdin: string): Record<string, unknown> {
+/**
+ * Parses a JSON object (code 6 when it is not one, or nests deeper than MAX_DEPTH) and gives its
+ * fields their canonical names by Go's rule. The depth is bounded before anything else looks at
+ * the value, so that no later step (a check, the printed result) can run out of stack.
+ */
+export function decodeJson(text: string, what: string, shape = NETCONF_SHAPE): Record<string, unknown> {
   let v: unknown;
   try {
-    v = JSON.parse(stdin);
+    v = JSON.parse(text);
   } catch (e) {
-    throw new CniError(CNI_CODES.decodingFailure, `error unmarshalling network config: ${(e as Error).message}`);
+    throw new CniError(CNI_CODES.decodingFailure, `error unmarshalling ${what}: ${(e as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CniError(CNI_CODES.decodingFailure, 'error unmarshalling network config: not a JSON object');
-  return v as Record<string, unknown>;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CniError(CNI_CODES.decodingFailure, `error unmarshalling ${what}: not a JSON object`);
+  if (jsonDepth(v) > MAX_DEPTH) throw new CniError(CNI_CODES.decodingFailure, `error unmarshalling ${what}: nested deeper than ${MAX_DEPTH} levels`);
+  return goDecode(v, shape) as Record<string, unknown>;
+}
+
+/** Parses stdin as the plugin configuration (code 6 when it is not a JSON object). */
+export function decodeConfig(stdin: string): Record<string, unknown> {
+  return decodeJson(stdin, 'network config');
 }
 
 /** The version of a decoded configuration, refused with code 1 when the plugin does not speak it. */
@@ -195,6 +227,8 @@ export function configVersion(raw: Record<string, unknown>, command: CniCommand)
   if (compareVersions(v, '0.0.0') === undefined) throw new CniError(CNI_CODES.decodingFailure, `cniVersion ${JSON.stringify(v)} is not a version`);
   if (!isSupported(v)) throw new CniError(CNI_CODES.incompatibleVersion, 'incompatible CNI versions', `config is ${JSON.stringify(v)}, plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`);
   if ((command === 'GC' || command === 'STATUS') && compareVersions(v, '1.1.0')! < 0) throw new CniError(CNI_CODES.incompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion 1.1.0 or later, config is ${v}`);
+  // CHECK came with 0.4.0; libcni refuses it for older configurations the same way.
+  if (command === 'CHECK' && compareVersions(v, '0.4.0')! < 0) throw new CniError(CNI_CODES.incompatibleVersion, 'config version does not allow CHECK', `CHECK needs cniVersion 0.4.0 or later, config is ${v}`);
   return v;
 }
 
@@ -229,13 +263,39 @@ function parseRange(ipam: Record<string, unknown>): CniRange {
     for (const f of ['rangeStart', 'rangeEnd']) if (r[f] !== undefined) unsupported(`ipam.ranges[0][0].${f}`, r[f], 'the built-in IPAM hands out the whole subnet');
   }
   const subnet = cidr(r['subnet'], 'ipam subnet');
-  return { subnet, ...(r['gateway'] !== undefined ? { gateway: ipv4(r['gateway'], 'ipam gateway') } : {}) };
+  const gateway = r['gateway'] === undefined || r['gateway'] === '' ? undefined : ipv4(r['gateway'], 'ipam gateway');
+  // host-local keeps the configured subnet whatever the gateway says; so does tsnetlink, and a
+  // gateway outside it is a mistake to name, not a reason to move the network elsewhere.
+  if (gateway !== undefined && !contains(subnet, gateway)) invalid('ipam gateway', `${gateway} is outside the subnet ${subnet}`);
+  try {
+    parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, 'ipam subnet');
+  } catch (e) {
+    invalid('ipam subnet', (e as Error).message);
+  }
+  return { subnet, ...(gateway !== undefined ? { gateway } : {}) };
+}
+
+/** The subnet of the built-in IPAM as tsnetlink reads it: "GATEWAY/PREFIX", or the subnet itself. */
+export function rangeSubnet(range: CniRange): string {
+  return range.gateway !== undefined ? `${range.gateway}/${range.subnet.split('/')[1]}` : range.subnet;
+}
+
+/**
+ * Refuses a requested address the subnet cannot give a container: outside it, its network
+ * address, its gateway or its broadcast address (code 7, before anything changes).
+ */
+export function checkRequestedIp(ip: string, subnet: string, field = 'ips'): void {
+  const s = parseSubnet(subnet);
+  if (!contains(s.subnet, ip)) invalid(field, `${ip} is outside the subnet ${s.subnet}`);
+  if (ip === s.network) invalid(field, `${ip} is the network address of ${s.subnet}`);
+  if (ip === s.gateway) invalid(field, `${ip} is the gateway of ${s.subnet}`);
+  if (ip === s.broadcast) invalid(field, `${ip} is the broadcast address of ${s.subnet}`);
 }
 
 function parsePortMappings(v: unknown): PortMappingArg[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) invalid('runtimeConfig.portMappings', 'must be a list');
-  return v.map((m, i) => {
+  const out = v.map((m, i) => {
     const o = obj(m, `runtimeConfig.portMappings[${i}]`);
     const port = (f: string): number => {
       const n = o[f];
@@ -252,6 +312,12 @@ function parsePortMappings(v: unknown): PortMappingArg[] {
     }
     return out;
   });
+  // Two mappings of one host port would both be asked of the kernel; say which, before anything is made.
+  out.forEach((m, i) => {
+    const j = out.findIndex((o) => mappingsOverlap({ ...o, ...(o.hostIP ? { hostIp: o.hostIP } : {}) }, { ...m, ...(m.hostIP ? { hostIp: m.hostIP } : {}) }));
+    if (j < i) invalid(`runtimeConfig.portMappings[${i}]`, `${m.protocol}/${m.hostPort} is also runtimeConfig.portMappings[${j}]: a host port can be published once`);
+  });
+  return out;
 }
 
 /** Requested addresses: runtimeConfig.ips, else args.cni.ips, else CNI_ARGS IP= (the conventions' order). */
@@ -274,7 +340,8 @@ function requestedIps(raw: Record<string, unknown>, env: CniEnv): string[] {
 export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginConfig {
   const cniVersion = configVersion(raw, env.command);
   const name = raw['name'];
-  if (typeof name !== 'string' || name === '') invalid('name', 'is missing');
+  if (name !== undefined && typeof name !== 'string') invalid('name', `must be a string, got ${JSON.stringify(name)}`);
+  if (name === undefined || name === '') invalid('name', 'is missing');
   if (!NAME_RE.test(name)) invalid('name', `${JSON.stringify(name)} must start with a letter or digit followed by [A-Za-z0-9_.-]`);
   if (raw['type'] !== undefined && typeof raw['type'] !== 'string') invalid('type', 'must be a string');
   const network = networkNameFor(name);
@@ -295,8 +362,10 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
     ipamType === 'tsnetlink'
       ? { type: 'tsnetlink', range: parseRange(ipamRaw), routes: ipamRaw['routes'] === undefined ? [{ dst: '0.0.0.0/0' }] : parseRoutes(ipamRaw['routes'], 'ipam.routes') } : { type: 'delegated', plugin: ipamType };
   const rc = raw['runtimeConfig'] === undefined ? {} : obj(raw['runtimeConfig'], 'runtimeConfig');
-  const mac = rc['mac'] ?? (env.args.get('MAC') || undefined);
-  if (mac !== undefined && (typeof mac !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac))) invalid('mac', `${JSON.stringify(mac)} is not a MAC address`);
+  const cniArgs = raw['args'] === undefined ? {} : obj(raw['args'], 'args');
+  const argsCni = cniArgs['cni'] === undefined ? {} : obj(cniArgs['cni'], 'args.cni');
+  const mac = rc['mac'] ?? argsCni['mac'] ?? (env.args.get('MAC') || undefined);
+  if (mac !== undefined) checkMac(mac);
   const prev = raw['prevResult'];
   if (prev !== undefined && (typeof prev !== 'object' || prev === null || Array.isArray(prev))) throw new CniError(CNI_CODES.decodingFailure, 'failed to decode prevResult: not a JSON object');
   let valid: PluginConfig['validAttachments'];
@@ -309,10 +378,14 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
       return { containerID: o['containerID'], ifname: o['ifname'] };
     });
   }
+  const forwardPolicy = raw['forwardPolicy'] ?? 'drop';
+  if (forwardPolicy !== 'drop' && forwardPolicy !== 'keep') invalid('forwardPolicy', `must be "drop" or "keep", got ${JSON.stringify(forwardPolicy)}`);
+  const ips = requestedIps(raw, env);
+  if (ipam.type === 'tsnetlink') ips.forEach((ip) => checkRequestedIp(ip, rangeSubnet(ipam.range)));
   return {
-    cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, isDefaultGateway, ipam,
+    cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, isDefaultGateway, ipam, forwardPolicy,
     portMappings: parsePortMappings(rc['portMappings']),
-    ips: requestedIps(raw, env),
+    ips,
     mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,
     prevResult: prev as Record<string, unknown> | undefined,
     validAttachments: valid,

@@ -22,9 +22,21 @@ export async function runCommand(env: NodeJS.ProcessEnv, readStdin: () => string
       print(versionResult(stdin));
       return 0;
     }
-    const raw = decodeConfig(stdin);
-    version = configVersion(raw, e.command);
-    const conf = parseConfig(raw, e);
+    let raw: Record<string, unknown> | undefined;
+    let conf;
+    try {
+      raw = decodeConfig(stdin);
+      version = configVersion(raw, e.command);
+      conf = parseConfig(raw, e);
+    } catch (err) {
+      if (e.command !== 'DEL') throw err;
+      // A DEL must never strand a container: with a configuration it cannot read (changed
+      // since the ADD, or sent in a shape it refuses), what the attachment's own record names
+      // is released all the same.
+      const { cmdDelByRecord } = await import('./attach.js');
+      await cmdDelByRecord(e, raw, stdin, err);
+      return 0;
+    }
     switch (e.command) {
       case 'ADD': {
         const { cmdAdd } = await import('./attach.js');

@@ -61,6 +61,7 @@ function codeFor(code: string): number {
     case 'EPORTINUSE':
       return CNI_CODES.portInUse;
     case 'EINVAL':
+    case 'ENOTLOCAL':
     case 'EOVERLAP':
     case 'ENETEXISTS':
       return CNI_CODES.invalidConfig;

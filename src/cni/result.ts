@@ -1,11 +1,13 @@
 /**
  * ADD results in the shape of each spec version, chained onto a previous plugin's result, and
- * the reading of a delegated IPAM plugin's result. 0.4.0 marks each IP with "version": "4";
- * 1.0.0 and 1.1.0 do not. Interfaces are listed host side first, as the reference bridge plugin
+ * the reading of a delegated IPAM plugin's result. 0.3.0, 0.3.1 and 0.4.0 mark each IP with
+ * "version": "4"; 1.0.0 and 1.1.0 do not. Interfaces are listed host side first, as the reference bridge plugin
  * lists them (bridge, host veth, container interface), and each IP names its interface by index.
  */
 import { CniError, CNI_CODES } from './errors.js';
-import { parseRoutes, type CniRoute } from './config.js';
+import { decodeJson, parseRoutes, type CniRoute } from './config.js';
+import { RESULT_SHAPE } from './godecode.js';
+import { ipsHaveVersion } from './version.js';
 
 /** An interface of a result. */
 export interface ResultInterface {
@@ -17,7 +19,7 @@ export interface ResultInterface {
 
 /** An IP of a result. */
 export interface ResultIp {
-  version?: '4';
+  version?: '4' | '6';
   address: string;
   gateway?: string;
   interface?: number;
@@ -55,10 +57,11 @@ export function buildResult(cniVersion: string, a: Attachment, prev?: Record<str
   const interfaces = asArray<ResultInterface>(prev?.['interfaces']).slice();
   const base = interfaces.length;
   interfaces.push({ name: a.bridge.name, mac: a.bridge.mac }, { name: a.hostVeth.name, ...(a.hostVeth.mac ? { mac: a.hostVeth.mac } : {}) }, { ...a.container });
-  const ip: ResultIp = { ...(cniVersion === '0.4.0' ? { version: '4' as const } : {}), address: a.address, gateway: a.gateway, interface: base + 2 };
+  const versioned = ipsHaveVersion(cniVersion);
+  const ip: ResultIp = { ...(versioned ? { version: '4' as const } : {}), address: a.address, gateway: a.gateway, interface: base + 2 };
   const prevIps = asArray<ResultIp>(prev?.['ips']).map((p) => {
     const { version, ...rest } = p;
-    return cniVersion === '0.4.0' ? { version: version ?? '4', ...rest } : rest;
+    return versioned ? { version: version ?? (String(rest.address).includes(':') ? '6' : '4'), ...rest } : rest;
   });
   const out: CniResult = {
     cniVersion,
@@ -83,13 +86,7 @@ export interface IpamResult {
 
 /** Reads an IPAM plugin's ADD result (any version's shape); code 6 when it cannot, 2 for IPv6. */
 export function parseIpamResult(stdout: string, plugin: string): IpamResult {
-  let v: Record<string, unknown>;
-  try {
-    v = JSON.parse(stdout) as Record<string, unknown>;
-    if (typeof v !== 'object' || v === null) throw new Error('not an object');
-  } catch (e) {
-    throw new CniError(CNI_CODES.decodingFailure, `failed to decode the result of IPAM plugin ${plugin}: ${(e as Error).message}`);
-  }
+  const v = decodeJson(stdout, `the result of IPAM plugin ${plugin}`, RESULT_SHAPE);
   const ips = asArray<Record<string, unknown>>(v['ips']);
   const v4 = ips.filter((i) => typeof i['address'] === 'string' && !(i['address'] as string).includes(':'));
   if (v4.length === 0) throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} returned no IPv4 address`, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');

@@ -5,7 +5,7 @@
  */
 
 /** The spec versions this plugin implements, oldest first. */
-export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 
 /** A version this plugin implements. */
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
@@ -60,4 +60,9 @@ export function versionResult(stdin: string): { cniVersion: string; supportedVer
     // VERSION ignores a body it cannot read, as the reference plugins do: the answer is the same.
   }
   return { cniVersion: asked, supportedVersions: [...SUPPORTED_VERSIONS] };
+}
+
+/** Whether results of `v` mark each IP with its "version" (0.3.0 to 0.4.0; 1.0.0 dropped it). */
+export function ipsHaveVersion(v: string): boolean {
+  return compareVersions(v, '1.0.0')! < 0;
 }

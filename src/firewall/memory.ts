@@ -117,6 +117,13 @@ export class MemoryFirewall implements Firewall {
     return (family === 4 ? this.forwardPolicy : this.forwardPolicy6) === 'DROP';
   }
 
+  async acceptUnmatchedForwarding(family: 4 | 6 = 4): Promise<boolean> {
+    const key = family === 4 ? 'forwardPolicy' : 'forwardPolicy6';
+    const changed = this[key] !== 'ACCEPT';
+    this[key] = 'ACCEPT';
+    return changed;
+  }
+
   async forgetConnections(filter: ConnectionFilter): Promise<void> {
     if ((filter.ips?.length ?? 0) + (filter.udpPorts?.length ?? 0) > 0) this.forgotten.push(structuredClone(filter));
   }

@@ -108,6 +108,11 @@ export interface Firewall {
   dropUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
   /** Whether forwarded traffic of `family` (default 4) that no rule accepts is dropped (`iptables -S FORWARD` says `-P FORWARD DROP`). */
   forwardingDropped(family?: 4 | 6): Promise<boolean>;
+  /**
+   * Undoes dropUnmatchedForwarding: the FORWARD policy of `family` back to ACCEPT, for a create
+   * that is rolled back. Resolves true when the policy changed.
+   */
+  acceptUnmatchedForwarding(family?: 4 | 6): Promise<boolean>;
   /** Releases what the backend keeps open (a netlink socket); optional, and safe to call twice. */
   close?(): void;
 }

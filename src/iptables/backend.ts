@@ -110,8 +110,7 @@ export class IptablesFirewall implements Firewall {
 
   /** iptables -P FORWARD DROP (ip6tables for `family` 6), unless that is the policy already. */
   async dropUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
-    this.ensureFamily(family);
-    if (/^:FORWARD DROP /m.test(await save('filter', this.opts[family]))) return false;
+    if (await this.forwardingDropped(family)) return false;
     await restore('*filter\n:FORWARD DROP [0:0]\nCOMMIT\n', this.opts[family]);
     return true;
   }
@@ -120,6 +119,13 @@ export class IptablesFirewall implements Firewall {
   async forwardingDropped(family: RuleFamily = 4): Promise<boolean> {
     this.ensureFamily(family);
     return /^:FORWARD DROP /m.test(await save('filter', this.opts[family]));
+  }
+
+  /** iptables -P FORWARD ACCEPT (ip6tables for `family` 6), unless that is the policy already. */
+  async acceptUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    if (!(await this.forwardingDropped(family))) return false;
+    await restore('*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n', this.opts[family]);
+    return true;
   }
 
   /** Refuses a family whose tools are missing, naming the package. */

@@ -167,8 +167,11 @@ export function checkMapping(m: PortMapping, field: string, family: RuleFamily =
   if (m.hostIp !== undefined && !(family === 6 && m.hostIp === '0.0.0.0')) {
     hostIp = anyIp(family === 4 ? checkIPv4(`${field}.hostIp`, m.hostIp) : checkIPv6(`${field}.hostIp`, m.hostIp));
     const range = hostIp === undefined ? 'unicast' : (family === 4 ? ipaddr.IPv4.parse(hostIp) : ipaddr.IPv6.parse(hostIp)).range();
-    // ipaddr.js calls the IPv6 documentation prefix (2001:db8::/32) "reserved"; it is a fine host address.
-    const refused = family === 4 ? ['multicast', 'broadcast', 'reserved'] : ['multicast', 'linkLocal', 'loopback', 'ipv4Mapped'];
+    // Whether the host has the address is the bridge layer's check; here only addresses that can
+    // never be a host's own unicast address are refused. ipaddr.js calls the documentation
+    // prefixes of both families (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) and
+    // the benchmarking range "reserved": a host may well have one, so neither family refuses them.
+    const refused = family === 4 ? ['multicast', 'broadcast'] : ['multicast', 'linkLocal', 'loopback', 'ipv4Mapped'];
     if (refused.includes(range)) {
       throw new ValidationError(`${field}.hostIp`, `${hostIp} is a ${range} address`);
     }

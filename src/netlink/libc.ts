@@ -278,6 +278,13 @@ export function setns(fd: number, nstype: number): void {
   if (r < 0) fail('setns');
 }
 
+/** The CLONE_NEW* type of the namespace `fd` is a handle of (ioctl NS_GET_NSTYPE); SysError when it is none. */
+export function namespaceType(fd: number): number {
+  const t = C().ioctl(fd, NS_GET_NSTYPE, null) as number;
+  if (t < 0) fail('ioctl', 'NS_GET_NSTYPE');
+  return t;
+}
+
 /** Throws unless `fd` is an nsfs handle of a network namespace (ioctl NS_GET_NSTYPE). */
 export function assertNetnsFd(fd: number): void {
   const t = C().ioctl(fd, NS_GET_NSTYPE, null) as number;

@@ -284,15 +284,28 @@ export class NftablesFirewall implements Firewall {
    * own table could not provide. Resolves true when the policy changed.
    */
   async dropUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    return this.setForwardPolicy(family, 'drop');
+  }
+
+  /** The policy of iptables-nft's FORWARD chain of `family` back to accept, when it is drop. */
+  async acceptUnmatchedForwarding(family: RuleFamily = 4): Promise<boolean> {
+    return this.setForwardPolicy(family, 'accept');
+  }
+
+  /**
+   * Sets the policy of iptables-nft's FORWARD chain of `family`; the chain is made for a drop
+   * when missing, as iptables-nft makes it (a missing chain already accepts). True when it changed.
+   */
+  private setForwardPolicy(family: RuleFamily, policy: 'accept' | 'drop'): boolean {
     if (family !== 4 && family !== 6) throw new ValidationError('family', `must be 4 or 6, got ${JSON.stringify(family)}`);
     const t = IPT[family];
     let changed = false;
-    this.transact('dropUnmatchedForwarding', (nft) => {
+    this.transact(policy === 'drop' ? 'dropUnmatchedForwarding' : 'acceptUnmatchedForwarding', (nft) => {
       const genId = nft.genId();
       const fwd = readForward(nft, family);
-      if (fwd?.chain.policy === 'drop') return undefined;
+      if ((fwd?.chain.policy ?? 'accept') === policy) return undefined;
       changed = true;
-      return { genId, reqs: fwd ? [O.setChainPolicyRequest(t.family, t.table, t.chain, 'drop')] : iptForwardChain(family, 'drop') };
+      return { genId, reqs: fwd ? [O.setChainPolicyRequest(t.family, t.table, t.chain, policy)] : iptForwardChain(family, policy) };
     });
     return changed;
   }

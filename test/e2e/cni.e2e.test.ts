@@ -9,16 +9,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { ipJson, requireSandbox, tcpGet } from '../helpers.js';
 import { openNetns, withNetns } from '../../src/index.js';
 import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
+import { nftRuleset } from './fw-oracle.js';
 
 requireSandbox('cni');
 
-const VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
+const VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 let seq = 0;
 
 /** A plugin configuration on subnet 10.60.N.0/24 (network name NAME). */
@@ -48,6 +49,182 @@ function failsWith(o: { status: number | null; json: any; out: string }, code: n
   assert.type(o.json.msg, 'string');
   assert.ok(o.json.msg.length > 0, `${what}: msg`);
 }
+
+/**
+ * Every file under `dir` with its content, sorted. Lock files and empty directories are left
+ * out: the store makes them on first use and never deletes a lock file (another process may be
+ * waiting on it); they record nothing.
+ */
+function tree(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (f !== 'lock' && !f.endsWith('.lock')) out.push(`${p} ${readFileSync(p, 'utf8')}`);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+/** `nft -j list ruleset` without handles and counters (allocation numbers and traffic, not state), objects in a stable order. */
+function nftState(): string[] {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    if (typeof v !== 'object' || v === null) return v;
+    return Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'handle' && k !== 'counter' && k !== 'metainfo').map(([k, x]) => [k, strip(x)]));
+  };
+  const all = nftRuleset().filter((o) => !('metainfo' in o));
+  const empty = all.filter((o) => isEmptyIptTable(all, o)).map((o) => `${o.table.family} ${o.table.name}`);
+  const inEmpty = (o: any): boolean => {
+    const x = o.table ?? o.chain;
+    return x !== undefined && empty.includes(`${x.family} ${o.table ? x.name : x.table}`);
+  };
+  return all.filter((o) => !inEmpty(o)).map((o) => JSON.stringify(strip(o))).sort();
+}
+
+/**
+ * iptables-save without comments and counters, and without tables that hold nothing: iptables-nft
+ * makes a table with its built-in chains (policy ACCEPT, no rule) whenever a table is first
+ * touched, and keeps it; such a table filters nothing, exactly as a missing one.
+ */
+function iptablesState(): string[] {
+  const text = run('iptables-save', []).split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]')).join('\n');
+  return (text.match(/^\*\w+\n[\s\S]*?^COMMIT$/gm) ?? []).filter((t) => !t.split('\n').every((l) => /^(\*\w+|:[A-Z]+ ACCEPT \[0:0\]|COMMIT)$/.test(l)));
+}
+
+/** Empty base tables of iptables-nft (built-in chains, policy accept, no rule), dropped for the reason iptablesState gives. */
+function isEmptyIptTable(objs: any[], o: any): boolean {
+  const t = o.table;
+  if (!t || !['filter', 'nat', 'raw', 'mangle'].includes(t.name)) return false;
+  const mine = objs.filter((x) => (x.chain ?? x.rule ?? x.set ?? x.map)?.table === t.name && (x.chain ?? x.rule ?? x.set ?? x.map)?.family === t.family);
+  return mine.every((x) => x.chain && (x.chain.policy === undefined || x.chain.policy === 'accept'));
+}
+
+/**
+ * What a rolled-back ADD must leave exactly as it was: links, routes, the forwarding sysctls,
+ * both rulesets (iptables-save and nft -j list ruleset, counters aside) and the state directory.
+ */
+function nodeState(): Record<string, unknown> {
+  return {
+    links: ipJson(['-d', 'link', 'show']).map((l: any) => `${l.ifname} ${l.linkinfo?.info_kind ?? ''} ${l.master ?? ''} ${l.operstate}`).sort(),
+    routes: ipJson(['route', 'show', 'table', 'all']).map((r: any) => JSON.stringify(r)).sort(),
+    ipForward: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
+    ipv6Forwarding: readFileSync('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').trim(),
+    iptables: iptablesState(),
+    nft: nftState(),
+    state: tree('/run/tsnetlink'),
+  };
+}
+
+/** Runs `fn` and asserts that the node is afterwards exactly as it was before. */
+function leavesNodeAsItWas(what: string, fn: () => void): void {
+  const before = nodeState();
+  fn();
+  const after = nodeState();
+  for (const k of Object.keys(before)) assert.equal(after[k], before[k], `${what}: ${k}`);
+}
+
+// First in the file, so that it starts from a node on which nothing was made yet: ip_forward 0,
+// FORWARD ACCEPT, no chains, an empty state directory.
+test('a refused or failed ADD leaves the node exactly as it was: netns that is none, addresses, MACs, host IPs and ports refused before any change; a connect that fails after the network was made undoes it', () => {
+  const ns = netns();
+  const c = conf('rb', 40);
+  const dir = mkdtempSync('/run/cnirb-');
+  const file = join(dir, 'file');
+  writeFileSync(file, '');
+  mkdirSync(join(dir, 'dir'));
+  let deep = '"x"';
+  deep = `${'{"nameservers":['.repeat(20_000)}${deep}${']}'.repeat(20_000)}`;
+  const cases: [string, () => ReturnType<typeof cni>, number][] = [
+    ['CNI_NETNS a regular file', () => cni('ADD', c, att('rb1', file)), 4],
+    ['CNI_NETNS a directory', () => cni('ADD', c, att('rb1', join(dir, 'dir'))), 4],
+    ['CNI_NETNS /dev/null', () => cni('ADD', c, att('rb1', '/dev/null')), 4],
+    ['CNI_NETNS a mount namespace', () => cni('ADD', c, att('rb1', '/proc/self/ns/mnt')), 4],
+    ["CNI_NETNS the host's netns", () => cni('ADD', c, att('rb1', `/proc/${process.pid}/ns/net`)), 4],
+    ['IP= outside the subnet', () => cni('ADD', c, att('rb1', ns.path, 'eth0', 'IP=10.60.41.5')), 7],
+    ['IP= the gateway', () => cni('ADD', c, att('rb1', ns.path, 'eth0', 'IP=10.60.40.1')), 7],
+    ['IP= the broadcast address', () => cni('ADD', c, att('rb1', ns.path, 'eth0', 'IP=10.60.40.255')), 7],
+    ['a broadcast MAC', () => cni('ADD', { ...c, runtimeConfig: { mac: 'ff:ff:ff:ff:ff:ff' } }, att('rb1', ns.path)), 7],
+    ['a multicast MAC', () => cni('ADD', { ...c, runtimeConfig: { mac: '01:00:5e:00:00:01' } }, att('rb1', ns.path)), 7],
+    ['a hostIP not on this node', () => cni('ADD', { ...c, runtimeConfig: { portMappings: [{ hostPort: 9700, containerPort: 80, protocol: 'tcp', hostIP: '10.250.0.9' }] } }, att('rb1', ns.path)), 7],
+    ['one hostPort twice', () => cni('ADD', { ...c, runtimeConfig: { portMappings: [{ hostPort: 9701, containerPort: 80 }, { HostPort: 9701, ContainerPort: 81 }] } }, att('rb1', ns.path)), 7],
+    ['an IPAM gateway outside the subnet', () => cni('ADD', { ...c, ipam: { ranges: [[{ subnet: '10.60.40.0/24', gateway: '10.99.7.1' }]] } }, att('rb1', ns.path)), 7],
+    ['dns nested 20,000 deep', () => cni('ADD', `${JSON.stringify(c).slice(0, -1)},"dns":${deep}}`, att('rb1', ns.path)), 6],
+    ['"name": 123', () => cni('ADD', { ...c, name: 123 }, att('rb1', ns.path)), 7],
+  ];
+  for (const [what, call, code] of cases) {
+    leavesNodeAsItWas(what, () => {
+      const r = call();
+      failsWith(r, code, what);
+      if (what === '"name": 123') assert.match(r.json.msg, 'name must be a string');
+    });
+  }
+  // The container already has an eth0: the network is made, then the connect fails in the
+  // kernel. The network, its bridge and rules, ip_forward and the FORWARD policy all go again.
+  run('ip', ['-n', ns.name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+  leavesNodeAsItWas('a connect that fails after the network was made', () => {
+    const r = cni('ADD', c, att('rb1', ns.path));
+    assert.is(r.status, 1, r.out);
+  });
+  assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), '0', 'the node started with forwarding off');
+  rmSync(dir, { recursive: true, force: true });
+  run('ip', ['netns', 'del', ns.name]);
+});
+
+test('forwardPolicy "keep": ip_forward turned on, the FORWARD policy left as it was; by default it becomes DROP', () => {
+  const policy = (): string => /^:FORWARD (\w+)/m.exec(run('iptables-save', ['-t', 'filter']))?.[1] ?? 'ACCEPT';
+  const ns = netns();
+  const c = conf('fwkeep', 41, { forwardPolicy: 'keep' });
+  assert.equal([readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), policy()], ['0', 'ACCEPT']);
+  ok(cni('ADD', c, att('fk1', ns.path)), 'ADD with forwardPolicy keep');
+  assert.equal([readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), policy()], ['1', 'ACCEPT']);
+  ok(cni('DEL', c, att('fk1', ns.path)), 'DEL');
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '0');
+  ok(cni('ADD', conf('fwdrop', 42), att('fd1', ns.path)), 'ADD with the default');
+  assert.equal([readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), policy()], ['1', 'DROP']);
+  ok(cni('DEL', conf('fwdrop', 42), att('fd1', ns.path)), 'DEL');
+  run('ip', ['netns', 'del', ns.name]);
+});
+
+test("what containerd's CRI sends: untagged portMappings on ADD and every DEL; a config DEL cannot read still releases the attachment", () => {
+  const ns = netns();
+  const c = conf('ctrd', 43, { cniVersion: '0.3.1' });
+  const rc = { runtimeConfig: { portMappings: [{ HostPort: 9800, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] } };
+  const add = cni('ADD', { ...c, ...rc }, att('pod1', ns.path, 'eth0', 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=pod1'));
+  ok(add, 'ADD');
+  assert.is(add.json.cniVersion, '0.3.1');
+  assert.is(add.json.ips[0].version, '4');
+  assert.equal(readdirSync('/run/tsnetlink/ports'), ['tcp-9800']);
+  for (let i = 0; i < 3; i++) ok(cni('DEL', { ...c, ...rc }, att('pod1', ns.path)), `DEL ${i + 1} (Stop, Stop, Remove)`);
+  assert.equal(readdirSync('/run/tsnetlink/ports'), []);
+  assert.equal(hostLinks(), []);
+  // A config changed since the ADD so that it no longer parses: the record says what to release.
+  ok(cni('ADD', { ...c, ...rc }, att('pod2', ns.path)), 'ADD pod2');
+  ok(cni('DEL', { ...c, cniVersion: '0.2.0', mtu: 'big' }, att('pod2', ns.path)), 'DEL with an unreadable config');
+  assert.equal(readdirSync('/run/tsnetlink/ports'), []);
+  assert.equal(hostLinks(), [], 'veth, bridge and the CNI-made network gone');
+  ok(cni('DEL', 'not json at all', att('pod2', ns.path)), 'DEL of what is gone, config not even JSON');
+  run('ip', ['netns', 'del', ns.name]);
+});
+
+test('a hostIP in the IPv4 documentation range is published when the node has it', () => {
+  run('ip', ['link', 'add', 'docnet0', 'type', 'veth', 'peer', 'name', 'docnet1']);
+  run('ip', ['addr', 'add', '198.51.100.7/24', 'dev', 'docnet0']);
+  run('ip', ['link', 'set', 'docnet0', 'up']);
+  try {
+    const ns = netns();
+    const c = conf('docip', 44, { runtimeConfig: { portMappings: [{ hostPort: 9810, containerPort: 80, protocol: 'tcp', hostIP: '198.51.100.7' }] } });
+    ok(cni('ADD', c, att('doc1', ns.path)), 'ADD with hostIP 198.51.100.7');
+    assert.ok(rulesOf('docip').some((l) => l.includes('198.51.100.7') && l.includes('9810')) || readdirSync('/run/tsnetlink/ports').length === 1);
+    ok(cni('DEL', c, att('doc1', ns.path)), 'DEL');
+    run('ip', ['netns', 'del', ns.name]);
+  } finally {
+    run('ip', ['link', 'del', 'docnet0']);
+  }
+});
 
 test('VERSION: every version echoed with the supported list, by the shim and by Node; Node loads no koffi for it', () => {
   for (const v of [...VERSIONS, '0.3.1']) {
@@ -90,8 +267,8 @@ for (const v of VERSIONS) {
     assert.equal(r.interfaces.map((i: any) => i.name).slice(0, 1), [c['bridge']]);
     assert.equal(r.interfaces[2], { name: 'eth0', mac: r.interfaces[2].mac, sandbox: ns.path });
     const ip = r.ips[0];
-    assert.equal(Object.keys(ip).sort(), (v === '0.4.0' ? ['address', 'gateway', 'interface', 'version'] : ['address', 'gateway', 'interface']));
-    if (v === '0.4.0') assert.is(ip.version, '4');
+    assert.equal(Object.keys(ip).sort(), (v.startsWith('0.') ? ['address', 'gateway', 'interface', 'version'] : ['address', 'gateway', 'interface']));
+    if (v.startsWith('0.')) assert.is(ip.version, '4');
     assert.is(ip.interface, 2);
     assert.equal(r.routes, [{ dst: '0.0.0.0/0', gw: ip.gateway }]);
     // The kernel agrees with the result.
@@ -101,7 +278,8 @@ for (const v of VERSIONS) {
     assert.equal(ipJson(['-n', ns.name, 'route', 'show', 'default']).map((x: any) => x.gateway), [ip.gateway]);
     const hostVeth = ipJson(['-d', 'link', 'show', r.interfaces[1].name])[0];
     assert.is(hostVeth.master, c['bridge']);
-    ok(cni('CHECK', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'CHECK');
+    if (v.startsWith('0.3.')) failsWith(cni('CHECK', withPrev(c, r), att(`ctr-${v}`, ns.path)), 1, 'CHECK before 0.4.0');
+    else ok(cni('CHECK', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'CHECK');
     ok(cni('DEL', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'DEL');
     assert.equal(ipJson(['-n', ns.name, 'link', 'show']).map((l: any) => l.ifname), ['lo']);
     assert.equal(hostLinks(), [], 'the CNI-made network went with its last endpoint: bridge and veth gone');
@@ -116,7 +294,7 @@ test('error codes: 1, 2, 3, 4, 6, 7 for bad requests; 101, 102 for taken address
   const c = conf('errs', 20);
   failsWith(cni('ADD', 'this is not json', att('e1', ns.path)), 6, 'stdin not JSON');
   failsWith(cni('ADD', '', att('e1', ns.path)), 6, 'empty stdin');
-  failsWith(cni('ADD', { ...c, cniVersion: '0.3.1' }, att('e1', ns.path)), 1, 'a version it does not speak');
+  failsWith(cni('ADD', { ...c, cniVersion: '0.2.0' }, att('e1', ns.path)), 1, 'a version it does not speak');
   failsWith(cni('ADD', { ...c, cniVersion: '2.0.0' }, att('e1', ns.path)), 1, 'a version from the future');
   failsWith(cni('GC', { ...c, cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }, {}), 1, 'GC before 1.1.0');
   failsWith(cni('ADD', { ...c, vlan: 7 }, att('e1', ns.path)), 2, 'a field it does not implement');
@@ -248,6 +426,11 @@ test('delegated IPAM: the stock host-local hands out the address, DEL and a fail
   const dup = cni('ADD', c, att('dl2', ns.path));
   assert.is(dup.status, 1, dup.out);
   assert.equal(held(), ['10.60.25.100'], 'the failed ADD gave its address back');
+  // The same container and interface again: refused, and its rollback must not release the
+  // live attachment's lease, which this call did not allocate.
+  failsWith(cni('ADD', c, att('dl1', ns.path)), 100, 'the same attachment twice');
+  assert.equal(held(), ['10.60.25.100'], "the live attachment's lease is kept");
+  ok(cni('CHECK', withPrev(c, add.json), att('dl1', ns.path)), 'the live attachment still checks');
   ok(cni('DEL', c, att('dl1', ns.path)), 'DEL');
   assert.equal(held(), []);
   ok(cni('DEL', c, att('dl1', ns.path)), 'DEL again');

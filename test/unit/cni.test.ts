@@ -37,19 +37,21 @@ const env = (extra: Record<string, string> = {}): CniEnv => parseEnv({ ...ADD_EN
 const conf = (c: Record<string, unknown>, e: CniEnv = env()) => parseConfig({ cniVersion: '1.0.0', name: 'net1', type: 'tsnetlink', ipam: { subnet: '10.5.0.0/24' }, ...c }, e);
 
 test('versions: the supported list, negotiation through cniVersions, ordering', () => {
-  assert.equal([...SUPPORTED_VERSIONS], ['0.4.0', '1.0.0', '1.1.0']);
+  assert.equal([...SUPPORTED_VERSIONS], ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);
   assert.is(requestVersion({ cniVersion: '1.0.0' }), '1.0.0');
   assert.is(requestVersion({ cniVersions: ['0.3.1', '0.4.0', '1.0.0', '9.9.9'] }), '1.0.0', 'the newest we speak');
-  assert.is(requestVersion({ cniVersions: ['0.3.1'] }), '0.1.0', 'none we speak: the spec oldest, refused later');
+  assert.is(requestVersion({ cniVersions: ['0.2.0'] }), '0.1.0', 'none we speak: the spec oldest, refused later');
   assert.is(requestVersion({}), '0.1.0');
   assert.ok(compareVersions('1.10.0', '1.9.0')! > 0);
   assert.is(compareVersions('1.0', '1.0.0'), undefined);
-  assert.equal(versionResult('{"cniVersion":"1.0.0"}'), { cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] });
+  assert.equal(versionResult('{"cniVersion":"1.0.0"}'), { cniVersion: '1.0.0', supportedVersions: [...SUPPORTED_VERSIONS] });
   assert.equal(versionResult('not json').cniVersion, '1.1.0');
   assert.is(configVersion({ cniVersion: '1.1.0' }, 'GC'), '1.1.0');
   assert.is(codeOf(() => configVersion({ cniVersion: '1.0.0' }, 'GC')), CNI_CODES.incompatibleVersion, 'GC needs 1.1.0');
   assert.is(codeOf(() => configVersion({ cniVersion: '0.4.0' }, 'STATUS')), CNI_CODES.incompatibleVersion, 'STATUS needs 1.1.0');
-  assert.is(codeOf(() => configVersion({ cniVersion: '0.3.1' }, 'ADD')), CNI_CODES.incompatibleVersion);
+  assert.is(codeOf(() => configVersion({ cniVersion: '0.2.0' }, 'ADD')), CNI_CODES.incompatibleVersion);
+  assert.is(configVersion({ cniVersion: '0.3.1' }, 'ADD'), '0.3.1', 'flannel and many manifests still say 0.3.1');
+  assert.is(codeOf(() => configVersion({ cniVersion: '0.3.1' }, 'CHECK')), CNI_CODES.incompatibleVersion, 'CHECK needs 0.4.0');
   assert.is(codeOf(() => configVersion({ cniVersion: 'one' }, 'ADD')), CNI_CODES.decodingFailure);
 });
 
@@ -201,7 +203,7 @@ test('dispatch: errors printed as the spec object with the request version, exit
   assert.equal(out, [{ cniVersion: '0.4.0', code: 2, msg: 'unsupported field in network config: vlan=3', details: 'not implemented by tsnetlink' }]);
   out.length = 0;
   assert.is(await runCommand({ CNI_COMMAND: 'VERSION' }, () => '{"cniVersion":"0.4.0"}', (o) => out.push(o)), 0);
-  assert.equal(out, [{ cniVersion: '0.4.0', supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] }]);
+  assert.equal(out, [{ cniVersion: '0.4.0', supportedVersions: [...SUPPORTED_VERSIONS] }]);
   out.length = 0;
   assert.is(await runCommand({ ...ADD_ENV }, () => { throw new Error('EIO'); }, (o) => out.push(o)), 1);
   assert.is((out[0] as { code: number }).code, CNI_CODES.ioFailure);
