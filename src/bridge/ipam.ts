@@ -140,20 +140,57 @@ export class Ipam {
   }
 
   /**
-   * Frees every reservation whose owner `isLive` rejects (crash leftovers); returns the freed
-   * addresses. O(addresses in use): meant for recovery, not the connect path.
+   * Frees every reservation whose owner `isLive` rejects (crash leftovers), unless a live
+   * endpoint holds that address (`holderOf`: its record names it): then the reservation was
+   * damaged, not abandoned, and it is written back for that endpoint, since freeing it would hand
+   * a live address out twice. Returns the freed and the restored addresses. O(addresses in use):
+   * meant for recovery, not the connect path.
    */
-  gc(isLive: (endpointId: string) => boolean): string[] {
+  gc(isLive: (endpointId: string) => boolean, holderOf: (ip: string) => string | undefined = () => undefined): { freed: string[]; restored: { ip: string; endpointId: string }[] } {
     return this.locked(() => {
       const freed: string[] = [];
+      const restored: { ip: string; endpointId: string }[] = [];
+      const seen = new Set<string>();
       for (const ip of this.readReserved()) {
+        seen.add(ip);
         const owner = readText(join(this.ipsDir, ip)) ?? '';
         if (owner !== '' && isLive(owner)) continue;
+        const holder = holderOf(ip);
+        if (holder !== undefined && isLive(holder)) {
+          this.writeReservation(ip, holder);
+          restored.push({ ip, endpointId: holder });
+          continue;
+        }
         removeFile(join(this.ipsDir, ip));
         if (owner !== '' && readText(join(this.byIdDir, owner)) === ip) removeFile(join(this.byIdDir, owner));
         freed.push(ip);
       }
-      return freed;
+      return { freed, restored };
+    });
+  }
+
+  /** Reserves `ip` for `endpointId` whatever the file held (a repair of a damaged reservation); the caller holds the lock. */
+  private writeReservation(ip: string, endpointId: string): void {
+    ensureDir(this.ipsDir);
+    ensureDir(this.byIdDir);
+    writeFileAtomic(join(this.ipsDir, ip), endpointId, this.store.writeOptions);
+    writeFileAtomic(join(this.byIdDir, endpointId), ip, this.store.writeOptions);
+  }
+
+  /**
+   * Writes back the reservations of live endpoints that are missing altogether (a file deleted):
+   * `held` maps each address a live endpoint's record names to that endpoint. Returns them.
+   */
+  restoreMissing(held: ReadonlyMap<string, string>): { ip: string; endpointId: string }[] {
+    return this.locked(() => {
+      const have = new Set(this.readReserved());
+      const out: { ip: string; endpointId: string }[] = [];
+      for (const [ip, endpointId] of held) {
+        if (have.has(ip) || !this.isHandable(ip)) continue;
+        this.writeReservation(ip, endpointId);
+        out.push({ ip, endpointId });
+      }
+      return out;
     });
   }
 

@@ -212,15 +212,19 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
           for (const { family } of rec.subnets) {
             const fwd = FORWARDING[family];
             const enabled = steps.run(family === 4 ? 'ip forwarding' : 'ipv6 forwarding', () => {
-              if (ctx.host.readSysctl(fwd.path) === '1') return false;
+              if (ctx.host.readSysctl(fwd.path) === '1') return undefined;
               // The FORWARD DROP guard below is recorded first, so that check and repair keep it
               // even if this run dies half-way.
-              if (opts.forwardPolicy !== 'keep') ctx.store.addForwardGuard(family);
+              const guard = opts.forwardPolicy !== 'keep' && ctx.store.addForwardGuard(family);
               ctx.host.writeSysctl({ path: fwd.path, value: '1' });
               hostChanges.push(`${fwd.name}: 0 -> 1 (${fwd.note})`);
               forwarding.enabled.push(family);
-              return true;
-            }, (changed) => changed && ctx.host.writeSysctl({ path: fwd.path, value: '0' }));
+              return { guard };
+            }, (changed) => {
+              if (!changed) return;
+              ctx.host.writeSysctl({ path: fwd.path, value: '0' });
+              if (changed.guard) ctx.store.removeForwardGuard(family);
+            });
             // Forwarding must not make the host a router between its other interfaces, unless
             // the caller says the host's own firewall sees to that. Its own step, so that a
             // failure after it puts the policy back too.
@@ -262,7 +266,12 @@ export async function undoCreate(ctx: BridgeContext, created: CreateResult): Pro
     const others = ctx.store.listNetworks().records.filter((n) => n.state !== 'removing' && !n.internal);
     const needed = (family: 4 | 6): boolean => others.some((n) => n.subnets.some((s) => s.family === family));
     for (const family of created.forwarding.dropped) if (!needed(family)) await ctx.firewall.acceptUnmatchedForwarding(family);
-    for (const family of created.forwarding.enabled) if (!needed(family)) ctx.host.writeSysctl({ path: FORWARDING[family].path, value: '0' });
+    for (const family of created.forwarding.enabled) {
+      if (needed(family)) continue;
+      ctx.host.writeSysctl({ path: FORWARDING[family].path, value: '0' });
+      // Forwarding is off again: the guard that came with turning it on has nothing left to guard.
+      ctx.store.removeForwardGuard(family);
+    }
   });
   return true;
 }

@@ -184,13 +184,19 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   }
   // Owners of what is freed below: connects that died before writing their record.
   const orphans = new Set<string>();
+  // Addresses the records of live endpoints name: a reservation of one of them is never freed
+  // (that would hand a live address out again), it is written back.
+  const held = new Map<string, string>();
+  for (const r of listing.records) if (live.has(r.id)) for (const a of r.addresses) held.set(a.ip, r.id);
   for (const sub of subnetsOf(net)) {
     const ipam = new Ipam(ctx.store, net.name, sub);
     const owners = new Map(ipam.list().map((a) => [a.ip, a.endpointId]));
-    for (const ip of ipam.gc((id) => live.has(id))) {
+    const { freed, restored } = ipam.gc((id) => live.has(id), (ip) => held.get(ip));
+    for (const ip of freed) {
       report.actions.push(`freed ${ip} on ${net.name} (no endpoint holds it)`);
       orphans.add(owners.get(ip) ?? '');
     }
+    for (const r of [...restored, ...ipam.restoreMissing(held)]) report.actions.push(`restored the reservation of ${r.ip} on ${net.name} for endpoint ${r.endpointId}, which holds it (the reservation was damaged)`);
   }
   for (const m of ctx.store.listMarkers(net.name)) {
     if (!live.has(m.owner)) {
@@ -201,6 +207,19 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   }
   const liveRecs = new Map(listing.records.filter((r) => live.has(r.id)).map((r) => [r.id, r]));
   ctx.store.withPortsLockSync(() => {
+    // A live endpoint's published port keeps its reservation: one emptied, given to no one or
+    // deleted is written back, so that no other endpoint can be given the same host port.
+    for (const [id, rec] of liveRecs) {
+      for (const m of rec.mappings) {
+        const want = portOwner(net.name, id);
+        const key = { protocol: m.protocol, hostPort: m.hostPort, hostIp: m.hostIp ?? '0.0.0.0' };
+        const cur = ctx.store.portHolders(key).find((h) => h.hostIp === key.hostIp);
+        if (cur?.owner === want) continue;
+        if (cur && cur.owner !== '' && ctx.store.hasNetwork(cur.owner.split('/')[0] ?? '')) continue; // another's claim: check reports the clash
+        ctx.store.putPortReservation(key, want);
+        report.actions.push(`restored the host port reservation ${key.protocol}/${key.hostPort} on ${key.hostIp} for ${want}, which publishes it (the reservation was damaged)`);
+      }
+    }
     for (const p of ctx.store.listPorts()) {
       if (!p.owner.startsWith(`${net.name}/`)) continue;
       const rec = liveRecs.get(p.owner.slice(net.name.length + 1));

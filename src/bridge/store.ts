@@ -33,6 +33,7 @@ import {
   readText,
   removeFile,
   StoreError,
+  writeFileAtomic,
   writeJsonAtomic,
   type WriteOptions,
 } from '../fsio.js';
@@ -455,6 +456,12 @@ export class Store {
     return createExclusive(this.portFile(m), owner, this.writeOptions);
   }
 
+  /** Writes a host-port reservation for `owner` whatever it held (a repair of a damaged one); hold the ports lock. */
+  putPortReservation(m: Pick<PortMapping, 'protocol' | 'hostPort' | 'hostIp'>, owner: string): void {
+    ensureDir(this.portDir(m));
+    writeFileAtomic(this.portFile(m), owner, this.writeOptions);
+  }
+
   /** Releases a host-port reservation if `owner` holds it (another owner's is left alone). */
   releasePort(m: PortMapping, owner: string): void {
     const file = this.portFile(m);
@@ -523,12 +530,22 @@ export class Store {
     return { forwardGuard: [...new Set(guard as (4 | 6)[])].sort() };
   }
 
-  /** Records that tsnetlink set the FORWARD policy of `family` to DROP when it turned forwarding on. */
-  addForwardGuard(family: 4 | 6): void {
+  /** Records that tsnetlink set the FORWARD policy of `family` to DROP when it turned forwarding on; true when it was not recorded yet. */
+  addForwardGuard(family: 4 | 6): boolean {
     this.init();
     const cur = this.getHost();
-    if (cur.forwardGuard.includes(family)) return;
+    if (cur.forwardGuard.includes(family)) return false;
     writeJsonAtomic(this.hostFile(), { ...cur, forwardGuard: [...cur.forwardGuard, family].sort() }, this.writeOptions);
+    return true;
+  }
+
+  /** Forgets the guard of `family` (a create that recorded it was rolled back); the file goes with the last guard. */
+  removeForwardGuard(family: 4 | 6): void {
+    const cur = this.getHost();
+    if (!cur.forwardGuard.includes(family)) return;
+    const rest = cur.forwardGuard.filter((f) => f !== family);
+    if (rest.length === 0) removeFile(this.hostFile());
+    else writeJsonAtomic(this.hostFile(), { ...cur, forwardGuard: rest }, this.writeOptions);
   }
 }
 

@@ -343,6 +343,30 @@ test('a create killed before its intent leaves its network directory with a lock
   await assertConsistent('after a leftover network directory was pruned');
 });
 
+test('a damaged IP or host-port reservation of a live endpoint is restored, never handed out again', async () => {
+  const c = container('res1');
+  const ep = await nets.connect(NET, c.ns, { id: 'res1', ports: ['8098:80'] });
+  const ipFile = `${nets.store.networkDir(NET)}/ips/${ep.ip}`;
+  const portFile = nets.store.portFile({ protocol: 'tcp', hostPort: 8098, hostIp: '0.0.0.0' });
+  writeFileSync(ipFile, '');
+  writeFileSync(portFile, '');
+  const r = await nets.pruneReport();
+  assert.not.ok(r.actions.some((a) => a.includes(`freed ${ep.ip}`) || a.includes('freed host port tcp/8098')), r.actions.join('\n'));
+  assert.ok(r.actions.some((a) => a.includes(`restored the reservation of ${ep.ip}`)), r.actions.join('\n'));
+  assert.ok(r.actions.some((a) => a.includes('restored the host port reservation tcp/8098')), r.actions.join('\n'));
+  assert.is(readFileSync(ipFile, 'utf8'), 'res1');
+  // The next connect gets another address, and the same host port is refused.
+  const c2 = container('res2');
+  const other = await nets.connect(NET, c2.ns, { id: 'res2' });
+  assert.is.not(other.ip, ep.ip);
+  const e = await catchAsync(() => nets.connect(NET, container('res3').ns, { id: 'res3', ports: ['8098:80'] }));
+  assert.match(String(e), /8098/);
+  assert.is(await reach(undefined, up.hostIp, 8098), 'res1', 'the port still reaches its owner');
+  await nets.disconnect(NET, 'res1');
+  await nets.disconnect(NET, 'res2');
+  await assertConsistent('after damaged reservations were restored');
+});
+
 test('after disconnect, no tracked connection of the container is left', async () => {
   const c = container('ct');
   const ep = await nets.connect(NET, c.ns, { id: 'ct', ports: ['8097:80'] });

@@ -200,13 +200,29 @@ test('on-disk layout: reservation, index and cursor files', () => {
   assert.equal(readdirSync(dir).sort(), ['byid', 'ips', 'last', 'lock']); // no temp files
 });
 
+test('gc never frees an address a live endpoint holds: an emptied or deleted reservation is written back for it', () => {
+  const store = newStore();
+  const ipam = new Ipam(store, 'n', '10.0.0.0/24');
+  const a = ipam.allocate('a');
+  const b = ipam.allocate('b');
+  writeFileSync(join(store.networkDir('n'), 'ips', a), '');
+  rmSync(join(store.networkDir('n'), 'ips', b));
+  const held = new Map([[a, 'a'], [b, 'b']]);
+  const r = ipam.gc((id) => id === 'a' || id === 'b', (ip) => held.get(ip));
+  assert.equal([r.freed, r.restored], [[], [{ ip: a, endpointId: 'a' }]]);
+  assert.equal(ipam.restoreMissing(held), [{ ip: b, endpointId: 'b' }]);
+  assert.equal(ipam.list(), [{ ip: a, endpointId: 'a' }, { ip: b, endpointId: 'b' }]);
+  assert.equal([ipam.lookup('a'), ipam.lookup('b')], [a, b]);
+  assert.is.not(ipam.allocate('c'), a, 'the next allocation does not get a live address');
+});
+
 test('addresses held outside the index (another tool, a crash) are skipped', () => {
   const store = newStore();
   const ipam = new Ipam(store, 'n', '10.0.0.0/24');
   ipam.allocate('a'); // creates the directories
   writeFileSync(join(store.networkDir('n'), 'ips', '10.0.0.3'), 'orphan');
   assert.is(ipam.allocate('b'), '10.0.0.4');
-  assert.equal(ipam.gc((id) => id !== 'orphan'), ['10.0.0.3']);
+  assert.equal(ipam.gc((id) => id !== 'orphan').freed, ['10.0.0.3']);
   assert.equal(
     ipam.list().map((x) => x.ip),
     ['10.0.0.2', '10.0.0.4'],

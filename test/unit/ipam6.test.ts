@@ -115,7 +115,7 @@ test('Ipam: one endpoint holds an IPv4 and an IPv6 address side by side', () => 
   assert.equal(v6.list(), [{ ip: 'fd00:10::2', endpointId: 'e1' }]);
   assert.is(v6.release('e1'), 'fd00:10::2');
   assert.is(v4.lookup('e1'), '192.168.10.2', 'releasing one family keeps the other');
-  assert.equal(v4.gc(() => false), ['192.168.10.2']);
+  assert.equal(v4.gc(() => false).freed, ['192.168.10.2']);
   assert.equal(readdirSync(join(store.networkDir('ds'), 'ips')), []);
 });
 
