@@ -5,7 +5,7 @@
 import { Rtnl } from '../netlink/rtnl.js';
 import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import type { HostSystem } from './host.js';
-import type { Store } from './store.js';
+import { StoreError, type Store } from './store.js';
 import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
@@ -73,12 +73,33 @@ export function fwEndpoint(e: Pick<EndpointRecord, 'id' | 'network' | 'addresses
 }
 
 /**
+ * Refuses to go on when a network record other than `except` is unreadable: the whole firewall
+ * is rewritten from the records, and one that cannot be read would lose its network's rules
+ * (its published ports, its outbound NAT, its localnet guard) while its bridge and containers
+ * stay. Until the record is restored or the network removed (`network rm --force NAME`), what
+ * is live for that network stays exactly as it is.
+ */
+export function assertFirewallRewritable(store: Store, except?: string): void {
+  const bad = store.listNetworks().corrupt.filter((c) => c.name !== except);
+  if (bad.length === 0) return;
+  const names = bad.map((c) => c.name).join(', ');
+  throw new StoreError(
+    'ECORRUPT',
+    bad[0]!.path,
+    `the record of network ${names} is unreadable (${bad[0]!.error.message}); the firewall is left as it is, since rewriting it from the other records would delete that network's rules. Restore the record, or remove the network with tsnetlink network rm --force ${bad[0]!.name}`,
+  );
+}
+
+/**
  * The firewall's desired state, read from the records: every network and endpoint that is not
  * being removed. Call it holding the firewall lock: connect writes its 'creating' record and
  * disconnect its 'removing' mark under that lock, so what is read here is exactly what the
- * rules must hold when the lock is released. Unreadable records are left out.
+ * rules must hold when the lock is released. An unreadable network record (other than
+ * `except`, a network being removed by force) is refused (assertFirewallRewritable); unreadable
+ * endpoint records are left out (prune clears them and frees what their tags name).
  */
-export function desiredFirewall(store: Store): FirewallState {
+export function desiredFirewall(store: Store, except?: string): FirewallState {
+  assertFirewallRewritable(store, except);
   const networks = store.listNetworks().records.filter((n) => n.state !== 'removing');
   const endpoints: FirewallEndpoint[] = [];
   for (const n of networks) {

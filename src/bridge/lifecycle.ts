@@ -12,7 +12,7 @@ import { parseSubnet, overlaps, type Subnet } from './cidr.js';
 import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord } from './records.js';
 import { StoreError } from '../fsio.js';
-import { desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
+import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
 import { RoutedFirewall, type BackendName } from './firewalls.js';
@@ -181,6 +181,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     const bad = listing.corrupt.find((c) => c.name === rec.name);
     if (bad) throw new NetworkError('ENETEXISTS', `network ${rec.name} exists but its record is unreadable (${bad.error.message}); tsnetlink network rm --force ${rec.name} removes it`);
     if (listing.records.some((n) => n.name === rec.name)) throw new NetworkError('ENETEXISTS', `network ${rec.name} already exists`);
+    assertFirewallRewritable(ctx.store);
     const sharing = listing.records.find((n) => n.bridge === rec.bridge);
     if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
     rec.firewall = newNetworkBackend(ctx, listing.records);
@@ -297,6 +298,7 @@ export async function removeNetwork(ctx: BridgeContext, name: string, opts: { fo
           if (!ctx.store.networkNames().includes(name)) ctx.store.clearNetworkDir(name);
           throw new NetworkError('ENONET', `no such network: ${name}`);
         }
+        assertFirewallRewritable(ctx.store, name);
         await removeCorruptNetwork(ctx, name);
         return;
       }
@@ -304,9 +306,11 @@ export async function removeNetwork(ctx: BridgeContext, name: string, opts: { fo
       if (ids.length > 0 && !opts.force && rec.state === 'active') {
         throw new NetworkError('EBUSY', `network ${name} has ${ids.length} ${ids.length === 1 ? 'endpoint' : 'endpoints'} attached; disconnect ${ids.length === 1 ? 'it' : 'them'} or use --force`);
       }
-      // Links deleted cannot be put back: a firewall that cannot be changed (its tools missing)
-      // is found before the first deletion, not after the bridge and the containers' veths went.
+      // Links deleted cannot be put back: a firewall that cannot be changed (its tools missing,
+      // another network's record unreadable) is found before the first deletion, not after the
+      // bridge and the containers' veths went.
       await ctx.firewall.ensureAvailable();
+      assertFirewallRewritable(ctx.store, name);
       await finishRemoval(ctx, rec);
     }),
   );
@@ -337,7 +341,7 @@ export async function finishRemoval(ctx: BridgeContext, rec: NetworkRecord): Pro
 }
 
 function withoutNetwork(ctx: BridgeContext, name: string) {
-  const s = desiredFirewall(ctx.store);
+  const s = desiredFirewall(ctx.store, name);
   return { networks: s.networks.filter((n) => n.name !== name), endpoints: s.endpoints.filter((e) => e.network !== name) };
 }
 

@@ -91,6 +91,12 @@ export class Networks {
     return l.records.filter((n) => n.state === 'active');
   }
 
+  /** Networks whose record cannot be read: their links and rules are kept as they are until repaired or removed with force. */
+  unreadable(): { name: string; path: string; reason: string }[] {
+    this.store.verify();
+    return this.store.listNetworks().corrupt.map((c) => ({ name: c.name, path: c.path, reason: c.error.message }));
+  }
+
   /** A network and its endpoints. `tsnetlink network inspect NAME` */
   inspect(name: string): NetworkInfo {
     this.store.verify();

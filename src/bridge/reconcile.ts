@@ -122,6 +122,11 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       }
     }
     await ctx.store.withFirewallLock(async () => {
+      if (listing.corrupt.length > 0) {
+        // Rewriting from the readable records would delete the unreadable network's rules.
+        report.problems.push(`firewall not rewritten: the record of network ${listing.corrupt.map((c) => c.name).join(', ')} is unreadable, and its rules are kept exactly as they are until the record is restored or the network removed (tsnetlink network rm --force NAME)`);
+        return;
+      }
       if (opts.repair) migrate(ctx, report);
       if (opts.repair) {
         for (const family of await missingForwardGuards(ctx, listing.records)) {
@@ -318,7 +323,9 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
         expectedPorts.delete(k);
       }
       for (const k of expectedPorts) out.push(`mapping without a host port reservation: ${k}`);
-      const fw = await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
+      // With an unreadable network record the desired rules are unknown: the rules are not compared.
+      const fw = listing.corrupt.length > 0 ? [] : await ctx.store.withFirewallLock(async () => ctx.firewall.diff(desiredFirewall(ctx.store)));
+      if (listing.corrupt.length > 0) out.push(`firewall not compared: the record of network ${listing.corrupt.map((c) => c.name).join(', ')} is unreadable`);
       for (const d of fw) out.push(`firewall: ${d.kind} ${d.what}`);
       for (const family of await ctx.store.withFirewallLock(() => missingForwardGuards(ctx, listing.records))) {
         out.push(`firewall: ${family === 4 ? 'FORWARD' : 'IPv6 FORWARD'} policy is ACCEPT, but tsnetlink set DROP when it turned forwarding on (the host now routes between its other interfaces)`);

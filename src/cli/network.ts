@@ -99,9 +99,14 @@ export async function network(argv: string[]): Promise<number> {
         return 0;
       }
       case 'ls':
-      case 'list':
+      case 'list': {
         out(has(p, 'json') ? JSON.stringify(nets.list(), null, 2) : table(nets.list()));
-        return 0;
+        // A network whose record cannot be read still exists (its bridge, containers and rules
+        // stay): it is named, and the exit status says the listing is not the whole truth.
+        const bad = nets.unreadable();
+        for (const b of bad) process.stderr.write(`tsnetlink: network ${b.name}: its record is unreadable (${b.reason}); its links and rules are kept as they are; restore ${b.path}, or remove the network with tsnetlink network rm --force ${b.name}\n`);
+        return bad.length > 0 ? 1 : 0;
+      }
       case 'inspect':
         out(JSON.stringify(nets.inspect(p.positionals[0]!), null, 2));
         return 0;

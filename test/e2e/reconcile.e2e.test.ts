@@ -9,12 +9,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Abandon, Networks, type FaultHook } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
-import { box, serveIn, reach, ipIn, IPTABLES, SAVE, type Box } from './lib.js';
+import { box, serveIn, reach, ipIn, IPTABLES, SAVE, CLI, type Box } from './lib.js';
 import { NFT, nftMappings, normalizedNft } from './fw-oracle.js';
 
 requireSandbox('reconcile');
@@ -296,23 +296,36 @@ test('a network create reports what it changed on the host, and the FORWARD poli
   await assertConsistent('after the FORWARD policy was restored');
 });
 
-test('corrupt records: one unreadable network breaks nothing else; prune clears an unreadable endpoint; rm --force clears the network', async () => {
-  for (const junk of ['', 'garbage', '{}']) {
-    writeFileSync(nets.store.networkFile('broken'), junk);
+test('an unreadable network record freezes that network: its rules stay through create, prune, repair and rm of others; every command names it; rm --force clears it', async () => {
+  await nets.create({ name: 'tb', subnet: '10.38.0.0/24' });
+  const t1 = container('t1');
+  await nets.connect('tb', t1.ns, { id: 't1', ports: ['8099:80'] });
+  const rules = (): string => (NFT ? normalizedNft() : '') + execFileSync(SAVE, { encoding: 'utf8' }).replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '');
+  assert.is(await reach(undefined, up.hostIp, 8099), 't1');
+  for (const junk of ['', 'garbage{', '{}']) {
+    writeFileSync(nets.store.networkFile('tb'), junk);
+    const before = rules();
     assert.equal(nets.list().map((n) => n.name), [NET], `ls with ${JSON.stringify(junk)}`);
-    await nets.create({ name: 'other', subnet: '10.35.0.0/24' });
-    const c = container('o1');
-    await nets.connect('other', c.ns, { id: 'o1' });
-    const r = await nets.prune();
-    assert.equal(r, []);
+    assert.equal(nets.unreadable().map((b) => b.name), ['tb'], 'named as unreadable');
+    const ls = spawnSync(process.execPath, [CLI, 'network', 'ls'], { encoding: 'utf8' });
+    assert.is(ls.status, 1, 'network ls exits 1');
+    assert.match(ls.stderr, /network tb: its record is unreadable/);
+    const e = await catchAsync(() => nets.create({ name: 'other', subnet: '10.35.0.0/24' }));
+    assert.is(e.code, 'ECORRUPT', String(e));
+    assert.match(e.message, /rm --force tb/);
+    const r = await nets.pruneReport();
+    assert.ok(r.problems.some((p) => /firewall not rewritten: the record of network tb is unreadable/.test(p)), JSON.stringify(r));
     const rep = await nets.repair();
-    assert.ok(rep.problems.some((p) => /broken/.test(p) && /rm --force broken/.test(p)), JSON.stringify(rep));
-    const e = await catchAsync(() => nets.create({ name: 'broken', subnet: '10.36.0.0/24' }));
-    assert.is(e.code, 'ENETEXISTS');
-    assert.match(e.message, /unreadable/);
-    await nets.remove('broken', { force: true });
-    await nets.remove('other', { force: true });
+    assert.ok(rep.problems.some((p) => /tb/.test(p) && /rm --force tb/.test(p)), JSON.stringify(rep));
+    assert.ok((await nets.check()).some((p) => /firewall not compared/.test(p)));
+    assert.is(rules(), before, 'its rules are exactly as they were');
+    assert.is(await reach(undefined, up.hostIp, 8099), 't1', 'its published port still answers');
+    assert.equal(ipJson<any[]>(['link', 'show', 'tb']).length, 1, 'its bridge stays');
   }
+  await nets.remove('tb', { force: true });
+  assert.equal(ipJson<any[]>(['link', 'show']).filter((l) => l.ifname === 'tb').length, 0);
+  assert.not.match(rules(), /tsnetlink:tb/, 'its rules went with rm --force');
+  assert.equal(nets.unreadable(), []);
   // An unreadable endpoint record: the container it names is still found and freed by prune.
   const c1 = container('k1');
   const c2 = container('k2');
