@@ -337,6 +337,7 @@ export async function finishRemoval(ctx: BridgeContext, rec: NetworkRecord): Pro
       for (const p of ctx.store.listPorts()) if (p.owner.startsWith(`${rec.name}/`)) ctx.store.removePortReservation(p);
     });
     ctx.store.removeNetwork(rec.name);
+    ctx.store.forgetHostIfUnused();
   });
 }
 
@@ -369,6 +370,7 @@ async function removeCorruptNetwork(ctx: BridgeContext, name: string): Promise<v
     for (const p of ctx.store.listPorts()) if (p.owner.startsWith(`${name}/`)) ctx.store.removePortReservation(p);
   });
   ctx.store.removeNetwork(name);
+  ctx.store.forgetHostIfUnused();
 }
 
 /**

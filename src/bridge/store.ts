@@ -539,6 +539,15 @@ export class Store {
     return true;
   }
 
+  /**
+   * Forgets the host record once no network is left: forwarding and its DROP policy stay on the
+   * host (as with Docker), but nothing of tsnetlink's relies on them any more, and a host with no
+   * network has no state of tsnetlink's.
+   */
+  forgetHostIfUnused(): void {
+    if (this.networkNames().length === 0) removeFile(this.hostFile());
+  }
+
   /** Forgets the guard of `family` (a create that recorded it was rolled back); the file goes with the last guard. */
   removeForwardGuard(family: 4 | 6): void {
     const cur = this.getHost();

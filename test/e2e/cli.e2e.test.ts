@@ -88,7 +88,7 @@ function assertRunCleanedUp(what: string): void {
   assert.equal(readdirSync('/run/netns'), [], `${what}: netns removed`);
   assert.equal(ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname), [], `${what}: veth removed`);
   assert.equal(dnats(), [], `${what}: DNAT rules removed`);
-  assert.equal(stateFiles().filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f)), [], `${what}: only the network record and IPAM cursor remain`);
+  assert.equal(stateFiles().filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f) && f !== 'host.json'), [], `${what}: only the network record, the IPAM cursor and the host record remain`);
   assert.equal(JSON.parse(tsn('network', 'inspect', NET).out).endpoints, [], `${what}: inspect shows no endpoint`);
 }
 

@@ -217,8 +217,10 @@ test('router advertisements from a container change nothing on the host or on si
   runIn(a1, 'ip', ['-6', 'addr', 'del', 'fe80::bad/64', 'dev', 'eth0']);
 });
 
-test('the ruleset and the records agree after all of it', async () => {
+test('the ruleset and the records agree after all of it; the FORWARD DROP tsnetlink set when it turned forwarding on is part of it', async () => {
   forwardPolicy('ACCEPT');
+  assert.ok((await nets.check()).some((p) => /FORWARD policy is ACCEPT, but tsnetlink set DROP/.test(p)));
+  forwardPolicy('DROP');
   assert.equal(await nets.check(), []);
 });
 

@@ -110,8 +110,7 @@ test('create, connect -p, disconnect, rm: kernel objects tagged, the firewall to
   await r.nets.remove('n1');
   assert.equal([...r.world.host.links.values()].map((l) => l.name), ['lo']);
   assert.equal(r.fw.networks.size, 0);
-  // The host record stays: forwarding stays on with its FORWARD DROP guard after the last network, as with Docker.
-  assert.equal(stateFiles(r.root), ['host.json']);
+  assert.equal(stateFiles(r.root), []);
 });
 
 for (const ports of [[], ['8080:80', '5353:53/udp']]) {
