@@ -23,6 +23,8 @@ export { watchWith, objectKey, dumpKind, type WatchEvent } from './netlink/watch
 export { monitor, watch, type NetnsMonitorOptions } from './ns/monitor.js';
 export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr } from './netlink/genl.js';
 export * as ethtool from './netlink/ethtool.js';
+export { SockDiag, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from './netlink/sockdiag.js';
+export * as sockdiag from './netlink/sockdiag.js';
 export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';

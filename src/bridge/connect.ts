@@ -14,6 +14,7 @@ import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname, validateMac, validateU32 } from '../netlink/validate.js';
 import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
+import { findHostListeners, HostListenerError } from './listeners.js';
 import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
@@ -44,6 +45,12 @@ export interface ConnectOptions {
   ipv6LinkLocal?: boolean;
   /** Accept the host's own netns (ours or PID 1's) as the container; refused by default. */
   allowHostNetns?: boolean;
+  /**
+   * Publish a port even when a host process listens on it (TCP) or is bound to it (UDP) on an
+   * overlapping address: the container then takes that process's traffic. Refused by default
+   * (EHOSTLISTENER, naming the process).
+   */
+  allowHostListener?: boolean;
   /** The address to give the container (default: the next free one); EIPINUSE when it is taken. */
   ip?: string;
   /** The container interface's MAC (default: 02:42 followed by the address). */
@@ -65,6 +72,7 @@ interface Plan extends VethPlan {
   owned: boolean;
   netnsKey: string;
   allowHostNetns: boolean;
+  allowHostListener: boolean;
   ip?: string;
   addresses?: AddressRecord[];
   defaultRoute: boolean;
@@ -110,6 +118,7 @@ function validate(items: readonly ConnectItem[]): Spec[] {
     return {
       id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false,
       allowHostNetns: opts.allowHostNetns === true,
+      allowHostListener: opts.allowHostListener === true,
       requestedIp: opts.ip === undefined ? undefined : canonicalIp(String(opts.ip), 'ip'),
       requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
       wantsDefaultRoute: opts.defaultRoute ?? true,
@@ -177,6 +186,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
   const v6 = net.subnets.some((s) => s.family === 6);
   for (const p of plans) p.containerLinkLocal = p.linkLocal || v6;
   checkFamilies(ctx, net, plans);
+  checkHostListeners(ctx, net, plans);
   await clearConflicts(ctx, net, plans);
   const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
   const steps = new Steps(label, ctx.faults, 'connect');
@@ -309,6 +319,18 @@ function checkFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly P
       if (!local.has(m.hostIp)) throw new NetworkError('ENOTLOCAL', `${formatMapping(m)}: ${m.hostIp} is not an address of this host`);
     }
   }
+}
+
+/**
+ * Refuses mappings that would take over a host process's port (EHOSTLISTENER naming it), before
+ * anything changes, unless the connect allows it. Costs one sock_diag dump per protocol and
+ * family the mappings need, and nothing for a connect without mappings.
+ */
+function checkHostListeners(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
+  const mappings = plans.filter((p) => !p.allowHostListener).flatMap((p) => p.mappings);
+  if (mappings.length === 0) return;
+  const found = findHostListeners(ctx.host, mappings, net.subnets.map((s) => s.family));
+  if (found.length > 0) throw new HostListenerError(found);
 }
 
 /** Claims each container on this network (a marker file named after its netns). */

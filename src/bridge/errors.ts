@@ -14,6 +14,7 @@ export type NetworkErrorCode =
   | 'ENOFORWARD' // net.ipv4.ip_forward (or IPv6 forwarding) is 0: containers would have no outbound traffic
   | 'EHOSTNETNS' // the "container" is the host's own netns
   | 'ENOTLOCAL' // a port mapping's host IP is not an address of this host
+  | 'EHOSTLISTENER' // a host process listens on (TCP) or is bound to (UDP) a port and address a mapping would publish
   | 'EFIREWALL'; // the firewall backend asked for is not the one the host's networks use
 
 /** A refused network operation, with a stable `code` for programs. */

@@ -10,6 +10,7 @@ import type { NetlinkSocket } from '../netlink/socket.js';
 import { NetlinkSocket as Socket } from '../netlink/socket.js';
 import { NetnsHandle, openNetns, withNetns, type NetnsSpec } from '../ns/netns.js';
 import { errCode } from '../fsio.js';
+import { SockDiag, socketOwners, type InetSocket, type SocketOwner, type SocketQuery } from '../netlink/sockdiag.js';
 
 /** A container: its pid, a netns path or name, or an open handle (not closed by us). */
 export type ContainerRef = number | NetnsSpec | NetnsHandle;
@@ -36,6 +37,10 @@ export interface HostSystem {
   hostNetnsKeys(): readonly string[];
   /** Opens a container's netns; a handle passes through. */
   openContainer(ref: ContainerRef): NetnsHandle;
+  /** The sockets of the host netns that answer each query (one sock_diag dump per query). `ss -ltn` */
+  hostSockets(queries: readonly SocketQuery[]): InetSocket[];
+  /** The processes holding each socket inode, where /proc shows them. `ss -p` */
+  socketOwners(inodes: readonly number[]): Map<number, SocketOwner[]>;
 }
 
 /** st_dev-st_ino of a netns: how records and markers name a container's namespace. */
@@ -102,6 +107,21 @@ export class KernelHost implements HostSystem {
       this.hostKeys = keys;
     }
     return this.hostKeys;
+  }
+
+  hostSockets(queries: readonly SocketQuery[]): InetSocket[] {
+    // Opened for the call: the check runs once per connect that publishes ports, and a socket
+    // costs a few microseconds next to the dumps.
+    const diag = SockDiag.open();
+    try {
+      return queries.flatMap((q) => diag.socketList(q, { retries: 3 }));
+    } finally {
+      diag.close();
+    }
+  }
+
+  socketOwners(inodes: readonly number[]): Map<number, SocketOwner[]> {
+    return socketOwners(inodes);
   }
 
   openContainer(ref: ContainerRef): NetnsHandle {

@@ -5,6 +5,7 @@ export type { ConnectOptions, ConnectItem } from './connect.js';
 export { KernelHost, netnsKey, type ContainerRef, type HostSystem, type Sysctl } from './host.js';
 export { macForIp, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';
 export { NetworkError, StepError, type NetworkErrorCode } from './errors.js';
+export { HostListenerError, listenerOverlaps, findHostListeners, type HostListener } from './listeners.js';
 export { Abandon, type FaultHook } from './steps.js';
 export { parsePortMapping, normalizeMappings, formatMapping, type PortMapping } from './ports.js';
 export { parseSubnet, overlaps, type Subnet } from './cidr.js';

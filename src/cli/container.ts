@@ -18,6 +18,7 @@ const FLAGS: FlagSpec[] = [
   { names: ['ifname'], value: true },
   { names: ['name'], value: true },
   { names: ['allow-host-netns'] },
+  { names: ['publish-over-listener'] },
 ];
 
 /** A container given on the command line: a PID or a netns path. */
@@ -43,6 +44,7 @@ export async function connect(argv: string[]): Promise<number> {
       ...(value(p, 'ifname') ? { ifname: value(p, 'ifname')! } : {}),
       ...(value(p, 'name') ? { id: value(p, 'name')! } : {}),
       ...(has(p, 'allow-host-netns') ? { allowHostNetns: true } : {}),
+      ...(has(p, 'publish-over-listener') ? { allowHostListener: true } : {}),
     });
     out(JSON.stringify(ep, null, 2));
     return 0;
@@ -129,7 +131,7 @@ export async function run(argv: string[]): Promise<number> {
   let epId: string | undefined;
   try {
     ns = createAnonymousNetns();
-    const ep = await nets.connect(net, ns, { id, ports: values(p, 'p'), ...(value(p, 'ifname') ? { ifname: value(p, 'ifname')! } : {}) });
+    const ep = await nets.connect(net, ns, { id, ports: values(p, 'p'), ...(value(p, 'ifname') ? { ifname: value(p, 'ifname')! } : {}), ...(has(p, 'publish-over-listener') ? { allowHostListener: true } : {}) });
     epId = ep.id;
     if (pending) return 128 + SIGNALS[pending]!;
     process.stderr.write(`tsnetlink: ${id} on ${net}: ${ep.addresses.map((a) => `${a.cidr}${ep.defaultRoute ? ` via ${a.gateway}` : ''}`).join(', ')}${ep.mappings.length ? `, published ${values(p, 'p').join(' ')}` : ''}\n`);

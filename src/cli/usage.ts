@@ -82,6 +82,7 @@ with it and the next prune frees the endpoint. SIGINT and SIGTERM are passed to 
   -net, --network NAME      the network
   -p, --publish [IP:]HOST:CONTAINER[/tcp|udp]
                             publish a port (repeatable)
+  --publish-over-listener   publish even a port a host process listens on (refused by default)
   --name ID                 the endpoint id (default: 12 random hex digits)
   --ifname IF               the interface name inside (default eth0)
   -i, --interactive, -t, --tty
@@ -94,6 +95,7 @@ prints the endpoint as JSON. A second network in the same container gets the nex
 
   -net, --network NAME      the network
   -p, --publish SPEC        publish a port (repeatable)
+  --publish-over-listener   publish even a port a host process listens on (refused by default)
   --ifname IF               the interface name inside (default eth0, then eth1, ...)
   --name ID                 the endpoint id (default: 12 random hex digits)
   --allow-host-netns        accept the host's own namespace (refused by default)

@@ -202,6 +202,7 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       ...(conf.mac !== undefined ? { mac: conf.mac } : {}),
       defaultRoute: conf.isDefaultGateway || addr.routes.some((r) => isDefault(r, gateway)),
       attachment: { containerId: env.containerId, ifname: env.ifname },
+      ...(conf.allowHostListener ? { allowHostListener: true } : {}),
     };
     // A DEL of another container may remove a CNI-made network between our check and our
     // connect (ENONET): it is made again.

@@ -109,6 +109,8 @@ export interface PluginConfig {
   bridge: string;
   mtu: number | undefined;
   ipMasq: boolean;
+  /** Publish portMappings even over a host process listening on the port (tsnetlink's own key; refused by default). */
+  allowHostListener: boolean;
   /** Always give the container a default route via the gateway (else only when a route says 0.0.0.0/0). */
   isDefaultGateway: boolean;
   /** The built-in IPAM (`"type": "tsnetlink"` or no ipam) or a delegated plugin's name. */
@@ -355,6 +357,7 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   if (optBool(raw, 'promiscMode', false)) unsupported('promiscMode', true, 'bridge ports stay in their default mode');
   for (const f of ['vlan', 'vlanTrunk', 'macspoofchk', 'enabledad', 'disableContainerInterface']) if (raw[f] !== undefined && raw[f] !== false && raw[f] !== 0) unsupported(f, raw[f], 'not implemented by tsnetlink');
   const ipMasq = optBool(raw, 'ipMasq', true);
+  const allowHostListener = optBool(raw, 'allowHostListener', false);
   const ipamRaw = raw['ipam'] === undefined ? {} : obj(raw['ipam'], 'ipam');
   const ipamType = ipamRaw['type'] ?? 'tsnetlink';
   if (typeof ipamType !== 'string' || ipamType === '' || /[/\\]/.test(ipamType)) invalid('ipam.type', `${JSON.stringify(ipamType)} is not a plugin name`);
@@ -383,7 +386,7 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   const ips = requestedIps(raw, env);
   if (ipam.type === 'tsnetlink') ips.forEach((ip) => checkRequestedIp(ip, rangeSubnet(ipam.range)));
   return {
-    cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, isDefaultGateway, ipam, forwardPolicy,
+    cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, allowHostListener, isDefaultGateway, ipam, forwardPolicy,
     portMappings: parsePortMappings(rc['portMappings']),
     ips,
     mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,

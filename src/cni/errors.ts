@@ -59,6 +59,7 @@ function codeFor(code: string): number {
     case 'EIPINUSE':
       return CNI_CODES.addressUnavailable;
     case 'EPORTINUSE':
+    case 'EHOSTLISTENER':
       return CNI_CODES.portInUse;
     case 'EINVAL':
     case 'ENOTLOCAL':

@@ -13,6 +13,7 @@ import { addrMessage, linkMessage, routeMessage, type LinkAttrs } from '../../sr
 import { NLM_F, NLMSG, RTM } from '../../src/netlink/constants.js';
 import { NetnsHandle } from '../../src/ns/netns.js';
 import type { ContainerRef, HostSystem, Sysctl } from '../../src/bridge/host.js';
+import type { InetSocket, SocketOwner, SocketQuery } from '../../src/netlink/sockdiag.js';
 
 const IFF_UP = 1;
 const E = { EEXIST: 17, ENODEV: 19, EINVAL: 22, ENETUNREACH: 101, EOPNOTSUPP: 95 } as const;
@@ -291,6 +292,11 @@ function randomMac(): string {
 
 /** The HostSystem seam over a FakeWorld: sockets in its namespaces, sysctls in maps. */
 export class FakeHost implements HostSystem {
+  /** The host's sockets as sock_diag would list them, and who holds them (by inode). */
+  readonly sockets: InetSocket[] = [];
+  readonly owners = new Map<number, SocketOwner[]>();
+  /** Every sock_diag query asked, in order. */
+  readonly socketQueries: SocketQuery[] = [];
   constructor(readonly world: FakeWorld) {
     world.host.sysctls.set('net/ipv4/ip_forward', '0');
   }
@@ -310,6 +316,13 @@ export class FakeHost implements HostSystem {
   }
   hostNetnsKeys(): readonly string[] {
     return ['9-1'];
+  }
+  hostSockets(queries: readonly SocketQuery[]): InetSocket[] {
+    this.socketQueries.push(...queries);
+    return queries.flatMap((q) => this.sockets.filter((s) => s.family === q.family && s.protocol === q.protocol && (q.states === undefined || q.states.includes(s.state as never))));
+  }
+  socketOwners(inodes: readonly number[]): Map<number, SocketOwner[]> {
+    return new Map(inodes.filter((i) => this.owners.has(i)).map((i) => [i, this.owners.get(i)!]));
   }
   openContainer(ref: ContainerRef): NetnsHandle {
     if (ref instanceof NetnsHandle) return ref;

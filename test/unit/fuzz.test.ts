@@ -27,6 +27,7 @@ import * as NH from '../../src/netlink/nexthop.js';
 import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
 import * as CT from '../../src/firewall/conntrack.js';
+import * as SD from '../../src/netlink/sockdiag.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -152,6 +153,7 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeElements,
   O.decodeGen,
   CT.decodeEntry,
+  (m) => SD.decodeSocket(m, 'tcp'),
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
@@ -165,6 +167,7 @@ function viaSocket(name: string, bytes: Buffer): void {
   if (name.startsWith('nft-rules')) return void new Nft(sock()).listRules('inet', 'tsnetlink');
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
   if (name.startsWith('conntrack')) return;
+  if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
