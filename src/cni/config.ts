@@ -109,7 +109,12 @@ export interface PluginConfig {
   bridge: string;
   mtu: number | undefined;
   ipMasq: boolean;
-  /** Publish portMappings even over a host process listening on the port (tsnetlink's own key; refused by default). */
+  /**
+   * Publish portMappings even over a host process listening on the port (tsnetlink's own key).
+   * True by default under CNI: the runtime owns its published ports and may hold them open
+   * itself to reserve them (Podman's conmon listens on each), so a listener there is no one
+   * else's; `false` makes the plugin refuse, as the CLI and the library do by default.
+   */
   allowHostListener: boolean;
   /** Always give the container a default route via the gateway (else only when a route says 0.0.0.0/0). */
   isDefaultGateway: boolean;
@@ -357,7 +362,7 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   if (optBool(raw, 'promiscMode', false)) unsupported('promiscMode', true, 'bridge ports stay in their default mode');
   for (const f of ['vlan', 'vlanTrunk', 'macspoofchk', 'enabledad', 'disableContainerInterface']) if (raw[f] !== undefined && raw[f] !== false && raw[f] !== 0) unsupported(f, raw[f], 'not implemented by tsnetlink');
   const ipMasq = optBool(raw, 'ipMasq', true);
-  const allowHostListener = optBool(raw, 'allowHostListener', false);
+  const allowHostListener = optBool(raw, 'allowHostListener', true);
   const ipamRaw = raw['ipam'] === undefined ? {} : obj(raw['ipam'], 'ipam');
   const ipamType = ipamRaw['type'] ?? 'tsnetlink';
   if (typeof ipamType !== 'string' || ipamType === '' || /[/\\]/.test(ipamType)) invalid('ipam.type', `${JSON.stringify(ipamType)} is not a plugin name`);

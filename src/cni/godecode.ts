@@ -45,7 +45,7 @@ export const NETCONF_SHAPE: Shape = fields(
   [
     'cniVersion', 'cniVersions', 'name', 'type', 'capabilities', 'bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'mtu',
     'hairpinMode', 'promiscMode', 'vlan', 'vlanTrunk', 'preserveDefaultVlan', 'macspoofchk', 'enabledad', 'disableContainerInterface',
-    'portIsolation', 'forwardPolicy',
+    'portIsolation', 'forwardPolicy', 'allowHostListener',
   ],
   {
     ipam: fields(['type', 'subnet', 'gateway', 'rangeStart', 'rangeEnd', 'dataDir', 'resolvConf'], { ranges: list(list(RANGE)), routes: list(ROUTE) }),

@@ -136,6 +136,9 @@ test('refused before anything changes, with code 7 and the reason: a name of ano
   assert.is(parse({}).forwardPolicy, 'drop');
   assert.is(parse({ forwardPolicy: 'keep' }).forwardPolicy, 'keep');
   assert.is(refusal(() => parse({ forwardPolicy: 'accept' })).cniCode, CNI_CODES.invalidConfig);
+  // The runtime owns its published ports (Podman's conmon holds them open): no refusal unless asked.
+  assert.is(parse({}).allowHostListener, true);
+  assert.is(parse({ allowHostListener: false }).allowHostListener, false);
 });
 
 test('a configuration nested 20,000 deep is refused as undecodable (code 6) before anything runs, not by a stack overflow later', async () => {
