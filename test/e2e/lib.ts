@@ -12,6 +12,18 @@ export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-re
 export const SAVE = RESTORE.replace(/-restore$/, '-save');
 export const IPTABLES = RESTORE.replace(/-restore$/, '');
 
+/**
+ * Whether this run uses the full stress counts ($TSNETLINK_STRESS=1, `npm run test:stress`).
+ * Without it the stress files run every scenario with fewer repetitions, enough to hit the
+ * classes of bug they were written for, so that `npm test` stays short.
+ */
+export const STRESS = process.env['TSNETLINK_STRESS'] === '1';
+
+/** A repetition count: `full` under $TSNETLINK_STRESS=1, else `light`. */
+export function stressCount(full: number, light: number): number {
+  return STRESS ? full : light;
+}
+
 /** A container: an anonymous netns with lo up, and the servers listening inside it. */
 export interface Box {
   name: string;
