@@ -12,7 +12,7 @@ import net from 'node:net';
 import { Networks, withNetns } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { ipJson, requireSandbox } from '../helpers.js';
-import { box, serveIn, reach, ipIn, runIn, IPTABLES, type Box } from './lib.js';
+import { box, serveIn, reach, DROPPED_MS, ipIn, runIn, IPTABLES, type Box } from './lib.js';
 import { NFT, nftChainRules, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('isolation');
@@ -87,7 +87,7 @@ test.after(async () => {
 
 /** Runs probes in parallel: [what, from, host, port, expected reply or null for unreachable]. */
 async function expectReach(cases: readonly [string, Box | undefined, string, number, string | null][]): Promise<void> {
-  const got = await Promise.all(cases.map(([, from, host, port, want]) => reach(from, host, port, want === null ? 600 : 3000)));
+  const got = await Promise.all(cases.map(([, from, host, port, want]) => reach(from, host, port, want === null ? DROPPED_MS : 3000)));
   const wrong = cases.map((c, i) => [c, got[i]!] as const).filter(([c, g]) => (c[4] === null ? !g.startsWith('unreachable') : g !== c[4]));
   assert.equal(wrong.map(([c, g]) => `${c[0]}: got ${JSON.stringify(g)}`), []);
 }

@@ -3,10 +3,10 @@
  * anonymous namespaces owned by the test process, servers listening inside them from this very
  * process (a socket created inside a namespace switch stays there), and probes.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { createAnonymousNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
-import { withoutFallbackTunnels } from '../helpers.js';
+import { probeTcp, withoutFallbackTunnels } from '../helpers.js';
 
 export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 export const SAVE = RESTORE.replace(/-restore$/, '-save');
@@ -66,21 +66,17 @@ export function serveIn(b: Box, port: number, reply = b.name): void {
   b.servers.push(s);
 }
 
+/** How long a probe that is expected to fail waits for a dropped SYN: long enough for any handshake on veths and a bridge, which takes well under a millisecond. */
+export const DROPPED_MS = 300;
+
 /**
  * Connects to host:port from inside `from` (or from here) and resolves to the reply, or to a
- * string starting with "unreachable" when the connection fails or times out. The client is a
- * child process forked inside the netns (a connect() of this process would happen outside it),
- * waited for asynchronously so that the in-process servers keep answering.
+ * string starting with "unreachable" when the connection is refused, or not made within `ms`
+ * (test/helpers.ts probeTcp). The probe runs in this process, so the in-process servers keep
+ * answering while it waits: its socket is made inside the container's netns and stays there.
  */
-export function reach(from: Box | undefined, host: string, port: number, ms = 1500): Promise<string> {
-  const js = `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{process.stdout.write(d);process.exit(0)});s.on('error',e=>{process.stdout.write('unreachable: '+e.code);process.exit(0)});setTimeout(()=>{process.stdout.write('unreachable: timeout');process.exit(0)},${ms})`;
-  return new Promise((resolve, reject) => {
-    const start = (): void => {
-      execFile(process.execPath, ['-e', js], { encoding: 'utf8' }, (e, out) => (e ? reject(e) : resolve(out)));
-    };
-    if (from) withNetns(from.ns, start);
-    else start();
-  });
+export function reach(from: Box | undefined, host: string, port: number, ms = 3000): Promise<string> {
+  return probeTcp(from?.ns, host, port, ms);
 }
 
 /** `ip -j ARGS` run inside a container netns (through /proc/PID/fd/N). */
