@@ -448,20 +448,29 @@ test('disconnect works after the container netns was deleted first', async () =>
 // ------------------------------------------------------------------ network rm
 
 test('disconnect does not freeze the event loop while the kernel waits for RCU', async () => {
-  const c = await container('c7');
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 1);
-  const t0 = performance.now();
-  const p = nets.disconnect(NET, c.id);
-  const syncMs = performance.now() - t0;
-  assert.is(await p, true);
-  const totalMs = performance.now() - t0;
-  clearInterval(timer);
-  assert.not.ok(hostLinks().includes(c.hostIfname));
-  // The link deletion (~15-20 ms of RCU) runs on a worker thread: the call returns at once
-  // and timers keep firing meanwhile.
-  assert.ok(syncMs < totalMs / 2, `synchronous part ${syncMs.toFixed(1)} ms of ${totalMs.toFixed(1)} ms`);
-  assert.ok(ticks > 0, 'timers ran during the disconnect');
+  // The link deletion (~15-20 ms of RCU) runs on a worker thread: the call returns at once and
+  // timers keep firing meanwhile. Wall-clock times on a shared machine only ever grow (this
+  // thread may be descheduled at any point), so the best of five disconnects is compared: a
+  // deletion done on this thread would put its RCU wait into the synchronous part of every one.
+  const runs: { syncMs: number; totalMs: number; ticks: number }[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c = await container(`c7${i}`);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const p = nets.disconnect(NET, c.id);
+    const syncMs = performance.now() - t0;
+    assert.is(await p, true);
+    const totalMs = performance.now() - t0;
+    clearInterval(timer);
+    assert.not.ok(hostLinks().includes(c.hostIfname));
+    runs.push({ syncMs, totalMs, ticks });
+    dropContainer(`c7${i}`);
+  }
+  const best = runs.reduce((a, b) => (b.syncMs / b.totalMs < a.syncMs / a.totalMs ? b : a));
+  const all = runs.map((r) => `${r.syncMs.toFixed(1)}/${r.totalMs.toFixed(1)} ms`).join(', ');
+  assert.ok(best.syncMs < best.totalMs / 2, `synchronous part of the best run ${best.syncMs.toFixed(1)} ms of ${best.totalMs.toFixed(1)} ms (all: ${all})`);
+  assert.ok(best.ticks > 0, 'timers ran during the disconnect');
 });
 
 test('a stale endpoint of the same netns (its veth gone, as when a netns inode is reused) is cleared by the next connect', async () => {
