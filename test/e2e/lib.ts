@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { createAnonymousNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
-import { probeTcp, withoutFallbackTunnels } from '../helpers.js';
+import { probeTcp, probeUdp, withoutFallbackTunnels } from '../helpers.js';
 
 export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 export const SAVE = RESTORE.replace(/-restore$/, '-save');
@@ -77,6 +77,18 @@ export const DROPPED_MS = 300;
  */
 export function reach(from: Box | undefined, host: string, port: number, ms = 3000): Promise<string> {
   return probeTcp(from?.ns, host, port, ms);
+}
+
+/**
+ * What demo/scenario.ts fetchFrom does (TCP or UDP from `ns` or from here, the reply trimmed,
+ * a rejection naming why there was none), with the probe in this process (test/helpers.ts):
+ * a refusal ends it at once, and only silence waits `ms`.
+ */
+export async function fetchIn(ns: NetnsHandle | undefined, host: string, port: number, udp = false, ms = 3000): Promise<string> {
+  const got = udp ? await probeUdp(ns, host, port, ms) : await probeTcp(ns, host, port, ms);
+  const failed = /^(unreachable|no reply): (.*)$/.exec(got);
+  if (failed) throw new Error(`no reply from ${host}:${port}${udp ? '/udp' : ''}: ${failed[2]}`);
+  return got.trim();
 }
 
 /** `ip -j ARGS` run inside a container netns (through /proc/PID/fd/N). */
