@@ -85,35 +85,8 @@ export async function catchAsync(fn: () => Promise<unknown>): Promise<any> {
   throw new Error('expected a rejection, none happened');
 }
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
-
-/**
- * Node one-liner for a server that answers every TCP connection with `reply` plus the
- * client's address as it saw it ("hello from=1.2.3.4"), and UDP datagrams likewise.
- */
-export function serverScript(port: number, reply: string, udp = false): string {
-  return udp
-    ? `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('${reply} from='+r.address,r.port,r.address));s.bind(${port},()=>console.log('ready'))`
-    : `require('net').createServer(c=>c.end('${reply} from='+c.remoteAddress.replace('::ffff:',''))).listen(${port},'0.0.0.0',()=>console.log('ready'))`;
-}
-
-/** Waits until a spawned server prints 'ready' (or fails after `ms`). */
-export function waitReady(p: ChildProcess, ms = 5000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('server did not start')), ms);
-    p.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`server exited with ${code}`));
-    });
-  });
-}
+import type { ChildProcess } from 'node:child_process';
+import { Socket, connect, isIP } from 'node:net';
 
 /** Connects over TCP from this process and returns what the server sent. */
 export function tcpGet(host: string, port: number, ms = 3000): Promise<string> {
@@ -134,18 +107,6 @@ export function tcpGet(host: string, port: number, ms = 3000): Promise<string> {
       reject(e);
     });
   });
-}
-
-/** Node one-liner that connects to host:port over TCP and prints the reply (exit 1 on failure). */
-export function clientScript(host: string, port: number, udp = false): string {
-  return udp
-    ? `const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(m.toString());process.exit(0)});s.send('x',${port},'${host}');setTimeout(()=>process.exit(1),2000)`
-    : `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{console.log(d);process.exit(0)});s.on('error',e=>{console.error(e.message);process.exit(1)});setTimeout(()=>process.exit(1),2000)`;
-}
-
-/** Spawns a node process running `script` (caller decides the netns). */
-export function spawnNode(script: string): ChildProcess {
-  return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** Kills a child and waits until it has exited and its stdio pipes are closed (no fd leaks). */
@@ -192,7 +153,6 @@ export function fakeEndpoint(network: string, id: string, ip: string, prefix = 2
   };
 }
 
-import { Socket, isIP } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import * as libc from '../src/netlink/libc.js';
 import { withNetns, type NetnsHandle } from '../src/ns/netns.js';
