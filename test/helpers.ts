@@ -1,5 +1,5 @@
 /** Shared test helpers: independent oracles (iproute2, /proc) and leak checks. */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 /** Runs `ip -j ARGS` (in netns NAME when given) and parses its JSON: iproute2 as an independent oracle. */
@@ -85,35 +85,8 @@ export async function catchAsync(fn: () => Promise<unknown>): Promise<any> {
   throw new Error('expected a rejection, none happened');
 }
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
-
-/**
- * Node one-liner for a server that answers every TCP connection with `reply` plus the
- * client's address as it saw it ("hello from=1.2.3.4"), and UDP datagrams likewise.
- */
-export function serverScript(port: number, reply: string, udp = false): string {
-  return udp
-    ? `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('${reply} from='+r.address,r.port,r.address));s.bind(${port},()=>console.log('ready'))`
-    : `require('net').createServer(c=>c.end('${reply} from='+c.remoteAddress.replace('::ffff:',''))).listen(${port},'0.0.0.0',()=>console.log('ready'))`;
-}
-
-/** Waits until a spawned server prints 'ready' (or fails after `ms`). */
-export function waitReady(p: ChildProcess, ms = 5000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('server did not start')), ms);
-    p.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`server exited with ${code}`));
-    });
-  });
-}
+import type { ChildProcess } from 'node:child_process';
+import { Socket, connect, isIP } from 'node:net';
 
 /** Connects over TCP from this process and returns what the server sent. */
 export function tcpGet(host: string, port: number, ms = 3000): Promise<string> {
@@ -136,16 +109,26 @@ export function tcpGet(host: string, port: number, ms = 3000): Promise<string> {
   });
 }
 
-/** Node one-liner that connects to host:port over TCP and prints the reply (exit 1 on failure). */
-export function clientScript(host: string, port: number, udp = false): string {
-  return udp
-    ? `const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(m.toString());process.exit(0)});s.send('x',${port},'${host}');setTimeout(()=>process.exit(1),2000)`
-    : `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{console.log(d);process.exit(0)});s.on('error',e=>{console.error(e.message);process.exit(1)});setTimeout(()=>process.exit(1),2000)`;
-}
-
-/** Spawns a node process running `script` (caller decides the netns). */
+/** Spawns a node process running `script`: a process of its own, where a test needs another pid than this one (a host listener to be named). */
 export function spawnNode(script: string): ChildProcess {
   return spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Waits until a spawned process prints 'ready' (or fails after `ms`). */
+export function waitReady(p: ChildProcess, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('process did not get ready')), ms);
+    p.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`process exited with ${code}`));
+    });
+  });
 }
 
 /** Kills a child and waits until it has exited and its stdio pipes are closed (no fd leaks). */
@@ -205,4 +188,126 @@ export function seededRandom(seed: number): () => number {
     x >>>= 0;
     return x / 4294967296;
   };
+}
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import * as libc from '../src/netlink/libc.js';
+import { withNetns, type NetnsHandle } from '../src/ns/netns.js';
+
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+
+/**
+ * A socket file descriptor made inside `ns` for an address of `host`'s family. Node creates a
+ * client socket's descriptor only when it connects, on a later tick and so outside any namespace
+ * switch; a descriptor made here, inside the switch, stays in `ns` for its whole life.
+ */
+function fdIn(ns: NetnsHandle, host: string, type: number): number {
+  const family = isIP(host);
+  if (family === 0) throw new Error(`not an IP address: ${host}`);
+  return withNetns(ns, () => libc.socket(family === 6 ? 10 : 2, type | SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
+}
+
+/** Starts a TCP connection to host:port from inside netns `ns` (from this netns without one), in this very process. */
+export function connectFrom(ns: NetnsHandle | undefined, host: string, port: number): Socket {
+  const s = ns ? new Socket({ fd: fdIn(ns, host, SOCK_STREAM) }) : new Socket();
+  return s.connect(port, host);
+}
+
+/** How long a probe waits for the reply once it is connected (the servers are this process's own, or one process each). */
+const REPLY_MS = 5000;
+
+/**
+ * Connects to host:port from inside `ns` (or from here) and resolves to what the server sent, or
+ * to a string starting with "unreachable" when the connection is refused, unreachable, reset or
+ * not made within `connectMs`. A refusal (RST, ICMP unreachable) ends the probe at once; only a
+ * dropped SYN waits `connectMs`. Once connected the probe is reachable whatever happens next: it
+ * waits for the reply, and a probe that connected but got no reply says so, never "unreachable".
+ */
+export function probeTcp(ns: NetnsHandle | undefined, host: string, port: number, connectMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connectFrom(ns, host, port);
+    let data = '';
+    let connected = false;
+    let timer: NodeJS.Timeout | undefined;
+    const done = (what: string): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(what);
+    };
+    // The decision waits for one more turn of the event loop after the deadline, so a handshake
+    // the kernel completed while this process was not scheduled is seen before "timeout" is said.
+    timer = setTimeout(() => setImmediate(() => connected || done('unreachable: timeout')), connectMs);
+    s.on('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      timer = setTimeout(() => done(`connected, no reply within ${REPLY_MS} ms`), REPLY_MS);
+    });
+    s.on('data', (d) => (data += d.toString()));
+    s.on('end', () => done(data));
+    s.on('error', (e: NodeJS.ErrnoException) => done(`unreachable: ${e.code}`));
+  });
+}
+
+/**
+ * Sends one UDP datagram from `ns` (from the wildcard address, port `sport` or any) to host:port
+ * and resolves to the first reply, or to a string starting with "no reply": at once when the
+ * peer refuses (its ICMP port unreachable reaches the socket, which is connected for that), after
+ * `ms` when the datagram or its answer is dropped.
+ */
+export function probeUdp(ns: NetnsHandle | undefined, host: string, port: number, ms: number, sport = 0, payload = 'x'): Promise<string> {
+  return new Promise((resolve) => {
+    const v6 = isIP(host) === 6;
+    const s: UdpSocket = createSocket(v6 ? 'udp6' : 'udp4');
+    let timer: NodeJS.Timeout | undefined;
+    let ended = false;
+    const done = (what: string): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      s.close();
+      resolve(what);
+    };
+    s.on('message', (m) => done(m.toString()));
+    s.on('error', (e: NodeJS.ErrnoException) => done(`no reply: ${e.code}`));
+    let where: { fd: number } | { port: number; address: string };
+    if (ns) {
+      const fd = fdIn(ns, host, SOCK_DGRAM);
+      // Bound here, the flow has its fixed source port in the namespace the socket belongs to.
+      if (sport) libc.bind(fd, sockaddr(v6, sport));
+      where = { fd };
+    } else where = { port: sport, address: v6 ? '::' : '0.0.0.0' };
+    s.bind(where, () =>
+      s.connect(port, host, () =>
+        s.send(payload, () => {
+          timer = setTimeout(() => done('no reply: timeout'), ms);
+        }),
+      ),
+    );
+  });
+}
+
+/** Receives UDP on the wildcard address, port `port`, inside `ns` (IPv4 only, or both families with `v6`), in this very process; close() it when done. */
+export function listenUdpIn(ns: NetnsHandle, port: number, onMessage: (msg: Buffer, from: { address: string; port: number }, s: UdpSocket) => void, v6 = false): UdpSocket {
+  const fd = fdIn(ns, v6 ? '::' : '0.0.0.0', SOCK_DGRAM);
+  // Bound before Node wraps it: datagrams that come first wait in the socket's queue.
+  libc.bind(fd, sockaddr(v6, port));
+  const s = createSocket(v6 ? 'udp6' : 'udp4');
+  s.on('message', (m, r) => onMessage(m, r, s));
+  s.on('error', () => undefined);
+  return s.bind({ fd });
+}
+
+/** Answers every UDP datagram to [::]:`port` (both families) inside `ns` with `reply`, from this very process; close() it when done. */
+export function serveUdpIn(ns: NetnsHandle, port: number, reply: string): UdpSocket {
+  return listenUdpIn(ns, port, (_m, r, s) => s.send(reply, r.port, r.address), true);
+}
+
+/** A wildcard sockaddr_in or sockaddr_in6 with `port`, for bind(2). */
+function sockaddr(v6: boolean, port: number): Buffer {
+  const b = Buffer.alloc(v6 ? 28 : 16);
+  b.writeUInt16LE(v6 ? 10 : 2, 0);
+  b.writeUInt16BE(port, 2);
+  return b;
 }

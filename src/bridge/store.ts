@@ -335,7 +335,7 @@ export class Store {
    */
   removeNetwork(name: string): boolean {
     const existed = removeFile(this.networkFile(name));
-    rmSync(this.networkDir(name), { recursive: true, force: true });
+    this.clearNetworkDir(name);
     return existed;
   }
 
@@ -355,9 +355,18 @@ export class Store {
     });
   }
 
-  /** Removes what an earlier network of this name may have left (a crash between its record and its directory). */
+  /**
+   * Removes what an earlier network of this name may have left (a crash between its record and
+   * its directory). A process that starts to wait for the network's lock re-makes the directory
+   * and its lock file at any moment; when that happens during the removal, what is left is the
+   * waiter's, and the waiter clears it again once it holds the lock and finds no record.
+   */
   clearNetworkDir(name: string): void {
-    rmSync(this.networkDir(name), { recursive: true, force: true });
+    try {
+      rmSync(this.networkDir(name), { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
+    }
   }
 
   // ------------------------------------------------------------------ endpoints

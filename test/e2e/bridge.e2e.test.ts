@@ -15,9 +15,10 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Networks, createNamedNetns, deleteNamedNetns, type EndpointRecord, type NetnsHandle } from '../../src/index.js';
-import { makeUpstream, serve, fetchFrom, stop, type Upstream } from '../../demo/scenario.js';
+import { makeUpstream, serve, stop, type Upstream } from '../../demo/scenario.js';
 import { ipJson, leakGuard, tcpGet, requireSandbox } from '../helpers.js';
 import { NFT, nftChain, nftChainRules, nftHasTable, nftMappings, nftOf, normalizedNft } from './fw-oracle.js';
+import { DROPPED_MS, fetchIn } from './lib.js';
 
 // ------------------------------------------------------------------ sandbox and oracles
 
@@ -282,12 +283,12 @@ test('connect two containers: distinct IPs .2 and .3, eth0 addressed, lo up, def
 
 test('container to container TCP on the bridge (FORWARD policy DROP)', async () => {
   servers.push(await serve(ns('c1'), 8000, 'hello from c1'));
-  assert.is(await fetchFrom(ns('c2'), ep('c1').ip, 8000), `hello from c1 from=${ep('c2').ip}`);
+  assert.is(await fetchIn(ns('c2'), ep('c1').ip, 8000), `hello from c1 from=${ep('c2').ip}`);
 });
 
 test('outbound traffic is MASQUERADEd: the upstream sees the host address', async () => {
   servers.push(await serve(upstream.ns, 9000, 'upstream says hi'));
-  assert.is(await fetchFrom(ns('c1'), upstream.ip, 9000), `upstream says hi from=${upstream.hostIp}`);
+  assert.is(await fetchIn(ns('c1'), upstream.ip, 9000), `upstream says hi from=${upstream.hostIp}`);
 });
 
 // ------------------------------------------------------------------ published ports
@@ -321,7 +322,7 @@ test('connect with 80:80, 5353:53/udp, HOSTIP:8081:80 and 127.0.0.1:8083:80: DNA
 });
 
 test('published 80:80 from upstream: reaches the container with the client address preserved', async () => {
-  assert.is(await fetchFrom(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
+  assert.is(await fetchIn(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
 });
 
 test('published 80:80 from the host via its own IP and via 127.0.0.1', async () => {
@@ -330,23 +331,23 @@ test('published 80:80 from the host via its own IP and via 127.0.0.1', async () 
 });
 
 test('published 80:80 from another container and from the same container (hairpin)', async () => {
-  assert.is(await fetchFrom(ns('c1'), upstream.hostIp, 80), `c3 port 80 from=${GW}`);
-  assert.is(await fetchFrom(ns('c3'), upstream.hostIp, 80), `c3 port 80 from=${GW}`, 'hairpin');
+  assert.is(await fetchIn(ns('c1'), upstream.hostIp, 80), `c3 port 80 from=${GW}`);
+  assert.is(await fetchIn(ns('c3'), upstream.hostIp, 80), `c3 port 80 from=${GW}`, 'hairpin');
 });
 
 test('UDP mapping 5353:53/udp from upstream', async () => {
-  assert.is(await fetchFrom(upstream.ns, upstream.hostIp, 5353, true), `c3 dns from=${upstream.ip}`);
+  assert.is(await fetchIn(upstream.ns, upstream.hostIp, 5353, true), `c3 dns from=${upstream.ip}`);
 });
 
 test('HOSTIP:HOST:CONTAINER mapping answers only on that IP', async () => {
-  assert.is(await fetchFrom(upstream.ns, HOST_IP2, 8081), `c3 port 80 from=${upstream.ip}`);
-  const err = await fetchFrom(upstream.ns, upstream.hostIp, 8081).then((r) => `answered: ${r}`, (e: Error) => e.message);
+  assert.is(await fetchIn(upstream.ns, HOST_IP2, 8081), `c3 port 80 from=${upstream.ip}`);
+  const err = await fetchIn(upstream.ns, upstream.hostIp, 8081).then((r) => `answered: ${r}`, (e: Error) => e.message);
   assert.match(err, /ECONNREFUSED/, 'the other host IP has no mapping: refused by the host itself');
 });
 
 test('127.0.0.1:HOST:CONTAINER mapping answers on localhost only, not from outside', async () => {
   assert.is(await tcpGet('127.0.0.1', 8083), `c3 port 80 from=${GW}`);
-  const err = await fetchFrom(upstream.ns, upstream.hostIp, 8083).then((r) => `answered: ${r}`, (e: Error) => e.message);
+  const err = await fetchIn(upstream.ns, upstream.hostIp, 8083).then((r) => `answered: ${r}`, (e: Error) => e.message);
   assert.match(err, /ECONNREFUSED/, 'not published on the host address');
   const own = await tcpGet(upstream.hostIp, 8083).then((r) => `answered: ${r}`, (e: Error) => e.message);
   assert.match(own, /ECONNREFUSED/, 'not published on the host address, even from the host');
@@ -354,8 +355,8 @@ test('127.0.0.1:HOST:CONTAINER mapping answers on localhost only, not from outsi
 
 test('DNAT only for local destinations: a container reaching upstream:80 gets the upstream, not c3 (mydocker bug 22)', async () => {
   servers.push(await serve(upstream.ns, 80, 'upstream port 80'));
-  assert.is(await fetchFrom(ns('c2'), upstream.ip, 80), `upstream port 80 from=${upstream.hostIp}`);
-  assert.is(await fetchFrom(ns('c3'), upstream.ip, 80), `upstream port 80 from=${upstream.hostIp}`);
+  assert.is(await fetchIn(ns('c2'), upstream.ip, 80), `upstream port 80 from=${upstream.hostIp}`);
+  assert.is(await fetchIn(ns('c3'), upstream.ip, 80), `upstream port 80 from=${upstream.hostIp}`);
 });
 
 // ------------------------------------------------------------------ repair
@@ -363,10 +364,10 @@ test('DNAT only for local destinations: a container reaching upstream:80 gets th
 test('repair after TSN-HOSTPORTS was flushed restores the published port', async () => {
   if (NFT) execFileSync('nft', ['flush', 'chain', 'inet', 'tsnetlink', 'hostports']);
   else execFileSync(IPTABLES, ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
-  const lost = await fetchFrom(upstream.ns, upstream.hostIp, 80).then((r) => `still answered: ${r}`, (e: Error) => e.message);
+  const lost = await fetchIn(upstream.ns, upstream.hostIp, 80).then((r) => `still answered: ${r}`, (e: Error) => e.message);
   assert.match(lost, /ECONNREFUSED/, 'the wipe really removed the mapping');
   await nets.repair();
-  assert.is(await fetchFrom(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
+  assert.is(await fetchIn(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
 });
 
 test('repair after a firewall reload (every table flushed, admin rules re-applied) restores all paths', async () => {
@@ -386,13 +387,13 @@ test('repair after a firewall reload (every table flushed, admin rules re-applie
     execFileSync(RESTORE, ['--noflush'], { input: FOREIGN });
   }
   assert.not.ok(saveText().includes('TSN-') || saveText().includes('tsnetlink'), 'wiped');
-  const lost = await fetchFrom(ns('c1'), upstream.ip, 9000).then((r) => `still answered: ${r}`, (e: Error) => e.message);
+  const lost = await fetchIn(ns('c1'), upstream.ip, 9000, false, DROPPED_MS).then((r) => `still answered: ${r}`, (e: Error) => e.message);
   assert.not.ok(lost.startsWith('still answered'), `FORWARD DROP blocks the container without our rules (${lost})`);
   await nets.repair();
   assert.equal(normalizedSave(), before, 'repair rebuilt exactly the ruleset that was there');
   if (NFT) assert.fixture(normalizedNft(), beforeNft);
-  assert.is(await fetchFrom(ns('c1'), upstream.ip, 9000), `upstream says hi from=${upstream.hostIp}`);
-  assert.is(await fetchFrom(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
+  assert.is(await fetchIn(ns('c1'), upstream.ip, 9000), `upstream says hi from=${upstream.hostIp}`);
+  assert.is(await fetchIn(upstream.ns, upstream.hostIp, 80), `c3 port 80 from=${upstream.ip}`);
   assert.is(await tcpGet('127.0.0.1', 80), `c3 port 80 from=${GW}`);
 });
 
@@ -448,20 +449,29 @@ test('disconnect works after the container netns was deleted first', async () =>
 // ------------------------------------------------------------------ network rm
 
 test('disconnect does not freeze the event loop while the kernel waits for RCU', async () => {
-  const c = await container('c7');
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 1);
-  const t0 = performance.now();
-  const p = nets.disconnect(NET, c.id);
-  const syncMs = performance.now() - t0;
-  assert.is(await p, true);
-  const totalMs = performance.now() - t0;
-  clearInterval(timer);
-  assert.not.ok(hostLinks().includes(c.hostIfname));
-  // The link deletion (~15-20 ms of RCU) runs on a worker thread: the call returns at once
-  // and timers keep firing meanwhile.
-  assert.ok(syncMs < totalMs / 2, `synchronous part ${syncMs.toFixed(1)} ms of ${totalMs.toFixed(1)} ms`);
-  assert.ok(ticks > 0, 'timers ran during the disconnect');
+  // The link deletion (~15-20 ms of RCU) runs on a worker thread: the call returns at once and
+  // timers keep firing meanwhile. Wall-clock times on a shared machine only ever grow (this
+  // thread may be descheduled at any point), so the best of five disconnects is compared: a
+  // deletion done on this thread would put its RCU wait into the synchronous part of every one.
+  const runs: { syncMs: number; totalMs: number; ticks: number }[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c = await container(`c7${i}`);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const p = nets.disconnect(NET, c.id);
+    const syncMs = performance.now() - t0;
+    assert.is(await p, true);
+    const totalMs = performance.now() - t0;
+    clearInterval(timer);
+    assert.not.ok(hostLinks().includes(c.hostIfname));
+    runs.push({ syncMs, totalMs, ticks });
+    dropContainer(`c7${i}`);
+  }
+  const best = runs.reduce((a, b) => (b.syncMs / b.totalMs < a.syncMs / a.totalMs ? b : a));
+  const all = runs.map((r) => `${r.syncMs.toFixed(1)}/${r.totalMs.toFixed(1)} ms`).join(', ');
+  assert.ok(best.syncMs < best.totalMs / 2, `synchronous part of the best run ${best.syncMs.toFixed(1)} ms of ${best.totalMs.toFixed(1)} ms (all: ${all})`);
+  assert.ok(best.ticks > 0, 'timers ran during the disconnect');
 });
 
 test('a stale endpoint of the same netns (its veth gone, as when a netns inode is reused) is cleared by the next connect', async () => {
@@ -515,7 +525,7 @@ test('connectMany / disconnectMany: five containers with a mapping each in one c
     }
     const srv = await serve(handles[2], 80, 'm3 here');
     try {
-      assert.match(await fetchFrom(upstream.ns, upstream.hostIp, 9102), /^m3 here from=/);
+      assert.match(await fetchIn(upstream.ns, upstream.hostIp, 9102), /^m3 here from=/);
     } finally {
       await stop(srv);
     }

@@ -1,6 +1,7 @@
 /**
- * End-to-end: `tsnetlink` CLI processes killed with SIGKILL at random points, 100 times for each
- * of connect -p, disconnect, network create and network rm. Half the kills land at a random time
+ * End-to-end: `tsnetlink` CLI processes killed with SIGKILL at random points, 30 times for each
+ * of connect -p, disconnect, network create and network rm (100 times under $TSNETLINK_STRESS=1;
+ * $TSNETLINK_CRASH_KILLS sets any count). Half the kills land at a random time
  * in the process's life, half at a random time after the batch's first write to the state
  * directory (inside the operations, which queue on their locks). After every round, one prune must leave records, kernel state and the
  * firewall in exact agreement (Networks.check), no IP or MAC may be held twice, and the next
@@ -11,12 +12,13 @@ import * as assert from 'uvu/assert';
 import { watch } from 'node:fs';
 import { Networks } from '../../src/index.js';
 import { requireSandbox, tcpGet } from '../helpers.js';
-import { box, cli, ipIn, rng, serveIn, type Box, type CliRun } from './lib.js';
+import { box, cli, ipIn, rng, serveIn, stressCount, type Box, type CliRun } from './lib.js';
 import { NFT, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('crash');
 
-const KILLS = Number(process.env['TSNETLINK_CRASH_KILLS'] ?? 100);
+// Three rounds of ten already land kills both at random times and inside the operations' queues.
+const KILLS = Number(process.env['TSNETLINK_CRASH_KILLS'] ?? stressCount(100, 30));
 const BATCH = 10;
 const NET = 'crashnet';
 const GW = '10.40.0.1';

@@ -40,9 +40,14 @@ async function runWorkers(n: number, args: (w: number) => string[]): Promise<Res
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     const done = new Promise<Result[]>((res, rej) => {
       child.once('error', rej);
-      child.once('exit', (code) => {
-        if (code === 0) res(JSON.parse(out.slice('ready\n'.length)) as Result[]);
-        else rej(new RangeError(`worker ${w} exited ${code}: ${err}`));
+      // 'close', not 'exit': a child's exit can be reported before the rest of its stdout is read.
+      child.once('close', (code) => {
+        if (code !== 0) return rej(new RangeError(`worker ${w} exited ${code}: ${err}`));
+        try {
+          res(JSON.parse(out.slice('ready\n'.length)) as Result[]);
+        } catch (e) {
+          rej(new Error(`worker ${w}: unreadable result ${JSON.stringify(out)}: ${(e as Error).message}`));
+        }
       });
     });
     return { child, ready, done };

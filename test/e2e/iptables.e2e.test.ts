@@ -6,12 +6,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { openNetns, withNetns, type NetnsHandle } from '../../src/index.js';
 import * as ipt from '../../src/iptables/index.js';
-import { FALLBACK_TUNNELS } from '../helpers.js';
+import { FALLBACK_TUNNELS, probeTcp, probeUdp, listenUdpIn } from '../helpers.js';
+import { DROPPED_MS } from './lib.js';
 
 const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 const SAVE = RESTORE.replace(/-restore$/, '-save');
@@ -101,6 +104,8 @@ let servers: Server[] = [];
 let C = 0; // container netns holder pid
 let L = 0; // LAN neighbour netns holder pid
 const udpSeen: string[] = [];
+const hostSeen: string[] = [];
+let udpSockets: UdpSocket[] = [];
 let baseline: string[] = [];
 let networkOnly: string[] = [];
 
@@ -120,38 +125,28 @@ async function holder(): Promise<number> {
   throw new Error('unshare did not start');
 }
 
-function nodeIn(pid: number, code: string, onLine?: (line: string) => void): Promise<void> {
-  const child = spawn('nsenter', [`--net=/proc/${pid}/ns/net`, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line === 'ready') resolve();
-        else onLine?.(line);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
+/** The netns of a holder process, opened once: the servers and probes of this file run in this very process. */
+const nsOf = new Map<number, NetnsHandle>();
+function ns(pid: number): NetnsHandle {
+  let h = nsOf.get(pid);
+  if (!h) nsOf.set(pid, (h = openNetns({ pid })));
+  return h;
 }
 
-/** One TCP exchange from netns `pid` (or from here): the server's greeting, or 'TIMEOUT'/'ERR'. */
-// Asynchronous: the host-side server lives in this process and must keep accepting meanwhile.
-function tcp(pid: number | undefined, host: string, port: number): Promise<string> {
-  const code = `const s=require('net').connect(${port},'${host}');s.setTimeout(700,()=>{console.log('TIMEOUT');process.exit()});let o='';s.on('data',d=>o+=d);s.on('end',()=>{console.log(o.trim());process.exit()});s.on('error',e=>{console.log('ERR '+e.code);process.exit()})`;
-  const argv = [process.execPath, '-e', code];
-  const [file, args] = pid === undefined ? [process.execPath, argv.slice(1)] : ['nsenter', [`--net=/proc/${pid}/ns/net`, ...argv]];
-  return new Promise((resolve, reject) => execFile(file, args, { encoding: 'utf8' }, (err, out) => (err ? reject(err) : resolve(out.trim()))));
+/**
+ * One TCP exchange from netns `pid` (or from here): the server's greeting, 'ERR CODE' when
+ * refused, or 'TIMEOUT' when no connection is made within `ms` (a dropped SYN).
+ */
+async function tcp(pid: number | undefined, host: string, port: number, ms = 3000): Promise<string> {
+  const got = await probeTcp(pid === undefined ? undefined : ns(pid), host, port, ms);
+  if (got === 'unreachable: timeout') return 'TIMEOUT';
+  return got.startsWith('unreachable: ') ? `ERR ${got.slice('unreachable: '.length)}` : got.trim();
 }
 
 /** One UDP datagram from the LAN neighbour, always from source port 40000 (one conntrack flow). */
-function udpFromLan(text: string): void {
-  const code = `const s=require('dgram').createSocket('udp4');s.bind(40000,()=>s.send('${text}',5353,'10.99.0.1',()=>s.close()))`;
-  execFileSync('nsenter', [`--net=/proc/${L}/ns/net`, process.execPath, '-e', code]);
+async function udpFromLan(text: string): Promise<void> {
+  // Nothing answers: the probe only needs the datagram sent, so its wait is short.
+  await probeUdp(ns(L), '10.99.0.1', 5353, 1, 40000, text);
 }
 
 async function waitFor(pred: () => boolean, ms: number): Promise<boolean> {
@@ -177,16 +172,17 @@ function registerTests(): void {
     inNs(C, `ip link set lo up && ip addr add 192.168.77.2/24 dev eth0 && ip link set eth0 up && ip route add default via 192.168.77.1 && ${aimLoopbackAt('192.168.77.1')}`);
     sh('ip link add tsne2elan type veth peer name eth0 netns ' + L + ' && ip addr add 10.99.0.1/24 dev tsne2elan && ip link set tsne2elan up');
     inNs(L, `ip link set lo up && ip addr add 10.99.0.2/24 dev eth0 && ip link set eth0 up && ip route add default via 10.99.0.1 && ${aimLoopbackAt('10.99.0.1')}`);
-    await nodeIn(
-      C,
-      `require('net').createServer(s=>s.end('hello '+s.remoteAddress.replace('::ffff:','')+'\\n')).listen(80,()=>{` +
-        `const u=require('dgram').createSocket('udp4');u.on('message',(m,r)=>console.log('udp '+r.address+' '+m));u.bind(53,()=>console.log('ready'))})`,
-      (line) => udpSeen.push(line),
-    );
+    // The container's servers belong to this process; listen() and the bind below make their sockets inside its netns.
+    const web = withNetns(ns(C), () => createServer((s) => s.end(`hello ${s.remoteAddress?.replace('::ffff:', '')}\n`)).listen(80));
+    const dns = listenUdpIn(ns(C), 53, (m, r) => udpSeen.push(`udp ${r.address} ${m}`));
+    // What reaches the host's own 10.99.0.1:5353 instead (a flow the DNAT did not take).
+    const hostUdp = createSocket('udp4').on('message', (m, r) => hostSeen.push(`udp ${r.address} ${m}`));
+    await new Promise<void>((r) => hostUdp.bind(5353, '10.99.0.1', r));
+    udpSockets = [dns, hostUdp];
     // A service only the host itself should reach.
     const secret = createServer((s) => s.end('host-secret\n'));
     await new Promise<void>((r) => secret.listen(7000, '127.0.0.1', r));
-    servers = [secret];
+    servers = [secret, web];
     // Other software's rules, which must keep their place and survive everything.
     rawRestore('*raw\n-A PREROUTING -i foreign0 -j ACCEPT\nCOMMIT\n*filter\n-A FORWARD -i foreign0 -j ACCEPT\nCOMMIT\n*nat\n-A POSTROUTING -s 10.200.0.0/16 -j MASQUERADE\nCOMMIT\n');
     baseline = saveLines();
@@ -194,6 +190,8 @@ function registerTests(): void {
 
   test.after(() => {
     for (const s of servers) s.close();
+    for (const u of udpSockets) u.close();
+    for (const h of nsOf.values()) h.close();
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   });
 
@@ -209,13 +207,15 @@ function registerTests(): void {
   });
 
   test('udp: a flow seen before its mapping needs the conntrack flush', async () => {
-    udpFromLan('before');
+    await udpFromLan('before');
     assert.ok(sh('conntrack -L -p udp --orig-port-dst 5353 2>/dev/null').includes('dport=5353'), 'flow tracked');
     await ipt.restore(ipt.endpointAddText(ep));
-    udpFromLan('stale');
-    assert.not.ok(await waitFor(() => udpSeen.length > 0, 300), 'old conntrack entry bypasses the new DNAT');
+    await udpFromLan('stale');
+    // The stale datagram's arrival at the host is the event to wait for; the container must not have had it.
+    assert.ok(await waitFor(() => hostSeen.includes('udp 10.99.0.2 stale'), 2000), `the stale flow reached the host: ${hostSeen.join(',')}`);
+    assert.equal(udpSeen, [], 'old conntrack entry bypasses the new DNAT');
     assert.is(await ipt.conntrackFlushUdp(5353), true);
-    udpFromLan('fresh');
+    await udpFromLan('fresh');
     assert.ok(await waitFor(() => udpSeen.some((l) => l === 'udp 10.99.0.2 fresh'), 2000), udpSeen.join(','));
   });
 
@@ -228,8 +228,8 @@ function registerTests(): void {
     assert.is(await tcp(undefined, '127.0.0.1', 9090), 'hello 192.168.77.1', 'localhost mapping, MASQUERADEd to the bridge IP');
     assert.is(await tcp(undefined, '127.0.0.1', 8080), 'hello 192.168.77.1');
     assert.is(await tcp(L, '10.99.0.1', 8080), 'hello 10.99.0.2', 'LAN mapping keeps the client address');
-    assert.is(await tcp(L, '127.0.0.1', 9090), 'TIMEOUT', 'a neighbour must not reach a 127.0.0.1-only mapping');
-    assert.is(await tcp(C, '127.0.0.1', 7000), 'TIMEOUT', 'a container must not reach the host loopback');
+    assert.is(await tcp(L, '127.0.0.1', 9090, DROPPED_MS), 'TIMEOUT', 'a neighbour must not reach a 127.0.0.1-only mapping');
+    assert.is(await tcp(C, '127.0.0.1', 7000, DROPPED_MS), 'TIMEOUT', 'a container must not reach the host loopback');
     assert.is(await tcp(undefined, '127.0.0.1', 7000), 'host-secret');
     // Control: without the guard both attacks succeed, so the two TIMEOUTs above are its doing.
     rawRestore(`*raw\n${GUARD.replace('-A ', '-D ')}\nCOMMIT\n`);

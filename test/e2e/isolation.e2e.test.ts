@@ -12,7 +12,8 @@ import net from 'node:net';
 import { Networks, withNetns } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { ipJson, requireSandbox } from '../helpers.js';
-import { box, serveIn, reach, ipIn, runIn, IPTABLES, type Box } from './lib.js';
+import * as libc from '../../src/netlink/libc.js';
+import { box, serveIn, reach, DROPPED_MS, ipIn, runIn, until, IPTABLES, type Box } from './lib.js';
 import { NFT, nftChainRules, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('isolation');
@@ -87,7 +88,7 @@ test.after(async () => {
 
 /** Runs probes in parallel: [what, from, host, port, expected reply or null for unreachable]. */
 async function expectReach(cases: readonly [string, Box | undefined, string, number, string | null][]): Promise<void> {
-  const got = await Promise.all(cases.map(([, from, host, port, want]) => reach(from, host, port, want === null ? 600 : 3000)));
+  const got = await Promise.all(cases.map(([, from, host, port, want]) => reach(from, host, port, want === null ? DROPPED_MS : 3000)));
   const wrong = cases.map((c, i) => [c, got[i]!] as const).filter(([c, g]) => (c[4] === null ? !g.startsWith('unreachable') : g !== c[4]));
   assert.equal(wrong.map(([c, g]) => `${c[0]}: got ${JSON.stringify(g)}`), []);
 }
@@ -188,6 +189,24 @@ test('the host\'s own netns is refused as a container (it would get eth0, an add
   assert.is(nets.inspect('neta').endpoints.some((e) => e.id === 'host'), false);
 });
 
+/**
+ * A raw ICMPv6 socket inside `b`'s netns (or here) that tells whether a router advertisement
+ * (type 134) has arrived since it was opened.
+ */
+function raListener(b: Box | undefined): { sawRa(): boolean; close(): void } {
+  const open = (): number => libc.socket(10, 3 | libc.SOCK_CLOEXEC, 58);
+  const fd = b ? withNetns(b.ns, open) : open();
+  const buf = Buffer.alloc(2048);
+  let seen = false;
+  return {
+    sawRa() {
+      for (let n = libc.recvNonBlocking(fd, buf, 0); n >= 0 && !seen; n = libc.recvNonBlocking(fd, buf, 0)) seen = n > 0 && buf[0] === 134;
+      return seen;
+    },
+    close: () => libc.close(fd),
+  };
+}
+
 test('router advertisements from a container change nothing on the host or on siblings', async () => {
   for (const br of ['neta']) assert.is(execFileSync('cat', [`/proc/sys/net/ipv6/conf/${br}/accept_ra`], { encoding: 'utf8' }).trim(), '0');
   // The host veths keep accept_ra=1 on purpose: as bridge ports they never see RAs themselves,
@@ -206,8 +225,15 @@ test('router advertisements from a container change nothing on the host or on si
     'msg = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + pio',
     'for _ in range(3): s.sendto(msg, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))',
   ].join('\n');
-  runIn(a1, 'python3', ['-c', ra]);
-  await new Promise((r) => setTimeout(r, 500));
+  // The host (on the bridge) and the sibling each listen for the RA: once both have it, the kernel
+  // has handled it there too (the raw copy and the neighbour-discovery handling are one receive).
+  const listeners = [raListener(undefined), raListener(a2)];
+  try {
+    runIn(a1, 'python3', ['-c', ra]);
+    for (const [i, l] of listeners.entries()) await until(`the RA to reach ${i === 0 ? 'the host' : 'a2'}`, () => l.sawRa(), 5000);
+  } finally {
+    for (const l of listeners) l.close();
+  }
   const hostRoutes = ipJson<any[]>(['-6', 'route', 'show']);
   assert.not.ok(hostRoutes.some((r) => r.dst === 'default' || String(r.dst).startsWith('2001:db8:66')), `host routes: ${JSON.stringify(hostRoutes)}`);
   const hostAddrs = ipJson<any[]>(['-6', 'addr', 'show']).flatMap((l) => l.addr_info.map((a: any) => a.local));

@@ -3,14 +3,26 @@
  * anonymous namespaces owned by the test process, servers listening inside them from this very
  * process (a socket created inside a namespace switch stays there), and probes.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { createAnonymousNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
-import { withoutFallbackTunnels } from '../helpers.js';
+import { probeTcp, probeUdp, withoutFallbackTunnels } from '../helpers.js';
 
 export const RESTORE = process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore';
 export const SAVE = RESTORE.replace(/-restore$/, '-save');
 export const IPTABLES = RESTORE.replace(/-restore$/, '');
+
+/**
+ * Whether this run uses the full stress counts ($TSNETLINK_STRESS=1, `npm run test:stress`).
+ * Without it the stress files run every scenario with fewer repetitions, enough to hit the
+ * classes of bug they were written for, so that `npm test` stays short.
+ */
+export const STRESS = process.env['TSNETLINK_STRESS'] === '1';
+
+/** A repetition count: `full` under $TSNETLINK_STRESS=1, else `light`. */
+export function stressCount(full: number, light: number): number {
+  return STRESS ? full : light;
+}
 
 /** A container: an anonymous netns with lo up, and the servers listening inside it. */
 export interface Box {
@@ -54,21 +66,29 @@ export function serveIn(b: Box, port: number, reply = b.name): void {
   b.servers.push(s);
 }
 
+/** How long a probe that is expected to fail waits for a dropped SYN: long enough for any handshake on veths and a bridge, which takes well under a millisecond. */
+export const DROPPED_MS = 300;
+
 /**
  * Connects to host:port from inside `from` (or from here) and resolves to the reply, or to a
- * string starting with "unreachable" when the connection fails or times out. The client is a
- * child process forked inside the netns (a connect() of this process would happen outside it),
- * waited for asynchronously so that the in-process servers keep answering.
+ * string starting with "unreachable" when the connection is refused, or not made within `ms`
+ * (test/helpers.ts probeTcp). The probe runs in this process, so the in-process servers keep
+ * answering while it waits: its socket is made inside the container's netns and stays there.
  */
-export function reach(from: Box | undefined, host: string, port: number, ms = 1500): Promise<string> {
-  const js = `const s=require('net').connect(${port},'${host}');let d='';s.on('data',x=>d+=x);s.on('end',()=>{process.stdout.write(d);process.exit(0)});s.on('error',e=>{process.stdout.write('unreachable: '+e.code);process.exit(0)});setTimeout(()=>{process.stdout.write('unreachable: timeout');process.exit(0)},${ms})`;
-  return new Promise((resolve, reject) => {
-    const start = (): void => {
-      execFile(process.execPath, ['-e', js], { encoding: 'utf8' }, (e, out) => (e ? reject(e) : resolve(out)));
-    };
-    if (from) withNetns(from.ns, start);
-    else start();
-  });
+export function reach(from: Box | undefined, host: string, port: number, ms = 3000): Promise<string> {
+  return probeTcp(from?.ns, host, port, ms);
+}
+
+/**
+ * What demo/scenario.ts fetchFrom does (TCP or UDP from `ns` or from here, the reply trimmed,
+ * a rejection naming why there was none), with the probe in this process (test/helpers.ts):
+ * a refusal ends it at once, and only silence waits `ms`.
+ */
+export async function fetchIn(ns: NetnsHandle | undefined, host: string, port: number, udp = false, ms = 3000): Promise<string> {
+  const got = udp ? await probeUdp(ns, host, port, ms) : await probeTcp(ns, host, port, ms);
+  const failed = /^(unreachable|no reply): (.*)$/.exec(got);
+  if (failed) throw new Error(`no reply from ${host}:${port}${udp ? '/udp' : ''}: ${failed[2]}`);
+  return got.trim();
 }
 
 /** `ip -j ARGS` run inside a container netns (through /proc/PID/fd/N). */

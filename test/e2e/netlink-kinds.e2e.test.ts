@@ -7,8 +7,9 @@
 import { test } from 'uvu';
 import { spawnSync } from 'node:child_process';
 import * as assert from 'uvu/assert';
-import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, spawnInNetns, NetlinkError, type NetnsHandle } from '../../src/index.js';
-import { catchError, ipJson, ip, leakGuard, requireSandbox, serverScript, waitReady, clientScript, stop } from '../helpers.js';
+import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, withNetns, NetlinkError, type NetnsHandle } from '../../src/index.js';
+import net from 'node:net';
+import { catchError, ipJson, ip, leakGuard, probeTcp, requireSandbox } from '../helpers.js';
 import { fixtureRtnl, kernelHas, kernelTest, sameAsCapture } from '../kernel.js';
 import * as L from '../../src/netlink/link.js';
 import * as N from '../../src/netlink/neigh.js';
@@ -211,18 +212,12 @@ kernelTest(test, FILE, 'VXLAN overlay: two hosts, static FDB dst entries and nei
     assert.equal(ipJson(['neigh', 'show', 'dev', 'eth0'], 'vca').map((n: any) => [n.dst, n.lladdr, n.state[0]]), [['192.168.77.2', macs.b, 'PERMANENT']]);
     // ip neigh hides NOARP entries (multicast) unless asked for `nud all`; so do we here.
     assert.equal(ca.rt.neighList({ link: 'eth0' }).filter((n) => !n.states.includes('noarp')).map((n) => [n.dst, n.lladdr, n.states]), [['192.168.77.2', macs.b, ['permanent']]]);
-    const server = spawnInNetns(cb.ns, process.execPath, ['-e', serverScript(8080, 'over-vxlan')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Server and client are this process's own, their sockets made inside the two containers' netns.
+    const server = withNetns(cb.ns, () => net.createServer((x) => x.end(`over-vxlan from=${x.remoteAddress?.replace('::ffff:', '')}`)).listen(8080));
     try {
-      await waitReady(server);
-      const out = await new Promise<string>((resolve) => {
-        const p = spawnInNetns(ca.ns, process.execPath, ['-e', clientScript('192.168.77.2', 8080)], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let o = '';
-        p.stdout!.on('data', (d) => (o += d));
-        p.on('close', () => resolve(o.trim()));
-      });
-      assert.is(out, 'over-vxlan from=192.168.77.1');
+      assert.is(await probeTcp(ca.ns, '192.168.77.2', 8080, 3000), 'over-vxlan from=192.168.77.1');
     } finally {
-      await stop(server);
+      await new Promise((r) => server.close(r));
     }
     // The packets went through the VXLAN device: its counters moved.
     const stats = ipJson(['-s', 'link', 'show', 'vx0'], 'vha')[0].stats64;

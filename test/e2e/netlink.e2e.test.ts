@@ -24,7 +24,9 @@ import {
   SysError,
   type NetnsHandle,
 } from '../../src/index.js';
-import { catchError, ipJson, leakGuard, withoutFallbackTunnels, serverScript, tcpGet, waitReady, clientScript, threadNetnsIno, stop } from '../helpers.js';
+import net from 'node:net';
+import { catchError, ipJson, leakGuard, withoutFallbackTunnels, probeTcp, tcpGet, threadNetnsIno, stop } from '../helpers.js';
+import { until } from './lib.js';
 
 let rt: Rtnl;
 let guard: ReturnType<typeof leakGuard>;
@@ -102,26 +104,23 @@ test('bridge + veth with peer created in a second netns, attached, addressed, ro
     assert.is(jr.dev, 'eth0');
     assert.ok(ipJson(['link', 'show', 'lo'], 'c1')[0].flags.includes('UP'));
 
-    // Traffic both ways: host -> container server, container -> host server.
-    const server = spawnInNetns(ns, process.execPath, ['-e', serverScript(8080, 'hello')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Traffic both ways: host -> container server, container -> host server. Both servers and the
+    // container's client are this process's own: listen() and probeTcp make their sockets inside
+    // the right netns, and each reply names the address the server saw, so a socket left in the
+    // wrong netns would show.
+    const server = withNetns(ns, () => net.createServer((s) => s.end(`hello from=${s.remoteAddress?.replace('::ffff:', '')}`)).listen(8080));
     try {
-      await waitReady(server);
       assert.is(await tcpGet('192.168.10.2', 8080), 'hello from=192.168.10.1');
     } finally {
-      await stop(server);
+      // Closed once its last connection has: no socket of the test outlives it (the leak guard).
+      await new Promise((r) => server.close(r));
     }
-    const hostServer = spawnInNetns(currentNetnsHandle(), process.execPath, ['-e', serverScript(8081, 'hi')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const hostServer = net.createServer((s) => s.end(`hi from=${s.remoteAddress?.replace('::ffff:', '')}`)).listen(8081, '0.0.0.0');
     try {
-      await waitReady(hostServer);
-      const r = await new Promise<string>((resolve) => {
-        const p = spawnInNetns(ns, process.execPath, ['-e', clientScript('192.168.10.1', 8081)], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        p.stdout!.on('data', (d) => (out += d));
-        p.on('close', () => resolve(out.trim()));
-      });
-      assert.is(r, 'hi from=192.168.10.2');
+      await new Promise((r) => hostServer.once('listening', r));
+      assert.is(await probeTcp(ns, '192.168.10.1', 8081, 3000), 'hi from=192.168.10.2');
     } finally {
-      await stop(hostServer);
+      await new Promise((r) => hostServer.close(r));
     }
   } finally {
     c.close();
@@ -129,7 +128,9 @@ test('bridge + veth with peer created in a second netns, attached, addressed, ro
     deleteNamedNetns('c1');
     rt.linkDel('tbr0');
   }
-  assert.is(ipJson(['link', 'show', 'type', 'veth']).length, 0, 'veth went away with its netns');
+  // The kernel dismantles a netns after an RCU grace period, not within deleteNamedNetns: the host
+  // end goes with it soon after, which is the event to wait for (bounded, not a fixed sleep).
+  await until('the veth to go away with its netns', () => ipJson(['link', 'show', 'type', 'veth']).length === 0, 5000);
 });
 
 let hostNs: NetnsHandle;

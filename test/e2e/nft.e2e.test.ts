@@ -14,7 +14,7 @@ import { Networks, nftables } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchError, requireSandbox } from '../helpers.js';
 import { kernelSuite } from '../kernel.js';
-import { box, serveIn, reach, CLI, type Box } from './lib.js';
+import { box, serveIn, reach, DROPPED_MS, CLI, type Box } from './lib.js';
 
 requireSandbox('nft');
 const test = kernelSuite('nft', ['nftables']);
@@ -187,7 +187,7 @@ test('nft flush ruleset (an nftables.conf reload): check says the table is gone,
   const ep = await nets.connect('nfa', c.ns, { id: 'f1', ports: ['8091:80'] });
   assert.is(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8091), 'f1');
   execFileSync('nft', ['flush', 'ruleset']);
-  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8091, 600), /^unreachable/);
+  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8091, DROPPED_MS), /^unreachable/);
   const problems = await nets.check();
   assert.ok(problems.some((p) => /table inet tsnetlink.*flush ruleset/.test(p)), problems.join('\n'));
   // The flush took iptables-nft's FORWARD chain and its DROP policy too: the host would route between its other links.
@@ -209,7 +209,7 @@ test('coexistence: a firewalld-style iptables reload with FORWARD DROP flushes o
   assert.match(ipt(), /-A FORWARD -o nfa -m comment --comment "tsnetlink:nfa" -j ACCEPT/);
   execFileSync('iptables-restore', { input: '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n' });
   assert.is(execFileSync('nft', ['list', 'table', 'inet', 'tsnetlink'], { encoding: 'utf8' }), ours, 'our table untouched by the reload');
-  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8092, 600), /^unreachable/, 'FORWARD DROP now drops what our table accepts');
+  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8092, DROPPED_MS), /^unreachable/, 'FORWARD DROP now drops what our table accepts');
   assert.ok((await nets.check()).some((p) => p.includes('iptables FORWARD accept')));
   await nets.repair();
   assert.is(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8092), 'g1');
@@ -221,7 +221,7 @@ test('coexistence: a foreign table\'s drop still drops (an accept of ours ends o
   const c = container('h1');
   const ep = await nets.connect('nfa', c.ns, { id: 'h1', ports: ['8093:80'] });
   execFileSync('nft', ['-f', '-'], { input: `table inet foreign {\n  chain foreign-forward {\n    type filter hook forward priority -5; policy accept;\n    ip daddr ${ep.ip} tcp dport 80 drop\n  }\n}\n` });
-  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8093, 600), /^unreachable/);
+  assert.match(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8093, DROPPED_MS), /^unreachable/);
   assert.equal(await nets.check(), []);
   execFileSync('nft', ['delete', 'table', 'inet', 'foreign']);
   assert.is(await reach({ name: 'upstream', ns: up.ns } as Box, up.hostIp, 8093), 'h1');

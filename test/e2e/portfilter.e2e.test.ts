@@ -8,11 +8,12 @@
  */
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { Networks } from '../../src/index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Networks, withNetns } from '../../src/index.js';
 import { PORT_GROUP } from '../../src/bridge/links.js';
 import { ipJson, requireSandbox } from '../helpers.js';
 import { kernelSuite } from '../kernel.js';
-import { box, serveIn, reach, type Box } from './lib.js';
+import { box, serveIn, reach, until, type Box } from './lib.js';
 
 requireSandbox('portfilter.e2e');
 const test = kernelSuite('portfilter', ['nftables:bridge']);
@@ -20,10 +21,49 @@ const test = kernelSuite('portfilter', ['nftables:bridge']);
 const nets = new Networks();
 const boxes: Box[] = [];
 const PORT = 80;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Makes a netns's new interfaces send all their multicast listener reports within milliseconds:
+ * the unsolicited-report interval is 1 s by default, and the reports for a link-local address
+ * wait for its duplicate address detection (a random delay up to 1 s, then 1 s per probe), which
+ * is off here as it is for the containers' global addresses. The reports and what the filter does
+ * with them are the same; only the waits for them get short.
+ */
+function quickReports(b?: Box): void {
+  const set = (): void => {
+    for (const v of ['mldv1_unsolicited_report_interval', 'mldv2_unsolicited_report_interval']) writeFileSync(`/proc/sys/net/ipv6/conf/default/${v}`, '10');
+    writeFileSync('/proc/sys/net/ipv6/conf/default/accept_dad', '0');
+  };
+  if (b) withNetns(b.ns, set);
+  else set();
+}
+
+/** The multicast listener reports a netns (the container's, or this one) has sent so far (its snmp6 counters). */
+function reportsSent(b?: Box): number {
+  const read = (): string => readFileSync('/proc/thread-self/net/snmp6', 'utf8');
+  const text = b ? withNetns(b.ns, read) : read();
+  const count = (name: string): number => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return count('Icmp6OutMLDv2Reports') + count('Icmp6OutType131');
+}
+
+/**
+ * Waits until a netns has sent its reports: at least one, then none for 300 ms (thirty report
+ * intervals after quickReports). The silence is the end of an event with no end marker of its
+ * own; it is bounded, and short because the reports are made to come fast.
+ */
+async function reportsDone(b?: Box): Promise<void> {
+  let last = -1;
+  let since = Date.now();
+  await until('the listener reports to be sent', () => {
+    const n = reportsSent(b);
+    if (n !== last) [last, since] = [n, Date.now()];
+    return n > 0 && Date.now() - since >= 300;
+  });
+}
 
 function container(name: string): Box {
   const b = box(name);
+  quickReports(b);
   serveIn(b, PORT);
   boxes.push(b);
   return b;
@@ -45,9 +85,12 @@ function delivered(hostIfname: string): number {
 /** Frames delivered to `port` while a new container joins the network and its reports go out. */
 async function floodedWhileJoining(port: string, id: string): Promise<number> {
   const before = delivered(port);
-  await nets.connect('pf', container(id).ns, { id });
-  // The kernel sends a new interface's reports at once and repeats them within a second.
-  await sleep(2500);
+  const c = container(id);
+  const sentBefore = reportsSent(c);
+  await nets.connect('pf', c.ns, { id });
+  // The kernel sends a new interface's reports at once and repeats them: all of them are counted.
+  await reportsDone(c);
+  assert.ok(reportsSent(c) > sentBefore, `${id} sent its listener reports`);
   return delivered(port) - before;
 }
 
@@ -61,6 +104,7 @@ test.after(async () => {
 
 test('a dual-stack network brings the filter: one table, a prerouting chain, one drop per report type; container ports in the group', async () => {
   assert.is(bridgeTable(), undefined, 'no filter before any IPv6 network');
+  quickReports();
   await nets.create({ name: 'pf', subnet: ['10.77.0.0/24', 'fd00:77::/64'] });
   const t = bridgeTable();
   assert.ok(t, 'bridge tsnetlink exists');
@@ -74,8 +118,8 @@ test('a dual-stack network brings the filter: one table, a prerouting chain, one
   assert.is(Number(link.group), PORT_GROUP, `group of ${first}: ${link.group}`);
   await nets.connect('pf', container('b').ns, { id: 'b' });
   // The bridge's own reports (its link-local came with its first port) are sent to every port
-  // once, and repeated within a second or two: the measurements below start after them.
-  await sleep(3000);
+  // once, and repeated, as are a's and b's: the measurements below start after them all.
+  for (const b of [undefined, ...boxes]) await reportsDone(b);
 });
 
 test('a joining container\'s reports reach no other container; IPv6 between them still works', async () => {
@@ -92,8 +136,6 @@ test('without the filter the reports are flooded (the measurement above can fail
   await nets.repair();
   assert.equal(await nets.check(), []);
   assert.ok(bridgeTable(), 'repair put it back');
-  // d's own reports are repeated for a while after it came up: they are past before e comes.
-  await sleep(3000);
   assert.is(await floodedWhileJoining(first, 'e'), 0);
 });
 

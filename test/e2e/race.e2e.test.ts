@@ -1,22 +1,24 @@
 /**
  * End-to-end: everything at once, as a busy runtime does it. Each round starts, in parallel,
  * 40 `tsnetlink connect -p` (30 into one network, 10 into a second), 20 disconnects, 10
- * `network repair`, 5 `network prune` and 2 `network rm --force` of the second network; ten
- * rounds. After each: every published port answers from the right container (ports freed by the
+ * `network repair`, 5 `network prune` and 2 `network rm --force` of the second network. After
+ * each round: every published port answers from the right container (ports freed by the
  * disconnects are published by new containers in the next round, so a stale DNAT would answer
  * from the wrong one), nothing of the removed network or the disconnected endpoints is left,
- * and Networks.check finds records, kernel and firewall in exact agreement.
+ * and Networks.check finds records, kernel and firewall in exact agreement. Three rounds by
+ * default (both port-range swaps and one repeat), ten under $TSNETLINK_STRESS=1;
+ * $TSNETLINK_RACE_ROUNDS sets any count.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Networks } from '../../src/index.js';
 import { ipJson, requireSandbox, tcpGet } from '../helpers.js';
-import { box, cli, ipIn, serveIn, type Box } from './lib.js';
+import { box, cli, ipIn, serveIn, stressCount, type Box } from './lib.js';
 import { NFT, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('race');
 
-const ROUNDS = Number(process.env['TSNETLINK_RACE_ROUNDS'] ?? 10);
+const ROUNDS = Number(process.env['TSNETLINK_RACE_ROUNDS'] ?? stressCount(10, 3));
 const A = 'racea';
 const B = 'raceb';
 const GW = '10.60.0.1';

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Abandon, Networks, type FaultHook } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
-import { box, serveIn, reach, ipIn, IPTABLES, SAVE, CLI, type Box } from './lib.js';
+import { box, serveIn, reach, DROPPED_MS, ipIn, IPTABLES, SAVE, CLI, type Box } from './lib.js';
 import { NFT, nftMappings, normalizedNft } from './fw-oracle.js';
 
 requireSandbox('reconcile');
@@ -157,7 +157,7 @@ test('disconnect abandoned at every step: one prune finishes it; the address and
     const left = await nets.disconnect(NET, 'd');
     assert.is(left, step === steps[0], `${step}: the endpoint survives only a disconnect that had not begun`);
     assert.equal(ipIn<any[]>(c, ['link', 'show']).map((l) => l.ifname), ['lo'], `${step}: the container's eth0 is gone`);
-    assert.match(await reach(undefined, up.hostIp, 8093, 500), /^unreachable/, `${step}: no DNAT left`);
+    assert.match(await reach(undefined, up.hostIp, 8093, DROPPED_MS), /^unreachable/, `${step}: no DNAT left`);
   }
 });
 
