@@ -119,9 +119,27 @@ function probeEncap(type: string): Capability {
   return { ok: r.ok, config: e.config, reason: r.ok ? '' : `${e.route.split(' encap')[0]} encap ${type}: ${r.err}` };
 }
 
-function probeQdisc(kind: string): Capability {
-  const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ${kind === 'clsact' || kind === 'ingress' ? kind : `root ${kind}`}`);
-  return { ok: r.ok, config: `CONFIG_NET_SCH_${kind.toUpperCase()}`, reason: r.ok ? '' : `tc qdisc add ${kind}: ${r.err}` };
+// The arguments a qdisc that refuses to be made without options is made with (`qdisc:KIND`, `sch:KIND`).
+const schArgs: Record<string, string> = { tbf: 'rate 1mbit burst 32kb latency 50ms', htb: 'default 10' };
+
+function probeSch(kind: string): Capability {
+  const where = kind === 'clsact' || kind === 'ingress' ? kind : `root ${kind}`;
+  const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ${where} ${schArgs[kind] ?? ''}`);
+  return { ok: r.ok, config: `CONFIG_NET_SCH_${kind.toUpperCase()}`, reason: r.ok ? '' : `tc qdisc add ${kind} ${schArgs[kind] ?? ''}: ${r.err}` };
+}
+
+// The arguments a classifier or an action needs to be accepted, on an ingress qdisc of l0 (its peer is l1).
+const clsArgs: Record<string, string> = { u32: 'match u32 0 0', matchall: '', bpf: 'bytecode "1,6 0 0 0,"' };
+const actArgs: Record<string, string> = { mirred: 'egress redirect dev l1', gact: 'pass' };
+
+function probeCls(kind: string): Capability {
+  const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ingress; tc filter add dev l0 parent ffff: ${kind} ${clsArgs[kind] ?? ''}`);
+  return { ok: r.ok, config: `CONFIG_NET_CLS_${kind.toUpperCase()}`, reason: r.ok ? '' : `tc filter add ${kind}: ${r.err}` };
+}
+
+function probeAct(kind: string): Capability {
+  const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ingress; tc filter add dev l0 parent ffff: u32 match u32 0 0 action ${kind} ${actArgs[kind] ?? ''}`);
+  return { ok: r.ok, config: `CONFIG_NET_ACT_${kind.toUpperCase()} (probed on a u32 filter)`, reason: r.ok ? '' : `tc action ${kind}: ${r.err}` };
 }
 
 function probeNftables(): Capability {
@@ -153,7 +171,7 @@ function probeMpls(): Capability {
 
 /**
  * Whether the kernel has `feature`: `link:KIND`, `mroute`, `encap:seg6`, `encap:mpls`, `mpls`,
- * `qdisc:KIND`, `nftables`, `nftables:bridge`, `iptables-legacy` or `genl:FAMILY`. Asked once per run; later calls read the cached answer.
+ * `qdisc:KIND` or `sch:KIND` (a qdisc made with the options it needs), `cls:KIND` (a tc classifier), `act:KIND` (a tc action), `nftables`, `nftables:bridge`, `iptables-legacy` or `genl:FAMILY`. Asked once per run; later calls read the cached answer.
  */
 export function kernelHas(feature: string): Capability {
   const known = cache()[feature];
@@ -163,7 +181,9 @@ export function kernelHas(feature: string): Capability {
   if (what === 'link') c = probeKind(arg);
   else if (what === 'mroute') c = probeMroute();
   else if (what === 'encap') c = probeEncap(arg);
-  else if (what === 'qdisc') c = probeQdisc(arg);
+  else if (what === 'qdisc' || what === 'sch') c = probeSch(arg);
+  else if (what === 'cls') c = probeCls(arg);
+  else if (what === 'act') c = probeAct(arg);
   else if (what === 'nftables') c = arg === 'bridge' ? probeNftBridge() : probeNftables();
   else if (what === 'iptables-legacy') c = probeIptablesLegacy();
   else if (what === 'genl') c = probeGenl(arg);

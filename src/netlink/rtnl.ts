@@ -10,6 +10,7 @@ import * as N from './neigh.js';
 import * as RU from './rule.js';
 import * as NS from './nsid.js';
 import * as NH from './nexthop.js';
+import * as TC from './tc.js';
 import { RtnlBase } from './rtnl-base.js';
 
 export type { Link, LinkRef, LinkCreateOptions, LinkAddOptions, VethPeerOptions } from './link.js';
@@ -19,6 +20,7 @@ export type { Neighbour, NeighSpec, FdbSpec } from './neigh.js';
 export type { Rule, RuleSpec } from './rule.js';
 export type { NetnsId, NetnsTarget } from './nsid.js';
 export type { NexthopObject, NexthopSpec as NexthopObjectSpec } from './nexthop.js';
+export type { Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec } from './tc.js';
 
 /** A handle for every rtnetlink operation on one NETLINK_ROUTE socket. */
 export class Rtnl extends RtnlBase {
@@ -129,5 +131,71 @@ export class Rtnl extends RtnlBase {
   /** Lists the ids this netns has assigned. `ip netns list-id` */
   nsidList(opts: DumpOptions = {}): DumpList<NS.NetnsId> {
     return this.socket.dump(NS.dumpNsidRequest(), NS.decodeNetnsId, opts);
+  }
+
+  // ------------------------------------------------------------ traffic control
+
+  /** Adds a qdisc. `tc qdisc add dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` (also htb, ingress, clsact) */
+  qdiscAdd(spec: TC.QdiscSpec): void {
+    this.request(TC.addQdiscRequest(spec), ctx(spec.dev));
+  }
+
+  /** Adds or replaces a qdisc. `tc qdisc replace dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` */
+  qdiscReplace(spec: TC.QdiscSpec): void {
+    this.request(TC.replaceQdiscRequest(spec), ctx(spec.dev));
+  }
+
+  /** Deletes a qdisc (its classes and filters go with it). `tc qdisc del dev veth0 root` (or `ingress`, `clsact`) */
+  qdiscDel(spec: TC.QdiscSpec): void {
+    this.request(TC.deleteQdiscRequest(spec), ctx(spec.dev));
+  }
+
+  /** Lists qdiscs, of one device or all. `tc qdisc show [dev DEV]` */
+  qdiscList(filter: { dev?: L.LinkRef } = {}, opts: DumpOptions = {}): DumpList<TC.Qdisc> {
+    const index = filter.dev !== undefined ? this.linkIndex(filter.dev) : 0;
+    return this.socket.dump(TC.dumpQdiscRequest(index), (m) => {
+      const q = TC.decodeQdisc(m);
+      return index === 0 || q.index === index ? q : undefined;
+    }, opts);
+  }
+
+  /** Adds a class. `tc class add dev ifb0 parent 1: classid 1:10 htb rate 1mbit ceil 2mbit` */
+  classAdd(spec: TC.ClassSpec): void {
+    this.request(TC.addClassRequest(spec), ctx(spec.dev));
+  }
+
+  /** Adds or replaces a class. `tc class replace dev ifb0 parent 1: classid 1:10 htb rate 1mbit` */
+  classReplace(spec: TC.ClassSpec): void {
+    this.request(TC.replaceClassRequest(spec), ctx(spec.dev));
+  }
+
+  /** Deletes a class. `tc class del dev ifb0 parent 1: classid 1:10` */
+  classDel(spec: Omit<TC.ClassSpec, 'kind' | 'htb'>): void {
+    this.request(TC.deleteClassRequest(spec), ctx(spec.dev));
+  }
+
+  /** Lists the classes of a device. `tc class show dev DEV` */
+  classList(dev: L.LinkRef, opts: DumpOptions = {}): DumpList<TC.TcClass> {
+    return this.socket.dump(TC.dumpClassRequest(this.linkIndex(dev)), TC.decodeClass, opts);
+  }
+
+  /** Adds a filter. `tc filter add dev veth0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev ifb0` */
+  filterAdd(spec: TC.FilterSpec): void {
+    this.request(TC.addFilterRequest(spec), ctx(spec.dev));
+  }
+
+  /** Adds or replaces a filter. `tc filter replace dev veth0 parent ffff: prio 1 handle H u32 ...` */
+  filterReplace(spec: TC.FilterSpec): void {
+    this.request(TC.replaceFilterRequest(spec), ctx(spec.dev));
+  }
+
+  /** Deletes filters (all of a priority when no handle is given). `tc filter del dev veth0 parent ffff: prio 1` */
+  filterDel(spec: Omit<TC.FilterSpec, 'u32' | 'kind'>): void {
+    this.request(TC.deleteFilterRequest(spec), ctx(spec.dev));
+  }
+
+  /** Lists the filters of a device under a parent (u32 lists its hash tables too, with no options). `tc filter show dev DEV parent P` */
+  filterList(dev: L.LinkRef, parent: string | number, opts: DumpOptions = {}): DumpList<TC.Filter> {
+    return this.socket.dump(TC.dumpFilterRequest(this.linkIndex(dev), parent), TC.decodeFilter, opts);
   }
 }

@@ -24,6 +24,7 @@ import * as NB from '../../src/netlink/neigh.js';
 import * as RU from '../../src/netlink/rule.js';
 import * as NS from '../../src/netlink/nsid.js';
 import * as NH from '../../src/netlink/nexthop.js';
+import * as TC from '../../src/netlink/tc.js';
 import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
 import * as CT from '../../src/firewall/conntrack.js';
@@ -133,6 +134,9 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   (m) => L.decodeLink(m).raw,
   L.peekLinkIndexes,
   A.decodeAddress,
+  TC.decodeQdisc,
+  TC.decodeClass,
+  TC.decodeFilter,
   R.decodeAnyRoute,
   R.decodeRoute,
   NB.decodeNeighbour,
@@ -188,6 +192,10 @@ function viaSocket(name: string, bytes: Buffer): void {
       return void rt.nexthopList();
     case 'error':
       return void rt.linkSetUp(3);
+    case 'tc':
+      if (name.startsWith('tc-class')) return void rt.classList(4);
+      if (name.startsWith('tc-filter')) return void rt.filterList(3, 'ffff:');
+      return void rt.qdiscList();
     default:
       throw new Error(`no socket path for fixture ${name}`);
   }
