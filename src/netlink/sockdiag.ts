@@ -243,8 +243,27 @@ export class SockDiag {
 /** A process holding a socket. */
 export interface SocketOwner {
   pid: number;
-  /** /proc/PID/comm: the program's name (at most 15 characters). */
+  /**
+   * The program's name: the file name of its argv[0] (/proc/PID/cmdline), else /proc/PID/comm.
+   * comm is the main thread's name, which a program may change (Node 24 names it "MainThread").
+   */
   command: string;
+}
+
+/** A process's program name: argv[0]'s file name, else its comm, else ''. */
+function programName(dir: string): string {
+  try {
+    const argv0 = readFileSync(`${dir}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    const base = argv0.slice(argv0.lastIndexOf('/') + 1);
+    if (base !== '') return base;
+  } catch {
+    // The process exited, or its cmdline is not ours to read: try comm.
+  }
+  try {
+    return readFileSync(`${dir}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -281,13 +300,7 @@ export function socketOwners(inodes: Iterable<number>, proc = '/proc'): Map<numb
       }
       const inode = wanted.get(link);
       if (inode === undefined) continue;
-      if (command === undefined) {
-        try {
-          command = readFileSync(`${proc}/${pid}/comm`, 'utf8').trim();
-        } catch {
-          command = '';
-        }
-      }
+      command ??= programName(`${proc}/${pid}`);
       const list = out.get(inode) ?? [];
       // A socket shared by several fds of one process (dup, fork) names the process once.
       if (!list.some((o) => o.pid === Number(pid))) list.push({ pid: Number(pid), command });
