@@ -1,7 +1,7 @@
 /**
  * ADD results in the shape of each spec version, chained onto a previous plugin's result, and
  * the reading of a delegated IPAM plugin's result. 0.3.0, 0.3.1 and 0.4.0 mark each IP with
- * "version": "4"; 1.0.0 and 1.1.0 do not. Interfaces are listed host side first, as the reference bridge plugin
+ * "version": "4" or "6"; 1.0.0 and 1.1.0 do not. Interfaces are listed host side first, as the reference bridge plugin
  * lists them (bridge, host veth, container interface), and each IP names its interface by index.
  */
 import { CniError, CNI_CODES } from './errors.js';
@@ -39,8 +39,8 @@ export interface Attachment {
   bridge: { name: string; mac: string };
   hostVeth: { name: string; mac?: string };
   container: { name: string; mac: string; mtu?: number; sandbox: string };
-  address: string;
-  gateway: string;
+  /** The container's addresses (CIDR) with their gateways, IPv4 first. */
+  addresses: { address: string; gateway: string }[];
   routes: CniRoute[];
   dns?: Record<string, unknown>;
 }
@@ -58,7 +58,7 @@ export function buildResult(cniVersion: string, a: Attachment, prev?: Record<str
   const base = interfaces.length;
   interfaces.push({ name: a.bridge.name, mac: a.bridge.mac }, { name: a.hostVeth.name, ...(a.hostVeth.mac ? { mac: a.hostVeth.mac } : {}) }, { ...a.container });
   const versioned = ipsHaveVersion(cniVersion);
-  const ip: ResultIp = { ...(versioned ? { version: '4' as const } : {}), address: a.address, gateway: a.gateway, interface: base + 2 };
+  const ips = a.addresses.map((x): ResultIp => ({ ...(versioned ? { version: x.address.includes(':') ? '6' : '4' } : {}), address: x.address, gateway: x.gateway, interface: base + 2 }));
   const prevIps = asArray<ResultIp>(prev?.['ips']).map((p) => {
     const { version, ...rest } = p;
     return versioned ? { version: version ?? (String(rest.address).includes(':') ? '6' : '4'), ...rest } : rest;
@@ -66,7 +66,7 @@ export function buildResult(cniVersion: string, a: Attachment, prev?: Record<str
   const out: CniResult = {
     cniVersion,
     interfaces,
-    ips: [...prevIps, ip],
+    ips: [...prevIps, ...ips],
     routes: [...asArray<CniRoute>(prev?.['routes']), ...a.routes],
   };
   const dns = (prev?.['dns'] as Record<string, unknown> | undefined) ?? a.dns;
