@@ -177,10 +177,12 @@ test('results: 0.4.0 marks IPs with version 4; 1.x does not; chained results kee
   assert.equal(chained.dns, { nameservers: ['10.9.0.1'] });
 });
 
-test('IPAM results: host-local 0.4.0 and 1.0.0 shapes read; IPv6-only, garbage refused', () => {
+test('IPAM results: host-local 0.4.0 and 1.0.0 shapes read; IPv4 preferred, IPv6 alone read; garbage refused', () => {
   const r = parseIpamResult(JSON.stringify({ cniVersion: '0.4.0', ips: [{ version: '4', address: '10.22.0.5/16', gateway: '10.22.0.1' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }], dns: {} }), 'host-local');
   assert.equal([r.ip, r.prefix, r.gateway, r.routes], ['10.22.0.5', 16, '10.22.0.1', [{ dst: '0.0.0.0/0' }]]);
-  assert.is(codeOf(() => parseIpamResult('{"ips":[{"address":"fd00::5/64"}]}', 'x')), CNI_CODES.unsupportedField);
+  const v6 = parseIpamResult(JSON.stringify({ ips: [{ address: 'fd00::5/64', gateway: 'fd00::1' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] }), 'x');
+  assert.equal([v6.ip, v6.prefix, v6.gateway, v6.routes], ['fd00::5', 64, 'fd00::1', [{ dst: '::/0' }]]);
+  assert.is(codeOf(() => parseIpamResult('{"ips":[]}', 'x')), CNI_CODES.decodingFailure);
   assert.is(codeOf(() => parseIpamResult('oops', 'x')), CNI_CODES.decodingFailure);
   assert.is(codeOf(() => parseIpamResult('{"ips":[{"address":"10.0.0.5"}]}', 'x')), CNI_CODES.decodingFailure);
 });
