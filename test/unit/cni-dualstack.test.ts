@@ -10,6 +10,7 @@ import { CniError, CNI_CODES } from '../../src/cni/errors.js';
 import { decodeConfig, parseConfig, parseEnv, type CniEnv, type PluginConfig } from '../../src/cni/config.js';
 import { buildResult } from '../../src/cni/result.js';
 import { SUPPORTED_VERSIONS } from '../../src/cni/version.js';
+import { catchError } from '../helpers.js';
 
 const ADD_ENV = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'abc', CNI_NETNS: '/run/netns/x', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin' };
 const DUAL = [[{ subnet: '10.22.0.0/16' }], [{ subnet: 'fd00:22::/64' }]];
@@ -20,14 +21,11 @@ const conf = (c: Record<string, unknown>, e: CniEnv = env()): PluginConfig => pa
 const ranges = (c: PluginConfig) => (c.ipam.type === 'tsnetlink' ? c.ipam.ranges : undefined);
 const routes = (c: PluginConfig) => (c.ipam.type === 'tsnetlink' ? c.ipam.routes : undefined);
 
+/** The CniError `fn` throws (any other error, or none, fails the test). */
 function refusal(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    assert.instance(e, CniError, String(e));
-    return e as CniError;
-  }
-  throw new Error('accepted');
+  const e: unknown = catchError(fn);
+  assert.instance(e, CniError, String(e));
+  return e as CniError;
 }
 
 test('ranges: IPv4 + IPv6 sets, IPv6 alone, either order; the default route of each family by default', () => {
