@@ -170,6 +170,14 @@ test('a refused or failed ADD leaves the node exactly as it was: netns that is n
     const r = cni('ADD', c, att('rb1', ns.path));
     assert.is(r.status, 1, r.out);
   });
+  // The same on a dual-stack network: IPv6 forwarding, the ip6tables FORWARD policy and the IPv6
+  // rules and routes the create made go too.
+  const before6 = nodeState6();
+  const ds = { ...c, name: 'rb6', bridge: 'tsc-rb6', ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.60.45.0/24' }], [{ subnet: 'fd00:45::/64' }]] } };
+  failsWith(cni('ADD', { ...ds, runtimeConfig: { ips: ['fd00:46::5'] } }, fw(att('rb1', ns.path))), 7, 'an IPv6 address outside the IPv6 range');
+  assert.is(cni('ADD', ds, fw(att('rb1', ns.path))).status, 1, 'a dual-stack connect that fails after the network was made');
+  const after6 = nodeState6();
+  for (const k of Object.keys(before6)) assert.equal(after6[k], before6[k], `dual-stack rollback: ${k}`);
   assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), '0', 'the node started with forwarding off');
   rmSync(dir, { recursive: true, force: true });
   run('ip', ['netns', 'del', ns.name]);
@@ -651,11 +659,14 @@ test('an ADD onto a dual-stack network the CLI made lists both addresses; DEL le
   cli(['network', 'create', '--subnet', '10.63.0.0/24', '--subnet', 'fd00:63::/64', 'clids']);
   const ns = netns();
   try {
-    const c = { cniVersion: '1.0.0', name: 'clids', type: 'tsnetlink', ipam: { type: 'tsnetlink', ranges: [[{ subnet: 'fd00:63::/64' }], [{ subnet: '10.63.0.0/24' }]] } };
+    // The sets in either order; a default route of IPv6 alone, which the plugin adds itself.
+    const c = { cniVersion: '1.0.0', name: 'clids', type: 'tsnetlink', ipam: { type: 'tsnetlink', ranges: [[{ subnet: 'fd00:63::/64' }], [{ subnet: '10.63.0.0/24' }]], routes: [{ dst: '::/0' }] } };
     const add = cni('ADD', c, fw(att('cl1', ns.path, 'eth0', 'IP=fd00:63::40')));
     ok(add, 'ADD');
     assert.equal(add.json.ips, [{ address: '10.63.0.2/24', gateway: '10.63.0.1', interface: 2 }, { address: 'fd00:63::40/64', gateway: 'fd00:63::1', interface: 2 }]);
+    assert.equal(add.json.routes, [{ dst: '::/0', gw: 'fd00:63::1' }]);
     assert.equal(addrsIn(ns.name).filter((x) => !x.endsWith(' link')), ['inet 10.63.0.2/24 global', 'inet6 fd00:63::40/64 global']);
+    assert.equal([defaultVia(ns.name, 4), defaultVia(ns.name, 6)], [[], ['fd00:63::1 eth0']]);
     ok(cni('DEL', c, fw(att('cl1', ns.path))), 'DEL');
     assert.equal(readdirSync('/run/tsnetlink/networks/clids/ips'), [], 'both addresses released');
     assert.ok(existsSync('/run/tsnetlink/networks/clids.json'), 'the CLI network stays');
