@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
-import { contains, ipFamily, parseSubnet, type Family } from '../bridge/cidr.js';
+import { contains, ipFamily, parseSubnet, type Family, type Subnet } from '../bridge/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
 import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
@@ -281,7 +281,7 @@ function parseOneRange(r: Record<string, unknown>, field: string): CniRange {
   // host-local keeps the configured subnet whatever the gateway says; so does tsnetlink, and a
   // gateway outside it is a mistake to name, not a reason to move the network elsewhere.
   if (gateway !== undefined && !contains(subnet, gateway)) invalid(`${field}.gateway`, `${gateway} is outside the subnet ${subnet}`);
-  let parsed;
+  let parsed: Subnet;
   try {
     parsed = parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, `${field}.subnet`);
   } catch (e) {
