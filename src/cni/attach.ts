@@ -9,13 +9,13 @@
 import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
 import { CLONE_NEWNET, namespaceType } from '../netlink/libc.js';
 import { Networks } from '../bridge/networks.js';
-import { bigToIp, contains, parseCidr, parseSubnet, prefixMask } from '../bridge/cidr.js';
+import { bigToIp, contains, parseCidr, parseSubnet, prefixMask, type Subnet } from '../bridge/cidr.js';
 import { NetworkError } from '../bridge/errors.js';
 import type { CreateResult } from '../bridge/lifecycle.js';
-import type { EndpointRecord, NetworkRecord } from '../bridge/records.js';
+import type { AddressRecord, EndpointRecord, NetworkRecord } from '../bridge/records.js';
 import { openRtnlIn, openNetns } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
-import { checkRequestedIp, endpointIdFor, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
+import { checkRequestedIp, defaultDst, endpointIdFor, familyOf, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
 import { delegate, runDelegate } from './delegate.js';
 import { buildResult, parseIpamResult, type CniResult } from './result.js';
 
@@ -27,8 +27,10 @@ export function openNetworks(): Networks {
 
 /** Where the attachment's address comes from, and the network it implies. */
 interface Addressing {
-  /** "GATEWAY/PREFIX": the network's subnet with its gateway. */
-  subnet: string;
+  /** "GATEWAY/PREFIX" or the subnet, one per family, IPv4 first: the network's subnets. */
+  subnets: string[];
+  /** Whether the network must have exactly these subnets (the built-in IPAM), or at least these (a delegated one). */
+  exact: boolean;
   requestedIp: string | undefined;
   routes: CniRoute[];
   dns: Record<string, unknown> | undefined;
@@ -36,7 +38,7 @@ interface Addressing {
 
 /** The built-in IPAM's addressing, straight from the configuration. */
 function builtinAddressing(conf: PluginConfig & { ipam: { type: 'tsnetlink' } }): Addressing {
-  return { subnet: rangeSubnet(conf.ipam.range), requestedIp: conf.ips[0], routes: conf.ipam.routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
+  return { subnets: conf.ipam.ranges.map(rangeSubnet), exact: true, requestedIp: conf.ips[0], routes: conf.ipam.routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
 }
 
 /**
@@ -47,28 +49,38 @@ function builtinAddressing(conf: PluginConfig & { ipam: { type: 'tsnetlink' } })
 function delegatedAddressing(conf: PluginConfig, stdout: string, plugin: string): Addressing {
   const r = parseIpamResult(stdout, plugin);
   const c = parseCidr(r.address);
-  const network = `${bigToIp(c.address & prefixMask(c.prefix), 4)}/${c.prefix}`;
+  const network = `${bigToIp(c.address & prefixMask(c.prefix, c.family), c.family)}/${c.prefix}`;
   if (r.gateway !== undefined && !contains(network, r.gateway)) {
     throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave the gateway ${r.gateway} outside its subnet ${network}`);
   }
   // Without a gateway from IPAM, the subnet's first host is the gateway (tsnetlink's rule).
   const subnet = r.gateway !== undefined ? `${r.gateway}/${r.prefix}` : network;
+  // tsnetlink's records keep an IPv6 gateway as the subnet's first address (see parseOneRange).
+  if (c.family === 6 && parseSubnet(subnet).gateway !== parseSubnet(network).gateway) {
+    throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} gave the IPv6 gateway ${r.gateway}`, `an IPv6 network's gateway is the first address of its subnet (${parseSubnet(network).gateway})`);
+  }
   try {
     checkRequestedIp(r.ip, subnet, `the address ${plugin} gave`);
   } catch (e) {
     if (e instanceof CniError) throw e;
     throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave ${r.address}: ${(e as Error).message}`);
   }
-  return { subnet, requestedIp: r.ip, routes: r.routes, dns: r.dns ?? (conf.raw['dns'] as Record<string, unknown> | undefined) };
+  return { subnets: [subnet], exact: false, requestedIp: r.ip, routes: r.routes, dns: r.dns ?? (conf.raw['dns'] as Record<string, unknown> | undefined) };
 }
 
-/** Refuses a network that tsnetlink already has with another subnet, gateway or bridge. */
-function checkSame(net: Readonly<NetworkRecord>, conf: PluginConfig, subnet: string): void {
-  const want = parseSubnet(subnet);
-  if (net.subnet !== want.subnet || net.gateway !== want.gateway || net.bridge !== conf.bridge) {
+/**
+ * Refuses a network that tsnetlink already has with other subnets, gateways or bridge: with
+ * exactly the configured subnets for the built-in IPAM, and with the subnet of each family a
+ * delegated IPAM plugin gave (the network may have one of the other family beside it).
+ */
+function checkSame(net: Readonly<NetworkRecord>, conf: PluginConfig, addr: Addressing): void {
+  const want = addr.subnets.map((s) => parseSubnet(s));
+  const has = net.subnets.filter((s) => addr.exact || want.some((w) => w.family === s.family));
+  const text = (subs: readonly { subnet: string; gateway: string }[]): string => subs.map((s) => `${s.subnet} (gateway ${s.gateway})`).join(' and ');
+  if (text(has) !== text(want) || net.bridge !== conf.bridge) {
     throw new CniError(
       CNI_CODES.networkMismatch,
-      `tsnetlink network ${net.name} exists with subnet ${net.subnet}, gateway ${net.gateway}, bridge ${net.bridge}; this configuration asks for ${want.subnet}, gateway ${want.gateway}, bridge ${conf.bridge}`,
+      `tsnetlink network ${net.name} exists with subnet ${text(net.subnets)}, bridge ${net.bridge}; this configuration asks for ${text(want)}, bridge ${conf.bridge}`,
       'remove the network (tsnetlink network rm) or fix the configuration',
     );
   }
@@ -78,28 +90,29 @@ function checkSame(net: Readonly<NetworkRecord>, conf: PluginConfig, subnet: str
  * The network of the configuration: the existing one (checked against it) or a new one made for
  * CNI. Resolves to what the create did when this call made it, so that a failure can undo it.
  */
-async function ensureNetwork(nets: Networks, conf: PluginConfig, subnet: string): Promise<CreateResult | undefined> {
+async function ensureNetwork(nets: Networks, conf: PluginConfig, addr: Addressing): Promise<CreateResult | undefined> {
   const existing = nets.store.getNetwork(conf.network);
   if (existing?.state === 'active') {
-    checkSame(existing, conf, subnet);
+    checkSame(existing, conf, addr);
     return undefined;
   }
   try {
+    // ipMasq is the gateway mode, which the library applies to both families of a dual-stack network.
     return await nets.createNetwork({
-      name: conf.network, subnet, bridge: conf.bridge, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), gatewayMode: conf.ipMasq ? 'nat' : 'routed', createdBy: 'cni', forwardPolicy: conf.forwardPolicy,
+      name: conf.network, subnet: addr.subnets, bridge: conf.bridge, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), gatewayMode: conf.ipMasq ? 'nat' : 'routed', createdBy: 'cni', forwardPolicy: conf.forwardPolicy,
     });
   } catch (e) {
     // Another ADD created it meanwhile.
     const now = nets.store.getNetwork(conf.network);
     if ((e as { code?: string }).code !== 'ENETEXISTS' || now?.state !== 'active') throw e;
-    checkSame(now, conf, subnet);
+    checkSame(now, conf, addr);
     return undefined;
   }
 }
 
-/** Whether a route is the default route through the network's gateway. */
-function isDefault(r: CniRoute, gateway: string): boolean {
-  return r.dst === '0.0.0.0/0' && (r.gw === undefined || r.gw === gateway);
+/** Whether a route is the default route of the subnet's family through its gateway. */
+function isDefault(r: CniRoute, sub: Subnet): boolean {
+  return r.dst === defaultDst(sub.family) && (r.gw === undefined || r.gw === sub.gateway);
 }
 
 /** The namespace files of the plugin's own network namespace and PID 1's: the host's, for a runtime. */
@@ -156,7 +169,7 @@ export function checkContainerNetns(path: string): void {
  * anything changes: nothing would ever arrive for them. 127.0.0.0/8 is always local.
  */
 function checkHostIps(nets: Networks, conf: PluginConfig): void {
-  const wanted = conf.portMappings.filter((m) => m.hostIP !== undefined && !m.hostIP.startsWith('127.'));
+  const wanted = conf.portMappings.filter((m) => m.hostIP !== undefined && !m.hostIP.startsWith('127.') && m.hostIP !== '::');
   if (wanted.length === 0) return;
   const local = new Set(nets.host.addrList({}, { retries: 3 }).map((a) => a.address));
   for (const m of wanted) {
@@ -190,9 +203,17 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       allocated = true;
       addr = delegatedAddressing(conf, out, conf.ipam.plugin);
     }
-    const gateway = parseSubnet(addr.subnet).gateway;
-    const extra = addr.routes.filter((r) => !isDefault(r, gateway));
-    if (extra.some((r) => r.dst === '0.0.0.0/0')) throw new CniError(CNI_CODES.unsupportedField, `route ${JSON.stringify(extra.find((r) => r.dst === '0.0.0.0/0'))}`, 'the default route goes through the network gateway');
+    const subs = addr.subnets.map((s) => parseSubnet(s));
+    const extra = addr.routes.filter((r) => !subs.some((sub) => isDefault(r, sub)));
+    const odd = extra.find((r) => r.dst === '0.0.0.0/0' || r.dst === '::/0');
+    if (odd) throw new CniError(CNI_CODES.unsupportedField, `route ${JSON.stringify(odd)}`, 'the default route goes through the network gateway');
+    const orphan = extra.find((r) => r.gw === undefined && !subs.some((sub) => sub.family === familyOf(r.dst)));
+    if (orphan) throw new CniError(CNI_CODES.invalidConfig, `invalid network config: route ${orphan.dst} has no gateway, and the network has no IPv${familyOf(orphan.dst)} subnet`);
+    // The library installs the default route of every family or of none; a configuration that
+    // asks for one family's alone gets it as a route of its own.
+    const defaults = subs.filter((sub) => conf.isDefaultGateway || addr.routes.some((r) => isDefault(r, sub)));
+    const allDefaults = defaults.length === subs.length;
+    const ownDefaults = allDefaults ? [] : defaults.map((sub) => ({ dst: defaultDst(sub.family), gw: sub.gateway }));
     const opts = {
       id,
       ifname: env.ifname,
@@ -200,14 +221,14 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
       ...(addr.requestedIp !== undefined ? { ip: addr.requestedIp } : {}),
       ...(conf.mac !== undefined ? { mac: conf.mac } : {}),
-      defaultRoute: conf.isDefaultGateway || addr.routes.some((r) => isDefault(r, gateway)),
+      defaultRoute: allDefaults,
       attachment: { containerId: env.containerId, ifname: env.ifname },
       ...(conf.allowHostListener ? { allowHostListener: true } : {}),
     };
     // A DEL of another container may remove a CNI-made network between our check and our
     // connect (ENONET): it is made again.
     for (let attempt = 1; ; attempt++) {
-      created = (await ensureNetwork(nets, conf, addr.subnet)) ?? created;
+      created = (await ensureNetwork(nets, conf, addr)) ?? created;
       try {
         rec = await nets.connect(conf.network, { path: env.netns }, opts);
         break;
@@ -215,7 +236,8 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
         if ((e as { code?: string }).code !== 'ENONET' || attempt >= 3) throw e;
       }
     }
-    if (extra.length > 0) addRoutes(env.netns, env.ifname, rec.gateway, extra);
+    const routes = [...ownDefaults, ...extra];
+    if (routes.length > 0) addRoutes(env.netns, env.ifname, rec.addresses, routes);
     const net = nets.store.getNetwork(conf.network)!;
     const host = nets.host.linkGet(rec.hostIfname);
     const result = buildResult(
@@ -224,9 +246,8 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
         bridge: { name: net.bridge, mac: net.mac },
         hostVeth: { name: rec.hostIfname, ...(host.mac ? { mac: host.mac } : {}) },
         container: { name: rec.ifname, mac: rec.mac, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), sandbox: env.netns },
-        address: rec.cidr,
-        gateway: rec.gateway,
-        routes: rec.defaultRoute ? [{ dst: '0.0.0.0/0', gw: rec.gateway }, ...extra] : extra,
+        addresses: rec.addresses.map((a) => ({ address: a.cidr, gateway: a.gateway })),
+        routes: [...(rec.defaultRoute ? rec.addresses.map((a) => ({ dst: defaultDst(a.family), gw: a.gateway })) : []), ...routes],
         ...(addr.dns ? { dns: addr.dns } : {}),
       },
       conf.prevResult,
@@ -244,13 +265,13 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
   }
 }
 
-/** Routes other than the default one, inside the container (ip -n NS route add DST via GW dev IF). */
-function addRoutes(netns: string, ifname: string, gateway: string, routes: readonly CniRoute[]): void {
+/** Routes the library does not install, inside the container (ip -n NS route add DST via GW dev IF), each via its family's gateway unless it names one. */
+function addRoutes(netns: string, ifname: string, addresses: readonly AddressRecord[], routes: readonly CniRoute[]): void {
   const ns = openNetns({ path: netns });
   try {
     const rt = openRtnlIn(ns);
     try {
-      for (const r of routes) rt.routeAdd({ dst: r.dst, gateway: r.gw ?? gateway, oif: ifname });
+      for (const r of routes) rt.routeAdd({ dst: r.dst, gateway: r.gw ?? addresses.find((a) => a.family === familyOf(r.dst))!.gateway, oif: ifname });
     } finally {
       rt.close();
     }

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
-import { contains, parseSubnet } from '../bridge/cidr.js';
+import { contains, ipFamily, parseSubnet, type Family, type Subnet } from '../bridge/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
 import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
@@ -20,7 +20,6 @@ export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
 
 const COMMANDS: readonly CniCommand[] = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'];
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /** The CNI_* environment of one call. */
 export interface CniEnv {
@@ -118,8 +117,11 @@ export interface PluginConfig {
   allowHostListener: boolean;
   /** Always give the container a default route via the gateway (else only when a route says 0.0.0.0/0). */
   isDefaultGateway: boolean;
-  /** The built-in IPAM (`"type": "tsnetlink"` or no ipam) or a delegated plugin's name. */
-  ipam: { type: 'tsnetlink'; range: CniRange; routes: CniRoute[] } | { type: 'delegated'; plugin: string };
+  /**
+   * The built-in IPAM (`"type": "tsnetlink"` or no ipam) with one range per family, IPv4 first
+   * (runtimeConfig.ipRanges when the runtime gives them, else ipam.ranges), or a delegated plugin's name.
+   */
+  ipam: { type: 'tsnetlink'; ranges: CniRange[]; routes: CniRoute[] } | { type: 'delegated'; plugin: string };
   portMappings: PortMappingArg[];
   /** Requested addresses (runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP=), without prefix. */
   ips: string[];
@@ -182,18 +184,26 @@ function optBool(o: Record<string, unknown>, field: string, fallback: boolean): 
   return v;
 }
 
-function ipv4(v: unknown, field: string): string {
-  if (typeof v !== 'string' || !IPV4_RE.test(v)) invalid(field, `must be an IPv4 address, got ${JSON.stringify(v)}`);
+function ipAddr(v: unknown, field: string): string {
+  if (typeof v !== 'string' || ipFamily(v) === undefined) invalid(field, `must be an IPv4 or IPv6 address, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function cidr(v: unknown, field: string): string {
-  const m = typeof v === 'string' ? /^([^/]+)\/(\d{1,2})$/.exec(v) : null;
-  if (!m || !IPV4_RE.test(m[1]!) || Number(m[2]) > 32) {
-    if (typeof v === 'string' && v.includes(':')) unsupported(field, v, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
-    invalid(field, `must be an IPv4 CIDR, got ${JSON.stringify(v)}`);
-  }
+  const m = typeof v === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(v) : null;
+  const family = m ? ipFamily(m[1]!) : undefined;
+  if (!m || family === undefined || Number(m[2]) > (family === 4 ? 32 : 128)) invalid(field, `must be an IPv4 or IPv6 CIDR, got ${JSON.stringify(v)}`);
   return v as string;
+}
+
+/** The family of an address or CIDR the parser has already checked. */
+export function familyOf(addressOrCidr: string): Family {
+  return addressOrCidr.includes(':') ? 6 : 4;
+}
+
+/** The default route's destination of a family, as results write it. */
+export function defaultDst(family: Family): string {
+  return family === 4 ? '0.0.0.0/0' : '::/0';
 }
 
 /** Routes of an IPAM result or configuration, checked. */
@@ -202,7 +212,11 @@ export function parseRoutes(v: unknown, field: string): CniRoute[] {
   if (!Array.isArray(v)) invalid(field, 'must be a list');
   return v.map((r, i) => {
     const o = obj(r, `${field}[${i}]`);
-    return { dst: cidr(o['dst'], `${field}[${i}].dst`), ...(o['gw'] !== undefined && o['gw'] !== '' ? { gw: ipv4(o['gw'], `${field}[${i}].gw`) } : {}) };
+    const dst = cidr(o['dst'], `${field}[${i}].dst`);
+    if (o['gw'] === undefined || o['gw'] === '') return { dst };
+    const gw = ipAddr(o['gw'], `${field}[${i}].gw`);
+    if (familyOf(gw) !== familyOf(dst)) invalid(`${field}[${i}].gw`, `${gw} is not of the family of ${dst}`);
+    return { dst, gw };
   });
 }
 
@@ -258,28 +272,56 @@ export function endpointIdFor(containerId: string, ifname: string): string {
   return `${containerId.slice(0, 40)}-${createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex').slice(0, 12)}`;
 }
 
-/** The built-in IPAM's range: `ranges` (one range of one set), or host-local's flat `subnet`/`gateway`. */
-function parseRange(ipam: Record<string, unknown>): CniRange {
-  for (const f of ['rangeStart', 'rangeEnd', 'dataDir', 'resolvConf']) if (ipam[f] !== undefined) unsupported(`ipam.${f}`, ipam[f], 'the built-in IPAM hands out the whole subnet; delegate to host-local for ranges');
-  let r: Record<string, unknown> = ipam;
-  if (ipam['ranges'] !== undefined) {
-    const sets = ipam['ranges'];
-    if (!Array.isArray(sets) || sets.length === 0 || !sets.every((s) => Array.isArray(s) && s.length > 0)) invalid('ipam.ranges', 'must be a non-empty list of non-empty lists');
-    if (sets.length > 1 || (sets[0] as unknown[]).length > 1) unsupported('ipam.ranges', sets, 'the built-in IPAM takes one IPv4 range');
-    r = obj((sets[0] as unknown[])[0], 'ipam.ranges[0][0]');
-    for (const f of ['rangeStart', 'rangeEnd']) if (r[f] !== undefined) unsupported(`ipam.ranges[0][0].${f}`, r[f], 'the built-in IPAM hands out the whole subnet');
-  }
-  const subnet = cidr(r['subnet'], 'ipam subnet');
-  const gateway = r['gateway'] === undefined || r['gateway'] === '' ? undefined : ipv4(r['gateway'], 'ipam gateway');
+/** One range of a range set, checked: a subnet of either family and an optional gateway inside it. */
+function parseOneRange(r: Record<string, unknown>, field: string): CniRange {
+  // An empty string is Go's zero value: containerd sends its untagged range struct with every field.
+  for (const f of ['rangeStart', 'rangeEnd']) if (r[f] !== undefined && r[f] !== '') unsupported(`${field}.${f}`, r[f], 'the built-in IPAM hands out the whole subnet');
+  const subnet = cidr(r['subnet'], `${field}.subnet`);
+  const gateway = r['gateway'] === undefined || r['gateway'] === '' ? undefined : ipAddr(r['gateway'], `${field}.gateway`);
   // host-local keeps the configured subnet whatever the gateway says; so does tsnetlink, and a
   // gateway outside it is a mistake to name, not a reason to move the network elsewhere.
-  if (gateway !== undefined && !contains(subnet, gateway)) invalid('ipam gateway', `${gateway} is outside the subnet ${subnet}`);
+  if (gateway !== undefined && !contains(subnet, gateway)) invalid(`${field}.gateway`, `${gateway} is outside the subnet ${subnet}`);
+  let parsed: Subnet;
   try {
-    parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, 'ipam subnet');
+    parsed = parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, `${field}.subnet`);
   } catch (e) {
-    invalid('ipam subnet', (e as Error).message);
+    invalid(`${field}.subnet`, (e as Error).message);
+  }
+  // tsnetlink's records keep an IPv6 gateway as the subnet's first address, so another one
+  // would not survive the network's next read; say so rather than make such a network.
+  if (parsed.family === 6 && parsed.gateway !== parseSubnet(parsed.subnet).gateway) {
+    unsupported(`${field}.gateway`, gateway, `an IPv6 network's gateway is the first address of its subnet (${parseSubnet(parsed.subnet).gateway})`);
   }
   return { subnet, ...(gateway !== undefined ? { gateway } : {}) };
+}
+
+/**
+ * Range sets in host-local's shape (`[[{subnet, gateway}], [{subnet}]]`): one set per family,
+ * each of one range, returned IPv4 first as tsnetlink orders a network's subnets.
+ */
+function parseRangeSets(sets: unknown, field: string): CniRange[] {
+  if (!Array.isArray(sets) || sets.length === 0 || !sets.every((set) => Array.isArray(set) && set.length > 0)) invalid(field, 'must be a non-empty list of non-empty lists');
+  const out = (sets as unknown[][]).map((set, i) => {
+    if (set.length > 1) unsupported(`${field}[${i}]`, set, 'the built-in IPAM takes one range per family; delegate to host-local for several');
+    return parseOneRange(obj(set[0], `${field}[${i}][0]`), `${field}[${i}][0]`);
+  });
+  if (out.length > 2 || (out.length === 2 && familyOf(out[0]!.subnet) === familyOf(out[1]!.subnet))) {
+    unsupported(field, sets, 'the built-in IPAM takes at most one range per family (one IPv4, one IPv6)');
+  }
+  return out.sort((a, b) => familyOf(a.subnet) - familyOf(b.subnet));
+}
+
+/**
+ * The built-in IPAM's ranges: runtimeConfig.ipRanges when the runtime gives them (as host-local
+ * lets the ipRanges capability override its configuration), else `ranges`, else host-local's
+ * flat `subnet`/`gateway`.
+ */
+function parseRanges(ipam: Record<string, unknown>, rc: Record<string, unknown>): CniRange[] {
+  for (const f of ['rangeStart', 'rangeEnd', 'dataDir', 'resolvConf']) if (ipam[f] !== undefined) unsupported(`ipam.${f}`, ipam[f], 'the built-in IPAM hands out the whole subnet; delegate to host-local for ranges');
+  const ipRanges = rc['ipRanges'];
+  if (ipRanges !== undefined && ipRanges !== null && !(Array.isArray(ipRanges) && ipRanges.length === 0)) return parseRangeSets(ipRanges, 'runtimeConfig.ipRanges');
+  if (ipam['ranges'] !== undefined) return parseRangeSets(ipam['ranges'], 'ipam.ranges');
+  return [parseOneRange(ipam, 'ipam')];
 }
 
 /** The subnet of the built-in IPAM as tsnetlink reads it: "GATEWAY/PREFIX", or the subnet itself. */
@@ -313,10 +355,8 @@ function parsePortMappings(v: unknown): PortMappingArg[] {
     if (protocol !== 'tcp' && protocol !== 'udp') unsupported(`runtimeConfig.portMappings[${i}].protocol`, o['protocol'], 'tsnetlink publishes tcp and udp ports');
     const hostIP = o['hostIP'];
     const out: PortMappingArg = { hostPort: port('hostPort'), containerPort: port('containerPort'), protocol };
-    if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0') {
-      if (typeof hostIP === 'string' && hostIP.includes(':')) unsupported(`runtimeConfig.portMappings[${i}].hostIP`, hostIP, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
-      out.hostIP = ipv4(hostIP, `runtimeConfig.portMappings[${i}].hostIP`);
-    }
+    // An empty or IPv4 wildcard host IP publishes on every family of the network, as the library does.
+    if (hostIP !== undefined && hostIP !== '' && hostIP !== '0.0.0.0') out.hostIP = ipAddr(hostIP, `runtimeConfig.portMappings[${i}].hostIP`);
     return out;
   });
   // Two mappings of one host port would both be asked of the kernel; say which, before anything is made.
@@ -334,13 +374,14 @@ function requestedIps(raw: Record<string, unknown>, env: CniEnv): string[] {
   const list = rc?.['ips'] ?? fromArgs ?? (env.args.has('IP') ? env.args.get('IP')!.split(',') : undefined);
   if (list === undefined) return [];
   if (!Array.isArray(list)) invalid('ips', 'must be a list of addresses');
-  const v4 = list.map((a, i) => {
+  const bare = list.map((a, i) => {
     if (typeof a !== 'string') invalid(`ips[${i}]`, 'must be a string');
-    return a.replace(/\/\d{1,2}$/, '');
+    return a.replace(/\/\d{1,3}$/, '');
   });
-  if (v4.some((a) => a.includes(':'))) unsupported('ips', list, 'the CNI plugin configures IPv4 only (dual-stack networks are made with the library or the CLI)');
-  if (v4.length > 1) unsupported('ips', list, 'one address per attachment');
-  return v4.map((a, i) => ipv4(a, `ips[${i}]`));
+  // tsnetlink's connect takes one requested address, of either family; the other family's
+  // address on a dual-stack network is the next free one.
+  if (bare.length > 1) unsupported('ips', list, 'one address per attachment (of either family)');
+  return bare.map((a, i) => ipAddr(a, `ips[${i}]`));
 }
 
 /** Checks the plugin configuration of a call (everything but VERSION). */
@@ -366,10 +407,16 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   const ipamRaw = raw['ipam'] === undefined ? {} : obj(raw['ipam'], 'ipam');
   const ipamType = ipamRaw['type'] ?? 'tsnetlink';
   if (typeof ipamType !== 'string' || ipamType === '' || /[/\\]/.test(ipamType)) invalid('ipam.type', `${JSON.stringify(ipamType)} is not a plugin name`);
-  const ipam: PluginConfig['ipam'] =
-    ipamType === 'tsnetlink'
-      ? { type: 'tsnetlink', range: parseRange(ipamRaw), routes: ipamRaw['routes'] === undefined ? [{ dst: '0.0.0.0/0' }] : parseRoutes(ipamRaw['routes'], 'ipam.routes') } : { type: 'delegated', plugin: ipamType };
   const rc = raw['runtimeConfig'] === undefined ? {} : obj(raw['runtimeConfig'], 'runtimeConfig');
+  let ipam: PluginConfig['ipam'] = { type: 'delegated', plugin: ipamType };
+  if (ipamType === 'tsnetlink') {
+    const ranges = parseRanges(ipamRaw, rc);
+    // Without routes the built-in IPAM gives the default route of each family it has.
+    const routes = ipamRaw['routes'] === undefined ? ranges.map((r) => ({ dst: defaultDst(familyOf(r.subnet)) })) : parseRoutes(ipamRaw['routes'], 'ipam.routes');
+    const strange = routes.find((r) => !ranges.some((g) => familyOf(g.subnet) === familyOf(r.dst)));
+    if (strange !== undefined) invalid('ipam.routes', `${strange.dst} is IPv${familyOf(strange.dst)}, and the ranges have no subnet of that family`);
+    ipam = { type: 'tsnetlink', ranges, routes };
+  }
   const cniArgs = raw['args'] === undefined ? {} : obj(raw['args'], 'args');
   const argsCni = cniArgs['cni'] === undefined ? {} : obj(cniArgs['cni'], 'args.cni');
   const mac = rc['mac'] ?? argsCni['mac'] ?? (env.args.get('MAC') || undefined);
@@ -389,10 +436,22 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   const forwardPolicy = raw['forwardPolicy'] ?? 'drop';
   if (forwardPolicy !== 'drop' && forwardPolicy !== 'keep') invalid('forwardPolicy', `must be "drop" or "keep", got ${JSON.stringify(forwardPolicy)}`);
   const ips = requestedIps(raw, env);
-  if (ipam.type === 'tsnetlink') ips.forEach((ip) => checkRequestedIp(ip, rangeSubnet(ipam.range)));
+  const portMappings = parsePortMappings(rc['portMappings']);
+  if (ipam.type === 'tsnetlink') {
+    const ranges = ipam.ranges;
+    const rangeOf = (ip: string): CniRange | undefined => ranges.find((r) => familyOf(r.subnet) === familyOf(ip));
+    for (const ip of ips) {
+      const r = rangeOf(ip);
+      if (r === undefined) invalid('ips', `${ip} is IPv${familyOf(ip)}, and the network has no IPv${familyOf(ip)} range`);
+      checkRequestedIp(ip, rangeSubnet(r));
+    }
+    portMappings.forEach((m, i) => {
+      if (m.hostIP !== undefined && rangeOf(m.hostIP) === undefined) invalid(`runtimeConfig.portMappings[${i}].hostIP`, `${m.hostIP} is IPv${familyOf(m.hostIP)}, and the network has no IPv${familyOf(m.hostIP)} range to publish it from`);
+    });
+  }
   return {
     cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, allowHostListener, isDefaultGateway, ipam, forwardPolicy,
-    portMappings: parsePortMappings(rc['portMappings']),
+    portMappings,
     ips,
     mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,
     prevResult: prev as Record<string, unknown> | undefined,

@@ -1,10 +1,11 @@
 /**
  * CHECK and STATUS. CHECK compares what the previous result and tsnetlink's records say with
  * what is live: the endpoint's record, address and host-port reservations, its host veth (tag,
- * bridge, up), the bridge and its gateway address, the container's interface (MAC, up, address,
- * default route) and every firewall rule of the network and the endpoint. STATUS says whether
- * an ADD could succeed now: netlink and the firewall backend usable, the bridge present and up
- * when the network exists, forwarding on, a free address left.
+ * bridge, up), the bridge and its gateway address of each family, the container's interface
+ * (MAC, up, the address and default route of each family) and every firewall rule of the
+ * network and the endpoint. STATUS says whether an ADD could succeed now: netlink and the
+ * firewall backend usable, the bridge present and up when the network exists, forwarding on, a
+ * free address left in each subnet.
  */
 import { readFileSync } from 'node:fs';
 import { Ipam } from '../bridge/ipam.js';
@@ -12,6 +13,7 @@ import { desiredFirewall } from '../bridge/context.js';
 import { endpointTag, findLink } from '../bridge/links.js';
 import { portOwner } from '../bridge/teardown.js';
 import type { Networks } from '../bridge/networks.js';
+import { subnetsOf } from '../bridge/records.js';
 import { openNetns, openRtnlIn } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
 import { endpointIdFor, type CniEnv, type PluginConfig } from './config.js';
@@ -41,8 +43,13 @@ async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Prom
   if (!rec) return [`no endpoint ${id} for container ${env.containerId} interface ${env.ifname} on ${conf.network}`];
   const out: string[] = [];
   if (rec.state !== 'active') out.push(`endpoint ${id} is '${rec.state}' (an operation on it was interrupted)`);
-  if (!prevAddresses(conf.prevResult!, env).includes(rec.cidr)) out.push(`prevResult does not give ${env.ifname} the address ${rec.cidr}`);
-  if (new Ipam(nets.store, net.name, `${net.gateway}/${net.prefix}`).lookup(id) !== rec.ip) out.push(`address ${rec.ip} is not reserved for ${id}`);
+  const given = prevAddresses(conf.prevResult!, env);
+  const subs = subnetsOf(net);
+  for (const a of rec.addresses) {
+    if (!given.includes(a.cidr)) out.push(`prevResult does not give ${env.ifname} the address ${a.cidr}`);
+    const sub = subs.find((s) => s.family === a.family);
+    if (sub === undefined || new Ipam(nets.store, net.name, sub).lookup(id) !== a.ip) out.push(`address ${a.ip} is not reserved for ${id}`);
+  }
   for (const m of rec.mappings) {
     if (!nets.store.portHolders(m).some((h) => h.owner === portOwner(net.name, id))) out.push(`host port ${m.protocol}/${m.hostPort} is not reserved for ${id}`);
   }
@@ -50,7 +57,9 @@ async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Prom
   if (!br) out.push(`bridge ${net.bridge} is missing`);
   else {
     if (!br.up) out.push(`bridge ${net.bridge} is down`);
-    if (!nets.host.addrList({ link: br.index, family: 4 }).some((a) => a.address === net.gateway && a.prefix === net.prefix)) out.push(`bridge ${net.bridge} lacks ${net.gateway}/${net.prefix}`);
+    for (const s of net.subnets) {
+      if (!nets.host.addrList({ link: br.index, family: s.family }).some((a) => a.address === s.gateway && a.prefix === s.prefix)) out.push(`bridge ${net.bridge} lacks ${s.gateway}/${s.prefix}`);
+    }
   }
   const veth = findLink(nets.host, rec.hostIfname);
   if (!veth) out.push(`host veth ${rec.hostIfname} is missing`);
@@ -74,8 +83,10 @@ async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Prom
       else {
         if (link.mac !== rec.mac) out.push(`interface ${env.ifname} has MAC ${link.mac ?? 'none'}, not ${rec.mac}`);
         if (!link.up) out.push(`interface ${env.ifname} is down`);
-        if (!rt.addrList({ link: link.index, family: 4 }).some((a) => `${a.address}/${a.prefix}` === rec.cidr)) out.push(`interface ${env.ifname} lacks ${rec.cidr}`);
-        if (rec.defaultRoute && !rt.routeList({ family: 4 }).some((r) => r.dst === 'default' && r.gateway === rec.gateway && r.oif === link.index)) out.push(`the default route via ${rec.gateway} dev ${env.ifname} is missing`);
+        for (const a of rec.addresses) {
+          if (!rt.addrList({ link: link.index, family: a.family }).some((x) => `${x.address}/${x.prefix}` === a.cidr)) out.push(`interface ${env.ifname} lacks ${a.cidr}`);
+          if (rec.defaultRoute && !rt.routeList({ family: a.family }).some((r) => r.dst === 'default' && r.gateway === a.gateway && r.oif === link.index)) out.push(`the IPv${a.family} default route via ${a.gateway} dev ${env.ifname} is missing`);
+        }
       }
     } finally {
       rt.close();
@@ -120,8 +131,10 @@ export async function cmdStatus(env: CniEnv, conf: PluginConfig, stdin: string):
       if (!br || !br.up) throw new CniError(cutOff, `the bridge ${net.bridge} of ${conf.name} is ${br ? 'down' : 'missing'}`, 'tsnetlink network repair restores it');
       if (!net.internal && readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '0') throw new CniError(cutOff, 'net.ipv4.ip_forward is 0', 'tsnetlink network repair turns it back on');
       if (conf.ipam.type === 'tsnetlink') {
-        const ipam = new Ipam(nets.store, net.name, `${net.gateway}/${net.prefix}`);
-        if (ipam.list().length >= ipam.capacity) throw new CniError(CNI_CODES.notAvailable, `no free address left on ${conf.name} (${net.subnet}: ${ipam.capacity} in use)`);
+        for (const sub of subnetsOf(net)) {
+          const ipam = new Ipam(nets.store, net.name, sub);
+          if (ipam.list().length >= ipam.capacity) throw new CniError(CNI_CODES.notAvailable, `no free address left on ${conf.name} (${sub.subnet}: ${ipam.capacity} in use)`);
+        }
       }
     }
   } finally {

@@ -3,7 +3,8 @@
  * command at every version it speaks, every error code it can give, malformed input, DEL after
  * the netns is gone, GC with a partial list of valid attachments, STATUS with a full range,
  * delegated IPAM (the stock host-local), chaining with the stock tuning and bandwidth plugins,
- * and ADD/DEL of many containers at once. Oracles: ip -j, iptables-save, the state directory,
+ * ADD/DEL of many containers at once, and dual-stack and IPv6-only pods (ranges and the
+ * ipRanges capability of both families, traffic and NAT over IPv6, DEL leaving both rulesets as they were). Oracles: ip -j, iptables-save, the state directory,
  * host-local's own files, and traffic.
  */
 import { test } from 'uvu';
@@ -12,10 +13,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
-import { ipJson, requireSandbox, tcpGet } from '../helpers.js';
+import { ipJson, probeTcp, requireSandbox, tcpGet } from '../helpers.js';
 import { openNetns, withNetns } from '../../src/index.js';
 import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
-import { nftRuleset } from './fw-oracle.js';
+import { NFT, nftRuleset } from './fw-oracle.js';
 
 requireSandbox('cni');
 
@@ -169,6 +170,14 @@ test('a refused or failed ADD leaves the node exactly as it was: netns that is n
     const r = cni('ADD', c, att('rb1', ns.path));
     assert.is(r.status, 1, r.out);
   });
+  // The same on a dual-stack network: IPv6 forwarding, the ip6tables FORWARD policy and the IPv6
+  // rules and routes the create made go too.
+  const before6 = nodeState6();
+  const ds = { ...c, name: 'rb6', bridge: 'tsc-rb6', ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.60.45.0/24' }], [{ subnet: 'fd00:45::/64' }]] } };
+  failsWith(cni('ADD', { ...ds, runtimeConfig: { ips: ['fd00:46::5'] } }, fw(att('rb1', ns.path))), 7, 'an IPv6 address outside the IPv6 range');
+  assert.is(cni('ADD', ds, fw(att('rb1', ns.path))).status, 1, 'a dual-stack connect that fails after the network was made');
+  const after6 = nodeState6();
+  for (const k of Object.keys(before6)) assert.equal(after6[k], before6[k], `dual-stack rollback: ${k}`);
   assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), '0', 'the node started with forwarding off');
   rmSync(dir, { recursive: true, force: true });
   run('ip', ['netns', 'del', ns.name]);
@@ -490,6 +499,182 @@ test('ADD and DEL of 12 containers at once on a network none of them created: di
   dels.forEach((d, i) => assert.is(d.status, 0, `DEL ${i}: ${d.out}`));
   assert.equal(hostLinks(), []);
   assert.equal(existsSync('/run/tsnetlink/networks/burst.json'), false);
+});
+
+/** ip6tables-save as iptablesState reads iptables-save: no comments, counters or empty tables. */
+function ip6tablesState(): string[] {
+  const text = run('ip6tables-save', []).split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]')).join('\n');
+  return (text.match(/^\*\w+\n[\s\S]*?^COMMIT$/gm) ?? []).filter((t) => !t.split('\n').every((l) => /^(\*\w+|:[A-Z]+ ACCEPT \[0:0\]|COMMIT)$/.test(l)));
+}
+
+/** What DEL must leave as it was on a dual-stack network: nodeState, IPv6 routes and the IPv6 ruleset too. */
+function nodeState6(): Record<string, unknown> {
+  return { ...nodeState(), routes6: ipJson(['-6', 'route', 'show', 'table', 'all']).map((r: any) => JSON.stringify(r)).sort(), ip6tables: ip6tablesState() };
+}
+
+/**
+ * The attachment environment with the firewall backend of this run: cni() passes the plugin a
+ * clean environment, and the dual-stack tests run on the nftables backend too
+ * (TSNETLINK_FIREWALL=nftables node scripts/test.mjs --e2e cni).
+ */
+function fw(e: Record<string, string>): Record<string, string | undefined> {
+  return { ...e, TSNETLINK_FIREWALL: process.env['TSNETLINK_FIREWALL'] };
+}
+
+/** Addresses of eth0 inside a named netns, as `ip -j addr` gives them: "family local/prefix scope". */
+function addrsIn(ns: string): string[] {
+  return ipJson(['-n', ns, 'addr', 'show', 'eth0']).flatMap((i: any) => i.addr_info).map((a: any) => `${a.family} ${a.local}/${a.prefixlen} ${a.scope}`);
+}
+
+/** The default route's gateway of a family inside a named netns. */
+function defaultVia(ns: string, family: 4 | 6): string[] {
+  return ipJson([`-${family}`, '-n', ns, 'route', 'show', 'default']).map((r: any) => `${r.gateway} ${r.dev}`);
+}
+
+/** Whether the node's rules (iptables, ip6tables, nft) still name a network. */
+function rulesName(network: string): string[] {
+  const tag = `tsnetlink:${network}`;
+  return [...run('iptables-save', []).split('\n'), ...run('ip6tables-save', []).split('\n'), ...nftRuleset().map((o) => JSON.stringify(o))].filter((l) => l.includes(`"${tag}"`) || l.includes(`"${tag}/`) || l.includes(`${tag}/`));
+}
+
+// Before the dual-stack test: its first ADD turns IPv6 forwarding on (a host change that stays,
+// as with Docker), which this test does first so that the dual-stack DEL can be compared whole.
+test('IPv6-only: ranges of one IPv6 set give the pod only an IPv6 address and default route; IP= of IPv6; IPv4 refused; DEL leaves nothing', () => {
+  const ns = netns();
+  const ns2 = netns();
+  const c = { cniVersion: '0.4.0', name: 'v6only', type: 'tsnetlink', bridge: 'tsc-v6only', ipam: { type: 'tsnetlink', ranges: [[{ subnet: 'fd00:62::/64' }]] } };
+  const add = cni('ADD', c, fw(att('v6a', ns.path)));
+  ok(add, 'ADD');
+  assert.equal(add.json.ips, [{ version: '6', address: 'fd00:62::2/64', gateway: 'fd00:62::1', interface: 2 }]);
+  assert.equal(add.json.routes, [{ dst: '::/0', gw: 'fd00:62::1' }]);
+  assert.equal(addrsIn(ns.name).filter((a) => !a.endsWith(' link')), ['inet6 fd00:62::2/64 global'], 'no IPv4 address');
+  assert.equal(defaultVia(ns.name, 6), ['fd00:62::1 eth0']);
+  assert.equal(defaultVia(ns.name, 4), []);
+  ok(cni('CHECK', withPrev(c, add.json), fw(att('v6a', ns.path))), 'CHECK');
+  failsWith(cni('ADD', c, fw(att('v6b', ns2.path, 'eth0', 'IP=10.62.0.9'))), 7, 'IP= of IPv4 on an IPv6-only network');
+  const b = cni('ADD', c, fw(att('v6b', ns2.path, 'eth0', 'IP=fd00:62::9')));
+  ok(b, 'ADD with IP= of IPv6');
+  assert.equal(b.json.ips.map((i: any) => i.address), ['fd00:62::9/64']);
+  run('ip', ['netns', 'exec', ns.name, 'busybox', 'ping', '-c', '1', '-W', '2', 'fd00:62::9']);
+  ok(cni('DEL', c, fw(att('v6a', ns.path))), 'DEL a');
+  ok(cni('DEL', c, fw(att('v6b', ns2.path))), 'DEL b');
+  assert.equal(hostLinks(), []);
+  assert.equal(rulesName('v6only'), []);
+  assert.equal(existsSync('/run/tsnetlink/networks/v6only.json'), false);
+  run('ip', ['netns', 'del', ns.name]);
+  run('ip', ['netns', 'del', ns2.name]);
+});
+
+test('dual stack: the ipRanges capability over ipam.ranges; both addresses and default routes in the 0.3.1 result and the netns; IPv6 pod to pod, published port and masquerade; mismatch refused; DEL leaves the node as it was', async () => {
+  // An upstream host on an uplink with an address of each family; it has no route to the pods,
+  // so a reply reaches them only if their traffic left with the node's address.
+  const HOST4 = '10.97.0.1';
+  const HOST6 = '2001:db8:97::1';
+  run('ip', ['netns', 'add', 'cniup']);
+  run('ip', ['link', 'add', 'cniup0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'cniup']);
+  run('ip', ['addr', 'add', `${HOST4}/24`, 'dev', 'cniup0']);
+  run('ip', ['addr', 'add', `${HOST6}/64`, 'dev', 'cniup0', 'nodad']);
+  // No link-local address: one that the kernel adds a moment after the link is up would show
+  // up in the routes compared before and after.
+  run('ip', ['link', 'set', 'cniup0', 'addrgenmode', 'none']);
+  run('ip', ['link', 'set', 'cniup0', 'up']);
+  run('ip', ['-n', 'cniup', 'addr', 'add', '10.97.0.2/24', 'dev', 'eth0']);
+  run('ip', ['-n', 'cniup', 'addr', 'add', '2001:db8:97::2/64', 'dev', 'eth0', 'nodad']);
+  run('ip', ['-n', 'cniup', 'link', 'set', 'eth0', 'up']);
+  run('ip', ['-n', 'cniup', 'link', 'set', 'lo', 'up']);
+  const up = openNetns({ name: 'cniup' });
+  const seen: string[] = [];
+  const upServer = withNetns(up, () => net.createServer((s) => {
+    seen.push(s.remoteAddress!.replace('::ffff:', ''));
+    s.end('up');
+  }).listen(9999));
+  const [a, b] = [netns(), netns()];
+  const nsA = openNetns({ name: a.name });
+  const nsB = openNetns({ name: b.name });
+  const servers = [withNetns(nsA, () => net.createServer((s) => s.end('a')).listen(80)), withNetns(nsB, () => net.createServer((s) => s.end('b')).listen(80))];
+  const before = nodeState6();
+  // 0.3.1, as many Kubernetes manifests still say; CHECK came with 0.4.0.
+  const ranges = [[{ subnet: '10.61.0.0/24' }], [{ subnet: 'fd00:61::/64' }]];
+  const c = { cniVersion: '0.3.1', name: 'ds', type: 'tsnetlink', bridge: 'tsc-ds', isDefaultGateway: true, capabilities: { portMappings: true, ipRanges: true }, ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.99.0.0/24' }]] } };
+  const withA = { ...c, runtimeConfig: { ipRanges: ranges, portMappings: [{ hostPort: 9610, containerPort: 80, protocol: 'tcp', hostIP: '' }] } };
+  const withB = { ...c, runtimeConfig: { ipRanges: ranges } };
+  try {
+    const addA = cni('ADD', withA, fw(att('dsa', a.path)));
+    ok(addA, 'ADD a');
+    assert.equal(addA.json.ips, [
+      { version: '4', address: '10.61.0.2/24', gateway: '10.61.0.1', interface: 2 },
+      { version: '6', address: 'fd00:61::2/64', gateway: 'fd00:61::1', interface: 2 },
+    ]);
+    assert.equal(addA.json.routes, [{ dst: '0.0.0.0/0', gw: '10.61.0.1' }, { dst: '::/0', gw: 'fd00:61::1' }]);
+    assert.equal(addrsIn(a.name).filter((x) => !x.endsWith(' link')), ['inet 10.61.0.2/24 global', 'inet6 fd00:61::2/64 global']);
+    assert.equal([defaultVia(a.name, 4), defaultVia(a.name, 6)], [['10.61.0.1 eth0'], ['fd00:61::1 eth0']]);
+    const addB = cni('ADD', withB, fw(att('dsb', b.path)));
+    ok(addB, 'ADD b');
+    assert.equal(addB.json.ips.map((i: any) => i.address), ['10.61.0.3/24', 'fd00:61::3/64']);
+    assert.is(JSON.parse(readFileSync('/run/tsnetlink/networks/ds.json', 'utf8')).firewall, NFT ? 'nftables' : 'iptables', "the run's backend holds the rules");
+    assert.ok(rulesName('ds').some((l) => l.includes('fd00:61::')), `the network's IPv6 rules are in ${NFT ? 'nft' : 'ip6tables'}`);
+    ok(cni('CHECK', withPrev({ ...withA, cniVersion: '0.4.0' }, addA.json), fw(att('dsa', a.path))), 'CHECK both families');
+    // CHECK looks at each family: the pod losing its IPv6 address is a mismatch.
+    run('ip', ['-n', b.name, 'addr', 'del', 'fd00:61::3/64', 'dev', 'eth0']);
+    const bad = cni('CHECK', withPrev({ ...withB, cniVersion: '0.4.0' }, addB.json), fw(att('dsb', b.path)));
+    failsWith(bad, 103, 'CHECK after the IPv6 address went');
+    assert.match(bad.json.msg, 'lacks fd00:61::3/64');
+    run('ip', ['-n', b.name, 'addr', 'add', 'fd00:61::3/64', 'dev', 'eth0', 'nodad']);
+    assert.is(await probeTcp(nsA, 'fd00:61::3', 80, 3000), 'b', 'pod to pod over IPv6');
+    assert.is(await probeTcp(nsB, 'fd00:61::2', 80, 3000), 'a');
+    assert.is(await tcpGet(HOST6, 9610), 'a', "the published port from the host's IPv6 address");
+    assert.is(await probeTcp(up, HOST6, 9610, 3000), 'a', 'the published port over IPv6 from the upstream host');
+    assert.is(await probeTcp(up, HOST4, 9610, 3000), 'a', 'and over IPv4');
+    assert.is(await probeTcp(nsB, '2001:db8:97::2', 9999, 3000), 'up');
+    assert.is(await probeTcp(nsB, '10.97.0.2', 9999, 3000), 'up');
+    assert.equal(seen, [HOST6, HOST4], 'ipMasq masquerades both families');
+    // A configuration whose ranges disagree with the network's subnets is refused, and changes nothing.
+    const nsC = netns();
+    leavesNodeAsItWas('ranges of IPv4 alone on the dual-stack network', () => {
+      const r = cni('ADD', { ...c, runtimeConfig: { ipRanges: [ranges[0]] } }, fw(att('dsc', nsC.path)));
+      failsWith(r, 105, 'a mismatch');
+      assert.match(r.json.msg, 'exists with subnet 10.61.0.0/24 (gateway 10.61.0.1) and fd00:61::/64 (gateway fd00:61::1)');
+    });
+    failsWith(cni('ADD', { ...withB, runtimeConfig: { ipRanges: ranges, portMappings: [{ hostPort: 9611, containerPort: 80, hostIP: '2001:db8:97::77' }] } }, fw(att('dsc', nsC.path))), 7, 'an IPv6 hostIP not on this node');
+    run('ip', ['netns', 'del', nsC.name]);
+    ok(cni('DEL', withA, fw(att('dsa', a.path))), 'DEL a');
+    ok(cni('DEL', withB, fw(att('dsb', b.path))), 'DEL b');
+    assert.equal(rulesName('ds'), []);
+    const after = nodeState6();
+    for (const k of Object.keys(before)) assert.equal(after[k], before[k], `DEL leaves ${k} as it was`);
+  } finally {
+    // A failed assertion must not leave the network to the next test.
+    cni('DEL', withA, fw(att('dsa', a.path)));
+    cni('DEL', withB, fw(att('dsb', b.path)));
+    for (const s of servers) s.close();
+    upServer.close();
+    for (const h of [nsA, nsB, up]) h.close();
+    for (const n of [a.name, b.name, 'cniup']) spawnSync('ip', ['netns', 'del', n]);
+    spawnSync('ip', ['link', 'del', 'cniup0']);
+  }
+});
+
+test('an ADD onto a dual-stack network the CLI made lists both addresses; DEL leaves the network to the CLI', () => {
+  const cli = (args: string[]): string => run(process.execPath, [PLUGIN.replace(/bin\/tsnetlink-cni$/, 'dist/src/cli/main.js'), ...args]);
+  cli(['network', 'create', '--subnet', '10.63.0.0/24', '--subnet', 'fd00:63::/64', 'clids']);
+  const ns = netns();
+  try {
+    // The sets in either order; a default route of IPv6 alone, which the plugin adds itself.
+    const c = { cniVersion: '1.0.0', name: 'clids', type: 'tsnetlink', ipam: { type: 'tsnetlink', ranges: [[{ subnet: 'fd00:63::/64' }], [{ subnet: '10.63.0.0/24' }]], routes: [{ dst: '::/0' }] } };
+    const add = cni('ADD', c, fw(att('cl1', ns.path, 'eth0', 'IP=fd00:63::40')));
+    ok(add, 'ADD');
+    assert.equal(add.json.ips, [{ address: '10.63.0.2/24', gateway: '10.63.0.1', interface: 2 }, { address: 'fd00:63::40/64', gateway: 'fd00:63::1', interface: 2 }]);
+    assert.equal(add.json.routes, [{ dst: '::/0', gw: 'fd00:63::1' }]);
+    assert.equal(addrsIn(ns.name).filter((x) => !x.endsWith(' link')), ['inet 10.63.0.2/24 global', 'inet6 fd00:63::40/64 global']);
+    assert.equal([defaultVia(ns.name, 4), defaultVia(ns.name, 6)], [[], ['fd00:63::1 eth0']]);
+    ok(cni('DEL', c, fw(att('cl1', ns.path))), 'DEL');
+    assert.equal(readdirSync('/run/tsnetlink/networks/clids/ips'), [], 'both addresses released');
+    assert.ok(existsSync('/run/tsnetlink/networks/clids.json'), 'the CLI network stays');
+  } finally {
+    cli(['network', 'rm', 'clids']);
+    run('ip', ['netns', 'del', ns.name]);
+  }
+  assert.equal(hostLinks(), []);
 });
 
 import { createRequire } from 'node:module';

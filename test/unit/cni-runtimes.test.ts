@@ -84,6 +84,8 @@ test("containerd's untagged portMappings, bandwidth, ipRanges and dns read as CR
     const rc = (x: typeof a) => x.raw['runtimeConfig'] as Record<string, any>;
     assert.equal(rc(a)['bandwidth'], CRIO.bandwidth);
     assert.equal(rc(a)['ipRanges'][0][0].subnet, '10.88.0.0/16');
+    assert.equal(a.ipam, b.ipam, 'the ipRanges capability overrides ipam.ranges, whatever the case of its keys');
+    assert.equal(a.ipam, { type: 'tsnetlink', ranges: [{ subnet: '10.88.0.0/16' }], routes: [{ dst: '0.0.0.0/0' }] }, command);
     assert.equal(rc(a)['dns'], CRIO.dns);
   }
   // The whole configuration follows the same rule: top-level fields, ipam, args and prevResult.
@@ -93,7 +95,7 @@ test("containerd's untagged portMappings, bandwidth, ipRanges and dns read as CR
     PrevResult: { CNIVersion: '1.0.0', Interfaces: [{ Name: 'tap0' }], IPs: [{ Address: '10.9.0.2/24', Interface: 0 }] },
   });
   assert.equal([c.bridge, c.ipMasq, c.mtu, c.ips, c.mac], ['cni0', false, 1400, ['10.88.0.9'], '02:00:00:00:00:09']);
-  assert.equal(c.ipam, { type: 'tsnetlink', range: { subnet: '10.88.0.0/16', gateway: '10.88.0.1' }, routes: [{ dst: '0.0.0.0/0' }] });
+  assert.equal(c.ipam, { type: 'tsnetlink', ranges: [{ subnet: '10.88.0.0/16', gateway: '10.88.0.1' }], routes: [{ dst: '0.0.0.0/0' }] });
   assert.equal(c.prevResult, { cniVersion: '1.0.0', interfaces: [{ name: 'tap0' }], ips: [{ address: '10.9.0.2/24', interface: 0 }] });
   // A known-but-unimplemented field is known under any case.
   assert.is(refusal(() => parse({ VLAN: 7 })).cniCode, CNI_CODES.unsupportedField);
@@ -103,7 +105,7 @@ test("containerd's untagged portMappings, bandwidth, ipRanges and dns read as CR
 });
 
 test('versions 0.3.0 to 1.1.0: results in their shape; the shim lists exactly SUPPORTED_VERSIONS', () => {
-  const a = { bridge: { name: 'br0', mac: '02:42:0a:05:00:01' }, hostVeth: { name: 'veth0' }, container: { name: 'eth0', mac: '02:42:0a:05:00:02', sandbox: '/run/netns/x' }, address: '10.5.0.2/24', gateway: '10.5.0.1', routes: [] };
+  const a = { bridge: { name: 'br0', mac: '02:42:0a:05:00:01' }, hostVeth: { name: 'veth0' }, container: { name: 'eth0', mac: '02:42:0a:05:00:02', sandbox: '/run/netns/x' }, addresses: [{ address: '10.5.0.2/24', gateway: '10.5.0.1' }], routes: [] };
   for (const v of SUPPORTED_VERSIONS) {
     assert.is(parse({ cniVersion: v }).cniVersion, v);
     const ip = buildResult(v, a).ips![0]!;

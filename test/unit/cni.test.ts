@@ -126,7 +126,6 @@ test('configuration: stdin not JSON is 6, wrong types 7, known-but-unimplemented
   assert.is(u.cniCode, CNI_CODES.unsupportedField);
   assert.match(u.message, 'vlan=100');
   assert.is(codeOf(() => conf({ isGateway: false })), CNI_CODES.unsupportedField);
-  assert.is(codeOf(() => conf({ ipam: { subnet: 'fd00::/64' } })), CNI_CODES.unsupportedField);
   assert.is(codeOf(() => conf({ ipam: { subnet: '10.5.0.0/24', rangeStart: '10.5.0.10' } })), CNI_CODES.unsupportedField);
   assert.is(codeOf(() => conf({ runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 80, protocol: 'sctp' }] } })), CNI_CODES.unsupportedField);
 });
@@ -138,12 +137,12 @@ test('configuration: Podman\'s bridge shape, capabilities, IP= and the order of 
     runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '' }, { hostPort: 53, containerPort: 53, protocol: 'UDP', hostIP: '127.0.0.1' }], mac: '02:AA:00:00:00:01' },
   }, env({ CNI_ARGS: 'IgnoreUnknown=1;IP=10.89.0.9' }));
   assert.equal([c.network, c.bridge, c.ipMasq, c.cniVersion], ['net1', 'cni-podman1', true, '1.0.0']);
-  assert.equal(c.ipam, { type: 'tsnetlink', range: { subnet: '10.89.0.0/24', gateway: '10.89.0.1' }, routes: [{ dst: '0.0.0.0/0' }] });
+  assert.equal(c.ipam, { type: 'tsnetlink', ranges: [{ subnet: '10.89.0.0/24', gateway: '10.89.0.1' }], routes: [{ dst: '0.0.0.0/0' }] });
   assert.equal(c.portMappings, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }, { hostPort: 53, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' }]);
   assert.equal(c.ips, ['10.89.0.9']);
   assert.is(c.mac, '02:aa:00:00:00:01');
   assert.equal(conf({ runtimeConfig: { ips: ['10.5.0.4/24'] } }, env({ CNI_ARGS: 'IP=10.5.0.9' })).ips, ['10.5.0.4'], 'runtimeConfig.ips wins over CNI_ARGS');
-  assert.equal(conf({}).ipam, { type: 'tsnetlink', range: { subnet: '10.5.0.0/24' }, routes: [{ dst: '0.0.0.0/0' }] }, 'built-in IPAM routes default to the default route');
+  assert.equal(conf({}).ipam, { type: 'tsnetlink', ranges: [{ subnet: '10.5.0.0/24' }], routes: [{ dst: '0.0.0.0/0' }] }, 'built-in IPAM routes default to the default route');
   assert.equal(conf({ ipam: { type: 'host-local', subnet: '10.5.0.0/24' } }).ipam, { type: 'delegated', plugin: 'host-local' });
   assert.is(conf({ ipMasq: false }).ipMasq, false);
 });
@@ -163,7 +162,7 @@ test('names: CNI network names map onto tsnetlink names, attachments onto endpoi
 });
 
 test('results: 0.4.0 marks IPs with version 4; 1.x does not; chained results keep and re-index the previous one', () => {
-  const a = { bridge: { name: 'br0', mac: '02:42:0a:05:00:01' }, hostVeth: { name: 'veth0', mac: '0a:00:00:00:00:01' }, container: { name: 'eth0', mac: '02:42:0a:05:00:02', sandbox: '/run/netns/x' }, address: '10.5.0.2/24', gateway: '10.5.0.1', routes: [{ dst: '0.0.0.0/0', gw: '10.5.0.1' }] };
+  const a = { bridge: { name: 'br0', mac: '02:42:0a:05:00:01' }, hostVeth: { name: 'veth0', mac: '0a:00:00:00:00:01' }, container: { name: 'eth0', mac: '02:42:0a:05:00:02', sandbox: '/run/netns/x' }, addresses: [{ address: '10.5.0.2/24', gateway: '10.5.0.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.5.0.1' }] };
   const r4 = buildResult('0.4.0', a);
   assert.equal(r4.ips, [{ version: '4', address: '10.5.0.2/24', gateway: '10.5.0.1', interface: 2 }]);
   assert.equal(r4.interfaces!.map((i) => i.name), ['br0', 'veth0', 'eth0']);
@@ -178,10 +177,12 @@ test('results: 0.4.0 marks IPs with version 4; 1.x does not; chained results kee
   assert.equal(chained.dns, { nameservers: ['10.9.0.1'] });
 });
 
-test('IPAM results: host-local 0.4.0 and 1.0.0 shapes read; IPv6-only, garbage refused', () => {
+test('IPAM results: host-local 0.4.0 and 1.0.0 shapes read; IPv4 preferred, IPv6 alone read; garbage refused', () => {
   const r = parseIpamResult(JSON.stringify({ cniVersion: '0.4.0', ips: [{ version: '4', address: '10.22.0.5/16', gateway: '10.22.0.1' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }], dns: {} }), 'host-local');
   assert.equal([r.ip, r.prefix, r.gateway, r.routes], ['10.22.0.5', 16, '10.22.0.1', [{ dst: '0.0.0.0/0' }]]);
-  assert.is(codeOf(() => parseIpamResult('{"ips":[{"address":"fd00::5/64"}]}', 'x')), CNI_CODES.unsupportedField);
+  const v6 = parseIpamResult(JSON.stringify({ ips: [{ address: 'fd00::5/64', gateway: 'fd00::1' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] }), 'x');
+  assert.equal([v6.ip, v6.prefix, v6.gateway, v6.routes], ['fd00::5', 64, 'fd00::1', [{ dst: '::/0' }]]);
+  assert.is(codeOf(() => parseIpamResult('{"ips":[]}', 'x')), CNI_CODES.decodingFailure);
   assert.is(codeOf(() => parseIpamResult('oops', 'x')), CNI_CODES.decodingFailure);
   assert.is(codeOf(() => parseIpamResult('{"ips":[{"address":"10.0.0.5"}]}', 'x')), CNI_CODES.decodingFailure);
 });

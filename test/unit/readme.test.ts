@@ -1,23 +1,38 @@
 /**
  * The README shows only what the tests run: each ts/sh block is an examples/ file verbatim (the
  * files are type-checked with the project and run by test/e2e/examples.e2e.test.ts), the quick
- * start names package scripts that exist, the CLI's help block is the CLI's output, and every
- * other block is marked as text.
+ * start names package scripts that exist, the CLI's help block is the CLI's output, each json
+ * block is a conflist the CNI plugin accepts, and every other block is marked as text.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { HELP } from '../../src/cli/usage.js';
+import { decodeConfig, parseConfig, parseEnv } from '../../src/cni/config.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const readme = readFileSync(`${root}README.md`, 'utf8');
 const blocks = [...readme.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1] ?? '', body: m[2] ?? '', at: readme.slice(0, m.index).split('\n').length }));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> };
 
-test('every code block says what it is: ts and sh run, text is shown', () => {
+test('every code block says what it is: ts and sh run, json is a conflist the plugin reads, text is shown', () => {
   assert.ok(blocks.length > 10, `found ${blocks.length} blocks`);
-  for (const b of blocks) assert.ok(['ts', 'sh', 'text'].includes(b.lang), `README line ${b.at}: a block marked "${b.lang}" (use ts, sh or text)`);
+  for (const b of blocks) assert.ok(['ts', 'sh', 'json', 'text'].includes(b.lang), `README line ${b.at}: a block marked "${b.lang}" (use ts, sh, json or text)`);
+});
+
+test('each json block is a conflist whose tsnetlink entry the CNI plugin accepts, as a runtime hands it over', () => {
+  const json = blocks.filter((b) => b.lang === 'json');
+  assert.ok(json.length > 0, 'the CNI section shows a conflist');
+  const env = parseEnv({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'readme', CNI_NETNS: '/run/netns/readme', CNI_IFNAME: 'eth0' });
+  for (const b of json) {
+    const list = JSON.parse(b.body) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
+    const entry = list.plugins.find((p) => p['type'] === 'tsnetlink');
+    assert.ok(entry, `README line ${b.at}: no tsnetlink entry`);
+    // A runtime passes the entry with the list's name and version, and the capabilities' values in runtimeConfig.
+    const conf = parseConfig(decodeConfig(JSON.stringify({ cniVersion: list.cniVersion, name: list.name, ...entry, runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] } })), env);
+    assert.is(conf.name, list.name, `README line ${b.at}`);
+  }
 });
 
 test('each ts and sh block (but the quick start) is an examples/ file, verbatim, and each file is shown', () => {
