@@ -122,7 +122,8 @@ export function macForIp(ip: string): string {
 
 /** The parsed subnets of a network record, in its order. */
 export function subnetsOf(net: Pick<NetworkRecord, 'subnets'>): Subnet[] {
-  return net.subnets.map((s) => parseSubnet(s.family === 4 ? `${s.gateway}/${s.prefix}` : s.subnet));
+  // The gateway with its prefix names both the subnet and the gateway, in either family.
+  return net.subnets.map((s) => parseSubnet(`${s.gateway}/${s.prefix}`));
 }
 
 /** The network's subnet of `family`, or undefined. */
@@ -294,7 +295,7 @@ export function checkSubnets(value: unknown): SubnetRecord[] {
     const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
     const [subnet, gateway, prefix] = [o['subnet'], o['gateway'], o['prefix']];
     if (typeof subnet !== 'string' || typeof gateway !== 'string' || typeof prefix !== 'number') throw new Error('each subnet needs subnet, gateway and prefix');
-    const sub = parseSubnet(ipFamily(gateway) === 4 ? `${gateway}/${prefix}` : subnet);
+    const sub = parseSubnet(`${gateway}/${prefix}`);
     if (sub.subnet !== subnet || sub.gateway !== gateway || sub.prefix !== prefix) throw new Error(`${subnet} does not match gateway ${gateway}/${prefix}`);
     return subnetRecord(sub);
   });

@@ -55,10 +55,6 @@ function delegatedAddressing(conf: PluginConfig, stdout: string, plugin: string)
   }
   // Without a gateway from IPAM, the subnet's first host is the gateway (tsnetlink's rule).
   const subnet = r.gateway !== undefined ? `${r.gateway}/${r.prefix}` : network;
-  // tsnetlink's records keep an IPv6 gateway as the subnet's first address (see parseOneRange).
-  if (c.family === 6 && parseSubnet(subnet).gateway !== parseSubnet(network).gateway) {
-    throw new CniError(CNI_CODES.unsupportedField, `IPAM plugin ${plugin} gave the IPv6 gateway ${r.gateway}`, `an IPv6 network's gateway is the first address of its subnet (${parseSubnet(network).gateway})`);
-  }
   try {
     checkRequestedIp(r.ip, subnet, `the address ${plugin} gave`);
   } catch (e) {

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
-import { contains, ipFamily, parseSubnet, type Family, type Subnet } from '../bridge/cidr.js';
+import { contains, ipFamily, parseSubnet, type Family } from '../bridge/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
 import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
@@ -281,16 +281,11 @@ function parseOneRange(r: Record<string, unknown>, field: string): CniRange {
   // host-local keeps the configured subnet whatever the gateway says; so does tsnetlink, and a
   // gateway outside it is a mistake to name, not a reason to move the network elsewhere.
   if (gateway !== undefined && !contains(subnet, gateway)) invalid(`${field}.gateway`, `${gateway} is outside the subnet ${subnet}`);
-  let parsed: Subnet;
+  // Checked as the library will read it (prefix bounds, reserved ranges), before anything changes.
   try {
-    parsed = parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, `${field}.subnet`);
+    parseSubnet(gateway !== undefined ? `${gateway}/${subnet.split('/')[1]}` : subnet, `${field}.subnet`);
   } catch (e) {
     invalid(`${field}.subnet`, (e as Error).message);
-  }
-  // tsnetlink's records keep an IPv6 gateway as the subnet's first address, so another one
-  // would not survive the network's next read; say so rather than make such a network.
-  if (parsed.family === 6 && parsed.gateway !== parseSubnet(parsed.subnet).gateway) {
-    unsupported(`${field}.gateway`, gateway, `an IPv6 network's gateway is the first address of its subnet (${parseSubnet(parsed.subnet).gateway})`);
   }
   return { subnet, ...(gateway !== undefined ? { gateway } : {}) };
 }

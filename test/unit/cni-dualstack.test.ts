@@ -53,9 +53,9 @@ test('ranges: refusals name the field, before anything changes', () => {
   assert.is(refusal(() => conf({ ipam: { ranges: [[{ subnet: 'fd00:22::/130' }]] } })).cniCode, CNI_CODES.invalidConfig);
   assert.is(refusal(() => conf({ ipam: { ranges: [[{ subnet: 'fe80::/64' }]] } })).cniCode, CNI_CODES.invalidConfig, 'link-local, as the library refuses it');
   assert.is(refusal(() => conf({ ipam: { ranges: [[{ subnet: 'fd00:22::/127' }]] } })).cniCode, CNI_CODES.invalidConfig);
-  const gw = refusal(() => conf({ ipam: { ranges: [[{ subnet: 'fd00:22::/64', gateway: 'fd00:22::5' }]] } }));
-  assert.is(gw.cniCode, CNI_CODES.unsupportedField);
-  assert.match(gw.details ?? '', 'fd00:22::1');
+  // Any gateway inside the subnet, in either family (the network record keeps it).
+  const gwConf = conf({ ipam: { ranges: [[{ subnet: 'fd00:22::/64', gateway: 'fd00:22::5' }]] } });
+  assert.equal(gwConf.ipam.type === 'tsnetlink' ? gwConf.ipam.ranges : [], [{ subnet: 'fd00:22::/64', gateway: 'fd00:22::5' }]);
   const r = refusal(() => conf({ ipam: { ranges: [DUAL[0]], routes: [{ dst: '::/0' }] } }));
   assert.is(r.cniCode, CNI_CODES.invalidConfig);
   assert.match(r.message, 'no subnet of that family');

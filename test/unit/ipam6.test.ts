@@ -8,6 +8,7 @@ import { ValidationError } from '../../src/errors.js';
 import { bigToIp, canonicalIp, contains, ipFamily, ipToBig, overlaps, parseSubnet } from '../../src/bridge/cidr.js';
 import { Ipam, IpamError } from '../../src/bridge/ipam.js';
 import { Store } from '../../src/bridge/store.js';
+import { checkSubnets, subnetRecord, subnetsOf } from '../../src/bridge/records.js';
 
 const tmpBase = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 const roots: string[] = [];
@@ -133,6 +134,12 @@ test('Ipam: a small IPv6 range fills up and wraps; the dense scan is bounded by 
   const big = new Ipam(store, 'big', 'fd00:20::/64');
   for (let i = 0; i < 40; i++) big.allocate(`x${i}`);
   assert.is(big.allocate('y'), 'fd00:20::2a');
+});
+
+test('a network whose IPv6 gateway is not the first address reads back as it was written', () => {
+  const rec = [subnetRecord(parseSubnet('192.168.10.5/24')), subnetRecord(parseSubnet('fd00:10::5/64'))];
+  assert.equal(checkSubnets(JSON.parse(JSON.stringify(rec))), rec);
+  assert.equal(subnetsOf({ subnets: rec }).map((s) => [s.subnet, s.gateway]), [['192.168.10.0/24', '192.168.10.5'], ['fd00:10::/64', 'fd00:10::5']]);
 });
 
 test.run();
