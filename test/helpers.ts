@@ -1,6 +1,7 @@
 /** Shared test helpers: independent oracles (iproute2, /proc) and leak checks. */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** Runs `ip -j ARGS` (in netns NAME when given) and parses its JSON: iproute2 as an independent oracle. */
 export function ipJson<T = any>(args: string[], netns?: string): T {
@@ -63,6 +64,21 @@ export function leakGuard(): { check(): void } {
       if (leaked.length) throw new Error(`leaked file descriptors: ${leaked.join(', ')}`);
     },
   };
+}
+
+/** Every file under a state directory, lock files excepted, relative to it and sorted ([] when it does not exist). */
+export function stateFiles(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    if (!existsSync(d)) return;
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (e !== 'lock' && !e.endsWith('.lock')) out.push(p.slice(root.length + 1));
+    }
+  };
+  walk(root);
+  return out.sort();
 }
 
 /** Asserts `fn` throws and returns the error for property checks. */

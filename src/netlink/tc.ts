@@ -207,6 +207,7 @@ export const htbAttrs = {
 } as const satisfies Schema;
 export type HtbAttrs = Attrs<typeof htbAttrs>;
 
+/** The mirred action's attributes (TCA_MIRRED_*): its parameters (tc_mirred) and the times kept raw. */
 export const mirredAttrs = {
   tm: attr(1, bytes),
   parms: attr(2, tcMirred),

@@ -8,10 +8,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ipJson, tcpGet, requireSandbox } from '../helpers.js';
+import { ipJson, tcpGet, requireSandbox, stateFiles } from '../helpers.js';
 import { NFT, nftExpr as X, nftHasRule, nftHasTable, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('cli');
@@ -69,26 +68,13 @@ function dnatTo(ip: string, port?: number): boolean {
   return saveText().includes(`--to-destination ${ip}:${port ?? ''}`);
 }
 
-/** State files except locks. */
-function stateFiles(root = STATE): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e !== 'lock' && !e.endsWith('.lock')) out.push(p.slice(root.length + 1));
-    }
-  };
-  walk(root);
-  return out.sort();
-}
 
 /** After a `run`: no netns, no veth, no DNAT, no endpoint or IP reservation left. */
 function assertRunCleanedUp(what: string): void {
   assert.equal(readdirSync('/run/netns'), [], `${what}: netns removed`);
   assert.equal(ipJson<any[]>(['link', 'show', 'type', 'veth']).map((l) => l.ifname), [], `${what}: veth removed`);
   assert.equal(dnats(), [], `${what}: DNAT rules removed`);
-  assert.equal(stateFiles().filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f) && f !== 'host.json'), [], `${what}: only the network record, the IPAM cursor and the host record remain`);
+  assert.equal(stateFiles(STATE).filter((f) => !/^networks\/[^/]+(\.json|\/last)$/.test(f) && f !== 'host.json'), [], `${what}: only the network record, the IPAM cursor and the host record remain`);
   assert.equal(JSON.parse(tsn('network', 'inspect', NET).out).endpoints, [], `${what}: inspect shows no endpoint`);
 }
 
@@ -379,7 +365,7 @@ test('network rm: bridge, rules and state gone', () => {
     assert.not.ok(saveText().includes('tsnetlink'), 'no FORWARD accept of ours left');
   }
   assert.equal(JSON.parse(tsn('network', 'ls', '--json').out), []);
-  assert.equal(stateFiles(), []);
+  assert.equal(stateFiles(STATE), []);
   assert.equal(readdirSync('/run/netns'), []);
 });
 

@@ -7,12 +7,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abandon, MemoryFirewall, Networks, StepError, type FaultHook, type NetnsHandle } from '../../src/index.js';
 import { FakeHost, FakeWorld, type FakeNs } from '../fakes/kernel.js';
-import { catchAsync } from '../helpers.js';
+import { catchAsync, stateFiles } from '../helpers.js';
 
 const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 const roots: string[] = [];
@@ -38,20 +38,6 @@ function rig(): Rig {
   return { world, host, fw, root, nets: make(), make, box: () => world.container() };
 }
 
-/** Files under the state root, locks excepted. */
-function stateFiles(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e !== 'lock' && !e.endsWith('.lock')) out.push(p.slice(root.length + 1));
-    }
-  };
-  walk(root);
-  return out.sort();
-}
 
 /** The fake kernel's own view: every host veth has a record, and no IP is on two containers. */
 async function assertAgree(r: Rig, what: string): Promise<void> {

@@ -6,12 +6,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostListenerError, MemoryFirewall, Networks, listenerOverlaps, parsePortMapping, type InetSocket } from '../../src/index.js';
 import { FakeHost, FakeWorld } from '../fakes/kernel.js';
-import { catchAsync } from '../helpers.js';
+import { catchAsync, stateFiles } from '../helpers.js';
 
 let inodes = 1000;
 function sock(protocol: 'tcp' | 'udp', address: string, port: number, extra: Partial<InetSocket> = {}): InetSocket {
@@ -69,19 +69,6 @@ const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 const roots: string[] = [];
 test.after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
 
-function files(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e !== 'lock' && !e.endsWith('.lock')) out.push(p.slice(root.length + 1));
-    }
-  };
-  walk(root);
-  return out.sort();
-}
 
 async function rig() {
   const world = new FakeWorld();
@@ -99,7 +86,7 @@ test('connect -p over a host listener is EHOSTLISTENER naming pid and program, a
   const s = sock('tcp', '0.0.0.0', 9090);
   r.host.sockets.push(s, sock('udp', '0.0.0.0', 9090));
   r.host.owners.set(s.inode, [{ pid: 1234, command: 'python3' }]);
-  const before = { files: files(r.root), fw: JSON.stringify([...r.fw.endpoints.keys(), r.fw.calls]), links: [...r.world.host.links.keys()] };
+  const before = { files: stateFiles(r.root), fw: JSON.stringify([...r.fw.endpoints.keys(), r.fw.calls]), links: [...r.world.host.links.keys()] };
   const box = r.world.container();
   const e = await catchAsync(() => r.nets.connect('n1', box.handle, { ports: ['9090:80'] }));
   assert.instance(e, HostListenerError);
@@ -107,7 +94,7 @@ test('connect -p over a host listener is EHOSTLISTENER naming pid and program, a
   assert.match(e.message, /port tcp\/9090 is in use on this host by pid 1234 \(python3\) listening on 0\.0\.0\.0:9090/);
   assert.match(e.message, /--publish-over-listener/);
   assert.equal(e.listeners.map((l: { socket: InetSocket }) => l.socket.inode), [s.inode], 'the UDP socket is not in the way of a TCP mapping');
-  assert.equal({ files: files(r.root), fw: JSON.stringify([...r.fw.endpoints.keys(), r.fw.calls]), links: [...r.world.host.links.keys()] }, before, 'nothing changed');
+  assert.equal({ files: stateFiles(r.root), fw: JSON.stringify([...r.fw.endpoints.keys(), r.fw.calls]), links: [...r.world.host.links.keys()] }, before, 'nothing changed');
   // One dump per family of the protocol asked: LISTEN only, AF_INET and AF_INET6 (a dual-stack socket takes IPv4).
   assert.equal(r.host.socketQueries, [{ family: 4, protocol: 'tcp', states: ['listen'] }, { family: 6, protocol: 'tcp', states: ['listen'] }]);
   // An owner nobody can see is said so.
