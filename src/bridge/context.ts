@@ -5,7 +5,7 @@
 import { Rtnl } from '../netlink/rtnl.js';
 import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import type { HostSystem } from './host.js';
-import { StoreError, type Store } from './store.js';
+import { StoreError, type Listing, type Store } from './store.js';
 import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
@@ -79,8 +79,8 @@ export function fwEndpoint(e: Pick<EndpointRecord, 'id' | 'network' | 'addresses
  * stay. Until the record is restored or the network removed (`network rm --force NAME`), what
  * is live for that network stays exactly as it is.
  */
-export function assertFirewallRewritable(store: Store, except?: string): void {
-  const bad = store.listNetworks().corrupt.filter((c) => c.name !== except);
+export function assertFirewallRewritable(store: Store, except?: string, listing: Listing<NetworkRecord> = store.listNetworks()): void {
+  const bad = listing.corrupt.filter((c) => c.name !== except);
   if (bad.length === 0) return;
   const names = bad.map((c) => c.name).join(', ');
   throw new StoreError(
@@ -99,8 +99,10 @@ export function assertFirewallRewritable(store: Store, except?: string): void {
  * endpoint records are left out (prune clears them and frees what their tags name).
  */
 export function desiredFirewall(store: Store, except?: string): FirewallState {
-  assertFirewallRewritable(store, except);
-  const networks = store.listNetworks().records.filter((n) => n.state !== 'removing');
+  // One read of the records serves both the check and the state.
+  const listing = store.listNetworks();
+  assertFirewallRewritable(store, except, listing);
+  const networks = listing.records.filter((n) => n.state !== 'removing');
   const endpoints: FirewallEndpoint[] = [];
   for (const n of networks) {
     for (const e of store.listEndpoints(n.name).records) if (e.state !== 'removing' && e.mappings.length > 0) endpoints.push(fwEndpoint(e));

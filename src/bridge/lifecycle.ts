@@ -181,7 +181,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     const bad = listing.corrupt.find((c) => c.name === rec.name);
     if (bad) throw new NetworkError('ENETEXISTS', `network ${rec.name} exists but its record is unreadable (${bad.error.message}); tsnetlink network rm --force ${rec.name} removes it`);
     if (listing.records.some((n) => n.name === rec.name)) throw new NetworkError('ENETEXISTS', `network ${rec.name} already exists`);
-    assertFirewallRewritable(ctx.store);
+    assertFirewallRewritable(ctx.store, undefined, listing);
     const sharing = listing.records.find((n) => n.bridge === rec.bridge);
     if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
     rec.firewall = newNetworkBackend(ctx, listing.records);
