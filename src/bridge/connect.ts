@@ -26,6 +26,7 @@ import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
+import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -51,14 +52,23 @@ export interface ConnectOptions {
    * (EHOSTLISTENER, naming the process).
    */
   allowHostListener?: boolean;
-  /** The address to give the container (default: the next free one); EIPINUSE when it is taken. */
-  ip?: string;
+  /**
+   * The address to give the container, or one address per family on a dual-stack network
+   * (default: the next free one of each subnet); EIPINUSE when one is taken.
+   */
+  ip?: string | readonly string[];
   /** The container interface's MAC (default: 02:42 followed by the address). */
   mac?: string;
   /** Install the default route via the gateway (default true; never on an internal network). */
   defaultRoute?: boolean;
   /** The CNI attachment (CNI_CONTAINERID, CNI_IFNAME) this endpoint is, kept in its record. */
   attachment?: EndpointAttachment;
+  /**
+   * Rate limits in bits per second and bits, as Kubernetes and CNI give them: `ingress` is
+   * traffic to the container (a TBF on the host veth), `egress` traffic from it (an ifb with a
+   * TBF, fed by a redirect on the host veth). `tc qdisc add dev VETH root tbf rate R burst B latency 25ms`
+   */
+  bandwidth?: Bandwidth;
 }
 
 /** One container to connect. */
@@ -76,10 +86,12 @@ interface Plan extends VethPlan {
   ip?: string;
   addresses?: AddressRecord[];
   defaultRoute: boolean;
-  requestedIp: string | undefined;
+  /** At most one address per family. */
+  requestedIps: string[];
   requestedMac: string | undefined;
   wantsDefaultRoute: boolean;
   attachment: EndpointAttachment | undefined;
+  bandwidth: Bandwidth | undefined;
 }
 
 type Spec = Omit<Plan, 'ns' | 'owned' | 'netnsKey' | 'network' | 'hostIfname' | 'mac' | 'defaultRoute'>;
@@ -95,6 +107,17 @@ function settle(p: Promise<unknown>): Promise<unknown> {
     () => null,
     (e: unknown) => e ?? new Error('rejected without a reason'),
   );
+}
+
+/** The requested addresses, canonical: one, or a list with at most one per family. */
+function requestedIps(v: ConnectOptions['ip']): string[] {
+  if (v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : undefined;
+  if (list === undefined) throw new ValidationError('ip', 'must be an address or a list of addresses (one per family)');
+  const ips = list.map((a, i) => canonicalIp(String(a), list.length > 1 ? `ip[${i}]` : 'ip'));
+  const twice = ips.find((a, i) => ips.findIndex((b) => ipFamily(b) === ipFamily(a)) !== i);
+  if (twice !== undefined) throw new ValidationError('ip', `two IPv${ipFamily(twice)} addresses requested (${ips.filter((a) => ipFamily(a) === ipFamily(twice)).join(', ')}): an endpoint has one address per family`);
+  return ips;
 }
 
 /** Validates everything before anything is touched: names, ids, port specs, duplicates. */
@@ -119,10 +142,12 @@ function validate(items: readonly ConnectItem[]): Spec[] {
       id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false,
       allowHostNetns: opts.allowHostNetns === true,
       allowHostListener: opts.allowHostListener === true,
-      requestedIp: opts.ip === undefined ? undefined : canonicalIp(String(opts.ip), 'ip'),
+      requestedIps: requestedIps(opts.ip),
       requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
       wantsDefaultRoute: opts.defaultRoute ?? true,
       attachment: opts.attachment === undefined ? undefined : checkAttachment(opts.attachment),
+      // A bucket smaller than one packet of the veth's MTU (the kernel's 1500 unless given) is refused.
+      bandwidth: checkBandwidth(opts.bandwidth, opts.mtu ?? 1500),
     };
   });
 }
@@ -201,7 +226,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
           // One address per subnet; the first (IPv4 on a dual-stack network) names the endpoint.
           // A requested address is taken from the subnet of its family.
           p.addresses = ipams.map((ipam) => {
-            const wanted = p.requestedIp !== undefined && ipFamily(p.requestedIp) === ipam.subnet.family ? p.requestedIp : undefined;
+            const wanted = p.requestedIps.find((ip) => ipFamily(ip) === ipam.subnet.family);
             const ip = ipam.allocate(p.id, wanted);
             return { family: ipam.subnet.family, ip, cidr: `${ip}/${ipam.subnet.prefix}`, gateway: ipam.subnet.gateway };
           });
@@ -215,6 +240,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
       id: p.id, network: net.name, ip: p.ip!, cidr: p.addresses![0]!.cidr, mac: p.mac, gateway: p.addresses![0]!.gateway, addresses: p.addresses!,
       hostIfname: p.hostIfname, ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
       ...(p.attachment ? { attachment: p.attachment } : {}),
+      ...(p.bandwidth ? { bandwidth: p.bandwidth } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
     const kernel = async (): Promise<void> => {
@@ -238,6 +264,15 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
       }
       steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
       steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+      const shaped = plans.filter((p) => p.bandwidth !== undefined);
+      if (shaped.length > 0) {
+        // Before the host side is up, so that no packet crosses the veth unshaped.
+        steps.run(
+          'limit bandwidth',
+          () => shaped.forEach((p) => applyShaping(ctx.rtnl, net.name, p.id, p.hostIfname, p.bandwidth!, p.mtu)),
+          () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
+        );
+      }
       steps.run('host side up', () => finishHostSide(ctx, net, plans));
       if (rules) {
         await steps.runAsync('port mappings', async () => {
@@ -304,9 +339,9 @@ async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: rea
 function checkFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
   let local: Set<string> | undefined;
   for (const p of plans) {
-    const asked = p.requestedIp === undefined ? undefined : ipFamily(p.requestedIp);
-    if (asked !== undefined && !net.subnets.some((s) => s.family === asked)) {
-      throw new ValidationError('ip', `${p.requestedIp}: network ${net.name} has no IPv${asked} subnet`);
+    for (const ip of p.requestedIps) {
+      const asked = ipFamily(ip);
+      if (!net.subnets.some((s) => s.family === asked)) throw new ValidationError('ip', `${ip}: network ${net.name} has no IPv${asked} subnet`);
     }
     for (const m of p.mappings) {
       if (m.hostIp === undefined) continue;

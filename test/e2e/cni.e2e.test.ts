@@ -611,6 +611,14 @@ test('dual stack: the ipRanges capability over ipam.ranges; both addresses and d
     const addB = cni('ADD', withB, fw(att('dsb', b.path)));
     ok(addB, 'ADD b');
     assert.equal(addB.json.ips.map((i: any) => i.address), ['10.61.0.3/24', 'fd00:61::3/64']);
+    // One requested address per family (runtimeConfig.ips, as kubelet's static IPs come).
+    const cNs = netns();
+    const withC = { ...c, runtimeConfig: { ipRanges: ranges, ips: ['10.61.0.50/24', 'fd00:61::50/64'] } };
+    const addC = cni('ADD', withC, fw(att('dsc', cNs.path)));
+    ok(addC, 'ADD c with an address of each family');
+    assert.equal(addC.json.ips.map((i: any) => i.address), ['10.61.0.50/24', 'fd00:61::50/64']);
+    assert.equal(addrsIn(cNs.name).filter((x) => !x.endsWith(' link')), ['inet 10.61.0.50/24 global', 'inet6 fd00:61::50/64 global']);
+    ok(cni('DEL', withC, fw(att('dsc', cNs.path))), 'DEL c');
     assert.is(JSON.parse(readFileSync('/run/tsnetlink/networks/ds.json', 'utf8')).firewall, NFT ? 'nftables' : 'iptables', "the run's backend holds the rules");
     assert.ok(rulesName('ds').some((l) => l.includes('fd00:61::')), `the network's IPv6 rules are in ${NFT ? 'nft' : 'ip6tables'}`);
     ok(cni('CHECK', withPrev({ ...withA, cniVersion: '0.4.0' }, addA.json), fw(att('dsa', a.path))), 'CHECK both families');
