@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { Networks, ifbNameFor, ifbTag, type Bandwidth } from '../../src/index.js';
+import { Abandon, Networks, ifbNameFor, ifbTag, type Bandwidth } from '../../src/index.js';
 import { catchAsync, ip, ipJson, requireSandbox, stateFiles } from '../helpers.js';
 import { kernelHas, missing, reportNotApplicable } from '../kernel.js';
 import { measureTcp } from './lib.js';
@@ -160,6 +160,35 @@ live('refused limits change nothing; a failure while shaping rolls the connect b
     assert.equal(await nets.check(), []);
   } finally {
     ip(['netns', 'del', 'bw3']);
+  }
+});
+
+live('a connect abandoned at each of its steps (a crash) leaves nothing after one prune: no veth, no ifb, no record', async () => {
+  const path = container('bw5');
+  try {
+    const steps: string[] = [];
+    const probe = new Networks({ stateDir: STATE, faults: (op, step) => void (op === 'connect' && !steps.includes(step) && steps.push(step)) });
+    const rec = await probe.connect(NET, { path }, { id: 'bw0000000005', bandwidth: BW });
+    await probe.disconnect(NET, rec.id);
+    probe.close();
+    assert.ok(steps.includes('limit bandwidth'), steps.join(', '));
+    const before = hostLinks();
+    for (const step of steps) {
+      const crashing = new Networks({ stateDir: STATE, faults: (op, s) => {
+        if (op === 'connect' && s === step) throw new Abandon(op, s);
+      } });
+      try {
+        const e = await catchAsync(() => crashing.connect(NET, { path }, { id: 'bw0000000005', bandwidth: BW }));
+        assert.instance(e, Abandon, `${step}: ${e}`);
+      } finally {
+        crashing.close();
+      }
+      await nets.pruneReport();
+      assert.equal(await nets.check(), [], `after a crash at ${step} and a prune`);
+      assert.equal(hostLinks(), before, `after a crash at ${step} and a prune`);
+    }
+  } finally {
+    ip(['netns', 'del', 'bw5']);
   }
 });
 
