@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
+import ts from 'typescript';
 import { fileURLToPath } from 'node:url';
 import { HELP } from '../../src/cli/usage.js';
 import { decodeConfig, parseConfig, parseEnv } from '../../src/cni/config.js';
@@ -69,6 +70,20 @@ test('the README uses only words a reader can resolve, and shows the committed c
   const images = [...readme.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1] ?? '');
   assert.ok(images.includes('docs/bench/connect-vs-endpoints.svg'), 'the Benchmark section shows the chart');
   for (const img of images) assert.ok(readFileSync(`${root}${img}`, 'utf8').startsWith('<svg'), `${img} is committed`);
+});
+
+test('each examples/*.ts is plain JavaScript too (no type syntax), so it runs as .mjs on a Node without type stripping', () => {
+  // As TypeScript (types erased) and as JavaScript (nothing to erase) the file must compile to the
+  // same code, and as JavaScript without a complaint: a type annotation, an `as`, a `!` or a type
+  // argument (which JavaScript would read as comparisons) all fail one of the two.
+  const options = { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 };
+  for (const f of readdirSync(`${root}examples`).filter((x) => x.endsWith('.ts'))) {
+    const src = readFileSync(`${root}examples/${f}`, 'utf8');
+    const asTs = ts.transpileModule(src, { fileName: f, compilerOptions: options });
+    const asJs = ts.transpileModule(src, { fileName: f.replace(/\.ts$/, '.mjs'), reportDiagnostics: true, compilerOptions: { ...options, allowJs: true } });
+    assert.equal((asJs.diagnostics ?? []).map((d) => ts.flattenDiagnosticMessageText(d.messageText, ' ')), [], `examples/${f} as JavaScript`);
+    assert.ok(asTs.outputText === asJs.outputText, `examples/${f} has TypeScript-only syntax (it must run as .mjs too)`);
+  }
 });
 
 test.run();
