@@ -152,14 +152,21 @@ test('cli.sh: every command once, with tsnetlink on PATH; run passes exit 3 thro
   assertClean('cli.sh');
 });
 
-test('cni.sh: the plugin linked into a CNI bin dir, its conflist, ADD and DEL as a runtime calls them; all removed', async () => {
+test('cni.sh: the plugin linked into a throwaway CNI bin dir, its conflist, ADD and DEL as a runtime calls them; all removed, the host\'s CNI dirs untouched', async () => {
   const dir = join(tmp, 'cni');
-  for (const d of ['bin', 'net.d', 'path']) mkdirSync(join(dir, d), { recursive: true });
+  for (const d of ['path', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   symlinkSync(join(ROOT, 'bin', 'tsnetlink-cni'), join(dir, 'path', 'tsnetlink-cni'));
   symlinkSync(CLI, join(dir, 'path', 'tsnetlink'));
-  const env = { ...quiet, CNI_BIN_DIR: join(dir, 'bin'), CNI_CONF_DIR: join(dir, 'net.d'), PATH: `${join(dir, 'path')}:${process.env['PATH']}` };
+  // As a reader runs it: no CNI_BIN_DIR or CNI_CONF_DIR, so the script's own mktemp -d (here under TMPDIR).
+  const hostCni = ['/opt/cni/bin/tsnetlink', '/etc/cni/net.d/10-tsnet.conflist'];
+  const before = hostCni.map((f) => existsSync(f));
+  const env: NodeJS.ProcessEnv = { ...quiet, TMPDIR: join(dir, 'tmp'), PATH: `${join(dir, 'path')}:${process.env['PATH']}` };
+  delete env['CNI_BIN_DIR'];
+  delete env['CNI_CONF_DIR'];
   const r = await run('bash', [join(ROOT, 'examples', 'cni.sh')], { cwd: dir, env, timeoutMs: 60_000 });
   assert.is(r.code, 0, r.err + r.out);
+  assert.equal(hostCni.map((f) => existsSync(f)), before, 'nothing written to /opt/cni/bin or /etc/cni/net.d');
+  assert.equal(readdirSync(join(dir, 'tmp')), [], 'the throwaway directory is removed on exit');
   const result = JSON.parse(r.out.split('\n')[0]!);
   assert.equal(result.ips, [{ address: '10.89.7.2/24', gateway: '10.89.7.1', interface: 2 }], 'the ADD result');
   assert.match(r.out, /^eth0@if\d+\s+UP\s+10\.89\.7\.2\/24/m, 'the address inside the netns');
