@@ -1,8 +1,9 @@
 /**
- * Every file in examples/ (the README shows each one verbatim: test/unit/readme.test.ts) runs as
- * written in this sandbox, prints what it promises, and leaves the namespace as it found it. The
- * install walkthrough packs the package into a new app against a registry served from this
- * sandbox's loopback (the dependencies' own files from node_modules), so it needs no network.
+ * Every file in examples/ (the README and the docs/ pages show each one verbatim:
+ * test/unit/readme.test.ts) runs as written in this sandbox, prints what it promises, and leaves
+ * the namespace as it found it. The install walkthrough packs the package into a new app against
+ * a registry served from this sandbox's loopback (the dependencies' own files from node_modules),
+ * so it needs no network.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -217,7 +218,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   // A copy of the clone, so that prepack's rebuild of dist/ cannot disturb this test run's files.
   const repo = join(tmp, 'tsnetlink');
   mkdirSync(repo);
-  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
+  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(repo, 'node_modules'));
   const { server, url } = await localRegistry(mkdtempSync(join(tmp, 'registry-')));
   try {
@@ -234,6 +235,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   const app = join(tmp, 'my-app');
   const listed = spawnSync('tar', ['-tzf', join(repo, readdirSync(repo).find((f) => f.endsWith('.tgz'))!)], { encoding: 'utf8' }).stdout.split('\n');
   assert.ok(listed.includes('package/LICENSE'), 'LICENSE shipped');
+  assert.ok(listed.includes('package/docs/library.md') && listed.includes('package/docs/bench/connect-vs-endpoints.svg'), 'the docs the README links to are shipped');
   assert.equal(listed.filter((f) => f.endsWith('.map')), [], 'no source maps that point to unshipped sources');
   assert.equal(listed.filter((f) => /^package\/dist\/(test|bench|demo|examples)\//.test(f)), [], 'only the library and the CLI are shipped');
   // The types a user's TypeScript sees through the exports map, under strict settings.
