@@ -106,7 +106,7 @@ export function qdiscViews(kind: string, opts: unknown, q: QdiscViews, p: Psched
   if (opts === undefined || Buffer.isBuffer(opts)) return;
   switch (kind) {
     case 'tbf': {
-      const v = tbfView(opts as TbfAttrs);
+      const v = tbfView(opts as TbfAttrs, p);
       if (v) q.tbf = v;
       return;
     }

@@ -6,7 +6,7 @@
 import { ValidationError } from '../errors.js';
 import { attr, flag, u32, u64, type Attrs, type Schema } from './attr.js';
 import { struct, structCodec } from './message.js';
-import { parseRate, parseSize, parseTime, pschedHz, rateSpecOf, rateStruct, rateTable, rtab, xmitTime, zeroRateSpec, type LinkLayer, type Psched } from './tc-rate.js';
+import { parseRate, parseSize, parseTime, pschedHz, rateSpecOf, rateStruct, rateTable, rtab, xmitSize, xmitTime, zeroRateSpec, type LinkLayer, type Psched } from './tc-rate.js';
 
 // ------------------------------------------------------------ tbf
 
@@ -82,17 +82,17 @@ export function tbfOptions(s: TbfSpec, p: Psched): TbfAttrs {
 /** A tbf qdisc as dumped: the rate in bytes/s (the 64-bit attribute when present), burst and limit in bytes. */
 export interface TbfView {
   rate: number;
-  burst?: number;
+  burst: number;
   limit: number;
   peakrate?: number;
 }
-/** The typed view of a dumped tbf's options. */
-export function tbfView(o: TbfAttrs): TbfView | undefined {
-  const p = o.parms;
-  if (!p) return undefined;
-  const v: TbfView = { rate: o.rate64 !== undefined ? Number(o.rate64) : p.rate.rate, limit: p.limit };
-  if (o.burst !== undefined) v.burst = o.burst;
-  if (p.peakrate.rate) v.peakrate = o.prate64 !== undefined ? Number(o.prate64) : p.peakrate.rate;
+/** The typed view of a dumped tbf's options; the kernel sends no TCA_TBF_BURST, so the burst is the bucket's time at the rate, as tc shows it. */
+export function tbfView(o: TbfAttrs, p: Psched): TbfView | undefined {
+  const q = o.parms;
+  if (!q) return undefined;
+  const rate = o.rate64 !== undefined ? Number(o.rate64) : q.rate.rate;
+  const v: TbfView = { rate, burst: o.burst ?? (rate ? xmitSize(rate, q.buffer, p) : 0), limit: q.limit };
+  if (q.peakrate.rate) v.peakrate = o.prate64 !== undefined ? Number(o.prate64) : q.peakrate.rate;
   return v;
 }
 

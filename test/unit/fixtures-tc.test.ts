@@ -80,7 +80,7 @@ test('qdisc dump: noqueue, tbf, ingress and htb decoded from the kernel\'s reply
     [4, 'htb', '1:0', 'root'],
   ]);
   const tbf = qs[2]!;
-  assert.equal(tbf.tbf, { rate: 125000, limit: 39018 });
+  assert.equal(tbf.tbf, { rate: 125000, burst: 32768, limit: 39018 });
   assert.is(tbf.options?.kind, 'tbf');
   assert.equal(qs[4]!.htb, { defaultClass: 0x10, directQlen: 32 });
   assert.ok(Buffer.isBuffer(qs[0]!.raw.attrs.stats2));

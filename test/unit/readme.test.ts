@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { HELP } from '../../src/cli/usage.js';
 import { decodeConfig, parseConfig, parseEnv } from '../../src/cni/config.js';
@@ -14,6 +14,9 @@ import { decodeConfig, parseConfig, parseEnv } from '../../src/cni/config.js';
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const readme = readFileSync(`${root}README.md`, 'utf8');
 const blocks = [...readme.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1] ?? '', body: m[2] ?? '', at: readme.slice(0, m.index).split('\n').length }));
+/** The code blocks of a markdown text, with the line each starts on. */
+const blocksOf = (md: string) => [...md.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)].map((m) => ({ lang: m[1] ?? '', body: m[2] ?? '', at: md.slice(0, m.index).split('\n').length }));
+const docPages = (existsSync(`${root}docs`) ? readdirSync(`${root}docs`) : []).filter((f) => f.endsWith('.md')).map((f) => ({ name: `docs/${f}`, blocks: blocksOf(readFileSync(`${root}docs/${f}`, 'utf8')) }));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> };
 
 test('every code block says what it is: ts and sh run, json is a conflist the plugin reads, text is shown', () => {
@@ -37,13 +40,24 @@ test('each json block is a conflist whose tsnetlink entry the CNI plugin accepts
 
 test('each ts and sh block (but the quick start) is an examples/ file, verbatim, and each file is shown', () => {
   const shown: string[] = [];
-  for (const b of blocks.filter((x) => x.lang === 'ts' || x.lang === 'sh').slice(1)) {
-    const file = /^(?:\/\/|#) (examples\/[\w.-]+):/.exec(b.body)?.[1];
-    assert.ok(file, `README line ${b.at}: a ${b.lang} block whose first line does not name its examples/ file`);
-    assert.is(b.body, readFileSync(`${root}${file}`, 'utf8'), `README line ${b.at} differs from ${file} (node scripts/sync-readme.mjs copies it)`);
-    shown.push(file.slice('examples/'.length));
+  // A topic's example may live on its docs/ page instead of the README (docs/tc.md shows examples/tc.ts).
+  const pages = [
+    { name: 'README', blocks: blocks.filter((x) => x.lang === 'ts' || x.lang === 'sh').slice(1) },
+    ...docPages.map((p) => ({ name: p.name, blocks: p.blocks.filter((x) => x.lang === 'ts' || x.lang === 'sh') })),
+  ];
+  for (const page of pages) {
+    for (const b of page.blocks) {
+      const file = /^(?:\/\/|#) (examples\/[\w.-]+):/.exec(b.body)?.[1];
+      assert.ok(file, `${page.name} line ${b.at}: a ${b.lang} block whose first line does not name its examples/ file`);
+      assert.is(b.body, readFileSync(`${root}${file}`, 'utf8'), `${page.name} line ${b.at} differs from ${file} (node scripts/sync-readme.mjs copies it)`);
+      shown.push(file.slice('examples/'.length));
+    }
   }
-  assert.equal(shown.sort(), readdirSync(`${root}examples`).sort(), 'every example is in the README once');
+  assert.equal(shown.sort(), readdirSync(`${root}examples`).sort(), 'every example is in the README or a docs page once');
+});
+
+test('docs pages mark every code block: ts and sh are examples/ files (above), everything else text', () => {
+  for (const p of docPages) for (const b of p.blocks) assert.ok(['ts', 'sh', 'text'].includes(b.lang), `${p.name} line ${b.at}: a block marked "${b.lang}" (use ts, sh or text)`);
 });
 
 test('the quick start is two commands, both package scripts that set up what they need', () => {
