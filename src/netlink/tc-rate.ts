@@ -145,31 +145,28 @@ export function parseSize(v: string | number): number {
 }
 
 const TIME_UNITS: Record<string, number> = { '': 1, s: 1e6, sec: 1e6, secs: 1e6, ms: 1e3, msec: 1e3, msecs: 1e3, us: 1, usec: 1, usecs: 1 };
+const NS_UNITS: Record<string, number> = { '': 1, ns: 1, nsec: 1, nsecs: 1, us: 1e3, usec: 1e3, usecs: 1e3, ms: 1e6, msec: 1e6, msecs: 1e6, s: 1e9, sec: 1e9, secs: 1e9 };
 
-/** A time as tc reads it ('50ms', '1s', '400us'; a bare number is microseconds) in microseconds. */
-export function parseTime(v: string | number): number {
+/** A time in the unit a bare number has, or text with a unit of `units` (case-insensitive, as tc's get_time). */
+function parseTimeIn(v: string | number, units: Record<string, number>, unit: string): number {
   if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new ValidationError('time', `${v} is not a time in microseconds`);
+    if (!Number.isFinite(v) || v < 0) throw new ValidationError('time', `${v} is not a time in ${unit}`);
     return Math.trunc(v);
   }
   const m = /^\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$/i.exec(v);
-  const mult = m ? TIME_UNITS[(m[2] as string).toLowerCase()] : undefined;
+  const mult = m ? units[(m[2] as string).toLowerCase()] : undefined;
   if (!m || mult === undefined) throw new ValidationError('time', `${JSON.stringify(v)} is not a time like 50ms`);
   return Math.trunc(Number(m[1]) * mult);
 }
 
-const NS_UNITS: Record<string, number> = { '': 1, ns: 1, nsec: 1, nsecs: 1, us: 1e3, usec: 1e3, usecs: 1e3, ms: 1e6, msec: 1e6, msecs: 1e6, s: 1e9, sec: 1e9, secs: 1e9 };
+/** A time as tc reads it ('50ms', '1s', '400us'; a bare number is microseconds) in microseconds. */
+export function parseTime(v: string | number): number {
+  return parseTimeIn(v, TIME_UNITS, 'microseconds');
+}
 
 /** A time as tc's 64-bit times read it ('500ns', '2ms'; a bare number is nanoseconds) in nanoseconds. */
 export function parseTimeNs(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new ValidationError('time', `${v} is not a time in nanoseconds`);
-    return Math.trunc(v);
-  }
-  const m = /^\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$/i.exec(v);
-  const mult = m ? NS_UNITS[(m[2] as string).toLowerCase()] : undefined;
-  if (!m || mult === undefined) throw new ValidationError('time', `${JSON.stringify(v)} is not a time like 2ms`);
-  return Math.trunc(Number(m[1]) * mult);
+  return parseTimeIn(v, NS_UNITS, 'nanoseconds');
 }
 
 const PERCENT_ONE = 0xffffffff;
