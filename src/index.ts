@@ -4,7 +4,8 @@ export { Rtnl } from './netlink/rtnl.js';
 export type {
   Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
   Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,
-  Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec,
+  Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec, TcAction, ActionRef,
+  FqCodelSpec, NetemSpec, PrioSpec, SfqSpec, FqSpec, FifoSpec, U32Spec, U32Match, MatchallSpec, FlowerSpec, BpfSpec, PoliceSpec, Verdict,
 } from './netlink/rtnl.js';
 export { NetlinkSocket, KernelTransport, parseError, type Transport, type SocketOptions, type BatchResult, type DumpOptions, type DumpList, type Undecodable } from './netlink/socket.js';
 export * as linkRequests from './netlink/link.js';
@@ -15,7 +16,7 @@ export * as ruleRequests from './netlink/rule.js';
 export * as nsidRequests from './netlink/nsid.js';
 export * as nexthopRequests from './netlink/nexthop.js';
 export * as tcRequests from './netlink/tc.js';
-export { parseRate, parseSize, parseTime, rateTable, kernelPsched, parsePsched, type Psched, type RateTable, type LinkLayer } from './netlink/tc-rate.js';
+export { parseRate, parseSize, parseTime, parseTimeNs, parsePercent, rateTable, kernelPsched, parsePsched, type Psched, type RateTable, type LinkLayer } from './netlink/tc-rate.js';
 export * as constants from './netlink/constants.js';
 export * as testing from './netlink/testing.js';
 export { RTNL_TYPES, RTNLGRP, rtnlTypeOf, rtnlDefOf, type RtnlKind, type RtnlObjects } from './netlink/rtnl-types.js';

@@ -130,7 +130,7 @@ function probeSch(kind: string): Capability {
 
 // The arguments a classifier or an action needs to be accepted, on an ingress qdisc of l0 (its peer is l1).
 const clsArgs: Record<string, string> = { u32: 'match u32 0 0', matchall: '', bpf: 'bytecode "1,6 0 0 0,"' };
-const actArgs: Record<string, string> = { mirred: 'egress redirect dev l1', gact: 'pass' };
+const actArgs: Record<string, string> = { mirred: 'egress redirect dev l1', gact: 'pass', police: 'rate 1mbit burst 10k' };
 
 function probeCls(kind: string): Capability {
   const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ingress; tc filter add dev l0 parent ffff: ${kind} ${clsArgs[kind] ?? ''}`);

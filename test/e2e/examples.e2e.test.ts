@@ -64,7 +64,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -131,6 +131,18 @@ test('genl: the ethtool family; rx-gro turned off, then back as it was (ethtool 
   assert.match(out, /\{ active: (true|false), fixed: (true|false), wanted: (true|false) \}/);
   assert.match(out, /^false$/m, 'wanted is off after ethtool -K lo gro off');
   assert.is(gro(), before, 'restored');
+});
+
+test('tc: tbf added then changed, htb class on an ifb, u32 match with a mirred redirect to it; all removed', async () => {
+  const out = await example('tc');
+  assert.is(out, [
+    'qdisc tbf 1:0 rate 8000000 bit/s burst 65536 bytes',
+    'qdisc ingress ffff:0',
+    'class htb 1:10 rate 2000000 ceil 3000000 bit/s',
+    'filter u32 prio 1 match 0a000000/ff000000 at 16 match 00060000/00ff0000 at 8 -> mirred egress-redirect ifb0',
+    '',
+  ].join('\n'));
+  assertClean('tc');
 });
 
 test('testing: the fake kernel answers a dump and an error (no root needed)', async () => {

@@ -137,6 +137,7 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   TC.decodeQdisc,
   TC.decodeClass,
   TC.decodeFilter,
+  (m) => TC.decodeActions(m),
   R.decodeAnyRoute,
   R.decodeRoute,
   NB.decodeNeighbour,
@@ -194,6 +195,7 @@ function viaSocket(name: string, bytes: Buffer): void {
       return void rt.linkSetUp(3);
     case 'tc':
       if (name.startsWith('tc-class')) return void rt.classList(4);
+      if (name.startsWith('tc-action')) return void rt.actionList('mirred');
       if (name.startsWith('tc-filter')) return void rt.filterList(3, 'ffff:');
       return void rt.qdiscList();
     default:
