@@ -307,6 +307,37 @@ test('dual stack: the same with an IPv6 range beside the IPv4 one, over both fam
   await scenario(DS);
 });
 
+test('a hostPort another pod holds: RunPodSandbox fails with the plugin\'s error, the CRI\'s DELs for it leave the first pod and its port as they were', async () => {
+  const PORT = 8100;
+  const a = await c().runPod({ name: 'owner', handler: V4.handler, ports: [{ protocol: 'TCP', container_port: 80, host_port: PORT }] });
+  const sa = serve(a, false);
+  let bId: string | undefined;
+  try {
+    const err = await c()
+      .runPod({ name: 'intruder', handler: V4.handler, ports: [{ protocol: 'TCP', container_port: 80, host_port: PORT }] })
+      .then((b) => {
+        bId = b.id;
+        return undefined;
+      }, (e: Error) => e);
+    assert.ok(err, 'the second pod asking for the same hostPort is refused');
+    assert.match(err!.message, new RegExp(`${PORT}`), err!.message);
+    // The CRI undoes the failed sandbox: an ADD, then a DEL that must touch nothing of the owner's.
+    const failed = c().calls().filter((x) => x.command !== 'VERSION' && x.containerId !== a.id && x.conf?.name === V4.net);
+    assert.equal([...new Set(failed.map((x) => x.command))].sort(), ['ADD', 'DEL'], failed.map((x) => x.command).join(' '));
+    assert.equal(await c().podIds(), [a.id], 'only the owner is left');
+    assert.is(await probeTcp(outside, NODE.v4, PORT, 3000), `owner from=${OUTSIDE.v4}`, 'the owner\'s hostPort still works');
+    const ips = stateFiles('/run/tsnetlink').filter((f) => f.startsWith(`networks/${V4.net}/ips/`)).map((f) => f.split('/').pop());
+    assert.equal(ips, [a.ip], 'one IP reservation: the owner\'s');
+    assert.equal(stateFiles('/run/tsnetlink').filter((f) => f.startsWith('ports/')).length, 1, 'one host port reservation');
+    assert.equal(ipJson<{ ifname: string }[]>(['link', 'show', 'master', V4.bridge]).length, 1, 'one veth on the bridge');
+  } finally {
+    unserve(sa);
+    await teardown([a]);
+    if (bId) await teardown([{ id: bId } as Pod]).catch(() => undefined);
+  }
+  nothingLeft(V4, 'after the owner was removed');
+});
+
 /** Bulk TCP of `bytes` to host:port, the receiver in `toNetns` (a path; undefined: here) and the sender in `fromNetns`; bits/s as the receiver counts them. */
 function measure(toNetns: string | undefined, fromNetns: string | undefined, host: string, port: number, bytes: number): Promise<number> {
   // Processes of their own, so that this process's event loop does not pace either end; the
