@@ -31,8 +31,8 @@ if (missing.length > 0) {
   process.exit(1);
 }
 
-/** The node's address on the uplink, a second one for a host-IP mapping, and the outside end. */
-const NODE = { v4: '192.0.2.1', v4b: '192.0.2.11', v6: 'fd00:192::1' };
+/** The node's addresses on the uplink (a second one of each family for host-IP mappings), and the outside end's. */
+const NODE = { v4: '192.0.2.1', v4b: '192.0.2.11', v6: 'fd00:192::1', v6b: 'fd00:192::11' };
 const OUTSIDE = { v4: '192.0.2.2', v6: 'fd00:192::2' };
 /** A TCP server in the outside netns that answers with the source address it saw. */
 const OUTSIDE_PORT = 9000;
@@ -55,11 +55,16 @@ interface Stack {
 
 const V4: Stack = { tag: 'v4', net: 'tsncri', bridge: 'tsncri0', handler: 'runc', v4: '10.95.0', ports: { tcp: 8080, udp: 8053, hostIp: 8081 } };
 const DS: Stack = { tag: 'ds', net: 'tsncrids', bridge: 'tsncrids0', handler: 'ds', v4: '10.96.0', v6: 'fd00:96::', ports: { tcp: 8090, udp: 8063, hostIp: 8091 } };
+/** Dual-stack networks whose conflists say an older cniVersion, as many manifests in use still do (flannel's says 0.3.1). */
+const OLDER: { stack: Stack; cniVersion: string }[] = [
+  { stack: { tag: 'v031', net: 'tsncri031', bridge: 'tsncri031', handler: 'v031', v4: '10.97.0', v6: 'fd00:97::', ports: { tcp: 0, udp: 0, hostIp: 0 } }, cniVersion: '0.3.1' },
+  { stack: { tag: 'v040', net: 'tsncri040', bridge: 'tsncri040', handler: 'v040', v4: '10.98.0', v6: 'fd00:98::', ports: { tcp: 0, udp: 0, hostIp: 0 } }, cniVersion: '0.4.0' },
+];
 
 /** The conflist of a stack, as a Kubernetes node would have it in /etc/cni/net.d. */
-function conflist(s: Stack): unknown {
+function conflist(s: Stack, cniVersion = '1.0.0'): unknown {
   return {
-    cniVersion: '1.0.0',
+    cniVersion,
     name: s.net,
     plugins: [
       {
@@ -96,6 +101,9 @@ test.before(async () => {
   run('ip', ['addr', 'add', `${NODE.v4}/24`, 'dev', 'uplink0']);
   run('ip', ['addr', 'add', `${NODE.v4b}/24`, 'dev', 'uplink0']);
   run('ip', ['-6', 'addr', 'add', `${NODE.v6}/64`, 'dev', 'uplink0', 'nodad']);
+  // Deprecated (preferred_lft 0), so that source address selection keeps NODE.v6 for what the
+  // node sends and masquerades; it still receives what is sent to it.
+  run('ip', ['-6', 'addr', 'add', `${NODE.v6b}/64`, 'dev', 'uplink0', 'nodad', 'preferred_lft', '0']);
   run('ip', ['link', 'set', 'uplink0', 'up']);
   run('ip', ['-n', 'outside', 'addr', 'add', `${OUTSIDE.v4}/24`, 'dev', 'eth0']);
   run('ip', ['-n', 'outside', '-6', 'addr', 'add', `${OUTSIDE.v6}/64`, 'dev', 'eth0', 'nodad']);
@@ -107,6 +115,7 @@ test.before(async () => {
     handlers: [
       { name: V4.handler, conflist: conflist(V4) },
       { name: DS.handler, conflist: conflist(DS) },
+      ...OLDER.map((o) => ({ name: o.stack.handler, conflist: conflist(o.stack, o.cniVersion) })),
     ],
     firewall: process.env['TSNETLINK_FIREWALL'],
   });
@@ -190,6 +199,7 @@ async function scenario(s: Stack): Promise<void> {
   specs[0]!.ports = [{ protocol: 'TCP', container_port: 80, host_port: s.ports.tcp }];
   specs[1]!.ports = [{ protocol: 'UDP', container_port: 53, host_port: s.ports.udp }];
   specs[2]!.ports = [{ protocol: 'TCP', container_port: 80, host_port: s.ports.hostIp, host_ip: NODE.v4b }];
+  if (s.v6) specs[5]!.ports = [{ protocol: 'TCP', container_port: 80, host_port: s.ports.hostIp, host_ip: NODE.v6b }];
   const t0 = performance.now();
   const results = await Promise.allSettled(specs.map((sp) => c().runPod(sp)));
   const started = performance.now() - t0;
@@ -252,6 +262,10 @@ async function scenario(s: Stack): Promise<void> {
     assert.is(await probeTcp(outside, NODE.v4b, s.ports.hostIp, 3000), `${p2.name} from=${OUTSIDE.v4}`, 'hostPort on its hostIP from outside');
     assert.match(await probeTcp(outside, NODE.v4, s.ports.hostIp, DROPPED_MS), /^unreachable/, 'the hostIP mapping is not published on the node\'s other address');
     if (s.v6) {
+      // Pod 5 publishes the same port number as pod 2, on the node's second IPv6 address.
+      const p5 = pods[5]!;
+      assert.is(await probeTcp(outside, NODE.v6b, s.ports.hostIp, 3000), `${p5.name} from=${OUTSIDE.v6}`, 'hostPort on an IPv6 hostIP from outside');
+      assert.match(await probeTcp(outside, NODE.v6, s.ports.hostIp, DROPPED_MS), /^unreachable/, 'the IPv6 hostIP mapping is not published on the node\'s other address');
       assert.is(await probeTcp(outside, NODE.v6, s.ports.tcp, 3000), `${p0.name} from=${OUTSIDE.v6}`, 'TCP hostPort over IPv6 from outside');
       assert.is(await probeUdp(outside, NODE.v6, s.ports.udp, 3000), p1.name, 'UDP hostPort over IPv6 from outside');
     }
@@ -305,6 +319,26 @@ test('IPv4: 10 pods at once; addresses, pod to pod, node to pod, hostPorts (TCP,
 
 test('dual stack: the same with an IPv6 range beside the IPv4 one, over both families (additional_ips, IPv6 pod to pod and hostPort)', async () => {
   await scenario(DS);
+});
+
+test('cniVersion 0.3.1 and 0.4.0 conflists on dual stack: the CRI reads both addresses from the older result formats', async () => {
+  for (const { stack: s, cniVersion } of OLDER) {
+    const pod = await c().runPod({ name: `${s.tag}-p0`, handler: s.handler });
+    const sv = serve(pod, false);
+    try {
+      const add = callsOf(pod.id).find((x) => x.command === 'ADD');
+      assert.is(add?.conf?.cniVersion, cniVersion);
+      assert.ok(pod.ip.startsWith(`${s.v4}.`), `${cniVersion}: ip ${pod.ip}`);
+      assert.is(pod.additionalIps.length, 1, `${cniVersion}: additional_ips ${pod.additionalIps.join(' ')}`);
+      assert.ok(pod.additionalIps[0]!.startsWith(s.v6!), `${cniVersion}: additional ${pod.additionalIps[0]}`);
+      assert.equal(podAddrs(pod).sort(), [pod.ip, ...pod.additionalIps].sort(), `${cniVersion}: eth0 has what PodSandboxStatus says`);
+      assert.is(await probeTcp(undefined, pod.additionalIps[0]!, 80, 3000), `${pod.name} from=${s.v6}1`, `${cniVersion}: node to pod over IPv6`);
+    } finally {
+      unserve(sv);
+      await teardown([pod]);
+    }
+    nothingLeft(s, `after the ${cniVersion} pod was removed`);
+  }
 });
 
 test('a hostPort another pod holds: RunPodSandbox fails with the plugin\'s error, the CRI\'s DELs for it leave the first pod and its port as they were', async () => {
