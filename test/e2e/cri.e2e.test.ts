@@ -172,6 +172,7 @@ function field(o: Record<string, unknown> | undefined, name: string): unknown {
 function nothingLeft(s: Stack, what: string): void {
   assert.equal(hostLinks(), ['uplink0'], `${what}: links`);
   assert.equal(rulesOf(s.net), [], `${what}: iptables rules`);
+  if (s.v6) assert.equal(rulesOf(s.net, 'ip6tables-save'), [], `${what}: ip6tables rules`);
   if (NFT) assert.equal(nftMappings().filter((m) => m.comment?.startsWith(`tsnetlink:${s.net}/`) || m.to.startsWith(s.v4) || (s.v6 !== undefined && m.to.startsWith(s.v6))), [], `${what}: nft map elements`);
   if (NFT) assert.not.ok(execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).includes(`tsnetlink:${s.net}`), `${what}: nft rules`);
   assert.equal(readdirSync('/run/netns').filter((n) => n.startsWith('cni-')), [], `${what}: /run/netns`);
@@ -296,6 +297,7 @@ async function scenario(s: Stack): Promise<void> {
     } else {
       assert.not.ok(nftHasTable(), 'no table inet tsnetlink on the iptables backend');
       assert.ok(rulesOf(s.net).some((r) => r.includes(`--dport ${s.ports.tcp}`)), rulesOf(s.net).join('\n'));
+      if (s.v6) assert.ok(rulesOf(s.net, 'ip6tables-save').some((r) => r.includes(`--dport ${s.ports.tcp}`)), rulesOf(s.net, 'ip6tables-save').join('\n'));
     }
     checked = true;
   } finally {
