@@ -429,9 +429,13 @@ export class Cri {
       this.runtime = undefined;
     }
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      // The grace timer is cleared once containerd is gone, so that it does not hold this
+      // process open for its full length (containerd exits in a few tens of ms).
+      let timer: NodeJS.Timeout | undefined;
       const exited = new Promise((r) => this.proc!.once('exit', r));
       this.proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
     }
     this.killAll();
     process.off('exit', this.onExit);
