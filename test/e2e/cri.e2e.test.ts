@@ -279,6 +279,16 @@ async function scenario(s: Stack): Promise<void> {
     // Hairpin: pod 0 reaches its own host port through the node's address.
     assert.match(await probeTcp(ns(p0), NODE.v4, s.ports.tcp, 3000), new RegExp(`^${p0.name} from=`), 'hairpin');
     if (s.v6) assert.match(await probeTcp(ns(p0), NODE.v6, s.ports.tcp, 3000), new RegExp(`^${p0.name} from=`), 'hairpin over IPv6');
+    // Another pod's host port through the node's address, as pods reach a DaemonSet's hostPort
+    // (status.hostIP): TCP, UDP (a metrics agent's) and one on its hostIP.
+    assert.match(await probeTcp(ns(p3), NODE.v4, s.ports.tcp, 3000), new RegExp(`^${p0.name} from=`), 'pod to another pod\'s hostPort');
+    assert.is(await probeUdp(ns(p3), NODE.v4, s.ports.udp, 3000), p1.name, 'pod to another pod\'s UDP hostPort');
+    assert.match(await probeTcp(ns(p3), NODE.v4b, s.ports.hostIp, 3000), new RegExp(`^${p2.name} from=`), 'pod to another pod\'s hostIP mapping');
+    assert.match(await probeTcp(ns(p2), NODE.v4b, s.ports.hostIp, 3000), new RegExp(`^${p2.name} from=`), 'hairpin through a hostIP mapping');
+    if (s.v6) {
+      assert.match(await probeTcp(ns(p3), NODE.v6, s.ports.tcp, 3000), new RegExp(`^${p0.name} from=`), 'pod to another pod\'s hostPort over IPv6');
+      assert.is(await probeUdp(ns(p3), NODE.v6, s.ports.udp, 3000), p1.name, 'pod to another pod\'s UDP hostPort over IPv6');
+    }
     // Masquerade: what leaves the node comes from the node's address.
     assert.is(await probeTcp(ns(p4), OUTSIDE.v4, OUTSIDE_PORT, 3000), `from ${NODE.v4}`, 'masquerade');
     if (s.v6) assert.is(await probeTcp(ns(p4), OUTSIDE.v6, OUTSIDE_PORT, 3000), `from ${NODE.v6}`, 'masquerade over IPv6');
