@@ -10,8 +10,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -200,6 +200,9 @@ export class Cri {
     mkdirSync(binDir);
     // The plugin behind a shim that logs each call (command, ids, the backend it runs with, and
     // its stdin, which holds the runtimeConfig the CRI passed) and keeps the plugin's stderr.
+    // The plugin is exec'd, not piped into: containerd kills the process it started when its
+    // context ends (a RunPodSandbox past its deadline), and that must be the plugin itself, as
+    // with the real installation, not a shell whose child would go on with the ADD.
     const fw = this.opts.firewall === undefined ? 'unset TSNETLINK_FIREWALL' : `TSNETLINK_FIREWALL='${this.opts.firewall}'; export TSNETLINK_FIREWALL`;
     writeFileSync(
       join(binDir, 'tsnetlink'),
@@ -208,7 +211,11 @@ export class Cri {
         fw,
         'input=$(cat)',
         `printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" "\${TSNETLINK_FIREWALL-}" "$(printf '%s' "$input" | tr -d '\\n\\t')" >> ${this.log}`,
-        `printf '%s' "$input" | ${PLUGIN} 2>> ${this.errLog}`,
+        `tmp=$(mktemp ${this.dir}/stdin.XXXXXX)`,
+        `printf '%s' "$input" > "$tmp"`,
+        'exec 3< "$tmp"',
+        'rm -f "$tmp"',
+        `exec ${PLUGIN} <&3 3<&- 2>> ${this.errLog}`,
         '',
       ].join('\n'),
       { mode: 0o755 },
@@ -369,6 +376,26 @@ export class Cri {
   async podIds(): Promise<string[]> {
     const r = await this.call<{ items: { id: string }[] }>('ListPodSandbox', {});
     return r.items.map((p) => p.id);
+  }
+
+  /**
+   * Whether a plugin call is still running in this sandbox: a process of the plugin (its sh
+   * entry or the Node module it execs, both under this checkout) in this network namespace,
+   * which is where containerd runs it. A logged call may still be at work; this says when it is done.
+   */
+  pluginsRunning(): boolean {
+    const root = dirname(dirname(PLUGIN));
+    const ownNet = readlinkSync('/proc/self/ns/net');
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .some((pid) => {
+        try {
+          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return argv.some((a) => a.startsWith(`${root}/`) && a.includes('tsnetlink-cni')) && readlinkSync(`/proc/${pid}/ns/net`) === ownNet;
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
   }
 
   /** The plugin calls logged so far (the loopback plugin's are not logged). */
