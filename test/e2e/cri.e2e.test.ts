@@ -384,6 +384,37 @@ test('a hostPort another pod holds: RunPodSandbox fails with the plugin\'s error
   nothingLeft(V4, 'after the owner was removed');
 });
 
+test('RunPodSandbox whose deadline passes during the ADD: containerd kills the plugin and sends DEL; nothing is left, and the next pod gets the first address', async () => {
+  const seen = new Set(c().calls().map((x) => x.containerId));
+  // Deadlines that end the call while the plugin is starting, connecting, or done: containerd
+  // cancels the ADD (its process is killed) and undoes the sandbox with a DEL.
+  for (const ms of [200, 350, 500]) {
+    const config = { metadata: { name: `late-${ms}`, uid: `uid-late-${ms}`, namespace: 'e2e', attempt: 0 }, port_mappings: [{ protocol: 'TCP', container_port: 80, host_port: 8200 }], linux: { security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'POD' } } } };
+    await c().call('RunPodSandbox', { config, runtime_handler: V4.handler }, ms).catch(() => undefined);
+  }
+  // The CRI goes on after the client gave up: wait until each sandbox it started is either
+  // listed (the call finished after all) or undone (a DEL after its ADD), and no plugin call is
+  // still at work (the log says when a call starts, not when it ends).
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const ids = await c().podIds();
+    const adds = c().calls().filter((x) => x.command === 'ADD' && !seen.has(x.containerId)).map((x) => x.containerId);
+    const settled = adds.length === 3 && adds.every((id) => ids.includes(id) || c().calls().some((x) => x.command === 'DEL' && x.containerId === id)) && !c().pluginsRunning();
+    if (settled) break;
+    if (Date.now() > end) throw new Error(`the cancelled sandboxes did not settle: ADDs ${adds.join(' ')}, pods ${ids.join(' ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await teardown((await c().podIds()).map((id) => ({ id }) as Pod));
+  nothingLeft(V4, 'after the cancelled sandboxes');
+  const pod = await c().runPod({ name: 'after-late', handler: V4.handler, ports: [{ protocol: 'TCP', container_port: 80, host_port: 8200 }] });
+  try {
+    assert.is(pod.ip, `${V4.v4}.2`, 'no address was left reserved');
+  } finally {
+    await teardown([pod]);
+  }
+  nothingLeft(V4, 'after the next pod');
+});
+
 /** Bulk TCP of `bytes` to host:port, the receiver in `toNetns` (a path; undefined: here) and the sender in `fromNetns`; bits/s as the receiver counts them. */
 function measure(toNetns: string | undefined, fromNetns: string | undefined, host: string, port: number, bytes: number): Promise<number> {
   // Processes of their own, so that this process's event loop does not pace either end; the
