@@ -385,28 +385,43 @@ test('a hostPort another pod holds: RunPodSandbox fails with the plugin\'s error
 });
 
 test('RunPodSandbox whose deadline passes during the ADD: containerd kills the plugin and sends DEL; nothing is left, and the next pod gets the first address', async () => {
+  const portMap = [{ protocol: 'TCP' as const, container_port: 80, host_port: 8200 }];
+  // How long a RunPodSandbox takes on this machine now, so that the deadlines below end the
+  // calls part of the way through whatever the load (the ADD is its larger part).
+  const t0 = performance.now();
+  const first = await c().runPod({ name: 'timed', handler: V4.handler, ports: portMap });
+  const took = performance.now() - t0;
+  await teardown([first]);
   const seen = new Set(c().calls().map((x) => x.containerId));
-  // Deadlines that end the call while the plugin is starting, connecting, or done: containerd
-  // cancels the ADD (its process is killed) and undoes the sandbox with a DEL.
-  for (const ms of [200, 350, 500]) {
-    const config = { metadata: { name: `late-${ms}`, uid: `uid-late-${ms}`, namespace: 'e2e', attempt: 0 }, port_mappings: [{ protocol: 'TCP', container_port: 80, host_port: 8200 }], linux: { security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'POD' } } } };
+  // containerd cancels the ADD (kills its process) when the call's context ends, and undoes the
+  // sandbox with a DEL; a call that ends before the ADD sends only the DEL.
+  for (const f of [0.4, 0.6, 0.8]) {
+    const ms = Math.round(f * took);
+    const config = { metadata: { name: `late-${ms}`, uid: `uid-late-${ms}`, namespace: 'e2e', attempt: 0 }, port_mappings: portMap, linux: { security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'POD' } } } };
     await c().call('RunPodSandbox', { config, runtime_handler: V4.handler }, ms).catch(() => undefined);
   }
-  // The CRI goes on after the client gave up: wait until each sandbox it started is either
-  // listed (the call finished after all) or undone (a DEL after its ADD), and no plugin call is
-  // still at work (the log says when a call starts, not when it ends).
+  // The CRI goes on after the client gave up: wait until every sandbox whose ADD was sent is
+  // listed (the call finished after all) or undone (a DEL after it), no plugin call is at work
+  // (the log says when a call starts, not when it ends), and the log has stayed as it is a moment.
   const end = Date.now() + 20_000;
+  let last = -1;
+  let stableSince = Date.now();
   for (;;) {
     const ids = await c().podIds();
-    const adds = c().calls().filter((x) => x.command === 'ADD' && !seen.has(x.containerId)).map((x) => x.containerId);
-    const settled = adds.length === 3 && adds.every((id) => ids.includes(id) || c().calls().some((x) => x.command === 'DEL' && x.containerId === id)) && !c().pluginsRunning();
-    if (settled) break;
+    const calls = c().calls().filter((x) => !seen.has(x.containerId));
+    if (calls.length !== last) [last, stableSince] = [calls.length, Date.now()];
+    const adds = calls.filter((x) => x.command === 'ADD').map((x) => x.containerId);
+    const settled = adds.every((id) => ids.includes(id) || calls.some((x) => x.command === 'DEL' && x.containerId === id)) && !c().pluginsRunning() && Date.now() - stableSince > 1000;
+    if (settled) {
+      process.stdout.write(`\n  cri e2e: RunPodSandbox ${took.toFixed(0)} ms; of 3 cancelled calls ${adds.length} reached the ADD, ${adds.filter((id) => !ids.includes(id)).length} were undone\n`);
+      break;
+    }
     if (Date.now() > end) throw new Error(`the cancelled sandboxes did not settle: ADDs ${adds.join(' ')}, pods ${ids.join(' ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   await teardown((await c().podIds()).map((id) => ({ id }) as Pod));
   nothingLeft(V4, 'after the cancelled sandboxes');
-  const pod = await c().runPod({ name: 'after-late', handler: V4.handler, ports: [{ protocol: 'TCP', container_port: 80, host_port: 8200 }] });
+  const pod = await c().runPod({ name: 'after-late', handler: V4.handler, ports: portMap });
   try {
     assert.is(pod.ip, `${V4.v4}.2`, 'no address was left reserved');
   } finally {
