@@ -209,9 +209,13 @@ export class Containerd {
       } catch {
         // the daemon is going anyway
       }
+      // The grace timer is cleared once containerd is gone: left running, it held the test
+      // process open for its full 5 s after every run.
+      let timer: NodeJS.Timeout | undefined;
       const exited = new Promise((r) => this.proc!.once('exit', r));
       this.proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
       if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
     }
     // Shims re-parent themselves; each wrote its PID under the state directory.
