@@ -8,7 +8,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxRootfs, PLUGIN, privateTmpfs, run, STOCK } from './cni-lib.js';
+import { busyboxRootfs, PLUGIN, privateTmpfs, run, runtimeCgroups, STOCK } from './cni-lib.js';
 
 /** Whether the runtime packages are installed (CI installs them: a missing one fails there). */
 export function haveRuntime(bins: readonly string[]): string[] {
@@ -171,7 +171,11 @@ export class Containerd {
   }
 
   /** Starts containerd and waits for its socket. */
+  /** Removes the cgroups runc made for this daemon's containers, once it is gone. */
+  private dropCgroups: () => void = () => undefined;
+
   async start(): Promise<void> {
+    this.dropCgroups = runtimeCgroups('default');
     this.proc = spawn('containerd', ['--root', join(this.dir, 'root'), '--state', '/run/containerd-e2e/state', '--address', this.sock], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d) => (log = (log + d).slice(-4000)));
@@ -230,5 +234,6 @@ export class Containerd {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
+    this.dropCgroups();
   }
 }

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PLUGIN, STOCK, run } from './cni-lib.js';
+import { PLUGIN, STOCK, run, runtimeCgroups } from './cni-lib.js';
 
 /** kubernetes/cri-api's runtime/v1 API, vendored (test/cri/README.md says from where). */
 export const CRI_PROTO = fileURLToPath(new URL('../../../test/cri/api.proto', import.meta.url));
@@ -161,6 +161,8 @@ export interface CriOptions {
 
 /** A containerd with the CRI plugin, and a CRI client for it. */
 export class Cri {
+  /** Removes the cgroups runc made for the pods, once they are gone. */
+  dropCgroups: () => void = () => undefined;
   readonly dir: string;
   readonly sock: string;
   readonly log: string;
@@ -186,6 +188,7 @@ export class Cri {
   /** Starts containerd with the CRI plugin, imports the pause image and waits until the CRI says runtime and network are ready. */
   static async start(opts: CriOptions): Promise<Cri> {
     const c = new Cri(opts);
+    c.dropCgroups = runtimeCgroups('k8s.io');
     try {
       await c.boot();
     } catch (e) {
@@ -465,6 +468,7 @@ export class Cri {
       clearTimeout(timer);
     }
     this.killAll();
+    this.dropCgroups();
     process.off('exit', this.onExit);
     if (this.watchdog?.pid && this.watchdog.exitCode === null) {
       try {
