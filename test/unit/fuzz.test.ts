@@ -29,6 +29,7 @@ import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
 import * as CT from '../../src/firewall/conntrack.js';
 import * as SD from '../../src/netlink/sockdiag.js';
+import * as XF from '../../src/netlink/xfrm.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -158,6 +159,8 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeGen,
   CT.decodeEntry,
   (m) => SD.decodeSocket(m, 'tcp'),
+  XF.decodeState,
+  XF.decodePolicy,
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
@@ -172,6 +175,11 @@ function viaSocket(name: string, bytes: Buffer): void {
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
   if (name.startsWith('conntrack')) return;
   if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
+  if (name.startsWith('xfrm-policy-get')) return void new XF.Xfrm(sock()).policyGet({ dir: 'fwd' });
+  if (name.startsWith('xfrm-policy')) return void new XF.Xfrm(sock()).policyList();
+  if (name.startsWith('xfrm-state-get') || name.startsWith('xfrm-state-allocspi')) return void new XF.Xfrm(sock()).stateGet({ dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-error')) return void new XF.Xfrm(sock()).stateAdd({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-state')) return void new XF.Xfrm(sock()).stateList();
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
