@@ -599,7 +599,9 @@ export interface XfrmPolicyId {
   /** The kernel's index of the policy; when given, the selector is not used to find it. */
   index?: number;
   ptype?: XfrmPolicyType;
+  /** The mark and if_id are part of a policy's identity: give the ones it was added with. */
   mark?: XfrmMarkSpec;
+  ifId?: number;
 }
 
 /** A policy to add or update: `ip xfrm policy add SELECTOR dir DIR [priority N] [action A] [tmpl ...]`. */
@@ -675,11 +677,11 @@ function policyIdRequest(type: number, p: XfrmPolicyId): Request {
   if (p.index !== undefined) h['index'] = validateU32(p.index, 'index');
   return request(policyIdMessage, type, 0, h, policyAttrs(p));
 }
-/** ip xfrm policy delete { SELECTOR | index N } dir DIR [ptype sub] [mark M] */
+/** ip xfrm policy delete { SELECTOR | index N } dir DIR [ptype sub] [mark M] [if_id N] */
 export function deletePolicyRequest(p: XfrmPolicyId): Request {
   return policyIdRequest(XFRM_MSG.DELPOLICY, p);
 }
-/** ip xfrm policy get { SELECTOR | index N } dir DIR [ptype sub] [mark M] */
+/** ip xfrm policy get { SELECTOR | index N } dir DIR [ptype sub] [mark M] [if_id N] */
 export function getPolicyRequest(p: XfrmPolicyId): Request {
   return policyIdRequest(XFRM_MSG.GETPOLICY, p);
 }

@@ -46,7 +46,7 @@ const requests: [string, () => Request, number][] = [
   ['xfrm-policy-add-sub.req.txt', () => X.addPolicyRequest({ sel: { src: '10.2.0.0/24', dst: '10.1.0.0/24' }, dir: 'in', ptype: 'sub', templates: [{ src: '10.0.0.2', dst: '10.0.0.1', proto: 'esp', reqid: 7, mode: 'tunnel' }, { proto: 'comp', mode: 'transport', level: 'use' }] }), ACKED],
   ['xfrm-policy-update.req.txt', () => X.updatePolicyRequest({ sel: { src: '10.1.0.0/24', dst: '10.2.0.0/24' }, dir: 'out', priority: 50, action: 'block' }), ACKED],
   ['xfrm-policy-get.req.txt', () => X.getPolicyRequest({ sel: { src: 'fd00:1::/64', dst: 'fd00:2::/64' }, dir: 'fwd' }), NLM_F.REQUEST],
-  ['xfrm-policy-delete.req.txt', () => X.deletePolicyRequest({ sel: { src: '10.1.0.0/24', dst: '10.2.0.0/24', proto: 'tcp', dport: 443 }, dir: 'out', mark: { value: 5, mask: 0xff } }), ACKED],
+  ['xfrm-policy-delete.req.txt', () => X.deletePolicyRequest({ sel: { src: '10.1.0.0/24', dst: '10.2.0.0/24', proto: 'tcp', dport: 443 }, dir: 'out', mark: { value: 5, mask: 0xff }, ifId: 7 }), ACKED],
   ['xfrm-policy-delete-index.req.txt', () => X.deletePolicyRequest({ dir: 'out', index: 0x1234, ptype: 'sub', mark: { value: 4 } }), ACKED],
   ['xfrm-policy-list.req.txt', () => X.dumpPolicyRequest(), NLM_F.REQUEST | NLM_F.DUMP],
   ['xfrm-policy-flush.req.txt', () => X.flushPolicyRequest('sub'), ACKED],
