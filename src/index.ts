@@ -34,6 +34,10 @@ export {
 } from './netlink/xfrm.js';
 export * as xfrm from './netlink/xfrm.js';
 export * as xfrmSchema from './netlink/xfrm-schema.js';
+export { Ipset, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, type IpsetEntry, type IpsetEntryOptions, type IpsetCreateSpec } from './netlink/ipset.js';
+export * as ipset from './netlink/ipset.js';
+export * as ipsetSchema from './netlink/ipset-schema.js';
+export * as nfnetlink from './netlink/nfnetlink.js';
 export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';

@@ -30,6 +30,7 @@ import { Nft } from '../../src/nftables/nft.js';
 import * as CT from '../../src/firewall/conntrack.js';
 import * as SD from '../../src/netlink/sockdiag.js';
 import * as XF from '../../src/netlink/xfrm.js';
+import * as IP from '../../src/netlink/ipset.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -161,6 +162,7 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   (m) => SD.decodeSocket(m, 'tcp'),
   XF.decodeState,
   XF.decodePolicy,
+  IP.decodeSet,
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
@@ -180,6 +182,11 @@ function viaSocket(name: string, bytes: Buffer): void {
   if (name.startsWith('xfrm-state-get') || name.startsWith('xfrm-state-allocspi')) return void new XF.Xfrm(sock()).stateGet({ dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
   if (name.startsWith('xfrm-error')) return void new XF.Xfrm(sock()).stateAdd({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
   if (name.startsWith('xfrm-state')) return void new XF.Xfrm(sock()).stateList();
+  if (name.startsWith('ipset-protocol')) return void new IP.Ipset(sock()).protocol();
+  if (name.startsWith('ipset-type')) return void new IP.Ipset(sock()).typeRevision('hash:ip');
+  if (name.startsWith('ipset-header')) return void new IP.Ipset(sock()).setType('a');
+  if (name.startsWith('ipset-test')) return void new IP.Ipset(sock()).test('a', { ip: '10.9.9.9' });
+  if (name.startsWith('ipset-list')) return void new IP.Ipset(sock()).list();
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
