@@ -38,6 +38,8 @@ export { Ipset, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, t
 export * as ipset from './netlink/ipset.js';
 export * as ipsetSchema from './netlink/ipset-schema.js';
 export * as nfnetlink from './netlink/nfnetlink.js';
+export { WireGuard, type WireGuardDevice, type WireGuardPeer, type WireGuardDeviceSpec, type WireGuardPeerSpec, type WgKey } from './netlink/wireguard.js';
+export * as wireguard from './netlink/wireguard.js';
 export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';

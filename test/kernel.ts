@@ -160,7 +160,7 @@ function probeIptablesLegacy(): Capability {
 
 function probeGenl(family: string): Capability {
   const r = inThrowawayNetns(`genl ctrl get name ${family} >/dev/null`);
-  const config = family === 'ethtool' ? 'CONFIG_ETHTOOL_NETLINK' : `the ${family} generic netlink family`;
+  const config = ({ ethtool: 'CONFIG_ETHTOOL_NETLINK', wireguard: 'CONFIG_WIREGUARD' } as Record<string, string>)[family] ?? `the ${family} generic netlink family`;
   return { ok: r.ok, config, reason: r.ok ? '' : `genl ctrl get name ${family}: ${r.err}` };
 }
 

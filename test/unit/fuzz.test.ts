@@ -31,6 +31,7 @@ import * as CT from '../../src/firewall/conntrack.js';
 import * as SD from '../../src/netlink/sockdiag.js';
 import * as XF from '../../src/netlink/xfrm.js';
 import * as IP from '../../src/netlink/ipset.js';
+import * as WG from '../../src/netlink/wireguard.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -163,12 +164,25 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   XF.decodeState,
   XF.decodePolicy,
   IP.decodeSet,
+  (m) => WG.assembleDevice([WG.decodeDeviceAttrs(m)]),
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
 function viaSocket(name: string, bytes: Buffer): void {
   const sock = (): ReturnType<typeof dial> => dial((req) => [answer(bytes, req)]);
   const kind = name.split(/[-.]/)[0];
+  if (name.startsWith('wg-')) {
+    // The controller's answer and the device dump: the one being fuzzed mutated, the other intact.
+    const wg = new WG.WireGuard(
+      new Genl(
+        dial((req) => {
+          const file = req.type === GENL_ID_CTRL ? 'wg-ctrl-getfamily.built.reply.txt' : 'wg-get.built.reply.txt';
+          return [answer(file === name ? bytes : pristine(file), req)];
+        }),
+      ),
+    );
+    return void wg.get('wg0');
+  }
   if (name.startsWith('ethtool-') || name.startsWith('genl-')) {
     E.getFeatures(ethtoolKernel(name, bytes), 'd0');
     return;
