@@ -285,9 +285,12 @@ export function fixtureRtnl(replies: readonly string[]): { rt: Rtnl; sent: RawMe
   return { rt: new Rtnl(sock), sent };
 }
 
-/** Whether the library's request encodes to iproute2's captured bytes (fixture NAME), as the kernel would receive it. */
-export function sameAsCapture(name: string, req: Request): boolean {
-  return encode({ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.ACK }, 0, 0).equals(fixtureBytes(name));
+/**
+ * Whether the library's request encodes to the tool's captured bytes (fixture NAME), as the kernel
+ * would receive it; `flags` are those the socket adds (a GET the tool sends without an ack: REQUEST).
+ */
+export function sameAsCapture(name: string, req: Request, flags: number = NLM_F.REQUEST | NLM_F.ACK): boolean {
+  return encode({ ...req, flags: req.flags | flags }, 0, 0).equals(fixtureBytes(name));
 }
 
 /**

@@ -6,23 +6,19 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Ipset, IpsetError, NetlinkError, createAnonymousNetns, withNetns, type IpsetSet } from '../../src/index.js';
 import * as I from '../../src/netlink/ipset.js';
 import { IPSET_CMD, ipsetMsgType, ipsetTypeName } from '../../src/netlink/ipset-schema.js';
-import { encode, splitMessages, type Request } from '../../src/netlink/message.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { dial, dumpReply, parseHexFixture } from '../../src/netlink/testing.js';
+import { splitMessages } from '../../src/netlink/message.js';
+import { dial, dumpReply } from '../../src/netlink/testing.js';
 import { catchError, requireSandbox } from '../helpers.js';
-import { kernelTest } from '../kernel.js';
+import { fixtureBytes, kernelTest, sameAsCapture } from '../kernel.js';
 
 const FILE = 'ipset';
 requireSandbox(FILE);
 
-const fixtureDir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
-const fixture = (name: string): Buffer => parseHexFixture(readFileSync(fixtureDir + name, 'utf8'));
-const sameAs = (name: string, req: Request, flags = NLM_F.REQUEST | NLM_F.ACK): boolean => encode({ ...req, flags: req.flags | flags }, 0, 0).equals(fixture(name));
+const fixture = fixtureBytes;
+const sameAs = sameAsCapture;
 
 /** `ipset save` parsed: each set's type and options, and its members with their options. */
 interface Saved {

@@ -8,31 +8,22 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Genl, Rtnl, WireGuard } from '../../src/index.js';
 import * as W from '../../src/netlink/wireguard.js';
 import { GENL_ID_CTRL } from '../../src/netlink/genl.js';
 import { NLM_F } from '../../src/netlink/constants.js';
 import { splitMessages } from '../../src/netlink/message.js';
-import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/testing.js';
-import { requireSandbox } from '../helpers.js';
-import { kernelTest } from '../kernel.js';
+import { ack, dial, dumpReply, reply } from '../../src/netlink/testing.js';
+import { requireSandbox, wgFixtureKeys } from '../helpers.js';
+import { fixtureBytes as fixture, kernelTest } from '../kernel.js';
 
 const FILE = 'wireguard';
 requireSandbox(FILE);
 
-const fixture = (name: string): Buffer => parseHexFixture(readFileSync(fileURLToPath(new URL(`../../../test/fixtures/${name}`, import.meta.url)), 'utf8'));
 const hasWg = spawnSync('sh', ['-c', 'command -v wg'], { encoding: 'utf8' }).status === 0;
 
 // Fixed test keys (the built fixtures' keys; none protects anything).
-const header = readFileSync(fileURLToPath(new URL('../../../test/fixtures/wg-set.built.req.txt', import.meta.url)), 'utf8');
-const key = (re: RegExp): string => (re.exec(header) as RegExpExecArray)[1] as string;
-const PRIV = key(/device private key (\S+),/);
-const PUB = key(/public (\S+)\n/);
-const P1 = key(/peer 1 public key (\S+);/);
-const P2 = key(/peer 2 (\S+);/);
-const PSK = key(/preshared key (\S+)\n/);
+const { priv: PRIV, pub: PUB, peer1: P1, peer2: P2, psk: PSK } = wgFixtureKeys();
 
 const CONFIG: W.WireGuardDeviceSpec = {
   privateKey: PRIV,

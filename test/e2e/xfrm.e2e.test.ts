@@ -7,23 +7,20 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Xfrm, createAnonymousNetns, withNetns } from '../../src/index.js';
 import * as X from '../../src/netlink/xfrm.js';
 import { XFRM_MSG, xfrmTypeName } from '../../src/netlink/xfrm-schema.js';
-import { encode, splitMessages, type Request } from '../../src/netlink/message.js';
+import { splitMessages } from '../../src/netlink/message.js';
 import { NLM_F } from '../../src/netlink/constants.js';
-import { ack, dial, dumpReply, parseHexFixture } from '../../src/netlink/testing.js';
+import { ack, dial, dumpReply } from '../../src/netlink/testing.js';
 import { catchError, requireSandbox } from '../helpers.js';
-import { kernelTest } from '../kernel.js';
+import { fixtureBytes, kernelTest, sameAsCapture } from '../kernel.js';
 
 const FILE = 'xfrm';
 requireSandbox(FILE);
 
-const fixtureDir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
-const fixture = (name: string): Buffer => parseHexFixture(readFileSync(fixtureDir + name, 'utf8'));
-const sameAs = (name: string, req: Request, flags = NLM_F.REQUEST | NLM_F.ACK): boolean => encode({ ...req, flags: req.flags | flags }, 0, 0).equals(fixture(name));
+const fixture = fixtureBytes;
+const sameAs = sameAsCapture;
 
 /** One entry of `ip xfrm state|policy` output: its lines, the tokens of all of them, and its templates' tokens. */
 interface Entry {

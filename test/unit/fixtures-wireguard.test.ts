@@ -15,7 +15,7 @@ import { ctrlMessage, Genl, GENL_ID_CTRL } from '../../src/netlink/genl.js';
 import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/testing.js';
 import { CodecError } from '../../src/errors.js';
 import * as W from '../../src/netlink/wireguard.js';
-import { catchError } from '../helpers.js';
+import { catchError, wgFixtureKeys } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const text = (name: string): string => readFileSync(dir + name, 'utf8');
@@ -23,14 +23,8 @@ const fixture = (name: string): Buffer => parseHexFixture(text(name));
 const rows = (b: Buffer): string => (b.toString('hex').match(/.{1,8}/g) ?? []).join('\n');
 const FAMILY = 0x20;
 
-// The keys the fixtures were built with, as their header lists them.
-const keyLine = text('wg-set.built.req.txt');
-const pick = (re: RegExp): string => (re.exec(keyLine) as RegExpExecArray)[1] as string;
-const DEV_PRIV = pick(/device private key (\S+),/);
-const DEV_PUB = pick(/public (\S+)\n/);
-const P1 = pick(/peer 1 public key (\S+);/);
-const P2 = pick(/peer 2 (\S+);/);
-const PSK = pick(/preshared key (\S+)\n/);
+// The keys the fixtures were built with.
+const { priv: DEV_PRIV, pub: DEV_PUB, peer1: P1, peer2: P2, psk: PSK } = wgFixtureKeys();
 
 const SET: W.WireGuardDeviceSpec = {
   privateKey: DEV_PRIV,
