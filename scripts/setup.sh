@@ -10,6 +10,7 @@ command -v conntrack >/dev/null 2>&1 || pkgs+=(conntrack)         # e2e oracle f
 command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)          # the sandbox, setpriv for run
 command -v ethtool >/dev/null 2>&1 || pkgs+=(ethtool)                 # generic netlink e2e oracle (ethtool -k/-K)
 command -v nft >/dev/null 2>&1 || pkgs+=(nftables)                   # nf_tables test oracle (nft -j list ruleset) and fixtures
+command -v ipset >/dev/null 2>&1 || pkgs+=(ipset)                       # ipset e2e oracle (ipset list) and fixtures
 [ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins) # CNI e2e (host-local, tuning, loopback) and the bench's stock chain
 command -v podman >/dev/null 2>&1 || pkgs+=(podman)               # cni-podman e2e: Podman's CNI backend drives tsnetlink-cni
 command -v crun >/dev/null 2>&1 || pkgs+=(crun)                   # the OCI runtime the Podman e2e names

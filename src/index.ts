@@ -29,6 +29,18 @@ export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID
 export * as ethtool from './netlink/ethtool.js';
 export { SockDiag, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from './netlink/sockdiag.js';
 export * as sockdiag from './netlink/sockdiag.js';
+export {
+  Xfrm, XFRM_INF, type XfrmState, type XfrmPolicy, type XfrmTemplate, type XfrmSelector, type XfrmLifetime, type XfrmCurrent, type XfrmStateSpec, type XfrmStateId, type XfrmStateFilter,
+  type XfrmAllocSpiSpec, type XfrmPolicySpec, type XfrmPolicyId, type XfrmTemplateSpec, type XfrmSelectorSpec, type XfrmLifetimeSpec, type XfrmMarkSpec, type XfrmKey,
+} from './netlink/xfrm.js';
+export * as xfrm from './netlink/xfrm.js';
+export * as xfrmSchema from './netlink/xfrm-schema.js';
+export { Ipset, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, type IpsetEntry, type IpsetEntryOptions, type IpsetCreateSpec } from './netlink/ipset.js';
+export * as ipset from './netlink/ipset.js';
+export * as ipsetSchema from './netlink/ipset-schema.js';
+export * as nfnetlink from './netlink/nfnetlink.js';
+export { WireGuard, type WireGuardDevice, type WireGuardPeer, type WireGuardDeviceSpec, type WireGuardPeerSpec, type WgKey } from './netlink/wireguard.js';
+export * as wireguard from './netlink/wireguard.js';
 export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';

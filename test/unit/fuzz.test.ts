@@ -29,6 +29,9 @@ import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
 import * as CT from '../../src/firewall/conntrack.js';
 import * as SD from '../../src/netlink/sockdiag.js';
+import * as XF from '../../src/netlink/xfrm.js';
+import * as IP from '../../src/netlink/ipset.js';
+import * as WG from '../../src/netlink/wireguard.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -159,12 +162,28 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeGen,
   CT.decodeEntry,
   (m) => SD.decodeSocket(m, 'tcp'),
+  XF.decodeState,
+  XF.decodePolicy,
+  IP.decodeSet,
+  (m) => WG.assembleDevice([WG.decodeDeviceAttrs(m)]),
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
 function viaSocket(name: string, bytes: Buffer): void {
   const sock = (): ReturnType<typeof dial> => dial((req) => [answer(bytes, req)]);
   const kind = name.split(/[-.]/)[0];
+  if (name.startsWith('wg-')) {
+    // The controller's answer and the device dump: the one being fuzzed mutated, the other intact.
+    const wg = new WG.WireGuard(
+      new Genl(
+        dial((req) => {
+          const file = req.type === GENL_ID_CTRL ? 'wg-ctrl-getfamily.built.reply.txt' : 'wg-get.built.reply.txt';
+          return [answer(file === name ? bytes : pristine(file), req)];
+        }),
+      ),
+    );
+    return void wg.get('wg0');
+  }
   if (name.startsWith('ethtool-') || name.startsWith('genl-')) {
     E.getFeatures(ethtoolKernel(name, bytes), 'd0');
     return;
@@ -173,6 +192,16 @@ function viaSocket(name: string, bytes: Buffer): void {
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
   if (name.startsWith('conntrack')) return;
   if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
+  if (name.startsWith('xfrm-policy-get')) return void new XF.Xfrm(sock()).policyGet({ dir: 'fwd' });
+  if (name.startsWith('xfrm-policy')) return void new XF.Xfrm(sock()).policyList();
+  if (name.startsWith('xfrm-state-get') || name.startsWith('xfrm-state-allocspi')) return void new XF.Xfrm(sock()).stateGet({ dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-error')) return void new XF.Xfrm(sock()).stateAdd({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-state')) return void new XF.Xfrm(sock()).stateList();
+  if (name.startsWith('ipset-protocol')) return void new IP.Ipset(sock()).protocol();
+  if (name.startsWith('ipset-type')) return void new IP.Ipset(sock()).typeRevision('hash:ip');
+  if (name.startsWith('ipset-header')) return void new IP.Ipset(sock()).setType('a');
+  if (name.startsWith('ipset-test')) return void new IP.Ipset(sock()).test('a', { ip: '10.9.9.9' });
+  if (name.startsWith('ipset-list')) return void new IP.Ipset(sock()).list();
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
