@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { CodecError, DumpInterruptedError, NetlinkError, TimeoutError } from '../../src/errors.js';
 import { align4 } from '../../src/netlink/attr.js';
 import { NLMSG } from '../../src/netlink/constants.js';
-import { decodePayload, encode, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
+import { decodePayload, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
 import { parseError } from '../../src/netlink/socket.js';
 import { ack, dial, parseHexFixture, reply, type Handler } from '../../src/netlink/testing.js';
 import { Rtnl } from '../../src/netlink/rtnl.js';
@@ -27,7 +27,8 @@ import * as NH from '../../src/netlink/nexthop.js';
 import * as TC from '../../src/netlink/tc.js';
 import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
-import * as CT from '../../src/firewall/conntrack.js';
+import * as CT from '../../src/netlink/conntrack.js';
+import { Conntrack } from '../../src/netlink/conntrack-client.js';
 import * as SD from '../../src/netlink/sockdiag.js';
 import { seededRandom } from '../helpers.js';
 
@@ -40,19 +41,10 @@ const SEED = Number(process.env['TSNETLINK_FUZZ_SEED'] ?? 17) >>> 0;
 const INPUTS = STRESS ? 60_000 : 3_000;
 const LIMIT_MS = 100;
 
-/** A conntrack entry as ctnetlink dumps it: there is no captured one, so it is built. */
-const conntrackSeed = encode({
-  ...CT.deleteRequest({ family: 2, orig: { ip: { v4src: '10.0.0.2', v4dst: '10.0.0.1' }, proto: { num: 17, srcPort: 4000, dstPort: 53 } }, reply: {}, zone: 3 }),
-  type: (1 << 8) | 0,
-});
-
-const seeds: { name: string; bytes: Buffer }[] = [
-  ...readdirSync(dir)
-    .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
-    .sort()
-    .map((name) => ({ name, bytes: fixture(name) })),
-  { name: 'conntrack (built)', bytes: conntrackSeed },
-];
+const seeds: { name: string; bytes: Buffer }[] = readdirSync(dir)
+  .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
+  .sort()
+  .map((name) => ({ name, bytes: fixture(name) }));
 
 const BYTES = [0x00, 0xff, 0x7f, 0x80];
 const U16 = [0, 1, 3, 4, 5, 8, 0x7fff, 0x8000, 0xfffc, 0xffff];
@@ -156,7 +148,9 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeSet,
   O.decodeElements,
   O.decodeGen,
-  CT.decodeEntry,
+  CT.decodeConntrack,
+  CT.decodeConntrackCount,
+  CT.ctEventType,
   (m) => SD.decodeSocket(m, 'tcp'),
 ];
 
@@ -170,7 +164,8 @@ function viaSocket(name: string, bytes: Buffer): void {
   }
   if (name.startsWith('nft-rules')) return void new Nft(sock()).listRules('inet', 'tsnetlink');
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
-  if (name.startsWith('conntrack')) return;
+  if (name.startsWith('conntrack-count')) return void new Conntrack(sock()).count();
+  if (name.startsWith('conntrack')) return void new Conntrack(sock()).list({ family: 4, protocol: 'udp', orig: { dstPort: 5353 } });
   if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
   const rt = new Rtnl(sock());
   switch (kind) {
