@@ -131,12 +131,15 @@ export const CTA_FILTER_F = {
   PROTO_ICMP_TYPE: 1 << 6, PROTO_ICMP_CODE: 1 << 7, PROTO_ICMP_ID: 1 << 8, PROTO_ICMPV6_TYPE: 1 << 9, PROTO_ICMPV6_CODE: 1 << 10, PROTO_ICMPV6_ID: 1 << 11,
 } as const;
 
-function tupleFlags(t: ConntrackTupleFilter | undefined, protocol: number | undefined): number {
+function tupleFlags(t: ConntrackTupleFilter | undefined, protocol: number | undefined, family: 4 | 6): number {
   let f = protocol !== undefined ? CTA_FILTER_F.PROTO_NUM : 0;
   if (!t) return f;
   const v6 = protocol === CT_PROTOCOLS.icmpv6;
-  if (t.src !== undefined) f |= CTA_FILTER_F.IP_SRC;
-  if (t.dst !== undefined) f |= CTA_FILTER_F.IP_DST;
+  // The kernel compares IPv6 addresses the wrong way round (it keeps the entries whose address
+  // differs: `!ipv6_addr_cmp` in ctnetlink_filter_match_tuple, seen on 6.18), so an IPv6 address
+  // is matched here only.
+  if (t.src !== undefined && family === 4) f |= CTA_FILTER_F.IP_SRC;
+  if (t.dst !== undefined && family === 4) f |= CTA_FILTER_F.IP_DST;
   if (t.srcPort !== undefined) f |= CTA_FILTER_F.PROTO_SRC_PORT;
   if (t.dstPort !== undefined) f |= CTA_FILTER_F.PROTO_DST_PORT;
   if (t.icmpType !== undefined) f |= v6 ? CTA_FILTER_F.PROTO_ICMPV6_TYPE : CTA_FILTER_F.PROTO_ICMP_TYPE;
@@ -154,11 +157,17 @@ export function kernelFilterAttrs(f: CheckedFilter): CtAttrs {
   const a: CtAttrs = {};
   const hasTuple = f.protocol !== undefined || (f.orig && Object.keys(f.orig).length > 0) || (f.reply && Object.keys(f.reply).length > 0);
   if (hasTuple && f.family !== undefined) {
-    const origFlags = tupleFlags(f.orig, f.protocol);
-    const replyFlags = f.reply ? tupleFlags(f.reply, f.protocol) : 0;
-    a.orig = tupleAttrsOf({ ...(f.orig ?? {}), ...(f.protocol !== undefined ? { protocol: f.protocol } : {}) }, f.family);
-    if (replyFlags) a.reply = tupleAttrsOf({ ...f.reply, ...(f.protocol !== undefined ? { protocol: f.protocol } : {}) }, f.family);
-    a.filter = { origFlags, ...(replyFlags ? { replyFlags } : {}) };
+    const family = f.family;
+    const origFlags = tupleFlags(f.orig, f.protocol, family);
+    const replyFlags = f.reply ? tupleFlags(f.reply, f.protocol, family) : 0;
+    const sent = (t: ConntrackTupleFilter | undefined): ConntrackTupleFilter => {
+      const { src, dst, ...rest } = t ?? {};
+      return family === 4 ? { ...(src !== undefined ? { src } : {}), ...(dst !== undefined ? { dst } : {}), ...rest } : rest;
+    };
+    const proto = f.protocol !== undefined ? { protocol: f.protocol } : {};
+    if (origFlags) a.orig = tupleAttrsOf({ ...sent(f.orig), ...proto }, family);
+    if (replyFlags) a.reply = tupleAttrsOf({ ...sent(f.reply), ...proto }, family);
+    if (origFlags || replyFlags) a.filter = { ...(origFlags ? { origFlags } : {}), ...(replyFlags ? { replyFlags } : {}) };
   }
   if (f.mark) {
     a.mark = f.mark.value;

@@ -120,6 +120,10 @@ test('filters: checked (ports need a port protocol, one family, a status bit), t
   const a = kernelFilterAttrs(f);
   assert.equal(a.filter, { origFlags: CTA_FILTER_F.IP_SRC | CTA_FILTER_F.PROTO_NUM | CTA_FILTER_F.PROTO_DST_PORT, replyFlags: CTA_FILTER_F.IP_SRC | CTA_FILTER_F.PROTO_NUM });
   assert.equal(a.orig, { ip: { v4src: '10.1.0.2' }, proto: { num: 17, dstPort: 5353 } });
+  // IPv6 addresses stay out of the kernel's filter (it compares them the wrong way round); the protocol goes.
+  const v6 = kernelFilterAttrs(checkFilter({ protocol: 'tcp', reply: { src: 'fd00:2::2' } }));
+  assert.equal([v6.filter, v6.orig, v6.reply], [{ origFlags: CTA_FILTER_F.PROTO_NUM, replyFlags: CTA_FILTER_F.PROTO_NUM }, { proto: { num: 6 } }, { proto: { num: 6 } }]);
+  assert.equal(kernelFilterAttrs(checkFilter({ orig: { src: 'fd00:1::2' } })), {});
   // Without a family the kernel refuses CTA_FILTER: the tuple part is matched here only.
   assert.equal(kernelFilterAttrs(checkFilter({ protocol: 'tcp', mark: 5 })), { mark: 5, markMask: 0xffffffff });
   // Matching as the kernel does: the masked mark against the value as given; the zone, which no kernel filters on.
