@@ -5,7 +5,10 @@ export type {
   Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
   Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,
   Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec,
+  LinkFlags, LinkStats, RouteGetSpec, PortRange,
 } from './netlink/rtnl.js';
+export { setFlagsRequest, setKindOptionsRequest } from './netlink/link-set.js';
+export { LINK_STATS_FIELDS, type LinkStatsField } from './netlink/link-stats.js';
 export { NetlinkSocket, KernelTransport, parseError, type Transport, type SocketOptions, type BatchResult, type DumpOptions, type DumpList, type Undecodable } from './netlink/socket.js';
 export * as linkRequests from './netlink/link.js';
 export * as addrRequests from './netlink/addr.js';

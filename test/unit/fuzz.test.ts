@@ -124,6 +124,7 @@ function ethtoolKernel(name: string, bytes: Buffer): Genl {
 /** Every decoder that takes one message. */
 const decoders: ((m: RawMessage) => unknown)[] = [
   (m) => L.decodeLink(m).raw,
+  (m) => L.decodeLink(m).stats,
   L.peekLinkIndexes,
   A.decodeAddress,
   TC.decodeQdisc,
@@ -170,7 +171,7 @@ function viaSocket(name: string, bytes: Buffer): void {
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
-      return void rt.linkList().map((l) => l.raw);
+      return void rt.linkList().map((l) => [l.raw, l.stats]);
     case 'addr':
       return void rt.addrList();
     case 'route':
