@@ -71,10 +71,7 @@ export interface Link {
   groMaxSize?: number;
   tsoMaxSize?: number;
   tsoMaxSegs?: number;
-  /**
-   * Counters (IFLA_STATS64, else IFLA_STATS), read from the message on first access. Dumps carry
-   * them; linkGet asks the kernel to leave them out unless given `{ stats: true }`. `ip -s -s link`
-   */
+  /** Counters (IFLA_STATS64, else IFLA_STATS), read from the message on first access. `ip -s -s link` */
   readonly stats?: LinkStats;
   /** Header and every attribute as decoded, unknown ones included. */
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
@@ -507,8 +504,9 @@ export function deleteGroupRequest(group: number): Request {
 export const RTEXT_FILTER = { VF: 1, BRVLAN: 2, BRVLAN_COMPRESSED: 4, SKIP_STATS: 8 } as const;
 
 /**
- * ip link show dev LINK. By default the kernel is asked to skip statistics (a smaller reply,
- * less to decode); `ip link show` itself sends family AF_PACKET and RTEXT_FILTER_VF.
+ * ip link show dev LINK. By default the kernel is asked to skip the statistics of virtual
+ * functions (RTEXT_FILTER_SKIP_STATS; the link's own counters always come); `ip link show`
+ * itself sends family AF_PACKET and RTEXT_FILTER_VF.
  */
 export function getRequest(ref: LinkRef, opts: { family?: number; extMask?: number } = {}): Request {
   const t = target(ref);

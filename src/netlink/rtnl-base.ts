@@ -226,12 +226,9 @@ export class RtnlBase {
     this.request(L.deleteRequest(ref), ctx(ref));
   }
 
-  /**
-   * Gets one link; a missing link is NetlinkError ENODEV, never index 0. The kernel leaves the
-   * counters out unless `stats` is set. `ip link show dev LINK`, `ip -s link show dev LINK`
-   */
-  linkGet(ref: L.LinkRef, opts: { stats?: boolean } = {}): L.Link {
-    const [m] = this.request(L.getRequest(ref, opts.stats ? { extMask: 0 } : {}), ctx(ref));
+  /** Gets one link, its counters included; a missing link is NetlinkError ENODEV, never index 0. `ip -s link show dev LINK` */
+  linkGet(ref: L.LinkRef): L.Link {
+    const [m] = this.request(L.getRequest(ref), ctx(ref));
     if (!m) throw new ValidationError('link', `kernel sent no RTM_NEWLINK for ${ctx(ref)}`);
     return L.decodeLink(m);
   }
