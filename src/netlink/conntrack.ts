@@ -29,8 +29,9 @@ export function ctnlTypeName(type: number): string {
 }
 
 /**
- * struct nfgenmsg: family, version, res_id (network order; 0 for ctnetlink). Declared here until
- * the shared nfnetlink module exists; then this file takes that one.
+ * struct nfgenmsg: family, version, res_id (network order; 0 for ctnetlink). Declared here for now:
+ * the shared nfnetlink module (src/netlink/nfnetlink.ts, written in parallel) declares the same
+ * struct, and this file takes that one once both are on one branch.
  */
 export const nfgenmsg = struct([
   ['family', 'u8'],
@@ -337,7 +338,7 @@ export function ctGetRequest(family: 4 | 6, attrs: CtAttrs): Request {
 }
 
 /**
- * Deletes one dumped entry: its original tuple exactly as the kernel sent it (per-direction zone
+ * `conntrack -D` of one dumped entry: its original tuple exactly as the kernel sent it (per-direction zone
  * included), its zone and its id, so that a connection made since with the same tuple is left
  * alone (the kernel answers ENOENT for it).
  */
