@@ -1,10 +1,8 @@
 /**
  * nfnetlink, the netfilter side of netlink (NETLINK_NETFILTER): every message is an nlmsghdr whose
  * type is `subsystem << 8 | command`, then struct nfgenmsg, then the subsystem's attributes.
- * Declared here once for every subsystem this package speaks (ipset, nf_tables), as in
- * the kernel's include/uapi/linux/netfilter/nfnetlink.h. Pure. (src/firewall/conntrack.ts still
- * declares a copy of its own, res_id read as a host-order u16: the same bytes for its res_id of 0;
- * it can take these instead.)
+ * Declared here once for every subsystem this package speaks (ipset, nf_tables, ctnetlink), as
+ * in the kernel's include/uapi/linux/netfilter/nfnetlink.h. Pure.
  */
 import type { Attrs, Schema } from './attr.js';
 import { request, struct, type MessageDef, type Request } from './message.js';

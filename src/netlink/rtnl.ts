@@ -16,10 +16,13 @@ import type { Request } from './message.js';
 import { RtnlBase } from './rtnl-base.js';
 
 export type { Link, LinkRef, LinkCreateOptions, LinkAddOptions, VethPeerOptions } from './link.js';
+export type { LinkFlags } from './link-set.js';
+export type { LinkStats } from './link-stats.js';
+export type { RouteGetSpec } from './route-get.js';
 export type { Address, AddrOptions } from './addr.js';
 export type { Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec } from './route.js';
 export type { Neighbour, NeighSpec, FdbSpec } from './neigh.js';
-export type { Rule, RuleSpec } from './rule.js';
+export type { Rule, RuleSpec, PortRange } from './rule.js';
 export type { NetnsId, NetnsTarget } from './nsid.js';
 export type { NexthopObject, NexthopSpec as NexthopObjectSpec } from './nexthop.js';
 export type {

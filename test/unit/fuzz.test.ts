@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { CodecError, DumpInterruptedError, NetlinkError, TimeoutError } from '../../src/errors.js';
 import { align4 } from '../../src/netlink/attr.js';
 import { NLMSG } from '../../src/netlink/constants.js';
-import { decodePayload, encode, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
+import { decodePayload, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
 import { parseError } from '../../src/netlink/socket.js';
 import { ack, dial, parseHexFixture, reply, type Handler } from '../../src/netlink/testing.js';
 import { Rtnl } from '../../src/netlink/rtnl.js';
@@ -27,7 +27,8 @@ import * as NH from '../../src/netlink/nexthop.js';
 import * as TC from '../../src/netlink/tc.js';
 import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
-import * as CT from '../../src/firewall/conntrack.js';
+import * as CT from '../../src/netlink/conntrack.js';
+import { Conntrack } from '../../src/netlink/conntrack-client.js';
 import * as SD from '../../src/netlink/sockdiag.js';
 import * as XF from '../../src/netlink/xfrm.js';
 import * as IP from '../../src/netlink/ipset.js';
@@ -43,19 +44,10 @@ const SEED = Number(process.env['TSNETLINK_FUZZ_SEED'] ?? 17) >>> 0;
 const INPUTS = STRESS ? 60_000 : 3_000;
 const LIMIT_MS = 100;
 
-/** A conntrack entry as ctnetlink dumps it: there is no captured one, so it is built. */
-const conntrackSeed = encode({
-  ...CT.deleteRequest({ family: 2, orig: { ip: { v4src: '10.0.0.2', v4dst: '10.0.0.1' }, proto: { num: 17, srcPort: 4000, dstPort: 53 } }, reply: {}, zone: 3 }),
-  type: (1 << 8) | 0,
-});
-
-const seeds: { name: string; bytes: Buffer }[] = [
-  ...readdirSync(dir)
-    .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
-    .sort()
-    .map((name) => ({ name, bytes: fixture(name) })),
-  { name: 'conntrack (built)', bytes: conntrackSeed },
-];
+const seeds: { name: string; bytes: Buffer }[] = readdirSync(dir)
+  .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
+  .sort()
+  .map((name) => ({ name, bytes: fixture(name) }));
 
 const BYTES = [0x00, 0xff, 0x7f, 0x80];
 const U16 = [0, 1, 3, 4, 5, 8, 0x7fff, 0x8000, 0xfffc, 0xffff];
@@ -135,6 +127,7 @@ function ethtoolKernel(name: string, bytes: Buffer): Genl {
 /** Every decoder that takes one message. */
 const decoders: ((m: RawMessage) => unknown)[] = [
   (m) => L.decodeLink(m).raw,
+  (m) => L.decodeLink(m).stats,
   L.peekLinkIndexes,
   A.decodeAddress,
   TC.decodeQdisc,
@@ -160,7 +153,9 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeSet,
   O.decodeElements,
   O.decodeGen,
-  CT.decodeEntry,
+  CT.decodeConntrack,
+  CT.decodeConntrackCount,
+  CT.ctEventType,
   (m) => SD.decodeSocket(m, 'tcp'),
   XF.decodeState,
   XF.decodePolicy,
@@ -190,7 +185,8 @@ function viaSocket(name: string, bytes: Buffer): void {
   }
   if (name.startsWith('nft-rules')) return void new Nft(sock()).listRules('inet', 'tsnetlink');
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
-  if (name.startsWith('conntrack')) return;
+  if (name.startsWith('conntrack-count')) return void new Conntrack(sock()).count();
+  if (name.startsWith('conntrack')) return void new Conntrack(sock()).list({ family: 4, protocol: 'udp', orig: { dstPort: 5353 } });
   if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
   if (name.startsWith('xfrm-policy-get')) return void new XF.Xfrm(sock()).policyGet({ dir: 'fwd' });
   if (name.startsWith('xfrm-policy')) return void new XF.Xfrm(sock()).policyList();
@@ -205,7 +201,7 @@ function viaSocket(name: string, bytes: Buffer): void {
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
-      return void rt.linkList().map((l) => l.raw);
+      return void rt.linkList().map((l) => [l.raw, l.stats]);
     case 'addr':
       return void rt.addrList();
     case 'route':
