@@ -4,7 +4,7 @@
  * before anything changes; a name that one layer accepts is therefore accepted by all of them.
  */
 import { ValidationError } from './errors.js';
-import { validateIfname } from './netlink/validate.js';
+import { validateIfname } from './netlink/core/validate.js';
 
 /** Longest endpoint id: a CNI container id (64 hex digits) fits. */
 export const ENDPOINT_ID_MAX = 64;

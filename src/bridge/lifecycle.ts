@@ -5,17 +5,17 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkNetworkName } from '../names.js';
-import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateU32 } from '../netlink/core/validate.js';
 import type { GatewayMode } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
-import { parseSubnet, overlaps, type Subnet } from './cidr.js';
+import { parseSubnet, overlaps, type Subnet } from '../ip/cidr.js';
 import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord } from './records.js';
-import { StoreError } from '../fsio.js';
+import { StoreError } from '../sys/fsio.js';
 import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
-import { RoutedFirewall, type BackendName } from './firewalls.js';
+import { RoutedFirewall, type BackendName } from '../firewall/router.js';
 
 /** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
 export interface CreateNetworkOptions {

@@ -4,16 +4,16 @@
  * when no record of it survived. Requests are built here once and sent pipelined.
  */
 import { randomBytes } from 'node:crypto';
-import type { Rtnl, Link } from '../netlink/rtnl.js';
-import type { Request } from '../netlink/message.js';
-import type { NetlinkSocket } from '../netlink/socket.js';
-import * as L from '../netlink/link.js';
-import * as A from '../netlink/addr.js';
-import * as R from '../netlink/route.js';
+import type { Rtnl, Link } from '../netlink/route/rtnl.js';
+import type { Request } from '../netlink/core/message.js';
+import type { NetlinkSocket } from '../netlink/core/socket.js';
+import * as L from '../netlink/route/link.js';
+import * as A from '../netlink/route/addr.js';
+import * as R from '../netlink/route/route.js';
 import type { NetnsHandle } from '../ns/netns.js';
 import { NetworkError } from './errors.js';
 import type { NetworkRecord } from './records.js';
-import { randomHex } from '../fsio.js';
+import { randomHex } from '../sys/fsio.js';
 
 /** The alias prefix of every link tsnetlink creates. */
 export const TAG_PREFIX = 'tsnetlink/';

@@ -9,12 +9,12 @@
  * rolls back; a crash is settled by the next operation that meets its leftovers, or by prune.
  */
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { IptablesFirewall } from '../iptables/backend.js';
-import type { IptablesOptions } from '../iptables/restore.js';
+import { IptablesFirewall } from '../firewall/iptables/backend.js';
+import type { IptablesOptions } from '../firewall/iptables/restore.js';
 import type { Firewall } from '../firewall/types.js';
-import { NftablesFirewall } from '../nftables/firewall.js';
-import { RoutedFirewall, chosenBackend, type BackendName } from './firewalls.js';
-import { NftPortFilter } from './portfilter.js';
+import { NftablesFirewall } from '../firewall/nftables/firewall.js';
+import { RoutedFirewall, chosenBackend, type BackendName } from '../firewall/router.js';
+import { NftPortFilter } from '../firewall/nftables/portfilter.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
 import { IpamError } from './ipam.js';
@@ -27,7 +27,7 @@ import { teardownEndpoints } from './teardown.js';
 import type { EndpointRecord, NetworkRecord } from './records.js';
 import type { FaultHook } from './steps.js';
 import { NetnsHandle } from '../ns/netns.js';
-import type { Rtnl } from '../netlink/rtnl.js';
+import type { Rtnl } from '../netlink/route/rtnl.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef, CreateNetworkOptions, CreateResult, ReconcileReport };
 

@@ -11,17 +11,17 @@
  * enslaved host veths, IP forwarding, every rule).
  * check: reports every disagreement, changing nothing.
  */
-import type { Link } from '../netlink/rtnl.js';
-import * as L from '../netlink/link.js';
+import type { Link } from '../netlink/route/rtnl.js';
+import * as L from '../netlink/route/link.js';
 import { Ipam } from './ipam.js';
-import { removeFile } from '../fsio.js';
+import { removeFile } from '../sys/fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
-import { RoutedFirewall } from './firewalls.js';
+import { RoutedFirewall } from '../firewall/router.js';
 
 /** Runs `fn` with every backend the host can run consulted (rules may linger on one no record names). */
 function probing<T>(ctx: BridgeContext, fn: () => Promise<T>): Promise<T> {

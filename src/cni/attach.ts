@@ -7,9 +7,9 @@
  * runtime's list of valid attachments.
  */
 import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
-import { CLONE_NEWNET, namespaceType } from '../netlink/libc.js';
+import { CLONE_NEWNET, namespaceType } from '../sys/libc.js';
 import { Networks } from '../bridge/networks.js';
-import { bigToIp, contains, parseCidr, parseSubnet, prefixMask, type Subnet } from '../bridge/cidr.js';
+import { bigToIp, contains, parseCidr, parseSubnet, prefixMask, type Subnet } from '../ip/cidr.js';
 import { NetworkError } from '../bridge/errors.js';
 import type { CreateResult } from '../bridge/lifecycle.js';
 import type { AddressRecord, EndpointRecord, NetworkRecord } from '../bridge/records.js';

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
-import { contains, ipFamily, parseSubnet, type Family } from '../bridge/cidr.js';
+import { contains, ipFamily, parseSubnet, type Family } from '../ip/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
 import { checkBandwidth, type Bandwidth, type RateLimit } from '../bridge/shaping.js';
 import { ValidationError } from '../errors.js';

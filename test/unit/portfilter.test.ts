@@ -4,9 +4,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RoutedFirewall } from '../../src/bridge/firewalls.js';
+import { RoutedFirewall } from '../../src/firewall/router.js';
 import { MemoryFirewall } from '../../src/firewall/memory.js';
-import { portFilterRules, REPORT_TYPES, type PortFilter } from '../../src/bridge/portfilter.js';
+import { portFilterRules, REPORT_TYPES, type PortFilter } from '../../src/firewall/nftables/portfilter.js';
 import { PORT_GROUP } from '../../src/bridge/links.js';
 import type { FirewallDifference } from '../../src/firewall/types.js';
 
