@@ -1,6 +1,7 @@
 /** Bridge networks for containers: networks, IPAM, endpoints, port mappings and the reconciler. */
 export { Networks, type NetworksOptions, type NetworkInfo, type CreateNetworkOptions, type CreateResult, type ReconcileReport } from './networks.js';
-export { BACKENDS, chosenBackend, RoutedFirewall, type BackendName } from '../firewall/router.js';
+export { RoutedFirewall } from '../firewall/router.js';
+export { BACKENDS, chosenBackend, defaultBackend, type BackendName } from '../firewall/registry.js';
 export type { ConnectOptions, ConnectItem } from './connect.js';
 export { KernelHost, netnsKey, type ContainerRef, type HostSystem, type Sysctl } from './host.js';
 export { macForIp, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';

@@ -14,6 +14,7 @@ import type { NetnsHandle } from '../ns/netns.js';
 import { NetworkError } from './errors.js';
 import type { NetworkRecord } from './records.js';
 import { randomHex } from '../sys/fsio.js';
+import { PORT_GROUP } from '../firewall/types.js';
 
 /** The alias prefix of every link tsnetlink creates. */
 export const TAG_PREFIX = 'tsnetlink/';
@@ -86,13 +87,6 @@ export function createBridge(rtnl: Rtnl, net: NetworkRecord): number {
 export function bridgeUpRequests(net: Pick<NetworkRecord, 'subnets'>, index: number): Request[] {
   return [...net.subnets.map((s) => A.replaceAddrRequest(index, `${s.gateway}/${s.prefix}`, s.family === 6 ? { nodad: true } : {})), L.setUpRequest(index)];
 }
-
-/**
- * The device group of every container's host-side veth (`ip link show group 0x74736e6c` lists
- * them): the bridge-family filter that keeps membership reports between containers matches it,
- * since a bridge port's name is random and this kernel may lack the bridge-name match.
- */
-export const PORT_GROUP = 0x74736e6c;
 
 /** What connect needs to create one veth pair. */
 export interface VethPlan {

@@ -9,12 +9,9 @@
  * rolls back; a crash is settled by the next operation that meets its leftovers, or by prune.
  */
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { IptablesFirewall } from '../firewall/iptables/backend.js';
-import type { IptablesOptions } from '../firewall/iptables/restore.js';
 import type { Firewall } from '../firewall/types.js';
-import { NftablesFirewall } from '../firewall/nftables/firewall.js';
-import { RoutedFirewall, chosenBackend, type BackendName } from '../firewall/router.js';
-import { NftPortFilter } from '../firewall/nftables/portfilter.js';
+import type { RoutedFirewall } from '../firewall/router.js';
+import { chosenBackend, hostFirewall as registryFirewall, type BackendName, type BackendOptions } from '../firewall/registry.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
 import { IpamError } from './ipam.js';
@@ -36,7 +33,7 @@ export interface NetworksOptions {
   /** Runtime state directory (default /run/tsnetlink). */
   stateDir?: string;
   /** Which iptables to run (default iptables-restore on $PATH), for networks on the iptables backend. */
-  iptables?: IptablesOptions;
+  iptables?: BackendOptions['iptables'];
   /**
    * The firewall backend: 'iptables' (iptables-restore) or 'nftables' (native nf_tables over
    * netlink, no process), or an instance that then serves every network (tests). Default:
@@ -232,8 +229,6 @@ export class Networks {
 
 /** The backends of a host's networks, routed by what each network's record names. */
 function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
-  // Both are made now: a bad iptables binary is refused here, not at the first connect -p.
-  const made = { iptables: new IptablesFirewall(opts.iptables ?? {}), nftables: new NftablesFirewall() } satisfies Record<BackendName, Firewall>;
   const backendOf = (name: string): BackendName | undefined => {
     try {
       return store.getNetwork(name)?.firewall;
@@ -242,6 +237,6 @@ function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
     }
   };
   const inUse = (): BackendName[] => [...new Set(store.listNetworks().records.map((n) => n.firewall))];
-  return new RoutedFirewall(chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined), (b) => made[b], backendOf, inUse, new NftPortFilter());
+  const explicit = chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined);
+  return registryFirewall({ backendOf, inUse }, explicit, opts.iptables ? { iptables: opts.iptables } : {});
 }
-

@@ -22,6 +22,7 @@ import { portOwner, teardownEndpoints } from './teardown.js';
 import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
 import { RoutedFirewall } from '../firewall/router.js';
+import type { BackendName } from '../firewall/registry.js';
 
 /** Runs `fn` with every backend the host can run consulted (rules may linger on one no record names). */
 function probing<T>(ctx: BridgeContext, fn: () => Promise<T>): Promise<T> {
@@ -160,7 +161,8 @@ function migrate(ctx: BridgeContext, report: ReconcileReport): void {
   if (!(fw instanceof RoutedFirewall) || fw.explicit === undefined) return;
   for (const n of ctx.store.listNetworks().records) {
     if (n.firewall === fw.explicit) continue;
-    ctx.store.putNetwork({ ...n, firewall: fw.explicit });
+    // The router was made by the registry from a name it checked (chosenBackend).
+    ctx.store.putNetwork({ ...n, firewall: fw.explicit as BackendName });
     report.actions.push(`network ${n.name}: firewall backend ${n.firewall} -> ${fw.explicit}`);
   }
 }

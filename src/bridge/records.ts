@@ -6,7 +6,7 @@
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { validateIfname } from '../netlink/core/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
-import { BACKENDS, type BackendName } from '../firewall/router.js';
+import { BACKENDS, type BackendName } from '../firewall/registry.js';
 import { StoreError } from '../sys/fsio.js';
 import { ValidationError } from '../errors.js';
 import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from '../ip/cidr.js';

@@ -7,7 +7,7 @@ import { createAnonymousNetns } from '../ns/named.js';
 import { spawnInNetns } from '../ns/spawn.js';
 import type { NetnsHandle } from '../ns/netns.js';
 import { randomHex } from '../sys/fsio.js';
-import { findBinary } from '../firewall/iptables/restore.js';
+import { findBinary } from '../sys/run.js';
 import { has, value, values, type FlagSpec } from './args.js';
 import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 

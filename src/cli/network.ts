@@ -90,7 +90,8 @@ export async function network(argv: string[]): Promise<number> {
   try {
     switch (sub) {
       case 'create': {
-        const { record: rec, hostChanges } = await nets.createNetwork({ name: p.positionals[0]!, subnet: values(p, 'subnet'), driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
+        const { record: rec, hostChanges, notices } = await nets.createNetwork({ name: p.positionals[0]!, subnet: values(p, 'subnet'), driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
+        for (const n of notices) process.stderr.write(`tsnetlink: ${n}\n`);
         if (has(p, 'json')) out(JSON.stringify({ ...rec, hostChanges }, null, 2));
         else {
           out(`${rec.name} ${rec.subnets.map((s) => `${s.subnet} gateway ${s.gateway}`).join(', ')}${rec.internal ? ' internal' : ''}`);

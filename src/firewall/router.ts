@@ -6,21 +6,10 @@
  * router below implements the Firewall interface over the backends the records name, so the
  * bridge code keeps calling one firewall.
  */
-import type { ConnectionFilter, Firewall, FirewallDifference, FirewallEndpoint, FirewallNetwork, FirewallState } from './types.js';
-import { ValidationError } from '../errors.js';
-import type { PortFilter } from './nftables/portfilter.js';
+import type { ConnectionFilter, Firewall, FirewallDifference, FirewallEndpoint, FirewallNetwork, FirewallState, PortFilter } from './types.js';
 
-/** The backends a network can record. */
-export const BACKENDS = ['iptables', 'nftables'] as const;
-export type BackendName = (typeof BACKENDS)[number];
-
-/** The backend named by an option, or by $TSNETLINK_FIREWALL; undefined when neither says. */
-export function chosenBackend(option: string | undefined, env = process.env['TSNETLINK_FIREWALL']): BackendName | undefined {
-  const v = option ?? (env === '' ? undefined : env);
-  if (v === undefined) return undefined;
-  if (!(BACKENDS as readonly string[]).includes(v)) throw new ValidationError('firewall', `must be one of ${BACKENDS.join(', ')}, got ${JSON.stringify(v)}${option === undefined ? ' (from $TSNETLINK_FIREWALL)' : ''}`);
-  return v as BackendName;
-}
+/** A backend's name as records and options give it (the registry's rows: src/firewall/registry.ts). */
+type BackendName = string;
 
 /** Routes each call to the backend of the networks it concerns. */
 export class RoutedFirewall implements Firewall {
@@ -28,6 +17,8 @@ export class RoutedFirewall implements Firewall {
   private probing = false;
 
   constructor(
+    /** Every backend this router may route to, in the order a mixed host prefers them (the registry's rows). */
+    private readonly names: readonly BackendName[],
     /** The backend chosen by an option or $TSNETLINK_FIREWALL: new networks get it, repair migrates to it. */
     readonly explicit: BackendName | undefined,
     private readonly make: (b: BackendName) => Firewall,
@@ -37,6 +28,8 @@ export class RoutedFirewall implements Firewall {
     private readonly inUse: () => BackendName[],
     /** The bridge-port filter, kept in step with the networks (present while one has IPv6). */
     private readonly portFilter?: PortFilter,
+    /** The backend a host without networks gets when none is chosen (probed once, by the registry). */
+    private readonly fallback: () => BackendName = () => names[0] as BackendName,
   ) {}
 
   /** The port filter is wanted while some network has an IPv6 subnet (only IPv6 containers send listener reports). */
@@ -44,11 +37,15 @@ export class RoutedFirewall implements Firewall {
     this.portFilter?.sync(wantsPortFilter(networks));
   }
 
-  /** The backend new networks get: the one chosen, else the one the host's networks use, else iptables. */
+  /**
+   * The backend new networks get: the one chosen, else the one the host's networks use (during
+   * an interrupted migration, the first in the registry's order), else the host's default.
+   */
   get selected(): BackendName {
     if (this.explicit) return this.explicit;
     const used = this.inUse();
-    return used.length === 1 ? (used[0] as BackendName) : used.includes('iptables') || used.length === 0 ? 'iptables' : (used[0] as BackendName);
+    if (used.length === 0) return this.fallback();
+    return used.length === 1 ? (used[0] as BackendName) : (this.names.find((b) => used.includes(b)) ?? (used[0] as BackendName));
   }
 
   get backend(): string {
@@ -70,9 +67,9 @@ export class RoutedFirewall implements Firewall {
   private touched(extra: readonly BackendName[] = []): BackendName[] {
     const selected = this.selected;
     const set = new Set<BackendName>([...this.inUse(), selected, ...extra]);
-    if (this.probing) for (const b of BACKENDS) set.add(b);
+    if (this.probing) for (const b of this.names) set.add(b);
     // The selected backend first: during a migration the new rules are in before the old go.
-    return [selected, ...BACKENDS.filter((b) => b !== selected && set.has(b))];
+    return [selected, ...this.names.filter((b) => b !== selected && set.has(b))];
   }
 
   /**

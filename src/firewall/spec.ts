@@ -7,7 +7,9 @@ import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
 import { reservedIPv4Range, reservedIPv6Range } from '../ip/reserved.js';
 import { mappingsOverlap, type GatewayMode, type PortMapping, type Protocol } from './types.js';
-import { type Cidr, checkIfName, checkIPv4, checkIPv4Cidr, checkIPv6, checkIPv6Cidr, checkPort, checkProtocol } from './iptables/validate.js';
+import { overlaps } from '../ip/cidr.js';
+import { type Cidr, checkIPv4, checkIPv4Cidr, checkIPv6, checkIPv6Cidr } from '../ip/check.js';
+import { checkIfName, checkPort, checkProtocol } from './validate.js';
 
 export { mappingsOverlap, type PortMapping, type Protocol };
 
@@ -75,11 +77,6 @@ function within(addr: ipaddr.IPv4 | ipaddr.IPv6, range: ipaddr.IPv4 | ipaddr.IPv
   return addr.kind() === 'ipv4' ? (addr as ipaddr.IPv4).match(range as ipaddr.IPv4, bits) : (addr as ipaddr.IPv6).match(range as ipaddr.IPv6, bits);
 }
 
-function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false;
-  return within(a.network, b.network, Math.min(a.prefix, b.prefix));
-}
-
 function checkNetwork(n: NetworkRuleSpec, field: string, family: RuleFamily): Net {
   if (typeof n !== 'object' || n === null) throw new ValidationError(field, 'must be an object');
   const name = checkNetworkName(n.name, `${field}.name`);
@@ -104,7 +101,7 @@ export function checkNetworks(networks: readonly NetworkRuleSpec[], family: Rule
       const b = nets[j] as Net;
       if (a.name === b.name) throw new ValidationError('networks', `network "${a.name}" is listed twice`);
       if (a.bridge === b.bridge) throw new ValidationError('networks', `networks "${a.name}" and "${b.name}" share bridge ${a.bridge}`);
-      if (overlaps(a.subnet, b.subnet)) {
+      if (overlaps(a.subnet.cidr, b.subnet.cidr)) {
         throw new ValidationError('networks', `subnets of "${a.name}" (${a.subnet.cidr}) and "${b.name}" (${b.subnet.cidr}) overlap`);
       }
     }

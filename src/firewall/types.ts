@@ -148,3 +148,22 @@ export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
   if (!shared) return false;
   return wild(a) || wild(b) || a.hostIp === b.hostIp;
 }
+
+/**
+ * The device group of every container's host-side veth (`ip link show group 0x74736e6c` lists
+ * them): the bridge-family filter that keeps membership reports between containers matches it,
+ * since a bridge port's name is random and this kernel may lack the bridge-name match.
+ */
+export const PORT_GROUP = 0x74736e6c;
+
+/**
+ * The bridge-port filter (membership reports of containers dropped where they enter a bridge), kept
+ * by the router in step with the networks: present while some network has an IPv6 subnet.
+ */
+export interface PortFilter {
+  /** Installs the filter when `wanted` and removes it otherwise; does nothing when already so. */
+  sync(wanted: boolean): void;
+  /** How the live filter differs from `wanted`. */
+  diff(wanted: boolean): FirewallDifference[];
+  close(): void;
+}

@@ -54,7 +54,7 @@ export function parseIPv6(text: string): number[] | undefined {
 }
 
 /** Bytes of an IPv4 or IPv6 address, or undefined when it is neither. */
-export function parseIp(text: string): number[] | undefined {
+export function ipBytes(text: string): number[] | undefined {
   return text.includes(':') ? parseIPv6(text) : parseIPv4(text);
 }
 
@@ -89,7 +89,7 @@ export function formatIPv6(b: Uint8Array, o = 0): string {
 
 /** Canonical text of an address given as text (v4 as is, v6 per RFC 5952), or undefined. */
 export function normalizeIp(text: string): { family: 4 | 6; address: string; bytes: number[] } | undefined {
-  const b = parseIp(text);
+  const b = ipBytes(text);
   if (!b) return undefined;
   return b.length === 4 ? { family: 4, address: formatIPv4(Uint8Array.from(b)), bytes: b } : { family: 6, address: formatIPv6(Uint8Array.from(b)), bytes: b };
 }

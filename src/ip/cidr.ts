@@ -95,7 +95,7 @@ export function prefixMask(prefix: number, family: Family = 4): bigint {
  * Splits 'ADDRESS/N' (either family) into its family, address and prefix; any host bits are
  * kept. Accepts /0 up to the family's width; callers narrow the range.
  */
-export function parseCidr(input: string, field = 'cidr'): { family: Family; address: bigint; prefix: number } {
+export function cidrBits(input: string, field = 'cidr'): { family: Family; address: bigint; prefix: number } {
   const slash = input.lastIndexOf('/');
   const addr = slash < 0 ? '' : input.slice(0, slash);
   const len = slash < 0 ? '' : input.slice(slash + 1);
@@ -126,7 +126,7 @@ export function parseSubnet(input: string, field = 'subnet'): Subnet {
 const SUBNETS = new Map<string, Subnet>();
 
 function computeSubnet(input: string, field: string): Subnet {
-  const { family, address, prefix } = parseCidr(input, field);
+  const { family, address, prefix } = cidrBits(input, field);
   const [min, max] = family === 4 ? [MIN_PREFIX, MAX_PREFIX] : [MIN_PREFIX6, MAX_PREFIX6];
   if (prefix < min || prefix > max) {
     throw new ValidationError(field, `'${input}': prefix /${prefix} is outside /${min}../${max} (a bridge needs a gateway and at least one host)`);
@@ -146,8 +146,8 @@ function computeSubnet(input: string, field: string): Subnet {
 
 /** True when two CIDRs share any address (host bits in either are ignored; families never overlap). */
 export function overlaps(a: string, b: string): boolean {
-  const x = parseCidr(a, 'cidr');
-  const y = parseCidr(b, 'cidr');
+  const x = cidrBits(a, 'cidr');
+  const y = cidrBits(b, 'cidr');
   if (x.family !== y.family) return false;
   // Two aligned blocks overlap exactly when they agree on the shorter prefix.
   const mask = prefixMask(Math.min(x.prefix, y.prefix), x.family);
@@ -156,7 +156,7 @@ export function overlaps(a: string, b: string): boolean {
 
 /** True when `ip` lies inside `cidr` (network and last address included; other family: false). */
 export function contains(cidr: string, ip: string): boolean {
-  const { family, address, prefix } = parseCidr(cidr, 'cidr');
+  const { family, address, prefix } = cidrBits(cidr, 'cidr');
   if (ipFamily(ip) !== family) return false;
   const mask = prefixMask(prefix, family);
   return (ipToBig(ip) & mask) === (address & mask);

@@ -3,7 +3,9 @@
  * libc.spawnPiped) instead of child_process.spawn: the iptables tools are on connect's path,
  * and forking the Node process cost more than the tool's own work.
  */
+import { accessSync, constants as fsc } from 'node:fs';
 import { Socket } from 'node:net';
+import { join } from 'node:path';
 import { killPid, spawnPiped, waitpidNoHang } from './libc.js';
 import { heldLockFds } from './locks.js';
 
@@ -62,4 +64,19 @@ export async function runTool(file: string, args: readonly string[], input: stri
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** True when `bin` names an executable file, as a path or on $PATH. */
+export function findBinary(bin: string): string | undefined {
+  const dirs = bin.includes('/') ? [''] : (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+  for (const d of dirs) {
+    const p = d === '' ? bin : join(d, bin);
+    try {
+      accessSync(p, fsc.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
 }

@@ -18,7 +18,8 @@ import { IptablesError } from './errors.js';
 import { CHAIN_PREFIX, applyNetworksText, diffRuleset, endpointsAddText, endpointsRemoveText, fullRebuildText, removeAllText } from './rules.js';
 import type { RuleFamily } from '../spec.js';
 import { endpointFor, hasRulesIn, networkFor, stateFor } from '../family.js';
-import { findBinary, ipv6RestoreBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
+import { findBinary } from '../../sys/run.js';
+import { ipv6RestoreBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
 import { forgetConnectionsOrWarn } from '../conntrack.js';
 
 /** Options of the iptables firewall. */

@@ -2,12 +2,12 @@
  * Runs the iptables tools: one iptables-restore per change (one exec per rule is slow at scale), reads with
  * iptables-save, and flushes UDP conntrack entries. Every run has a deadline.
  */
-import { accessSync, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ValidationError } from '../../errors.js';
 import { runTool } from '../../sys/run.js';
 import { IptablesError, parseFailedLine } from './errors.js';
-import { checkIPv4, checkPort } from './validate.js';
+import { checkIPv4 } from '../../ip/check.js';
+import { checkPort } from '../validate.js';
 
 /** Which iptables to run. The save and iptables binaries are derived from the restore binary. */
 export interface IptablesOptions {
@@ -97,21 +97,6 @@ export async function conntrackFlushUdp(hostPort: number, opts: ConntrackOptions
   // Exit 1 with "0 flow entries have been deleted" only means there was nothing to flush.
   if (r.code === 0 || (r.code === 1 && /\b0 flow entries have been deleted/.test(r.stderr))) return true;
   throw new IptablesError(commandLine(bin, args), r.code, r.stderr);
-}
-
-/** True when `bin` names an executable file, as a path or on $PATH. */
-export function findBinary(bin: string): string | undefined {
-  const dirs = bin.includes('/') ? [''] : (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
-  for (const d of dirs) {
-    const p = d === '' ? bin : join(d, bin);
-    try {
-      accessSync(p, fsc.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
 }
 
 /** The iptables-save binary that matches these options. */

@@ -17,7 +17,7 @@
  * an IPv6 subnet and is removed with the last one; check, prune and repair see and restore it.
  */
 import { TsnetlinkError } from '../../errors.js';
-import type { FirewallDifference } from '../types.js';
+import { PORT_GROUP, type FirewallDifference, type PortFilter } from '../types.js';
 import { Nft } from '../../netlink/nftables/nft.js';
 import * as O from '../../netlink/nftables/objects.js';
 import { ruleText } from './live.js';
@@ -25,7 +25,6 @@ import { drop, u32le } from '../../netlink/nftables/match.js';
 import type { Expr } from '../../netlink/nftables/expr.js';
 import type { NftChain, NftRule } from '../../netlink/nftables/objects.js';
 import { NFT_REG } from '../../netlink/nftables/constants.js';
-import { PORT_GROUP } from '../../bridge/links.js';
 
 /** The table and chain of the filter. */
 export const PORT_FILTER = { family: 'bridge', table: 'tsnetlink', chain: 'prerouting', comment: 'tsnetlink:membership-reports' } as const;
@@ -66,14 +65,6 @@ export function portFilterRules(): NftRule[] {
 }
 
 /** Keeps the bridge-port filter present exactly when it is wanted. */
-export interface PortFilter {
-  /** Installs the filter when `wanted` and removes it otherwise; does nothing when already so. */
-  sync(wanted: boolean): void;
-  /** How the live filter differs from `wanted`. */
-  diff(wanted: boolean): FirewallDifference[];
-  close(): void;
-}
-
 /** Errors that say this kernel has no nf_tables, or no bridge family in it: the filter is then left out. */
 const UNSUPPORTED = new Set(['EPROTONOSUPPORT', 'EAFNOSUPPORT', 'EOPNOTSUPP']);
 

@@ -4,7 +4,7 @@
  */
 import { CodecError } from '../../errors.js';
 import type { Codec } from './attr.js';
-import { formatIPv6, parseIp } from '../../ip/bytes.js';
+import { formatIPv6, ipBytes } from '../../ip/bytes.js';
 
 function need(len: number, want: number, what: string, off: number): void {
   if (len !== want) throw new CodecError(`${what}: expected ${want} bytes, got ${len}`, off);
@@ -103,7 +103,7 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 
 /** Writes the bytes of an IPv4 or IPv6 address given as text. */
 export function writeIp(b: Buffer, o: number, v: string): void {
-  const bytes = typeof v === 'string' ? parseIp(v) : undefined;
+  const bytes = typeof v === 'string' ? ipBytes(v) : undefined;
   if (!bytes) throw new CodecError(`not an IP address: ${JSON.stringify(v)}`);
   for (let i = 0; i < bytes.length; i++) b[o + i] = bytes[i] as number;
 }

@@ -13,7 +13,8 @@ import { Genl, genlMessage, genlRequest, type GenlMsgHdr } from './genl.js';
 import { decodePayload, TAIL, type MessageDef, type RawMessage, type Request, type WithTail } from '../core/message.js';
 import { refKey, type LinkRef } from '../core/ref.js';
 import type { DumpOptions, SocketOptions } from '../core/socket.js';
-import { parseCidr, parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseCidr, parseIp } from '../../ip/parse.js';
 import { formatIPv6 } from '../../ip/bytes.js';
 
 export const WG_GENL_NAME = 'wireguard';

@@ -14,7 +14,8 @@ import {
 } from './conntrack.js';
 import { checkFilter, filterMatches, kernelFilterAttrs, protocolNumber, type CheckedFilter, type ConntrackFilter } from './conntrack-filter.js';
 import { ConntrackMonitor, type ConntrackEventOptions } from './conntrack-events.js';
-import { parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 import type { ConntrackProtocol } from './conntrack.js';
 
 /** Opens a kernel socket where the handle lives (its netns); event streams open theirs with it. */

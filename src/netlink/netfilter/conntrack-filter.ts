@@ -9,7 +9,8 @@
  */
 import { ValidationError } from '../../errors.js';
 import { CT_PROTOCOLS, CT_STATUS, tupleAttrsOf, type ConntrackEntry, type ConntrackProtocol, type ConntrackStatus, type ConntrackTuple, type CtAttrs } from './conntrack.js';
-import { parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 
 /** Fields of one direction to match: addresses, ports, ICMP type, code and id. */
 export interface ConntrackTupleFilter {

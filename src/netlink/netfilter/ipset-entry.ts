@@ -5,7 +5,8 @@
  * say how an entry reads. Pure.
  */
 import { ValidationError } from '../../errors.js';
-import { parseCidr, parseIp, validateIfname, validateMac, validateU32 } from '../core/validate.js';
+import { validateIfname, validateMac, validateU32 } from '../core/validate.js';
+import { parseCidr, parseIp } from '../../ip/parse.js';
 import { IPSET_CADT_FLAG, IPSET_MAXNAMELEN, type AdtDataAttrs, type IpAddrAttrs } from './ipset-schema.js';
 
 /** Protocols of a port entry, as ipset names them. */

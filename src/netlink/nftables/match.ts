@@ -7,7 +7,7 @@
  */
 import { ValidationError } from '../../errors.js';
 import { validateIfname } from '../core/validate.js';
-import { parseIp } from '../../ip/bytes.js';
+import { ipBytes } from '../../ip/bytes.js';
 import { CT_STATE, CT_STATUS, NFPROTO, NFTA_FIB_F, NFT_FIB_RESULT, NFT_REG, NFT_REG32_00, NF_NAT_RANGE, RTN, type CmpOp, type CtState, type CtStatus } from './constants.js';
 import { checkObjectName } from './objects.js';
 import type { Expr } from './expr.js';
@@ -66,7 +66,7 @@ function ipPrefix(family: 4 | 6, field: 'saddr' | 'daddr', cidr: string, op: Cmp
   const at = ADDR_AT[family];
   const bitsMax = at.len * 8;
   const m = (family === 4 ? /^([0-9.]+)\/(\d{1,2})$/ : /^([0-9A-Fa-f:]+)\/(\d{1,3})$/).exec(typeof cidr === 'string' ? cidr : '');
-  const addr = m ? parseIp(m[1] as string) : undefined;
+  const addr = m ? ipBytes(m[1] as string) : undefined;
   const prefix = m ? Number(m[2]) : NaN;
   if (!addr || addr.length !== at.len || !(prefix >= 1 && prefix <= bitsMax)) {
     throw new ValidationError(field, `${JSON.stringify(cidr)} is not an IPv${family} CIDR with a prefix of 1 to ${bitsMax}`);
@@ -190,12 +190,12 @@ export function concatType(ids: readonly number[]): number {
 /** Field bytes: an IPv4 or IPv6 address, a protocol number (1 byte), a port (2 bytes, big-endian). */
 export const field = {
   ipv4(ip: string): Buffer {
-    const b = parseIp(ip);
+    const b = ipBytes(ip);
     if (!b || b.length !== 4) throw new ValidationError('address', `${JSON.stringify(ip)} is not an IPv4 address`);
     return Buffer.from(b);
   },
   ipv6(ip: string): Buffer {
-    const b = typeof ip === 'string' && ip.includes(':') ? parseIp(ip) : undefined;
+    const b = typeof ip === 'string' && ip.includes(':') ? ipBytes(ip) : undefined;
     if (!b || b.length !== 16) throw new ValidationError('address', `${JSON.stringify(ip)} is not an IPv6 address`);
     return Buffer.from(b);
   },

@@ -3,7 +3,8 @@ import { AF, IFA_F, NLM_F, RT_SCOPE, RTM } from '../core/constants.js';
 import { decodePayload, request, type RawMessage, type Request } from '../core/message.js';
 import { addrMessage, type AddrAttrs, type IfAddrMsg } from './schemas.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { ipv4Broadcast, parseCidr, parseIp, validateIfname, validateU32 } from '../core/validate.js';
+import { validateIfname, validateU32 } from '../core/validate.js';
+import { ipv4Broadcast, parseCidr, parseIp } from '../../ip/parse.js';
 import { ValidationError } from '../../errors.js';
 
 /** A lifetime in seconds, or 'forever' (0xffffffff on the wire). */

@@ -8,7 +8,8 @@ import { AF, NLM_F } from '../core/constants.js';
 import { attr, be16, ipAddr, mac, s32, u8, u16, u32, type Attrs, type Schema } from '../core/attr.js';
 import { decodePayload, request, struct, structCodec, type MessageDef, type RawMessage, type Request } from '../core/message.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { parseIp, validateMac, validateU32 } from '../core/validate.js';
+import { validateMac, validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 
 export const RTM_NEIGH = { NEW: 28, DEL: 29, GET: 30 } as const;
 

@@ -4,7 +4,8 @@ import { AF, NLM_F } from '../core/constants.js';
 import { attr, bytes, flag, ipAddr, u16, u32, type Attrs, type Codec, type Schema } from '../core/attr.js';
 import { decodePayload, request, struct, type MessageDef, type RawMessage, type Request } from '../core/message.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 import { CodecError } from '../../errors.js';
 
 export const RTM_NEXTHOP = { NEW: 104, DEL: 105, GET: 106 } as const;

@@ -8,7 +8,8 @@ import { AF, RTM } from '../core/constants.js';
 import { request, type Request } from '../core/message.js';
 import { routeMessage, type RouteAttrs } from './route-schema.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 
 /** RTM_F_* flags of rtm_flags. */
 export const RTM_F = { NOTIFY: 0x100, CLONED: 0x200, EQUALIZE: 0x400, PREFIX: 0x800, LOOKUP_TABLE: 0x1000, FIB_MATCH: 0x2000, OFFLOAD: 0x4000, TRAP: 0x8000 } as const;

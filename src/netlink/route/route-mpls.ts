@@ -3,7 +3,8 @@ import { AF, NLM_F, RT_SCOPE, RT_TABLE, RTM, RTN, RTPROT } from '../core/constan
 import { request, type Request } from '../core/message.js';
 import { RT_FAMILY, mplsRouteMessage, type MplsRouteAttrs } from './route-schema.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseIp } from '../../ip/parse.js';
 
 /** An MPLS route to add or delete: `ip -f mpls route add LABEL [as NEWLABELS] via inet|inet6 ADDR dev LINK` */
 export interface MplsRouteSpec {

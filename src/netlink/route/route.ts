@@ -12,7 +12,8 @@ import {
   type EncapType, type MetricsAttrs, type RtMsg, type RtNexthop, type RouteAttrs, type MplsRouteAttrs, type MrouteAttrs, type Via, type NexthopAttrs,
 } from './route-schema.js';
 import { withIndexes, type LinkRef } from '../core/ref.js';
-import { parseCidr, parseIp, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseCidr, parseIp } from '../../ip/parse.js';
 
 export { routeMessage, rtmsg, routeAttrs, type RtMsg, type RouteAttrs, type Via, type EncapType } from './route-schema.js';
 

@@ -3,7 +3,8 @@ import { ValidationError } from '../../errors.js';
 import { AF, NLM_F, RT_TABLE } from '../core/constants.js';
 import { attr, be64, ipAddr, strz, u8, u32, type Attrs, type Schema } from '../core/attr.js';
 import { decodePayload, request, struct, structCodec, type MessageDef, type RawMessage, type Request } from '../core/message.js';
-import { parseCidr, validateIfname, validateU32 } from '../core/validate.js';
+import { validateIfname, validateU32 } from '../core/validate.js';
+import { parseCidr } from '../../ip/parse.js';
 
 export const RTM_RULE = { NEW: 32, DEL: 33, GET: 34 } as const;
 

@@ -9,8 +9,9 @@ import { attr, be16, bytes, ipAddr, mac, nested, strz, u8, u16, u32, type Attrs,
 import { TAIL, type WithTail } from '../core/message.js';
 import { actionList, actionListAttrs, actionView, type ActionAttrs, type ActionSpec, type TcAction } from './tc-actions.js';
 import { kernelPsched, type Psched } from './tc-rate.js';
-import { parseCidr, validateMac, validateU32 } from '../core/validate.js';
-import { formatIPv4, formatIPv6, maskBytes, parseIp } from '../../ip/bytes.js';
+import { validateMac, validateU32 } from '../core/validate.js';
+import { parseCidr } from '../../ip/parse.js';
+import { formatIPv4, formatIPv6, maskBytes, ipBytes } from '../../ip/bytes.js';
 
 /** TCA_CLS_FLAGS_*: where a filter runs (skip_hw, skip_sw) and where the kernel put it (in_hw, not_in_hw). */
 export const TCA_CLS_FLAGS = { SKIP_HW: 1, SKIP_SW: 2, IN_HW: 4, NOT_IN_HW: 8, VERBOSE: 16 } as const;
@@ -183,7 +184,7 @@ function packSmall(keys: U32Key[], bits: 8 | 16, val: number, mask: number, off:
 function packAddr(keys: U32Key[], cidr: string, off: number): void {
   const c = parseCidr(cidr, 'u32 match');
   if (c.family !== 4) throw new ValidationError('u32 match', `${cidr} is not IPv4 (match ip6 is not supported)`);
-  const b = parseIp(c.address) as number[];
+  const b = ipBytes(c.address) as number[];
   const val = ((b[0] as number) * 2 ** 24 + (b[1] as number) * 2 ** 16 + (b[2] as number) * 2 ** 8 + (b[3] as number)) >>> 0;
   packKey(keys, val, c.prefix ? (0xffffffff - (2 ** (32 - c.prefix) - 1)) >>> 0 : 0, off);
 }
@@ -415,7 +416,7 @@ export function flowerOptions(s: FlowerSpec, ctx: FilterContext, classid: number
 
 function prefixOf(mask: string | undefined): number | undefined {
   if (mask === undefined) return undefined;
-  const b = parseIp(mask);
+  const b = ipBytes(mask);
   if (!b) return undefined;
   let n = 0;
   for (const x of b) for (let i = 7; i >= 0; i--) if (x & (1 << i)) n++;

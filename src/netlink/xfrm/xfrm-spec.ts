@@ -4,8 +4,9 @@
  * algorithms; marks. Used by xfrm-state.ts and xfrm-policy.ts. Pure.
  */
 import { ValidationError } from '../../errors.js';
-import { parseIp as parseIpBytes, formatIPv4, formatIPv6 } from '../../ip/bytes.js';
-import { parseCidr, validateU32 } from '../core/validate.js';
+import { ipBytes as parseIpBytes, formatIPv4, formatIPv6 } from '../../ip/bytes.js';
+import { validateU32 } from '../core/validate.js';
+import { parseCidr } from '../../ip/parse.js';
 import { joinU64, splitU64, type XfrmAlgo } from './xfrm-schema.js';
 
 // ------------------------------------------------------------ names

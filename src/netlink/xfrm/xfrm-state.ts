@@ -5,7 +5,8 @@
  */
 import { CodecError, ValidationError } from '../../errors.js';
 import { decodePayload, request, type RawMessage, type Request } from '../core/message.js';
-import { parseCidr, validateU32 } from '../core/validate.js';
+import { validateU32 } from '../core/validate.js';
+import { parseCidr } from '../../ip/parse.js';
 import { XFRM_MSG, bareMessage, saFlushMessage, saIdMessage, saInfoMessage, spiInfoMessage, type UsersaInfo, type XfrmAttrs } from './xfrm-schema.js';
 import {
   XFRM_ENCAP, XFRM_MODE, XFRM_PROTO, XFRM_SA_XFLAG, XFRM_STATE_FLAG, addressBytes, algo, familyNumber, familyOf, flagNames, flagsOf, getAddress, getCurrent, getLifetime, getSelector, markOf, nameOf, numberOf,

@@ -1,33 +1,10 @@
 /**
- * Gatekeepers for every string that reaches restore text. iptables-restore tokenizes on
- * whitespace and quotes, so anything outside these narrow alphabets could add a rule or an
- * option; refusing early is the only injection defence the text builder needs.
+ * Strict address checks for text that reaches a tool's input (iptables-restore, nft): only the
+ * canonical forms pass (a dotted quad, RFC 5952 IPv6 without zone or IPv4 tail), so a value can
+ * never be read as a token of another meaning. Pure; parsing is ipaddr.js's.
  */
 import ipaddr from 'ipaddr.js';
-import { validateIfname } from '../../netlink/core/validate.js';
-import { ValidationError } from '../../errors.js';
-import type { Protocol } from '../spec.js';
-
-const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/** Returns `value` if it is a network or endpoint id: 1..64 characters of [A-Za-z0-9_.-]. */
-export function checkId(field: string, value: unknown): string {
-  if (typeof value !== 'string' || !ID_RE.test(value)) {
-    throw new ValidationError(field, `must be 1..64 characters of [A-Za-z0-9_.-], got ${show(value)}`);
-  }
-  return value;
-}
-
-/** Returns `value` if the kernel would accept it as an interface name and iptables would read it literally. */
-export function checkIfName(field: string, value: unknown): string {
-  const name = validateIfname(value, field);
-  // Stricter than the kernel: '+' is an iptables wildcard ("br+" matches every br*), quotes and
-  // backslashes are consumed by the restore tokenizer, and a leading '-' or '!' reads as an option.
-  if (!/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(name)) {
-    throw new ValidationError(field, `must use only [A-Za-z0-9_.-] and not start with "-": ${show(name)}`);
-  }
-  return name;
-}
+import { ValidationError } from '../errors.js';
 
 /** Returns a dotted-quad IPv4 address; other forms ("127.1", "0x7f.0.0.1", IPv6) are refused. */
 export function checkIPv4(field: string, value: unknown): string {
@@ -81,25 +58,11 @@ export function checkIPv4Cidr(field: string, value: unknown): Cidr {
   return { family: 4, cidr: `${network.toString()}/${prefix}`, network, prefix };
 }
 
-/** Returns `value` if it is an integer port of 1..65535 (iptables itself accepts 0). */
-export function checkPort(field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
-    throw new ValidationError(field, `must be an integer port of 1..65535, got ${show(value)}`);
-  }
-  return value;
-}
-
-/** Returns `value` if it is 'tcp' or 'udp'. */
-export function checkProtocol(field: string, value: unknown): Protocol {
-  if (value !== 'tcp' && value !== 'udp') throw new ValidationError(field, `must be "tcp" or "udp", got ${show(value)}`);
-  return value;
-}
-
 function ipv6Hint(value: unknown): string {
   return typeof value === 'string' && value.includes(':') ? ' (IPv6 rules are written by ip6tables-restore, with the IPv6 builders)' : '';
 }
 
-function show(value: unknown): string {
+export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
   return String(value);
 }
