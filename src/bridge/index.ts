@@ -3,8 +3,9 @@ export { Networks, type NetworksOptions, type NetworkInfo, type CreateNetworkOpt
 export { RoutedFirewall } from '../firewall/router.js';
 export { BACKENDS, chosenBackend, defaultBackend, type BackendName } from '../firewall/registry.js';
 export type { ConnectOptions, ConnectItem } from './connect.js';
+export type { ContainerSide } from './health.js';
 export { KernelHost, netnsKey, type ContainerRef, type HostSystem, type Sysctl } from './host.js';
-export { macForIp, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';
+export { macForIp, type AddressRecord, type EndpointRecord, type NetworkRecord, type RecordState } from './records.js';
 export { NetworkError, StepError, type NetworkErrorCode } from './errors.js';
 export { HostListenerError, listenerOverlaps, findHostListeners, type HostListener } from './listeners.js';
 export { Abandon, type FaultHook } from './steps.js';

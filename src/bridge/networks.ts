@@ -14,14 +14,15 @@ import type { RoutedFirewall } from '../firewall/router.js';
 import { chosenBackend, hostFirewall as registryFirewall, type BackendName, type BackendOptions } from '../firewall/registry.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
-import { IpamError } from './ipam.js';
+import { Ipam, IpamError } from './ipam.js';
 import { BridgeContext } from './context.js';
 import { KernelHost, netnsKey, type ContainerRef, type HostSystem } from './host.js';
 import { connectMany, type ConnectItem, type ConnectOptions } from './connect.js';
 import { createNetwork, removeNetwork, undoCreate, type CreateNetworkOptions, type CreateResult } from './lifecycle.js';
 import { checkConsistency, reconcile, type ReconcileReport } from './reconcile.js';
 import { teardownEndpoints } from './teardown.js';
-import type { EndpointRecord, NetworkRecord } from './records.js';
+import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
+import { checkEndpoint, type ContainerSide } from './health.js';
 import type { FaultHook } from './steps.js';
 import { NetnsHandle } from '../ns/netns.js';
 import type { Rtnl } from '../netlink/route/rtnl.js';
@@ -211,6 +212,30 @@ export class Networks {
   /** Every disagreement between records, kernel and firewall; [] when they agree. `tsnetlink network check` */
   async check(): Promise<string[]> {
     return checkConsistency(this.ctx);
+  }
+
+  /**
+   * Every way one endpoint differs from its record, its network's bridge and the firewall, in
+   * words ([] when it works); with `container`, its interface in the container too. The one
+   * endpoint check `check()` runs on every endpoint, for one (CNI CHECK). Changes nothing.
+   */
+  async checkEndpoint(network: string, id: string, container?: ContainerSide): Promise<string[]> {
+    checkNetworkName(network, 'network');
+    checkEndpointId(id);
+    return checkEndpoint(this.ctx, network, id, container);
+  }
+
+  /** Per subnet of a network, how many addresses are handed out of how many (read under the network's lock). */
+  async addressUsage(network: string): Promise<{ subnet: string; capacity: bigint; used: number }[]> {
+    checkNetworkName(network, 'network');
+    const net = this.store.getNetwork(network);
+    if (!net) throw new NetworkError('ENONET', `no network ${network}`);
+    return this.store.withNetworkLock(network, () =>
+      subnetsOf(net).map((sub) => {
+        const ipam = new Ipam(this.store, network, sub);
+        return { subnet: sub.subnet, capacity: ipam.capacity, used: ipam.list().length };
+      }),
+    );
   }
 
   /** Finds the endpoint of a container (by netns) on a network, from its marker: O(1). */

@@ -1,7 +1,5 @@
 /** `tsnetlink network ...`: create, ls, inspect, rm, prune, repair, check. */
-import { Networks } from '../bridge/networks.js';
-import type { CreateNetworkOptions, ReconcileReport } from '../bridge/networks.js';
-import type { NetworkRecord } from '../bridge/records.js';
+import { Networks, type CreateNetworkOptions, type ReconcileReport, type NetworkRecord } from '../bridge/index.js';
 import { has, value, values, type Parsed } from './args.js';
 import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 

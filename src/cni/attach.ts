@@ -8,12 +8,8 @@
  */
 import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
 import { CLONE_NEWNET, namespaceType } from '../sys/libc.js';
-import { Networks } from '../bridge/networks.js';
+import { Networks, NetworkError, type CreateResult, type AddressRecord, type EndpointRecord, type NetworkRecord, ifbNameFor } from '../bridge/index.js';
 import { bigToIp, contains, cidrBits, parseSubnet, prefixMask, type Subnet } from '../ip/cidr.js';
-import { NetworkError } from '../bridge/errors.js';
-import type { CreateResult } from '../bridge/lifecycle.js';
-import type { AddressRecord, EndpointRecord, NetworkRecord } from '../bridge/records.js';
-import { ifbNameFor } from '../bridge/shaping.js';
 import { openRtnlIn, openNetns } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
 import { checkRequestedIp, defaultDst, endpointIdFor, familyOf, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
