@@ -2,7 +2,8 @@
  * The Firewall seam: what bridge networking needs from a packet filter, and nothing about how a
  * backend does it. The bridge layer computes the desired state (under the lock that protects
  * it) and hands it in; a backend never reads tsnetlink's state and never calls back. Two
- * backends implement it: iptables-restore (src/iptables/) and native nf_tables (src/nftables/).
+ * backends implement it, one folder each with one row in registry.ts: native nf_tables
+ * (firewall/nftables/, the default where the kernel has it) and iptables-restore (firewall/iptables/).
  */
 import { TsnetlinkError } from '../errors.js';
 

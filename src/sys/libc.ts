@@ -35,7 +35,6 @@ function bindLibc(koffi: typeof Koffi) {
   mount: lib.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)'),
   umount2: lib.func('int umount2(const char *target, int flags)'),
   flock: lib.func('int flock(int fd, int op)'),
-  gettid: lib.func('int gettid()'),
   ioctl: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
   ioctlInt: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
   pipe2: lib.func('int pipe2(void *fds, int flags)'),
@@ -65,11 +64,6 @@ function C(): ReturnType<typeof bindLibc> {
   return (bound ??= bindLibc(K()));
 }
 
-/** True once koffi has been loaded (for import-cost checks). */
-export function ffiLoaded(): boolean {
-  return koffiMod !== undefined;
-}
-
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
 export const SOCK_CLOEXEC = 0o2000000;
@@ -80,20 +74,18 @@ export const SO_RCVBUF = 8;
 export const SO_RCVBUFFORCE = 33;
 export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
-export const MSG_DONTWAIT = 0x40;
+const MSG_DONTWAIT = 0x40;
 export const POLLIN = 0x1;
 export const CLONE_NEWNET = 0x40000000;
-export const CLONE_NEWNS = 0x00020000;
 export const MS_BIND = 4096;
 export const MS_REC = 16384;
-export const MS_PRIVATE = 1 << 18;
 export const MS_SHARED = 1 << 20;
 export const MNT_DETACH = 2;
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
-export const NS_GET_NSTYPE = 0xb703;
+const NS_GET_NSTYPE = 0xb703;
 export const EINTR = 4;
 export const EAGAIN = 11;
 const O_CLOEXEC = 0o2000000;
@@ -391,11 +383,6 @@ export function waitpidNoHang(pid: number): number | undefined {
 /** kill(2); ESRCH (already gone) is not an error. */
 export function killPid(pid: number, sig: number): void {
   if ((C().kill(pid, sig) as number) < 0 && K().errno() !== 3) fail('kill');
-}
-
-/** gettid(2): the kernel id of the calling thread, for /proc/thread-self checks. */
-export function gettid(): number {
-  return C().gettid() as number;
 }
 
 const TUNSETIFF = 0x400454ca;

@@ -63,7 +63,7 @@ function layerOf(file: string): { rank: number; name: string } {
     [/^bridge\//, 9, 'bridge'],
     [/^(cni|cli)\//, 10, 'front end'],
     [/^engine\//, 11, 'engine'],
-    [/^index\.ts$/, 12, 'package entry'],
+    [/^(index\.ts|exports\/)/, 12, 'package entry'],
   ];
   for (const [re, rank, name] of table) if (re === true || (re instanceof RegExp && re.test(file))) return { rank, name };
   throw new Error(`${file} is in no layer: add it to docs/design.md and to this test`);
