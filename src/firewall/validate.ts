@@ -5,8 +5,7 @@
  * backend, and refusing early is the only injection defence the rule builders need.
  */
 import { validateIfname } from '../netlink/core/validate.js';
-import { ValidationError } from '../errors.js';
-import { show } from '../ip/check.js';
+import { ValidationError, shown as show } from '../errors.js';
 import type { Protocol } from './spec.js';
 
 /** Returns `value` if the kernel would accept it as an interface name and iptables would read it literally. */

@@ -4,7 +4,7 @@
  * never be read as a token of another meaning. Pure; parsing is ipaddr.js's.
  */
 import ipaddr from 'ipaddr.js';
-import { ValidationError } from '../errors.js';
+import { ValidationError, shown as show } from '../errors.js';
 
 /** Returns a dotted-quad IPv4 address; other forms ("127.1", "0x7f.0.0.1", IPv6) are refused. */
 export function checkIPv4(field: string, value: unknown): string {
@@ -60,9 +60,4 @@ export function checkIPv4Cidr(field: string, value: unknown): Cidr {
 
 function ipv6Hint(value: unknown): string {
   return typeof value === 'string' && value.includes(':') ? ' (IPv6 rules are written by ip6tables-restore, with the IPv6 builders)' : '';
-}
-
-export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
-  return String(value);
 }
