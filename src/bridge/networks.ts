@@ -5,7 +5,8 @@
  * connect() creates the veth with its peer directly in the container's netns under its final
  * name, enslaved, in one RTM_NEWLINK (no create-then-move: ~29 ms of RCU saved), then configures
  * the container side in one pipelined batch. Port mappings go through the Firewall (one
- * iptables-restore run by default); without them connect runs no external process. A failure
+ * nf_tables transaction by default, or one iptables-restore run); without them connect does no
+ * firewall work. A failure
  * rolls back; a crash is settled by the next operation that meets its leftovers, or by prune.
  */
 import { checkEndpointId, checkNetworkName } from '../names.js';
@@ -38,7 +39,8 @@ export interface NetworksOptions {
   /**
    * The firewall backend: 'iptables' (iptables-restore) or 'nftables' (native nf_tables over
    * netlink, no process), or an instance that then serves every network (tests). Default:
-   * $TSNETLINK_FIREWALL, else the backend the host's networks were created with, else iptables.
+   * $TSNETLINK_FIREWALL, else the backend the host's networks were created with, else native
+   * nf_tables where this process can use it, else iptables (src/firewall/registry.ts).
    * A network keeps the backend it was created with; repair with a backend chosen migrates
    * every network to it.
    */
