@@ -60,15 +60,23 @@ let probed: DefaultBackend | undefined;
 
 /** The first usable backend in the registry's order, probed once per process. */
 export function defaultBackend(): DefaultBackend {
-  if (probed) return probed;
+  return (probed ??= pickBackend(BACKENDS.map((name) => [name, () => REGISTRY[name].unusable()])));
+}
+
+/**
+ * The first row whose probe finds nothing in its way, naming the rows passed over and why; when
+ * none can run, the last (its own errors at first use say more than a probe can).
+ */
+export function pickBackend<B extends string>(rows: readonly (readonly [B, () => string | undefined])[]): { name: B; passedOver?: string } {
   const skipped: string[] = [];
-  for (const name of BACKENDS) {
-    const why = REGISTRY[name].unusable();
-    if (why === undefined) return (probed = { name, ...(skipped.length ? { passedOver: skipped.join('; ') } : {}) });
+  for (const [name, unusable] of rows) {
+    const why = unusable();
+    if (why === undefined) return { name, ...(skipped.length ? { passedOver: skipped.join('; ') } : {}) };
     skipped.push(`${name}: ${why}`);
   }
-  // The last row's own errors say more than a probe can (a missing binary is named at first use).
-  return (probed = { name: BACKENDS[BACKENDS.length - 1] as BackendName, passedOver: skipped.join('; ') });
+  const last = rows[rows.length - 1];
+  if (!last) throw new ValidationError('firewall', 'no firewall backend is registered');
+  return { name: last[0], passedOver: skipped.join('; ') };
 }
 
 /** Whether this process can open nf_tables: a socket, one generation read, closed again. */
