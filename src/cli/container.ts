@@ -1,6 +1,6 @@
 /** `tsnetlink run`, `connect` and `disconnect`: containers on a network. */
 import type { ChildProcess } from 'node:child_process';
-import { Networks } from '../bridge/networks.js';
+import { openNetworks } from './manager.js';
 import { NetworkError } from '../bridge/errors.js';
 import type { ContainerRef } from '../bridge/host.js';
 import { createAnonymousNetns } from '../ns/named.js';
@@ -37,7 +37,7 @@ export async function connect(argv: string[]): Promise<number> {
   if (!net || !target || p.positionals.length !== 1) throw new Usage('connect', 'usage: tsnetlink connect -net NAME [-p H:C]... PID|NETNS_PATH');
   const container = containerArg(target);
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     const ep = await nets.connect(net, container, {
       ports: values(p, 'p'),
@@ -65,7 +65,7 @@ export async function disconnect(argv: string[]): Promise<number> {
   const target = p.positionals[0];
   if (!net || !target || p.positionals.length !== 1) throw new Usage('disconnect', 'usage: tsnetlink disconnect -net NAME PID|NETNS_PATH|ENDPOINT_ID');
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     // A misspelt network is an error, not "not connected": inspect refuses an unknown name (ENONET).
     nets.inspect(net);
@@ -117,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`tsnetlink: run: ${cmd[0]}: ${cmd[0]!.includes('/') ? 'no such executable file' : 'command not found (not on PATH)'}\n`);
     return 127;
   }
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   const id = value(p, 'name') ?? randomHex(6);
   let child: ChildProcess | undefined;
   let pending: NodeJS.Signals | undefined;

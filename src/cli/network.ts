@@ -1,5 +1,5 @@
 /** `tsnetlink network ...`: create, ls, inspect, rm, prune, repair, check. */
-import { Networks } from '../bridge/networks.js';
+import { openNetworks } from './manager.js';
 import type { CreateNetworkOptions, ReconcileReport } from '../bridge/networks.js';
 import type { NetworkRecord } from '../bridge/records.js';
 import { has, value, values, type Parsed } from './args.js';
@@ -86,7 +86,7 @@ export async function network(argv: string[]): Promise<number> {
   if (sub === 'inspect' && p.positionals.length !== 1) throw new Usage('network inspect', 'usage: tsnetlink network inspect NAME');
   if ((sub === 'rm' || sub === 'remove') && p.positionals.length === 0) throw new Usage('network rm', 'usage: tsnetlink network rm [--force] NAME...');
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     switch (sub) {
       case 'create': {

@@ -1,0 +1,106 @@
+/**
+ * nf_tables change events: a NETLINK_NETFILTER socket in the NFNLGRP_NFTABLES group hears every
+ * committed change to the ruleset, whoever made it (nft, iptables-nft, firewalld, our own native
+ * backend). The kernel announces each object a transaction added or deleted, then one NEWGEN
+ * with the new generation and the pid and name of the process that committed it; so changes
+ * are handed over per transaction, with who made them. Read off the event loop's poller, never
+ * blocking it.
+ */
+import { OverrunError } from '../errors.js';
+import { rawAttrs } from '../netlink/attr.js';
+import { splitMessages } from '../netlink/message.js';
+import { KernelTransport } from '../netlink/socket.js';
+import { NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG } from '../nftables/constants.js';
+
+/** The nf_tables multicast group of ruleset changes (NFNLGRP_NFTABLES). */
+export const NFNLGRP_NFTABLES = 7;
+
+/** One object a transaction added or deleted. */
+export interface NftChange {
+  op: 'new' | 'del';
+  object: 'table' | 'chain' | 'rule' | 'set' | 'element';
+  /** NFPROTO_* of its table. */
+  family: number;
+  table: string;
+}
+
+/** One committed transaction: its changes, and the process that committed it (NFTA_GEN_PROC_PID, _NAME). */
+export interface NftCommit {
+  changes: NftChange[];
+  pid: number | undefined;
+  process: string | undefined;
+}
+
+const KINDS: Record<number, [NftChange['op'], NftChange['object']]> = {
+  [NFT_MSG.NEWTABLE]: ['new', 'table'], [NFT_MSG.DELTABLE]: ['del', 'table'],
+  [NFT_MSG.NEWCHAIN]: ['new', 'chain'], [NFT_MSG.DELCHAIN]: ['del', 'chain'],
+  [NFT_MSG.NEWRULE]: ['new', 'rule'], [NFT_MSG.DELRULE]: ['del', 'rule'],
+  [NFT_MSG.NEWSET]: ['new', 'set'], [NFT_MSG.DELSET]: ['del', 'set'],
+  [NFT_MSG.NEWSETELEM]: ['new', 'element'], [NFT_MSG.DELSETELEM]: ['del', 'element'],
+};
+
+/** The NUL-terminated string of attribute `type` in an nf_tables payload (after its 4-byte nfgenmsg). */
+function stringAttr(payload: Buffer, type: number): string | undefined {
+  for (const a of rawAttrs(payload, 4, payload.length)) if ((a.type & 0x3fff) === type) return a.data.toString('utf8').replace(/\0.*$/s, '');
+  return undefined;
+}
+
+function u32Attr(payload: Buffer, type: number): number | undefined {
+  for (const a of rawAttrs(payload, 4, payload.length)) if ((a.type & 0x3fff) === type && a.data.length >= 4) return a.data.readUInt32BE(0);
+  return undefined;
+}
+
+/** Listens for nf_tables commits until close(). */
+export class NftEvents {
+  private readonly transport: KernelTransport;
+  private readonly stopWatch: () => Promise<void>;
+  private pending: NftChange[] = [];
+  private closed = false;
+
+  /** `onCommit` gets each transaction; `onLost` is called when events were dropped (the socket's buffer overflowed). */
+  constructor(
+    private readonly onCommit: (c: NftCommit) => void,
+    private readonly onLost: () => void,
+  ) {
+    this.transport = new KernelTransport({ protocol: NETLINK_NETFILTER, groups: [NFNLGRP_NFTABLES], receiveBufferSize: 8 << 20 });
+    this.stopWatch = this.transport.watch(() => this.drain());
+  }
+
+  private drain(): void {
+    for (let i = 0; i < 4096 && !this.closed; i++) {
+      let dgram: Buffer | null;
+      try {
+        dgram = this.transport.receive(0);
+      } catch (e) {
+        if (!(e instanceof OverrunError)) throw e;
+        this.pending = [];
+        this.onLost();
+        continue;
+      }
+      if (dgram === null) return;
+      for (const m of splitMessages(dgram)) {
+        if (m.type >> 8 !== NFNL_SUBSYS_NFTABLES) continue;
+        const msg = m.type & 0xff;
+        if (msg === NFT_MSG.NEWGEN) {
+          const commit = { changes: this.pending, pid: u32Attr(m.payload, 2), process: stringAttr(m.payload, 3) };
+          this.pending = [];
+          this.onCommit(commit);
+          continue;
+        }
+        const kind = KINDS[msg];
+        if (!kind) continue;
+        this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '' });
+      }
+    }
+    // A long burst: yield to the event loop, the poller calls again while data is left.
+    if (!this.closed) setImmediate(() => this.drain());
+  }
+
+  /** Stops listening and closes the socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.stopWatch();
+    this.transport.close();
+  }
+}
