@@ -98,16 +98,20 @@ export class Calls {
   readonly stateDir: string;
   private readonly realStateDir: string;
   private readonly kept = new Map<string, KeptNetworks>();
+  /** What the constructor replaced in the process, put back by close(). */
+  private readonly saved: { stateDirEnv: string | undefined; warningListeners: ((w: Error) => void)[] };
+  private readonly onWarning = (w: Error): void => this.warning(w);
 
   constructor(stateDir: string) {
     this.stateDir = resolve(stateDir);
     this.realStateDir = realpathSync(this.stateDir);
+    this.saved = { stateDirEnv: process.env['TSNETLINK_STATE_DIR'], warningListeners: process.listeners('warning') };
     // The CNI code reads the state directory from the environment when it makes its own manager.
     process.env['TSNETLINK_STATE_DIR'] = this.stateDir;
     lendCliNetworks((opts) => this.lend(opts));
-    lendCniNetworks(() => this.lend({}));
+    lendCniNetworks(() => this.lend({ stateDir: this.stateDir }));
     process.removeAllListeners('warning');
-    process.on('warning', (w) => this.warning(w));
+    process.on('warning', this.onWarning);
   }
 
   /** The kept manager for a command's options (one per firewall choice), on the engine's state directory. */
@@ -174,10 +178,14 @@ export class Calls {
     return this.lend({ stateDir: this.stateDir });
   }
 
-  /** Closes every kept manager and stops lending. */
+  /** Closes every kept manager, stops lending, and puts back what the constructor changed in the process. */
   close(): void {
     lendCliNetworks(undefined);
     lendCniNetworks(undefined);
+    process.off('warning', this.onWarning);
+    for (const l of this.saved.warningListeners) process.on('warning', l);
+    if (this.saved.stateDirEnv === undefined) delete process.env['TSNETLINK_STATE_DIR'];
+    else process.env['TSNETLINK_STATE_DIR'] = this.saved.stateDirEnv;
     for (const n of this.kept.values()) n.release();
     this.kept.clear();
   }

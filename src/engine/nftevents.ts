@@ -6,9 +6,9 @@
  * are handed over per transaction, with who made them. Read off the event loop's poller, never
  * blocking it.
  */
-import { OverrunError } from '../errors.js';
+import { CodecError, OverrunError } from '../errors.js';
 import { rawAttrs } from '../netlink/attr.js';
-import { splitMessages } from '../netlink/message.js';
+import { splitMessages, type RawMessage } from '../netlink/message.js';
 import { KernelTransport } from '../netlink/socket.js';
 import { NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFT_MSG } from '../nftables/constants.js';
 
@@ -50,11 +50,38 @@ function u32Attr(payload: Buffer, type: number): number | undefined {
   return undefined;
 }
 
+/**
+ * Groups nf_tables event messages into commits: each object message is kept until the NEWGEN
+ * that ends its transaction, which says who committed it. Pure, so tests feed it built messages.
+ */
+export class CommitReader {
+  private pending: NftChange[] = [];
+
+  /** Reads one message; returns the commit it ends, if it is a NEWGEN. */
+  read(m: RawMessage): NftCommit | undefined {
+    if (m.type >> 8 !== NFNL_SUBSYS_NFTABLES) return undefined;
+    const msg = m.type & 0xff;
+    if (msg === NFT_MSG.NEWGEN) {
+      const commit = { changes: this.pending, pid: u32Attr(m.payload, 2), process: stringAttr(m.payload, 3) };
+      this.pending = [];
+      return commit;
+    }
+    const kind = KINDS[msg];
+    if (kind) this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '' });
+    return undefined;
+  }
+
+  /** Forgets a transaction's messages (events were lost). */
+  reset(): void {
+    this.pending = [];
+  }
+}
+
 /** Listens for nf_tables commits until close(). */
 export class NftEvents {
   private readonly transport: KernelTransport;
   private readonly stopWatch: () => Promise<void>;
-  private pending: NftChange[] = [];
+  private readonly reader = new CommitReader();
   private closed = false;
 
   /** `onCommit` gets each transaction; `onLost` is called when events were dropped (the socket's buffer overflowed). */
@@ -68,28 +95,28 @@ export class NftEvents {
 
   private drain(): void {
     for (let i = 0; i < 4096 && !this.closed; i++) {
-      let dgram: Buffer | null;
+      let msgs: RawMessage[];
       try {
-        dgram = this.transport.receive(0);
+        const dgram = this.transport.receive(0);
+        if (dgram === null) return;
+        msgs = splitMessages(dgram);
       } catch (e) {
-        if (!(e instanceof OverrunError)) throw e;
-        this.pending = [];
+        // The buffer overflowed, or a datagram came cut: what was lost is unknown. Any other
+        // failure of the socket is reported the same way once, and reading stops until the
+        // poller calls again.
+        this.reader.reset();
         this.onLost();
-        continue;
+        if (e instanceof OverrunError || e instanceof CodecError) continue;
+        return;
       }
-      if (dgram === null) return;
-      for (const m of splitMessages(dgram)) {
-        if (m.type >> 8 !== NFNL_SUBSYS_NFTABLES) continue;
-        const msg = m.type & 0xff;
-        if (msg === NFT_MSG.NEWGEN) {
-          const commit = { changes: this.pending, pid: u32Attr(m.payload, 2), process: stringAttr(m.payload, 3) };
-          this.pending = [];
-          this.onCommit(commit);
-          continue;
+      for (const m of msgs) {
+        let commit: NftCommit | undefined;
+        try {
+          commit = this.reader.read(m);
+        } catch {
+          // A malformed message: its transaction still ends with a NEWGEN, read as usual.
         }
-        const kind = KINDS[msg];
-        if (!kind) continue;
-        this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '' });
+        if (commit) this.onCommit(commit);
       }
     }
     // A long burst: yield to the event loop, the poller calls again while data is left.

@@ -10,7 +10,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { flock, LOCK_EX, LOCK_NB } from '../netlink/libc.js';
+import { flock, getsockname, LOCK_EX, LOCK_NB } from '../netlink/libc.js';
 import { errCode, writeFileAtomic } from '../fsio.js';
 import { Calls, readCall } from './calls.js';
 import { logLine } from './capture.js';
@@ -52,6 +52,18 @@ const STATUS_TEXT: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 403
 interface Request {
   head: Head;
   body: Buffer;
+}
+
+/** The path a listening unix socket is bound to (getsockname), or undefined for another kind of socket. */
+function boundPath(fd: number): string | undefined {
+  try {
+    const a = getsockname(fd, 110); // struct sockaddr_un: sa_family_t, then up to 108 bytes of path
+    if (a.readUInt16LE(0) !== 1) return undefined; // AF_UNIX
+    const p = a.subarray(2).toString('utf8').replace(/\0.*$/s, '');
+    return p === '' ? undefined : p;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A running engine's listeners; stop() ends them. */
@@ -120,6 +132,10 @@ export class EngineServer {
         this.unix.once('error', reject);
         this.unix.listen({ fd: this.opts.listenFd }, () => resolve());
       });
+      // Clients look for the socket at its path in the state directory, root only.
+      const bound = boundPath(this.opts.listenFd);
+      if (bound !== this.socketPath) logLine(`tsnetlink engine: warning: the socket systemd handed over is ${bound ? `bound to ${bound}` : 'not a unix socket with a path'}, not ${this.socketPath}: clients will not find it (set ListenStream= to ${this.socketPath})`);
+      else if ((statSync(bound).mode & 0o077) !== 0) chmodSync(bound, 0o600);
       return;
     }
     // We hold the engine lock: a socket or port file left here belongs to an engine that died.
