@@ -28,7 +28,7 @@ export interface DriftOptions {
   debounceMs?: number;
   /** Longest wait from the first suspicious event to its pass, however busy (default 50 ms). */
   maxDelayMs?: number;
-  /** Most repairs in any second (default 5); more are put off to the next second. */
+  /** Most repairs in any second (default 10); more are put off to the next second. */
   maxRepairsPerSecond?: number;
   /** Most checks in any second (default 20). */
   maxChecksPerSecond?: number;
@@ -104,7 +104,7 @@ export class DriftWatcher {
     private readonly nets: Networks,
     opts: DriftOptions,
   ) {
-    this.opts = { debounceMs: 20, maxDelayMs: 50, maxRepairsPerSecond: 5, maxChecksPerSecond: 20, verbose: false, ...opts };
+    this.opts = { debounceMs: 20, maxDelayMs: 50, maxRepairsPerSecond: 10, maxChecksPerSecond: 20, verbose: false, ...opts };
   }
 
   /**
