@@ -37,6 +37,9 @@ field TSNETLINK_CNI_DEBUG "${TSNETLINK_CNI_DEBUG-}"
 field stdin "$input"
 
 here() { exec "$node" "$entry" < <(printf '%s' "$input"); }
+# A write to an engine that died is an error to handle (run the call here), not a signal that
+# ends this client without a word.
+trap '' PIPE
 { exec 3<> "/dev/tcp/127.0.0.1/$port"; } 2> /dev/null || here
 printf 'POST /v1/cni HTTP/1.0\r\nContent-Length: %d\r\nX-Tsnetlink-Token: %s\r\n\r\n%s' "${#body}" "$ctok" "$body" >&3 2> /dev/null || here
 # Taken only with a 200, the engine's content type and its proof; anything else ran nothing.

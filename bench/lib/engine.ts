@@ -181,8 +181,8 @@ async function measureDrift(trials: number, upNs: NetnsHandle, hostPort: number,
 
 /** The engine rows and their targets. */
 export async function engineBench(quick: boolean): Promise<{ lines: string[]; verdicts: Verdict[]; json: unknown }> {
-  const n = quick ? 5 : 30;
-  const driftN = quick ? 3 : 20;
+  const n = quick ? 3 : 30;
+  const driftN = quick ? 2 : 20;
   const missing = ['bridge', 'host-local', 'portmap', 'firewall', 'tuning'].filter((p) => !existsSync(join(STOCK, p)));
   const nvBin = netavarkBinary();
   mkdirSync(STATE, { recursive: true, mode: 0o700 });

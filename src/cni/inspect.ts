@@ -46,11 +46,17 @@ async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Prom
   if (rec.state !== 'active') out.push(`endpoint ${id} is '${rec.state}' (an operation on it was interrupted)`);
   const given = prevAddresses(conf.prevResult!, env);
   const subs = subnetsOf(net);
-  for (const a of rec.addresses) {
-    if (!given.includes(a.cidr)) out.push(`prevResult does not give ${env.ifname} the address ${a.cidr}`);
+  // Reservations are read under the network's lock taken as operations take it, waiting without
+  // blocking the event loop: a blocking wait could never end while another operation of the same
+  // process (the engine runs many at once) holds the lock.
+  const reserved = await nets.store.withNetworkLock(net.name, () => rec.addresses.map((a) => {
     const sub = subs.find((s) => s.family === a.family);
-    if (sub === undefined || new Ipam(nets.store, net.name, sub).lookup(id) !== a.ip) out.push(`address ${a.ip} is not reserved for ${id}`);
-  }
+    return sub === undefined ? undefined : new Ipam(nets.store, net.name, sub).lookup(id);
+  }));
+  rec.addresses.forEach((a, i) => {
+    if (!given.includes(a.cidr)) out.push(`prevResult does not give ${env.ifname} the address ${a.cidr}`);
+    if (reserved[i] !== a.ip) out.push(`address ${a.ip} is not reserved for ${id}`);
+  });
   for (const m of rec.mappings) {
     if (!nets.store.portHolders(m).some((h) => h.owner === portOwner(net.name, id))) out.push(`host port ${m.protocol}/${m.hostPort} is not reserved for ${id}`);
   }
@@ -136,10 +142,13 @@ export async function cmdStatus(env: CniEnv, conf: PluginConfig, stdin: string):
       if (!br || !br.up) throw new CniError(cutOff, `the bridge ${net.bridge} of ${conf.name} is ${br ? 'down' : 'missing'}`, 'tsnetlink network repair restores it');
       if (!net.internal && readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '0') throw new CniError(cutOff, 'net.ipv4.ip_forward is 0', 'tsnetlink network repair turns it back on');
       if (conf.ipam.type === 'tsnetlink') {
-        for (const sub of subnetsOf(net)) {
-          const ipam = new Ipam(nets.store, net.name, sub);
-          if (ipam.list().length >= ipam.capacity) throw new CniError(CNI_CODES.notAvailable, `no free address left on ${conf.name} (${sub.subnet}: ${ipam.capacity} in use)`);
-        }
+        // Under the network's lock, taken without blocking (see problemsOf).
+        await nets.store.withNetworkLock(net.name, () => {
+          for (const sub of subnetsOf(net)) {
+            const ipam = new Ipam(nets.store, net.name, sub);
+            if (ipam.list().length >= ipam.capacity) throw new CniError(CNI_CODES.notAvailable, `no free address left on ${conf.name} (${sub.subnet}: ${ipam.capacity} in use)`);
+          }
+        });
       }
     }
   } finally {

@@ -321,6 +321,15 @@ test('calls run in their own process when the engine is stopped, killed (a stale
   const b = box('fallback');
   boxes.push(b);
   freshNetwork('10.45.0.0/24');
+  try {
+    await fallbackSteps(b);
+  } finally {
+    await stopEngine('SIGKILL');
+    if (existsSync(SOCK)) unlinkSync(SOCK);
+  }
+});
+
+async function fallbackSteps(b: Box): Promise<void> {
   await startEngine();
   await stopEngine();
   assert.not.ok(existsSync(SOCK), 'a stopped engine removes its socket');
@@ -345,7 +354,9 @@ test('calls run in their own process when the engine is stopped, killed (a stale
   await stopEngine();
   // Socket activation: systemd-socket-activate listens; the first call starts the engine, which takes the socket.
   if (spawnSync('sh', ['-c', 'command -v systemd-socket-activate']).status === 0) {
-    const e = await startEngine(['systemd-socket-activate', '-l', SOCK]);
+    // It passes on only the variables named (-E): the ones the calls compare, and PATH for the tools.
+    const pass = ['PATH', 'TSNETLINK_IN_SANDBOX', 'TSNETLINK_FIREWALL', 'TSNETLINK_IPTABLES_RESTORE', 'TSNETLINK_LOCK_TIMEOUT_MS'].filter((k) => process.env[k] !== undefined).flatMap((k) => ['-E', k]);
+    const e = await startEngine(['systemd-socket-activate', '-l', SOCK, ...pass]);
     const end = Date.now() + 10_000;
     while (!existsSync(SOCK) && Date.now() < end) await new Promise((x) => setTimeout(x, 20));
     r = tsn(['network', 'inspect', NET]);
@@ -358,7 +369,7 @@ test('calls run in their own process when the engine is stopped, killed (a stale
     assert.match(e.log(), 'socket from systemd');
     if (existsSync(SOCK)) unlinkSync(SOCK);
   } else console.log('engine e2e: systemd-socket-activate not installed: socket activation not tried');
-});
+}
 
 // ------------------------------------------------------------------ together
 
@@ -413,16 +424,20 @@ test('kill -9 of the engine during a call it took: the caller gets an error, not
   await startEngine();
   // The connect waits for the network lock this test holds, inside the engine: taken, not done.
   let outcome: Outcome | undefined;
-  await nets.store.withNetworkLock(NET, async () => {
-    const pending = tsnAsync(['connect', '-net', NET, '-p', '9200:80', b.path]);
-    const end = Date.now() + 10_000;
-    while ((await status()).inflight < 1) {
-      if (Date.now() > end) throw new Error('the engine never took the call');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  try {
+    await nets.store.withNetworkLock(NET, async () => {
+      const pending = tsnAsync(['connect', '-net', NET, '-p', '9200:80', b.path]);
+      const end = Date.now() + 10_000;
+      while ((await status()).inflight < 1) {
+        if (Date.now() > end) throw new Error('the engine never took the call');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await stopEngine('SIGKILL');
+      outcome = await pending;
+    });
+  } finally {
     await stopEngine('SIGKILL');
-    outcome = await pending;
-  });
+  }
   assert.is(outcome!.code, 1, outcome!.out + outcome!.err);
   assert.match(outcome!.err, /^tsnetlink: the engine \(pid \d+\) took the call and its answer never came whole .*network prune/);
   const report = await nets.pruneReport();
@@ -440,6 +455,7 @@ test('kill -9 of the engine at random points of a burst of calls, 3 rounds: ever
     return b;
   });
   for (let round = 0; round < 3; round++) {
+    await stopEngine('SIGKILL'); // a round that failed may have left its engine
     await startEngine();
     const calls = bs.map((b, i) => (i % 2 ? tsnAsync(['connect', '-net', NET, '-p', `${9300 + i}:80`, b.path]) : cniAsync('ADD', { ...conflist(), name: NET, bridge: NET, ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.45.0.0/24' }]] }, runtimeConfig: { portMappings: [{ hostPort: 9300 + i, containerPort: 80, protocol: 'tcp' }] } }, `kk${i}`, b.path)));
     await new Promise((r) => setTimeout(r, 30 + random() * 250));

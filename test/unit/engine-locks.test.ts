@@ -75,6 +75,25 @@ test('sync-held locks taken inside concurrent async holders of other locks never
   assert.is(reservations, 60);
 });
 
+test('a sync wait on a lock another async task of this process holds is refused (EDEADLK), never a hang: such reads take the lock asynchronously (CNI CHECK and STATUS do)', async () => {
+  const p = join(dir, 'ipam.lock');
+  let release!: () => void;
+  const held = withLock(p, () => new Promise<void>((r) => (release = r)));
+  await sleep(5);
+  let code: string | undefined;
+  try {
+    withLockSync(p, () => undefined);
+  } catch (e) {
+    code = (e as { code?: string }).code;
+  }
+  assert.is(code, 'EDEADLK');
+  // The asynchronous form waits for the holder instead, and inside it the sync form re-enters.
+  const reader = withLock(p, () => withLockSync(p, () => 'read'));
+  release();
+  await held;
+  assert.is(await reader, 'read');
+});
+
 test('a lock another process holds is waited for without blocking the event loop, then taken', async () => {
   const p = join(dir, 'other.lock');
   // The other process takes the lock with flock(1)'s semantics: an fd of its own, held 300 ms.
