@@ -8,7 +8,6 @@
  */
 import { fstatSync, readSync } from 'node:fs';
 import { CURRENT_VERSION, isSupported, versionResult } from './version.js';
-import { forwardCni } from '../engine/client.js';
 
 /** How long a runtime may take to write the configuration into our stdin. */
 const STDIN_DEADLINE_MS = 30_000;
@@ -64,6 +63,7 @@ async function run(): Promise<number> {
     stdinError = e;
   }
   if (stdin !== undefined) {
+    const { forwardCni } = await import('../engine/client.js');
     const code = await forwardCni(process.env, stdin, versionOf(stdin));
     if (code !== undefined) return code;
   }

@@ -1,16 +1,15 @@
 /**
  * The Node client of the engine, for the CLI's entry and the CNI plugin's: it forwards a call
  * over the engine's unix socket and writes the answer as if the call had run here. It loads
- * nothing but node:net and the protocol, so a forwarded call costs Node's start and a
- * round trip, not the bridge layer and koffi.
+ * nothing but node:net (on its first call) and the protocol, so a forwarded call costs Node's
+ * start and a round trip, not the bridge layer and koffi.
  *
  * The rule that keeps answers right: the call runs here (the caller's fallback) only when the
  * engine did not take it: no socket, nobody listening, a refusal, or a status other than 200.
  * Once the engine said 200 the call is the engine's; if its answer is cut short, the engine died
  * during the call, and the client says so instead of running the call a second time.
  */
-import net from 'node:net';
-import { isAbsolute, join } from 'node:path';
+import type { Socket } from 'node:net';
 import {
   AnswerReader, CNI_COMPARED_ENV, CNI_ENV, COMPARED_ENV, DEFAULT_STATE_DIR, encodeFields, MAX_HEAD_BYTES, OUTPUT_TYPE, parseHead, requestHead, SERVED_COMMANDS, SOCKET_NAME, stateDirOfArgv,
 } from './protocol.js';
@@ -38,10 +37,24 @@ const processSinks: Sinks = { write: (fd, data) => void (fd === 1 ? process.stdo
  */
 const ACCEPT_DEADLINE_MS = 120_000;
 
+/**
+ * node:net, loaded on the first call: the plugin's entry imports this module, and its VERSION
+ * answer (on almost every runtime command) loads nothing it does not need.
+ */
+async function connect(path: string): Promise<Socket> {
+  const net = await import('node:net');
+  return net.connect(path);
+}
+
+/** A state directory's file: `dir/name`, with no node:path to load for it. */
+function inDir(dir: string, name: string): string {
+  return `${dir.replace(/\/+$/, '')}/${name}`;
+}
+
 /** Sends one request to the engine at `socketPath` and streams its answer into `sinks`. */
-export function call(socketPath: string, route: string, body: Buffer, sinks: Sinks = processSinks): Promise<CallResult> {
+export async function call(socketPath: string, route: string, body: Buffer, sinks: Sinks = processSinks): Promise<CallResult> {
+  const s = await connect(socketPath);
   return new Promise((resolve) => {
-    const s = net.connect(socketPath);
     let head = Buffer.alloc(0);
     let reader: AnswerReader | undefined;
     let enginePid: string | undefined;
@@ -119,9 +132,9 @@ export async function forwardCli(argv: readonly string[], env: NodeJS.ProcessEnv
   if (forwardingOff(env) || !SERVED_COMMANDS.includes(argv[0] ?? '')) return undefined;
   const dir = stateDirOfArgv(argv);
   // A relative directory names one under the caller's cwd, which the engine does not share.
-  if (!isAbsolute(dir)) return undefined;
+  if (!dir.startsWith('/')) return undefined;
   const body = encodeFields([...argv.map((a) => ({ name: 'arg', value: a })), { name: 'statedir', value: dir }, ...envFields(COMPARED_ENV, env)]);
-  const r = await call(join(dir, SOCKET_NAME), '/v1/cli', body, sinks);
+  const r = await call(inDir(dir, SOCKET_NAME), '/v1/cli', body, sinks);
   if (r.kind === 'declined') return undefined;
   if (r.kind === 'answered') return r.code;
   sinks.write(2, Buffer.from(`tsnetlink: ${brokenText(r)}\n`));
@@ -137,9 +150,9 @@ export async function forwardCli(argv: readonly string[], env: NodeJS.ProcessEnv
 export async function forwardCni(env: NodeJS.ProcessEnv, stdin: string, version: string, sinks: Sinks = processSinks): Promise<number | undefined> {
   if (forwardingOff(env)) return undefined;
   const dir = env['TSNETLINK_STATE_DIR'] || DEFAULT_STATE_DIR;
-  if (!isAbsolute(dir)) return undefined;
+  if (!dir.startsWith('/')) return undefined;
   const body = encodeFields([...envFields(CNI_ENV, env), { name: 'statedir', value: dir }, ...envFields(CNI_COMPARED_ENV, env), { name: 'stdin', value: stdin }]);
-  const r = await call(join(dir, SOCKET_NAME), '/v1/cni', body, sinks);
+  const r = await call(inDir(dir, SOCKET_NAME), '/v1/cni', body, sinks);
   if (r.kind === 'declined') return undefined;
   if (r.kind === 'answered') return r.code;
   const err = { cniVersion: version, code: 11, msg: `tsnetlink-cni: ${brokenText(r)}`, details: 'try the call again: the plugin or a restarted engine settles what the interrupted one left' };

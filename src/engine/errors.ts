@@ -1,6 +1,7 @@
 /** Errors of the engine. */
 import { TsnetlinkError } from '../errors.js';
 
+/** The codes of EngineError. */
 export type EngineErrorCode =
   | 'EENGINERUNNING' // another engine serves this state directory (it holds engine.lock)
   | 'ESTATEDIR' // a call names a state directory other than the engine's

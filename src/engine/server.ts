@@ -77,6 +77,8 @@ export class EngineServer {
   private closing = false;
   private readonly idle: (() => void)[] = [];
   private readonly sockets = new Set<net.Socket>();
+  /** Connections whose answer is written: they close once the client has read it. */
+  private readonly answered = new WeakSet<net.Socket>();
   private socketIno: number | undefined;
   /** Extra status the engine adds (drift counters). */
   statusExtra: () => Record<string, unknown> = () => ({});
@@ -303,6 +305,7 @@ export class EngineServer {
       if (!taken) return;
       const outcome = await this.calls.run(call);
       this.stats.served[route]++;
+      this.answered.add(sock);
       sock.end(encodeAnswer(outcome.output, outcome.code));
       if (this.opts.verbose) logLine(`tsnetlink engine: ${route} ${call.kind === 'cli' ? call.argv.slice(0, 2).join(' ') : call.env['CNI_COMMAND']} exit ${outcome.code} in ${(performance.now() - t0).toFixed(1)} ms`);
     } catch (e) {
@@ -341,7 +344,10 @@ export class EngineServer {
     const closed = (s: net.Server | undefined): Promise<void> => new Promise((resolve) => (s?.listening ? s.close(() => resolve()) : resolve()));
     const stopping = Promise.all([closed(this.unix), closed(this.tcp)]);
     if (this.stats.inflight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
-    // Connections still open carry no call (an answered one closes itself).
+    // Connections that carry no call are cut; answered ones are given a moment to be read.
+    for (const s of this.sockets) if (!this.answered.has(s)) s.destroy();
+    const end = Date.now() + 2000;
+    while (this.sockets.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     for (const s of this.sockets) s.destroy();
     await stopping;
     try {
