@@ -124,6 +124,8 @@ async function startEngineProcess(): Promise<{ proc: ChildProcess; log: () => st
   const proc = spawn(process.execPath, [CLI, 'engine', '--state-dir', STATE], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d) => (log += d));
+  // Whatever ends the bench, the engine it started ends with it.
+  process.once('exit', () => void (proc.exitCode === null && proc.signalCode === null && proc.kill('SIGKILL')));
   const end = Date.now() + 20_000;
   while (!existsSync(join(STATE, 'engine.sock')) || !existsSync(join(STATE, 'engine.tcp'))) {
     if (Date.now() > end || proc.exitCode !== null) throw new Error(`the engine did not start: ${log}`);
@@ -245,6 +247,27 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
         }
       }
     }
+    // Each client's own cost: a call the plugin refuses at once (an invalid container id: code
+    // 4), so the time is the client, the round trip and Node where there is one.
+    const clients: [string, string, string[], NodeJS.ProcessEnv][] = [
+      ['bash', 'shim, bash client', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'bash' }],
+      ['curl', 'shim, sh + curl', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'curl' }],
+      ...(spawnSync('sh', ['-c', 'command -v socat']).status === 0 ? [['socat', 'shim, sh + socat', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'socat' }] as [string, string, string[], NodeJS.ProcessEnv]] : []),
+      ['node', 'shim, Node client', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'node' }],
+      ['off', 'shim, no engine (the plugin in Node)', [SHIM], { TSNETLINK_ENGINE: 'off' }],
+      ['nodee0', 'node -e 0', [process.execPath, '-e', '0'], {}],
+      ['gover', 'Go bridge plugin VERSION', [join(STOCK, 'bridge')], { CNI_COMMAND: 'VERSION' }],
+    ];
+    const clientMs: Record<string, number[]> = Object.fromEntries(clients.map(([k]) => [k, []]));
+    const refusedConf = pluginConf(tsnEntry(), CNI_NET, 1);
+    for (let i = -1; i < n * 2; i++) {
+      for (const [k, , argv, extra] of clients) {
+        const e = { ...cniEnv({ ...baseEnv(), ...extra }, 'ADD', '-bad', 'bekeepcni'), ...(extra['CNI_COMMAND'] ? { CNI_COMMAND: extra['CNI_COMMAND'] } : {}) };
+        const t0 = performance.now();
+        spawnSync(argv[0]!, argv.slice(1), { env: e, input: refusedConf });
+        if (i >= 0) clientMs[k]!.push(performance.now() - t0);
+      }
+    }
     // Drift: a container with a published port, reached from an upstream namespace through the host.
     const up = netns('beup');
     spawnSync('ip', ['link', 'add', 'tsnbup0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'beup']);
@@ -268,6 +291,8 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
       `Engine (tsnetlink engine): calls as processes, ${n} samples per row, interleaved, fresh netns each, one published port; a keeper container on every network`,
       table(['CNI call, Podman\'s flow', 'ADD p50', 'p90', 'vs stock', 'DEL p50', 'p90', 'vs stock'], cniRows.map((r) => [r.label, ...cell(r.key, 'add', 'stock'), ...cell(r.key, 'del', 'stock')])),
       '',
+      table(['client of the engine (a call refused at once)', 'p50', 'p90'], clients.map(([k, label]) => { const x = summarize(clientMs[k]!); return [label, fmtMs(x.p50), fmtMs(x.p90)]; })),
+      '',
       table(['CLI as a process', 'connect -p p50', 'p90', 'vs netavark', 'disconnect p50', 'p90', 'vs netavark'], cliRows.map((r) => [r.label, ...cell(r.key, 'add', 'nv'), ...cell(r.key, 'del', 'nv')])),
       '  (rows without NODE_EXTRA_CA_CERTS unless they say so: the shim clears it before Node; the CLI is Node itself and pays it)',
       '',
@@ -287,6 +312,7 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
     const json = {
       n, driftTrials: driftN,
       rows: Object.fromEntries(rows.map((r) => [r.key, { label: r.label, add: s(r.key, 'add'), del: s(r.key, 'del') }])),
+      clients: Object.fromEntries(clients.map(([k, label]) => [k, { label, ...summarize(clientMs[k]!) }])),
       drift: Object.fromEntries(Object.entries(drift).map(([k, v]) => [k, { ...summarize(v), samples: v.map(round) }])),
     };
     return { lines, verdicts, json };

@@ -244,6 +244,14 @@ test('CLI commands forwarded to the engine answer exactly as in their own proces
     const before = served(await status());
     const via = run({});
     assert.is(served(await status()) - before, steps.length, 'every step was run by the engine');
+    // A forwarded command loads neither the commands bundle nor koffi (the bridge and netlink code).
+    const hook = 'data:text/javascript,export async function resolve(s,c,n){process._rawDebug("RESOLVE "+s);return n(s,c)}';
+    const traced = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, CLI, 'network', 'ls'], { encoding: 'utf8' });
+    const loaded = traced.stderr.split('\n').filter((l) => l.startsWith('RESOLVE ')).map((l) => l.slice(8));
+    assert.is(traced.status, 0, traced.stderr);
+    assert.ok(!loaded.some((m) => /commands\.js|koffi/.test(m)), `loaded: ${loaded.join(', ')}`);
+    const local = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, CLI, 'network', 'ls'], { encoding: 'utf8', env: { ...process.env, ...OFF } });
+    assert.ok(local.stderr.includes('RESOLVE ./commands.js'), 'the hook sees the commands bundle when the command runs here');
     steps.forEach((s, i) => {
       const [a, e] = [alone[i]!, via[i]!];
       const what = `tsnetlink ${s.join(' ')}`;
