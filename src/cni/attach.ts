@@ -297,6 +297,14 @@ function addRoutes(netns: string, ifname: string, addresses: readonly AddressRec
 /** Removes a network the plugin made once no endpoint is left on it (another ADD may race: EBUSY, ENONET are fine). */
 async function removeIfEmpty(nets: Networks, network: string): Promise<void> {
   const net = nets.store.getNetwork(network);
+  // An ADD killed while it made the network (containerd kills the plugin when RunPodSandbox
+  // passes its deadline, then sends DEL) left the record 'creating', with what it made so far.
+  // The reconciler undoes it once no create is running (it waits for the global lock, which a
+  // live create holds throughout), so the DEL does not leave a half-made network behind.
+  if (net?.createdBy === 'cni' && net.state !== 'active') {
+    await nets.pruneReport(network);
+    return;
+  }
   if (net?.createdBy !== 'cni' || net.state !== 'active' || nets.store.endpointIds(network).length > 0) return;
   try {
     await nets.remove(network);

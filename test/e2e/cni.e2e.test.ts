@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join } from 'node:path';
 import net from 'node:net';
 import { ipJson, probeTcp, requireSandbox, tcpGet } from '../helpers.js';
-import { openNetns, withNetns } from '../../src/index.js';
+import { Networks, openNetns, withNetns } from '../../src/index.js';
+import { Abandon } from '../../src/bridge/steps.js';
 import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
 import { NFT, nftRuleset } from './fw-oracle.js';
 
@@ -354,6 +355,31 @@ test('DEL after the netns is gone, without CNI_NETNS, and for an attachment neve
   ok(cni('DEL', c, att('keeper', keep.path)), 'DEL keeper');
   assert.equal(hostLinks(), []);
   assert.equal(readdirSync('/run/tsnetlink/ports'), []);
+});
+
+test('DEL after an ADD that was killed while it made the network (a RunPodSandbox past its deadline): the half-made network goes, bridge, rules and record', async () => {
+  // The create is abandoned at a step as a SIGKILL would leave it (no rollback): the record says
+  // "creating", and what the steps before made is still there. The runtime then sends its DEL.
+  for (const step of ['create bridge', 'firewall', 'save network']) {
+    const c = conf('halfmade', 22);
+    const nets = new Networks({ faults: (op, at) => {
+      if (op === 'create' && at === step) throw new Abandon(op, at);
+    } });
+    try {
+      const e = await nets.createNetwork({ name: 'halfmade', subnet: '10.60.22.1/24', bridge: c['bridge'] as string, createdBy: 'cni', gatewayMode: 'nat' }).catch((x: unknown) => x);
+      assert.instance(e, Abandon, `${step}: ${String(e)}`);
+    } finally {
+      nets.close();
+    }
+    assert.is(JSON.parse(readFileSync('/run/tsnetlink/networks/halfmade.json', 'utf8')).state, 'creating', `${step}: the record a killed create leaves`);
+    const ns = netns();
+    ok(cni('DEL', c, att('killed-add', ns.path)), `${step}: DEL`);
+    assert.equal(hostLinks(), [], `${step}: links`);
+    assert.equal(rulesOf('halfmade'), [], `${step}: rules`);
+    if (NFT) assert.not.ok(JSON.stringify(nftRuleset()).includes('tsnetlink:halfmade'), `${step}: nft`);
+    assert.equal(tree('/run/tsnetlink').filter((f) => f.includes('halfmade')), [], `${step}: state`);
+    run('ip', ['netns', 'del', ns.name]);
+  }
 });
 
 test('CHECK fails (103) when the container lost its address or the rules were flushed, and needs prevResult (7)', () => {
