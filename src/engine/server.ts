@@ -44,6 +44,12 @@ export interface ServerStats {
 const REQUEST_DEADLINE_MS = 10_000;
 /** Calls running at once; more are declined (their callers run them). */
 const MAX_INFLIGHT = 256;
+/**
+ * Connections open at once, requests still arriving included: any local user can connect to the
+ * loopback port (and be refused only once its head is read), so connections past this are closed
+ * at once, unread; a client of ours then runs its call itself.
+ */
+const MAX_CONNECTIONS = 1024;
 /** The loopback ports the engine picks from: below 1024, so only root can listen there. */
 const TCP_PORTS = [600, 1024] as const;
 
@@ -199,6 +205,11 @@ export class EngineServer {
   }
 
   private onConnection(sock: net.Socket, via: 'unix' | 'tcp'): void {
+    if (this.sockets.size >= MAX_CONNECTIONS) {
+      this.stats.declined++;
+      sock.destroy();
+      return;
+    }
     this.sockets.add(sock);
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
