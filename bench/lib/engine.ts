@@ -211,9 +211,11 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
     }
     if (nvBin) netavark = openNetavark(nvBin, STATE);
     const ca = existsSync(CA) ? { NODE_EXTRA_CA_CERTS: CA } : undefined;
+    const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
     const rows: Row[] = [
       ...(missing.length === 0 ? [{ key: 'stock', label: 'stock chain (bridge+portmap+firewall+tuning)', run: (i: number, ns: string, p: number) => stockAddDel(`bs${i}`, ns, p) }] : []),
       { key: 'bash', label: 'tsnetlink via engine (bash client)', run: (i, ns, p) => tsnAddDel(`bb${i}`, ns, p, { TSNETLINK_ENGINE_CLIENT: 'bash' }) },
+      ...(haveSocat ? [{ key: 'socat', label: 'tsnetlink via engine (sh + socat)', run: (i: number, ns: string, p: number) => tsnAddDel(`bx${i}`, ns, p, { TSNETLINK_ENGINE_CLIENT: 'socat' }) }] : []),
       { key: 'curl', label: 'tsnetlink via engine (sh + curl)', run: (i, ns, p) => tsnAddDel(`bc${i}`, ns, p, { TSNETLINK_ENGINE_CLIENT: 'curl' }) },
       { key: 'node', label: 'tsnetlink via engine (Node client)', run: (i, ns, p) => tsnAddDel(`bn${i}`, ns, p, { TSNETLINK_ENGINE_CLIENT: 'node' }) },
       { key: 'off', label: 'tsnetlink without engine', run: (i, ns, p) => tsnAddDel(`bo${i}`, ns, p, { TSNETLINK_ENGINE: 'off' }) },
@@ -252,7 +254,7 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
     const clients: [string, string, string[], NodeJS.ProcessEnv][] = [
       ['bash', 'shim, bash client', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'bash' }],
       ['curl', 'shim, sh + curl', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'curl' }],
-      ...(spawnSync('sh', ['-c', 'command -v socat']).status === 0 ? [['socat', 'shim, sh + socat', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'socat' }] as [string, string, string[], NodeJS.ProcessEnv]] : []),
+      ...(haveSocat ? [['socat', 'shim, sh + socat', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'socat' }] as [string, string, string[], NodeJS.ProcessEnv]] : []),
       ['node', 'shim, Node client', [SHIM], { TSNETLINK_ENGINE_CLIENT: 'node' }],
       ['off', 'shim, no engine (the plugin in Node)', [SHIM], { TSNETLINK_ENGINE: 'off' }],
       ['nodee0', 'node -e 0', [process.execPath, '-e', '0'], {}],
