@@ -24,7 +24,11 @@ import { NftEvents, type NftCommit } from './nftevents.js';
 
 /** Options of the drift watcher. */
 export interface DriftOptions {
-  /** Quiet time after the last suspicious event before a pass (default 20 ms). */
+  /**
+   * Quiet time after the last suspicious event before a pass (default 5 ms): an nf_tables commit
+   * is heard whole (its NEWGEN ends it), so the wait only gathers the next transactions of the
+   * same tool run, which follow within a few milliseconds.
+   */
   debounceMs?: number;
   /** Longest wait from the first suspicious event to its pass, however busy (default 50 ms). */
   maxDelayMs?: number;
@@ -104,7 +108,7 @@ export class DriftWatcher {
     private readonly nets: Networks,
     opts: DriftOptions,
   ) {
-    this.opts = { debounceMs: 20, maxDelayMs: 50, maxRepairsPerSecond: 10, maxChecksPerSecond: 20, verbose: false, ...opts };
+    this.opts = { debounceMs: 5, maxDelayMs: 50, maxRepairsPerSecond: 10, maxChecksPerSecond: 20, verbose: false, ...opts };
   }
 
   /**
