@@ -120,14 +120,14 @@ function cliConnectDisconnect(ns: string, hostPort: number, extra: NodeJS.Proces
 }
 
 /** The engine as a process of its own on the bench's state directory; resolves once it listens. */
-async function startEngineProcess(): Promise<{ proc: ChildProcess; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'engine', '--state-dir', STATE], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startEngineProcess(stateDir = STATE): Promise<{ proc: ChildProcess; log: () => string }> {
+  const proc = spawn(process.execPath, [CLI, 'engine', '--state-dir', stateDir], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d) => (log += d));
   // Whatever ends the bench, the engine it started ends with it.
   process.once('exit', () => void (proc.exitCode === null && proc.signalCode === null && proc.kill('SIGKILL')));
   const end = Date.now() + 20_000;
-  while (!existsSync(join(STATE, 'engine.sock')) || !existsSync(join(STATE, 'engine.tcp'))) {
+  while (!existsSync(join(stateDir, 'engine.sock')) || !existsSync(join(stateDir, 'engine.tcp'))) {
     if (Date.now() > end || proc.exitCode !== null) throw new Error(`the engine did not start: ${log}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -135,7 +135,7 @@ async function startEngineProcess(): Promise<{ proc: ChildProcess; log: () => st
 }
 
 /** Stops the engine process (SIGTERM, then SIGKILL after 10 s). */
-async function stopEngineProcess(proc: ChildProcess): Promise<void> {
+export async function stopEngineProcess(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = new Promise((r) => proc.once('exit', r));
   proc.kill('SIGTERM');
