@@ -105,6 +105,7 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
     // directory (its drift repair on, as deployed): the shim hands each call to it.
     const engine = await startEngineProcess(process.env['TSNETLINK_STATE_DIR'] || '/run/tsnetlink');
     const viaEngine = { add: NaN, del: NaN, run: NaN, rm: NaN, stockAdd: NaN, stockDel: NaN, stockRun: NaN, stockRm: NaN };
+    let engineDrift = 'unknown';
     try {
       const before = readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
       plugins(true);
@@ -121,6 +122,14 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
       for (const k of Object.keys(rmTotal)) rmTotal[k] = [];
       for (let i = 0; i < n + 1; i++) for (const net of i % 2 ? ['benchstock', 'benchtsn'] : ['benchtsn', 'benchstock']) once(net, 300 + i);
       Object.assign(viaEngine, { run: p50(total['benchtsn']!.slice(2)), rm: p50(rmTotal['benchtsn']!.slice(2)), stockRun: p50(total['benchstock']!.slice(2)), stockRm: p50(rmTotal['benchstock']!.slice(2)) });
+      // What the engine's drift watcher did meanwhile (the stock chain's iptables commits are another process's changes).
+      const st = spawnSync('curl', ['-s', '--max-time', '5', '--unix-socket', join(process.env['TSNETLINK_STATE_DIR'] || '/run/tsnetlink', 'engine.sock'), 'http://tsnetlink/v1/status'], { encoding: 'utf8' });
+      try {
+        const d = (JSON.parse(st.stdout) as { drift?: { triggers: number; checks: number; repairs: number } }).drift;
+        if (d) engineDrift = `${d.triggers} events, ${d.checks} checks, ${d.repairs} repairs`;
+      } catch {
+        // curl missing or no answer: unknown
+      }
     } finally {
       await stopEngineProcess(engine.proc);
     }
@@ -154,7 +163,7 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
           ['with an engine: podman rm -f', fmtMs(viaEngine.rm), fmtMs(viaEngine.stockRm), (viaEngine.rm / viaEngine.stockRm).toFixed(2)],
         ],
       ),
-      '  (with an engine: rounds of their own, interleaved stock/tsnetlink as above, the engine serving the plugin\'s state directory)',
+      `  (with an engine: rounds of their own, interleaved stock/tsnetlink as above, the engine serving the plugin's state directory; its drift watcher meanwhile: ${engineDrift})`,
       `  stock chain ADD/DEL per plugin (ms): ${perPlugin}`,
       `  node start: VERSION bundle ${fmtMs(vBundle)} ms vs modules ${fmtMs(vModules)} ms; STATUS (imports the bridge layer) bundle ${fmtMs(sBundle)} ms vs modules ${fmtMs(sModules)} ms`,
     );
@@ -173,7 +182,7 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
       del: { tsnetlink: round(delTsn), stock: round(delStock) },
       podmanRun: { tsnetlink: round(runTsn), stock: round(runStock) },
       podmanRm: { tsnetlink: round(rmTsn), stock: round(rmStock) },
-      withEngine: Object.fromEntries(Object.entries(viaEngine).map(([k, v]) => [k, round(v)])),
+      withEngine: { ...Object.fromEntries(Object.entries(viaEngine).map(([k, v]) => [k, round(v)])), drift: engineDrift },
       version: { shim: round(vShim), goBridge: round(vGo), nodeBundle: round(vBundle), nodeModules: round(vModules) },
       status: { nodeBundle: round(sBundle), nodeModules: round(sModules) },
     };
