@@ -17,7 +17,10 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
 });
 await build({ ...common, entryPoints: { commands: 'dist/src/cli/commands.js' }, outdir: 'dist/bundle' });
-await build({ ...common, entryPoints: { tsnetlink: 'dist/src/cli/main.js' }, outdir: 'dist/bundle', external: ['koffi', './commands.js'] });
+await build({ ...common, entryPoints: { tsnetlink: 'dist/src/cli/main.js' }, outdir: 'dist/bundle', external: ['koffi', './commands.js', './engine.js'] });
+// The resident engine (`tsnetlink engine`) with the CNI plugin it serves, apart: the other
+// commands never load it.
+await build({ ...common, entryPoints: { engine: 'dist/src/cli/engine.js' }, outdir: 'dist/bundle' });
 // The CNI plugin runs once per runtime call, so its start is on every container's path: its entry
 // (VERSION) apart, as the CLI's, and every other command in one more file (koffi still loads only
 // when a command reaches the kernel).

@@ -20,6 +20,7 @@ command -v runc >/dev/null 2>&1 || pkgs+=(runc)                   # the OCI runt
 command -v nsenter >/dev/null 2>&1 || pkgs+=(util-linux)          # cri e2e: the bandwidth test's bulk transfer inside a pod's netns
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || pkgs+=(busybox-static) # a static rootfs for the runtime e2e (no registry)
 [ -x /usr/lib/podman/netavark ] || pkgs+=(netavark)               # bench only: the netavark rows (no service: the bench runs the binary)
+command -v socat >/dev/null 2>&1 || pkgs+=(socat)                 # engine e2e and bench: the CNI shim's socat client of the engine
 if [ ${#pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: need root to install: ${pkgs[*]}" >&2

@@ -4,7 +4,9 @@
  * (bridge + host-local, portmap, firewall, tuning) and on one rewritten to tsnetlink. Each plugin
  * sits behind a shell wrapper that logs how long each call took, as the plugins themselves are
  * timed; the totals of `podman run -d` are taken in separate rounds without wrappers. VERSION is
- * timed as runtimes call it, and the plugin's start cost with and without the bundle.
+ * timed as runtimes call it, and the plugin's start cost with and without the bundle. The same
+ * rounds then run again with a resident engine (`tsnetlink engine`) serving the plugin's state
+ * directory, the shim handing each call to it.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Podman, haveRuntime, hideUnifiedCgroup, toTsnetlink } from '../../test/e2e/cni-runtimes.js';
 import { PLUGIN, STOCK } from '../../test/e2e/cni-lib.js';
+import { startEngineProcess, stopEngineProcess } from './engine.js';
 import { table, verdict, type Verdict } from './report.js';
 import { fmtMs, round, summarize } from './stats.js';
 
@@ -98,6 +101,38 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
     const runStock = p50(total['benchstock']!.slice(2));
     const rmTsn = p50(rmTotal['benchtsn']!.slice(2));
     const rmStock = p50(rmTotal['benchstock']!.slice(2));
+    // The same rounds, wrapped and not, with a resident engine serving the plugin's state
+    // directory (its drift repair on, as deployed): the shim hands each call to it.
+    const engine = await startEngineProcess(process.env['TSNETLINK_STATE_DIR'] || '/run/tsnetlink');
+    const viaEngine = { add: NaN, del: NaN, run: NaN, rm: NaN, stockAdd: NaN, stockDel: NaN, stockRun: NaN, stockRm: NaN };
+    let engineDrift = 'unknown';
+    try {
+      const before = readFileSync(log, 'utf8').split('\n').filter(Boolean).length;
+      plugins(true);
+      for (let i = 0; i < n + 1; i++) for (const net of i % 2 ? ['benchstock', 'benchtsn'] : ['benchtsn', 'benchstock']) once(net, 200 + i);
+      const ecalls = readFileSync(log, 'utf8').split('\n').filter(Boolean).slice(before).map((l) => l.split(' '));
+      const etimes = (cmd: string, p: string): number[] => ecalls.filter((c) => c[0] === cmd && c[1] === p).map((c) => Number(c[2]) / 1000).slice(1);
+      const echain = (cmd: string): number[] => {
+        const per = WRAPPED.map((p) => etimes(cmd, p));
+        return per[0]!.map((_, i) => per.reduce((sum, t) => sum + (t[i] ?? NaN), 0));
+      };
+      Object.assign(viaEngine, { add: p50(etimes('ADD', 'tsnetlink')), del: p50(etimes('DEL', 'tsnetlink')), stockAdd: p50(echain('ADD')), stockDel: p50(echain('DEL')) });
+      plugins(false);
+      for (const k of Object.keys(total)) total[k] = [];
+      for (const k of Object.keys(rmTotal)) rmTotal[k] = [];
+      for (let i = 0; i < n + 1; i++) for (const net of i % 2 ? ['benchstock', 'benchtsn'] : ['benchtsn', 'benchstock']) once(net, 300 + i);
+      Object.assign(viaEngine, { run: p50(total['benchtsn']!.slice(2)), rm: p50(rmTotal['benchtsn']!.slice(2)), stockRun: p50(total['benchstock']!.slice(2)), stockRm: p50(rmTotal['benchstock']!.slice(2)) });
+      // What the engine's drift watcher did meanwhile (the stock chain's iptables commits are another process's changes).
+      const st = spawnSync('curl', ['-s', '--max-time', '5', '--unix-socket', join(process.env['TSNETLINK_STATE_DIR'] || '/run/tsnetlink', 'engine.sock'), 'http://tsnetlink/v1/status'], { encoding: 'utf8' });
+      try {
+        const d = (JSON.parse(st.stdout) as { drift?: { triggers: number; checks: number; repairs: number } }).drift;
+        if (d) engineDrift = `${d.triggers} events, ${d.checks} checks, ${d.repairs} repairs`;
+      } catch {
+        // curl missing or no answer: unknown
+      }
+    } finally {
+      await stopEngineProcess(engine.proc);
+    }
     // VERSION as Podman sends it, and the start cost of Node with and without the bundle.
     const venv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', CNI_COMMAND: 'VERSION', CNI_PATH: STOCK, CNI_IFNAME: 'dummy', CNI_NETNS: 'dummy', CNI_CONTAINERID: 'dummy' };
     const vin = '{"cniVersion":"1.0.0"}';
@@ -122,8 +157,13 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
           ['podman run -d -p 8080:80', fmtMs(runTsn), fmtMs(runStock), (runTsn / runStock).toFixed(2)],
           ['podman rm -f (incl. DEL)', fmtMs(rmTsn), fmtMs(rmStock), (rmTsn / rmStock).toFixed(2)],
           ['VERSION (sh shim / Go bridge)', fmtMs(vShim), fmtMs(vGo), (vShim / vGo).toFixed(2)],
+          ['with an engine: ADD (plugin calls)', fmtMs(viaEngine.add), fmtMs(viaEngine.stockAdd), (viaEngine.add / viaEngine.stockAdd).toFixed(2)],
+          ['with an engine: DEL (plugin calls)', fmtMs(viaEngine.del), fmtMs(viaEngine.stockDel), (viaEngine.del / viaEngine.stockDel).toFixed(2)],
+          ['with an engine: podman run -d -p', fmtMs(viaEngine.run), fmtMs(viaEngine.stockRun), (viaEngine.run / viaEngine.stockRun).toFixed(2)],
+          ['with an engine: podman rm -f', fmtMs(viaEngine.rm), fmtMs(viaEngine.stockRm), (viaEngine.rm / viaEngine.stockRm).toFixed(2)],
         ],
       ),
+      `  (with an engine: rounds of their own, interleaved stock/tsnetlink as above, the engine serving the plugin's state directory; its drift watcher meanwhile: ${engineDrift})`,
       `  stock chain ADD/DEL per plugin (ms): ${perPlugin}`,
       `  node start: VERSION bundle ${fmtMs(vBundle)} ms vs modules ${fmtMs(vModules)} ms; STATUS (imports the bridge layer) bundle ${fmtMs(sBundle)} ms vs modules ${fmtMs(sModules)} ms`,
     );
@@ -132,6 +172,9 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
       verdict('tsnetlink DEL / stock chain DELs', delTsn / delStock, 0.5, 'max', 'x'),
       verdict('tsnetlink VERSION (as runtimes call it)', vShim, 50, 'max', 'ms', `Go bridge plugin: ${fmtMs(vGo)} ms`),
       verdict('podman run -d -p 8080:80 on tsnetlink / on the stock chain', runTsn / runStock, 1.0, 'max', 'x'),
+      verdict("with an engine: tsnetlink ADD / stock chain ADDs, Podman's flow", viaEngine.add / viaEngine.stockAdd, 0.3, 'max', 'x'),
+      verdict('with an engine: tsnetlink DEL / stock chain DELs', viaEngine.del / viaEngine.stockDel, 0.3, 'max', 'x'),
+      verdict('with an engine: podman run -d -p 8080:80 on tsnetlink / on the stock chain', viaEngine.run / viaEngine.stockRun, 0.9, 'max', 'x'),
     ];
     const json = {
       n,
@@ -139,6 +182,7 @@ export async function cniPluginBench(quick: boolean): Promise<{ lines: string[];
       del: { tsnetlink: round(delTsn), stock: round(delStock) },
       podmanRun: { tsnetlink: round(runTsn), stock: round(runStock) },
       podmanRm: { tsnetlink: round(rmTsn), stock: round(rmStock) },
+      withEngine: { ...Object.fromEntries(Object.entries(viaEngine).map(([k, v]) => [k, round(v)])), drift: engineDrift },
       version: { shim: round(vShim), goBridge: round(vGo), nodeBundle: round(vBundle), nodeModules: round(vModules) },
       status: { nodeBundle: round(sBundle), nodeModules: round(sModules) },
     };

@@ -13,6 +13,7 @@
  */
 import type { Link } from '../netlink/route/rtnl.js';
 import * as L from '../netlink/route/link.js';
+import * as N from '../netlink/route/neigh.js';
 import { Ipam } from './ipam.js';
 import { removeFile } from '../sys/fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
@@ -289,6 +290,8 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
   reqs.push(...bridgeUpRequests(net, index));
   for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
   br = ctx.rtnl.linkGet(index);
+  // The bridge lost its carrier if it was down or missing, or a port was out of it or down.
+  let carrierLost = s.links.get(net.bridge)?.up !== true;
   for (const e of ctx.store.listEndpoints(net.name).records) {
     const v = s.links.get(e.hostIfname);
     if (!v) continue;
@@ -298,8 +301,10 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
     if (!v.up || v.master !== index) fix.push(L.setUpRequest(v.index));
     if (fix.length === 0) continue;
     for (const r of ctx.rtnl.batch(fix)) if (r.error) throw r.error;
+    if (!v.up || v.master !== index) carrierLost = true;
     report.actions.push(`host veth ${e.hostIfname} of endpoint ${e.id}: ${v.master !== index ? `enslaved to ${net.bridge}` : 'brought up'}`);
   }
+  if (carrierLost) refreshNeighbours(ctx, net, index);
   // Port flags need the port enslaved first.
   const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0 ? 1 : 0, isolated: net.icc ? 0 : 1 }));
   for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
@@ -312,6 +317,24 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
     applyShaping(ctx.rtnl, net.name, e.id, e.hostIfname, e.bandwidth, v.mtu);
     report.actions.push(`rate limits of endpoint ${e.id} on ${net.name} applied again (${problems.map((p) => p.slice(p.indexOf(': ') + 2)).join('; ')})`);
   }
+}
+
+/**
+ * After the bridge got its ports back: a bridge without carrier has its neighbour entries
+ * flushed, and a packet sent to a container meanwhile leaves an INCOMPLETE entry whose next
+ * solicitation comes only after the retransmit time (1 s by default), so a published port would
+ * stay dead that long after the repair. Such an entry (or a FAILED one) of an endpoint's address
+ * is given the MAC its record names, as STALE: the queued packets go out at once, and the kernel
+ * confirms the address as for any stale entry.
+ */
+function refreshNeighbours(ctx: BridgeContext, net: NetworkRecord, bridge: number): void {
+  const unresolved = new Set(ctx.rtnl.neighList({ link: bridge }).filter((n) => n.dst !== undefined && n.states.some((x) => x === 'incomplete' || x === 'failed')).map((n) => n.dst!));
+  if (unresolved.size === 0) return;
+  const reqs = ctx.store.listEndpoints(net.name).records
+    .filter((e) => e.state === 'active')
+    .flatMap((e) => e.addresses.filter((a) => unresolved.has(a.ip)).map((a) => N.replaceNeighRequest({ dst: a.ip, link: bridge, lladdr: e.mac, state: 'stale' })));
+  // A failure here leaves the kernel to resolve the address itself, as before.
+  ctx.rtnl.batch(reqs);
 }
 
 /** Runs `fn` holding every named network's lock at once, taken in name order. */

@@ -1,6 +1,7 @@
 /** `tsnetlink run`, `connect` and `disconnect`: containers on a network. */
 import type { ChildProcess } from 'node:child_process';
-import { Networks, NetworkError, type ContainerRef } from '../bridge/index.js';
+import { openNetworks } from './manager.js';
+import { NetworkError, type ContainerRef } from '../bridge/index.js';
 import { createAnonymousNetns } from '../ns/named.js';
 import { spawnInNetns } from '../ns/spawn.js';
 import type { NetnsHandle } from '../ns/netns.js';
@@ -35,7 +36,7 @@ export async function connect(argv: string[]): Promise<number> {
   if (!net || !target || p.positionals.length !== 1) throw new Usage('connect', 'usage: tsnetlink connect -net NAME [-p H:C]... PID|NETNS_PATH');
   const container = containerArg(target);
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     const ep = await nets.connect(net, container, {
       ports: values(p, 'p'),
@@ -63,7 +64,7 @@ export async function disconnect(argv: string[]): Promise<number> {
   const target = p.positionals[0];
   if (!net || !target || p.positionals.length !== 1) throw new Usage('disconnect', 'usage: tsnetlink disconnect -net NAME PID|NETNS_PATH|ENDPOINT_ID');
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     // A misspelt network is an error, not "not connected": inspect refuses an unknown name (ENONET).
     nets.inspect(net);
@@ -115,7 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`tsnetlink: run: ${cmd[0]}: ${cmd[0]!.includes('/') ? 'no such executable file' : 'command not found (not on PATH)'}\n`);
     return 127;
   }
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   const id = value(p, 'name') ?? randomHex(6);
   let child: ChildProcess | undefined;
   let pending: NodeJS.Signals | undefined;

@@ -1,5 +1,6 @@
 /** `tsnetlink network ...`: create, ls, inspect, rm, prune, repair, check. */
-import { Networks, type CreateNetworkOptions, type ReconcileReport, type NetworkRecord } from '../bridge/index.js';
+import { openNetworks } from './manager.js';
+import type { CreateNetworkOptions, ReconcileReport, NetworkRecord } from '../bridge/index.js';
 import { has, value, values, type Parsed } from './args.js';
 import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 
@@ -84,7 +85,7 @@ export async function network(argv: string[]): Promise<number> {
   if (sub === 'inspect' && p.positionals.length !== 1) throw new Usage('network inspect', 'usage: tsnetlink network inspect NAME');
   if ((sub === 'rm' || sub === 'remove') && p.positionals.length === 0) throw new Usage('network rm', 'usage: tsnetlink network rm [--force] NAME...');
   requirePrivileges();
-  const nets = new Networks(managerOptions(p));
+  const nets = openNetworks(managerOptions(p));
   try {
     switch (sub) {
       case 'create': {

@@ -124,6 +124,21 @@ Commands:
 
 Run "tsnetlink network COMMAND --help" for a command's options.`;
 
+USAGE['engine'] = `Usage: tsnetlink engine [--state-dir DIR] [--no-tcp] [--no-repair] [-v]
+
+Runs the resident engine in the foreground until SIGTERM or SIGINT. It serves, on
+DIR/engine.sock (0600, root only; or the socket systemd hands over), the network, connect and
+disconnect commands and every CNI command, which the CLI and the CNI plugin then forward to it
+instead of starting the library in a process of their own; and it repairs drift (a flushed
+ruleset, a downed bridge or veth) as the kernel reports it. Without an engine every command runs
+in its own process as before. TSNETLINK_ENGINE=off makes a client run a command itself.
+
+  --state-dir DIR   the state directory it serves (default /run/tsnetlink)
+  --no-tcp          no loopback port for the CNI plugin's bash client (DIR/engine.tcp)
+  --no-repair       do not watch for drift
+  -v, --verbose     log every call
+  -h, --help        this help`;
+
 /** The overview (`tsnetlink --help`). */
 export const HELP = `tsnetlink - bridge networks for containers over raw netlink
 

@@ -16,8 +16,20 @@ import { checkRequestedIp, defaultDst, endpointIdFor, familyOf, networkNameFor, 
 import { delegate, runDelegate } from './delegate.js';
 import { buildResult, parseIpamResult, type CniResult } from './result.js';
 
+let lent: (() => Networks) | undefined;
+
+/**
+ * Makes every command use the manager `lend` returns (undefined: a new one per command again):
+ * the engine, which runs CNI calls in its own process, lends one it keeps open, so its sockets
+ * and caches outlive one call. A command closes what it got; a lent manager ignores that.
+ */
+export function lendNetworks(lend: (() => Networks) | undefined): void {
+  lent = lend;
+}
+
 /** The state directory and lock timeout the plugin runs with (tests point them elsewhere). */
 export function openNetworks(): Networks {
+  if (lent) return lent();
   const stateDir = process.env['TSNETLINK_STATE_DIR'];
   return new Networks(stateDir ? { stateDir } : {});
 }

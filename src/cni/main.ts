@@ -2,11 +2,12 @@
 /**
  * tsnetlink-cni: the CNI plugin executable (conflist `"type": "tsnetlink"`). It reads
  * CNI_COMMAND and stdin, prints the result or the spec's error object on stdout, and exits 0 or
- * 1. VERSION loads nothing but ./version.js; the other commands import the bridge layer (and so
+ * 1. VERSION loads nothing but ./version.js; the other commands go to the engine when one serves
+ * the state directory (../engine/client.js: node:net only), else import the bridge layer (and so
  * koffi) only once the request has been checked.
  */
 import { fstatSync, readSync } from 'node:fs';
-import { CURRENT_VERSION, versionResult } from './version.js';
+import { CURRENT_VERSION, isSupported, versionResult } from './version.js';
 
 /** How long a runtime may take to write the configuration into our stdin. */
 const STDIN_DEADLINE_MS = 30_000;
@@ -52,8 +53,36 @@ async function run(): Promise<number> {
     print(versionResult(readStdin()));
     return 0;
   }
+  // Read once: for the engine, and for the call here if the engine does not take it (a read
+  // error is raised where the call reads stdin, as without an engine).
+  let stdin: string | undefined;
+  let stdinError: unknown;
+  try {
+    stdin = readStdin();
+  } catch (e) {
+    stdinError = e;
+  }
+  if (stdin !== undefined) {
+    const { forwardCni } = await import('../engine/client.js');
+    const code = await forwardCni(process.env, stdin, versionOf(stdin));
+    if (code !== undefined) return code;
+  }
   const { runCommand } = await import('./dispatch.js');
-  return runCommand(process.env, readStdin, print);
+  return runCommand(process.env, () => {
+    if (stdin === undefined) throw stdinError;
+    return stdin;
+  }, print);
+}
+
+/** The version an error about this configuration is given: its own when this plugin speaks it. */
+function versionOf(stdin: string): string {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+    if (isSupported(v)) return v;
+  } catch {
+    // not JSON: the newest
+  }
+  return CURRENT_VERSION;
 }
 
 run().then(

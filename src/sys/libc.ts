@@ -160,6 +160,21 @@ export function getsockoptInt(fd: number, level: number, name: number): number {
   return v.readInt32LE();
 }
 
+/** SO_PEERCRED: the credentials a unix socket's peer had when it connected. */
+export const SO_PEERCRED = 17;
+
+/**
+ * The pid, effective uid and gid of a connected unix socket's peer, as the kernel recorded them
+ * at connect() (getsockopt SO_PEERCRED): what a server trusts, since the peer cannot forge it.
+ */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  const v = Buffer.alloc(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(12);
+  if ((C().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, v, len) as number) < 0) fail('getsockopt', 'SO_PEERCRED');
+  return { pid: v.readInt32LE(0), uid: v.readUInt32LE(4), gid: v.readUInt32LE(8) };
+}
+
 /** getsockname(2) into a raw sockaddr buffer of the given size. */
 export function getsockname(fd: number, size: number): Buffer {
   const addr = Buffer.alloc(size);
@@ -328,6 +343,18 @@ function pipe(): [number, number] {
   return [fds.readInt32LE(0), fds.readInt32LE(4)];
 }
 
+const spawnWatchers = new Set<(pid: number) => void>();
+
+/**
+ * Calls `fn` with the pid of every process spawnPiped starts from now on, until the returned
+ * function is called: a long-running process (the engine) tells the firewall changes its own
+ * tools commit from anyone else's by it.
+ */
+export function watchSpawns(fn: (pid: number) => void): () => void {
+  spawnWatchers.add(fn);
+  return () => void spawnWatchers.delete(fn);
+}
+
 /**
  * posix_spawnp(3) with stdin/stdout/stderr on pipes. glibc spawns with CLONE_VFORK, so this
  * costs a fraction of child_process.spawn's fork of the whole Node process (~0.3 ms against
@@ -362,7 +389,9 @@ export function spawnPiped(file: string, argv: readonly string[], env: readonly 
     C().attrDestroy(attr);
     if (rc !== 0) throw new SysError('posix_spawnp', rc, file);
     for (const fd of [inR, outW, errW]) C().close(fd);
-    return { pid: pid.readInt32LE(0), stdin: inW, stdout: outR, stderr: errR };
+    const child = pid.readInt32LE(0);
+    for (const w of spawnWatchers) w(child);
+    return { pid: child, stdin: inW, stdout: outR, stderr: errR };
   } catch (e) {
     for (const fd of made) C().close(fd);
     throw e;
