@@ -69,9 +69,24 @@ function tgidOf(pid: number): number | undefined {
 /** How long a tool the engine started is remembered: its commit's event comes well within it. */
 const CHILD_MEMORY_MS = 60_000;
 
-/** Whether an nf_tables commit touched a table tsnetlink's rules live in. */
-function touchesOurs(c: NftCommit): boolean {
-  return c.changes.some((x) => x.table === 'tsnetlink' || ((x.family === NFPROTO.ip || x.family === NFPROTO.ip6) && IPTABLES_TABLES.has(x.table)));
+/** The built-in iptables chains that hold tsnetlink's jumps and whose policy it sets. */
+const BUILTIN_CHAINS = new Set(['FORWARD', 'PREROUTING', 'OUTPUT', 'POSTROUTING', 'INPUT']);
+
+/**
+ * Whether an nf_tables commit may have changed what tsnetlink's rules do: anything in its own
+ * table; in iptables-nft's tables, a table or chain deleted, a rule deleted from one of its TSN-*
+ * chains or from a built-in chain (where its jumps are), or a built-in chain re-declared (a policy
+ * change). Another tool adding rules, or deleting rules of its own chains (the stock CNI
+ * plugins' CNI-* chains at every container's end), cannot remove ours, and starts no check.
+ */
+export function touchesOurs(c: NftCommit): boolean {
+  return c.changes.some((x) => {
+    if (x.table === 'tsnetlink') return true;
+    if ((x.family !== NFPROTO.ip && x.family !== NFPROTO.ip6) || !IPTABLES_TABLES.has(x.table)) return false;
+    const ours = x.chain === undefined || x.chain.startsWith('TSN-') || BUILTIN_CHAINS.has(x.chain);
+    if (x.op === 'del') return x.object === 'table' || ((x.object === 'chain' || x.object === 'rule') && ours);
+    return x.object === 'chain' && x.chain !== undefined && BUILTIN_CHAINS.has(x.chain);
+  });
 }
 
 /** What the watcher remembers of a tagged link. */

@@ -22,6 +22,8 @@ export interface NftChange {
   /** NFPROTO_* of its table. */
   family: number;
   table: string;
+  /** The chain of a rule (NFTA_RULE_CHAIN) or the name of a chain (NFTA_CHAIN_NAME). */
+  chain?: string;
 }
 
 /** One committed transaction: its changes, and the process that committed it (NFTA_GEN_PROC_PID, _NAME). */
@@ -67,7 +69,11 @@ export class CommitReader {
       return commit;
     }
     const kind = KINDS[msg];
-    if (kind) this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '' });
+    if (kind) {
+      // NFTA_RULE_CHAIN is attribute 2 of a rule, NFTA_CHAIN_NAME attribute 3 of a chain.
+      const chain = kind[1] === 'rule' ? stringAttr(m.payload, 2) : kind[1] === 'chain' ? stringAttr(m.payload, 3) : undefined;
+      this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '', ...(chain !== undefined ? { chain } : {}) });
+    }
     return undefined;
   }
 

@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { AnswerReader, decodeFields, encodeAnswer, encodeFields, OUTPUT_TYPE, parseHead, stateDirOfArgv, type Field, type Output } from '../../src/engine/protocol.js';
 import { BadRequest, Calls, readCall } from '../../src/engine/calls.js';
 import { call, forwardCli, forwardCni } from '../../src/engine/client.js';
-import { CommitReader } from '../../src/engine/nftevents.js';
+import { CommitReader, type NftChange, type NftCommit } from '../../src/engine/nftevents.js';
+import { touchesOurs } from '../../src/engine/drift.js';
 import { encode, splitMessages } from '../../src/netlink/core/message.js';
 import { addRuleRequest, delTableRequest } from '../../src/netlink/nftables/objects.js';
 import { catchError } from '../helpers.js';
@@ -146,7 +147,24 @@ test('nf_tables events: object messages grouped into their commit, with the comm
   assert.is(r.read(rule), undefined);
   assert.is(r.read(del), undefined);
   const c = r.read({ len: 16 + gen.length, type: (10 << 8) | 15, flags: 0, seq: 0, pid: 0, payload: gen });
-  assert.equal(c, { changes: [{ op: 'new', object: 'rule', family: 2, table: 'filter' }, { op: 'del', object: 'table', family: 1, table: 'tsnetlink' }], pid: 4321, process: 'nft' });
+  assert.equal(c, { changes: [{ op: 'new', object: 'rule', family: 2, table: 'filter', chain: 'FORWARD' }, { op: 'del', object: 'table', family: 1, table: 'tsnetlink' }], pid: 4321, process: 'nft' });
+});
+
+test('drift: only commits that may have removed or overridden our rules start a check', () => {
+  const commit = (...changes: NftChange[]): NftCommit => ({ changes, pid: 1, process: 'x' });
+  const ip = 2;
+  // Ours: our table, a flush of our chains or of a built-in chain holding our jumps, a policy change, a table gone.
+  assert.ok(touchesOurs(commit({ op: 'new', object: 'element', family: 1, table: 'tsnetlink' })));
+  assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'TSN-HOSTPORTS' })));
+  assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'filter', chain: 'FORWARD' })));
+  assert.ok(touchesOurs(commit({ op: 'new', object: 'chain', family: ip, table: 'filter', chain: 'FORWARD' })));
+  assert.ok(touchesOurs(commit({ op: 'del', object: 'table', family: 10, table: 'nat' })));
+  // Not ours: another tool adding rules, or deleting its own chains' rules (the stock CNI plugins at every DEL).
+  assert.not.ok(touchesOurs(commit({ op: 'new', object: 'rule', family: ip, table: 'nat', chain: 'PREROUTING' })));
+  assert.not.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'CNI-HOSTPORT-DNAT' })));
+  assert.not.ok(touchesOurs(commit({ op: 'del', object: 'chain', family: ip, table: 'nat', chain: 'CNI-DN-1234' })));
+  assert.not.ok(touchesOurs(commit({ op: 'new', object: 'chain', family: ip, table: 'nat', chain: 'CNI-DN-1234' })));
+  assert.not.ok(touchesOurs(commit({ op: 'del', object: 'table', family: 1, table: 'firewalld' })));
 });
 
 // ------------------------------------------------------------------ a fake engine
