@@ -3,9 +3,11 @@
 // a burst of containers does: each process's time from spawn to exit (p50, p99) and the wall time
 // of the burst. Given two builds, their bursts alternate round by round in one sandbox, each on a
 // network and state directory of its own, so both see the same machine: the regression check for
-// concurrency between versions. Usage (as root):
+// concurrency between versions. Each container is a sleeping process in a named netns, given to the
+// CLI by its PID (a release from before netns paths took a PID only). Usage (as root):
 //   node scripts/sandbox.mjs node bench/tools/parallel-connect.mjs dist/bundle/tsnetlink.js [OTHER/dist/bundle/tsnetlink.js] [--n 40] [--rounds 4]
 import { spawn, execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -34,18 +36,30 @@ function timed(cmd, argv) {
 const sides = clis.map((cli, k) => ({ cli, net: `pc${k}`, dir: `/run/tsn-pc${k}`, subnet: `10.${80 + k}.0.0/16`, ms: [], walls: [] }));
 for (const s of sides) execFileSync(process.execPath, [s.cli, 'network', 'create', '--state-dir', s.dir, '--subnet', s.subnet, s.net], { stdio: 'ignore' });
 for (let i = 0; i < N; i++) execFileSync('ip', ['netns', 'add', `pc-${i}`]);
+/** One sleeper per netns; its PID names the container. */
+const sleepers = Array.from({ length: N }, (_, i) => spawn('ip', ['netns', 'exec', `pc-${i}`, 'sleep', '100000'], { stdio: 'ignore' }));
+/** Waits until every sleeper has entered its netns (ip netns exec has exec'd into sleep). */
+for (const [i, p] of sleepers.entries()) {
+  const want = statSync(`/run/netns/pc-${i}`).ino;
+  for (let t = 0; statSync(`/proc/${p.pid}/ns/net`).ino !== want; t++) {
+    if (t > 2000) throw new Error(`sleeper ${p.pid} never entered pc-${i}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+const target = (i) => String(sleepers[i].pid);
 try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const s of r % 2 ? [...sides].reverse() : sides) {
       const t0 = performance.now();
-      const ms = await Promise.all(Array.from({ length: N }, (_, i) => timed(process.execPath, [s.cli, 'connect', '--state-dir', s.dir, '-net', s.net, '-p', `${20000 + i}:80`, `/run/netns/pc-${i}`])));
+      const ms = await Promise.all(Array.from({ length: N }, (_, i) => timed(process.execPath, [s.cli, 'connect', '--state-dir', s.dir, '-net', s.net, '-p', `${20000 + i}:80`, target(i)])));
       s.walls.push(performance.now() - t0);
       s.ms.push(...ms);
-      await Promise.all(Array.from({ length: N }, (_, i) => timed(process.execPath, [s.cli, 'disconnect', '--state-dir', s.dir, '-net', s.net, `/run/netns/pc-${i}`])));
+      await Promise.all(Array.from({ length: N }, (_, i) => timed(process.execPath, [s.cli, 'disconnect', '--state-dir', s.dir, '-net', s.net, target(i)])));
     }
   }
 } finally {
   for (const s of sides) execFileSync(process.execPath, [s.cli, 'network', 'rm', '--force', '--state-dir', s.dir, s.net], { stdio: 'ignore' });
+  for (const p of sleepers) p.kill();
   for (let i = 0; i < N; i++) execFileSync('ip', ['netns', 'del', `pc-${i}`]);
 }
 const pct = (x, q) => [...x].sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(q * x.length))];
