@@ -24,7 +24,7 @@ import { Steps } from './steps.js';
 import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
 import { canonicalIp, ipFamily } from './cidr.js';
 import { randomHex, StoreError } from '../fsio.js';
-import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
+import { changeEndpointRules, desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
@@ -228,37 +228,57 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
       ...(p.attachment ? { attachment: p.attachment } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
-    const kernel = async (): Promise<void> => {
-      steps.run('save intent', () => recs.forEach((r) => ctx.store.createEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
-      let rules: Promise<unknown> | undefined;
-      if (published.length > 0) {
-        // Starts now and is awaited last: the tool works while the kernel makes the veths.
-        rules = settle(withDriftRepair(ctx, () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint))));
-        steps.undoFirst('port mappings', async () => {
-          const failed = (await rules) !== null;
-          await ctx.store.withFirewallLock(async () => {
-            published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
-            try {
-              await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
-            } catch (e) {
-              // An add that failed usually left nothing; the live ruleset decides whether it did.
-              if (!failed || (await ctx.firewall.diff(desiredFirewall(ctx.store))).some((d) => d.kind === 'unexpected')) throw e;
-            }
-          });
+    const saveIntent = (): void =>
+      void steps.run('save intent', () => recs.forEach((r) => ctx.store.createEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
+    let rules: Promise<unknown> | undefined;
+    if (published.length === 0) saveIntent();
+    else {
+      // The intent and the rules under the firewall lock, so a rebuild of the ruleset (repair,
+      // drift) sees the endpoint with its rules or not at all. The veths need no firewall lock:
+      // they are made once the intent is written, while the tool works, and the lock goes as
+      // soon as the rules are in (where the backend needs it exclusive, every connect -p of the
+      // host queues for it).
+      let written!: () => void;
+      const intent = new Promise<null>((r) => (written = () => r(null)));
+      rules = settle(
+        changeEndpointRules(
+          ctx,
+          net.name,
+          () => {
+            saveIntent();
+            written();
+          },
+          () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint)),
+        ),
+      );
+      // The lock wait or the intent failed (nothing of this connect is in the firewall), or the intent is written.
+      const failedBefore = await Promise.race([intent, rules]);
+      if (failedBefore !== null) throw failedBefore;
+      steps.undoFirst('port mappings', async () => {
+        const failed = (await rules) !== null;
+        await ctx.store.withFirewallLock(async () => {
+          published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
+          try {
+            await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
+          } catch (e) {
+            // An add that failed usually left nothing; the live ruleset decides whether it did.
+            if (!failed || (await ctx.firewall.diff(desiredFirewall(ctx.store))).some((d) => d.kind === 'unexpected')) throw e;
+          }
         });
-      }
-      steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
-      steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
-      steps.run('host side up', () => finishHostSide(ctx, net, plans));
-      if (rules) {
-        await steps.runAsync('port mappings', async () => {
-          const err = await rules;
-          if (err !== null) throw err;
-        });
-      }
-    };
-    if (published.length > 0) await ctx.store.withFirewallLock(kernel);
-    else await kernel();
+      });
+    }
+    steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
+    // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
+    // container's side is configured: its exit is seen only when this thread is idle.
+    if (rules) await new Promise<void>((r) => setImmediate(r));
+    steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+    steps.run('host side up', () => finishHostSide(ctx, net, plans));
+    if (rules) {
+      await steps.runAsync('port mappings', async () => {
+        const err = await rules;
+        if (err !== null) throw err;
+      });
+    }
     steps.run('save endpoint', () =>
       recs.forEach((r, i) => {
         const p = plans[i]!;

@@ -5,7 +5,8 @@
  *
  * ROOT/lock                                  global lock (network create, rm, repair, prune)
  * ROOT/ports.lock                            host-port reservations
- * ROOT/firewall.lock                         every firewall change
+ * ROOT/firewall.lock                         every firewall change (shared by endpoint changes where the backend allows)
+ * ROOT/firewall-gate.lock                   taken exclusive with the firewall lock (and while waiting for it), passed shared
  * ROOT/networks/<name>.json                  network record
  * ROOT/networks/<name>/lock                  network lock: shared by connect and disconnect, exclusive for the rest
  * ROOT/networks/<name>/gate.lock             taken exclusive with the network lock (and while waiting for it), passed shared
@@ -330,10 +331,15 @@ export class Store {
     return withLockSync(this.portsLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
   }
 
-  /** Runs `fn` under the firewall lock: the desired firewall state is computed and applied inside it. */
-  async withFirewallLock<T>(fn: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the firewall lock: exclusive for whatever reads or rewrites the ruleset as a
+   * whole (the desired state is computed and applied inside it), shared (`shared`) for the
+   * endpoint changes a backend lets overlap (changeEndpointRules). Gated as the network lock is,
+   * so that a rebuild waiting for it is not kept out by a stream of connects.
+   */
+  async withFirewallLock<T>(fn: () => T | Promise<T>, opts: Pick<LockOptions, 'shared'> = {}): Promise<T> {
     this.init();
-    return withLock(this.firewallLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
+    return this.withGatedLock(this.firewallLockPath(), join(this.root, 'firewall-gate.lock'), fn, { timeoutMs: this.lockTimeoutMs, ...opts });
   }
 
   // ------------------------------------------------------------------ networks
