@@ -1,7 +1,14 @@
 # examples/cni.sh: tsnetlink installed as a CNI plugin, its conflist, and one container's ADD and DEL as a runtime makes them.
 set -e
-bin=${CNI_BIN_DIR:-/opt/cni/bin}      # where Podman (cni_plugin_dirs), containerd and kubelet look for plugins
-conf=${CNI_CONF_DIR:-/etc/cni/net.d}  # where they look for networks (Podman: network_config_dir)
+# A throwaway directory by default, so trying this never touches the host's CNI setup. For a
+# runtime to use the plugin, run it with CNI_BIN_DIR=/opt/cni/bin (where Podman's cni_plugin_dirs,
+# containerd and kubelet look for plugins) and CNI_CONF_DIR=/etc/cni/net.d (where they look for
+# networks; Podman: network_config_dir).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+bin=${CNI_BIN_DIR:-$tmp/bin}
+conf=${CNI_CONF_DIR:-$tmp/net.d}
+mkdir -p "$bin" "$conf"
 ln -sf "$(command -v tsnetlink-cni)" "$bin/tsnetlink"
 # One plugin instead of bridge + host-local + portmap + firewall: the bridge, the veth, IPAM, NAT and isolation.
 cat > "$conf/10-tsnet.conflist" <<'EOF'

@@ -1,6 +1,7 @@
 // examples/dualstack.ts: a dual-stack network (IPv4 and IPv6 side by side) and a port published on both.
 // Run it as root in a throwaway netns: `node scripts/sandbox.mjs node dist/examples/dualstack.js`.
 import net from 'node:net';
+import { once } from 'node:events';
 import { Networks, createAnonymousNetns, withNetns } from 'tsnetlink';
 
 const nets = new Networks();
@@ -17,13 +18,11 @@ try {
   console.log(ep.addresses.map((a) => `${a.cidr} via ${a.gateway}`).join(', '));
   for (const host of ['192.168.20.1', 'fd00:20::1']) {
     // The published port through the bridge's address of each family.
-    process.stdout.write(await new Promise<string>((resolve, reject) => {
-      const s = net.connect(8080, host);
-      let data = '';
-      s.on('data', (d) => (data += d));
-      s.on('end', () => resolve(data));
-      s.on('error', reject);
-    }));
+    const s = net.connect(8080, host);
+    let reply = '';
+    s.on('data', (d) => (reply += d));
+    await once(s, 'end'); // rejects on the socket's 'error'
+    process.stdout.write(reply);
   }
   server.close();
   await nets.disconnect('ds', ep.id);

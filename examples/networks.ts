@@ -1,6 +1,7 @@
 // examples/networks.ts: what `tsnetlink network create` and `run -p` do, through the library.
 // Run it as root in a throwaway netns: `node scripts/sandbox.mjs node dist/examples/networks.js`.
 import net from 'node:net';
+import { once } from 'node:events';
 import { Networks, createAnonymousNetns, withNetns } from 'tsnetlink';
 
 const nets = new Networks(); // state in /run/tsnetlink (option stateDir)
@@ -12,13 +13,10 @@ try {
   const ep = await nets.connect('testbridge', container, { ports: ['8080:80'] });
   console.log(`${ep.id}: ${ep.cidr} via ${ep.gateway}, published ${ep.mappings.map((m) => `${m.hostPort}->${m.containerPort}/${m.protocol}`)}`);
   // The published port, reached from the host through the bridge's address.
-  const reply = await new Promise<string>((resolve, reject) => {
-    const s = net.connect(8080, '192.168.10.1');
-    let data = '';
-    s.on('data', (d) => (data += d));
-    s.on('end', () => resolve(data));
-    s.on('error', reject);
-  });
+  const s = net.connect(8080, '192.168.10.1');
+  let reply = '';
+  s.on('data', (d) => (reply += d));
+  await once(s, 'end'); // rejects on the socket's 'error'
   process.stdout.write(reply);
   server.close();
   await nets.disconnect('testbridge', ep.id);

@@ -10,15 +10,16 @@ try {
   host.addrAdd(br, '192.168.10.1/24'); // ip addr add 192.168.10.1/24 dev br0
   // One RTM_NEWLINK makes both ends, the peer already in c1 and named eth0:
   // ip link add veth0 master br0 up type veth peer name eth0 netns c1
-  const veth = host.linkAddVeth('veth0', { name: 'eth0', netnsFd: ns.fd }, { master: br, up: true });
-  // Inside c1: one pipelined batch in one sendto, each failure mapped to its own request.
+  host.linkAddVeth('veth0', { name: 'eth0', netnsFd: ns.fd }, { master: br, up: true });
+  // Inside c1: one pipelined batch in one sendto, each failure mapped to its own request
+  // (the name eth0, which an address or a route carries as an ifindex, is looked up first).
   const c = openRtnlIn(ns); // setns, socket, setns back: the socket stays in c1
   try {
     c.batchOrThrow([
       linkRequests.setUpRequest('lo'),
       linkRequests.setUpRequest('eth0'),
-      addrRequests.addAddrRequest(veth.peerIndex!, '192.168.10.2/24'),
-      routeRequests.addRouteRequest({ gateway: '192.168.10.1', oif: veth.peerIndex! }),
+      addrRequests.addAddrRequest('eth0', '192.168.10.2/24'),
+      routeRequests.addRouteRequest({ gateway: '192.168.10.1', oif: 'eth0' }),
     ]);
     console.log(c.addrList({ family: 4 }).map((a) => `${a.address}/${a.prefix}`).join(' '));
   } finally {

@@ -1,5 +1,5 @@
 // examples/testing.ts: testing code that uses tsnetlink without root: a fake kernel behind the socket.
-import { Rtnl, testing, constants, linkRequests } from 'tsnetlink';
+import { Rtnl, NetlinkError, testing, constants, linkRequests } from 'tsnetlink';
 
 const sock = testing.dial((req) =>
   req.type === constants.RTM.GETLINK
@@ -11,5 +11,6 @@ console.log(rt.linkList().map((l) => [l.name, l.kind]));   // [ [ 'ifb0', 'ifb' 
 try {
   rt.linkDel(5);
 } catch (e) {
-  console.log((e as { code?: string }).code);                // ENODEV
+  if (!(e instanceof NetlinkError)) throw e;
+  console.log(e.code);                                       // ENODEV
 }

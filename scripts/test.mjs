@@ -49,7 +49,7 @@ try {
 } catch {
   // First run on this checkout: the files known to be slow go first (FIRST below).
 }
-const FIRST = ['crash', 'race', 'cli', 'examples', 'bridge-concurrency', 'cni-podman', 'cni-containerd', 'iptables', 'isolation', 'portfilter', 'bridge'];
+const FIRST = ['crash', 'race', 'cli', 'examples', 'bridge-concurrency', 'cni-podman', 'cri', 'cni-containerd', 'iptables', 'isolation', 'portfilter', 'bridge'];
 const estimate = (label) => {
   const i = FIRST.findIndex((n) => label.startsWith(`${n}.`));
   return lastTimes[label] ?? (i < 0 ? 0 : 1000 * (FIRST.length - i));
@@ -159,8 +159,9 @@ if (!unitOnly) {
     const e2eJobs = files.map((f) => e2e(f, f, `e2e ${f} (own sandbox)`, process.env));
     // Every bridge-network file once more on the native nf_tables backend, with nft as the oracle
     // (test/e2e/fw-oracle.ts): the CLI's file too (its processes inherit $TSNETLINK_FIREWALL), and
-    // dual-stack, whose IPv6 rules live in the same table.
-    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli'].map((n) => `${n}.e2e.test.js`);
+    // dual-stack, whose IPv6 rules live in the same table, and the CRI file (its plugin shim
+    // passes $TSNETLINK_FIREWALL on to every plugin call containerd makes).
+    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli', 'cri'].map((n) => `${n}.e2e.test.js`);
     // A rerun needs what the kernel may lack (nf_tables; x_tables for the legacy tools): asked of
     // the kernel (test/kernel.ts), and where it lacks it each rerun is named as not applicable.
     const { kernelHas } = await import('../dist/test/kernel.js');

@@ -4,8 +4,12 @@ export { Rtnl } from './netlink/rtnl.js';
 export type {
   Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
   Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,
-  Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec,
+  Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec, TcAction, ActionRef,
+  FqCodelSpec, NetemSpec, PrioSpec, SfqSpec, FqSpec, FifoSpec, U32Spec, U32Match, MatchallSpec, FlowerSpec, BpfSpec, PoliceSpec, Verdict,
+  LinkFlags, LinkStats, RouteGetSpec, PortRange,
 } from './netlink/rtnl.js';
+export { setFlagsRequest, setKindOptionsRequest } from './netlink/link-set.js';
+export { LINK_STATS_FIELDS, type LinkStatsField } from './netlink/link-stats.js';
 export { NetlinkSocket, KernelTransport, parseError, type Transport, type SocketOptions, type BatchResult, type DumpOptions, type DumpList, type Undecodable } from './netlink/socket.js';
 export * as linkRequests from './netlink/link.js';
 export * as addrRequests from './netlink/addr.js';
@@ -15,7 +19,7 @@ export * as ruleRequests from './netlink/rule.js';
 export * as nsidRequests from './netlink/nsid.js';
 export * as nexthopRequests from './netlink/nexthop.js';
 export * as tcRequests from './netlink/tc.js';
-export { parseRate, parseSize, parseTime, rateTable, kernelPsched, parsePsched, type Psched, type RateTable, type LinkLayer } from './netlink/tc-rate.js';
+export { parseRate, parseSize, parseTime, parseTimeNs, parsePercent, rateTable, kernelPsched, parsePsched, type Psched, type RateTable, type LinkLayer } from './netlink/tc-rate.js';
 export * as constants from './netlink/constants.js';
 export * as testing from './netlink/testing.js';
 export { RTNL_TYPES, RTNLGRP, rtnlTypeOf, rtnlDefOf, type RtnlKind, type RtnlObjects } from './netlink/rtnl-types.js';
@@ -28,6 +32,24 @@ export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID
 export * as ethtool from './netlink/ethtool.js';
 export { SockDiag, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from './netlink/sockdiag.js';
 export * as sockdiag from './netlink/sockdiag.js';
+export {
+  Xfrm, XFRM_INF, type XfrmState, type XfrmPolicy, type XfrmTemplate, type XfrmSelector, type XfrmLifetime, type XfrmCurrent, type XfrmStateSpec, type XfrmStateId, type XfrmStateFilter,
+  type XfrmAllocSpiSpec, type XfrmPolicySpec, type XfrmPolicyId, type XfrmTemplateSpec, type XfrmSelectorSpec, type XfrmLifetimeSpec, type XfrmMarkSpec, type XfrmKey,
+} from './netlink/xfrm.js';
+export * as xfrm from './netlink/xfrm.js';
+export * as xfrmSchema from './netlink/xfrm-schema.js';
+export { Ipset, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, type IpsetEntry, type IpsetEntryOptions, type IpsetCreateSpec } from './netlink/ipset.js';
+export * as ipset from './netlink/ipset.js';
+export * as ipsetSchema from './netlink/ipset-schema.js';
+export * as nfnetlink from './netlink/nfnetlink.js';
+export { WireGuard, type WireGuardDevice, type WireGuardPeer, type WireGuardDeviceSpec, type WireGuardPeerSpec, type WgKey } from './netlink/wireguard.js';
+export * as wireguard from './netlink/wireguard.js';
+export { Conntrack, type ConntrackLookup, type ConntrackFlushFilter, type TransportOpener } from './netlink/conntrack-client.js';
+export { ConntrackMonitor, type ConntrackEvent, type ConntrackEventOptions } from './netlink/conntrack-events.js';
+export type { ConntrackFilter, ConntrackTupleFilter } from './netlink/conntrack-filter.js';
+export { CT_STATUS, CT_PROTOCOLS, type ConntrackEntry, type ConntrackTuple, type ConntrackCounters, type ConntrackStatus, type ConntrackProtocol, type ConntrackEventType } from './netlink/conntrack.js';
+export * as conntrack from './netlink/conntrack.js';
+export { EventStream, type EventStreamOptions, type ResyncReason } from './netlink/event-stream.js';
 export * as nftables from './nftables/index.js';
 export { registerLinkKind, linkKind, linkKinds, type LinkKind, type LinkKindOptions, type LinkOptionsOf, type WithLower } from './netlink/kinds/registry.js';
 export type { VxlanOptions, GeneveOptions, GreOptions, IptunOptions } from './netlink/kinds/tunnels.js';
@@ -38,7 +60,7 @@ export type { VrfOptions, TunAttrs } from './netlink/kinds/simple.js';
 export type { LinkAddOptions } from './netlink/link.js';
 export { validateIfname, parseCidr, parseIp } from './netlink/validate.js';
 export { kernelClock } from './netlink/libc.js';
-export { NetnsHandle, openNetns, currentNetns, withNetns, openSocketIn, openRtnlIn, type NetnsSpec } from './ns/netns.js';
+export { NetnsHandle, openNetns, currentNetns, withNetns, openSocketIn, openRtnlIn, openConntrackIn, type NetnsSpec } from './ns/netns.js';
 export { createNamedNetns, deleteNamedNetns, createAnonymousNetns } from './ns/named.js';
 export { spawnInNetns, spawnSyncInNetns } from './ns/spawn.js';
 export * from './bridge/index.js';

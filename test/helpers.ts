@@ -327,3 +327,14 @@ function sockaddr(v6: boolean, port: number): Buffer {
   b.writeUInt16BE(port, 2);
   return b;
 }
+
+/** The keys the WireGuard fixtures were built with (test/fixtures/tools/wg-built.ts), as their header lists them. */
+export function wgFixtureKeys(): { priv: string; pub: string; peer1: string; peer2: string; psk: string } {
+  const text = readFileSync(new URL('../../test/fixtures/wg-set.built.req.txt', import.meta.url), 'utf8');
+  const pick = (re: RegExp): string => {
+    const m = re.exec(text)?.[1];
+    if (m === undefined) throw new Error(`wg-set.built.req.txt: no ${re.source}`);
+    return m;
+  };
+  return { priv: pick(/device private key (\S+),/), pub: pick(/public (\S+)\n/), peer1: pick(/peer 1 public key (\S+);/), peer2: pick(/peer 2 (\S+);/), psk: pick(/preshared key (\S+)\n/) };
+}

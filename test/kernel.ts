@@ -130,7 +130,7 @@ function probeSch(kind: string): Capability {
 
 // The arguments a classifier or an action needs to be accepted, on an ingress qdisc of l0 (its peer is l1).
 const clsArgs: Record<string, string> = { u32: 'match u32 0 0', matchall: '', bpf: 'bytecode "1,6 0 0 0,"' };
-const actArgs: Record<string, string> = { mirred: 'egress redirect dev l1', gact: 'pass' };
+const actArgs: Record<string, string> = { mirred: 'egress redirect dev l1', gact: 'pass', police: 'rate 1mbit burst 10k' };
 
 function probeCls(kind: string): Capability {
   const r = inThrowawayNetns(`ip link add l0 type veth peer name l1; tc qdisc add dev l0 ingress; tc filter add dev l0 parent ffff: ${kind} ${clsArgs[kind] ?? ''}`);
@@ -160,8 +160,32 @@ function probeIptablesLegacy(): Capability {
 
 function probeGenl(family: string): Capability {
   const r = inThrowawayNetns(`genl ctrl get name ${family} >/dev/null`);
-  const config = family === 'ethtool' ? 'CONFIG_ETHTOOL_NETLINK' : `the ${family} generic netlink family`;
+  const config = ({ ethtool: 'CONFIG_ETHTOOL_NETLINK', wireguard: 'CONFIG_WIREGUARD' } as Record<string, string>)[family] ?? `the ${family} generic netlink family`;
   return { ok: r.ok, config, reason: r.ok ? '' : `genl ctrl get name ${family}: ${r.err}` };
+}
+
+// `xfrm` is the netlink interface (CONFIG_XFRM_USER); `xfrm:esp` and `xfrm:ah` an SA of that
+// protocol, which needs its transform in the kernel (an SA is refused with "Requested type not found").
+const xfrmStates: Record<string, string> = {
+  esp: 'ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 enc aes 0x000102030405060708090a0b0c0d0e0f',
+  ah: 'ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto ah spi 0x100 auth sha256 0x000102030405060708090a0b0c0d0e0f',
+};
+function probeXfrm(proto: string): Capability {
+  if (proto === '') {
+    const r = inThrowawayNetns('ip xfrm policy list >/dev/null');
+    return { ok: r.ok, config: 'CONFIG_XFRM_USER', reason: r.ok ? '' : `ip xfrm policy list: ${r.err}` };
+  }
+  const cmd = xfrmStates[proto];
+  if (!cmd) throw new Error(`no probe for xfrm protocol ${proto}`);
+  const r = inThrowawayNetns(cmd);
+  return { ok: r.ok, config: `CONFIG_INET_${proto.toUpperCase()}`, reason: r.ok ? '' : `ip xfrm state add proto ${proto}: ${r.err}` };
+}
+
+function probeIpset(type: string): Capability {
+  const args = type.startsWith('bitmap:') ? 'range 192.0.2.0/24' : '';
+  const r = inThrowawayNetns(type === '' ? 'ipset list >/dev/null' : `ipset create tsnetlink_probe ${type} ${args}`);
+  const config = type === '' ? 'CONFIG_IP_SET' : `CONFIG_IP_SET_${type.toUpperCase().replace(/[:,]/g, '_')}`;
+  return { ok: r.ok, config, reason: r.ok ? '' : `ipset ${type === '' ? 'list' : `create ${type}`}: ${r.err}` };
 }
 
 function probeMpls(): Capability {
@@ -171,7 +195,7 @@ function probeMpls(): Capability {
 
 /**
  * Whether the kernel has `feature`: `link:KIND`, `mroute`, `encap:seg6`, `encap:mpls`, `mpls`,
- * `qdisc:KIND` or `sch:KIND` (a qdisc made with the options it needs), `cls:KIND` (a tc classifier), `act:KIND` (a tc action), `nftables`, `nftables:bridge`, `iptables-legacy` or `genl:FAMILY`. Asked once per run; later calls read the cached answer.
+ * `qdisc:KIND` or `sch:KIND` (a qdisc made with the options it needs), `cls:KIND` (a tc classifier), `act:KIND` (a tc action), `nftables`, `nftables:bridge`, `iptables-legacy`, `genl:FAMILY`, `xfrm` (the netlink interface), `xfrm:esp` or `xfrm:ah` (an SA of that protocol), `ipset` or `ipset:TYPE` (a set of that type). Asked once per run; later calls read the cached answer.
  */
 export function kernelHas(feature: string): Capability {
   const known = cache()[feature];
@@ -188,6 +212,8 @@ export function kernelHas(feature: string): Capability {
   else if (what === 'iptables-legacy') c = probeIptablesLegacy();
   else if (what === 'genl') c = probeGenl(arg);
   else if (what === 'mpls') c = probeMpls();
+  else if (what === 'xfrm') c = probeXfrm(arg);
+  else if (what === 'ipset') c = probeIpset(feature.slice('ipset:'.length));
   else throw new Error(`no probe for kernel feature ${feature}`);
   return remember(feature, c);
 }
@@ -259,9 +285,12 @@ export function fixtureRtnl(replies: readonly string[]): { rt: Rtnl; sent: RawMe
   return { rt: new Rtnl(sock), sent };
 }
 
-/** Whether the library's request encodes to iproute2's captured bytes (fixture NAME), as the kernel would receive it. */
-export function sameAsCapture(name: string, req: Request): boolean {
-  return encode({ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.ACK }, 0, 0).equals(fixtureBytes(name));
+/**
+ * Whether the library's request encodes to the tool's captured bytes (fixture NAME), as the kernel
+ * would receive it; `flags` are those the socket adds (a GET the tool sends without an ack: REQUEST).
+ */
+export function sameAsCapture(name: string, req: Request, flags: number = NLM_F.REQUEST | NLM_F.ACK): boolean {
+  return encode({ ...req, flags: req.flags | flags }, 0, 0).equals(fixtureBytes(name));
 }
 
 /**

@@ -29,6 +29,7 @@ import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
+import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -54,14 +55,23 @@ export interface ConnectOptions {
    * (EHOSTLISTENER, naming the process).
    */
   allowHostListener?: boolean;
-  /** The address to give the container (default: the next free one); EIPINUSE when it is taken. */
-  ip?: string;
+  /**
+   * The address to give the container, or one address per family on a dual-stack network
+   * (default: the next free one of each subnet); EIPINUSE when one is taken.
+   */
+  ip?: string | readonly string[];
   /** The container interface's MAC (default: 02:42 followed by the address). */
   mac?: string;
   /** Install the default route via the gateway (default true; never on an internal network). */
   defaultRoute?: boolean;
   /** The CNI attachment (CNI_CONTAINERID, CNI_IFNAME) this endpoint is, kept in its record. */
   attachment?: EndpointAttachment;
+  /**
+   * Rate limits in bits per second and bits, as Kubernetes and CNI give them: `ingress` is
+   * traffic to the container (a TBF on the host veth), `egress` traffic from it (an ifb with a
+   * TBF, fed by a redirect on the host veth). `tc qdisc add dev VETH root tbf rate R burst B latency 25ms`
+   */
+  bandwidth?: Bandwidth;
 }
 
 /** One container to connect. */
@@ -79,10 +89,12 @@ interface Plan extends VethPlan {
   ip?: string;
   addresses?: AddressRecord[];
   defaultRoute: boolean;
-  requestedIp: string | undefined;
+  /** At most one address per family. */
+  requestedIps: string[];
   requestedMac: string | undefined;
   wantsDefaultRoute: boolean;
   attachment: EndpointAttachment | undefined;
+  bandwidth: Bandwidth | undefined;
 }
 
 type Spec = Omit<Plan, 'ns' | 'owned' | 'netnsKey' | 'network' | 'hostIfname' | 'mac' | 'defaultRoute'>;
@@ -98,6 +110,17 @@ function settle(p: Promise<unknown>): Promise<unknown> {
     () => null,
     (e: unknown) => e ?? new Error('rejected without a reason'),
   );
+}
+
+/** The requested addresses, canonical: one, or a list with at most one per family. */
+function requestedIps(v: ConnectOptions['ip']): string[] {
+  if (v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : undefined;
+  if (list === undefined) throw new ValidationError('ip', 'must be an address or a list of addresses (one per family)');
+  const ips = list.map((a, i) => canonicalIp(String(a), list.length > 1 ? `ip[${i}]` : 'ip'));
+  const twice = ips.find((a, i) => ips.findIndex((b) => ipFamily(b) === ipFamily(a)) !== i);
+  if (twice !== undefined) throw new ValidationError('ip', `two IPv${ipFamily(twice)} addresses requested (${ips.filter((a) => ipFamily(a) === ipFamily(twice)).join(', ')}): an endpoint has one address per family`);
+  return ips;
 }
 
 /** Validates everything before anything is touched: names, ids, port specs, duplicates. */
@@ -122,10 +145,12 @@ function validate(items: readonly ConnectItem[]): Spec[] {
       id, ifname, ifnameGiven: opts.ifname !== undefined, mappings, mtu: opts.mtu, linkLocal: opts.ipv6LinkLocal ?? false, containerLinkLocal: opts.ipv6LinkLocal ?? false,
       allowHostNetns: opts.allowHostNetns === true,
       allowHostListener: opts.allowHostListener === true,
-      requestedIp: opts.ip === undefined ? undefined : canonicalIp(String(opts.ip), 'ip'),
+      requestedIps: requestedIps(opts.ip),
       requestedMac: opts.mac === undefined ? undefined : validateMac(opts.mac, 'mac').toLowerCase(),
       wantsDefaultRoute: opts.defaultRoute ?? true,
       attachment: opts.attachment === undefined ? undefined : checkAttachment(opts.attachment),
+      // A bucket smaller than one packet of the veth's MTU (the kernel's 1500 unless given) is refused.
+      bandwidth: checkBandwidth(opts.bandwidth, opts.mtu ?? 1500),
     };
   });
 }
@@ -212,7 +237,7 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
           // One address per subnet; the first (IPv4 on a dual-stack network) names the endpoint.
           // A requested address is taken from the subnet of its family.
           p.addresses = ipams.map((ipam) => {
-            const wanted = p.requestedIp !== undefined && ipFamily(p.requestedIp) === ipam.subnet.family ? p.requestedIp : undefined;
+            const wanted = p.requestedIps.find((ip) => ipFamily(ip) === ipam.subnet.family);
             const ip = ipam.allocate(p.id, wanted);
             return { family: ipam.subnet.family, ip, cidr: `${ip}/${ipam.subnet.prefix}`, gateway: ipam.subnet.gateway };
           });
@@ -226,6 +251,7 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
       id: p.id, network: net.name, ip: p.ip!, cidr: p.addresses![0]!.cidr, mac: p.mac, gateway: p.addresses![0]!.gateway, addresses: p.addresses!,
       hostIfname: p.hostIfname, ifname: p.ifname, netns: p.ns.path, netnsKey: p.netnsKey, mappings: p.mappings, defaultRoute: false, state: 'creating', createdAt: now,
       ...(p.attachment ? { attachment: p.attachment } : {}),
+      ...(p.bandwidth ? { bandwidth: p.bandwidth } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
     const saveIntent = (): void =>
@@ -272,6 +298,15 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
     // container's side is configured: its exit is seen only when this thread is idle.
     if (rules) await new Promise<void>((r) => setImmediate(r));
     steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+    const shaped = plans.filter((p) => p.bandwidth !== undefined);
+    if (shaped.length > 0) {
+      // Before the host side is up, so that no packet crosses the veth unshaped.
+      steps.run(
+        'limit bandwidth',
+        () => shaped.forEach((p) => applyShaping(ctx.rtnl, net.name, p.id, p.hostIfname, p.bandwidth!, p.mtu)),
+        () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
+      );
+    }
     steps.run('host side up', () => finishHostSide(ctx, net, plans));
     if (rules) {
       await steps.runAsync('port mappings', async () => {
@@ -346,9 +381,9 @@ async function settleOwner(ctx: BridgeContext, net: NetworkRecord, p: Plan, owne
 function checkFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): void {
   let local: Set<string> | undefined;
   for (const p of plans) {
-    const asked = p.requestedIp === undefined ? undefined : ipFamily(p.requestedIp);
-    if (asked !== undefined && !net.subnets.some((s) => s.family === asked)) {
-      throw new ValidationError('ip', `${p.requestedIp}: network ${net.name} has no IPv${asked} subnet`);
+    for (const ip of p.requestedIps) {
+      const asked = ipFamily(ip);
+      if (!net.subnets.some((s) => s.family === asked)) throw new ValidationError('ip', `${ip}: network ${net.name} has no IPv${asked} subnet`);
     }
     for (const m of p.mappings) {
       if (m.hostIp === undefined) continue;

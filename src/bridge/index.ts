@@ -12,3 +12,4 @@ export { parseSubnet, overlaps, type Subnet } from './cidr.js';
 export { Ipam, IpamError } from './ipam.js';
 export { Store, LockTimeoutError, StoreError, type CorruptRecord, type Listing, type PortReservation } from './store.js';
 export { TAG_PREFIX, bridgeTag, endpointTag, parseTag } from './links.js';
+export { checkBandwidth, ifbNameFor, ifbTag, type Bandwidth, type RateLimit } from './shaping.js';

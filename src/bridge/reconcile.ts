@@ -19,6 +19,7 @@ import { desiredFirewall, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
+import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
 import { RoutedFirewall } from './firewalls.js';
 
@@ -42,11 +43,13 @@ interface Scan {
   links: Map<string, Link>;
   bridges: Map<string, Link>;
   veths: Map<string, Link>;
+  /** Tagged ifb devices of rate-limited endpoints, by "network/id". */
+  ifbs: Map<string, Link>;
 }
 
 function scan(ctx: BridgeContext): Scan {
   const all = ctx.rtnl.linkList({}, { retries: 3 });
-  return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all) };
+  return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all), ifbs: listTaggedIfbs(all) };
 }
 
 async function deleteNames(ctx: BridgeContext, names: readonly string[]): Promise<void> {
@@ -89,6 +92,7 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
     const orphans = [
       ...[...s.bridges].filter(([net]) => !known.has(net)).map(([, l]) => l.name),
       ...[...s.veths].filter(([k]) => !known.has(k.split('/')[0]!)).map(([, l]) => l.name),
+      ...[...s.ifbs].filter(([k]) => !known.has(k.split('/')[0]!)).map(([, l]) => l.name),
     ];
     if (orphans.length > 0) {
       await deleteNames(ctx, orphans);
@@ -192,6 +196,13 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
     await deleteNames(ctx, strayVeths);
     report.actions.push(`deleted veths of ${net.name} that no endpoint owns: ${strayVeths.join(', ')}`);
   }
+  // An ifb is kept only for a live endpoint that limits its outgoing traffic.
+  const limited = new Set(listing.records.filter((r) => live.has(r.id) && r.bandwidth?.egress).map((r) => r.id));
+  const strayIfbs = [...s.ifbs].filter(([k]) => k.startsWith(`${net.name}/`) && !limited.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
+  if (strayIfbs.length > 0) {
+    await deleteNames(ctx, strayIfbs);
+    report.actions.push(`deleted ifb devices of ${net.name} that no rate-limited endpoint owns: ${strayIfbs.join(', ')}`);
+  }
   // Owners of what is freed below: connects that died before writing their record.
   const orphans = new Set<string>();
   // Addresses the records of live endpoints name: a reservation of one of them is never freed
@@ -294,6 +305,15 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
   // Port flags need the port enslaved first.
   const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0 ? 1 : 0, isolated: net.icc ? 0 : 1 }));
   for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+  // Rate limits someone removed or changed (tc qdisc del, a deleted ifb) are applied again.
+  for (const e of ctx.store.listEndpoints(net.name).records) {
+    const v = s.links.get(e.hostIfname);
+    if (!v || !e.bandwidth || e.state !== 'active') continue;
+    const problems = shapingProblems(ctx.rtnl, `endpoint ${net.name}/${e.id}`, net.name, e.id, v, e.bandwidth, s.links);
+    if (problems.length === 0) continue;
+    applyShaping(ctx.rtnl, net.name, e.id, e.hostIfname, e.bandwidth, v.mtu);
+    report.actions.push(`rate limits of endpoint ${e.id} on ${net.name} applied again (${problems.map((p) => p.slice(p.indexOf(': ') + 2)).join('; ')})`);
+  }
 }
 
 /** Runs `fn` holding every named network's lock at once, taken in name order. */
@@ -320,6 +340,7 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
       const names = new Set(listing.records.map((n) => n.name));
       for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);
       for (const [k, l] of s.veths) if (!names.has(k.split('/')[0]!)) out.push(`veth ${l.name} tagged for ${k}, whose network has no record`);
+      for (const [k, l] of s.ifbs) if (!names.has(k.split('/')[0]!)) out.push(`ifb ${l.name} tagged for ${k}, whose network has no record`);
       const expectedPorts = new Set<string>();
       for (const net of listing.records) checkNetwork(ctx, net, s, out, expectedPorts);
       for (const p of ctx.store.listPorts()) {
@@ -389,6 +410,7 @@ function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: stri
       if (v.alias !== endpointTag(n, e.id)) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} tagged ${JSON.stringify(v.alias)}`);
       if (!br || v.master !== br.index) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} not enslaved to ${net.bridge}`);
       if (!v.up) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} down`);
+      out.push(...shapingProblems(ctx.rtnl, `endpoint ${n}/${e.id}`, n, e.id, v, e.bandwidth, s.links));
     }
     for (const a of e.addresses) if (!ipam.some((r) => r.ip === a.ip && r.endpointId === e.id)) out.push(`endpoint ${n}/${e.id}: address ${a.ip} not reserved for it`);
     if (e.addresses.length !== net.subnets.length) out.push(`endpoint ${n}/${e.id}: ${e.addresses.length} addresses for ${net.subnets.length} subnets`);
@@ -399,6 +421,9 @@ function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: stri
   for (const m of markers) if (!ids.has(m.owner)) out.push(`container claim ${m.netnsKey} on ${n} held for ${m.owner || 'no one'}, which has no record`);
   for (const [k, l] of s.veths) {
     if (k.startsWith(`${n}/`) && !listing.records.some((e) => e.hostIfname === l.name)) out.push(`veth ${l.name} tagged ${k} without a record`);
+  }
+  for (const [k, l] of s.ifbs) {
+    if (k.startsWith(`${n}/`) && !listing.records.some((e) => `${n}/${e.id}` === k && e.bandwidth?.egress)) out.push(`ifb ${l.name} tagged ${k} without a rate-limited endpoint`);
   }
 }
 

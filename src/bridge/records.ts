@@ -11,6 +11,7 @@ import { StoreError } from '../fsio.js';
 import { ValidationError } from '../errors.js';
 import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from './cidr.js';
 import { normalizeMappings } from './ports.js';
+import { checkBandwidth, type Bandwidth } from './shaping.js';
 
 /**
  * Where a record is in its life. An operation writes 'creating' (connect, create) or 'removing'
@@ -97,6 +98,8 @@ export interface EndpointRecord {
   defaultRoute: boolean;
   /** Set when the endpoint was made by a CNI ADD: GC frees only such endpoints. */
   attachment?: EndpointAttachment;
+  /** Its rate limits (bits/s, bits), applied with tc; check verifies them and repair restores them. */
+  bandwidth?: Bandwidth;
   state: RecordState;
   createdAt: string;
 }
@@ -268,8 +271,11 @@ export function parseEndpointRecord(value: unknown, path: string, network: strin
   const raw = (value as Record<string, unknown>)['mappings'];
   const mappings = r.check('mappings', () => normalizeMappings(raw === undefined ? [] : (raw as PortMapping[])));
   const att = (value as Record<string, unknown>)['attachment'];
+  const bw = (value as Record<string, unknown>)['bandwidth'];
+  const bandwidth = bw === undefined ? undefined : r.check('bandwidth', () => checkBandwidth(bw, 0));
   return {
     ...(att === undefined ? {} : { attachment: r.check('attachment', () => checkAttachment(att)) }),
+    ...(bandwidth === undefined ? {} : { bandwidth }),
     id,
     network,
     ip,

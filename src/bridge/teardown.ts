@@ -9,6 +9,7 @@ import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.j
 import * as L from '../netlink/link.js';
 import { deleteLinksAsync, endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
+import { ownIfbs } from './shaping.js';
 
 /** The "<network>/<endpoint id>" that a host-port reservation names as its owner. */
 export function portOwner(network: string, id: string): string {
@@ -53,6 +54,8 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
       })
       .map((r) => r.hostIfname);
   }
+  // An endpoint's ifb (traffic from it, rate-limited) goes with it.
+  names = [...names, ...ownIfbs(ctx.rtnl, net.name, recs.filter((r) => r.bandwidth?.egress).map((r) => r.id))];
   await steps.runAsync('delete veth', async () => {
     // Down first (fast): no packet of the container crosses the bridge any more, so the flush of
     // its tracked connections can run during the deletion's RCU wait without missing a new one.

@@ -13,6 +13,7 @@ import { bigToIp, contains, parseCidr, parseSubnet, prefixMask, type Subnet } fr
 import { NetworkError } from '../bridge/errors.js';
 import type { CreateResult } from '../bridge/lifecycle.js';
 import type { AddressRecord, EndpointRecord, NetworkRecord } from '../bridge/records.js';
+import { ifbNameFor } from '../bridge/shaping.js';
 import { openRtnlIn, openNetns } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
 import { checkRequestedIp, defaultDst, endpointIdFor, familyOf, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
@@ -31,14 +32,15 @@ interface Addressing {
   subnets: string[];
   /** Whether the network must have exactly these subnets (the built-in IPAM), or at least these (a delegated one). */
   exact: boolean;
-  requestedIp: string | undefined;
+  /** At most one address per family. */
+  requestedIps: string[];
   routes: CniRoute[];
   dns: Record<string, unknown> | undefined;
 }
 
 /** The built-in IPAM's addressing, straight from the configuration. */
 function builtinAddressing(conf: PluginConfig & { ipam: { type: 'tsnetlink' } }): Addressing {
-  return { subnets: conf.ipam.ranges.map(rangeSubnet), exact: true, requestedIp: conf.ips[0], routes: conf.ipam.routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
+  return { subnets: conf.ipam.ranges.map(rangeSubnet), exact: true, requestedIps: conf.ips, routes: conf.ipam.routes, dns: conf.raw['dns'] as Record<string, unknown> | undefined };
 }
 
 /**
@@ -61,7 +63,7 @@ function delegatedAddressing(conf: PluginConfig, stdout: string, plugin: string)
     if (e instanceof CniError) throw e;
     throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave ${r.address}: ${(e as Error).message}`);
   }
-  return { subnets: [subnet], exact: false, requestedIp: r.ip, routes: r.routes, dns: r.dns ?? (conf.raw['dns'] as Record<string, unknown> | undefined) };
+  return { subnets: [subnet], exact: false, requestedIps: [r.ip], routes: r.routes, dns: r.dns ?? (conf.raw['dns'] as Record<string, unknown> | undefined) };
 }
 
 /**
@@ -215,11 +217,12 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       ifname: env.ifname,
       ports: conf.portMappings.map((m) => ({ hostPort: m.hostPort, containerPort: m.containerPort, protocol: m.protocol, ...(m.hostIP ? { hostIp: m.hostIP } : {}) })),
       ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
-      ...(addr.requestedIp !== undefined ? { ip: addr.requestedIp } : {}),
+      ...(addr.requestedIps.length > 0 ? { ip: addr.requestedIps } : {}),
       ...(conf.mac !== undefined ? { mac: conf.mac } : {}),
       defaultRoute: allDefaults,
       attachment: { containerId: env.containerId, ifname: env.ifname },
       ...(conf.allowHostListener ? { allowHostListener: true } : {}),
+      ...(conf.bandwidth ? { bandwidth: conf.bandwidth } : {}),
     };
     // A DEL of another container may remove a CNI-made network between our check and our
     // connect (ENONET): it is made again.
@@ -236,12 +239,15 @@ export async function cmdAdd(env: CniEnv, conf: PluginConfig, stdin: string): Pr
     if (routes.length > 0) addRoutes(env.netns, env.ifname, rec.addresses, routes);
     const net = nets.store.getNetwork(conf.network)!;
     const host = nets.host.linkGet(rec.hostIfname);
+    // The stock bandwidth plugin lists the ifb it made; so does this one.
+    const ifb = rec.bandwidth?.egress ? nets.host.linkGet(ifbNameFor(net.name, rec.id)) : undefined;
     const result = buildResult(
       conf.cniVersion,
       {
         bridge: { name: net.bridge, mac: net.mac },
         hostVeth: { name: rec.hostIfname, ...(host.mac ? { mac: host.mac } : {}) },
         container: { name: rec.ifname, mac: rec.mac, ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}), sandbox: env.netns },
+        ...(ifb ? { ifb: { name: ifb.name, ...(ifb.mac ? { mac: ifb.mac } : {}) } } : {}),
         addresses: rec.addresses.map((a) => ({ address: a.cidr, gateway: a.gateway })),
         routes: [...(rec.defaultRoute ? rec.addresses.map((a) => ({ dst: defaultDst(a.family), gw: a.gateway })) : []), ...routes],
         ...(addr.dns ? { dns: addr.dns } : {}),
@@ -279,6 +285,14 @@ function addRoutes(netns: string, ifname: string, addresses: readonly AddressRec
 /** Removes a network the plugin made once no endpoint is left on it (another ADD may race: EBUSY, ENONET are fine). */
 async function removeIfEmpty(nets: Networks, network: string): Promise<void> {
   const net = nets.store.getNetwork(network);
+  // An ADD killed while it made the network (containerd kills the plugin when RunPodSandbox
+  // passes its deadline, then sends DEL) left the record 'creating', with what it made so far.
+  // The reconciler undoes it once no create is running (it waits for the global lock, which a
+  // live create holds throughout), so the DEL does not leave a half-made network behind.
+  if (net?.createdBy === 'cni' && net.state !== 'active') {
+    await nets.pruneReport(network);
+    return;
+  }
   if (net?.createdBy !== 'cni' || net.state !== 'active' || nets.store.endpointIds(network).length > 0) return;
   try {
     await nets.remove(network);

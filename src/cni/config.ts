@@ -12,6 +12,8 @@ import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
 import { contains, ipFamily, parseSubnet, type Family } from '../bridge/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
+import { checkBandwidth, type Bandwidth, type RateLimit } from '../bridge/shaping.js';
+import { ValidationError } from '../errors.js';
 import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';
 
@@ -126,6 +128,12 @@ export interface PluginConfig {
   /** Requested addresses (runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP=), without prefix. */
   ips: string[];
   mac: string | undefined;
+  /**
+   * Rate limits: the configuration's own ingressRate/ingressBurst/egressRate/egressBurst when it
+   * has any (the stock bandwidth plugin's precedence), else runtimeConfig.bandwidth (what
+   * Kubernetes' bandwidth annotations become). Bits per second and bits.
+   */
+  bandwidth: Bandwidth | undefined;
   /** The previous plugin's result, as given (chaining). */
   prevResult: Record<string, unknown> | undefined;
   /** GC's `cni.dev/valid-attachments`. */
@@ -362,6 +370,45 @@ function parsePortMappings(v: unknown): PortMappingArg[] {
   return out;
 }
 
+const BANDWIDTH_KEYS = ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst', 'unshapedSubnets', 'shapedSubnets'] as const;
+
+/**
+ * The bandwidth entry in force: the configuration's own keys when any is present, else
+ * runtimeConfig.bandwidth. A direction with rate and burst 0 is unlimited; a rate without a
+ * burst (or the reverse), a value that is not a whole number of bits, a burst of 4 GiB or more,
+ * or one below a packet of the interface's MTU is refused before anything changes. Limits by
+ * subnet (shapedSubnets, unshapedSubnets) are not implemented: refused rather than ignored.
+ */
+function parseBandwidth(raw: Record<string, unknown>, rc: Record<string, unknown>, mtu: number): Bandwidth | undefined {
+  const own = BANDWIDTH_KEYS.some((k) => raw[k] !== undefined);
+  const field = own ? '' : 'runtimeConfig.bandwidth.';
+  const entry = own ? raw : rc['bandwidth'] === undefined ? undefined : obj(rc['bandwidth'], 'runtimeConfig.bandwidth');
+  if (entry === undefined) return undefined;
+  for (const k of ['unshapedSubnets', 'shapedSubnets'] as const) {
+    const v = entry[k];
+    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) unsupported(`${field}${k}`, v, 'tsnetlink limits all of an attachment\'s traffic, not traffic by subnet');
+  }
+  const num = (k: string): number => {
+    const v = entry[k] ?? 0;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) invalid(`${field}${k}`, `must be a whole number >= 0, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const dir = (d: 'ingress' | 'egress'): RateLimit | undefined => {
+    const rate = num(`${d}Rate`);
+    const burst = num(`${d}Burst`);
+    if (rate === 0 && burst === 0) return undefined;
+    if (rate === 0 || burst === 0) invalid(`${field}${d}${rate === 0 ? 'Rate' : 'Burst'}`, `is 0 while ${d}${rate === 0 ? 'Burst' : 'Rate'} is set: give both, or neither`);
+    return { rate, burst };
+  };
+  try {
+    return checkBandwidth({ ingress: dir('ingress'), egress: dir('egress') }, mtu, `${field}bandwidth`);
+  } catch (e) {
+    // Reported under the configuration's own key names (ingressBurst, not bandwidth.ingress.burst).
+    if (e instanceof ValidationError) invalid(e.field.replace(/bandwidth\.(ingress|egress)\.(rate|burst)$/, (_, d: string, k: string) => `${d}${k[0]!.toUpperCase()}${k.slice(1)}`), e.message.slice(e.field.length + 2));
+    throw e;
+  }
+}
+
 /** Requested addresses: runtimeConfig.ips, else args.cni.ips, else CNI_ARGS IP= (the conventions' order). */
 function requestedIps(raw: Record<string, unknown>, env: CniEnv): string[] {
   const rc = raw['runtimeConfig'] as Record<string, unknown> | undefined;
@@ -373,10 +420,12 @@ function requestedIps(raw: Record<string, unknown>, env: CniEnv): string[] {
     if (typeof a !== 'string') invalid(`ips[${i}]`, 'must be a string');
     return a.replace(/\/\d{1,3}$/, '');
   });
-  // tsnetlink's connect takes one requested address, of either family; the other family's
-  // address on a dual-stack network is the next free one.
-  if (bare.length > 1) unsupported('ips', list, 'one address per attachment (of either family)');
-  return bare.map((a, i) => ipAddr(a, `ips[${i}]`));
+  // An attachment has one address per family: a dual-stack pod may ask for one of each; a
+  // family it names none of gets the next free address of that range.
+  const ips = bare.map((a, i) => ipAddr(a, `ips[${i}]`));
+  const twice = ips.find((a, i) => ips.findIndex((b) => familyOf(b) === familyOf(a)) !== i);
+  if (twice !== undefined) unsupported('ips', list, `one address per family: ${ips.filter((a) => familyOf(a) === familyOf(twice)).join(' and ')} are both IPv${familyOf(twice)}`);
+  return ips;
 }
 
 /** Checks the plugin configuration of a call (everything but VERSION). */
@@ -431,6 +480,7 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
   const forwardPolicy = raw['forwardPolicy'] ?? 'drop';
   if (forwardPolicy !== 'drop' && forwardPolicy !== 'keep') invalid('forwardPolicy', `must be "drop" or "keep", got ${JSON.stringify(forwardPolicy)}`);
   const ips = requestedIps(raw, env);
+  const bandwidth = parseBandwidth(raw, rc, typeof mtu === 'number' ? mtu : 1500);
   const portMappings = parsePortMappings(rc['portMappings']);
   if (ipam.type === 'tsnetlink') {
     const ranges = ipam.ranges;
@@ -448,6 +498,7 @@ export function parseConfig(raw: Record<string, unknown>, env: CniEnv): PluginCo
     cniVersion, name, network, bridge, mtu: mtu as number | undefined, ipMasq, allowHostListener, isDefaultGateway, ipam, forwardPolicy,
     portMappings,
     ips,
+    bandwidth,
     mac: typeof mac === 'string' ? mac.toLowerCase() : undefined,
     prevResult: prev as Record<string, unknown> | undefined,
     validAttachments: valid,

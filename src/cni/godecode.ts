@@ -46,6 +46,8 @@ export const NETCONF_SHAPE: Shape = fields(
     'cniVersion', 'cniVersions', 'name', 'type', 'capabilities', 'bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'mtu',
     'hairpinMode', 'promiscMode', 'vlan', 'vlanTrunk', 'preserveDefaultVlan', 'macspoofchk', 'enabledad', 'disableContainerInterface',
     'portIsolation', 'forwardPolicy', 'allowHostListener',
+    // The stock bandwidth plugin's own keys, which set limits for every attachment of the network.
+    'ingressRate', 'ingressBurst', 'egressRate', 'egressBurst', 'unshapedSubnets', 'shapedSubnets',
   ],
   {
     ipam: fields(['type', 'subnet', 'gateway', 'rangeStart', 'rangeEnd', 'dataDir', 'resolvConf'], { ranges: list(list(RANGE)), routes: list(ROUTE) }),
@@ -54,7 +56,7 @@ export const NETCONF_SHAPE: Shape = fields(
     prevResult: RESULT_SHAPE,
     runtimeConfig: fields(['ips', 'mac', 'cgroupPath'], {
       portMappings: list(fields(['hostPort', 'containerPort', 'protocol', 'hostIP'])),
-      bandwidth: fields(['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst']),
+      bandwidth: fields(['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst', 'unshapedSubnets', 'shapedSubnets']),
       ipRanges: list(list(RANGE)),
       dns: fields(['servers', 'searches', 'options', 'domain']),
     }),

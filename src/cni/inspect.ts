@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Ipam } from '../bridge/ipam.js';
 import { desiredFirewall } from '../bridge/context.js';
 import { endpointTag, findLink } from '../bridge/links.js';
+import { ifbNameFor, shapingProblems } from '../bridge/shaping.js';
 import { portOwner } from '../bridge/teardown.js';
 import type { Networks } from '../bridge/networks.js';
 import { subnetsOf } from '../bridge/records.js';
@@ -67,6 +68,10 @@ async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Prom
     if (veth.alias !== endpointTag(net.name, id)) out.push(`host veth ${rec.hostIfname} is not tagged ${endpointTag(net.name, id)}`);
     if (!br || veth.master !== br.index) out.push(`host veth ${rec.hostIfname} is not on ${net.bridge}`);
     if (!veth.up) out.push(`host veth ${rec.hostIfname} is down`);
+    if (JSON.stringify(rec.bandwidth ?? null) !== JSON.stringify(conf.bandwidth ?? null)) out.push(`rate limits ${JSON.stringify(rec.bandwidth ?? 'none')} applied, the configuration asks for ${JSON.stringify(conf.bandwidth ?? 'none')}`);
+    const ifbName = ifbNameFor(net.name, id);
+    const ifb = findLink(nets.host, ifbName);
+    out.push(...shapingProblems(nets.host, 'rate limits', net.name, id, veth, rec.bandwidth, new Map(ifb ? [[ifbName, ifb]] : [])));
   }
   const ns = (() => {
     try {

@@ -40,6 +40,8 @@ export interface Attachment {
   bridge: { name: string; mac: string };
   hostVeth: { name: string; mac?: string };
   container: { name: string; mac: string; mtu?: number; sandbox: string };
+  /** The ifb device that limits the container's outgoing traffic, when it has one. */
+  ifb?: { name: string; mac?: string };
   /** The container's addresses (CIDR) with their gateways, IPv4 first. */
   addresses: { address: string; gateway: string }[];
   routes: CniRoute[];
@@ -58,6 +60,7 @@ export function buildResult(cniVersion: string, a: Attachment, prev?: Record<str
   const interfaces = asArray<ResultInterface>(prev?.['interfaces']).slice();
   const base = interfaces.length;
   interfaces.push({ name: a.bridge.name, mac: a.bridge.mac }, { name: a.hostVeth.name, ...(a.hostVeth.mac ? { mac: a.hostVeth.mac } : {}) }, { ...a.container });
+  if (a.ifb) interfaces.push({ ...a.ifb });
   const versioned = ipsHaveVersion(cniVersion);
   const ips = a.addresses.map((x): ResultIp => ({ ...(versioned ? { version: x.address.includes(':') ? '6' : '4' } : {}), address: x.address, gateway: x.gateway, interface: base + 2 }));
   const prevIps = asArray<ResultIp>(prev?.['ips']).map((p) => {

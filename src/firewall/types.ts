@@ -1,8 +1,8 @@
 /**
  * The Firewall seam: what bridge networking needs from a packet filter, and nothing about how a
  * backend does it. The bridge layer computes the desired state (under the lock that protects
- * it) and hands it in; a backend never reads tsnetlink's state and never calls back. The
- * iptables-restore backend implements it today, a native nf_tables one next.
+ * it) and hands it in; a backend never reads tsnetlink's state and never calls back. Two
+ * backends implement it: iptables-restore (src/iptables/) and native nf_tables (src/nftables/).
  */
 import { TsnetlinkError } from '../errors.js';
 

@@ -37,6 +37,8 @@ export interface Address {
   validLft?: Lifetime;
   /** Seconds left before the address becomes deprecated, or 'forever'. */
   preferredLft?: Lifetime;
+  /** Metric of the prefix route the address brings (IFA_RT_PRIORITY, `ip addr add ... metric N`). */
+  metric?: number;
   raw: { header: IfAddrMsg; attrs: AddrAttrs };
 }
 
@@ -63,6 +65,7 @@ export function decodeAddress(m: RawMessage): Address {
   }
   if (attrs.broadcast !== undefined) a.broadcast = attrs.broadcast;
   if (attrs.label !== undefined) a.label = attrs.label;
+  if (attrs.rtPriority !== undefined) a.metric = attrs.rtPriority;
   if (attrs.local !== undefined && attrs.address !== undefined && attrs.address !== attrs.local) a.peer = attrs.address;
   return a;
 }

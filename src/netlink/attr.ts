@@ -41,6 +41,8 @@ export interface AttrDef<T> {
   readonly codec: Codec<any>;
   /** Set NLA_F_NESTED on the wire type (some kernel policies demand it). */
   readonly nestedFlag?: boolean;
+  /** Set NLA_F_NET_BYTEORDER on the wire type (ipset refuses its big-endian integers without it). */
+  readonly byteorderFlag?: boolean;
   /** The attribute may occur several times; its value is the array of occurrences in wire order. */
   readonly repeated?: boolean;
   /** Phantom: the value type. */
@@ -93,14 +95,20 @@ export type Attrs<S extends Schema> = {
   -readonly [K in keyof S]?: S[K] extends AttrDef<infer T> ? T : never;
 } & { unknown?: RawAttr[] } & Wired;
 
+/** Flag bits an attribute carries on the wire beside its type. */
+export interface AttrFlags {
+  nestedFlag?: boolean;
+  byteorderFlag?: boolean;
+}
+
 /** Declares an attribute. */
-export function attr<T>(type: number, codec: Codec<T>, opts: { nestedFlag?: boolean } = {}): AttrDef<T> {
-  return { type, codec, nestedFlag: opts.nestedFlag ?? false };
+export function attr<T>(type: number, codec: Codec<T>, opts: AttrFlags = {}): AttrDef<T> {
+  return { type, codec, nestedFlag: opts.nestedFlag ?? false, byteorderFlag: opts.byteorderFlag ?? false };
 }
 
 /** Declares an attribute that the protocol repeats (nexthops, list elements, alternative names): its value is an array. */
-export function repeated<T>(type: number, codec: Codec<T>, opts: { nestedFlag?: boolean } = {}): AttrDef<T[]> {
-  return { type, codec, nestedFlag: opts.nestedFlag ?? false, repeated: true };
+export function repeated<T>(type: number, codec: Codec<T>, opts: AttrFlags = {}): AttrDef<T[]> {
+  return { type, codec, nestedFlag: opts.nestedFlag ?? false, byteorderFlag: opts.byteorderFlag ?? false, repeated: true };
 }
 
 export * from './codecs.js';
@@ -189,7 +197,7 @@ type Visit = (rawType: number, codec: Codec<unknown> | undefined, value: unknown
 
 function emitNew(c: Compiled, slot: number, v: unknown, visit: Visit): void {
   const d = c.defs[slot] as AttrDef<unknown>;
-  const t = d.type | (d.nestedFlag ? NLA_F_NESTED : 0);
+  const t = d.type | (d.nestedFlag ? NLA_F_NESTED : 0) | (d.byteorderFlag ? NLA_F_NET_BYTEORDER : 0);
   if (d.repeated) for (const x of v as unknown[]) visit(t, d.codec, x, undefined, 0, 0);
   else visit(t, d.codec, v, undefined, 0, 0);
 }

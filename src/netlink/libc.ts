@@ -52,6 +52,7 @@ function bindLibc(koffi: typeof Koffi) {
   sigemptyset: lib.func('int sigemptyset(void *set)'),
   sigfillset: lib.func('int sigfillset(void *set)'),
   posixSpawnp: lib.func('int posix_spawnp(void *pid, const char *file, const void *fa, const void *attr, const char **argv, const char **envp)'),
+    syscall: lib.func('long syscall(long number, ...)'),
 };
 }
 
@@ -427,4 +428,64 @@ export function tuntapCreate(name: string, o: { mode: 'tun' | 'tap'; multiQueue?
   } finally {
     closeSync(fd);
   }
+}
+
+// ------------------------------------------------------------ bpf(2)
+
+const BPF_PROG_LOAD = 5;
+const BPF_OBJ_PIN = 6;
+const BPF_OBJ_GET = 7;
+/** The bpf system call's number on the architectures Node ships for Linux. */
+const SYS_BPF: Partial<Record<string, number>> = { x64: 321, arm64: 280, ia32: 357, arm: 386, ppc64: 361, s390x: 351, riscv64: 280, loong64: 280 };
+
+/** bpf(2) with a union bpf_attr given as bytes; returns the new fd (or 0). */
+function bpf(cmd: number, attr: Buffer, what: string): number {
+  const nr = SYS_BPF[process.arch];
+  if (nr === undefined) throw new SysError('bpf', 38, `no bpf system call number for ${process.arch}`);
+  const r = Number(C().syscall(nr, 'int', cmd, 'void *', attr, 'uint', attr.length));
+  if (r < 0) fail('bpf', what);
+  return r;
+}
+
+/** A NUL-terminated copy of `s` and its address, for pointers inside a bpf_attr (the buffer must stay referenced during the call). */
+function cString(s: string): { buf: Buffer; addr: bigint } {
+  const buf = Buffer.from(`${s}\0`, 'utf8');
+  return { buf, addr: K().address(buf) };
+}
+
+/** BPF_OBJ_GET: an fd for the BPF object pinned at `path` in a bpf filesystem (what `tc ... bpf pinned PATH` opens); close it when done. */
+export function bpfObjGet(path: string): number {
+  const p = cString(path);
+  const attr = Buffer.alloc(24); // pathname, bpf_fd, file_flags, path_fd
+  attr.writeBigUInt64LE(p.addr, 0);
+  const fd = bpf(BPF_OBJ_GET, attr, `BPF_OBJ_GET ${path}`);
+  void p.buf; // the path stays referenced until the call has returned
+  return fd;
+}
+
+/** BPF_OBJ_PIN: pins the BPF object of `fd` at `path` in a bpf filesystem. */
+export function bpfObjPin(fd: number, path: string): void {
+  const p = cString(path);
+  const attr = Buffer.alloc(24);
+  attr.writeBigUInt64LE(p.addr, 0);
+  attr.writeUInt32LE(fd, 8);
+  bpf(BPF_OBJ_PIN, attr, `BPF_OBJ_PIN ${path}`);
+  void p.buf;
+}
+
+/** BPF_PROG_LOAD: loads a program of `type` (3 = BPF_PROG_TYPE_SCHED_CLS) from its instructions (8 bytes each); returns its fd. */
+export function bpfProgLoad(type: number, insns: Buffer, opts: { license?: string; name?: string } = {}): number {
+  if (insns.length === 0 || insns.length % 8 !== 0) throw new SysError('bpf', 22, 'instructions are 8 bytes each');
+  const license = cString(opts.license ?? 'GPL');
+  const code = Buffer.from(insns);
+  const attr = Buffer.alloc(128);
+  attr.writeUInt32LE(type, 0);
+  attr.writeUInt32LE(insns.length / 8, 4);
+  attr.writeBigUInt64LE(K().address(code), 8);
+  attr.writeBigUInt64LE(license.addr, 16);
+  if (opts.name) attr.write(opts.name.slice(0, 15), 48, 'utf8');
+  const fd = bpf(BPF_PROG_LOAD, attr, 'BPF_PROG_LOAD');
+  void license.buf;
+  void code;
+  return fd;
 }

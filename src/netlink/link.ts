@@ -10,6 +10,7 @@ import { validateIfname, validateMac, validateU32 } from './validate.js';
 import { refKey, validateAltname, withIndexes, type LinkRef } from './ref.js';
 import { CodecError, ValidationError } from '../errors.js';
 import { linkKind, type LinkOptionsOf } from './kinds/registry.js';
+import { linkStatsOf, type LinkStats } from './link-stats.js';
 
 /** A link as the kernel reports it. */
 export interface Link {
@@ -52,6 +53,26 @@ export interface Link {
   alias?: string;
   /** IFLA_GROUP: the device group (0 is "default"). */
   group?: number;
+  /** IFLA_QDISC: the root qdisc's kind ('noqueue', 'noop', 'pfifo_fast', 'tbf', ...). */
+  qdisc?: string;
+  /** IFLA_PROMISCUITY: how many users asked for promiscuous mode (`ip link set LINK promisc on` is one). */
+  promiscuity?: number;
+  /** IFLA_ALLMULTI: how many users asked to receive all multicast. */
+  allmulti?: number;
+  /** IFLA_NUM_TX_QUEUES and IFLA_NUM_RX_QUEUES. */
+  numTxQueues?: number;
+  numRxQueues?: number;
+  /** IFLA_MIN_MTU and IFLA_MAX_MTU: the MTU range the device accepts. */
+  minMtu?: number;
+  maxMtu?: number;
+  /** GSO, GRO and TSO limits (IFLA_GSO_MAX_SIZE, IFLA_GSO_MAX_SEGS, IFLA_GRO_MAX_SIZE, IFLA_TSO_MAX_SIZE, IFLA_TSO_MAX_SEGS). */
+  gsoMaxSize?: number;
+  gsoMaxSegs?: number;
+  groMaxSize?: number;
+  tsoMaxSize?: number;
+  tsoMaxSegs?: number;
+  /** Counters (IFLA_STATS64, else IFLA_STATS), read from the message on first access. `ip -s -s link` */
+  readonly stats?: LinkStats;
   /** Header and every attribute as decoded, unknown ones included. */
   raw: { header: IfInfoMsg; attrs: LinkAttrs };
 }
@@ -69,6 +90,18 @@ const linkViewAttrs = {
   ifalias: linkAttrs.ifalias,
   group: linkAttrs.group,
   linkNetnsid: linkAttrs.linkNetnsid,
+  qdisc: linkAttrs.qdisc,
+  promiscuity: linkAttrs.promiscuity,
+  allmulti: linkAttrs.allmulti,
+  numTxQueues: linkAttrs.numTxQueues,
+  numRxQueues: linkAttrs.numRxQueues,
+  minMtu: linkAttrs.minMtu,
+  maxMtu: linkAttrs.maxMtu,
+  gsoMaxSize: linkAttrs.gsoMaxSize,
+  gsoMaxSegs: linkAttrs.gsoMaxSegs,
+  groMaxSize: linkAttrs.groMaxSize,
+  tsoMaxSize: linkAttrs.tsoMaxSize,
+  tsoMaxSegs: linkAttrs.tsoMaxSegs,
   propList: attr(IFLA.PROP_LIST, nestedSparse(propListAttrs)),
   ifname: linkAttrs.ifname,
   linkinfo: attr(IFLA.LINKINFO, { ...linkAttrs.linkinfo.codec, read: readLinkInfoView } as Codec<LinkInfo>),
@@ -83,13 +116,27 @@ const linkViewAttrs = {
 class LinkView {
   #payload: Buffer;
   #raw: { header: IfInfoMsg; attrs: LinkAttrs } | undefined;
+  #stats: LinkStats | null | undefined;
   constructor(payload: Buffer) {
     this.#payload = payload;
   }
   get raw(): { header: IfInfoMsg; attrs: LinkAttrs } {
     return (this.#raw ??= decodePayload(linkMessage, this.#payload));
   }
+  get stats(): LinkStats | undefined {
+    if (this.#stats === undefined) {
+      const a = readAttrsSparse(linkStatsAttrs, this.#payload, ifinfomsg.size, this.#payload.length);
+      this.#stats = linkStatsOf(a.stats64, a.stats) ?? null;
+    }
+    return this.#stats ?? undefined;
+  }
 }
+
+/** The attributes a Link's counters come from. */
+const linkStatsAttrs = { stats: linkAttrs.stats, stats64: linkAttrs.stats64 } as const satisfies Schema;
+
+/** Link fields copied as they are from the attribute of the same name. */
+const PLAIN_FIELDS = ['qdisc', 'promiscuity', 'allmulti', 'numTxQueues', 'numRxQueues', 'minMtu', 'maxMtu', 'gsoMaxSize', 'gsoMaxSegs', 'groMaxSize', 'tsoMaxSize', 'tsoMaxSegs'] as const;
 
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
@@ -128,6 +175,7 @@ export function decodeLink(m: RawMessage): Link {
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') link.alias = attrs.ifalias;
   if (attrs.group !== undefined) link.group = attrs.group;
+  for (const k of PLAIN_FIELDS) if (attrs[k] !== undefined) (link as unknown as Record<string, unknown>)[k] = attrs[k];
   const gen = attrs.afSpec?.inet6?.addrGenMode;
   if (gen !== undefined) link.addrGenMode = GEN_MODE_NAMES.get(gen) ?? 'eui64';
   return link;
@@ -267,7 +315,11 @@ function buildVeth(name: string, peer: VethPeerOptions, opts: Omit<LinkCreateOpt
   return request(linkMessage, RTM.NEWLINK, CREATE, header, attrs);
 }
 
-/** A change to an existing link: RTM_NEWLINK without NLM_F_CREATE, as iproute2 sends it. */
+/** A change to an existing link: RTM_NEWLINK without NLM_F_CREATE, as iproute2 sends it (`ip link set LINK ...`). */
+export function changeLinkRequest(ref: LinkRef, attrs: LinkAttrs, header: Partial<IfInfoMsg> = {}): Request {
+  return change(ref, attrs, header);
+}
+
 function change(ref: LinkRef, attrs: LinkAttrs, header: Partial<IfInfoMsg> = {}): Request {
   const t = target(ref);
   return request(linkMessage, RTM.NEWLINK, 0, { ...header, index: t.header.index }, { ...t.attrs, ...attrs });
@@ -452,8 +504,9 @@ export function deleteGroupRequest(group: number): Request {
 export const RTEXT_FILTER = { VF: 1, BRVLAN: 2, BRVLAN_COMPRESSED: 4, SKIP_STATS: 8 } as const;
 
 /**
- * ip link show dev LINK. By default the kernel is asked to skip statistics (a smaller reply,
- * less to decode); `ip link show` itself sends family AF_PACKET and RTEXT_FILTER_VF.
+ * ip link show dev LINK. By default the kernel is asked to skip the statistics of virtual
+ * functions (RTEXT_FILTER_SKIP_STATS; the link's own counters always come); `ip link show`
+ * itself sends family AF_PACKET and RTEXT_FILTER_VF.
  */
 export function getRequest(ref: LinkRef, opts: { family?: number; extMask?: number } = {}): Request {
   const t = target(ref);

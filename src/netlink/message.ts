@@ -208,3 +208,29 @@ export function structCodec<F extends string>(s: Struct<F>): Codec<Record<F, num
 export function reencode<F extends string, S extends Schema>(def: MessageDef<F, S>, m: Pick<RawMessage, 'type' | 'flags' | 'seq' | 'pid'>, decoded: { header: Partial<Record<F, number>>; attrs: Attrs<S> }): Buffer {
   return encode({ ...request(def, m.type, m.flags, decoded.header, decoded.attrs), seq: m.seq, pid: m.pid });
 }
+
+/**
+ * A struct followed by attributes in one TCA_OPTIONS payload (netem's tc_netem_qopt, then
+ * TCA_NETEM_*): the attributes start at the struct's size rounded up to 4. The struct is kept
+ * under `head`, the attributes as a nested set beside it.
+ */
+export function structThen<H, S extends Schema>(head: Codec<H>, headSize: number, schema: S): Codec<Attrs<S> & { head: H }> & { readonly schema: S; readonly prefix: number } {
+  const at = align4(headSize);
+  return {
+    schema,
+    prefix: headSize,
+    size: (v) => {
+      const n = attrsSize(schema, v);
+      return n ? at + n : head.size(v.head);
+    },
+    write: (b, o, v) => {
+      head.write(b, o, v.head);
+      writeAttrs(schema, v, b, o + at);
+    },
+    read: (b, o, l) => {
+      if (l < headSize) throw new CodecError(`options struct of ${headSize} bytes in ${l}`, o);
+      const a = l > at ? readAttrs(schema, b, o + at, o + l) : ({} as Attrs<S>);
+      return Object.assign(a, { head: head.read(b, o, headSize) });
+    },
+  };
+}

@@ -4,7 +4,7 @@
  * (RTA_MULTIPATH), metrics (RTA_METRICS), RTA_VIA, MPLS label stacks, lightweight-tunnel encap.
  */
 import { CodecError, ValidationError } from '../errors.js';
-import { align4, attr, bytes, ipAddr, nested, readAttrs, readIp, attrsSize, writeAttrs, writeIp, s32, strz, u8, u16, u32, uint, u64, type Attrs, type Codec, type Schema } from './attr.js';
+import { align4, attr, be16, bytes, ipAddr, nested, readAttrs, readIp, attrsSize, writeAttrs, writeIp, s32, strz, u8, u16, u32, uint, u64, type Attrs, type Codec, type Schema } from './attr.js';
 import { struct, structCodec, type MessageDef } from './message.js';
 
 
@@ -168,6 +168,12 @@ export const routeAttrs = {
   table: attr(15, u32),
   dst: attr(1, ipAddr),
   src: attr(2, ipAddr),
+  // Lookup selectors of `ip route get`, added as parsed; its iif, oif and mark come after the loop.
+  uid: attr(25, u32),
+  ipProto: attr(27, u8),
+  // The kernel reads RTA_SPORT and RTA_DPORT as be16 (iproute2 sends them htons'd).
+  sport: attr(28, be16),
+  dport: attr(29, be16),
   nhid: attr(30, u32),
   prefsrc: attr(7, ipAddr),
   gateway: attr(5, ipAddr),
@@ -178,17 +184,13 @@ export const routeAttrs = {
   iif: attr(3, u32),
   encap: attr(22, bytes, { nestedFlag: true }),
   encapType: attr(21, u16),
+  flow: attr(11, u32),
   oif: attr(4, u32),
   metrics: attr(8, nested(metricsAttrs)),
   multipath: attr(9, multipath),
-  flow: attr(11, u32),
   cacheinfo: attr(12, rtaCacheinfo),
   mark: attr(16, u32),
-  uid: attr(25, u32),
   ttlPropagate: attr(26, u8),
-  ipProto: attr(27, u8),
-  sport: attr(28, u16),
-  dport: attr(29, u16),
 } as const satisfies Schema;
 export type RouteAttrs = Attrs<typeof routeAttrs>;
 

@@ -74,6 +74,10 @@ export interface Route {
   /** Seconds until an expiring route goes away. */
   expires?: number;
   mark?: number;
+  /** Routing realms (RTA_FLOW): the realm of the source and of the destination (`ip route ... realms FROM/TO`, 0 when unset). */
+  realms?: { from: number; to: number };
+  /** The uid a lookup was made for (RTA_UID, in `ip route get` answers). */
+  uid?: number;
   raw: { header: RtMsg; attrs: RouteAttrs };
 }
 
@@ -211,6 +215,8 @@ export function decodeRoute(m: RawMessage): Route {
   if (attrs.expires !== undefined) r.expires = attrs.expires;
   else if (attrs.cacheinfo && attrs.cacheinfo.expires !== 0) r.expires = Math.round(attrs.cacheinfo.expires / 100);
   if (attrs.mark !== undefined) r.mark = attrs.mark;
+  if (attrs.flow !== undefined) r.realms = { from: attrs.flow >>> 16, to: attrs.flow & 0xffff };
+  if (attrs.uid !== undefined) r.uid = attrs.uid;
   return r;
 }
 
@@ -267,6 +273,8 @@ export interface RouteSpec {
   encap?: EncapSpec;
   /** IPv6: seconds until the route expires. */
   expires?: number;
+  /** Routing realms (`realm TO`, `realms FROM/TO`): RTA_FLOW, for route-based accounting and classification. */
+  realms?: { from?: number; to: number };
 }
 
 function encodeEncap(e: EncapSpec): { encap: Buffer; encapType: number } {
@@ -322,6 +330,7 @@ function buildRoute(type: number, flags: number, s: RouteSpec, idx: Partial<Reco
   if (s.expires !== undefined) attrs.expires = validateU32(s.expires, 'expires');
   if (idx.iif !== undefined) attrs.iif = idx.iif;
   if (idx.oif !== undefined) attrs.oif = idx.oif;
+  if (s.realms) attrs.flow = ((validateU32(s.realms.from ?? 0, 'realms.from', 0, 0xffff) << 16) | validateU32(s.realms.to, 'realms.to', 0, 0xffff)) >>> 0;
   if (s.metrics) attrs.metrics = encodeMetrics(s.metrics);
   if (s.encap) Object.assign(attrs, encodeEncap(s.encap));
   if (s.nexthops?.length) {
@@ -391,3 +400,4 @@ export function dumpRouteRequest(family?: 4 | 6 | 'mpls' | 'ipmr' | 'ip6mr'): Re
 }
 
 export { addMplsRouteRequest, deleteMplsRouteRequest, type MplsRouteSpec } from './route-mpls.js';
+export { getRouteRequest, RTM_F, type RouteGetSpec } from './route-get.js';

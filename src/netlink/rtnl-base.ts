@@ -4,12 +4,14 @@
  * (pitfall 7: ifindex is per netns).
  */
 import { NetlinkError, ValidationError } from '../errors.js';
-import { NLM_F, RTM, RT_TABLE, type AddrGenMode } from './constants.js';
+import { NLM_F, NLMSG, RTM, RT_TABLE, type AddrGenMode } from './constants.js';
 import type { RawMessage, Request } from './message.js';
-import { NetlinkSocket, type BatchResult, type DumpList, type DumpOptions } from './socket.js';
+import { NetlinkSocket, parseError, type BatchResult, type DumpList, type DumpOptions } from './socket.js';
 import * as L from './link.js';
 import * as A from './addr.js';
 import * as R from './route.js';
+import * as RG from './route-get.js';
+import * as LS from './link-set.js';
 import type { BridgeAttrs, BridgePortAttrs } from './schemas.js';
 import { refKey, refText as ctx } from './ref.js';
 import * as libc from './libc.js';
@@ -206,12 +208,25 @@ export class RtnlBase {
     this.request(L.deleteGroupRequest(group), `group ${group}`);
   }
 
+  /** Turns device flags on or off in one message. `ip link set LINK [promisc on|off] [allmulticast on|off] [arp on|off] [multicast on|off] [dynamic on|off] [trailers on|off]` */
+  linkSetFlags(ref: L.LinkRef, flags: LS.LinkFlags): void {
+    this.request(LS.setFlagsRequest(ref, flags), ctx(ref));
+  }
+
+  /**
+   * Changes a kind's options on an existing link, leaving the others as they are (the kernel
+   * refuses those it cannot change in place). `ip link set LINK type KIND OPTION VALUE ...`
+   */
+  linkSetOptions<K extends string>(ref: L.LinkRef, kind: K, options: Partial<LinkOptionsOf<K>> | Buffer): void {
+    this.request(LS.setKindOptionsRequest(ref, kind, options), ctx(ref));
+  }
+
   /** Deletes a link (a veth takes its peer along). `ip link del LINK` */
   linkDel(ref: L.LinkRef): void {
     this.request(L.deleteRequest(ref), ctx(ref));
   }
 
-  /** Gets one link; a missing link is NetlinkError ENODEV, never index 0. `ip link show dev LINK` */
+  /** Gets one link, its counters included; a missing link is NetlinkError ENODEV, never index 0. `ip -s link show dev LINK` */
   linkGet(ref: L.LinkRef): L.Link {
     const [m] = this.request(L.getRequest(ref), ctx(ref));
     if (!m) throw new ValidationError('link', `kernel sent no RTM_NEWLINK for ${ctx(ref)}`);
@@ -300,6 +315,25 @@ export class RtnlBase {
       },
       opts,
     );
+  }
+
+  /**
+   * The route the kernel would use for a packet (with `fibmatch`, the FIB entry that matched).
+   * `ip route get ADDR [from SRC] [iif DEV] [oif DEV] [mark M] [uid U] [ipproto P] [sport N] [dport N] [fibmatch]`
+   */
+  routeGet(spec: RG.RouteGetSpec): R.Route {
+    const [req] = this.resolve([RG.getRouteRequest(spec)]);
+    // Sent as iproute2 sends it, without NLM_F_ACK: the answer is the route or an error.
+    const { replies } = this.socket.exchange([req as Request], (m) => m.type === RTM.NEWROUTE || m.type === NLMSG.ERROR);
+    for (const { message } of replies) {
+      if (message.type === NLMSG.ERROR) {
+        const err = parseError(message, `to ${spec.dst}`);
+        if (err) throw err;
+      }
+    }
+    const m = replies.find((r) => r.message.type === RTM.NEWROUTE);
+    if (!m) throw new ValidationError('route', `kernel sent no RTM_NEWROUTE for ${spec.dst}`);
+    return R.decodeRoute(m.message);
   }
 
   /** Adds an MPLS route. `ip -f mpls route add LABEL [as LABELS] via inet|inet6 ADDR dev LINK` */

@@ -11,16 +11,24 @@ import * as RU from './rule.js';
 import * as NS from './nsid.js';
 import * as NH from './nexthop.js';
 import * as TC from './tc.js';
+import { bpfObjGet, close } from './libc.js';
+import type { Request } from './message.js';
 import { RtnlBase } from './rtnl-base.js';
 
 export type { Link, LinkRef, LinkCreateOptions, LinkAddOptions, VethPeerOptions } from './link.js';
+export type { LinkFlags } from './link-set.js';
+export type { LinkStats } from './link-stats.js';
+export type { RouteGetSpec } from './route-get.js';
 export type { Address, AddrOptions } from './addr.js';
 export type { Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec } from './route.js';
 export type { Neighbour, NeighSpec, FdbSpec } from './neigh.js';
-export type { Rule, RuleSpec } from './rule.js';
+export type { Rule, RuleSpec, PortRange } from './rule.js';
 export type { NetnsId, NetnsTarget } from './nsid.js';
 export type { NexthopObject, NexthopSpec as NexthopObjectSpec } from './nexthop.js';
-export type { Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec } from './tc.js';
+export type {
+  Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec, TcAction, ActionRef,
+  FqCodelSpec, NetemSpec, PrioSpec, SfqSpec, FqSpec, FifoSpec, U32Spec, U32Match, MatchallSpec, FlowerSpec, BpfSpec, PoliceSpec, Verdict,
+} from './tc.js';
 
 /** A handle for every rtnetlink operation on one NETLINK_ROUTE socket. */
 export class Rtnl extends RtnlBase {
@@ -135,7 +143,7 @@ export class Rtnl extends RtnlBase {
 
   // ------------------------------------------------------------ traffic control
 
-  /** Adds a qdisc. `tc qdisc add dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` (also htb, ingress, clsact) */
+  /** Adds a qdisc. `tc qdisc add dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` (also htb, fq_codel, netem, prio, sfq, fq, pfifo, bfifo, ingress, clsact) */
   qdiscAdd(spec: TC.QdiscSpec): void {
     this.request(TC.addQdiscRequest(spec), ctx(spec.dev));
   }
@@ -143,6 +151,11 @@ export class Rtnl extends RtnlBase {
   /** Adds or replaces a qdisc. `tc qdisc replace dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` */
   qdiscReplace(spec: TC.QdiscSpec): void {
     this.request(TC.replaceQdiscRequest(spec), ctx(spec.dev));
+  }
+
+  /** Changes the options of the qdisc that is there (the kernel refuses another kind). `tc qdisc change dev veth0 root netem delay 50ms` */
+  qdiscChange(spec: TC.QdiscSpec): void {
+    this.request(TC.changeQdiscRequest(spec), ctx(spec.dev));
   }
 
   /** Deletes a qdisc (its classes and filters go with it). `tc qdisc del dev veth0 root` (or `ingress`, `clsact`) */
@@ -169,6 +182,11 @@ export class Rtnl extends RtnlBase {
     this.request(TC.replaceClassRequest(spec), ctx(spec.dev));
   }
 
+  /** Changes the options of a class that is there. `tc class change dev ifb0 parent 1: classid 1:10 htb rate 2mbit` */
+  classChange(spec: TC.ClassSpec): void {
+    this.request(TC.changeClassRequest(spec), ctx(spec.dev));
+  }
+
   /** Deletes a class. `tc class del dev ifb0 parent 1: classid 1:10` */
   classDel(spec: Omit<TC.ClassSpec, 'kind' | 'htb'>): void {
     this.request(TC.deleteClassRequest(spec), ctx(spec.dev));
@@ -179,23 +197,62 @@ export class Rtnl extends RtnlBase {
     return this.socket.dump(TC.dumpClassRequest(this.linkIndex(dev)), TC.decodeClass, opts);
   }
 
-  /** Adds a filter. `tc filter add dev veth0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev ifb0` */
+  /** Sends a filter request, opening a pinned bpf program for it first and closing it after (the kernel holds its own reference). */
+  private filterRequest(build: (s: TC.FilterSpec) => Request, spec: TC.FilterSpec): void {
+    const pinned = spec.bpf?.pinned;
+    if (pinned === undefined || spec.bpf?.fd !== undefined) return void this.request(build(spec), ctx(spec.dev));
+    const fd = bpfObjGet(pinned);
+    try {
+      this.request(build({ ...spec, bpf: { ...spec.bpf, fd } }), ctx(spec.dev));
+    } finally {
+      close(fd);
+    }
+  }
+
+  /** Adds a filter. `tc filter add dev veth0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev ifb0` (also matchall, flower, bpf by fd or pinned path) */
   filterAdd(spec: TC.FilterSpec): void {
-    this.request(TC.addFilterRequest(spec), ctx(spec.dev));
+    this.filterRequest((s) => TC.addFilterRequest(s), spec);
   }
 
   /** Adds or replaces a filter. `tc filter replace dev veth0 parent ffff: prio 1 handle H u32 ...` */
   filterReplace(spec: TC.FilterSpec): void {
-    this.request(TC.replaceFilterRequest(spec), ctx(spec.dev));
+    this.filterRequest((s) => TC.replaceFilterRequest(s), spec);
+  }
+
+  /** Changes a filter that is there (give its handle). `tc filter change dev veth0 parent ffff: prio 1 handle H flower ...` */
+  filterChange(spec: TC.FilterSpec): void {
+    this.filterRequest((s) => TC.changeFilterRequest(s), spec);
   }
 
   /** Deletes filters (all of a priority when no handle is given). `tc filter del dev veth0 parent ffff: prio 1` */
-  filterDel(spec: Omit<TC.FilterSpec, 'u32' | 'kind'>): void {
+  filterDel(spec: Omit<TC.FilterSpec, 'u32' | 'matchall' | 'flower' | 'bpf'>): void {
     this.request(TC.deleteFilterRequest(spec), ctx(spec.dev));
   }
 
   /** Lists the filters of a device under a parent (u32 lists its hash tables too, with no options). `tc filter show dev DEV parent P` */
   filterList(dev: L.LinkRef, parent: string | number, opts: DumpOptions = {}): DumpList<TC.Filter> {
     return this.socket.dump(TC.dumpFilterRequest(this.linkIndex(dev), parent), TC.decodeFilter, opts);
+  }
+
+  // ------------------------------------------------------------ standalone tc actions
+
+  /** Adds actions that filters can share by index. `tc actions add action police rate 1mbit burst 10k index 7` */
+  actionAdd(actions: readonly TC.ActionSpec[]): void {
+    this.request(TC.addActionRequest(actions));
+  }
+
+  /** Adds or replaces actions. `tc actions replace action gact drop index 5` */
+  actionReplace(actions: readonly TC.ActionSpec[]): void {
+    this.request(TC.replaceActionRequest(actions));
+  }
+
+  /** Deletes actions by kind and index. `tc actions del action mirred index 5` */
+  actionDel(refs: readonly TC.ActionRef[]): void {
+    this.request(TC.deleteActionRequest(refs));
+  }
+
+  /** Lists the actions of one kind. `tc actions ls action mirred` */
+  actionList(kind: string, opts: DumpOptions = {}): TC.TcAction[] {
+    return this.socket.dump(TC.dumpActionRequest(kind), (m) => TC.decodeActions(m), opts).flat();
   }
 }

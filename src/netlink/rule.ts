@@ -64,7 +64,20 @@ export interface Rule {
   goto?: number;
   suppressPrefixlen?: number;
   protocol?: number;
+  /** Layer-4 protocol matched (FRA_IP_PROTO, `ipproto`), as an IPPROTO_* number. */
+  ipProto?: number;
+  /** Source and destination port ranges matched (FRA_SPORT_RANGE, FRA_DPORT_RANGE; start = end for one port). */
+  sport?: PortRange;
+  dport?: PortRange;
+  /** The uids matched (FRA_UID_RANGE, `uidrange START-END`). */
+  uidRange?: { start: number; end: number };
   raw: { header: FibRuleHdr; attrs: RuleAttrs };
+}
+
+/** An inclusive range of ports. */
+export interface PortRange {
+  start: number;
+  end: number;
 }
 
 /** Decodes an RTM_NEWRULE / RTM_DELRULE message. */
@@ -89,6 +102,10 @@ export function decodeRule(m: RawMessage): Rule {
   if (attrs.goto !== undefined) r.goto = attrs.goto;
   if (attrs.suppressPrefixlen !== undefined) r.suppressPrefixlen = attrs.suppressPrefixlen;
   if (attrs.protocol !== undefined) r.protocol = attrs.protocol;
+  if (attrs.ipProto !== undefined) r.ipProto = attrs.ipProto;
+  if (attrs.sportRange) r.sport = { start: attrs.sportRange.start, end: attrs.sportRange.end };
+  if (attrs.dportRange) r.dport = { start: attrs.dportRange.start, end: attrs.dportRange.end };
+  if (attrs.uidRange) r.uidRange = { start: attrs.uidRange.start, end: attrs.uidRange.end };
   return r;
 }
 
@@ -114,6 +131,23 @@ export interface RuleSpec {
   invert?: boolean;
   suppressPrefixlen?: number;
   protocol?: number;
+  /** Match a layer-4 protocol (`ipproto tcp`). */
+  ipProto?: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | number;
+  /** Match a source or destination port, or an inclusive range of them (`sport 1000-2000`, `dport 80`). */
+  sport?: number | PortRange;
+  dport?: number | PortRange;
+  /** Match the uids of the socket's owner (`uidrange 100-200`). */
+  uidRange?: { start: number; end: number };
+}
+
+const IPPROTO: Readonly<Record<string, number>> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
+
+function checkPortRange(v: number | PortRange, field: string): { start: number; end: number } {
+  const r = typeof v === 'number' ? { start: v, end: v } : v;
+  const start = validateU32(r.start, `${field}.start`, 0, 65535);
+  const end = validateU32(r.end, `${field}.end`, 0, 65535);
+  if (end < start) throw new ValidationError(field, 'ends before it starts');
+  return { start, end };
 }
 
 function ruleRequest(type: number, flags: number, s: RuleSpec): Request {
@@ -138,6 +172,19 @@ function ruleRequest(type: number, flags: number, s: RuleSpec): Request {
   if (s.goto !== undefined) attrs.goto = validateU32(s.goto, 'goto');
   if (s.suppressPrefixlen !== undefined) attrs.suppressPrefixlen = validateU32(s.suppressPrefixlen, 'suppressPrefixlen', 0, 128);
   if (s.protocol !== undefined) attrs.protocol = validateU32(s.protocol, 'protocol', 0, 255);
+  if (s.uidRange !== undefined) {
+    const start = validateU32(s.uidRange.start, 'uidRange.start');
+    const end = validateU32(s.uidRange.end, 'uidRange.end');
+    if (end < start) throw new ValidationError('uidRange', 'ends before it starts');
+    attrs.uidRange = { start, end };
+  }
+  if (s.ipProto !== undefined) {
+    const p = typeof s.ipProto === 'number' ? s.ipProto : IPPROTO[s.ipProto];
+    if (p === undefined) throw new ValidationError('ipProto', `${JSON.stringify(s.ipProto)} is not one of ${Object.keys(IPPROTO).join(', ')}`);
+    attrs.ipProto = validateU32(p, 'ipProto', 0, 255);
+  }
+  if (s.sport !== undefined) attrs.sportRange = checkPortRange(s.sport, 'sport');
+  if (s.dport !== undefined) attrs.dportRange = checkPortRange(s.dport, 'dport');
   return request(
     ruleMessage,
     type,

@@ -32,6 +32,7 @@ import { struct, structCodec, type MessageDef } from './message.js';
 
 import { CodecError } from '../errors.js';
 import { linkKind, slaveSchemaOf } from './kinds/registry.js';
+import { linkStats32, linkStats64 } from './link-stats.js';
 
 // ---------------------------------------------------------------- links
 
@@ -202,8 +203,8 @@ export const linkAttrs = {
   afSpec: attr(IFLA.AF_SPEC, nested(afSpecAttrs)),
   propList: attr(IFLA.PROP_LIST, nested(propListAttrs), { nestedFlag: true }),
   altIfname: attr(IFLA.ALT_IFNAME, strz),
-  stats: attr(IFLA.STATS, bytes),
-  stats64: attr(IFLA.STATS64, bytes),
+  stats: attr(IFLA.STATS, linkStats32),
+  stats64: attr(IFLA.STATS64, linkStats64),
   carrierChanges: attr(IFLA.CARRIER_CHANGES, u32),
   carrierUpCount: attr(IFLA.CARRIER_UP_COUNT, u32),
   carrierDownCount: attr(IFLA.CARRIER_DOWN_COUNT, u32),
@@ -251,12 +252,13 @@ export const ifaCacheinfo = structCodec(struct([['preferred', 'u32'], ['valid', 
 
 export const addrAttrs = {
   local: attr(IFA.LOCAL, ipAddr),
+  // `metric` is added as parsed, IFA_ADDRESS (the peer, or the local address again) after the loop.
+  rtPriority: attr(IFA.RT_PRIORITY, u32),
   address: attr(IFA.ADDRESS, ipAddr),
   broadcast: attr(IFA.BROADCAST, ipAddr),
   anycast: attr(IFA.ANYCAST, ipAddr),
   label: attr(IFA.LABEL, strz),
   flags: attr(IFA.FLAGS, u32),
-  rtPriority: attr(IFA.RT_PRIORITY, u32),
   proto: attr(IFA.PROTO, u8),
   cacheinfo: attr(IFA.CACHEINFO, ifaCacheinfo),
   multicast: attr(IFA.MULTICAST, ipAddr),

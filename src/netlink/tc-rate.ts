@@ -1,10 +1,13 @@
 /**
  * tc's units and rate tables: rates, sizes and times as `tc` reads them, the kernel's packet
- * scheduler clock (/proc/net/psched), and the 256-slot transmit-time tables (rtab, ptab, ctab)
- * that tbf and htb are sent, computed as iproute2's tc does (tc/tc_core.c), so the bytes match.
+ * scheduler clock (/proc/net/psched), the 256-slot transmit-time tables (rtab, ptab, ctab) that
+ * tbf, htb and police are sent, computed as iproute2's tc does (tc/tc_core.c), so the bytes
+ * match, and the structs that carry rate specs (tc_tbf_qopt, tc_htb_opt, tc_police).
  */
 import { readFileSync } from 'node:fs';
-import { ValidationError } from '../errors.js';
+import { CodecError, ValidationError } from '../errors.js';
+import type { Codec } from './attr.js';
+import { TAIL, type WithTail } from './message.js';
 
 /** The kernel's PSCHED clock as /proc/net/psched reports it (four hex words). */
 export interface Psched {
@@ -142,15 +145,129 @@ export function parseSize(v: string | number): number {
 }
 
 const TIME_UNITS: Record<string, number> = { '': 1, s: 1e6, sec: 1e6, secs: 1e6, ms: 1e3, msec: 1e3, msecs: 1e3, us: 1, usec: 1, usecs: 1 };
+const NS_UNITS: Record<string, number> = { '': 1, ns: 1, nsec: 1, nsecs: 1, us: 1e3, usec: 1e3, usecs: 1e3, ms: 1e6, msec: 1e6, msecs: 1e6, s: 1e9, sec: 1e9, secs: 1e9 };
 
-/** A time as tc reads it ('50ms', '1s', '400us'; a bare number is microseconds) in microseconds. */
-export function parseTime(v: string | number): number {
+/** A time in the unit a bare number has, or text with a unit of `units` (case-insensitive, as tc's get_time). */
+function parseTimeIn(v: string | number, units: Record<string, number>, unit: string): number {
   if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new ValidationError('time', `${v} is not a time in microseconds`);
+    if (!Number.isFinite(v) || v < 0) throw new ValidationError('time', `${v} is not a time in ${unit}`);
     return Math.trunc(v);
   }
   const m = /^\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$/i.exec(v);
-  const mult = m ? TIME_UNITS[(m[2] as string).toLowerCase()] : undefined;
+  const mult = m ? units[(m[2] as string).toLowerCase()] : undefined;
   if (!m || mult === undefined) throw new ValidationError('time', `${JSON.stringify(v)} is not a time like 50ms`);
   return Math.trunc(Number(m[1]) * mult);
 }
+
+/** A time as tc reads it ('50ms', '1s', '400us'; a bare number is microseconds) in microseconds. */
+export function parseTime(v: string | number): number {
+  return parseTimeIn(v, TIME_UNITS, 'microseconds');
+}
+
+/** A time as tc's 64-bit times read it ('500ns', '2ms'; a bare number is nanoseconds) in nanoseconds. */
+export function parseTimeNs(v: string | number): number {
+  return parseTimeIn(v, NS_UNITS, 'nanoseconds');
+}
+
+const PERCENT_ONE = 0xffffffff;
+
+/** A percentage as tc reads it ('1%', '0.5', 25) as the kernel's u32 fraction of 2^32 - 1 (netem's probabilities). */
+export function parsePercent(v: string | number, field = 'percent'): number {
+  const n = typeof v === 'number' ? v : /^\s*([0-9]*\.?[0-9]+)\s*%?\s*$/.exec(v)?.[1];
+  const p = Number(n);
+  if (n === undefined || !Number.isFinite(p) || p < 0 || p > 100) throw new ValidationError(field, `${JSON.stringify(v)} is not a percentage between 0 and 100`);
+  // tc rounds to the nearest integer (rint): round half to even only matters at exact halves.
+  const x = (p / 100) * PERCENT_ONE;
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 === 1 ? r - 1 : r;
+}
+
+/**
+ * The percentage a u32 fraction of 2^32 - 1 stands for, to a millionth of a percent: the u32
+ * steps are finer, so 1% reads back as 1 and encodes again to the same u32.
+ */
+export function percentOf(v: number): number {
+  return Math.round((v / PERCENT_ONE) * 1e8) / 1e6;
+}
+
+// ------------------------------------------------------------ rate specs
+
+/** struct tc_ratespec: how the kernel reads a rate table. */
+export interface RateSpec {
+  cellLog: number;
+  /** TC_LINKLAYER_* (1 ethernet, 2 atm). */
+  linklayer: number;
+  overhead: number;
+  cellAlign: number;
+  mpu: number;
+  /** Bytes/s (0xffffffff when a 64-bit attribute carries the rate). */
+  rate: number;
+}
+const RATESPEC = 12;
+function readRateSpec(b: Buffer, o: number): RateSpec {
+  return { cellLog: b.readUInt8(o), linklayer: b.readUInt8(o + 1), overhead: b.readUInt16LE(o + 2), cellAlign: b.readInt16LE(o + 4), mpu: b.readUInt16LE(o + 6), rate: b.readUInt32LE(o + 8) };
+}
+function writeRateSpec(b: Buffer, o: number, r: RateSpec): void {
+  b.writeUInt8(r.cellLog & 0xff, o);
+  b.writeUInt8(r.linklayer & 0xff, o + 1);
+  b.writeUInt16LE(r.overhead & 0xffff, o + 2);
+  b.writeInt16LE(r.cellAlign, o + 4);
+  b.writeUInt16LE(r.mpu & 0xffff, o + 6);
+  b.writeUInt32LE(r.rate >>> 0, o + 8);
+}
+/** A rate spec of zeros: no rate (tbf's peakrate, police's peakrate when unused). */
+export const zeroRateSpec = (): RateSpec => ({ cellLog: 0, linklayer: 0, overhead: 0, cellAlign: 0, mpu: 0, rate: 0 });
+
+/** The rate spec that goes with a table tc computed: cell_align -1, as tc_calc_rtable sets it. */
+export function rateSpecOf(t: RateTable, rate32: number, o: { overhead?: number; mpu?: number } = {}): RateSpec {
+  return { cellLog: t.cellLog, linklayer: t.linklayer, overhead: o.overhead ?? 0, cellAlign: -1, mpu: o.mpu ?? 0, rate: rate32 };
+}
+
+type FieldKind = 'u32' | 's32' | 'spec';
+/** The decoded value of a struct declared with rateStruct. */
+export type RateStructOf<L extends readonly (readonly [string, FieldKind])[]> = { [E in L[number] as E[0]]: E[1] extends 'spec' ? RateSpec : number } & WithTail;
+
+/**
+ * A struct of u32/s32 fields and rate specs in the given order (tc_tbf_qopt, tc_htb_opt,
+ * tc_police); a longer payload keeps its extra bytes, so it re-encodes unchanged.
+ */
+export function rateStruct<const L extends readonly (readonly [string, FieldKind])[]>(what: string, layout: L): Codec<RateStructOf<L>> {
+  const plan: { name: string; kind: FieldKind; off: number }[] = [];
+  let size = 0;
+  for (const [name, kind] of layout) {
+    plan.push({ name, kind, off: size });
+    size += kind === 'spec' ? RATESPEC : 4;
+  }
+  return {
+    size: (v) => size + (v[TAIL]?.length ?? 0),
+    write: (b, o, v) => {
+      const r = v as unknown as Record<string, RateSpec | number | undefined>;
+      for (const f of plan) {
+        const x = r[f.name];
+        if (f.kind === 'spec') writeRateSpec(b, o + f.off, (x as RateSpec | undefined) ?? zeroRateSpec());
+        else if (f.kind === 's32') b.writeInt32LE((x as number | undefined) ?? 0, o + f.off);
+        else b.writeUInt32LE(((x as number | undefined) ?? 0) >>> 0, o + f.off);
+      }
+      v[TAIL]?.copy(b, o + size);
+    },
+    read: (b, o, l) => {
+      if (l < size) throw new CodecError(`${what}: ${l} bytes, needs ${size}`, o);
+      const v: Record<string, unknown> & WithTail = {};
+      for (const f of plan) v[f.name] = f.kind === 'spec' ? readRateSpec(b, o + f.off) : f.kind === 's32' ? b.readInt32LE(o + f.off) : b.readUInt32LE(o + f.off);
+      if (l > size) v[TAIL] = b.subarray(o + size, o + l);
+      return v as RateStructOf<L>;
+    },
+  };
+}
+
+/** A rate table: 256 u32 transmit times (any multiple of 4 bytes is read). */
+export const rtab: Codec<number[]> = {
+  size: (v) => 4 * v.length,
+  write: (b, o, v) => v.forEach((x, i) => b.writeUInt32LE(x >>> 0, o + 4 * i)),
+  read: (b, o, l) => {
+    if (l % 4 !== 0) throw new CodecError(`rate table of ${l} bytes`, o);
+    const out: number[] = [];
+    for (let i = 0; i < l; i += 4) out.push(b.readUInt32LE(o + i));
+    return out;
+  },
+};

@@ -29,7 +29,7 @@ export function objectKey<K extends RtnlKind>(kind: K, o: RtnlObjects[K]): strin
     case 'neigh':
       return `${v['family']}|${v['ifindex']}|${v['dst'] ?? ''}|${v['family'] === 'bridge' ? `${v['lladdr']}|${v['vlan'] ?? ''}` : ''}`;
     case 'rule':
-      return `${v['family']}|${v['priority'] ?? 0}|${v['src']}|${v['dst']}|${v['table']}|${v['fwmark'] ?? ''}|${v['iif'] ?? ''}|${v['oif'] ?? ''}`;
+      return `${v['family']}|${v['priority'] ?? 0}|${v['src']}|${v['dst']}|${v['table']}|${v['fwmark'] ?? ''}|${v['iif'] ?? ''}|${v['oif'] ?? ''}|${v['ipProto'] ?? ''}|${JSON.stringify([v['sport'], v['dport'], v['uidRange']])}`;
     case 'nsid':
       return String(v['nsid']);
     case 'nexthop':

@@ -3,10 +3,12 @@
  * nfnetlink.h) and checked against this kernel (6.18). Names follow the kernel's.
  */
 
-/** NETLINK_NETFILTER, the nfnetlink socket protocol. */
-export const NETLINK_NETFILTER = 12;
+import { NFNL_SUBSYS } from '../netlink/nfnetlink.js';
+
+/** NETLINK_NETFILTER, the nfnetlink socket protocol (declared with nfgenmsg in netlink/nfnetlink). */
+export { NETLINK_NETFILTER } from '../netlink/nfnetlink.js';
 /** The nf_tables subsystem of nfnetlink: message type = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_*. */
-export const NFNL_SUBSYS_NFTABLES = 10;
+export const NFNL_SUBSYS_NFTABLES = NFNL_SUBSYS.NFTABLES;
 /** Transaction delimiters (family AF_UNSPEC, res_id = the subsystem, big-endian). */
 export const NFNL_MSG = { BATCH_BEGIN: 0x10, BATCH_END: 0x11 } as const;
 /** BATCH_BEGIN attribute: the ruleset generation the batch was built from. */

@@ -6,15 +6,11 @@
  */
 import { CodecError } from '../errors.js';
 import { NLA_HDRLEN, align4, attr, be32, be64, bytes, nested, readAttrs, rawAttrs, attrsSize, writeAttrs, strz, u8, type Attrs, type Codec, type Schema } from '../netlink/attr.js';
-import { struct, type MessageDef } from '../netlink/message.js';
+import type { MessageDef } from '../netlink/message.js';
+import { nfgenmsg, type NfGenMsg } from '../netlink/nfnetlink.js';
 
-/** struct nfgenmsg { u8 nfgen_family; u8 version; be16 res_id; } */
-export const nfgenmsg = struct([
-  ['family', 'u8'],
-  ['version', 'u8'],
-  ['resId', 'be16'],
-] as const);
-export type NfGenMsg = ReturnType<typeof nfgenmsg.read>;
+/** struct nfgenmsg, shared by every nfnetlink subsystem. */
+export { nfgenmsg, type NfGenMsg } from '../netlink/nfnetlink.js';
 
 /** A signed 32-bit integer in network byte order (hook priorities, verdict codes). */
 export const sbe32: Codec<number> = {

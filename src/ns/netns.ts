@@ -6,8 +6,9 @@
 import { closeSync, fstatSync, openSync, constants as fsc } from 'node:fs';
 import { SysError, ValidationError } from '../errors.js';
 import * as libc from '../netlink/libc.js';
-import { NetlinkSocket, type SocketOptions } from '../netlink/socket.js';
+import { KernelTransport, NetlinkSocket, type SocketOptions } from '../netlink/socket.js';
 import { Rtnl } from '../netlink/rtnl.js';
+import { Conntrack } from '../netlink/conntrack-client.js';
 import { validateIfname } from '../netlink/validate.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
@@ -124,6 +125,14 @@ export function openSocketIn(ns: NetnsHandle, opts: SocketOptions = {}): Netlink
 /** Opens an Rtnl handle whose operations act inside `ns`. `ip -n NAME ...` */
 export function openRtnlIn(ns: NetnsHandle, opts: SocketOptions = {}): Rtnl {
   return new Rtnl(openSocketIn(ns, opts));
+}
+
+/**
+ * Opens a Conntrack handle on the conntrack table of `ns`. Its event streams open their sockets
+ * inside `ns` too, so keep the handle open while you start them. `conntrack` run by `ip netns exec NAME`
+ */
+export function openConntrackIn(ns: NetnsHandle, opts: SocketOptions = {}): Conntrack {
+  return Conntrack.openWith((o) => withNetns(ns, () => new KernelTransport(o)), opts);
 }
 
 export { validateIfname };

@@ -4,7 +4,7 @@
  * chaining. Also what the runtime tests share: a busybox-static rootfs and private mounts.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, copyFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, copyFileSync, symlinkSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FALLBACK_TUNNELS } from '../helpers.js';
 import { fileURLToPath } from 'node:url';
@@ -79,4 +79,35 @@ export function hostLinks(): string[] {
 /** iptables-save lines whose tsnetlink comment names `network` (its rules and its endpoints'). */
 export function rulesOf(network: string, save = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save')): string[] {
   return run(save, []).split('\n').filter((l) => l.includes(`"tsnetlink:${network}"`) || l.includes(`"tsnetlink:${network}/`));
+}
+
+/**
+ * runc puts each container in cgroups under /sys/fs/cgroup/CONTROLLER/NAMESPACE/ID, in the host's
+ * cgroup v1 hierarchies (a cgroupfs is the same in every mount namespace, so the sandbox does not
+ * hide them). Call this before a runtime starts; the function it returns removes, once the
+ * runtime is gone, the namespace's directories that did not exist before. rmdir refuses a cgroup
+ * that still has processes or children, so nothing in use is ever removed.
+ */
+export function runtimeCgroups(namespace: string): () => void {
+  const root = '/sys/fs/cgroup';
+  const dirs = (): string[] => (existsSync(root) ? readdirSync(root).map((c) => join(root, c, namespace)).filter((d) => existsSync(d)) : []);
+  const before = new Set(dirs());
+  const removeEmpty = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmpty(join(dir, e.name));
+    try {
+      rmdirSync(dir);
+    } catch {
+      // Still in use, or not empty: left alone.
+    }
+  };
+  return () => {
+    for (const d of dirs()) {
+      if (before.has(d)) continue;
+      try {
+        removeEmpty(d);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  };
 }

@@ -8,7 +8,7 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { busyboxRootfs, PLUGIN, privateTmpfs, run, STOCK } from './cni-lib.js';
+import { busyboxRootfs, PLUGIN, privateTmpfs, run, runtimeCgroups, STOCK } from './cni-lib.js';
 
 /** Whether the runtime packages are installed (CI installs them: a missing one fails there). */
 export function haveRuntime(bins: readonly string[]): string[] {
@@ -171,7 +171,11 @@ export class Containerd {
   }
 
   /** Starts containerd and waits for its socket. */
+  /** Removes the cgroups runc made for this daemon's containers, once it is gone. */
+  private dropCgroups: () => void = () => undefined;
+
   async start(): Promise<void> {
+    this.dropCgroups = runtimeCgroups('default');
     this.proc = spawn('containerd', ['--root', join(this.dir, 'root'), '--state', '/run/containerd-e2e/state', '--address', this.sock], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     this.proc.stderr!.on('data', (d) => (log = (log + d).slice(-4000)));
@@ -209,9 +213,13 @@ export class Containerd {
       } catch {
         // the daemon is going anyway
       }
+      // The grace timer is cleared once containerd is gone: left running, it held the test
+      // process open for its full 5 s after every run.
+      let timer: NodeJS.Timeout | undefined;
       const exited = new Promise((r) => this.proc!.once('exit', r));
       this.proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
       if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
     }
     // Shims re-parent themselves; each wrote its PID under the state directory.
@@ -226,5 +234,6 @@ export class Containerd {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
+    this.dropCgroups();
   }
 }

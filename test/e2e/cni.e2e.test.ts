@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { join } from 'node:path';
 import net from 'node:net';
 import { ipJson, probeTcp, requireSandbox, tcpGet } from '../helpers.js';
-import { openNetns, withNetns } from '../../src/index.js';
+import { Networks, openNetns, withNetns } from '../../src/index.js';
+import { Abandon } from '../../src/bridge/steps.js';
 import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
 import { NFT, nftRuleset } from './fw-oracle.js';
 
@@ -356,6 +357,31 @@ test('DEL after the netns is gone, without CNI_NETNS, and for an attachment neve
   assert.equal(readdirSync('/run/tsnetlink/ports'), []);
 });
 
+test('DEL after an ADD that was killed while it made the network (a RunPodSandbox past its deadline): the half-made network goes, bridge, rules and record', async () => {
+  // The create is abandoned at a step as a SIGKILL would leave it (no rollback): the record says
+  // "creating", and what the steps before made is still there. The runtime then sends its DEL.
+  for (const step of ['create bridge', 'firewall', 'save network']) {
+    const c = conf('halfmade', 22);
+    const nets = new Networks({ faults: (op, at) => {
+      if (op === 'create' && at === step) throw new Abandon(op, at);
+    } });
+    try {
+      const e = await nets.createNetwork({ name: 'halfmade', subnet: '10.60.22.1/24', bridge: c['bridge'] as string, createdBy: 'cni', gatewayMode: 'nat' }).catch((x: unknown) => x);
+      assert.instance(e, Abandon, `${step}: ${String(e)}`);
+    } finally {
+      nets.close();
+    }
+    assert.is(JSON.parse(readFileSync('/run/tsnetlink/networks/halfmade.json', 'utf8')).state, 'creating', `${step}: the record a killed create leaves`);
+    const ns = netns();
+    ok(cni('DEL', c, att('killed-add', ns.path)), `${step}: DEL`);
+    assert.equal(hostLinks(), [], `${step}: links`);
+    assert.equal(rulesOf('halfmade'), [], `${step}: rules`);
+    if (NFT) assert.not.ok(JSON.stringify(nftRuleset()).includes('tsnetlink:halfmade'), `${step}: nft`);
+    assert.equal(tree('/run/tsnetlink').filter((f) => f.includes('halfmade')), [], `${step}: state`);
+    run('ip', ['netns', 'del', ns.name]);
+  }
+});
+
 test('CHECK fails (103) when the container lost its address or the rules were flushed, and needs prevResult (7)', () => {
   const ns = netns();
   const c = conf('chk', 22, { runtimeConfig: { portMappings: [{ hostPort: 9393, containerPort: 80, protocol: 'tcp' }] } });
@@ -611,6 +637,14 @@ test('dual stack: the ipRanges capability over ipam.ranges; both addresses and d
     const addB = cni('ADD', withB, fw(att('dsb', b.path)));
     ok(addB, 'ADD b');
     assert.equal(addB.json.ips.map((i: any) => i.address), ['10.61.0.3/24', 'fd00:61::3/64']);
+    // One requested address per family (runtimeConfig.ips, as kubelet's static IPs come).
+    const cNs = netns();
+    const withC = { ...c, runtimeConfig: { ipRanges: ranges, ips: ['10.61.0.50/24', 'fd00:61::50/64'] } };
+    const addC = cni('ADD', withC, fw(att('dsc', cNs.path)));
+    ok(addC, 'ADD c with an address of each family');
+    assert.equal(addC.json.ips.map((i: any) => i.address), ['10.61.0.50/24', 'fd00:61::50/64']);
+    assert.equal(addrsIn(cNs.name).filter((x) => !x.endsWith(' link')), ['inet 10.61.0.50/24 global', 'inet6 fd00:61::50/64 global']);
+    ok(cni('DEL', withC, fw(att('dsc', cNs.path))), 'DEL c');
     assert.is(JSON.parse(readFileSync('/run/tsnetlink/networks/ds.json', 'utf8')).firewall, NFT ? 'nftables' : 'iptables', "the run's backend holds the rules");
     assert.ok(rulesName('ds').some((l) => l.includes('fd00:61::')), `the network's IPv6 rules are in ${NFT ? 'nft' : 'ip6tables'}`);
     ok(cni('CHECK', withPrev({ ...withA, cniVersion: '0.4.0' }, addA.json), fw(att('dsa', a.path))), 'CHECK both families');

@@ -269,6 +269,7 @@ test('bad IPv6 input is refused with a clear message and changes nothing', async
     ['a second IPv6 subnet', () => nets.create({ name: 'bad4', subnet: ['fd00:31::/64', 'fd00:32::/64'] }), 'EINVAL', /at most one IPv6 subnet/],
     ['a host IPv6 address that is not local', () => nets.connect('ds', d1.ns, { id: 'x1', ports: ['[2001:db8:77::1]:8090:80'] }), 'ENOTLOCAL', /not an address of this host/],
     ['[::1]', () => nets.connect('ds', d1.ns, { id: 'x2', ports: ['[::1]:8090:80'] }), 'EINVAL', /route_localnet/],
+    ['two requested IPv6 addresses', () => nets.connect('ds', d1.ns, { id: 'x4', ip: ['fd00:10::50', 'fd00:10::51'] }), 'EINVAL', /one address per family/],
     ['an IPv6 host IP on an IPv4-only network', async () => {
       await nets.create({ name: 'v4only', subnet: '192.168.50.0/24' });
       const before = snapshot();
@@ -284,6 +285,19 @@ test('bad IPv6 input is refused with a clear message and changes nothing', async
     assert.is(e?.code, code, `${what}: ${e?.message}`);
     assert.match(e.message, message, what);
     assert.is(snapshot(), before, `${what}: nothing changed`);
+  }
+});
+
+test('one requested address per family: the endpoint gets exactly both', async () => {
+  const b = box('d9');
+  try {
+    const e = await nets.connect('ds', b.ns, { id: 'd9', ip: ['fd00:10::99', '192.168.10.99'] });
+    assert.equal(e.addresses.map((a) => a.cidr), ['192.168.10.99/24', 'fd00:10::99/64']);
+    const got = ipIn<any[]>(b, ['addr', 'show', 'dev', 'eth0'])[0].addr_info.filter((a: any) => a.scope === 'global').map((a: any) => `${a.local}/${a.prefixlen}`);
+    assert.equal(got, ['192.168.10.99/24', 'fd00:10::99/64']);
+    await nets.disconnect('ds', 'd9');
+  } finally {
+    b.close();
   }
 });
 

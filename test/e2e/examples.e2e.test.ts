@@ -1,8 +1,9 @@
 /**
- * Every file in examples/ (the README shows each one verbatim: test/unit/readme.test.ts) runs as
- * written in this sandbox, prints what it promises, and leaves the namespace as it found it. The
- * install walkthrough packs the package into a new app against a registry served from this
- * sandbox's loopback (the dependencies' own files from node_modules), so it needs no network.
+ * Every file in examples/ (the README and the docs/ pages show each one verbatim:
+ * test/unit/readme.test.ts) runs as written in this sandbox, prints what it promises, and leaves
+ * the namespace as it found it. The install walkthrough packs the package into a new app against
+ * a registry served from this sandbox's loopback (the dependencies' own files from node_modules),
+ * so it needs no network.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -63,7 +64,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -132,6 +133,18 @@ test('genl: the ethtool family; rx-gro turned off, then back as it was (ethtool 
   assert.is(gro(), before, 'restored');
 });
 
+test('tc: tbf added then changed, htb class on an ifb, u32 match with a mirred redirect to it; all removed', async () => {
+  const out = await example('tc');
+  assert.is(out, [
+    'qdisc tbf 1:0 rate 8000000 bit/s burst 65536 bytes',
+    'qdisc ingress ffff:0',
+    'class htb 1:10 rate 2000000 ceil 3000000 bit/s',
+    'filter u32 prio 1 match 0a000000/ff000000 at 16 match 00060000/00ff0000 at 8 -> mirred egress-redirect ifb0',
+    '',
+  ].join('\n'));
+  assertClean('tc');
+});
+
 test('testing: the fake kernel answers a dump and an error (no root needed)', async () => {
   assert.is(await example('testing'), "[ [ 'ifb0', 'ifb' ] ]\nENODEV\n");
 });
@@ -152,14 +165,21 @@ test('cli.sh: every command once, with tsnetlink on PATH; run passes exit 3 thro
   assertClean('cli.sh');
 });
 
-test('cni.sh: the plugin linked into a CNI bin dir, its conflist, ADD and DEL as a runtime calls them; all removed', async () => {
+test('cni.sh: the plugin linked into a throwaway CNI bin dir, its conflist, ADD and DEL as a runtime calls them; all removed, the host\'s CNI dirs untouched', async () => {
   const dir = join(tmp, 'cni');
-  for (const d of ['bin', 'net.d', 'path']) mkdirSync(join(dir, d), { recursive: true });
+  for (const d of ['path', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   symlinkSync(join(ROOT, 'bin', 'tsnetlink-cni'), join(dir, 'path', 'tsnetlink-cni'));
   symlinkSync(CLI, join(dir, 'path', 'tsnetlink'));
-  const env = { ...quiet, CNI_BIN_DIR: join(dir, 'bin'), CNI_CONF_DIR: join(dir, 'net.d'), PATH: `${join(dir, 'path')}:${process.env['PATH']}` };
+  // As a reader runs it: no CNI_BIN_DIR or CNI_CONF_DIR, so the script's own mktemp -d (here under TMPDIR).
+  const hostCni = ['/opt/cni/bin/tsnetlink', '/etc/cni/net.d/10-tsnet.conflist'];
+  const before = hostCni.map((f) => existsSync(f));
+  const env: NodeJS.ProcessEnv = { ...quiet, TMPDIR: join(dir, 'tmp'), PATH: `${join(dir, 'path')}:${process.env['PATH']}` };
+  delete env['CNI_BIN_DIR'];
+  delete env['CNI_CONF_DIR'];
   const r = await run('bash', [join(ROOT, 'examples', 'cni.sh')], { cwd: dir, env, timeoutMs: 60_000 });
   assert.is(r.code, 0, r.err + r.out);
+  assert.equal(hostCni.map((f) => existsSync(f)), before, 'nothing written to /opt/cni/bin or /etc/cni/net.d');
+  assert.equal(readdirSync(join(dir, 'tmp')), [], 'the throwaway directory is removed on exit');
   const result = JSON.parse(r.out.split('\n')[0]!);
   assert.equal(result.ips, [{ address: '10.89.7.2/24', gateway: '10.89.7.1', interface: 2 }], 'the ADD result');
   assert.match(r.out, /^eth0@if\d+\s+UP\s+10\.89\.7\.2\/24/m, 'the address inside the netns');
@@ -210,7 +230,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   // A copy of the clone, so that prepack's rebuild of dist/ cannot disturb this test run's files.
   const repo = join(tmp, 'tsnetlink');
   mkdirSync(repo);
-  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
+  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(repo, 'node_modules'));
   const { server, url } = await localRegistry(mkdtempSync(join(tmp, 'registry-')));
   try {
@@ -227,6 +247,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   const app = join(tmp, 'my-app');
   const listed = spawnSync('tar', ['-tzf', join(repo, readdirSync(repo).find((f) => f.endsWith('.tgz'))!)], { encoding: 'utf8' }).stdout.split('\n');
   assert.ok(listed.includes('package/LICENSE'), 'LICENSE shipped');
+  assert.ok(listed.includes('package/docs/library.md') && listed.includes('package/docs/bench/connect-vs-endpoints.svg'), 'the docs the README links to are shipped');
   assert.equal(listed.filter((f) => f.endsWith('.map')), [], 'no source maps that point to unshipped sources');
   assert.equal(listed.filter((f) => /^package\/dist\/(test|bench|demo|examples)\//.test(f)), [], 'only the library and the CLI are shipped');
   // The types a user's TypeScript sees through the exports map, under strict settings.

@@ -148,3 +148,29 @@ export function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Bulk TCP from `fromNs` (undefined: here) to host:port in `toNs` for `ms`; returns bits/s as the receiver counts them. */
+export function measureTcp(toNs: string | undefined, fromNs: string | undefined, host: string, port: number, ms: number): Promise<number> {
+  // The receiver times from its first byte to its last, so connection set-up does not count.
+  const server = `const s=require('net').createServer(c=>{let n=0,t0=0,t1=0;c.on('data',d=>{const t=performance.now();if(!t0)t0=t;t1=t;n+=d.length});c.on('end',()=>{process.stdout.write(JSON.stringify({n,ms:t1-t0}));s.close()})}).listen(${port},'${host}',()=>process.stderr.write('ready\\n'))`;
+  const client = `const c=require('net').connect(${port},'${host}',()=>{const b=Buffer.alloc(65536);const end=Date.now()+${ms};const w=()=>{while(Date.now()<end){if(!c.write(b))return c.once('drain',w)}c.end()};w()})`;
+  const run = (ns: string | undefined, js: string) => (ns ? spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', js]) : spawn(process.execPath, ['-e', js]));
+  return new Promise((resolve, reject) => {
+    const srv = run(toNs, server);
+    let out = '';
+    srv.stdout.on('data', (d) => (out += d));
+    srv.stderr.once('data', () => {
+      const cli = run(fromNs, client);
+      cli.on('error', reject);
+    });
+    srv.on('error', reject);
+    srv.on('exit', () => {
+      try {
+        const r = JSON.parse(out) as { n: number; ms: number };
+        resolve((r.n * 8) / (r.ms / 1000));
+      } catch (e) {
+        reject(new Error(`receiver said ${JSON.stringify(out)}: ${String(e)}`));
+      }
+    });
+  });
+}

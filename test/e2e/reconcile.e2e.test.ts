@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Abandon, Networks, type FaultHook } from '../../src/index.js';
+import { Abandon, Networks, NftablesFirewall, type FaultHook } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { catchAsync, ipJson, requireSandbox } from '../helpers.js';
 import { box, serveIn, reach, DROPPED_MS, ipIn, IPTABLES, SAVE, CLI, type Box } from './lib.js';
@@ -266,10 +266,10 @@ test('a refused create changes nothing on the host: not even ip_forward', async 
 });
 
 test('network rm whose firewall tools are missing is refused before anything is deleted', async () => {
-  // The native backend has no tools to miss (its own unavailability is refused the same way, by ensureAvailable).
-  if (NFT) return;
   await nets.create({ name: 'rmnotool', subnet: '10.37.0.0/24' });
-  const noSave = new Networks({ firewall: 'iptables', iptables: { restoreBinary: '/nonexistent/iptables-restore' } });
+  // The native backend has no tools to miss: a kernel without nf_tables is what it can lack.
+  const unusable = new NftablesFirewall({ open: () => { throw new Error('socket(NETLINK_NETFILTER): EPROTONOSUPPORT (simulated)'); } });
+  const noSave = NFT ? new Networks({ firewall: unusable }) : new Networks({ firewall: 'iptables', iptables: { restoreBinary: '/nonexistent/iptables-restore' } });
   const e = await catchAsync(() => noSave.remove('rmnotool'));
   noSave.close();
   assert.is(e.code, 'ENOFIREWALL', String(e));

@@ -7,12 +7,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Rtnl } from '../../src/index.js';
 import * as TC from '../../src/netlink/tc.js';
 import { parsePsched } from '../../src/netlink/tc-rate.js';
 import { ip, requireSandbox } from '../helpers.js';
 import { fixtureRtnl, kernelTest, sameAsCapture } from '../kernel.js';
+import { measureTcp as measure } from './lib.js';
 
 const FILE = 'tc';
 requireSandbox(FILE);
@@ -24,32 +25,6 @@ const tcJson = (args: string[]): any[] => {
 
 const EGRESS_BITS = 4_000_000; // host -> pod, the tbf on h0
 const INGRESS_BITS = 2_000_000; // pod -> host, the tbf on ifb0
-
-/** Bulk TCP from `fromNs` (undefined: here) to host:port in `toNs` for `ms`; returns bits/s as the receiver counts them. */
-function measure(toNs: string | undefined, fromNs: string | undefined, host: string, port: number, ms: number): Promise<number> {
-  // The receiver times from its first byte to its last, so connection set-up does not count.
-  const server = `const s=require('net').createServer(c=>{let n=0,t0=0,t1=0;c.on('data',d=>{const t=performance.now();if(!t0)t0=t;t1=t;n+=d.length});c.on('end',()=>{process.stdout.write(JSON.stringify({n,ms:t1-t0}));s.close()})}).listen(${port},'${host}',()=>process.stderr.write('ready\\n'))`;
-  const client = `const c=require('net').connect(${port},'${host}',()=>{const b=Buffer.alloc(65536);const end=Date.now()+${ms};const w=()=>{while(Date.now()<end){if(!c.write(b))return c.once('drain',w)}c.end()};w()})`;
-  const run = (ns: string | undefined, js: string) => (ns ? spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', js]) : spawn(process.execPath, ['-e', js]));
-  return new Promise((resolve, reject) => {
-    const srv = run(toNs, server);
-    let out = '';
-    srv.stdout.on('data', (d) => (out += d));
-    srv.stderr.once('data', () => {
-      const cli = run(fromNs, client);
-      cli.on('error', reject);
-    });
-    srv.on('error', reject);
-    srv.on('exit', () => {
-      try {
-        const r = JSON.parse(out) as { n: number; ms: number };
-        resolve((r.n * 8) / (r.ms / 1000));
-      } catch (e) {
-        reject(new Error(`receiver said ${JSON.stringify(out)}: ${String(e)}`));
-      }
-    });
-  });
-}
 
 kernelTest(test, FILE, 'bandwidth plugin shape: tbf on the veth, ingress + u32 + mirred to an ifb with a tbf; tc -j agrees; TCP rate within 10% of each limit', ['sch:tbf', 'sch:ingress', 'link:ifb', 'cls:u32', 'act:mirred'], async () => {
   ip(['netns', 'add', 'pod']);

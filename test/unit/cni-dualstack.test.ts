@@ -81,7 +81,10 @@ test('requested addresses and host IPs of either family: taken from the range of
   assert.match(none.message, 'no IPv6 range');
   assert.is(refusal(() => conf({ runtimeConfig: { ips: ['fd00:23::7'] } })).cniCode, CNI_CODES.invalidConfig, 'outside the IPv6 subnet');
   assert.is(refusal(() => conf({ runtimeConfig: { ips: ['fd00:22::1'] } })).cniCode, CNI_CODES.invalidConfig, 'the IPv6 gateway');
-  assert.is(refusal(() => conf({ runtimeConfig: { ips: ['10.22.0.7', 'fd00:22::7'] } })).cniCode, CNI_CODES.unsupportedField, 'one address per attachment, as the library\'s connect takes');
+  assert.equal(conf({ runtimeConfig: { ips: ['10.22.0.7/24', 'fd00:22::7/64'] } }).ips, ['10.22.0.7', 'fd00:22::7'], 'one address per family');
+  const twice = refusal(() => conf({ runtimeConfig: { ips: ['fd00:22::7', 'fd00:22::8'] } }));
+  assert.is(twice.cniCode, CNI_CODES.unsupportedField, 'two of one family');
+  assert.match(twice.message + twice.details, 'one address per family');
   const pm = conf({ runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, hostIP: '::1' }, { hostPort: 8081, containerPort: 80, hostIP: '' }, { hostPort: 8082, containerPort: 80, hostIP: '127.0.0.1' }] } }).portMappings;
   assert.equal(pm, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '::1' }, { hostPort: 8081, containerPort: 80, protocol: 'tcp' }, { hostPort: 8082, containerPort: 80, protocol: 'tcp', hostIP: '127.0.0.1' }]);
   const v6only = refusal(() => conf({ ipam: { ranges: [DUAL[1]] }, runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, hostIP: '127.0.0.1' }] } }));

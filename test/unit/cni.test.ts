@@ -210,4 +210,31 @@ test('dispatch: errors printed as the spec object with the request version, exit
   assert.is((out[0] as { code: number }).code, CNI_CODES.ioFailure);
 });
 
+test('bandwidth: runtimeConfig.bandwidth in any key case, the configuration\'s own keys first, zero is no limit, bad limits refused before anything', () => {
+  const k8s = decodeConfig(JSON.stringify({ cniVersion: '1.0.0', name: 'net1', type: 'tsnetlink', ipam: { subnet: '10.5.0.0/24' }, runtimeConfig: { bandwidth: { IngressRate: 10_000_000, IngressBurst: 4294967295, egressrate: 0, EGRESSBURST: 0 } } }));
+  assert.equal(parseConfig(k8s, env()).bandwidth, { ingress: { rate: 10_000_000, burst: 4294967295 } });
+  // The stock bandwidth plugin's precedence: a configuration's own limits win over the runtime's.
+  assert.equal(conf({ egressRate: 1_000_000, egressBurst: 100_000, runtimeConfig: { bandwidth: { ingressRate: 5_000_000, ingressBurst: 100_000 } } }).bandwidth, { egress: { rate: 1_000_000, burst: 100_000 } });
+  assert.is(conf({ runtimeConfig: { bandwidth: {} } }).bandwidth, undefined);
+  assert.is(conf({}).bandwidth, undefined);
+  assert.is(conf({ runtimeConfig: { bandwidth: { ingressRate: 1_000_000, ingressBurst: 100_000, shapedSubnets: [] } } }).bandwidth?.ingress?.rate, 1_000_000);
+  const refused: [Record<string, unknown>, number, RegExp][] = [
+    [{ ingressRate: 1_000_000 }, CNI_CODES.invalidConfig, /ingressBurst is 0 while ingressRate is set/],
+    [{ egressBurst: 100_000 }, CNI_CODES.invalidConfig, /egressRate is 0/],
+    [{ ingressRate: -1, ingressBurst: 100_000 }, CNI_CODES.invalidConfig, /ingressRate must be a whole number/],
+    [{ ingressRate: 1.5, ingressBurst: 100_000 }, CNI_CODES.invalidConfig, /ingressRate/],
+    [{ ingressRate: '1M', ingressBurst: 100_000 }, CNI_CODES.invalidConfig, /ingressRate/],
+    [{ ingressRate: 1_000_000, ingressBurst: 800 }, CNI_CODES.invalidConfig, /ingressBurst.*less than one packet of 1500 bytes/],
+    [{ egressRate: 1_000_000, egressBurst: 2 ** 36 }, CNI_CODES.invalidConfig, /4 GiB/],
+    [{ ingressRate: 1_000_000, ingressBurst: 100_000, unshapedSubnets: ['10.0.0.0/8'] }, CNI_CODES.unsupportedField, /unshapedSubnets/],
+  ];
+  for (const [bw, code, re] of refused) {
+    const e = catchCni(() => conf({ runtimeConfig: { bandwidth: bw } }));
+    assert.is(e.cniCode, code, `${JSON.stringify(bw)}: ${e.message}`);
+    assert.match(e.message, re);
+  }
+  // The MTU of the configuration sets the smallest bucket.
+  assert.match(catchCni(() => conf({ mtu: 9000, runtimeConfig: { bandwidth: { ingressRate: 1_000_000, ingressBurst: 16_000 } } })).message, /9000 bytes/);
+});
+
 test.run();

@@ -92,8 +92,11 @@ test('link dump reply: lo, bridge, veth enslaved with its peer in another netns'
   assert.ok(veth.up);
   assert.match(veth.mac ?? '', /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
   assert.ok(['up', 'lowerlayerdown', 'down'].includes(veth.operstate));
-  // Statistics stay bytes; attributes we do not model (newer kernels' additions) are kept, not dropped.
-  assert.is(veth.raw.attrs.stats64?.length, 200, 'IFLA_STATS64 kept');
+  // Statistics: all 25 counters of rtnl_link_stats64 (200 bytes on this kernel), typed; attributes
+  // we do not model (newer kernels' additions) are kept, not dropped.
+  assert.equal(Object.keys(veth.stats ?? {}).length, 25);
+  assert.is(typeof veth.stats?.rxOtherhostDropped, 'bigint');
+  assert.ok((lo.stats?.rxPackets ?? 0n) === (lo.stats?.txPackets ?? 1n), 'loopback receives what it sends');
   assert.is(veth.raw.attrs.unknown, undefined, 'every attribute this kernel sends is named (unknown ones would be kept raw)');
 });
 

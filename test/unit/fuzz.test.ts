@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { CodecError, DumpInterruptedError, NetlinkError, TimeoutError } from '../../src/errors.js';
 import { align4 } from '../../src/netlink/attr.js';
 import { NLMSG } from '../../src/netlink/constants.js';
-import { decodePayload, encode, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
+import { decodePayload, splitMessages, type RawMessage, type Request } from '../../src/netlink/message.js';
 import { parseError } from '../../src/netlink/socket.js';
 import { ack, dial, parseHexFixture, reply, type Handler } from '../../src/netlink/testing.js';
 import { Rtnl } from '../../src/netlink/rtnl.js';
@@ -27,8 +27,12 @@ import * as NH from '../../src/netlink/nexthop.js';
 import * as TC from '../../src/netlink/tc.js';
 import * as O from '../../src/nftables/objects.js';
 import { Nft } from '../../src/nftables/nft.js';
-import * as CT from '../../src/firewall/conntrack.js';
+import * as CT from '../../src/netlink/conntrack.js';
+import { Conntrack } from '../../src/netlink/conntrack-client.js';
 import * as SD from '../../src/netlink/sockdiag.js';
+import * as XF from '../../src/netlink/xfrm.js';
+import * as IP from '../../src/netlink/ipset.js';
+import * as WG from '../../src/netlink/wireguard.js';
 import { seededRandom } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -40,19 +44,10 @@ const SEED = Number(process.env['TSNETLINK_FUZZ_SEED'] ?? 17) >>> 0;
 const INPUTS = STRESS ? 60_000 : 3_000;
 const LIMIT_MS = 100;
 
-/** A conntrack entry as ctnetlink dumps it: there is no captured one, so it is built. */
-const conntrackSeed = encode({
-  ...CT.deleteRequest({ family: 2, orig: { ip: { v4src: '10.0.0.2', v4dst: '10.0.0.1' }, proto: { num: 17, srcPort: 4000, dstPort: 53 } }, reply: {}, zone: 3 }),
-  type: (1 << 8) | 0,
-});
-
-const seeds: { name: string; bytes: Buffer }[] = [
-  ...readdirSync(dir)
-    .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
-    .sort()
-    .map((name) => ({ name, bytes: fixture(name) })),
-  { name: 'conntrack (built)', bytes: conntrackSeed },
-];
+const seeds: { name: string; bytes: Buffer }[] = readdirSync(dir)
+  .filter((f) => f.endsWith('.reply.txt') || (f.startsWith('nft-') && f.endsWith('.dump.txt')))
+  .sort()
+  .map((name) => ({ name, bytes: fixture(name) }));
 
 const BYTES = [0x00, 0xff, 0x7f, 0x80];
 const U16 = [0, 1, 3, 4, 5, 8, 0x7fff, 0x8000, 0xfffc, 0xffff];
@@ -132,11 +127,13 @@ function ethtoolKernel(name: string, bytes: Buffer): Genl {
 /** Every decoder that takes one message. */
 const decoders: ((m: RawMessage) => unknown)[] = [
   (m) => L.decodeLink(m).raw,
+  (m) => L.decodeLink(m).stats,
   L.peekLinkIndexes,
   A.decodeAddress,
   TC.decodeQdisc,
   TC.decodeClass,
   TC.decodeFilter,
+  (m) => TC.decodeActions(m),
   R.decodeAnyRoute,
   R.decodeRoute,
   NB.decodeNeighbour,
@@ -156,26 +153,55 @@ const decoders: ((m: RawMessage) => unknown)[] = [
   O.decodeSet,
   O.decodeElements,
   O.decodeGen,
-  CT.decodeEntry,
+  CT.decodeConntrack,
+  CT.decodeConntrackCount,
+  CT.ctEventType,
   (m) => SD.decodeSocket(m, 'tcp'),
+  XF.decodeState,
+  XF.decodePolicy,
+  IP.decodeSet,
+  (m) => WG.assembleDevice([WG.decodeDeviceAttrs(m)]),
 ];
 
 /** The dump or request whose reply the fixture is, run on a fake kernel that answers with `bytes`. */
 function viaSocket(name: string, bytes: Buffer): void {
   const sock = (): ReturnType<typeof dial> => dial((req) => [answer(bytes, req)]);
   const kind = name.split(/[-.]/)[0];
+  if (name.startsWith('wg-')) {
+    // The controller's answer and the device dump: the one being fuzzed mutated, the other intact.
+    const wg = new WG.WireGuard(
+      new Genl(
+        dial((req) => {
+          const file = req.type === GENL_ID_CTRL ? 'wg-ctrl-getfamily.built.reply.txt' : 'wg-get.built.reply.txt';
+          return [answer(file === name ? bytes : pristine(file), req)];
+        }),
+      ),
+    );
+    return void wg.get('wg0');
+  }
   if (name.startsWith('ethtool-') || name.startsWith('genl-')) {
     E.getFeatures(ethtoolKernel(name, bytes), 'd0');
     return;
   }
   if (name.startsWith('nft-rules')) return void new Nft(sock()).listRules('inet', 'tsnetlink');
   if (name.startsWith('nft-elems')) return void new Nft(sock()).listElements('inet', 'tsnetlink', 'ports');
-  if (name.startsWith('conntrack')) return;
+  if (name.startsWith('conntrack-count')) return void new Conntrack(sock()).count();
+  if (name.startsWith('conntrack')) return void new Conntrack(sock()).list({ family: 4, protocol: 'udp', orig: { dstPort: 5353 } });
   if (name.startsWith('sockdiag')) return void new SD.SockDiag(sock()).socketList({ family: 4, protocol: 'tcp' });
+  if (name.startsWith('xfrm-policy-get')) return void new XF.Xfrm(sock()).policyGet({ dir: 'fwd' });
+  if (name.startsWith('xfrm-policy')) return void new XF.Xfrm(sock()).policyList();
+  if (name.startsWith('xfrm-state-get') || name.startsWith('xfrm-state-allocspi')) return void new XF.Xfrm(sock()).stateGet({ dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-error')) return void new XF.Xfrm(sock()).stateAdd({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'esp', spi: 0x1000 });
+  if (name.startsWith('xfrm-state')) return void new XF.Xfrm(sock()).stateList();
+  if (name.startsWith('ipset-protocol')) return void new IP.Ipset(sock()).protocol();
+  if (name.startsWith('ipset-type')) return void new IP.Ipset(sock()).typeRevision('hash:ip');
+  if (name.startsWith('ipset-header')) return void new IP.Ipset(sock()).setType('a');
+  if (name.startsWith('ipset-test')) return void new IP.Ipset(sock()).test('a', { ip: '10.9.9.9' });
+  if (name.startsWith('ipset-list')) return void new IP.Ipset(sock()).list();
   const rt = new Rtnl(sock());
   switch (kind) {
     case 'link':
-      return void rt.linkList().map((l) => l.raw);
+      return void rt.linkList().map((l) => [l.raw, l.stats]);
     case 'addr':
       return void rt.addrList();
     case 'route':
@@ -194,6 +220,7 @@ function viaSocket(name: string, bytes: Buffer): void {
       return void rt.linkSetUp(3);
     case 'tc':
       if (name.startsWith('tc-class')) return void rt.classList(4);
+      if (name.startsWith('tc-action')) return void rt.actionList('mirred');
       if (name.startsWith('tc-filter')) return void rt.filterList(3, 'ffff:');
       return void rt.qdiscList();
     default:

@@ -1,5 +1,6 @@
 /** Tunnel kinds: vxlan, geneve, gre/gretap, ipip/sit. Attributes in the order iproute2 sends them; the zeros it always sends are defaults. */
-import { attr, be16, be32, flag, ipAddr, u8, u16, u32, type Attrs, type Codec, type Schema } from '../attr.js';
+import { attr, be16, be32, flag, ipAddr, named, u8, u16, u32, type Attrs, type Codec, type Schema } from '../attr.js';
+import { struct, structCodec } from '../message.js';
 import { CodecError, ValidationError } from '../../errors.js';
 import type { LinkKind } from './registry.js';
 
@@ -49,6 +50,12 @@ export const vxlanAttrs = {
   df: attr(29, u8),
   vnifilter: attr(30, u8),
   localbypass: attr(31, u8),
+  /** IFLA_VXLAN_LABEL_POLICY (Linux 6.7): the IPv6 flow label of the outer header, fixed (`label`) or inherited from the inner packet. */
+  labelPolicy: attr(32, named(u32, { fixed: 0, inherit: 1 })),
+  /** IFLA_VXLAN_RESERVED_BITS (Linux 6.14): the bits of a received VXLAN header (flags word, VNI word) that may be set. */
+  reservedBits: attr(33, structCodec(struct([['flags', 'be32'], ['vni', 'be32']] as const))),
+  /** IFLA_VXLAN_MC_ROUTE (Linux 6.16): route multicast through the underlay's routing. */
+  mcRoute: attr(34, u8),
 } as const satisfies Schema;
 export type VxlanOptions = Attrs<typeof vxlanAttrs>;
 
