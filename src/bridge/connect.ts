@@ -181,7 +181,13 @@ export async function connectMany(
     });
     // Checked before the lock too, so that a typo does not leave a lock file behind.
     if (!ctx.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
-    return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings), { shared: true });
+    try {
+      return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings), { shared: true });
+    } catch (e) {
+      // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
+      if (e instanceof NetworkError && e.code === 'ENONET') await ctx.store.clearNetworkDirIfGone(network);
+      throw e;
+    }
   } finally {
     for (const p of plans) if (p.owned) p.ns.close();
   }
@@ -197,8 +203,6 @@ function activeNetwork(ctx: BridgeContext, name: string): Readonly<NetworkRecord
 }
 
 async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
-  // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
-  if (!ctx.store.hasNetwork(network)) ctx.store.clearNetworkDir(network);
   const net = activeNetwork(ctx, network);
   if (net.internal && plans.some((p) => p.mappings.length > 0)) {
     throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);

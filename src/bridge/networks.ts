@@ -175,12 +175,10 @@ export class Networks {
     if (!this.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
     // Shared, as connects hold it: disconnects and connects of other endpoints go on meanwhile;
     // the endpoints' own locks keep a second operation on these endpoints out.
-    return this.store.withNetworkLock(network, async () => {
+    const count = await this.store.withNetworkLock(network, async () => {
       const net = this.store.getNetwork(network);
-      if (!net) {
-        this.store.clearNetworkDir(network);
-        throw new NetworkError('ENONET', `no such network: ${network}`);
-      }
+      // Removed while we waited for its lock: taking the lock re-made the directory (cleared below).
+      if (!net) return undefined;
       return this.store.withEndpointLocks(network, endpointIds, async () => {
         const recs = endpointIds.map((id) => this.store.getEndpoint(network, id)).filter((e): e is EndpointRecord => e !== undefined);
         const unique = recs.filter((r, i) => recs.findIndex((o) => o.id === r.id) === i);
@@ -190,6 +188,9 @@ export class Networks {
         return unique.length;
       });
     }, { shared: true });
+    if (count !== undefined) return count;
+    await this.store.clearNetworkDirIfGone(network);
+    throw new NetworkError('ENONET', `no such network: ${network}`);
   }
 
   /**

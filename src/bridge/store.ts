@@ -434,6 +434,20 @@ export class Store {
   }
 
   /**
+   * Removes the directory of a network that has no record, which taking its lock (re-)made, as
+   * the exclusive holder: a connect or disconnect that found the network gone holds the lock
+   * shared, and a shared holder must not remove lock files from under the others (one of them
+   * could be a create of the same name that has taken a fresh lock and not written its record
+   * yet). Call it without holding the network's lock.
+   */
+  async clearNetworkDirIfGone(name: string): Promise<void> {
+    if (this.hasNetwork(name) || lstatSync(this.networkDir(name), { throwIfNoEntry: false }) === undefined) return;
+    await this.withNetworkLock(name, () => {
+      if (!this.hasNetwork(name)) this.clearNetworkDir(name);
+    });
+  }
+
+  /**
    * Removes what an earlier network of this name may have left (a crash between its record and
    * its directory). A process that starts to wait for the network's lock re-makes the directory
    * and its lock file at any moment; when that happens during the removal, what is left is the
