@@ -7,6 +7,8 @@
 // concurrency between versions (more than two builds take turns the same way). Each container is a sleeping process in a named netns, given to
 // the CLI by its PID (a release from before netns paths took a PID only). With --mix, each burst
 // also runs 20 disconnects, 10 `network repair` and 5 `network prune` at once, as race.e2e does.
+// The disconnects that undo each burst (also all at once) are timed too; with --n 1 the figures
+// are those of a single CLI connect -p and disconnect, the builds taking turns.
 // Usage (as root):
 //   node scripts/sandbox.mjs node bench/tools/parallel-connect.mjs dist/bundle/tsnetlink.js [OTHER/dist/bundle/tsnetlink.js ...] [--n 40] [--rounds 4] [--mix]
 import { spawn, execFileSync } from 'node:child_process';
@@ -67,7 +69,7 @@ function childrenCpuMs() {
   return ((Number(f[13]) + Number(f[14])) * 1000) / 100; // cutime, cstime in USER_HZ (100)
 }
 
-const sides = clis.map((cli, k) => ({ cli, k, host: `pchost${k}`, net: `pc${k}`, dir: `/run/tsn-pc${k}`, subnet: `10.${80 + k}.0.0/16`, ms: [], walls: [], cpus: [], boxes: [], extra: [] }));
+const sides = clis.map((cli, k) => ({ cli, k, host: `pchost${k}`, net: `pc${k}`, dir: `/run/tsn-pc${k}`, subnet: `10.${80 + k}.0.0/16`, ms: [], disc: [], walls: [], cpus: [], boxes: [], extra: [] }));
 /** The CLI of a side as a process in that side's host netns. */
 const cliArgs = (s, ...rest) => [`--net=/run/netns/${s.host}`, process.execPath, s.cli, ...rest];
 const run = (s, ...rest) => timed('nsenter', cliArgs(s, ...rest));
@@ -95,7 +97,8 @@ try {
       s.walls.push(performance.now() - t0);
       s.cpus.push(childrenCpuMs() - c0);
       s.ms.push(...ms.filter((x) => x !== undefined));
-      await Promise.all(s.boxes.map((b) => run(s, 'disconnect', '--state-dir', s.dir, '-net', s.net, String(b.pid))));
+      const disc = await Promise.all(s.boxes.map((b) => run(s, 'disconnect', '--state-dir', s.dir, '-net', s.net, String(b.pid))));
+      s.disc.push(...disc.filter((x) => x !== undefined));
     }
   }
 } finally {
@@ -111,12 +114,12 @@ try {
 const pct = (x, q) => [...x].sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(q * x.length))];
 const what = `${N} parallel connect -p${MIX ? ` beside ${D} disconnects, 10 repairs, 5 prunes` : ''} x ${ROUNDS} rounds`;
 for (const s of sides) {
-  console.log(`${s.cli}: ${what}: per process p50 ${pct(s.ms, 0.5).toFixed(1)} ms, p99 ${pct(s.ms, 0.99).toFixed(1)} ms; burst wall p50 ${pct(s.walls, 0.5).toFixed(0)} ms, CPU of a burst p50 ${pct(s.cpus, 0.5).toFixed(0)} ms`);
+  console.log(`${s.cli}: ${what}: per process p50 ${pct(s.ms, 0.5).toFixed(1)} ms, p99 ${pct(s.ms, 0.99).toFixed(1)} ms; burst wall p50 ${pct(s.walls, 0.5).toFixed(0)} ms, CPU of a burst p50 ${pct(s.cpus, 0.5).toFixed(0)} ms; the ${N} disconnects after each burst (also at once) p50 ${pct(s.disc, 0.5).toFixed(1)} ms, p99 ${pct(s.disc, 0.99).toFixed(1)} ms`);
 }
 const [a] = sides;
 for (const [i, b] of sides.entries()) {
   if (i === 0) continue;
-  console.log(`${i === 1 ? 'second' : `build ${i + 1}`} / first: p50 ${(pct(b.ms, 0.5) / pct(a.ms, 0.5)).toFixed(2)}x, p99 ${(pct(b.ms, 0.99) / pct(a.ms, 0.99)).toFixed(2)}x, burst wall ${(pct(b.walls, 0.5) / pct(a.walls, 0.5)).toFixed(2)}x, burst CPU ${(pct(b.cpus, 0.5) / pct(a.cpus, 0.5)).toFixed(2)}x`);
+  console.log(`${i === 1 ? 'second' : `build ${i + 1}`} / first: p50 ${(pct(b.ms, 0.5) / pct(a.ms, 0.5)).toFixed(2)}x, p99 ${(pct(b.ms, 0.99) / pct(a.ms, 0.99)).toFixed(2)}x, burst wall ${(pct(b.walls, 0.5) / pct(a.walls, 0.5)).toFixed(2)}x, burst CPU ${(pct(b.cpus, 0.5) / pct(a.cpus, 0.5)).toFixed(2)}x, disconnect p50 ${(pct(b.disc, 0.5) / pct(a.disc, 0.5)).toFixed(2)}x`);
 }
 if (failures.length > 0) console.log(`${failures.length} processes failed (left out of the figures), e.g.:\n  ${failures.slice(0, 5).join('\n  ')}`);
 console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
