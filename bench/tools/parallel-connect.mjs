@@ -110,6 +110,16 @@ try {
     }
   }
   for (const p of all) p.kill();
+  // The named netns go too, so that the tool can run again in the same sandbox.
+  for (const s of sides) {
+    for (const ns of [s.host, ...s.boxes.map((_, i) => `pc${s.k}-${i}`), ...s.extra.map((_, i) => `pd${s.k}-${i}`)]) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        /* never made */
+      }
+    }
+  }
 }
 const pct = (x, q) => [...x].sort((a, b) => a - b)[Math.min(x.length - 1, Math.floor(q * x.length))];
 const what = `${N} parallel connect -p${MIX ? ` beside ${D} disconnects, 10 repairs, 5 prunes` : ''} x ${ROUNDS} rounds`;
