@@ -21,7 +21,7 @@ try {
     const s = net.connect(8080, host);
     let reply = '';
     s.on('data', (d) => (reply += d));
-    await once(s, 'end'); // rejects on the socket's 'error'
+    await once(s, 'close'); // the reply is complete and the connection closed (rejects on 'error')
     process.stdout.write(reply);
   }
   server.close();

@@ -7,7 +7,16 @@
 import { build } from 'esbuild';
 
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', external: ['koffi'], logLevel: 'warning', legalComments: 'none' };
-await build({ ...common, entryPoints: { index: 'dist/src/index.js', commands: 'dist/src/cli/commands.js' }, outdir: 'dist/bundle' });
+// The library and its subpath entries (tsnetlink/netlink, /firewall, /ip, /testing) in one build
+// with shared chunks: a class is one class whichever entry an app imports it from.
+await build({
+  ...common,
+  entryPoints: { index: 'dist/src/index.js', netlink: 'dist/src/exports/netlink.js', firewall: 'dist/src/exports/firewall.js', ip: 'dist/src/exports/ip.js', testing: 'dist/src/exports/testing.js' },
+  outdir: 'dist/bundle',
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+});
+await build({ ...common, entryPoints: { commands: 'dist/src/cli/commands.js' }, outdir: 'dist/bundle' });
 await build({ ...common, entryPoints: { tsnetlink: 'dist/src/cli/main.js' }, outdir: 'dist/bundle', external: ['koffi', './commands.js'] });
 // The CNI plugin runs once per runtime call, so its start is on every container's path: its entry
 // (VERSION) apart, as the CLI's, and every other command in one more file (koffi still loads only

@@ -156,15 +156,18 @@ if (!unitOnly) {
     }
   } else {
     const e2e = (f, label, title, env) => ({ label, title, cmd: process.execPath, args: ['scripts/sandbox.mjs', process.execPath, uvu, 'dist/test/e2e', `^${f.replace(/\./g, '\\.')}$`, ...uvuArgs], env });
+    // The first pass runs every file on the default firewall backend, as a user gets it: native
+    // nf_tables where the kernel has it (src/firewall/registry.ts), else iptables-restore. A
+    // TSNETLINK_FIREWALL given to the runner is passed on unchanged.
+    const { kernelHas } = await import('../dist/test/kernel.js');
     const e2eJobs = files.map((f) => e2e(f, f, `e2e ${f} (own sandbox)`, process.env));
-    // Every bridge-network file once more on the native nf_tables backend, with nft as the oracle
-    // (test/e2e/fw-oracle.ts): the CLI's file too (its processes inherit $TSNETLINK_FIREWALL), and
-    // dual-stack, whose IPv6 rules live in the same table, and the CRI file (its plugin shim
-    // passes $TSNETLINK_FIREWALL on to every plugin call containerd makes).
-    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli', 'cri'].map((n) => `${n}.e2e.test.js`);
+    // Every bridge-network file once more on the other backend (iptables-restore, with
+    // iptables-save as the oracle: test/e2e/fw-oracle.ts): the CLI's file too (its processes
+    // inherit $TSNETLINK_FIREWALL), dual-stack, and the CRI file (its plugin shim passes
+    // $TSNETLINK_FIREWALL on to every plugin call containerd makes).
+    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli', 'cri', 'cni', 'hostport-listener', 'bandwidth'].map((n) => `${n}.e2e.test.js`);
     // A rerun needs what the kernel may lack (nf_tables; x_tables for the legacy tools): asked of
     // the kernel (test/kernel.ts), and where it lacks it each rerun is named as not applicable.
-    const { kernelHas } = await import('../dist/test/kernel.js');
     const rerun = (list, feature, tag, title, env) => {
       const cap = kernelHas(feature);
       for (const f of list) {
@@ -172,13 +175,15 @@ if (!unitOnly) {
         else notApplicable.push({ file: f, test: `every test, ${title}`, why: `${cap.config} (${cap.reason})`, label: `${f} [${tag}]` });
       }
     };
-    if (spawnSync('sh', ['-c', 'command -v nft']).status === 0) {
+    const defaultNft = process.env.TSNETLINK_FIREWALL ? process.env.TSNETLINK_FIREWALL === 'nftables' : kernelHas('nftables').ok;
+    if (defaultNft) rerun(files.filter((x) => native.includes(x)), 'nftables', 'iptables', 'with the iptables backend (iptables-nft)', { TSNETLINK_FIREWALL: 'iptables' });
+    else if (spawnSync('sh', ['-c', 'command -v nft']).status === 0) {
       rerun(files.filter((x) => native.includes(x)), 'nftables', 'nftables', 'with the nftables backend', { TSNETLINK_FIREWALL: 'nftables' });
     }
-    // The seed scenario once more on the legacy iptables backend (the default is nft).
+    // The seed scenario once more on the legacy iptables tools (iptables-restore is iptables-nft here).
     const legacy = 'bridge.e2e.test.js';
     if (files.includes(legacy) && spawnSync('sh', ['-c', 'command -v iptables-legacy-restore']).status === 0) {
-      rerun([legacy], 'iptables-legacy', 'iptables-legacy', 'with iptables-legacy', { TSNETLINK_IPTABLES_RESTORE: 'iptables-legacy-restore' });
+      rerun([legacy], 'iptables-legacy', 'iptables-legacy', 'with iptables-legacy', { TSNETLINK_FIREWALL: 'iptables', TSNETLINK_IPTABLES_RESTORE: 'iptables-legacy-restore' });
     }
     queue.push(...e2eJobs);
   }

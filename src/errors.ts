@@ -121,3 +121,9 @@ export class OverrunError extends NetlinkError {
     super('recv', 105, 'socket receive buffer overflowed; state must be resynchronised with a new dump');
   }
 }
+
+/** A value as an error message shows it: strings quoted and cut at 80 characters, anything else as text. */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  return String(value);
+}

@@ -3,19 +3,14 @@
  * rule builders for chain names and rule comments, and the bridge layer to refuse bad input
  * before anything changes; a name that one layer accepts is therefore accepted by all of them.
  */
-import { ValidationError } from './errors.js';
-import { validateIfname } from './netlink/validate.js';
+import { ValidationError, shown as show } from './errors.js';
+import { validateIfname } from './netlink/core/validate.js';
 
 /** Longest endpoint id: a CNI container id (64 hex digits) fits. */
 export const ENDPOINT_ID_MAX = 64;
 
 const ID_RE = new RegExp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,${ENDPOINT_ID_MAX - 1}}$`);
 const NETWORK_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
-  return String(value);
-}
 
 /**
  * Returns `value` if it is an endpoint id: 1-64 characters of [A-Za-z0-9_.-] starting with a

@@ -178,11 +178,11 @@ export function requireSandbox(file: string): void {
 
 import type { EndpointRecord } from '../src/bridge/records.js';
 import { macForIp } from '../src/bridge/records.js';
-import { parseCidr, bigToIp, prefixMask } from '../src/bridge/cidr.js';
+import { cidrBits, bigToIp, prefixMask } from '../src/ip/cidr.js';
 
 /** A complete, valid endpoint record for store-level tests (no kernel object behind it). */
 export function fakeEndpoint(network: string, id: string, ip: string, prefix = 24, extra: Partial<EndpointRecord> = {}): EndpointRecord {
-  const c = parseCidr(`${ip}/${prefix}`);
+  const c = cidrBits(`${ip}/${prefix}`);
   const gateway = bigToIp((c.address & prefixMask(prefix, c.family)) + 1n, c.family);
   const cidr = `${ip}/${prefix}`;
   return {
@@ -207,7 +207,7 @@ export function seededRandom(seed: number): () => number {
 }
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import * as libc from '../src/netlink/libc.js';
+import * as libc from '../src/sys/libc.js';
 import { withNetns, type NetnsHandle } from '../src/ns/netns.js';
 
 const SOCK_STREAM = 1;

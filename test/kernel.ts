@@ -14,12 +14,12 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { suite, type Test } from 'uvu';
-import * as libc from '../src/netlink/libc.js';
+import * as libc from '../src/sys/libc.js';
 import { fileURLToPath } from 'node:url';
-import { Rtnl } from '../src/netlink/rtnl.js';
-import { NLM_F } from '../src/netlink/constants.js';
-import { encode, splitMessages, type RawMessage, type Request } from '../src/netlink/message.js';
-import { ack, dial, dumpReply, parseHexFixture } from '../src/netlink/testing.js';
+import { Rtnl } from '../src/netlink/route/rtnl.js';
+import { NLM_F } from '../src/netlink/core/constants.js';
+import { encode, splitMessages, type RawMessage, type Request } from '../src/netlink/core/message.js';
+import { ack, dial, dumpReply, parseHexFixture } from '../src/netlink/core/testing.js';
 
 /** The answer of one probe: whether the kernel has the feature, and the kernel's words when not. */
 export interface Capability {

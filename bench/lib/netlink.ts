@@ -10,8 +10,8 @@ import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { createNamedNetns, deleteNamedNetns, linkRequests, routeRequests, monitor, openRtnlIn, type NetnsHandle } from '../../src/index.js';
 import { table, verdict, type Verdict } from './report.js';
-import { decodePayload } from '../../src/netlink/message.js';
-import { linkMessage } from '../../src/netlink/schemas.js';
+import { decodePayload } from '../../src/netlink/core/message.js';
+import { linkMessage } from '../../src/netlink/route/schemas.js';
 import { fmtMs, round, summarize } from './stats.js';
 
 /** What `import('tsnetlink')` loads: the package's main, the bundled entry (dist/bench/lib/ -> dist/bundle/). */

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Networks, createNamedNetns, deleteNamedNetns } from '../../src/index.js';
-import { NftablesFirewall } from '../../src/nftables/firewall.js';
+import { NftablesFirewall } from '../../src/firewall/nftables/firewall.js';
 import type { FirewallEndpoint, FirewallNetwork } from '../../src/firewall/types.js';
 import { table, verdict, type Verdict } from './report.js';
 import { fmtMs, round, summarize } from './stats.js';

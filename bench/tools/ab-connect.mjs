@@ -5,8 +5,14 @@
 //   git worktree add /tmp/old REV && (cd /tmp/old && npm ci && npx tsc -p tsconfig.json)
 //   node scripts/sandbox.mjs node bench/tools/ab-connect.mjs /tmp/old/dist dist [samples] [--empty]
 // --empty disconnects after every sample (a bridge with no endpoints); otherwise endpoints pile up.
-const [oldDist, newDist, n = '200'] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-const empty = process.argv.includes('--empty');
+// --ports publishes one host port per connect (connect -p); --firewall NAME gives both builds that
+// backend (without it each takes its own default, which differs across versions).
+const args = process.argv.slice(2);
+const fwAt = args.indexOf('--firewall');
+const firewall = fwAt >= 0 ? args[fwAt + 1] : undefined;
+const [oldDist, newDist, n = '200'] = args.filter((a, i) => !a.startsWith('--') && !(fwAt >= 0 && i === fwAt + 1));
+const empty = args.includes('--empty');
+const ports = args.includes('--ports');
 if (!oldDist || !newDist) {
   console.error('usage: ab-connect.mjs OLD_DIST NEW_DIST [samples] [--empty]');
   process.exit(2);
@@ -14,7 +20,7 @@ if (!oldDist || !newDist) {
 const A = await import(`${new URL(`file://${oldDist.startsWith('/') ? '' : `${process.cwd()}/`}${oldDist}/src/index.js`)}`);
 const B = await import(`${new URL(`file://${newDist.startsWith('/') ? '' : `${process.cwd()}/`}${newDist}/src/index.js`)}`);
 async function network(mod, name, subnet, dir) {
-  const nets = new mod.Networks({ stateDir: dir });
+  const nets = new mod.Networks({ stateDir: dir, ...(firewall ? { firewall } : {}) });
   await nets.create({ name, subnet });
   return nets;
 }
@@ -28,13 +34,13 @@ for (let i = 0; i < Number(n); i++) {
     const ns = B.createAnonymousNetns();
     keep.push(ns);
     const t0 = performance.now();
-    const ep = await s.nets.connect(s.net, ns, {});
+    const ep = await s.nets.connect(s.net, ns, ports ? { ports: [`${s.label === 'old' ? 20000 + i : 40000 + i}:80`] } : {});
     s.ms.push(performance.now() - t0);
     if (empty) await s.nets.disconnect(s.net, ep.id);
   }
 }
 const p50 = (x) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
 const [o, w] = sides.map((s) => p50(s.ms));
-console.log(`connect p50 (${n} samples each, ${empty ? 'empty bridge' : 'endpoints accumulating'}): old ${o.toFixed(3)} ms, new ${w.toFixed(3)} ms, new/old ${(w / o).toFixed(3)}`);
+console.log(`connect${ports ? ' -p' : ''}${firewall ? ` (${firewall})` : ''} p50 (${n} samples each, ${empty ? 'empty bridge' : 'endpoints accumulating'}): old ${o.toFixed(3)} ms, new ${w.toFixed(3)} ms, new/old ${(w / o).toFixed(3)}`);
 for (const s of sides) await s.nets.remove(s.net, { force: true });
 for (const ns of keep) ns.close();

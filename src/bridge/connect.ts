@@ -14,7 +14,7 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { validateIfname, validateMac, validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateMac, validateU32 } from '../netlink/core/validate.js';
 import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import { findHostListeners, HostListenerError } from './listeners.js';
@@ -22,8 +22,8 @@ import { Ipam, IpamError } from './ipam.js';
 import { normalizeMappings, formatMapping } from './ports.js';
 import { Steps } from './steps.js';
 import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
-import { canonicalIp, ipFamily } from './cidr.js';
-import { randomHex, StoreError } from '../fsio.js';
+import { canonicalIp, ipFamily } from '../ip/cidr.js';
+import { randomHex, StoreError } from '../sys/fsio.js';
 import { changeEndpointRules, desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';

@@ -2,7 +2,7 @@
  * What every bridge operation works with: the store, the host seam, the firewall, and the
  * host-side netlink handle; plus the translation of records into the firewall's desired state.
  */
-import { Rtnl } from '../netlink/rtnl.js';
+import { Rtnl } from '../netlink/route/rtnl.js';
 import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import type { HostSystem } from './host.js';
 import { StoreError, type Listing, type Store } from './store.js';
@@ -10,7 +10,7 @@ import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
 import { findLink } from './links.js';
-import { RoutedFirewall } from './firewalls.js';
+import { RoutedFirewall } from '../firewall/router.js';
 
 /** The shared state of one Networks manager. */
 export class BridgeContext {

@@ -13,6 +13,7 @@ export type NetworkErrorCode =
   | 'EBRIDGEDOWN' // the network's bridge is missing or down: `network repair` restores it
   | 'ENOFORWARD' // net.ipv4.ip_forward (or IPv6 forwarding) is 0: containers would have no outbound traffic
   | 'EHOSTNETNS' // the "container" is the host's own netns
+  | 'ENOCONTAINER' // the container's network namespace cannot be opened
   | 'ENOTLOCAL' // a port mapping's host IP is not an address of this host
   | 'EHOSTLISTENER' // a host process listens on (TCP) or is bound to (UDP) a port and address a mapping would publish
   | 'EFIREWALL'; // the firewall backend asked for is not the one the host's networks use

@@ -6,11 +6,11 @@
  */
 import { closeSync, constants as fsc, openSync, statSync, writeSync, readFileSync } from 'node:fs';
 import { ValidationError } from '../errors.js';
-import type { NetlinkSocket } from '../netlink/socket.js';
-import { NetlinkSocket as Socket } from '../netlink/socket.js';
+import type { NetlinkSocket } from '../netlink/core/socket.js';
+import { NetlinkSocket as Socket } from '../netlink/core/socket.js';
 import { NetnsHandle, openNetns, withNetns, type NetnsSpec } from '../ns/netns.js';
-import { errCode } from '../fsio.js';
-import { SockDiag, socketOwners, type InetSocket, type SocketOwner, type SocketQuery } from '../netlink/sockdiag.js';
+import { errCode } from '../sys/fsio.js';
+import { SockDiag, socketOwners, type InetSocket, type SocketOwner, type SocketQuery } from '../netlink/sockdiag/sockdiag.js';
 
 /** A container: its pid, a netns path or name, or an open handle (not closed by us). */
 export type ContainerRef = number | NetnsSpec | NetnsHandle;

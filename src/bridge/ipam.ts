@@ -12,10 +12,10 @@
 import { closeSync, constants as fsc, openSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsnetlinkError, ValidationError } from '../errors.js';
-import { bigToIp, ipFamily, ipToBig, parseSubnet, type Subnet } from './cidr.js';
+import { bigToIp, ipFamily, ipToBig, parseSubnet, type Subnet } from '../ip/cidr.js';
 import { checkEndpointId } from '../names.js';
-import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from '../fsio.js';
-import type { LockOptions } from '../locks.js';
+import { createExclusive, ensureDir, errCode, readText, removeFile, writeFileAtomic } from '../sys/fsio.js';
+import type { LockOptions } from '../sys/locks.js';
 import type { Store } from './store.js';
 
 /** The subnet has no free address left (EIPAMFULL), or the address asked for is taken (EIPINUSE). */

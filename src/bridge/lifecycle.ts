@@ -5,17 +5,18 @@
  */
 import { ValidationError } from '../errors.js';
 import { checkNetworkName } from '../names.js';
-import { validateIfname, validateU32 } from '../netlink/validate.js';
+import { validateIfname, validateU32 } from '../netlink/core/validate.js';
 import type { GatewayMode } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
-import { parseSubnet, overlaps, type Subnet } from './cidr.js';
+import { parseSubnet, overlaps, type Subnet } from '../ip/cidr.js';
 import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord } from './records.js';
-import { StoreError } from '../fsio.js';
+import { StoreError } from '../sys/fsio.js';
 import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
-import { RoutedFirewall, type BackendName } from './firewalls.js';
+import { RoutedFirewall } from '../firewall/router.js';
+import { BACKENDS, defaultBackend, type BackendName } from '../firewall/registry.js';
 
 /** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
 export interface CreateNetworkOptions {
@@ -52,6 +53,8 @@ export interface CreateResult {
   hostChanges: string[];
   /** The same, for a caller that undoes the create: families whose forwarding it turned on, and whose FORWARD policy it set to DROP. */
   forwarding: { enabled: (4 | 6)[]; dropped: (4 | 6)[] };
+  /** What the caller should be told: a firewall backend passed over on this host, and why. */
+  notices: string[];
 }
 
 const MODES: readonly GatewayMode[] = ['nat', 'nat-unprotected', 'routed'];
@@ -129,14 +132,21 @@ function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly 
  */
 function newNetworkBackend(ctx: BridgeContext, others: readonly NetworkRecord[]): BackendName {
   const fw = ctx.firewall;
-  if (!(fw instanceof RoutedFirewall)) return fw.backend === 'nftables' ? 'nftables' : 'iptables';
-  const b = fw.selected;
+  if (!(fw instanceof RoutedFirewall)) return (BACKENDS as readonly string[]).includes(fw.backend) ? (fw.backend as BackendName) : 'iptables';
+  const b = fw.selected as BackendName;
   const other = others.filter((n) => n.firewall !== b);
   if (other.length > 0) {
     const names = other.map((n) => n.name).join(', ');
     throw new NetworkError('EFIREWALL', `networks ${names} use the ${other[0]!.firewall} firewall backend and a host's networks share one: create this network with --firewall ${other[0]!.firewall}, or move them all first with tsnetlink network repair --firewall ${b}`);
   }
   return b;
+}
+
+/** Says why the first network of a host did not get the registry's first backend (no nf_tables here, say). */
+function backendNotices(ctx: BridgeContext, chosen: BackendName, others: readonly NetworkRecord[]): string[] {
+  if (!(ctx.firewall instanceof RoutedFirewall) || ctx.firewall.explicit !== undefined || others.length > 0) return [];
+  const d = defaultBackend();
+  return d.passedOver !== undefined && d.name === chosen ? [`firewall backend ${chosen}: ${d.passedOver}`] : [];
 }
 
 /** The sysctls of a network's bridge, for create and repair. */
@@ -185,6 +195,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     const sharing = listing.records.find((n) => n.bridge === rec.bridge);
     if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
     rec.firewall = newNetworkBackend(ctx, listing.records);
+    const notices = backendNotices(ctx, rec.firewall, listing.records);
     checkOverlaps(ctx, rec, listing.records);
     const existing = findLink(ctx.rtnl, rec.bridge);
     if (existing) {
@@ -244,7 +255,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
         await steps.fail(e);
       }
     });
-    return { record: { ...rec, state: 'active' }, hostChanges, forwarding };
+    return { record: { ...rec, state: 'active' }, hostChanges, forwarding, notices };
   });
 }
 

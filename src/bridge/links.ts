@@ -4,16 +4,17 @@
  * when no record of it survived. Requests are built here once and sent pipelined.
  */
 import { randomBytes } from 'node:crypto';
-import type { Rtnl, Link } from '../netlink/rtnl.js';
-import type { Request } from '../netlink/message.js';
-import type { NetlinkSocket } from '../netlink/socket.js';
-import * as L from '../netlink/link.js';
-import * as A from '../netlink/addr.js';
-import * as R from '../netlink/route.js';
+import type { Rtnl, Link } from '../netlink/route/rtnl.js';
+import type { Request } from '../netlink/core/message.js';
+import type { NetlinkSocket } from '../netlink/core/socket.js';
+import * as L from '../netlink/route/link.js';
+import * as A from '../netlink/route/addr.js';
+import * as R from '../netlink/route/route.js';
 import type { NetnsHandle } from '../ns/netns.js';
 import { NetworkError } from './errors.js';
 import type { NetworkRecord } from './records.js';
-import { randomHex } from '../fsio.js';
+import { randomHex } from '../sys/fsio.js';
+import { PORT_GROUP } from '../firewall/types.js';
 
 /** The alias prefix of every link tsnetlink creates. */
 export const TAG_PREFIX = 'tsnetlink/';
@@ -86,13 +87,6 @@ export function createBridge(rtnl: Rtnl, net: NetworkRecord): number {
 export function bridgeUpRequests(net: Pick<NetworkRecord, 'subnets'>, index: number): Request[] {
   return [...net.subnets.map((s) => A.replaceAddrRequest(index, `${s.gateway}/${s.prefix}`, s.family === 6 ? { nodad: true } : {})), L.setUpRequest(index)];
 }
-
-/**
- * The device group of every container's host-side veth (`ip link show group 0x74736e6c` lists
- * them): the bridge-family filter that keeps membership reports between containers matches it,
- * since a bridge port's name is random and this kernel may lack the bridge-name match.
- */
-export const PORT_GROUP = 0x74736e6c;
 
 /** What connect needs to create one veth pair. */
 export interface VethPlan {

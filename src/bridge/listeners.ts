@@ -6,7 +6,7 @@
  * port; tsnetlink binds nothing, so it asks the kernel (sock_diag) for listening TCP sockets
  * and bound UDP sockets of the host netns and refuses a mapping that would cover one.
  */
-import type { InetSocket, SocketOwner, SocketProtocol, SocketQuery } from '../netlink/sockdiag.js';
+import type { InetSocket, SocketOwner, SocketProtocol, SocketQuery } from '../netlink/sockdiag/sockdiag.js';
 import { mappingFamilies, type PortMapping } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import type { HostSystem } from './host.js';

@@ -5,29 +5,28 @@
  * connect() creates the veth with its peer directly in the container's netns under its final
  * name, enslaved, in one RTM_NEWLINK (no create-then-move: ~29 ms of RCU saved), then configures
  * the container side in one pipelined batch. Port mappings go through the Firewall (one
- * iptables-restore run by default); without them connect runs no external process. A failure
+ * nf_tables transaction by default, or one iptables-restore run); without them connect does no
+ * firewall work. A failure
  * rolls back; a crash is settled by the next operation that meets its leftovers, or by prune.
  */
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { IptablesFirewall } from '../iptables/backend.js';
-import type { IptablesOptions } from '../iptables/restore.js';
 import type { Firewall } from '../firewall/types.js';
-import { NftablesFirewall } from '../nftables/firewall.js';
-import { RoutedFirewall, chosenBackend, type BackendName } from './firewalls.js';
-import { NftPortFilter } from './portfilter.js';
+import type { RoutedFirewall } from '../firewall/router.js';
+import { chosenBackend, hostFirewall as registryFirewall, type BackendName, type BackendOptions } from '../firewall/registry.js';
 import { Store } from './store.js';
 import { NetworkError } from './errors.js';
-import { IpamError } from './ipam.js';
+import { Ipam, IpamError } from './ipam.js';
 import { BridgeContext } from './context.js';
 import { KernelHost, netnsKey, type ContainerRef, type HostSystem } from './host.js';
 import { connectMany, type ConnectItem, type ConnectOptions } from './connect.js';
 import { createNetwork, removeNetwork, undoCreate, type CreateNetworkOptions, type CreateResult } from './lifecycle.js';
 import { checkConsistency, reconcile, type ReconcileReport } from './reconcile.js';
 import { teardownEndpoints } from './teardown.js';
-import type { EndpointRecord, NetworkRecord } from './records.js';
+import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
+import { checkEndpoint, type ContainerSide } from './health.js';
 import type { FaultHook } from './steps.js';
 import { NetnsHandle } from '../ns/netns.js';
-import type { Rtnl } from '../netlink/rtnl.js';
+import type { Rtnl } from '../netlink/route/rtnl.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef, CreateNetworkOptions, CreateResult, ReconcileReport };
 
@@ -36,11 +35,12 @@ export interface NetworksOptions {
   /** Runtime state directory (default /run/tsnetlink). */
   stateDir?: string;
   /** Which iptables to run (default iptables-restore on $PATH), for networks on the iptables backend. */
-  iptables?: IptablesOptions;
+  iptables?: BackendOptions['iptables'];
   /**
    * The firewall backend: 'iptables' (iptables-restore) or 'nftables' (native nf_tables over
    * netlink, no process), or an instance that then serves every network (tests). Default:
-   * $TSNETLINK_FIREWALL, else the backend the host's networks were created with, else iptables.
+   * $TSNETLINK_FIREWALL, else the backend the host's networks were created with, else native
+   * nf_tables where this process can use it, else iptables (src/firewall/registry.ts).
    * A network keeps the backend it was created with; repair with a backend chosen migrates
    * every network to it.
    */
@@ -221,6 +221,30 @@ export class Networks {
     return checkConsistency(this.ctx);
   }
 
+  /**
+   * Every way one endpoint differs from its record, its network's bridge and the firewall, in
+   * words ([] when it works); with `container`, its interface in the container too. The one
+   * endpoint check `check()` runs on every endpoint, for one (CNI CHECK). Changes nothing.
+   */
+  async checkEndpoint(network: string, id: string, container?: ContainerSide): Promise<string[]> {
+    checkNetworkName(network, 'network');
+    checkEndpointId(id);
+    return checkEndpoint(this.ctx, network, id, container);
+  }
+
+  /** Per subnet of a network, how many addresses are handed out of how many (read under the network's lock). */
+  async addressUsage(network: string): Promise<{ subnet: string; capacity: bigint; used: number }[]> {
+    checkNetworkName(network, 'network');
+    const net = this.store.getNetwork(network);
+    if (!net) throw new NetworkError('ENONET', `no network ${network}`);
+    return this.store.withNetworkLock(network, () =>
+      subnetsOf(net).map((sub) => {
+        const ipam = new Ipam(this.store, network, sub);
+        return { subnet: sub.subnet, capacity: ipam.capacity, used: ipam.list().length };
+      }),
+    );
+  }
+
   /** Finds the endpoint of a container (by netns) on a network, from its marker: O(1). */
   endpointOf(network: string, container: ContainerRef): EndpointRecord | undefined {
     checkNetworkName(network, 'network');
@@ -237,8 +261,6 @@ export class Networks {
 
 /** The backends of a host's networks, routed by what each network's record names. */
 function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
-  // Both are made now: a bad iptables binary is refused here, not at the first connect -p.
-  const made = { iptables: new IptablesFirewall(opts.iptables ?? {}), nftables: new NftablesFirewall() } satisfies Record<BackendName, Firewall>;
   const backendOf = (name: string): BackendName | undefined => {
     try {
       return store.getNetwork(name)?.firewall;
@@ -247,6 +269,6 @@ function hostFirewall(store: Store, opts: NetworksOptions): RoutedFirewall {
     }
   };
   const inUse = (): BackendName[] => [...new Set(store.listNetworks().records.map((n) => n.firewall))];
-  return new RoutedFirewall(chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined), (b) => made[b], backendOf, inUse, new NftPortFilter());
+  const explicit = chosenBackend(typeof opts.firewall === 'string' ? opts.firewall : undefined);
+  return registryFirewall({ backendOf, inUse }, explicit, opts.iptables ? { iptables: opts.iptables } : {});
 }
-

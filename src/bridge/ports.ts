@@ -3,8 +3,8 @@
  * `-p [2001:db8::1]:8080:80`). Pure.
  */
 import { ValidationError } from '../errors.js';
-import { parseIp } from '../netlink/validate.js';
-import { mappingsOverlap, type PortMapping } from '../iptables/rules.js';
+import { parseIp } from '../ip/parse.js';
+import { mappingsOverlap, type PortMapping } from '../firewall/types.js';
 
 export type { PortMapping };
 

@@ -11,17 +11,19 @@
  * enslaved host veths, IP forwarding, every rule).
  * check: reports every disagreement, changing nothing.
  */
-import type { Link } from '../netlink/rtnl.js';
-import * as L from '../netlink/link.js';
+import type { Link } from '../netlink/route/rtnl.js';
+import * as L from '../netlink/route/link.js';
 import { Ipam } from './ipam.js';
-import { removeFile } from '../fsio.js';
+import { removeFile } from '../sys/fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
-import { RoutedFirewall } from './firewalls.js';
+import { endpointProblems, expectedPortKeys, networkProblems, reservationsOf } from './health.js';
+import { RoutedFirewall } from '../firewall/router.js';
+import type { BackendName } from '../firewall/registry.js';
 
 /** Runs `fn` with every backend the host can run consulted (rules may linger on one no record names). */
 function probing<T>(ctx: BridgeContext, fn: () => Promise<T>): Promise<T> {
@@ -160,7 +162,8 @@ function migrate(ctx: BridgeContext, report: ReconcileReport): void {
   if (!(fw instanceof RoutedFirewall) || fw.explicit === undefined) return;
   for (const n of ctx.store.listNetworks().records) {
     if (n.firewall === fw.explicit) continue;
-    ctx.store.putNetwork({ ...n, firewall: fw.explicit });
+    // The router was made by the registry from a name it checked (chosenBackend).
+    ctx.store.putNetwork({ ...n, firewall: fw.explicit as BackendName });
     report.actions.push(`network ${n.name}: firewall backend ${n.firewall} -> ${fw.explicit}`);
   }
 }
@@ -376,46 +379,25 @@ async function missingForwardGuards(ctx: BridgeContext, networks: readonly Netwo
 
 function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: string[], expectedPorts: Set<string>): void {
   const n = net.name;
-  if (net.state !== 'active') out.push(`network ${n} is '${net.state}'`);
-  const br = s.links.get(net.bridge);
-  if (!br) out.push(`network ${n}: bridge ${net.bridge} missing`);
-  else {
-    if (br.alias !== bridgeTag(n)) out.push(`network ${n}: bridge ${net.bridge} not tagged`);
-    if (br.mac !== net.mac) out.push(`network ${n}: bridge MAC ${br.mac} instead of ${net.mac}`);
-    if (!br.up) out.push(`network ${n}: bridge ${net.bridge} down`);
-    for (const sub of net.subnets) {
-      const addrs = ctx.rtnl.addrList({ link: br.index, family: sub.family });
-      if (!addrs.some((a) => a.address === sub.gateway && a.prefix === sub.prefix)) out.push(`network ${n}: bridge lacks ${sub.gateway}/${sub.prefix}`);
-    }
-  }
+  out.push(...networkProblems(ctx, net, s.links));
   for (const f of ctx.store.networkTempFiles(n)) out.push(`temp file ${f}`);
   for (const id of ctx.store.endpointLockIds(n)) out.push(`lock file of endpoint ${id} on ${n}, left by an operation that was killed`);
   const listing = ctx.store.listEndpoints(n);
   for (const c of listing.corrupt) out.push(`unreadable endpoint record ${c.path}`);
-  const ipam = subnetsOf(net).flatMap((sub) => new Ipam(ctx.store, n, sub).list());
+  const ipam = reservationsOf(ctx, net);
   const markers = ctx.store.listMarkers(n);
   const seen = { ip: new Map<string, string>(), mac: new Map<string, string>(), veth: new Map<string, string>() };
   const ids = new Set<string>();
   for (const e of listing.records) {
     ids.add(e.id);
-    if (e.state !== 'active') out.push(`endpoint ${n}/${e.id} is '${e.state}'`);
     for (const [kind, value] of [...e.addresses.map((a) => ['ip', a.ip] as const), ['mac', e.mac], ['veth', e.hostIfname]] as const) {
       const other = seen[kind].get(value);
       if (other !== undefined) out.push(`duplicate ${kind} ${value}: endpoints ${other} and ${e.id} of ${n}`);
       seen[kind].set(value, e.id);
     }
-    const v = s.links.get(e.hostIfname);
-    if (!v) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} missing`);
-    else {
-      if (v.alias !== endpointTag(n, e.id)) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} tagged ${JSON.stringify(v.alias)}`);
-      if (!br || v.master !== br.index) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} not enslaved to ${net.bridge}`);
-      if (!v.up) out.push(`endpoint ${n}/${e.id}: host veth ${e.hostIfname} down`);
-      out.push(...shapingProblems(ctx.rtnl, `endpoint ${n}/${e.id}`, n, e.id, v, e.bandwidth, s.links));
-    }
-    for (const a of e.addresses) if (!ipam.some((r) => r.ip === a.ip && r.endpointId === e.id)) out.push(`endpoint ${n}/${e.id}: address ${a.ip} not reserved for it`);
-    if (e.addresses.length !== net.subnets.length) out.push(`endpoint ${n}/${e.id}: ${e.addresses.length} addresses for ${net.subnets.length} subnets`);
+    out.push(...endpointProblems(ctx, net, e, s.links, ipam));
     if (!markers.some((m) => m.netnsKey === e.netnsKey && m.owner === e.id)) out.push(`endpoint ${n}/${e.id}: container claim missing`);
-    for (const m of e.mappings) expectedPorts.add(`${portOwner(n, e.id)} ${m.protocol}/${m.hostPort}/${m.hostIp ?? '0.0.0.0'}`);
+    for (const k of expectedPortKeys(n, e)) expectedPorts.add(k);
   }
   for (const a of ipam) if (!ids.has(a.endpointId)) out.push(`address ${a.ip} on ${n} reserved for ${a.endpointId || 'no one'}, which has no record`);
   for (const m of markers) if (!ids.has(m.owner)) out.push(`container claim ${m.netnsKey} on ${n} held for ${m.owner || 'no one'}, which has no record`);

@@ -4,12 +4,12 @@
  * file is a StoreError ECORRUPT naming the file and the field, never a raw TypeError later.
  */
 import { checkEndpointId, checkNetworkName } from '../names.js';
-import { validateIfname } from '../netlink/validate.js';
+import { validateIfname } from '../netlink/core/validate.js';
 import type { GatewayMode, PortMapping } from '../firewall/types.js';
-import { BACKENDS, type BackendName } from './firewalls.js';
-import { StoreError } from '../fsio.js';
+import { BACKENDS, type BackendName } from '../firewall/registry.js';
+import { StoreError } from '../sys/fsio.js';
 import { ValidationError } from '../errors.js';
-import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from './cidr.js';
+import { canonicalIp, contains, ipFamily, ipToBig, parseSubnet, type Family, type Subnet } from '../ip/cidr.js';
 import { normalizeMappings } from './ports.js';
 import { checkBandwidth, type Bandwidth } from './shaping.js';
 

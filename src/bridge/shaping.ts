@@ -11,10 +11,10 @@
  * killed connect is found by its tag, and its name is a hash of the endpoint, so a retry finds it.
  */
 import { createHash } from 'node:crypto';
-import type { Link, Rtnl } from '../netlink/rtnl.js';
-import * as L from '../netlink/link.js';
-import { kernelPsched, xmitSize, xmitTime, type Psched } from '../netlink/tc-rate.js';
-import type { Qdisc, Filter, TbfSpec } from '../netlink/tc.js';
+import type { Link, Rtnl } from '../netlink/route/rtnl.js';
+import * as L from '../netlink/route/link.js';
+import { kernelPsched, xmitSize, xmitTime, type Psched } from '../netlink/route/tc-rate.js';
+import type { Qdisc, Filter, TbfSpec } from '../netlink/route/tc.js';
 import { ValidationError } from '../errors.js';
 import { TAG_PREFIX, findLink } from './links.js';
 

@@ -1,7 +1,7 @@
 /** A tiny transaction: named steps with undo actions, rolled back in reverse on the first failure. */
 import { TsnetlinkError } from '../errors.js';
 import { StepError } from './errors.js';
-import { kernelClock } from '../netlink/libc.js';
+import { kernelClock } from '../sys/libc.js';
 
 /**
  * Thrown by a fault hook to simulate a crash at a step: the operation is abandoned on the spot,

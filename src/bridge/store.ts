@@ -42,12 +42,12 @@ import {
   writeFileAtomic,
   writeJsonAtomic,
   type WriteOptions,
-} from '../fsio.js';
-import { DEFAULT_LOCK_TIMEOUT_MS, lockHeld, withLock, withLockSync, type LockOptions } from '../locks.js';
+} from '../sys/fsio.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, lockHeld, withLock, withLockSync, type LockOptions } from '../sys/locks.js';
 import { parseEndpointRecord, parseNetworkRecord, type EndpointRecord, type NetworkRecord } from './records.js';
 
-export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from '../locks.js';
-export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from '../fsio.js';
+export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from '../sys/locks.js';
+export { StoreError, listNames, readJson, readText, writeFileAtomic, writeJsonAtomic, createExclusive, removeFile, ensureDir, type WriteOptions } from '../sys/fsio.js';
 
 const TMPFS_MAGIC = 0x01021994;
 

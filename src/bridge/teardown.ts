@@ -6,7 +6,7 @@
 import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
 import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.js';
-import * as L from '../netlink/link.js';
+import * as L from '../netlink/route/link.js';
 import { deleteLinksAsync, endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { ownIfbs } from './shaping.js';

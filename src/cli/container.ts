@@ -1,13 +1,11 @@
 /** `tsnetlink run`, `connect` and `disconnect`: containers on a network. */
 import type { ChildProcess } from 'node:child_process';
-import { Networks } from '../bridge/networks.js';
-import { NetworkError } from '../bridge/errors.js';
-import type { ContainerRef } from '../bridge/host.js';
+import { Networks, NetworkError, type ContainerRef } from '../bridge/index.js';
 import { createAnonymousNetns } from '../ns/named.js';
 import { spawnInNetns } from '../ns/spawn.js';
 import type { NetnsHandle } from '../ns/netns.js';
-import { randomHex } from '../fsio.js';
-import { findBinary } from '../iptables/restore.js';
+import { randomHex } from '../sys/fsio.js';
+import { findBinary } from '../sys/run.js';
 import { has, value, values, type FlagSpec } from './args.js';
 import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 

@@ -1,7 +1,5 @@
 /** `tsnetlink network ...`: create, ls, inspect, rm, prune, repair, check. */
-import { Networks } from '../bridge/networks.js';
-import type { CreateNetworkOptions, ReconcileReport } from '../bridge/networks.js';
-import type { NetworkRecord } from '../bridge/records.js';
+import { Networks, type CreateNetworkOptions, type ReconcileReport, type NetworkRecord } from '../bridge/index.js';
 import { has, value, values, type Parsed } from './args.js';
 import { COMMON, managerOptions, out, parseCommand, requirePrivileges, Usage } from './common.js';
 
@@ -90,7 +88,8 @@ export async function network(argv: string[]): Promise<number> {
   try {
     switch (sub) {
       case 'create': {
-        const { record: rec, hostChanges } = await nets.createNetwork({ name: p.positionals[0]!, subnet: values(p, 'subnet'), driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
+        const { record: rec, hostChanges, notices } = await nets.createNetwork({ name: p.positionals[0]!, subnet: values(p, 'subnet'), driver: (value(p, 'driver') ?? 'bridge') as 'bridge', ...networkOptions(p) });
+        for (const n of notices) process.stderr.write(`tsnetlink: ${n}\n`);
         if (has(p, 'json')) out(JSON.stringify({ ...rec, hostChanges }, null, 2));
         else {
           out(`${rec.name} ${rec.subnets.map((s) => `${s.subnet} gateway ${s.gateway}`).join(', ')}${rec.internal ? ' internal' : ''}`);

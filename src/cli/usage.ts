@@ -10,8 +10,9 @@ export const NETWORK_OPTIONS = `Network options (-o KEY=VALUE, repeatable; Docke
   mtu=N                          MTU of the bridge and the veths (com.docker.network.driver.mtu)`;
 
 const COMMON = `  --state-dir DIR   runtime state (default /run/tsnetlink)
-  --firewall NAME   iptables (iptables-restore) or nftables (native nf_tables, no process);
-                    default $TSNETLINK_FIREWALL, else what the host's networks use, else iptables
+  --firewall NAME   nftables (native nf_tables, no process) or iptables (iptables-restore);
+                    default $TSNETLINK_FIREWALL, else what the host's networks use, else
+                    nftables where the kernel has it, else iptables
   -h, --help        this help`;
 
 /** Usage of each command, by the words that name it. */

@@ -7,13 +7,9 @@
  * runtime's list of valid attachments.
  */
 import { closeSync, constants as fsc, existsSync, fstatSync, openSync, statfsSync, statSync } from 'node:fs';
-import { CLONE_NEWNET, namespaceType } from '../netlink/libc.js';
-import { Networks } from '../bridge/networks.js';
-import { bigToIp, contains, parseCidr, parseSubnet, prefixMask, type Subnet } from '../bridge/cidr.js';
-import { NetworkError } from '../bridge/errors.js';
-import type { CreateResult } from '../bridge/lifecycle.js';
-import type { AddressRecord, EndpointRecord, NetworkRecord } from '../bridge/records.js';
-import { ifbNameFor } from '../bridge/shaping.js';
+import { CLONE_NEWNET, namespaceType } from '../sys/libc.js';
+import { Networks, NetworkError, type CreateResult, type AddressRecord, type EndpointRecord, type NetworkRecord, ifbNameFor } from '../bridge/index.js';
+import { bigToIp, contains, cidrBits, parseSubnet, prefixMask, type Subnet } from '../ip/cidr.js';
 import { openRtnlIn, openNetns } from '../ns/netns.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
 import { checkRequestedIp, defaultDst, endpointIdFor, familyOf, networkNameFor, rangeSubnet, type CniEnv, type CniRoute, type PluginConfig } from './config.js';
@@ -50,7 +46,7 @@ function builtinAddressing(conf: PluginConfig & { ipam: { type: 'tsnetlink' } })
  */
 function delegatedAddressing(conf: PluginConfig, stdout: string, plugin: string): Addressing {
   const r = parseIpamResult(stdout, plugin);
-  const c = parseCidr(r.address);
+  const c = cidrBits(r.address);
   const network = `${bigToIp(c.address & prefixMask(c.prefix, c.family), c.family)}/${c.prefix}`;
   if (r.gateway !== undefined && !contains(network, r.gateway)) {
     throw new CniError(CNI_CODES.invalidConfig, `invalid network config: IPAM plugin ${plugin} gave the gateway ${r.gateway} outside its subnet ${network}`);

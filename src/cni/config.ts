@@ -10,9 +10,9 @@
  */
 import { createHash } from 'node:crypto';
 import { CniError, CNI_CODES } from './errors.js';
-import { contains, ipFamily, parseSubnet, type Family } from '../bridge/cidr.js';
+import { contains, ipFamily, parseSubnet, type Family } from '../ip/cidr.js';
 import { mappingsOverlap } from '../firewall/types.js';
-import { checkBandwidth, type Bandwidth, type RateLimit } from '../bridge/shaping.js';
+import { checkBandwidth, type Bandwidth, type RateLimit } from '../bridge/index.js';
 import { ValidationError } from '../errors.js';
 import { goDecode, jsonDepth, MAX_DEPTH, NETCONF_SHAPE } from './godecode.js';
 import { compareVersions, isSupported, requestVersion, SUPPORTED_VERSIONS, type CniVersion } from './version.js';

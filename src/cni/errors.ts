@@ -68,6 +68,8 @@ function codeFor(code: string): number {
       return CNI_CODES.invalidConfig;
     case 'ENOFIREWALL':
       return CNI_CODES.notAvailable;
+    case 'ENOCONTAINER':
+      return CNI_CODES.unknownContainer;
     default:
       return CNI_CODES.internal;
   }

@@ -8,7 +8,7 @@ import { CniError, CNI_CODES } from './errors.js';
 import { decodeJson, parseRoutes, type CniRoute } from './config.js';
 import { RESULT_SHAPE } from './godecode.js';
 import { ipsHaveVersion } from './version.js';
-import { ipFamily } from '../bridge/cidr.js';
+import { ipFamily } from '../ip/cidr.js';
 
 /** An interface of a result. */
 export interface ResultInterface {

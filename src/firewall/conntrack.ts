@@ -7,8 +7,8 @@
  * handle's (netlink/conntrack-client.ts); what to forget is decided here.
  */
 import { readFileSync } from 'node:fs';
-import { Conntrack } from '../netlink/conntrack-client.js';
-import { CT_PROTOCOLS, type ConntrackEntry } from '../netlink/conntrack.js';
+import { Conntrack } from '../netlink/netfilter/conntrack-client.js';
+import { CT_PROTOCOLS, type ConntrackEntry } from '../netlink/netfilter/conntrack.js';
 import { DumpInterruptedError } from '../errors.js';
 import type { ConnectionFilter } from './types.js';
 

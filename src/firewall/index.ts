@@ -1,5 +1,5 @@
-/** The Firewall seam and the backends that implement it. */
+/** The Firewall seam: the interface, the backend-neutral desired state, the registry and router, the memory fake. */
 export * from './types.js';
 export { MemoryFirewall } from './memory.js';
-export { IptablesFirewall, type IptablesFirewallOptions } from '../iptables/backend.js';
-export { NftablesFirewall, type NftablesFirewallOptions } from '../nftables/firewall.js';
+export { RoutedFirewall } from './router.js';
+export { BACKENDS, REGISTRY, chosenBackend, defaultBackend, type BackendEntry, type BackendName, type BackendOptions, type DefaultBackend } from './registry.js';

@@ -2,7 +2,8 @@
  * The Firewall seam: what bridge networking needs from a packet filter, and nothing about how a
  * backend does it. The bridge layer computes the desired state (under the lock that protects
  * it) and hands it in; a backend never reads tsnetlink's state and never calls back. Two
- * backends implement it: iptables-restore (src/iptables/) and native nf_tables (src/nftables/).
+ * backends implement it, one folder each with one row in registry.ts: native nf_tables
+ * (firewall/nftables/, the default where the kernel has it) and iptables-restore (firewall/iptables/).
  */
 import { TsnetlinkError } from '../errors.js';
 
@@ -154,4 +155,23 @@ export function mappingsOverlap(a: PortMapping, b: PortMapping): boolean {
   const shared = mappingFamilies(a).some((f) => mappingFamilies(b).includes(f));
   if (!shared) return false;
   return wild(a) || wild(b) || a.hostIp === b.hostIp;
+}
+
+/**
+ * The device group of every container's host-side veth (`ip link show group 0x74736e6c` lists
+ * them): the bridge-family filter that keeps membership reports between containers matches it,
+ * since a bridge port's name is random and this kernel may lack the bridge-name match.
+ */
+export const PORT_GROUP = 0x74736e6c;
+
+/**
+ * The bridge-port filter (membership reports of containers dropped where they enter a bridge), kept
+ * by the router in step with the networks: present while some network has an IPv6 subnet.
+ */
+export interface PortFilter {
+  /** Installs the filter when `wanted` and removes it otherwise; does nothing when already so. */
+  sync(wanted: boolean): void;
+  /** How the live filter differs from `wanted`. */
+  diff(wanted: boolean): FirewallDifference[];
+  close(): void;
 }

@@ -2,10 +2,10 @@
  * Monitors and watches that may listen in another network namespace: the event socket is
  * opened inside it (setns, socket, setns back, synchronously), and stays there.
  */
-import { Monitor, openMonitorTransport, type MonitorOptions } from '../netlink/monitor.js';
-import { watchWith, type WatchEvent } from '../netlink/watch.js';
-import { Rtnl } from '../netlink/rtnl.js';
-import type { RtnlKind } from '../netlink/rtnl-types.js';
+import { Monitor, openMonitorTransport, type MonitorOptions } from '../netlink/route/monitor.js';
+import { watchWith, type WatchEvent } from '../netlink/route/watch.js';
+import { Rtnl } from '../netlink/route/rtnl.js';
+import type { RtnlKind } from '../netlink/route/rtnl-types.js';
 import { openRtnlIn, withNetns, type NetnsHandle } from './netns.js';
 
 /** Options of monitor() and watch(): those of the netlink monitor, and the netns to listen in. */

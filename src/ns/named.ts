@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, mkdirSync, openSync, unlinkSync, constants as fsc } from 'node:fs';
 import { SysError } from '../errors.js';
-import * as libc from '../netlink/libc.js';
+import * as libc from '../sys/libc.js';
 import { currentNetns, NETNS_RUN_DIR, NetnsHandle, openNetns, validateNetnsName } from './netns.js';
 
 let runDirReady = false;

@@ -5,11 +5,11 @@
  */
 import { closeSync, fstatSync, openSync, constants as fsc } from 'node:fs';
 import { SysError, ValidationError } from '../errors.js';
-import * as libc from '../netlink/libc.js';
-import { KernelTransport, NetlinkSocket, type SocketOptions } from '../netlink/socket.js';
-import { Rtnl } from '../netlink/rtnl.js';
-import { Conntrack } from '../netlink/conntrack-client.js';
-import { validateIfname } from '../netlink/validate.js';
+import * as libc from '../sys/libc.js';
+import { KernelTransport, NetlinkSocket, type SocketOptions } from '../netlink/core/socket.js';
+import { Rtnl } from '../netlink/route/rtnl.js';
+import { Conntrack } from '../netlink/netfilter/conntrack-client.js';
+import { validateIfname } from '../netlink/core/validate.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
 

@@ -12,7 +12,7 @@ import http from 'node:http';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { requireSandbox } from '../helpers.js';
-import { cni, hostLinks, rulesOf, run } from './cni-lib.js';
+import { cni, hostLinks, taggedRules, run } from './cni-lib.js';
 import { Containerd, haveRuntime, hideUnifiedCgroup } from './cni-runtimes.js';
 
 requireSandbox('cni-containerd');
@@ -60,7 +60,7 @@ function httpGet(host: string, port: number): Promise<string> {
 /** Nothing of the network left: no links, no rules, no addresses or host ports held, no record. */
 function nothingLeft(what: string): void {
   assert.equal(hostLinks(), [], `${what}: links`);
-  assert.equal(rulesOf(NET), [], `${what}: rules`);
+  assert.equal(taggedRules(NET), [], `${what}: rules`);
   assert.is(existsSync(`/run/tsnetlink/networks/${NET}.json`), false, `${what}: record`);
   assert.equal(existsSync('/run/tsnetlink/ports') ? readdirSync('/run/tsnetlink/ports') : [], [], `${what}: host ports`);
 }

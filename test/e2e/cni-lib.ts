@@ -29,7 +29,8 @@ export function cni(command: string, conf: unknown, env: Record<string, string |
     if (v === undefined) delete e[k];
     else e[k] = v;
   }
-  for (const k of ['TSNETLINK_IPTABLES_RESTORE', 'TSNETLINK_STATE_DIR']) if (process.env[k] && !(k in env)) e[k] = process.env[k]!;
+  // The backend of this run (scripts/test.mjs sets it for the second pass; unset, the plugin takes the default).
+  for (const k of ['TSNETLINK_IPTABLES_RESTORE', 'TSNETLINK_STATE_DIR', 'TSNETLINK_FIREWALL']) if (process.env[k] && !(k in env)) e[k] = process.env[k]!;
   const r = spawnSync(plugin, [], { input: typeof conf === 'string' ? conf : JSON.stringify(conf), env: e, encoding: 'utf8', timeout: 60_000 });
   let json: any;
   try {
@@ -79,6 +80,24 @@ export function hostLinks(): string[] {
 /** iptables-save lines whose tsnetlink comment names `network` (its rules and its endpoints'). */
 export function rulesOf(network: string, save = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save')): string[] {
   return run(save, []).split('\n').filter((l) => l.includes(`"tsnetlink:${network}"`) || l.includes(`"tsnetlink:${network}/`));
+}
+
+/**
+ * Everything tagged for `network` on either backend, one string an item: iptables-save and
+ * ip6tables-save lines, and each nf_tables rule and map element (as nft -j gives it) whose
+ * comment names the network or one of its endpoints.
+ */
+export function taggedRules(network: string): string[] {
+  const tagged = (t: string): boolean => t.includes(`"tsnetlink:${network}"`) || t.includes(`tsnetlink:${network}/`);
+  const lines = ['iptables-save', 'ip6tables-save'].flatMap((save) => spawnSync(save, [], { encoding: 'utf8' }).stdout?.split('\n') ?? []).filter(tagged);
+  const nft = spawnSync('nft', ['-j', 'list', 'ruleset'], { encoding: 'utf8' });
+  const objects: any[] = nft.status === 0 ? JSON.parse(nft.stdout).nftables : [];
+  for (const o of objects) {
+    if (o.rule) {
+      if (tagged(JSON.stringify(o.rule))) lines.push(JSON.stringify(o.rule));
+    } else if (o.map) for (const el of o.map.elem ?? []) if (tagged(JSON.stringify(el))) lines.push(JSON.stringify(el));
+  }
+  return lines;
 }
 
 /**

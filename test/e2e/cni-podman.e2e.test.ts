@@ -14,7 +14,7 @@ import net from 'node:net';
 import { existsSync, readdirSync } from 'node:fs';
 import { requireSandbox, ipJson } from '../helpers.js';
 import { openNetns, withNetns } from '../../src/index.js';
-import { hostLinks, rulesOf, run } from './cni-lib.js';
+import { hostLinks, taggedRules, run } from './cni-lib.js';
 import { haveRuntime, hideUnifiedCgroup, Podman, toTsnetlink } from './cni-runtimes.js';
 
 requireSandbox('cni-podman');
@@ -136,7 +136,7 @@ test('rm -f and network rm: nothing left (links, rules, addresses, host ports, s
   podman.cmd('rm', '-f', '-t', '0', 'c1', 'c2');
   podman.cmd('network', 'rm', NET);
   assert.equal(hostLinks(), ['uplink0']);
-  assert.equal(rulesOf(NET), []);
+  assert.equal(taggedRules(NET), []);
   assert.is(existsSync(`/run/tsnetlink/networks/${NET}.json`), false);
   assert.is(existsSync(`/run/tsnetlink/networks/${NET}`), false);
   assert.equal(readdirSync('/run/tsnetlink/ports'), []);

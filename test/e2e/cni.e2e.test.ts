@@ -16,8 +16,8 @@ import net from 'node:net';
 import { ipJson, probeTcp, requireSandbox, tcpGet } from '../helpers.js';
 import { Networks, openNetns, withNetns } from '../../src/index.js';
 import { Abandon } from '../../src/bridge/steps.js';
-import { att, cni, hostLinks, rulesOf, run, STOCK, PLUGIN } from './cni-lib.js';
-import { NFT, nftRuleset } from './fw-oracle.js';
+import { att, cni, hostLinks, taggedRules, run, STOCK, PLUGIN } from './cni-lib.js';
+import { NFT, nftMappings, nftRuleset } from './fw-oracle.js';
 
 requireSandbox('cni');
 
@@ -228,7 +228,7 @@ test('a hostIP in the IPv4 documentation range is published when the node has it
     const ns = netns();
     const c = conf('docip', 44, { runtimeConfig: { portMappings: [{ hostPort: 9810, containerPort: 80, protocol: 'tcp', hostIP: '198.51.100.7' }] } });
     ok(cni('ADD', c, att('doc1', ns.path)), 'ADD with hostIP 198.51.100.7');
-    assert.ok(rulesOf('docip').some((l) => l.includes('198.51.100.7') && l.includes('9810')) || readdirSync('/run/tsnetlink/ports').length === 1);
+    assert.ok(taggedRules('docip').some((l) => l.includes('198.51.100.7') && l.includes('9810')) || readdirSync('/run/tsnetlink/ports').length === 1);
     ok(cni('DEL', c, att('doc1', ns.path)), 'DEL');
     run('ip', ['netns', 'del', ns.name]);
   } finally {
@@ -293,7 +293,7 @@ for (const v of VERSIONS) {
     ok(cni('DEL', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'DEL');
     assert.equal(ipJson(['-n', ns.name, 'link', 'show']).map((l: any) => l.ifname), ['lo']);
     assert.equal(hostLinks(), [], 'the CNI-made network went with its last endpoint: bridge and veth gone');
-    assert.equal(rulesOf(c['name'] as string), []);
+    assert.equal(taggedRules(c['name'] as string), []);
     ok(cni('DEL', withPrev(c, r), att(`ctr-${v}`, ns.path)), 'a second DEL');
     run('ip', ['netns', 'del', ns.name]);
   });
@@ -348,8 +348,8 @@ test('DEL after the netns is gone, without CNI_NETNS, and for an attachment neve
   ok(cni('DEL', c, att('never-added', '/run/netns/none')), 'DEL of an attachment never added');
   const recs = readdirSync('/run/tsnetlink/networks/gone/endpoints');
   assert.is(recs.length, 1, `only the keeper is left: ${recs}`);
-  assert.equal(rulesOf('gone').filter((l) => l.includes('9192')), [], 'its port rules are gone');
-  assert.ok(rulesOf('gone').some((l) => l.includes('9191')), "the keeper's rules stay");
+  assert.equal(taggedRules('gone').filter((l) => l.includes('9192')), [], 'its port rules are gone');
+  assert.ok(taggedRules('gone').some((l) => l.includes('9191')), "the keeper's rules stay");
   assert.is(readdirSync('/run/tsnetlink/networks/gone/ips').length, 1);
   assert.equal(readdirSync('/run/tsnetlink/ports'), ['udp-9191']);
   ok(cni('DEL', c, att('keeper', keep.path)), 'DEL keeper');
@@ -375,7 +375,7 @@ test('DEL after an ADD that was killed while it made the network (a RunPodSandbo
     const ns = netns();
     ok(cni('DEL', c, att('killed-add', ns.path)), `${step}: DEL`);
     assert.equal(hostLinks(), [], `${step}: links`);
-    assert.equal(rulesOf('halfmade'), [], `${step}: rules`);
+    assert.equal(taggedRules('halfmade'), [], `${step}: rules`);
     if (NFT) assert.not.ok(JSON.stringify(nftRuleset()).includes('tsnetlink:halfmade'), `${step}: nft`);
     assert.equal(tree('/run/tsnetlink').filter((f) => f.includes('halfmade')), [], `${step}: state`);
     run('ip', ['netns', 'del', ns.name]);
@@ -396,7 +396,8 @@ test('CHECK fails (103) when the container lost its address or the rules were fl
   run('ip', ['-n', ns.name, 'addr', 'add', add.json.ips[0].address, 'dev', 'eth0']);
   run('ip', ['-n', ns.name, 'route', 'add', 'default', 'via', add.json.ips[0].gateway]);
   ok(cni('CHECK', withPrev(c, add.json), att('chk1', ns.path)), 'CHECK once restored');
-  run('iptables', ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
+  if (NFT) for (const m of new Set(nftMappings().map((x) => x.map))) run('nft', ['flush', 'map', 'inet', 'tsnetlink', m]);
+  else run('iptables', ['-t', 'nat', '-F', 'TSN-HOSTPORTS']);
   failsWith(cni('CHECK', withPrev(c, add.json), att('chk1', ns.path)), 103, 'CHECK with the DNAT rules flushed');
   ok(cni('DEL', c, att('chk1', ns.path)), 'DEL');
 });
@@ -412,7 +413,7 @@ test('GC with a partial valid list frees the others (IPs, host ports, rules, vet
   assert.equal(readdirSync('/run/tsnetlink/ports'), ['tcp-9500']);
   assert.is(hostLinks().length, 2, 'bridge and the valid veth');
   for (const i of [1, 2]) assert.equal(ipJson(['-n', boxes[i]!.name, 'link', 'show']).map((l: any) => l.ifname), ['lo'], `gc${i} lost its interface`);
-  assert.equal(rulesOf('gcnet').filter((l) => /950[12]/.test(l)), []);
+  assert.equal(taggedRules('gcnet').filter((l) => /950[12]/.test(l)), []);
   ok(cni('CHECK', withPrev(c, adds[0]!.json), att('gc0', boxes[0]!.path)), 'the valid attachment still checks');
   // It still answers on its published port, from the host's loopback.
   const ns0 = openNetns({ name: boxes[0]!.name });

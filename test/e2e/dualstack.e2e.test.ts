@@ -18,10 +18,10 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { Networks, createNamedNetns, deleteNamedNetns, openRtnlIn, withNetns, type NetnsHandle } from '../../src/index.js';
-import * as L from '../../src/netlink/link.js';
-import * as A from '../../src/netlink/addr.js';
+import * as L from '../../src/netlink/route/link.js';
+import * as A from '../../src/netlink/route/addr.js';
 import { catchAsync, ipJson, probeUdp, requireSandbox, serveUdpIn } from '../helpers.js';
-import { ipv6RestoreBinary } from '../../src/iptables/restore.js';
+import { ipv6RestoreBinary } from '../../src/firewall/iptables/restore.js';
 import { box, serveIn, reach, DROPPED_MS, ipIn, cli, SAVE, RESTORE, type Box } from './lib.js';
 import { NFT, nftChainRules, nftExpr as X, nftHasRule, nftHasTable, nftMappings, nftTaggedRules, normalizedNft, rulesHeldBy } from './fw-oracle.js';
 

@@ -58,6 +58,7 @@ function assertClean(what: string): void {
   assert.equal(ipJson(['link', 'show']).map((l: { ifname: string }) => l.ifname), ['lo'], `${what}: links left`);
   assert.equal(readdirSync('/run/netns'), [], `${what}: named netns left`);
   assert.not.match(spawnSync(SAVE, { encoding: 'utf8' }).stdout, /TSN-|tsnetlink/, `${what}: rules left`);
+  assert.not.match(spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout ?? '', /tsnetlink/, `${what}: nf_tables rules left`);
   const nets = join('/run/tsnetlink', 'networks');
   assert.equal(existsSync(nets) ? readdirSync(nets).filter((f) => f.endsWith('.json')) : [], [], `${what}: network records left`);
 }

@@ -5,9 +5,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { SAVE } from './lib.js';
+import { kernelHas } from '../kernel.js';
 
-/** True when this run's networks use the native nf_tables backend. */
-export const NFT = process.env['TSNETLINK_FIREWALL'] === 'nftables';
+/**
+ * True when this run's networks use the native nf_tables backend: the one $TSNETLINK_FIREWALL
+ * names, else the default, which is nf_tables wherever the kernel has it (src/firewall/registry.ts).
+ */
+export const NFT = process.env['TSNETLINK_FIREWALL'] ? process.env['TSNETLINK_FIREWALL'] === 'nftables' : kernelHas('nftables').ok;
 
 /** `nft -j list ruleset`, parsed. */
 export function nftRuleset(): any[] {

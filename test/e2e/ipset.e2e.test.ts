@@ -7,10 +7,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Ipset, IpsetError, NetlinkError, createAnonymousNetns, withNetns, type IpsetSet } from '../../src/index.js';
-import * as I from '../../src/netlink/ipset.js';
-import { IPSET_CMD, ipsetMsgType, ipsetTypeName } from '../../src/netlink/ipset-schema.js';
-import { splitMessages } from '../../src/netlink/message.js';
-import { dial, dumpReply } from '../../src/netlink/testing.js';
+import * as I from '../../src/netlink/netfilter/ipset.js';
+import { IPSET_CMD, ipsetMsgType, ipsetTypeName } from '../../src/netlink/netfilter/ipset-schema.js';
+import { splitMessages } from '../../src/netlink/core/message.js';
+import { dial, dumpReply } from '../../src/netlink/core/testing.js';
 import { catchError, requireSandbox } from '../helpers.js';
 import { fixtureBytes, kernelTest, sameAsCapture } from '../kernel.js';
 

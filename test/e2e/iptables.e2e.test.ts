@@ -12,7 +12,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { openNetns, withNetns, type NetnsHandle } from '../../src/index.js';
-import * as ipt from '../../src/iptables/index.js';
+import * as ipt from '../../src/firewall/iptables/index.js';
 import { FALLBACK_TUNNELS, probeTcp, probeUdp, listenUdpIn } from '../helpers.js';
 import { DROPPED_MS } from './lib.js';
 

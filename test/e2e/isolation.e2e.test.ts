@@ -12,7 +12,7 @@ import net from 'node:net';
 import { Networks, withNetns } from '../../src/index.js';
 import { makeUpstream, type Upstream } from '../../demo/scenario.js';
 import { ipJson, requireSandbox } from '../helpers.js';
-import * as libc from '../../src/netlink/libc.js';
+import * as libc from '../../src/sys/libc.js';
 import { box, serveIn, reach, DROPPED_MS, ipIn, runIn, until, IPTABLES, type Box } from './lib.js';
 import { NFT, nftChainRules, rulesHeldBy } from './fw-oracle.js';
 

@@ -11,8 +11,8 @@ import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, withNetns, Netlin
 import net from 'node:net';
 import { catchError, ipJson, ip, leakGuard, probeTcp, requireSandbox } from '../helpers.js';
 import { fixtureRtnl, kernelHas, kernelTest, sameAsCapture } from '../kernel.js';
-import * as L from '../../src/netlink/link.js';
-import * as N from '../../src/netlink/neigh.js';
+import * as L from '../../src/netlink/route/link.js';
+import * as N from '../../src/netlink/route/neigh.js';
 
 const FILE = 'netlink-kinds';
 requireSandbox(FILE);

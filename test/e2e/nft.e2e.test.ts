@@ -139,7 +139,7 @@ test('10,000 map elements in one transaction: split into messages under the u16 
 });
 
 test('a mapping after someone else\'s commit: the guarded batch is refused, re-checked and committed; a rule they removed is drift, not papered over', async () => {
-  const { NftablesFirewall } = await import('../../src/nftables/firewall.js');
+  const { NftablesFirewall } = await import('../../src/firewall/nftables/firewall.js');
   const fw = new NftablesFirewall();
   const net = { name: 'nfguard', bridge: 'nfguard0', subnet: '10.20.9.0/24' };
   const ep = (i: number) => ({ id: `g${i}`, network: net.name, ip: `10.20.9.${i + 2}`, mappings: [{ hostPort: 17000 + i, containerPort: 80, protocol: 'tcp' as const }] });

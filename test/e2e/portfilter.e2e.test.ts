@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Networks, withNetns } from '../../src/index.js';
-import { PORT_GROUP } from '../../src/bridge/links.js';
+import { PORT_GROUP } from '../../src/firewall/types.js';
 import { ipJson, requireSandbox } from '../helpers.js';
 import { kernelSuite } from '../kernel.js';
 import { box, serveIn, reach, until, type Box } from './lib.js';

@@ -9,11 +9,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { Genl, Rtnl, WireGuard } from '../../src/index.js';
-import * as W from '../../src/netlink/wireguard.js';
-import { GENL_ID_CTRL } from '../../src/netlink/genl.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { splitMessages } from '../../src/netlink/message.js';
-import { ack, dial, dumpReply, reply } from '../../src/netlink/testing.js';
+import * as W from '../../src/netlink/genl/wireguard.js';
+import { GENL_ID_CTRL } from '../../src/netlink/genl/genl.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { splitMessages } from '../../src/netlink/core/message.js';
+import { ack, dial, dumpReply, reply } from '../../src/netlink/core/testing.js';
 import { requireSandbox, wgFixtureKeys } from '../helpers.js';
 import { fixtureBytes as fixture, kernelTest } from '../kernel.js';
 

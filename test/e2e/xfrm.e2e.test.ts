@@ -8,11 +8,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Xfrm, createAnonymousNetns, withNetns } from '../../src/index.js';
-import * as X from '../../src/netlink/xfrm.js';
-import { XFRM_MSG, xfrmTypeName } from '../../src/netlink/xfrm-schema.js';
-import { splitMessages } from '../../src/netlink/message.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { ack, dial, dumpReply } from '../../src/netlink/testing.js';
+import * as X from '../../src/netlink/xfrm/xfrm.js';
+import { XFRM_MSG, xfrmTypeName } from '../../src/netlink/xfrm/xfrm-schema.js';
+import { splitMessages } from '../../src/netlink/core/message.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { ack, dial, dumpReply } from '../../src/netlink/core/testing.js';
 import { catchError, requireSandbox } from '../helpers.js';
 import { fixtureBytes, kernelTest, sameAsCapture } from '../kernel.js';
 

@@ -7,13 +7,13 @@
  * FakeHost puts it behind the HostSystem seam. Only what bridge networking uses is modelled.
  */
 import { openSync } from 'node:fs';
-import { NetlinkSocket, type Transport } from '../../src/netlink/socket.js';
-import { decodePayload, encode, request, splitMessages, type RawMessage } from '../../src/netlink/message.js';
-import { addrMessage, linkMessage, routeMessage, type LinkAttrs } from '../../src/netlink/schemas.js';
-import { NLM_F, NLMSG, RTM } from '../../src/netlink/constants.js';
+import { NetlinkSocket, type Transport } from '../../src/netlink/core/socket.js';
+import { decodePayload, encode, request, splitMessages, type RawMessage } from '../../src/netlink/core/message.js';
+import { addrMessage, linkMessage, routeMessage, type LinkAttrs } from '../../src/netlink/route/schemas.js';
+import { NLM_F, NLMSG, RTM } from '../../src/netlink/core/constants.js';
 import { NetnsHandle } from '../../src/ns/netns.js';
 import type { ContainerRef, HostSystem, Sysctl } from '../../src/bridge/host.js';
-import type { InetSocket, SocketOwner, SocketQuery } from '../../src/netlink/sockdiag.js';
+import type { InetSocket, SocketOwner, SocketQuery } from '../../src/netlink/sockdiag/sockdiag.js';
 
 const IFF_UP = 1;
 const E = { EEXIST: 17, ENODEV: 19, EINVAL: 22, ENETUNREACH: 101, EOPNOTSUPP: 95 } as const;

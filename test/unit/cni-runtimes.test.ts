@@ -19,7 +19,7 @@ import { SUPPORTED_VERSIONS } from '../../src/cni/version.js';
 import { buildResult, parseIpamResult } from '../../src/cni/result.js';
 import { runCommand } from '../../src/cni/dispatch.js';
 import { checkContainerNetns } from '../../src/cni/attach.js';
-import { checkMapping } from '../../src/iptables/spec.js';
+import { checkMapping } from '../../src/firewall/spec.js';
 import { MemoryFirewall, Networks } from '../../src/index.js';
 import { FakeHost, FakeWorld } from '../fakes/kernel.js';
 

@@ -16,7 +16,7 @@ import { runCommand } from '../../src/cni/dispatch.js';
 import { checkEndpointId, checkNetworkName } from '../../src/names.js';
 import { NetworkError } from '../../src/bridge/errors.js';
 import { IpamError } from '../../src/bridge/ipam.js';
-import { LockTimeoutError } from '../../src/locks.js';
+import { LockTimeoutError } from '../../src/sys/locks.js';
 import { StepError } from '../../src/bridge/errors.js';
 
 const SHIM = fileURLToPath(new URL('../../../bin/tsnetlink-cni', import.meta.url));

@@ -1,12 +1,12 @@
 /** The attribute codec: alignment, zeroed padding, str vs strz, nesting, unknown attributes, malformed input. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { attr, attrsSize, ipAddr, mac, nested, nestedArray, readAttrs, repeated, str, strz, u8, u16, u32, be16, be32, be64, uint, writeAttrs, type Schema } from '../../src/netlink/attr.js';
-import { decodePayload, encode, splitMessages, struct } from '../../src/netlink/message.js';
-import { linkMessage, addrMessage, routeMessage } from '../../src/netlink/schemas.js';
-import * as L from '../../src/netlink/link.js';
-import * as A from '../../src/netlink/addr.js';
-import * as R from '../../src/netlink/route.js';
+import { attr, attrsSize, ipAddr, mac, nested, nestedArray, readAttrs, repeated, str, strz, u8, u16, u32, be16, be32, be64, uint, writeAttrs, type Schema } from '../../src/netlink/core/attr.js';
+import { decodePayload, encode, splitMessages, struct } from '../../src/netlink/core/message.js';
+import { linkMessage, addrMessage, routeMessage } from '../../src/netlink/route/schemas.js';
+import * as L from '../../src/netlink/route/link.js';
+import * as A from '../../src/netlink/route/addr.js';
+import * as R from '../../src/netlink/route/route.js';
 import { CodecError, ValidationError } from '../../src/errors.js';
 import { catchError } from '../helpers.js';
 

@@ -7,12 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, reencode, splitMessages, decodePayload, type MessageDef, type Request } from '../../src/netlink/message.js';
-import type { Schema } from '../../src/netlink/attr.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { parseHexFixture, dial, ack, reply } from '../../src/netlink/testing.js';
-import { ctrlMessage, decodeFamily, genlMessage, genlRequest, getFamilyRequest, GENL_ID_CTRL, Genl } from '../../src/netlink/genl.js';
-import * as E from '../../src/netlink/ethtool.js';
+import { encode, reencode, splitMessages, decodePayload, type MessageDef, type Request } from '../../src/netlink/core/message.js';
+import type { Schema } from '../../src/netlink/core/attr.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { parseHexFixture, dial, ack, reply } from '../../src/netlink/core/testing.js';
+import { ctrlMessage, decodeFamily, genlMessage, genlRequest, getFamilyRequest, GENL_ID_CTRL, Genl } from '../../src/netlink/genl/genl.js';
+import * as E from '../../src/netlink/genl/ethtool.js';
 import { catchError } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));

@@ -7,12 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, splitMessages, type Request } from '../../src/netlink/message.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { parseHexFixture } from '../../src/netlink/testing.js';
-import * as L from '../../src/netlink/link.js';
-import { registerLinkKind, linkKind } from '../../src/netlink/kinds/registry.js';
-import { attr, u32, type Schema } from '../../src/netlink/attr.js';
+import { encode, splitMessages, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { parseHexFixture } from '../../src/netlink/core/testing.js';
+import * as L from '../../src/netlink/route/link.js';
+import { registerLinkKind, linkKind } from '../../src/netlink/route/kinds/registry.js';
+import { attr, u32, type Schema } from '../../src/netlink/core/attr.js';
 import { ValidationError } from '../../src/errors.js';
 import { catchError } from '../helpers.js';
 

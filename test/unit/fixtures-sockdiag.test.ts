@@ -8,11 +8,11 @@ import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { encode, reencode, splitMessages, decodePayload, type Request } from '../../src/netlink/message.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { parseHexFixture, dial, dumpReply } from '../../src/netlink/testing.js';
+import { encode, reencode, splitMessages, decodePayload, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { parseHexFixture, dial, dumpReply } from '../../src/netlink/core/testing.js';
 import { CodecError } from '../../src/errors.js';
-import * as D from '../../src/netlink/sockdiag.js';
+import * as D from '../../src/netlink/sockdiag/sockdiag.js';
 import { catchError } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));

@@ -7,12 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, reencode, splitMessages, decodePayload, type Request } from '../../src/netlink/message.js';
-import { NLM_F, NLMSG } from '../../src/netlink/constants.js';
-import { parseHexFixture } from '../../src/netlink/testing.js';
+import { encode, reencode, splitMessages, decodePayload, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F, NLMSG } from '../../src/netlink/core/constants.js';
+import { parseHexFixture } from '../../src/netlink/core/testing.js';
 import { CodecError } from '../../src/errors.js';
-import * as TC from '../../src/netlink/tc.js';
-import { parsePsched, parseRate, parseSize, parseTime, rateTable, tickInUsec, type Psched } from '../../src/netlink/tc-rate.js';
+import * as TC from '../../src/netlink/route/tc.js';
+import { parsePsched, parseRate, parseSize, parseTime, rateTable, tickInUsec, type Psched } from '../../src/netlink/route/tc-rate.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const fixture = (name: string): Buffer => parseHexFixture(readFileSync(dir + name, 'utf8'));

@@ -9,12 +9,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, reencode, splitMessages, decodePayload, type RawMessage } from '../../src/netlink/message.js';
-import { NLM_F } from '../../src/netlink/constants.js';
-import { ctrlMessage, Genl, GENL_ID_CTRL } from '../../src/netlink/genl.js';
-import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/testing.js';
+import { encode, reencode, splitMessages, decodePayload, type RawMessage } from '../../src/netlink/core/message.js';
+import { NLM_F } from '../../src/netlink/core/constants.js';
+import { ctrlMessage, Genl, GENL_ID_CTRL } from '../../src/netlink/genl/genl.js';
+import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/core/testing.js';
 import { CodecError } from '../../src/errors.js';
-import * as W from '../../src/netlink/wireguard.js';
+import * as W from '../../src/netlink/genl/wireguard.js';
 import { catchError, wgFixtureKeys } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));

@@ -8,12 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, reencode, splitMessages, decodePayload, type RawMessage, type Request } from '../../src/netlink/message.js';
-import { NLM_F, NLMSG } from '../../src/netlink/constants.js';
-import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/testing.js';
+import { encode, reencode, splitMessages, decodePayload, type RawMessage, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F, NLMSG } from '../../src/netlink/core/constants.js';
+import { ack, dial, dumpReply, parseHexFixture, reply } from '../../src/netlink/core/testing.js';
 import { CodecError, NetlinkError } from '../../src/errors.js';
-import * as X from '../../src/netlink/xfrm.js';
-import * as XS from '../../src/netlink/xfrm-schema.js';
+import * as X from '../../src/netlink/xfrm/xfrm.js';
+import * as XS from '../../src/netlink/xfrm/xfrm-schema.js';
 import { catchError } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));

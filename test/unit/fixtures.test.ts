@@ -7,16 +7,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { encode, splitMessages, type Request } from '../../src/netlink/message.js';
-import { NLM_F, NLMSG } from '../../src/netlink/constants.js';
-import * as L from '../../src/netlink/link.js';
-import * as A from '../../src/netlink/addr.js';
-import * as R from '../../src/netlink/route.js';
-import { parseError } from '../../src/netlink/socket.js';
-import { readAttrs, attrsSize, writeAttrs } from '../../src/netlink/attr.js';
-import { addrAttrs, routeAttrs } from '../../src/netlink/schemas.js';
+import { encode, splitMessages, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F, NLMSG } from '../../src/netlink/core/constants.js';
+import * as L from '../../src/netlink/route/link.js';
+import * as A from '../../src/netlink/route/addr.js';
+import * as R from '../../src/netlink/route/route.js';
+import { parseError } from '../../src/netlink/core/socket.js';
+import { readAttrs, attrsSize, writeAttrs } from '../../src/netlink/core/attr.js';
+import { addrAttrs, routeAttrs } from '../../src/netlink/route/schemas.js';
 import { NetlinkError } from '../../src/errors.js';
-import { parseHexFixture } from '../../src/netlink/testing.js';
+import { parseHexFixture } from '../../src/netlink/core/testing.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 

@@ -2,8 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import ipaddr from 'ipaddr.js';
-import { formatIPv6, normalizeIp, parseIPv4, parseIPv6 } from '../../src/netlink/ip.js';
-import { ipv4Broadcast, networkAddress, parseCidr } from '../../src/netlink/validate.js';
+import { formatIPv6, normalizeIp, parseIPv4, parseIPv6 } from '../../src/ip/bytes.js';
+import { ipv4Broadcast, networkAddress, parseCidr } from '../../src/ip/parse.js';
 
 let seed = 7;
 const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);

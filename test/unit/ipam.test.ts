@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ValidationError } from '../../src/errors.js';
-import { contains, ipToU32, overlaps, parseSubnet, u32ToIp } from '../../src/bridge/cidr.js';
+import { contains, ipToU32, overlaps, parseSubnet, u32ToIp } from '../../src/ip/cidr.js';
 import { Ipam, IpamError } from '../../src/bridge/ipam.js';
 import { Store } from '../../src/bridge/store.js';
 

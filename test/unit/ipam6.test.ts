@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { catchError as caught } from '../helpers.js';
 import { ValidationError } from '../../src/errors.js';
-import { bigToIp, canonicalIp, contains, ipFamily, ipToBig, overlaps, parseSubnet } from '../../src/bridge/cidr.js';
+import { bigToIp, canonicalIp, contains, ipFamily, ipToBig, overlaps, parseSubnet } from '../../src/ip/cidr.js';
 import { Ipam, IpamError } from '../../src/bridge/ipam.js';
 import { Store } from '../../src/bridge/store.js';
 import { checkSubnets, subnetRecord, subnetsOf } from '../../src/bridge/records.js';

@@ -26,8 +26,8 @@ import {
   removeAllText,
   restore,
   save,
-} from '../../src/iptables/index.js';
-import { parseFailedLine } from '../../src/iptables/errors.js';
+} from '../../src/firewall/iptables/index.js';
+import { parseFailedLine } from '../../src/firewall/iptables/errors.js';
 
 const net1: NetworkRuleSpec = { name: 'net1', bridge: 'tsn0', subnet: '192.168.10.0/24' };
 const net2: NetworkRuleSpec = { name: 'backend', bridge: 'tsn1', subnet: '10.20.0.1/16' };

@@ -3,9 +3,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { catchError as caught } from '../helpers.js';
 import { ValidationError } from '../../src/errors.js';
-import { applyNetworksText, endpointAddText, fullRebuildText, missingJumps, networkChainsText, diffRuleset, type NetworkRuleSpec } from '../../src/iptables/rules.js';
-import { stateFor, hasRulesIn } from '../../src/iptables/family.js';
-import { ipv6RestoreBinary } from '../../src/iptables/restore.js';
+import { applyNetworksText, endpointAddText, fullRebuildText, missingJumps, networkChainsText, diffRuleset, type NetworkRuleSpec } from '../../src/firewall/iptables/rules.js';
+import { stateFor, hasRulesIn } from '../../src/firewall/family.js';
+import { ipv6RestoreBinary } from '../../src/firewall/iptables/restore.js';
 import { mappingFamilies } from '../../src/firewall/types.js';
 
 const net6: NetworkRuleSpec = { name: 'ds', bridge: 'ds', subnet: 'fd00:10::/64' };

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { registerLinkKind, linkRequests, attrs, splitMessages, encode } from '../../src/index.js';
-import { decodeLink } from '../../src/netlink/link.js';
+import { decodeLink } from '../../src/netlink/route/link.js';
 
 const vcanAttrs = { mtuHint: attrs.attr(7, attrs.u32) } as const;
 declare module '../../src/index.js' {

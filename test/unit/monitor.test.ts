@@ -1,13 +1,13 @@
 /** monitor() and watchWith() against the fake kernel: decoding, resync on ENOBUFS, a full queue, and the gap-free merge. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeKernel, dial, dumpReply, ack, payloadOf } from '../../src/netlink/testing.js';
-import { Monitor } from '../../src/netlink/monitor.js';
-import { watchWith } from '../../src/netlink/watch.js';
-import { Rtnl } from '../../src/netlink/rtnl.js';
-import { RTM } from '../../src/netlink/constants.js';
-import * as L from '../../src/netlink/link.js';
-import * as A from '../../src/netlink/addr.js';
+import { FakeKernel, dial, dumpReply, ack, payloadOf } from '../../src/netlink/core/testing.js';
+import { Monitor } from '../../src/netlink/route/monitor.js';
+import { watchWith } from '../../src/netlink/route/watch.js';
+import { Rtnl } from '../../src/netlink/route/rtnl.js';
+import { RTM } from '../../src/netlink/core/constants.js';
+import * as L from '../../src/netlink/route/link.js';
+import * as A from '../../src/netlink/route/addr.js';
 
 /** The body of an RTM_NEWLINK for link `index` named `name` (built from a request builder, index patched in). */
 function linkBody(index: number, name: string): Buffer {

@@ -9,10 +9,10 @@ import * as assert from 'uvu/assert';
 import { catchError } from '../helpers.js';
 import { ValidationError } from '../../src/errors.js';
 import { FirewallDriftError, type FirewallEndpoint, type FirewallNetwork, type FirewallState } from '../../src/firewall/types.js';
-import { describeExpr, type Expr } from '../../src/nftables/expr.js';
-import { compare, type LiveRuleset } from '../../src/nftables/live.js';
-import * as R from '../../src/nftables/ruleset.js';
-import type { NftRule } from '../../src/nftables/objects.js';
+import { describeExpr, type Expr } from '../../src/netlink/nftables/expr.js';
+import { compare, type LiveRuleset } from '../../src/firewall/nftables/live.js';
+import * as R from '../../src/firewall/nftables/ruleset.js';
+import type { NftRule } from '../../src/netlink/nftables/objects.js';
 
 const ds: FirewallNetwork = { name: 'ds', bridge: 'ds', subnet: '192.168.10.0/24', subnet6: 'fd00:10::/64' };
 const v6only: FirewallNetwork = { name: 'v6only', bridge: 'v6only', subnet6: 'fd00:20::/64' };

@@ -4,10 +4,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RoutedFirewall } from '../../src/bridge/firewalls.js';
+import { RoutedFirewall } from '../../src/firewall/router.js';
 import { MemoryFirewall } from '../../src/firewall/memory.js';
-import { portFilterRules, REPORT_TYPES, type PortFilter } from '../../src/bridge/portfilter.js';
-import { PORT_GROUP } from '../../src/bridge/links.js';
+import { portFilterRules, REPORT_TYPES } from '../../src/firewall/nftables/portfilter.js';
+import type { PortFilter } from '../../src/firewall/types.js';
+import { PORT_GROUP } from '../../src/firewall/types.js';
 import type { FirewallDifference } from '../../src/firewall/types.js';
 
 class FakeFilter implements PortFilter {
@@ -28,7 +29,7 @@ const ds = { name: 'b', bridge: 'b', subnet: '10.2.0.0/24', subnet6: 'fd00:2::/6
 
 function router(filter: PortFilter): RoutedFirewall {
   const mem = new MemoryFirewall();
-  return new RoutedFirewall('iptables', () => mem, () => 'iptables', () => ['iptables'], filter);
+  return new RoutedFirewall(['iptables'], 'iptables', () => mem, () => 'iptables', () => ['iptables'], filter);
 }
 
 test('the filter follows the networks: only while one has IPv6', async () => {

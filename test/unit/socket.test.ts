@@ -4,10 +4,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NetlinkSocket, type Transport } from '../../src/netlink/socket.js';
-import { splitMessages, type RawMessage } from '../../src/netlink/message.js';
-import { NLM_F, NLMSG, RTM } from '../../src/netlink/constants.js';
-import * as L from '../../src/netlink/link.js';
+import { NetlinkSocket, type Transport } from '../../src/netlink/core/socket.js';
+import { splitMessages, type RawMessage } from '../../src/netlink/core/message.js';
+import { NLM_F, NLMSG, RTM } from '../../src/netlink/core/constants.js';
+import * as L from '../../src/netlink/route/link.js';
 import { DumpInterruptedError, NetlinkError, TimeoutError, CodecError, ValidationError } from '../../src/errors.js';
 import { catchError } from '../helpers.js';
 

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fakeEndpoint } from '../helpers.js';
 import { macForIp, type NetworkRecord } from '../../src/bridge/records.js';
-import { parseSubnet } from '../../src/bridge/cidr.js';
-import { dnatChainName } from '../../src/iptables/rules.js';
+import { parseSubnet } from '../../src/ip/cidr.js';
+import { dnatChainName } from '../../src/firewall/iptables/rules.js';
 import { ValidationError } from '../../src/errors.js';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../src/netlink/libc.js';
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../src/sys/libc.js';
 import {
   LockTimeoutError,
   Store,

@@ -11,12 +11,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodePayload, encode, reencode, splitMessages, type Request } from '../../src/netlink/message.js';
-import { NLM_F, NLMSG } from '../../src/netlink/constants.js';
-import { parseHexFixture } from '../../src/netlink/testing.js';
+import { decodePayload, encode, reencode, splitMessages, type Request } from '../../src/netlink/core/message.js';
+import { NLM_F, NLMSG } from '../../src/netlink/core/constants.js';
+import { parseHexFixture } from '../../src/netlink/core/testing.js';
 import { ValidationError } from '../../src/errors.js';
-import * as TC from '../../src/netlink/tc.js';
-import { parsePercent, parsePsched, percentOf, type Psched } from '../../src/netlink/tc-rate.js';
+import * as TC from '../../src/netlink/route/tc.js';
+import { parsePercent, parsePsched, percentOf, type Psched } from '../../src/netlink/route/tc-rate.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
 const fixture = (name: string): Buffer => parseHexFixture(readFileSync(dir + name, 'utf8'));

@@ -1,0 +1,492 @@
+/**
+ * NetlinkSocket: request/ack, dumps and pipelined batches over any netlink protocol
+ * (NETLINK_ROUTE by default; NETLINK_GENERIC, NETLINK_NETFILTER, ...).
+ *
+ * Synchronous by design: rtnetlink requests are handled inside the kernel's sendmsg, so the
+ * reply is usually queued before sendto() returns and a blocking read costs nothing; and a
+ * synchronous socket is what lets a namespace switch stay inside one critical section.
+ * Every wait still has a deadline, so a lost reply is a TimeoutError, never a hang.
+ */
+import { CodecError, DumpInterruptedError, NetlinkError, OverrunError, SysError, TimeoutError, ValidationError } from '../../errors.js';
+import * as libc from '../../sys/libc.js';
+import { NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
+import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
+import { rawAttrs, align4 } from './attr.js';
+import { unwatchFd, watchFd } from './poller.js';
+
+/** The kernel side of a socket; tests can stand in a fake that replays captured replies. */
+export interface Transport {
+  /** Our netlink port id (nl_pid), as assigned by the kernel. */
+  readonly portId: number;
+  send(buf: Buffer): void;
+  /** Like send, off the JS thread (optional: transports without it are used synchronously). */
+  sendAsync?(buf: Buffer): Promise<void>;
+  /** One datagram, or null when none arrived within `timeoutMs`. */
+  receive(timeoutMs: number): Buffer | null;
+  /**
+   * Calls `onReadable` (on the JS thread) whenever a datagram may be waiting, until the returned
+   * function is called; its promise settles once the transport may be closed. Event monitors use it.
+   */
+  watch?(onReadable: () => void): () => Promise<void>;
+  close(): void;
+}
+
+/** Options for opening a socket. */
+export interface SocketOptions {
+  /** Netlink protocol: NETLINK.ROUTE (default), NETLINK.GENERIC, NETLINK.NETFILTER, ... */
+  protocol?: number;
+  /** Deadline for each reply, in milliseconds (default 5000). */
+  timeoutMs?: number;
+  /**
+   * SO_RCVBUF in bytes (SO_RCVBUFFORCE when privileged). Raise it for large dumps and busy
+   * monitors: when it overflows the kernel drops messages and the next receive fails with ENOBUFS.
+   */
+  receiveBufferSize?: number;
+  /** Multicast groups to join (NETLINK_ADD_MEMBERSHIP), for event monitors. */
+  groups?: readonly number[];
+  /** Names message types in errors (rtnetlink's RTM_* names by default). */
+  typeName?: TypeNamer;
+}
+
+/** Names a message type for errors ('RTM_NEWLINK'); protocols other than rtnetlink pass their own. */
+export type TypeNamer = (type: number) => string;
+
+const MIN_RECV_BUF = 32 * 1024;
+/** Requests per sendto in a batch. */
+const MAX_BATCH = 32;
+
+/** A real NETLINK_ROUTE socket in the calling thread's current network namespace. */
+export class KernelTransport implements Transport {
+  readonly fd: number;
+  readonly portId: number;
+  private buf = Buffer.alloc(MIN_RECV_BUF);
+  private readonly from = Buffer.alloc(12);
+  private static readonly kernelAddr = (() => {
+    const a = Buffer.alloc(12);
+    a.writeUInt16LE(libc.AF_NETLINK, 0);
+    return a;
+  })();
+
+  readonly protocol: number;
+
+  constructor(opts: SocketOptions = {}) {
+    this.protocol = opts.protocol ?? NETLINK.ROUTE;
+    const fd = libc.socket(libc.AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, this.protocol);
+    try {
+      // Extended acks carry the kernel's reason; CAP_ACK keeps error replies small;
+      // strict checking makes rtnetlink reject malformed dump requests instead of guessing.
+      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.EXT_ACK, 1);
+      libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.CAP_ACK, 1);
+      if (this.protocol === NETLINK.ROUTE) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.GET_STRICT_CHK, 1);
+      if (opts.receiveBufferSize !== undefined) {
+        try {
+          libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, opts.receiveBufferSize);
+        } catch {
+          libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, opts.receiveBufferSize);
+        }
+      }
+      const local = Buffer.alloc(12);
+      local.writeUInt16LE(libc.AF_NETLINK, 0);
+      libc.bind(fd, local);
+      // After bind: bind() rewrites the first 32 group bits from nl_groups, which is 0 here.
+      for (const g of opts.groups ?? []) libc.setsockoptInt(fd, libc.SOL_NETLINK, NETLINK_OPT.ADD_MEMBERSHIP, g);
+      this.portId = libc.getsockname(fd, 12).readUInt32LE(4);
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+    this.fd = fd;
+  }
+
+  send(buf: Buffer): void {
+    libc.sendto(this.fd, buf, KernelTransport.kernelAddr);
+  }
+
+  async sendAsync(buf: Buffer): Promise<void> {
+    await libc.sendtoAsync(this.fd, buf, KernelTransport.kernelAddr);
+  }
+
+  receive(timeoutMs: number): Buffer | null {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      // Peek with MSG_TRUNC to learn the datagram's real size before taking it off the queue,
+      // so a message larger than our buffer is never read truncated (pitfall 2).
+      let n: number;
+      try {
+        n = libc.recvNonBlocking(this.fd, this.buf, libc.MSG_PEEK | libc.MSG_TRUNC);
+      } catch (e) {
+        throw enobufs(e);
+      }
+      if (n >= 0) {
+        if (n > this.buf.length) this.buf = Buffer.alloc(align4(n) + 4096);
+        const got = libc.recvfromNonBlocking(this.fd, this.buf, 0, this.from);
+        if (got < 0) continue;
+        // Only the kernel (nl_pid 0) may answer; anything else is dropped.
+        if (this.from.readUInt32LE(4) !== 0) continue;
+        return Buffer.from(this.buf.subarray(0, got));
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      libc.pollIn(this.fd, left);
+    }
+  }
+
+  watch(onReadable: () => void): () => Promise<void> {
+    watchFd(this.fd, onReadable);
+    return () => unwatchFd(this.fd);
+  }
+
+  close(): void {
+    libc.close(this.fd);
+  }
+}
+
+function enobufs(e: unknown): unknown {
+  if (e instanceof SysError && e.code === 'ENOBUFS') return new OverrunError();
+  return e;
+}
+
+/** The outcome of one request of a pipelined batch. */
+export interface BatchResult {
+  /** Messages the kernel sent for this request before its ack (NLM_F_ECHO replies). */
+  replies: RawMessage[];
+  error?: NetlinkError;
+}
+
+/** Options for a dump. */
+export interface DumpOptions {
+  /** Retry an interrupted dump up to this many times before throwing (default 0). */
+  retries?: number;
+}
+
+/** A dumped message that its decoder could not read: kept with its bytes and the reason, never dropped. */
+export interface Undecodable {
+  message: RawMessage;
+  error: CodecError;
+}
+
+/** A dump's result: the decoded items, and in `undecodable` every message that failed to decode. */
+export type DumpList<T> = T[] & { undecodable: Undecodable[] };
+
+/** Parses an NLMSG_ERROR payload; errno 0 is an ack. */
+export function parseError(msg: RawMessage, context?: string, typeName: TypeNamer = messageTypeName): NetlinkError | null {
+  const p = msg.payload;
+  if (p.length < 4) throw new CodecError('NLMSG_ERROR shorter than its error code');
+  const err = p.readInt32LE(0);
+  if (err === 0) return null;
+  let op = 'netlink';
+  let kernelMessage: string | undefined;
+  let offset: number | undefined;
+  if (p.length >= 4 + NLMSG_HDRLEN) {
+    op = typeName(p.readUInt16LE(8));
+    const origLen = p.readUInt32LE(4);
+    const tlvStart = 4 + ((msg.flags & NLM_F.CAPPED) !== 0 ? NLMSG_HDRLEN : align4(origLen));
+    if ((msg.flags & NLM_F.ACK_TLVS) !== 0 && tlvStart <= p.length) {
+      for (const a of rawAttrs(p, tlvStart, p.length)) {
+        if (a.type === NLMSGERR_ATTR.MSG) kernelMessage = a.data.toString('utf8').replace(/\0.*$/s, '');
+        if (a.type === NLMSGERR_ATTR.OFFS && a.data.length >= 4) offset = a.data.readUInt32LE(0);
+      }
+    }
+  }
+  return new NetlinkError(op, err, kernelMessage, offset, context);
+}
+
+/** A netlink socket with per-socket sequence numbers. */
+export class NetlinkSocket {
+  private seq: number;
+  readonly timeoutMs: number;
+  private readonly typeName: TypeNamer;
+  private closed = false;
+  /** An async batch owns the socket until it settles: another request would read its acks. */
+  private asyncInFlight = false;
+
+  /** Opens a socket in the calling thread's current netns (see ns/ for other namespaces). */
+  static open(opts: SocketOptions = {}): NetlinkSocket {
+    return new NetlinkSocket(new KernelTransport(opts), opts);
+  }
+
+  constructor(
+    readonly transport: Transport,
+    opts: SocketOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.typeName = opts.typeName ?? messageTypeName;
+    // A random start keeps a reopened socket from matching a stale reply of its predecessor.
+    this.seq = (Math.random() * 0x7fffffff) >>> 0;
+  }
+
+  private closeWhenIdle = false;
+
+  /** Closes the socket; idempotent. With an async batch in flight, closes once it settles. */
+  close(): void {
+    if (this.closed) return;
+    if (this.asyncInFlight) {
+      // A worker thread may still be sending on the fd: closing now could hit a reused fd.
+      this.closeWhenIdle = true;
+      return;
+    }
+    this.closed = true;
+    this.transport.close();
+  }
+
+  private nextSeq(count: number): number {
+    const first = this.seq;
+    this.seq = (this.seq + count) >>> 0;
+    return first;
+  }
+
+  private receiveOrThrow(op: string): RawMessage[] {
+    if (this.closed) throw new SysError(op, 9, 'socket closed');
+    const dgram = this.transport.receive(this.timeoutMs);
+    if (dgram === null) throw new TimeoutError(op, this.timeoutMs);
+    return splitMessages(dgram);
+  }
+
+  /**
+   * Sends several requests in one sendto (32 at most per sendto) and reads every ack (pipelining). Each request gets
+   * NLM_F_ACK; results come back in request order, each with its own error, so one failure
+   * maps to the request that caused it. The kernel keeps going after a failed request.
+   */
+  batch(reqs: readonly Request[], context?: string): BatchResult[] {
+    this.assertIdle();
+    const out: BatchResult[] = [];
+    // Chunks keep the replies of one sendto well inside the receive buffer: 200 link lookups
+    // at once overflow the default SO_RCVBUF and the kernel drops them (ENOBUFS).
+    for (let i = 0; i < reqs.length; i += MAX_BATCH) out.push(...this.batchChunk(reqs.slice(i, i + MAX_BATCH), context));
+    return out;
+  }
+
+  /**
+   * Like batch(), but the kernel's work happens on a worker thread, so slow requests (link
+   * deletion waits for RCU) do not block the event loop. The kernel handles rtnetlink requests
+   * inside sendmsg, so once the send completes every ack is queued and is read at once. Nothing
+   * else may use this socket until the promise settles: give it a socket of its own.
+   */
+  async batchAsync(reqs: readonly Request[], context?: string): Promise<BatchResult[]> {
+    this.assertIdle();
+    this.asyncInFlight = true;
+    try {
+      const out: BatchResult[] = [];
+      for (let i = 0; i < reqs.length; i += MAX_BATCH) {
+        const chunk = reqs.slice(i, i + MAX_BATCH);
+        if (chunk.length === 0) continue;
+        const first = this.nextSeq(chunk.length);
+        const buf = this.encodeChunk(chunk, first);
+        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+        else this.transport.send(buf);
+        out.push(...this.collect(chunk, first, context));
+      }
+      return out;
+    } finally {
+      this.asyncInFlight = false;
+      if (this.closeWhenIdle) this.close();
+    }
+  }
+
+  private assertIdle(): void {
+    if (this.asyncInFlight) throw new ValidationError('socket', 'an asynchronous batch is in flight on this socket; give concurrent work a socket of its own');
+  }
+
+  private encodeChunk(reqs: readonly Request[], first: number): Buffer {
+    for (const r of reqs) assertResolved(r);
+    return encodeBatch(
+      reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST | NLM_F.ACK })),
+      first,
+      this.transport.portId,
+    );
+  }
+
+  private batchChunk(reqs: readonly Request[], context?: string): BatchResult[] {
+    if (reqs.length === 0) return [];
+    const first = this.nextSeq(reqs.length);
+    this.transport.send(this.encodeChunk(reqs, first));
+    return this.collect(reqs, first, context);
+  }
+
+  /** Reads the acks (and echo replies) of requests sent with sequence numbers first, first + 1, ... */
+  private collect(reqs: readonly Request[], first: number, context?: string): BatchResult[] {
+    const results: BatchResult[] = reqs.map(() => ({ replies: [] }));
+    let pending = reqs.length;
+    const op = this.typeName(reqs[0]!.type);
+    while (pending > 0) {
+      for (const m of this.receiveOrThrow(op)) {
+        const i = (m.seq - first) >>> 0;
+        if (i >= reqs.length || m.pid !== this.transport.portId) continue; // stale reply of an earlier request
+        const r = results[i] as BatchResult;
+        if (m.type === NLMSG.ERROR) {
+          const err = parseError(m, context, this.typeName);
+          if (err) r.error = err;
+          pending--;
+        } else if (m.type !== NLMSG.NOOP && m.type !== NLMSG.DONE) {
+          r.replies.push(m);
+        }
+      }
+    }
+    return results;
+  }
+
+  /**
+   * Sends `reqs` in one datagram exactly as built (their flags plus NLM_F_REQUEST, consecutive
+   * sequence numbers from `first`) and reads the replies addressed to them until `done` says
+   * the last one came, or until an error was read and nothing more is queued. For protocols
+   * that answer a whole batch inside sendmsg and reply to a request without NLM_F_ACK only when
+   * it fails (nfnetlink transactions); `index` is the request's position in `reqs`.
+   */
+  exchange(reqs: readonly Request[], done: (m: RawMessage, index: number) => boolean): { first: number; replies: { index: number; message: RawMessage }[] } {
+    this.assertIdle();
+    for (const r of reqs) assertResolved(r);
+    const first = this.nextSeq(reqs.length);
+    const op = reqs.length > 0 ? this.typeName(reqs[Math.min(1, reqs.length - 1)]!.type) : 'netlink';
+    this.transport.send(encodeBatch(reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST })), first, this.transport.portId));
+    const replies: { index: number; message: RawMessage }[] = [];
+    let failed = false;
+    for (;;) {
+      if (this.closed) throw new SysError(op, 9, 'socket closed');
+      const dgram = this.transport.receive(failed ? 0 : this.timeoutMs);
+      if (dgram === null) {
+        if (failed) return { first, replies };
+        throw new TimeoutError(op, this.timeoutMs);
+      }
+      let finished = false;
+      for (const m of splitMessages(dgram)) {
+        const index = (m.seq - first) >>> 0;
+        if (index >= reqs.length || m.pid !== this.transport.portId) continue;
+        replies.push({ index, message: m });
+        if (m.type === NLMSG.ERROR && m.payload.length >= 4 && m.payload.readInt32LE(0) !== 0) failed = true;
+        if (done(m, index)) finished = true;
+      }
+      if (finished) return { first, replies };
+    }
+  }
+
+  /** Sends one request and waits for its ack; throws NetlinkError on refusal. Returns echo replies. */
+  request(req: Request, context?: string): RawMessage[] {
+    const [r] = this.batch([req], context);
+    if (r?.error) throw r.error;
+    return r?.replies ?? [];
+  }
+
+  /**
+   * Runs a dump and decodes every message with `decode` (which may return undefined to skip).
+   * A message the decoder cannot read (CodecError) is kept in the result's `undecodable` with
+   * its bytes, so one odd message never loses the rest of the dump. An interrupted dump
+   * (NLM_F_DUMP_INTR: the kernel's tables changed while it was sent) is retried `retries`
+   * times, then thrown as DumpInterruptedError carrying the partial result, never silently
+   * discarded.
+   */
+  dump<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): DumpList<T> {
+    this.assertIdle();
+    assertResolved(req);
+    const op = this.typeName(req.type);
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.nextSeq(1);
+      this.transport.send(this.dumpMessage(req, seq));
+      try {
+        return this.collectDump(seq, op, decode);
+      } catch (e) {
+        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+      }
+    }
+  }
+
+  /**
+   * Like dump(), but the request is sent off the JS thread (koffi's asynchronous sendto): the
+   * kernel fills the first part of a dump inside sendmsg, and for some tables (conntrack walks
+   * every hash bucket) that is where nearly all the time goes. The replies are read here.
+   */
+  async dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<DumpList<T>> {
+    this.assertIdle();
+    assertResolved(req);
+    const op = this.typeName(req.type);
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.nextSeq(1);
+      const buf = this.dumpMessage(req, seq);
+      this.asyncInFlight = true;
+      try {
+        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+        else this.transport.send(buf);
+      } finally {
+        this.asyncInFlight = false;
+      }
+      try {
+        return this.collectDump(seq, op, decode);
+      } catch (e) {
+        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+      } finally {
+        if (this.closeWhenIdle) this.close();
+      }
+    }
+  }
+
+  private dumpMessage(req: Request, seq: number): Buffer {
+    return encodeBatch([{ ...req, flags: req.flags | NLM_F.REQUEST | NLM_F.DUMP }], seq, this.transport.portId);
+  }
+
+  /**
+   * Reads one dump's replies. A message the decoder cannot read goes to `undecodable`; a dump the
+   * kernel flagged as interrupted is DumpInterruptedError carrying what was read.
+   */
+  private collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): DumpList<T> {
+    const out = Object.assign([] as T[], { undecodable: [] as Undecodable[] });
+    let interrupted = false;
+    let done = false;
+    try {
+      while (!done) {
+        for (const m of this.receiveOrThrow(op)) {
+          if (m.seq !== seq || m.pid !== this.transport.portId) continue;
+          if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
+          if (m.type === NLMSG.DONE) {
+            done = true;
+            // A dump that failed part-way reports the error in NLMSG_DONE's payload.
+            const code = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+            if (code < 0) throw new NetlinkError(op, code);
+            break;
+          }
+          if (m.type === NLMSG.ERROR) {
+            done = true;
+            const err = parseError(m, undefined, this.typeName);
+            if (err) throw err;
+            break;
+          }
+          let v: T | undefined;
+          try {
+            v = decode(m);
+          } catch (e) {
+            if (!(e instanceof CodecError)) throw e;
+            out.undecodable.push({ message: { ...m, payload: Buffer.from(m.payload) }, error: e });
+            continue;
+          }
+          if (v !== undefined) out.push(v);
+        }
+      }
+    } catch (e) {
+      // The kernel keeps dumping until NLMSG_DONE and refuses another dump meanwhile (EBUSY):
+      // read the rest so the socket stays usable.
+      if (!done) this.drainDump(seq);
+      throw e;
+    }
+    if (interrupted) throw new DumpInterruptedError<T>(op, out);
+    return out;
+  }
+
+  /** Reads and drops the rest of an abandoned dump; a socket that cannot be drained is closed. */
+  private drainDump(seq: number): void {
+    try {
+      for (;;) {
+        const dgram = this.transport.receive(this.timeoutMs);
+        if (dgram === null) throw new TimeoutError('drain', this.timeoutMs);
+        for (const m of splitMessages(dgram)) if (m.seq === seq && (m.type === NLMSG.DONE || m.type === NLMSG.ERROR)) return;
+      }
+    } catch {
+      this.close();
+    }
+  }
+
+}
+
+/** Refuses a request that still names a link its message can only carry as an ifindex. */
+function assertResolved(r: Request): void {
+  if (r.pending && r.pending.length > 0) {
+    throw new ValidationError('link', `the request names ${r.pending.map((n) => JSON.stringify(n)).join(', ')} where the kernel needs an ifindex: send it through Rtnl, which resolves names, or pass an index or a Link`);
+  }
+}
