@@ -1,7 +1,8 @@
 /**
  * tsnetlink benchmark: connect latency against iproute2 and the CNI bridge plugin,
  * the kernel floor, scale with endpoints and mappings on the bridge, bulk (connectMany) and disconnect,
- * and the CNI plugin in Podman's flow against the stock plugin chain.
+ * bursts of CLI connect -p at once against netavark's, and the CNI plugin in Podman's flow against
+ * the stock plugin chain.
  *
  *   npm run bench              full run (a few minutes)
  *   npm run bench -- --quick   CI smoke run (small counts, about a minute on an idle 2-CPU machine)
@@ -12,7 +13,7 @@
  * bench/results/latest.json, and connect p50 against endpoints to an SVG chart; bench/results/
  * is untracked, so a run leaves `git status` clean.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -21,7 +22,7 @@ import { bulkConnect, bulkDisconnect } from './lib/bulk.js';
 import { machineFacts } from './lib/facts.js';
 import { fdChanges, leakLine, openFds, openLoopReserveFd } from './lib/fds.js';
 import { disconnectMethods, methods, type Env, type Method } from './lib/methods.js';
-import { closeNetavark, netavarkBinary, openNetavark } from './lib/netavark.js';
+import { closeNetavark, netavarkBinary, netavarkMissing, openNetavark } from './lib/netavark.js';
 import { fmtCount, fmtDelta, fmtRatio, levelRow, missedTargets, ratioOf, sumSteps, table, verdict, verdictLine, type Verdict } from './lib/report.js';
 import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleDisconnects, sampleInterleaved, type FloorResult, type MethodResult } from './lib/runner.js';
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
@@ -29,18 +30,20 @@ import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
 import { measureDualStack } from './lib/dualstack.js';
 import { cniPluginBench } from './lib/cni-plugin.js';
+import { measureBursts, type BurstResult } from './lib/burst.js';
+import { cliMissing } from './lib/processes.js';
 import { nftBench } from './lib/nft.js';
 import { engineBench } from './lib/engine.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const CHECK = args.includes('--check');
-const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni] [--nft] [--engine]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)\n  --nft      only the firewall-backend rows (native nf_tables against iptables-restore)\n  --engine   only the engine rows (CNI and CLI calls through tsnetlink engine, drift repair)';
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni] [--nft] [--engine] [--concurrency]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)\n  --nft      only the firewall-backend rows (native nf_tables against iptables-restore)\n  --engine   only the engine rows (CNI and CLI calls through tsnetlink engine, drift repair)\n  --concurrency  only the concurrency rows (bursts of CLI connect -p against netavark setup -p)';
 if (args.includes('--help') || args.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
 }
-const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni', '--nft', '--engine'].includes(a));
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni', '--nft', '--engine', '--concurrency'].includes(a));
 if (unknown.length > 0) {
   console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
   process.exit(2);
@@ -83,8 +86,8 @@ if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
 }
 
 const CFG = QUICK
-  ? { n: 20, batch: 10, warm: 2, floorN: 20, discN: 10, bulkN: 20, levels: [0, 50], scaleN: 10, mapLevels: [1, 50], mapN: 10, dsN: 10, dsLevel: 50 }
-  : { n: 200, batch: 25, warm: 5, floorN: 200, discN: 50, bulkN: 100, levels: [0, 100, 500, 1000], scaleN: 50, mapLevels: [1, 100, 1000], mapN: 50, dsN: 100, dsLevel: 1000 };
+  ? { n: 20, batch: 10, warm: 2, floorN: 20, discN: 10, bulkN: 20, levels: [0, 50], scaleN: 10, mapLevels: [1, 50], mapN: 10, dsN: 10, dsLevel: 50, burstN: 10, burstRounds: 1 }
+  : { n: 200, batch: 25, warm: 5, floorN: 200, discN: 50, bulkN: 100, levels: [0, 100, 500, 1000], scaleN: 50, mapLevels: [1, 100, 1000], mapN: 50, dsN: 100, dsLevel: 1000, burstN: 40, burstRounds: 4 };
 const NETWORK = 'tsnbench0';
 const STATE_DIR = '/run/tsnetlink/bench';
 /** A Linux bridge has at most 1023 ports (BR_MAX_PORTS 1024); beyond that RTM_NEWLINK fails with EXFULL. */
@@ -125,7 +128,49 @@ function commandLine(): string {
   return `node ${process.argv.slice(1).join(' ')}`;
 }
 
+/** The concurrency table: one row per side of the bursts. */
+function burstLines(burst: BurstResult): string[] {
+  const ref = burst.sides[0]!;
+  return [
+    `Concurrency, ms: ${burst.n} processes started at once, each with one port mapping and a netns of its own, against a quiet network; ${burst.rounds} burst${burst.rounds === 1 ? '' : 's'} per row, the rows taking turns`,
+    table(['what', 'procs', 'n', 'p50', 'p99', 'burst wall', 'burst CPU', 'wall / tsnetlink'], burst.sides.map((b) => [
+      `${burst.n} parallel ${b.label}`, String(b.processes), String(b.perProcess.n), fmtMs(b.perProcess.p50), fmtMs(b.perProcess.p99), fmtMs(b.wallP50), fmtMs(b.cpuP50),
+      b.skipped ? `skipped: ${b.skipped}` : b.error ? `error: ${b.error.slice(0, 60)}` : fmtRatio(ratioOf(b.wallP50, ref.wallP50)),
+    ])),
+    '  (p50, p99: each process, spawn to exit; burst wall and CPU: p50 over the bursts, CPU of every process of a burst and the tools they ran; procs: processes per container)',
+    '',
+  ];
+}
+
+/** Only the concurrency rows, on a network of their own: npm run bench -- --concurrency [--quick]. */
+async function concurrencyOnly(): Promise<void> {
+  const progress = new Progress();
+  const nets = new Networks({ stateDir: STATE_DIR });
+  const net = await nets.create({ name: NETWORK, subnet: '10.88.0.1/16' });
+  const nvBin = netavarkBinary();
+  const netavark = nvBin ? openNetavark(nvBin, '/run/tsnetlink') : undefined;
+  if (netavark) onFailure.push(() => closeNetavark(netavark));
+  const env: Env = {
+    nets, network: net.name, bridge: net.bridge, subnet: net.subnet, gateway: net.gateway, prefix: net.prefix, cniDataDir: '/run/tsnetlink/bench-cni', background: 0, stateDir: STATE_DIR,
+    ...(netavark ? { netavark } : {}),
+  };
+  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const burst = await measureBursts(env, CFG.burstN, CFG.burstRounds, progress, {
+    ...(cliMissing() ? { cli: cliMissing()! } : {}),
+    ...(env.netavark ? {} : { netavark: netavarkMissing() ?? 'netavark network not created' }),
+  });
+  const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  progress.update('teardown');
+  if (netavark) closeNetavark(netavark);
+  onFailure.length = 0;
+  await nets.remove(net.name, { force: true });
+  nets.close();
+  progress.done();
+  console.log([...burstLines(burst), `load average before ${load0}, after ${load1}`].join('\n'));
+}
+
 async function main(): Promise<void> {
+  if (args.includes('--concurrency')) return concurrencyOnly();
   const progress = new Progress();
   const t0 = Date.now();
   const fds0 = openFds();
@@ -166,6 +211,13 @@ async function main(): Promise<void> {
   const discP50 = (k: string) => discRows.get(k)?.summary?.p50 ?? NaN;
   const discLive = discRows.get('tsn')!.summary ?? roundSummary(summarize([]));
   const discGone = roundSummary(summarize(await measureDisconnect(env, CFG.discN, 'gone', progress, 'disconnect')));
+
+  // 6. Concurrency: bursts of CLI connect -p processes at once against the quiet network, taking
+  // turns with bursts of netavark setup -p.
+  const burst = await measureBursts(env, CFG.burstN, CFG.burstRounds, progress, {
+    ...(cliMissing() ? { cli: cliMissing()! } : {}),
+    ...(env.netavark ? {} : { netavark: netavarkMissing() ?? 'netavark network not created' }),
+  });
 
   // 4. Bulk: N single connects against one connectMany (and the same for disconnect).
   const bulk: Record<string, number> = {};
@@ -292,6 +344,7 @@ async function main(): Promise<void> {
   out.push(`Disconnect, ms (netns alive: the tool deletes the veth; ${CFG.discN} samples per method, interleaved)`);
   out.push(table(['what', 'procs', 'n', 'p50', 'p90', 'p99', 'p50 / tsnetlink'], discMethods.map((m) => statCells(m, discRows.get(m.key)!, fmtRatio(discP50(m.key) / discP50(m.via.mapping ? 'tsnport' : 'tsn'))))));
   out.push('');
+  out.push(...burstLines(burst));
   out.push(`Floor (tsnetlink connect, ${floor.samples} samples, kernelClock on): total p50 ${fmtMs(floor.totalP50)} ms, inside sendto/recv/poll/setns/socket p50 ${fmtMs(floor.kernelP50)} ms`);
   out.push(`  kernel share ${(floor.kernelShare * 100).toFixed(1)}%, library overhead ${(floor.overheadShare * 100).toFixed(1)}%, ${floor.callsPerConnect.toFixed(1)} timed FFI calls per connect`);
   const byCall = Object.entries(floor.kernelByCall);
@@ -360,6 +413,7 @@ async function main(): Promise<void> {
     floorWithMapping: floorPort,
     floor,
     disconnect: { single: discLive, afterNetnsDeleted: discGone },
+    concurrency: burst,
     bulk: { containers: CFG.bulkN, totalsMs: bulk, failures: bulkNotes },
     dualStack: dual,
     scale: { endpoints: scale, rssBytesPer1000Endpoints: Math.round(rssPer1000), heapBytesPer1000Endpoints: Math.round(heapPer1000), mappings: mapScale },

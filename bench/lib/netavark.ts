@@ -68,11 +68,19 @@ function options(net: NetavarkNet, s: Slot, ports: boolean): string {
   });
 }
 
-function netavark(net: NetavarkNet, command: 'setup' | 'teardown', s: Slot, ports: boolean): void {
-  run(net.bin, ['--config', net.configDir, '--rootless', 'false', command, `/run/netns/${s.ns}`], {
+/** The process Podman starts for `command` on a slot: binary, arguments, stdin and environment. */
+export function netavarkCommand(net: NetavarkNet, command: 'setup' | 'teardown', s: Slot, ports: boolean): { cmd: string; args: string[]; input: string; env: NodeJS.ProcessEnv } {
+  return {
+    cmd: net.bin,
+    args: ['--config', net.configDir, '--rootless', 'false', command, `/run/netns/${s.ns}`],
     input: options(net, s, ports),
     env: { ...process.env, NETAVARK_FW: 'iptables' },
-  });
+  };
+}
+
+function netavark(net: NetavarkNet, command: 'setup' | 'teardown', s: Slot, ports: boolean): void {
+  const c = netavarkCommand(net, command, s, ports);
+  run(c.cmd, c.args, { input: c.input, env: c.env });
 }
 
 /** `netavark setup` of the slot's netns (with one port mapping when `ports`); marks the slot as set up. */

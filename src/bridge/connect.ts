@@ -2,10 +2,13 @@
  * Connecting containers to a bridge network: IP, veth (peer created in place, enslaved, up),
  * address, lo up, default route, port mappings. All or nothing.
  *
- * The whole connect holds the network's lock, and writes the endpoint's record as 'creating'
- * before it changes the kernel; the record becomes 'active' as the last step. A connect killed
- * half-way therefore leaves a 'creating' record naming everything it may have made (IP, ports,
- * veth, rules), which the next holder of the lock can undo. With port mappings the record is
+ * The whole connect holds the network's lock shared (connects and disconnects of one network run
+ * side by side; create, rm, prune, repair and check take it exclusive, so they wait for every
+ * one of them) and the lock of its endpoint, taken before anything of the endpoint is written.
+ * It writes the endpoint's record as 'creating' before it changes the kernel; the record becomes
+ * 'active' as the last step. A connect killed half-way therefore leaves a 'creating' record
+ * naming everything it may have made (IP, ports, veth, rules), which whoever next takes the
+ * endpoint's lock (or the network's, exclusive) can undo. With port mappings the record is
  * written under the firewall lock, right before the rules go in, so a concurrent rebuild of the
  * ruleset (repair, drift) either does not see the endpoint yet or sees it with its rules.
  */
@@ -21,7 +24,7 @@ import { Steps } from './steps.js';
 import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
 import { canonicalIp, ipFamily } from '../ip/cidr.js';
 import { randomHex, StoreError } from '../sys/fsio.js';
-import { desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
+import { changeEndpointRules, desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
@@ -178,7 +181,13 @@ export async function connectMany(
     });
     // Checked before the lock too, so that a typo does not leave a lock file behind.
     if (!ctx.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
-    return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings));
+    try {
+      return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings), { shared: true });
+    } catch (e) {
+      // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
+      if (e instanceof NetworkError && e.code === 'ENONET') await ctx.store.clearNetworkDirIfGone(network);
+      throw e;
+    }
   } finally {
     for (const p of plans) if (p.owned) p.ns.close();
   }
@@ -194,8 +203,6 @@ function activeNetwork(ctx: BridgeContext, name: string): Readonly<NetworkRecord
 }
 
 async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
-  // Removed while we waited for its lock: taking the lock re-made the directory; it goes again.
-  if (!ctx.store.hasNetwork(network)) ctx.store.clearNetworkDir(network);
   const net = activeNetwork(ctx, network);
   if (net.internal && plans.some((p) => p.mappings.length > 0)) {
     throw new ValidationError('ports', `network ${net.name} is internal: nothing outside it can reach its containers, so it publishes no ports`);
@@ -212,7 +219,15 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
   for (const p of plans) p.containerLinkLocal = p.linkLocal || v6;
   checkFamilies(ctx, net, plans);
   checkHostListeners(ctx, net, plans);
-  await clearConflicts(ctx, net, plans);
+  await clearContainerConflicts(ctx, net, plans);
+  return await ctx.store.withEndpointLocks(net.name, plans.map((p) => p.id), async () => {
+    for (const p of plans) await settleOwner(ctx, net, p, p.id, 'id');
+    return await connectClaimed(ctx, net, plans, onTimings);
+  });
+}
+
+/** The connect itself, holding the network's lock shared and the endpoints' locks, with nothing in the way. */
+async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
   const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
   const steps = new Steps(label, ctx.faults, 'connect');
   try {
@@ -243,46 +258,66 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
       ...(p.bandwidth ? { bandwidth: p.bandwidth } : {}),
     }));
     const published = recs.filter((r) => r.mappings.length > 0);
-    const kernel = async (): Promise<void> => {
-      steps.run('save intent', () => recs.forEach((r) => ctx.store.createEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
-      let rules: Promise<unknown> | undefined;
-      if (published.length > 0) {
-        // Starts now and is awaited last: the tool works while the kernel makes the veths.
-        rules = settle(withDriftRepair(ctx, () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint))));
-        steps.undoFirst('port mappings', async () => {
-          const failed = (await rules) !== null;
-          await ctx.store.withFirewallLock(async () => {
-            published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
-            try {
-              await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
-            } catch (e) {
-              // An add that failed usually left nothing; the live ruleset decides whether it did.
-              if (!failed || (await ctx.firewall.diff(desiredFirewall(ctx.store))).some((d) => d.kind === 'unexpected')) throw e;
-            }
-          });
+    const saveIntent = (): void =>
+      void steps.run('save intent', () => recs.forEach((r) => ctx.store.createEndpoint(r)), () => recs.forEach((r) => ctx.store.removeEndpoint(net.name, r.id)));
+    let rules: Promise<unknown> | undefined;
+    if (published.length === 0) saveIntent();
+    else {
+      // The intent and the rules under the firewall lock, so a rebuild of the ruleset (repair,
+      // drift) sees the endpoint with its rules or not at all. The veths need no firewall lock:
+      // they are made once the intent is written, while the tool works, and the lock goes as
+      // soon as the rules are in (where the backend needs it exclusive, every connect -p of the
+      // host queues for it).
+      let written!: () => void;
+      const intent = new Promise<null>((r) => (written = () => r(null)));
+      rules = settle(
+        changeEndpointRules(
+          ctx,
+          net.name,
+          () => {
+            saveIntent();
+            written();
+          },
+          () => ctx.firewall.addEndpoints(fwNetwork(net), published.map(fwEndpoint)),
+        ),
+      );
+      // The lock wait or the intent failed (nothing of this connect is in the firewall), or the intent is written.
+      const failedBefore = await Promise.race([intent, rules]);
+      if (failedBefore !== null) throw failedBefore;
+      steps.undoFirst('port mappings', async () => {
+        const failed = (await rules) !== null;
+        await ctx.store.withFirewallLock(async () => {
+          published.forEach((r) => ctx.store.putEndpoint({ ...r, state: 'removing' }));
+          try {
+            await withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint)));
+          } catch (e) {
+            // An add that failed usually left nothing; the live ruleset decides whether it did.
+            if (!failed || (await ctx.firewall.diff(desiredFirewall(ctx.store))).some((d) => d.kind === 'unexpected')) throw e;
+          }
         });
-      }
-      steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
-      steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
-      const shaped = plans.filter((p) => p.bandwidth !== undefined);
-      if (shaped.length > 0) {
-        // Before the host side is up, so that no packet crosses the veth unshaped.
-        steps.run(
-          'limit bandwidth',
-          () => shaped.forEach((p) => applyShaping(ctx.rtnl, net.name, p.id, p.hostIfname, p.bandwidth!, p.mtu)),
-          () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
-        );
-      }
-      steps.run('host side up', () => finishHostSide(ctx, net, plans));
-      if (rules) {
-        await steps.runAsync('port mappings', async () => {
-          const err = await rules;
-          if (err !== null) throw err;
-        });
-      }
-    };
-    if (published.length > 0) await ctx.store.withFirewallLock(kernel);
-    else await kernel();
+      });
+    }
+    steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
+    // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
+    // container's side is configured: its exit is seen only when this thread is idle.
+    if (rules) await new Promise<void>((r) => setImmediate(r));
+    steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+    const shaped = plans.filter((p) => p.bandwidth !== undefined);
+    if (shaped.length > 0) {
+      // Before the host side is up, so that no packet crosses the veth unshaped.
+      steps.run(
+        'limit bandwidth',
+        () => shaped.forEach((p) => applyShaping(ctx.rtnl, net.name, p.id, p.hostIfname, p.bandwidth!, p.mtu)),
+        () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
+      );
+    }
+    steps.run('host side up', () => finishHostSide(ctx, net, plans));
+    if (rules) {
+      await steps.runAsync('port mappings', async () => {
+        const err = await rules;
+        if (err !== null) throw err;
+      });
+    }
     steps.run('save endpoint', () =>
       recs.forEach((r, i) => {
         const p = plans[i]!;
@@ -299,34 +334,45 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
 }
 
 /**
- * Clears what stands in the way of these containers or ids on this network, when it is not a
- * live endpoint: an endpoint of a connect or disconnect that died half-way (we hold the lock, so
- * its operation is not running), or one whose container is gone (its host veth went with its
- * netns: netns inode numbers are reused, so a new container can meet a dead one's marker).
- * A live endpoint is EALREADY.
+ * Clears the claims on these containers that are not live endpoints, each judged holding its
+ * owner's endpoint lock: an operation on that endpoint that is still running (a connect of the
+ * same container, a disconnect) is waited for, and what is found half-way belongs to one that
+ * died. Called before the connect takes its own endpoint locks, so that it never waits for one
+ * endpoint's lock while holding another's out of id order.
  */
-async function clearConflicts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): Promise<void> {
-  const dead: EndpointRecord[] = [];
-  const gone: EndpointRecord[] = [];
+async function clearContainerConflicts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Plan[]): Promise<void> {
   for (const p of plans) {
-    const marker = ctx.store.markerOwner(net.name, p.netnsKey);
-    for (const [owner, what] of [[marker, 'container'], [p.id, 'id']] as const) {
-      if (owner === undefined) continue;
-      const rec = owner === '' ? undefined : ctx.store.getEndpoint(net.name, owner);
-      if (!rec) {
-        // A marker whose connect died before writing its record (or inside the marker write).
-        if (what === 'container') ctx.store.removeMarker(net.name, p.netnsKey);
-        continue;
-      }
-      if ([...dead, ...gone].some((d) => d.id === rec.id)) continue;
-      if (rec.state !== 'active') dead.push(rec);
-      else if (!findLink(ctx.rtnl, rec.hostIfname)) gone.push(rec);
-      else if (what === 'container') throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name} (endpoint ${rec.id})`, { network: net.name, id: rec.id });
-      else throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`, { network: net.name, id: rec.id });
+    const owner = ctx.store.markerOwner(net.name, p.netnsKey);
+    if (owner === undefined) continue;
+    if (owner === '') {
+      // Claims are written whole (createMarker), so an empty one is an older release's connect
+      // that died inside the write: nobody's lock stands for it.
+      ctx.store.removeMarker(net.name, p.netnsKey);
+      continue;
     }
+    await ctx.store.withEndpointLocks(net.name, [owner], () => settleOwner(ctx, net, p, owner, 'container'));
   }
-  if (dead.length > 0) await teardownEndpoints(ctx, net, dead, { verifyTag: true, operation: `clear interrupted endpoints of ${net.name}` });
-  if (gone.length > 0) await teardownEndpoints(ctx, net, gone, { operation: `clear endpoints of dead containers on ${net.name}` });
+}
+
+/**
+ * Clears what stands in the way of this container (`what` 'container': the endpoint its claim
+ * names) or of this id ('id') when it is not a live endpoint: an endpoint of a connect or
+ * disconnect that died half-way, or one whose container is gone (its host veth went with its
+ * netns: netns inode numbers are reused, so a new container can meet a dead one's claim). A live
+ * endpoint is EALREADY. Hold the owner's endpoint lock: then nothing of it is half-way unless
+ * its operation died.
+ */
+async function settleOwner(ctx: BridgeContext, net: NetworkRecord, p: Plan, owner: string, what: 'container' | 'id'): Promise<void> {
+  const rec = ctx.store.getEndpoint(net.name, owner);
+  if (!rec) {
+    // A claim whose connect died before writing its record.
+    if (what === 'container' && ctx.store.markerOwner(net.name, p.netnsKey) === owner) ctx.store.removeMarker(net.name, p.netnsKey);
+    return;
+  }
+  if (rec.state !== 'active') await teardownEndpoints(ctx, net, [rec], { verifyTag: true, operation: `clear interrupted endpoints of ${net.name}` });
+  else if (!findLink(ctx.rtnl, rec.hostIfname)) await teardownEndpoints(ctx, net, [rec], { operation: `clear endpoints of dead containers on ${net.name}` });
+  else if (what === 'container') throw new NetworkError('EALREADY', `container ${p.ns.path} is already connected to ${net.name} (endpoint ${rec.id})`, { network: net.name, id: rec.id });
+  else throw new NetworkError('EALREADY', `endpoint ${p.id} already exists on ${net.name}`, { network: net.name, id: rec.id });
 }
 
 /**

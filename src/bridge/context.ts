@@ -10,6 +10,7 @@ import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
 import { findLink } from './links.js';
+import { RoutedFirewall } from '../firewall/router.js';
 
 /** The shared state of one Networks manager. */
 export class BridgeContext {
@@ -92,9 +93,9 @@ export function assertFirewallRewritable(store: Store, except?: string, listing:
 
 /**
  * The firewall's desired state, read from the records: every network and endpoint that is not
- * being removed. Call it holding the firewall lock: connect writes its 'creating' record and
- * disconnect its 'removing' mark under that lock, so what is read here is exactly what the
- * rules must hold when the lock is released. An unreadable network record (other than
+ * being removed. Call it holding the firewall lock exclusive: connect writes its 'creating'
+ * record and disconnect its 'removing' mark under that lock (shared), so what is read here is
+ * exactly what the rules must hold when the lock is released. An unreadable network record (other than
  * `except`, a network being removed by force) is refused (assertFirewallRewritable); unreadable
  * endpoint records are left out (prune clears them and frees what their tags name).
  */
@@ -110,7 +111,7 @@ export function desiredFirewall(store: Store, except?: string): FirewallState {
   return { networks: networks.map(fwNetwork), endpoints };
 }
 
-/** Runs an incremental firewall change and answers drift with the full desired state (hold the firewall lock). */
+/** Runs an incremental firewall change and answers drift with the full desired state (hold the firewall lock exclusive). */
 export async function withDriftRepair(ctx: BridgeContext, change: () => Promise<void>): Promise<void> {
   try {
     await change();
@@ -118,4 +119,32 @@ export async function withDriftRepair(ctx: BridgeContext, change: () => Promise<
     if ((e as { code?: string }).code !== 'EFWDRIFT') throw e;
     await ctx.firewall.apply(desiredFirewall(ctx.store));
   }
+}
+
+/**
+ * Changes the rules of endpoints of `network`: `record` (the record writes that must be seen
+ * together with the rules: a connect's intent, a disconnect's 'removing' mark), then `change`
+ * (addEndpoints or removeEndpoints), under the firewall lock; drift is answered with the full
+ * desired state. Where the network's backend lets endpoint changes overlap, the lock is taken
+ * shared, so that the connects and disconnects of a host change their rules side by side while a
+ * rebuild (which takes it exclusive) still sees every endpoint with its rules or without; the
+ * rebuild that drift calls for then waits for the exclusive lock.
+ */
+export async function changeEndpointRules(ctx: BridgeContext, network: string, record: () => void, change: () => Promise<void>): Promise<void> {
+  const shared = ctx.firewall instanceof RoutedFirewall ? ctx.firewall.parallelFor(network) : ctx.firewall.parallelEndpointChanges === true;
+  let drifted = false;
+  await ctx.store.withFirewallLock(
+    async () => {
+      record();
+      try {
+        await change();
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EFWDRIFT') throw e;
+        if (shared) drifted = true;
+        else await ctx.firewall.apply(desiredFirewall(ctx.store));
+      }
+    },
+    { shared },
+  );
+  if (drifted) await ctx.store.withFirewallLock(() => ctx.firewall.apply(desiredFirewall(ctx.store)));
 }

@@ -2,7 +2,7 @@
  * Host-local IPAM for one subnet of a bridge network, on the Store's files.
  *
  * A reservation is a file ROOT/networks/<name>/ips/<ip> created with O_CREAT|O_EXCL under
- * the network's flock, so two processes can never hand out the same address. The cursor
+ * the network's IPAM lock, so two processes can never hand out the same address. The cursor
  * ('last', 'last6' for IPv6) makes allocation round robin: a just-released address is not
  * reused until the range wraps, so stale neighbour entries and half-cleaned rules do not hit a
  * new endpoint. Addresses are bigints, so an IPv6 /64 works like an IPv4 /24; each family has
@@ -41,7 +41,10 @@ export interface IpamAllocation {
 /** O_EXCL attempts straight after the cursor before falling back to one directory read. */
 const PROBES_BEFORE_SCAN = 8;
 
-/** Address allocator for one network; every method takes the network lock itself (re-entrant). */
+/**
+ * Address allocator for one network; every method takes the network's IPAM lock itself
+ * (re-entrant). That lock is its own, not the network lock, which connects hold shared.
+ */
 export class Ipam {
   readonly network: string;
   readonly subnet: Subnet;
@@ -195,7 +198,7 @@ export class Ipam {
   }
 
   private locked<T>(fn: () => T): T {
-    return this.store.withNetworkLockSync(this.network, fn, this.lockOptions);
+    return this.store.withIpamLockSync(this.network, fn, this.lockOptions);
   }
 
   private isHandable(ip: string): boolean {

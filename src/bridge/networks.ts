@@ -173,19 +173,24 @@ export class Networks {
     checkNetworkName(network, 'network');
     endpointIds.forEach((id) => checkEndpointId(id, 'endpoint'));
     if (!this.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
-    return this.store.withNetworkLock(network, async () => {
+    // Shared, as connects hold it: disconnects and connects of other endpoints go on meanwhile;
+    // the endpoints' own locks keep a second operation on these endpoints out.
+    const count = await this.store.withNetworkLock(network, async () => {
       const net = this.store.getNetwork(network);
-      if (!net) {
-        this.store.clearNetworkDir(network);
-        throw new NetworkError('ENONET', `no such network: ${network}`);
-      }
-      const recs = endpointIds.map((id) => this.store.getEndpoint(network, id)).filter((e): e is EndpointRecord => e !== undefined);
-      const unique = recs.filter((r, i) => recs.findIndex((o) => o.id === r.id) === i);
-      await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state === 'active'));
-      // A record left half-way by a killed operation: its veth may not be ours under that name.
-      await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state !== 'active'), { verifyTag: true });
-      return unique.length;
-    });
+      // Removed while we waited for its lock: taking the lock re-made the directory (cleared below).
+      if (!net) return undefined;
+      return this.store.withEndpointLocks(network, endpointIds, async () => {
+        const recs = endpointIds.map((id) => this.store.getEndpoint(network, id)).filter((e): e is EndpointRecord => e !== undefined);
+        const unique = recs.filter((r, i) => recs.findIndex((o) => o.id === r.id) === i);
+        await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state === 'active'));
+        // A record left half-way by a killed operation: its veth may not be ours under that name.
+        await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state !== 'active'), { verifyTag: true });
+        return unique.length;
+      });
+    }, { shared: true });
+    if (count !== undefined) return count;
+    await this.store.clearNetworkDirIfGone(network);
+    throw new NetworkError('ENONET', `no such network: ${network}`);
   }
 
   /**

@@ -176,6 +176,11 @@ function migrate(ctx: BridgeContext, report: ReconcileReport): void {
  */
 async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: ReconcileReport): Promise<void> {
   for (const f of ctx.store.networkTempFiles(net.name)) if (removeFile(f)) report.actions.push(`removed the temp file ${f} of an interrupted write`);
+  // With the network lock held exclusive no operation holds an endpoint lock: a lock file is what
+  // a killed one left (a live one removes its own before it lets go).
+  for (const id of ctx.store.endpointLockIds(net.name)) {
+    if (ctx.store.removeEndpointLock(net.name, id)) report.actions.push(`removed the lock file of endpoint ${id} on ${net.name}, left by an operation that was killed`);
+  }
   const listing = ctx.store.listEndpoints(net.name);
   const dead = listing.records.filter((r) => r.state !== 'active');
   const gone = listing.records.filter((r) => r.state === 'active' && !s.links.has(r.hostIfname));
@@ -399,6 +404,7 @@ function checkNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, out: stri
   const n = net.name;
   out.push(...networkProblems(ctx, net, s.links));
   for (const f of ctx.store.networkTempFiles(n)) out.push(`temp file ${f}`);
+  for (const id of ctx.store.endpointLockIds(n)) out.push(`lock file of endpoint ${id} on ${n}, left by an operation that was killed`);
   const listing = ctx.store.listEndpoints(n);
   for (const c of listing.corrupt) out.push(`unreadable endpoint record ${c.path}`);
   const ipam = reservationsOf(ctx, net);

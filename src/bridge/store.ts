@@ -5,18 +5,23 @@
  *
  * ROOT/lock                                  global lock (network create, rm, repair, prune)
  * ROOT/ports.lock                            host-port reservations
- * ROOT/firewall.lock                         every firewall change
+ * ROOT/firewall.lock                         every firewall change (shared by endpoint changes where the backend allows)
+ * ROOT/firewall-gate.lock                   taken exclusive with the firewall lock (and while waiting for it), passed shared
  * ROOT/networks/<name>.json                  network record
- * ROOT/networks/<name>/lock                  network lock (connect, disconnect)
+ * ROOT/networks/<name>/lock                  network lock: shared by connect and disconnect, exclusive for the rest
+ * ROOT/networks/<name>/gate.lock             taken exclusive with the network lock (and while waiting for it), passed shared
+ * ROOT/networks/<name>/ipam.lock             IPAM (ips/, byid*, last*)
  * ROOT/networks/<name>/ips/<ip>              IP reservation, content = endpoint id
  * ROOT/networks/<name>/byid/<id>             IPAM index, content = ip
  * ROOT/networks/<name>/last                  IPAM cursor
  * ROOT/networks/<name>/netns/<dev-ino>       "this container is connected", content = endpoint id
  * ROOT/networks/<name>/endpoints/<id>.json   endpoint record
+ * ROOT/networks/<name>/endpoints/<id>.lock   endpoint lock, held by the operation on that endpoint (exists only while held)
  * ROOT/ports/<proto>-<port>/<host ip>        host-port reservation, content = <network>/<endpoint id>
  *
- * Lock order: global, then network (several in name order), then ports, then firewall. Every
- * operation takes the locks it needs in that order, so no two operations can deadlock.
+ * Lock order: global, then network (several in name order), then endpoints (in id order), then
+ * IPAM or ports (never both), then firewall. Every operation takes the locks it needs in that
+ * order, so no two operations can deadlock.
  */
 import { chmodSync, lstatSync, rmdirSync, rmSync, statfsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -24,6 +29,7 @@ import { checkEndpointId, checkNetworkName } from '../names.js';
 import type { PortMapping } from '../firewall/types.js';
 import {
   createExclusive,
+  createExclusiveWhole,
   DIR_MODE,
   ensureDir,
   errCode,
@@ -37,7 +43,7 @@ import {
   writeJsonAtomic,
   type WriteOptions,
 } from '../sys/fsio.js';
-import { DEFAULT_LOCK_TIMEOUT_MS, withLock, withLockSync, type LockOptions } from '../sys/locks.js';
+import { DEFAULT_LOCK_TIMEOUT_MS, lockHeld, withLock, withLockSync, type LockOptions } from '../sys/locks.js';
 import { parseEndpointRecord, parseNetworkRecord, type EndpointRecord, type NetworkRecord } from './records.js';
 
 export { LockTimeoutError, withLock, withLockSync, DEFAULT_LOCK_TIMEOUT_MS, type LockOptions } from '../sys/locks.js';
@@ -211,9 +217,24 @@ export class Store {
     return join(this.networkDir(name), 'lock');
   }
 
+  /** Path of the gate in front of a network's lock (see withNetworkLock). */
+  networkGatePath(name: string): string {
+    return join(this.networkDir(name), 'gate.lock');
+  }
+
+  /** Path of the lock of a network's IPAM files. */
+  ipamLockPath(name: string): string {
+    return join(this.networkDir(name), 'ipam.lock');
+  }
+
   /** Path of an endpoint's record. */
   endpointFile(network: string, id: string): string {
     return join(this.networkDir(network), 'endpoints', `${checkEndpointId(id, 'endpoint')}.json`);
+  }
+
+  /** Path of an endpoint's lock, which exists only while an operation on the endpoint holds it. */
+  endpointLockPath(network: string, id: string): string {
+    return join(this.networkDir(network), 'endpoints', `${checkEndpointId(id, 'endpoint')}.lock`);
   }
 
   /** Path of the marker that says a container (by netns dev-inode) is connected to a network. */
@@ -240,16 +261,68 @@ export class Store {
     return withLock(this.globalLockPath(), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
   }
 
-  /** Runs `fn` under one network's lock without blocking the event loop while waiting. */
+  /**
+   * Runs `fn` under one network's lock without blocking the event loop while waiting. Shared
+   * (`shared`) for connect and disconnect, which then run side by side, each holding the lock of
+   * its endpoint too; exclusive for everything that must find no operation half-way (create, rm,
+   * prune, repair, check). flock lets new shared holders in while an exclusive taker waits, so a
+   * steady stream of connects could keep a prune out for good: an exclusive taker therefore holds
+   * the network's gate (exclusive) from before its wait to its release, and a shared taker passes
+   * the gate (takes it shared and drops it) before it takes the lock, so shared takers do not
+   * queue for one another there. A call chain that holds the lock re-enters it without the gate.
+   */
   async withNetworkLock<T>(name: string, fn: () => T | Promise<T>, opts: LockOptions = {}): Promise<T> {
     this.init();
-    return withLock(this.networkLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
+    return this.withGatedLock(this.networkLockPath(name), this.networkGatePath(name), fn, opts);
   }
 
-  /** Runs `fn` under one network's lock (blocking wait; re-entrant inside withNetworkLock). */
-  withNetworkLockSync<T>(name: string, fn: () => T, opts: LockOptions = {}): T {
+  /** A lock taken shared or exclusive behind a gate that lets a waiting exclusive taker go first (see withNetworkLock). */
+  private async withGatedLock<T>(lock: string, gate: string, fn: () => T | Promise<T>, opts: LockOptions): Promise<T> {
+    const timeoutMs = opts.timeoutMs ?? this.lockTimeoutMs;
+    const shared = opts.shared === true;
+    if (lockHeld(lock)) return withLock(lock, fn, { timeoutMs, shared });
+    const deadline = performance.now() + timeoutMs;
+    const left = (): number => Math.max(1, deadline - performance.now());
+    if (shared) {
+      await withLock(gate, () => undefined, { timeoutMs, shared: true });
+      return withLock(lock, fn, { timeoutMs: left(), shared: true });
+    }
+    return withLock(gate, () => withLock(lock, fn, { timeoutMs: left() }), { timeoutMs });
+  }
+
+  /** Runs `fn` under one network's lock, exclusive (blocking wait; re-entrant inside withNetworkLock). */
+  withNetworkLockSync<T>(name: string, fn: () => T, opts: Omit<LockOptions, 'shared'> = {}): T {
     this.init();
-    return withLockSync(this.networkLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
+    const lock = this.networkLockPath(name);
+    const timeoutMs = opts.timeoutMs ?? this.lockTimeoutMs;
+    if (lockHeld(lock)) return withLockSync(lock, fn, { timeoutMs });
+    const deadline = performance.now() + timeoutMs;
+    return withLockSync(this.networkGatePath(name), () => withLockSync(lock, fn, { timeoutMs: Math.max(1, deadline - performance.now()) }), { timeoutMs });
+  }
+
+  /** Runs `fn` under the lock of a network's IPAM files (blocking wait: short critical sections only). */
+  withIpamLockSync<T>(name: string, fn: () => T, opts: LockOptions = {}): T {
+    this.init();
+    return withLockSync(this.ipamLockPath(name), fn, { timeoutMs: opts.timeoutMs ?? this.lockTimeoutMs });
+  }
+
+  /**
+   * Runs `fn` holding the locks of these endpoints (taken in id order, so two callers never
+   * deadlock). The operation on an endpoint holds its lock from before it writes anything of the
+   * endpoint until it is done, so whoever takes the lock and finds the endpoint half-way knows
+   * that its operation died. Hold the network's lock (shared or exclusive) around it. Each lock
+   * file is removed before its lock is released: it exists only while someone holds it.
+   */
+  async withEndpointLocks<T>(network: string, ids: readonly string[], fn: () => T | Promise<T>): Promise<T> {
+    this.init();
+    const [first, ...rest] = [...new Set(ids)].sort();
+    if (first === undefined) return await fn();
+    return withLock(this.endpointLockPath(network, first), () => this.withEndpointLocks(network, rest, fn), { timeoutMs: this.lockTimeoutMs, removeOnRelease: true });
+  }
+
+  /** Ids of the endpoint lock files of a network: with its lock held exclusive, what killed operations left. */
+  endpointLockIds(network: string): string[] {
+    return listNames(join(this.networkDir(network), 'endpoints'), '.lock');
   }
 
   /** Runs `fn` under the host-port lock (short critical sections only). */
@@ -258,10 +331,15 @@ export class Store {
     return withLockSync(this.portsLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
   }
 
-  /** Runs `fn` under the firewall lock: the desired firewall state is computed and applied inside it. */
-  async withFirewallLock<T>(fn: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` under the firewall lock: exclusive for whatever reads or rewrites the ruleset as a
+   * whole (the desired state is computed and applied inside it), shared (`shared`) for the
+   * endpoint changes a backend lets overlap (changeEndpointRules). Gated as the network lock is,
+   * so that a rebuild waiting for it is not kept out by a stream of connects.
+   */
+  async withFirewallLock<T>(fn: () => T | Promise<T>, opts: Pick<LockOptions, 'shared'> = {}): Promise<T> {
     this.init();
-    return withLock(this.firewallLockPath(), fn, { timeoutMs: this.lockTimeoutMs });
+    return this.withGatedLock(this.firewallLockPath(), join(this.root, 'firewall-gate.lock'), fn, { timeoutMs: this.lockTimeoutMs, ...opts });
   }
 
   // ------------------------------------------------------------------ networks
@@ -356,6 +434,20 @@ export class Store {
   }
 
   /**
+   * Removes the directory of a network that has no record, which taking its lock (re-)made, as
+   * the exclusive holder: a connect or disconnect that found the network gone holds the lock
+   * shared, and a shared holder must not remove lock files from under the others (one of them
+   * could be a create of the same name that has taken a fresh lock and not written its record
+   * yet). Call it without holding the network's lock.
+   */
+  async clearNetworkDirIfGone(name: string): Promise<void> {
+    if (this.hasNetwork(name) || lstatSync(this.networkDir(name), { throwIfNoEntry: false }) === undefined) return;
+    await this.withNetworkLock(name, () => {
+      if (!this.hasNetwork(name)) this.clearNetworkDir(name);
+    });
+  }
+
+  /**
    * Removes what an earlier network of this name may have left (a crash between its record and
    * its directory). A process that starts to wait for the network's lock re-makes the directory
    * and its lock file at any moment; when that happens during the removal, what is left is the
@@ -431,9 +523,18 @@ export class Store {
 
   // ------------------------------------------------------------------ container markers
 
-  /** Claims a container for an endpoint; false when the container is already claimed on this network. */
+  /**
+   * Claims a container for an endpoint; false when the container is already claimed on this
+   * network. The claim appears with its owner written (never empty), since a concurrent connect
+   * of the same container reads the owner to find whose lock to wait for.
+   */
   createMarker(network: string, netnsKey: string, id: string): boolean {
-    return createExclusive(this.markerFile(network, netnsKey), id, this.writeOptions);
+    return createExclusiveWhole(this.markerFile(network, netnsKey), id, this.writeOptions);
+  }
+
+  /** Removes the lock file of an endpoint that no operation holds (hold the network lock exclusive). */
+  removeEndpointLock(network: string, id: string): boolean {
+    return removeFile(this.endpointLockPath(network, id));
   }
 
   /** The endpoint id that claimed a container on this network, or undefined. */

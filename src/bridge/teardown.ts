@@ -5,7 +5,7 @@
  */
 import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
-import { fwEndpoint, withDriftRepair, type BridgeContext } from './context.js';
+import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.js';
 import * as L from '../netlink/route/link.js';
 import { deleteLinksAsync, endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
@@ -35,10 +35,12 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
   };
   const published = recs.filter((r) => r.mappings.length > 0);
   if (published.length > 0) {
-    await ctx.store.withFirewallLock(async () => {
-      steps.run('mark removing', mark);
-      await steps.runAsync('remove port mappings', () => withDriftRepair(ctx, () => ctx.firewall.removeEndpoints(published.map(fwEndpoint))));
-    });
+    await changeEndpointRules(
+      ctx,
+      net.name,
+      () => steps.run('mark removing', mark),
+      () => steps.runAsync('remove port mappings', () => ctx.firewall.removeEndpoints(published.map(fwEndpoint))),
+    );
   } else steps.run('mark removing', mark);
   let names = recs.map((r) => r.hostIfname);
   if (opts.verifyTag) {

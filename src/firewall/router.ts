@@ -123,6 +123,11 @@ export class RoutedFirewall implements Firewall {
     this.syncPortFilter(networks);
   }
 
+  /** Whether the backend of `network` lets endpoint changes overlap (Firewall.parallelEndpointChanges). */
+  parallelFor(network: string): boolean {
+    return this.get(this.of(network)).parallelEndpointChanges === true;
+  }
+
   async addEndpoints(network: FirewallNetwork, endpoints: readonly FirewallEndpoint[]): Promise<void> {
     await this.get(this.of(network.name)).addEndpoints(network, endpoints);
   }

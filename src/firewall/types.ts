@@ -87,6 +87,13 @@ export interface ConnectionFilter {
 export interface Firewall {
   /** 'iptables-nft', 'iptables-legacy', 'memory', ... */
   readonly backend: string;
+  /**
+   * Whether addEndpoints and removeEndpoints of different endpoints may run at the same time, in
+   * several processes: each is one transaction of its own that the backend applies against the
+   * ruleset as it is at that moment, so two never undo each other. Callers still keep apply,
+   * setNetworks and diff apart from them. Absent means no.
+   */
+  readonly parallelEndpointChanges?: boolean;
   /** Throws FirewallUnavailableError (saying what to install) when the backend cannot work here. */
   ensureAvailable(): Promise<void>;
   /** Rewrites the network-level rules for exactly `networks` (create and remove); endpoints' rules stay. */

@@ -7,6 +7,7 @@ import {
   closeSync,
   constants as fsc,
   fsyncSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -59,6 +60,11 @@ export function isTempName(name: string): boolean {
 
 let tmpSeq = 0;
 
+/** A temp file name beside `file` (".NAME.PID.TID.SEQ.tmp"), unique within this machine. */
+function tempNameFor(file: string): string {
+  return join(dirname(file), `.${basename(file)}.${process.pid}.${threadId}.${(tmpSeq++).toString(36)}.tmp`);
+}
+
 function writeAll(fd: number, buf: Buffer): void {
   for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 }
@@ -69,21 +75,24 @@ export interface WriteOptions {
   fsync?: boolean;
 }
 
+/** Creates a temp file for writing (its directory too when missing). */
+function openTemp(tmp: string): number {
+  try {
+    return openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  } catch (e) {
+    if (errCode(e) !== 'ENOENT') throw e;
+    ensureDir(dirname(tmp));
+    return openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
+  }
+}
+
 /**
  * Replaces `file` atomically: a temp file in the same directory, write, fsync, rename.
  * Readers see the old or the new content, never a torn one. Creates the directory if missing.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, opts: WriteOptions = {}): void {
-  const dir = dirname(file);
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${threadId}.${(tmpSeq++).toString(36)}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
-  } catch (e) {
-    if (errCode(e) !== 'ENOENT') throw e;
-    ensureDir(dir);
-    fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, FILE_MODE);
-  }
+  const tmp = tempNameFor(file);
+  const fd = openTemp(tmp);
   try {
     writeAll(fd, typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     if (opts.fsync !== false) fsyncSync(fd);
@@ -164,6 +173,34 @@ export function createExclusive(file: string, data: string, opts: WriteOptions =
     throw e;
   }
   return true;
+}
+
+/**
+ * Like createExclusive, but `file` appears with all of `data` in it: a temp file is written, then
+ * hard-linked under the name (link fails with EEXIST where the name exists). A reader never
+ * finds it empty or half-written, as it can in the moment between createExclusive's open and
+ * write. A killed writer may leave the temp file (".NAME....tmp"), as writeFileAtomic may.
+ */
+export function createExclusiveWhole(file: string, data: string, opts: WriteOptions = {}): boolean {
+  const tmp = tempNameFor(file);
+  const fd = openTemp(tmp);
+  try {
+    try {
+      writeAll(fd, Buffer.from(data));
+      if (opts.fsync !== false) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmp, file);
+      return true;
+    } catch (e) {
+      if (errCode(e) === 'EEXIST') return false;
+      throw e;
+    }
+  } finally {
+    removeFile(tmp);
+  }
 }
 
 /** Removes a file; false when it was already gone. */

@@ -207,12 +207,23 @@ test('a host port or the last address held by a dead container is reclaimed by t
   await assertAgree(r, 'after reclaiming');
 });
 
-test('concurrent connects in one process get distinct addresses (the network lock serialises them)', async () => {
+test('concurrent connects in one process get distinct addresses (the IPAM lock keeps them apart)', async () => {
   const r = rig();
   await r.nets.create({ name: 'n1', subnet: '10.1.0.0/24' });
   const eps = await Promise.all(Array.from({ length: 8 }, (_, i) => r.nets.connect('n1', r.box().handle, { id: `c${i}`, ports: [`${8000 + i}:80`] })));
   assert.is(new Set(eps.map((e) => e.ip)).size, 8);
   await assertAgree(r, 'after 8 concurrent connects');
+});
+
+test('two connects of one container at once: one connects, the other waits for it and is EALREADY', async () => {
+  const r = rig();
+  await r.nets.create({ name: 'n1', subnet: '10.1.0.0/24' });
+  const c = r.box();
+  const results = await Promise.allSettled(['a', 'b', 'c'].map((id) => r.nets.connect('n1', c.handle, { id, ports: [`${8000 + id.charCodeAt(0)}:80`] })));
+  assert.is(results.filter((x) => x.status === 'fulfilled').length, 1);
+  for (const x of results) if (x.status === 'rejected') assert.is((x.reason as { code?: string }).code, 'EALREADY');
+  assert.is(c.ns.links.size, 2, 'lo and one eth0');
+  await assertAgree(r, 'after the concurrent connects of one container');
 });
 
 test('a second network in the same container: eth1, no second default route', async () => {

@@ -197,7 +197,7 @@ test('on-disk layout: reservation, index and cursor files', () => {
     for (const f of readdirSync(join(dir, sub))) assert.is(statSync(join(dir, sub, f)).mode & 0o777, 0o600, f);
   }
   assert.is(statSync(join(dir, 'last')).mode & 0o777, 0o600);
-  assert.equal(readdirSync(dir).sort(), ['byid', 'ips', 'last', 'lock']); // no temp files
+  assert.equal(readdirSync(dir).sort(), ['byid', 'ipam.lock', 'ips', 'last']); // no temp files
 });
 
 test('gc never frees an address a live endpoint holds: an emptied or deleted reservation is written back for it', () => {

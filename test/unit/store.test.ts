@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import { catchError as caught } from '../helpers.js';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fakeEndpoint } from '../helpers.js';
@@ -337,6 +337,104 @@ test('a sync wait on a lock held by another async task fails fast with EDEADLK',
   release();
   await held;
   assert.is(await other, 'second');
+});
+
+test('shared holds coexist and keep an exclusive taker out; a shared hold is not upgraded', async () => {
+  const store = new Store(tempRoot());
+  const lockPath = store.networkLockPath('n');
+  let releaseA!: () => void;
+  let releaseB!: () => void;
+  const a = store.withNetworkLock('n', () => new Promise<void>((r) => (releaseA = r)), { shared: true });
+  const b = store.withNetworkLock('n', () => new Promise<void>((r) => (releaseB = r)), { shared: true });
+  await new Promise((r) => setTimeout(r, 20));
+  // Both shared holds are in: a second description cannot take it exclusive.
+  const fd = openSync(lockPath, 'a+');
+  try {
+    assert.not.ok(flock(fd, LOCK_EX | LOCK_NB));
+  } finally {
+    closeSync(fd);
+  }
+  let order: string[] = [];
+  const ex = store.withNetworkLock('n', () => void order.push('exclusive'), { timeoutMs: 5000 });
+  releaseA();
+  await a;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(order, [], 'the exclusive taker waits for the last shared holder');
+  releaseB();
+  await b;
+  await ex;
+  assert.equal(order, ['exclusive']);
+  order = [];
+  const e = await store.withNetworkLock('n', () => store.withNetworkLock('n', () => 1).catch((x: unknown) => x), { shared: true });
+  assert.instance(e, StoreError);
+  assert.is((e as StoreError).code, 'EDEADLK');
+});
+
+test('an exclusive taker waiting at the gate goes before shared takers that come after it', async () => {
+  const store = new Store(tempRoot());
+  const order: string[] = [];
+  let release!: () => void;
+  const first = store.withNetworkLock('n', () => new Promise<void>((r) => (release = r)), { shared: true });
+  await new Promise((r) => setTimeout(r, 10));
+  const ex = store.withNetworkLock('n', () => void order.push('exclusive'));
+  await new Promise((r) => setTimeout(r, 10));
+  const late = store.withNetworkLock('n', () => void order.push('shared'), { shared: true });
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(order, [], 'the later shared taker does not pass the waiting exclusive one');
+  release();
+  await Promise.all([first, ex, late]);
+  assert.equal(order, ['exclusive', 'shared']);
+});
+
+test('endpoint locks: taken in id order, their files gone once released', async () => {
+  const store = new Store(tempRoot());
+  store.putNetwork(net('n'));
+  const dir = dirname(store.endpointLockPath('n', 'a'));
+  const seen = await store.withEndpointLocks('n', ['b', 'a', 'b'], () => readdirSync(dir).sort());
+  assert.equal(seen, ['a.lock', 'b.lock']);
+  assert.equal(readdirSync(dir), []);
+  assert.equal(store.endpointLockIds('n'), []);
+  // A waiter that opened the file before it was removed gets the lock on the file that is there now.
+  let release!: () => void;
+  const held = store.withEndpointLocks('n', ['a'], () => new Promise<void>((r) => (release = r)));
+  await new Promise((r) => setTimeout(r, 10));
+  const waiting = store.withEndpointLocks('n', ['a'], () => existsSync(store.endpointLockPath('n', 'a')));
+  await new Promise((r) => setTimeout(r, 60));
+  release();
+  await held;
+  assert.is(await waiting, true, 'the waiter holds a lock file of its own');
+  assert.equal(readdirSync(dir), []);
+});
+
+test('a long wait is a blocked flock(1) child, not polling: the lock is taken when freed, a timeout still fails', async () => {
+  const store = new Store(tempRoot());
+  store.init();
+  const lockPath = store.globalLockPath();
+  const fd = openSync(lockPath, 'a+', 0o600);
+  assert.ok(flock(fd, LOCK_EX));
+  try {
+    const e = await withLock(lockPath, () => 1, { timeoutMs: 300 }).catch((x: unknown) => x);
+    assert.instance(e, LockTimeoutError);
+    const waiting = withLock(lockPath, () => 'got it', { timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const children = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .flatMap((d) => {
+        try {
+          const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+          return [{ comm: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), ppid: Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) }];
+        } catch {
+          return [];
+        }
+      })
+      .filter((p) => p.ppid === process.pid);
+    if (existsSync('/usr/bin/flock') || existsSync('/bin/flock')) assert.ok(children.some((c) => c.comm === 'flock'), `children: ${JSON.stringify(children)}`);
+    flock(fd, LOCK_UN);
+    assert.is(await waiting, 'got it');
+  } finally {
+    flock(fd, LOCK_UN);
+    closeSync(fd);
+  }
 });
 
 test('a network removed under its lock can be locked again', () => {

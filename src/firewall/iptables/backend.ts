@@ -21,6 +21,8 @@ import { endpointFor, hasRulesIn, networkFor, stateFor } from '../family.js';
 import { findBinary } from '../../sys/run.js';
 import { ipv6RestoreBinary, restore, restoreBinary, save, saveBinary, type IptablesOptions } from './restore.js';
 import { forgetConnectionsOrWarn } from '../conntrack.js';
+import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 
 /** Options of the iptables firewall. */
 export type IptablesFirewallOptions = IptablesOptions;
@@ -35,12 +37,35 @@ const FAMILIES: readonly RuleFamily[] = [4, 6];
 export class IptablesFirewall implements Firewall {
   readonly backend: string;
   private readonly opts: Record<RuleFamily, IptablesFirewallOptions>;
+  private parallel: boolean | undefined;
 
   constructor(opts: IptablesFirewallOptions = {}) {
     // A bad binary name is refused now, not at the last step of the first connect with ports.
     const bin = restoreBinary(opts);
     this.opts = { 4: opts, 6: { ...opts, restoreBinary: ipv6RestoreBinary(bin) } };
     this.backend = /legacy/.test(bin) ? 'iptables-legacy' : 'iptables';
+  }
+
+  /**
+   * True for the nf_tables variant (iptables-nft), whose iptables-restore commits each run as one
+   * transaction and, when another committed meanwhile, reads the ruleset again and retries: runs
+   * that add or remove different endpoints' chains may overlap (40 at once leave every chain and
+   * jump in place). The legacy variant takes the xtables lock per run with a few seconds' wait,
+   * polled once a second, so its runs are kept one at a time. Known from where the binary's
+   * symlinks lead (iptables-restore -> xtables-nft-multi), which costs no process.
+   */
+  get parallelEndpointChanges(): boolean {
+    if (this.parallel === undefined) {
+      let real = '';
+      try {
+        const found = findBinary(restoreBinary(this.opts[4]));
+        real = found === undefined ? '' : realpathSync(found);
+      } catch {
+        /* unreadable: treated as unknown */
+      }
+      this.parallel = /nft/.test(basename(real)) && !/legacy/.test(basename(real));
+    }
+    return this.parallel;
   }
 
   /** Refuses to start when iptables-restore or iptables-save is missing, naming the package to install. */

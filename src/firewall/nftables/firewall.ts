@@ -67,6 +67,8 @@ const RETRIES = 5;
 /** Firewall backed by nf_tables over netlink: table `inet tsnetlink` (both families), plus our accepts in iptables-nft's `ip filter` and `ip6 filter` FORWARD chains. */
 export class NftablesFirewall implements Firewall {
   readonly backend = 'nftables';
+  /** Map elements of different endpoints are independent, and every commit is guarded by the generation it was computed from (ERESTART, retried). */
+  readonly parallelEndpointChanges = true;
   private readonly open: () => Nft;
 
   constructor(opts: NftablesFirewallOptions = {}) {
