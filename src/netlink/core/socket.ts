@@ -362,8 +362,18 @@ export class NetlinkSocket {
   private enqueue<T>(run: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.jobs.push({ kind: 'run', run, resolve: resolve as (r: unknown) => void, reject });
-      void this.pump();
+      this.kick();
     });
+  }
+
+  /**
+   * Starts the queue on a microtask, so that the calls made in the same tick are all queued
+   * before the first is sent and can share its sendto.
+   */
+  private kick(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    queueMicrotask(() => void this.pump());
   }
 
   /**
@@ -372,8 +382,6 @@ export class NetlinkSocket {
    * own request by sequence number, each error delivered to its own caller.
    */
   private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
     try {
       for (let job = this.jobs.shift(); job; job = this.jobs.shift()) {
         if (job.kind === 'run') {
@@ -435,7 +443,7 @@ export class NetlinkSocket {
       // Checked before queueing, so that a bad request fails alone, not the batch it would join.
       for (const r of reqs) assertResolved(r);
       this.jobs.push({ kind: 'batch', reqs, context, resolve, reject });
-      void this.pump();
+      this.kick();
     });
   }
 
