@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, NetlinkError } from '../../src/index.js';
 import { ipJson, leakGuard, threadNetnsIno } from '../helpers.js';
+import { NOT_APPLICABLE } from '../kernel.js';
 
 const N = 24;
 const names = (prefix: string, n = N): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
@@ -59,55 +60,60 @@ test('a handle opened inside another netns works across awaits; the JS thread ne
   const ino = threadNetnsIno();
   const ns = createNamedNetns('tsn-promises');
   const c = openRtnlIn(ns);
+  let moved = 0;
+  const ticks = setInterval(() => (moved += threadNetnsIno() === ino ? 0 : 1), 1);
   try {
-    const ticks = setInterval(() => assert.is(threadNetnsIno(), ino), 1);
-    await Promise.all(names('pc', 8).map((n) => c.promises.linkAdd(n, 'dummy')));
+    await Promise.all(names('pc', 8).map((n, i) => c.promises.linkAddVeth(n, { name: `pd${i}` })));
     await Promise.all(names('pc', 8).map((n) => c.promises.linkSetUp(n)));
-    clearInterval(ticks);
-    assert.equal(ipJson<{ ifname: string }[]>(['link', 'show', 'type', 'dummy'], 'tsn-promises').map((l) => l.ifname).sort(), names('pc', 8).sort());
-    assert.equal(ipJson<unknown[]>(['link', 'show', 'type', 'dummy']), [], 'nothing made in the sandbox netns');
-    assert.is(threadNetnsIno(), ino);
+    assert.equal(ipJson<{ ifname: string }[]>(['link', 'show', 'type', 'veth'], 'tsn-promises').map((l) => l.ifname).sort(), [...names('pc', 8), ...names('pd', 8)].sort());
+    assert.equal(vethNames(), [], 'nothing made in the sandbox netns');
   } finally {
+    clearInterval(ticks);
     c.close();
     ns.close();
     deleteNamedNetns('tsn-promises');
   }
+  assert.is(moved, 0, 'the JS thread stayed in its netns at every tick');
+  assert.is(threadNetnsIno(), ino);
 });
 
 /**
- * The longest event-loop delay while one veth is deleted, and how many setImmediate turns the
- * loop took meanwhile. A synchronous delete holds the JS thread through the kernel's RCU wait,
- * so no turn can run; through the promise API the loop keeps turning.
+ * The longest event-loop delay while one veth is deleted, and whether a callback queued with
+ * setImmediate ran meanwhile. A synchronous delete holds the JS thread through the kernel's
+ * work, so none can run; through the promise API the loop keeps turning.
  */
-async function measure(del: () => unknown): Promise<{ stallMs: number; turns: number }> {
+async function measure(del: () => unknown): Promise<{ stallMs: number; turned: boolean }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
-  let turns = 0;
-  let spinning = true;
-  const spin = (): void => {
-    turns++;
-    if (spinning) setImmediate(spin);
-  };
   await new Promise((r) => setTimeout(r, 5));
   h.enable();
-  setImmediate(spin);
-  const before = turns;
+  let turned = false;
+  setImmediate(() => (turned = true));
   await del();
-  const during = turns - before;
+  const t = turned;
+  // One more turn, so that a stall at the very end is sampled too.
   await new Promise((r) => setTimeout(r, 3));
-  spinning = false;
   h.disable();
-  return { stallMs: h.max / 1e6, turns: during };
+  return { stallMs: h.max / 1e6, turned: t };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 test('deleting a veth stalls the event loop through the sync API and not through the promise API', async () => {
   const rt = Rtnl.open();
+  const ns = createNamedNetns('tsn-stall');
+  const inside = openRtnlIn(ns);
   const PAIRS = 10;
   try {
-    for (let i = 0; i < 2 * PAIRS; i++) rt.linkAddVeth(`st${i}`, { name: `su${i}` });
-    const sync: { stallMs: number; turns: number }[] = [];
-    const async: { stallMs: number; turns: number }[] = [];
+    // As a container's veth: the peer in another netns, both ends up (IPv6 link-local addresses),
+    // an address on the host end. Deleting it waits inside the kernel for references to go.
+    for (let i = 0; i < 2 * PAIRS; i++) {
+      rt.linkAddVeth(`st${i}`, { name: `eth${i}`, netnsFd: ns.fd }, { up: true });
+      inside.linkSetUp(`eth${i}`);
+      rt.addrAdd(`st${i}`, `10.78.${i}.1/24`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const sync: { stallMs: number; turned: boolean }[] = [];
+    const async: { stallMs: number; turned: boolean }[] = [];
     // Interleaved, so both forms meet the same load on the machine.
     for (let i = 0; i < PAIRS; i++) {
       sync.push(await measure(() => rt.linkDel(`st${2 * i}`)));
@@ -115,14 +121,19 @@ test('deleting a veth stalls the event loop through the sync API and not through
     }
     const s = median(sync.map((x) => x.stallMs));
     const a = median(async.map((x) => x.stallMs));
-    console.log(`event-loop stall per veth delete (median of ${PAIRS}, max): sync ${s.toFixed(1)} ms (${Math.max(...sync.map((x) => x.stallMs)).toFixed(1)}), promises ${a.toFixed(1)} ms (${Math.max(...async.map((x) => x.stallMs)).toFixed(1)}); loop turns during a delete: sync ${sync.map((x) => x.turns).join(',')}, promises ${async.map((x) => x.turns).join(',')}`);
+    console.log(`event-loop stall per veth delete (median of ${PAIRS}, max): sync ${s.toFixed(1)} ms (${Math.max(...sync.map((x) => x.stallMs)).toFixed(1)}), promises ${a.toFixed(1)} ms (${Math.max(...async.map((x) => x.stallMs)).toFixed(1)}); the loop turned during ${sync.filter((x) => x.turned).length} sync and ${async.filter((x) => x.turned).length} promise deletes`);
     // Deterministic: a synchronous call cannot let the loop turn; an awaited one does.
-    assert.ok(sync.every((x) => x.turns === 0), 'the sync delete held the loop');
-    assert.ok(async.filter((x) => x.turns > 0).length >= PAIRS - 1, 'the loop kept turning during async deletes');
-    // Timing, with a wide margin: the typical stall is at most half the sync one's.
-    assert.ok(a < s / 2, `promises ${a.toFixed(1)} ms against sync ${s.toFixed(1)} ms`);
+    assert.ok(sync.every((x) => !x.turned), 'the sync delete held the loop');
+    assert.ok(async.every((x) => x.turned), 'the loop kept turning during async deletes');
+    // Timing, with a wide margin: the typical stall through the promise API is at most half the
+    // sync one's. Only where the kernel makes a delete wait at all (a few ms or more).
+    if (s >= 4) assert.ok(a < s / 2, `promises ${a.toFixed(1)} ms against sync ${s.toFixed(1)} ms`);
+    else console.log(`${NOT_APPLICABLE}\tpromises.e2e\tstall comparison\ta sync veth delete stalled only ${s.toFixed(1)} ms here: nothing to compare`);
     assert.equal(vethNames(), []);
   } finally {
+    inside.close();
+    ns.close();
+    deleteNamedNetns('tsn-stall');
     rt.close();
   }
 });
