@@ -142,7 +142,7 @@ async function deleteStalls(ns: NetnsHandle, count: number): Promise<Record<'syn
   const rt = openRtnlIn(ns);
   const make = (): string[] => {
     const names = Array.from({ length: count }, (_, i) => `st${i}`);
-    rt.batchOrThrow(names.map((n, i) => linkRequests.addVethRequest(n, { name: `su${i}`, up: true }, { up: true })));
+    rt.batchOrThrow(names.map((n, i) => linkRequests.addVethRequest(n, { name: `su${i}` }, { up: true })));
     return names;
   };
   try {
