@@ -5,6 +5,7 @@
  * of route events, with a buffer large enough for no loss and with the kernel's default one.
  */
 import { spawnSync } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
@@ -117,11 +118,57 @@ async function monitorBurst(ns: NetnsHandle, base: number, count: number, receiv
   }
 }
 
+/** The longest event-loop delay (ms) while `run` goes, and how long it took. */
+async function stallOf(run: () => Promise<void> | void): Promise<{ stallMs: number; ms: number }> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  // The histogram's timer drops its first sample: let it run before the work starts.
+  await new Promise((r) => setTimeout(r, 20));
+  const t0 = performance.now();
+  await run();
+  const ms = performance.now() - t0;
+  // One more turn, so that a stall at the very end is sampled too.
+  await new Promise((r) => setTimeout(r, 5));
+  h.disable();
+  return { stallMs: h.max / 1e6, ms };
+}
+
+/**
+ * `count` veths deleted one after another through the sync API and through rt.promises, then
+ * all at once through rt.promises: the longest event-loop stall of each (a veth delete waits for
+ * an RCU grace period inside sendmsg) and the total time.
+ */
+async function deleteStalls(ns: NetnsHandle, count: number): Promise<Record<'sync' | 'promises' | 'concurrent', { stallMs: number; ms: number }>> {
+  const rt = openRtnlIn(ns);
+  const make = (): string[] => {
+    const names = Array.from({ length: count }, (_, i) => `st${i}`);
+    rt.batchOrThrow(names.map((n, i) => linkRequests.addVethRequest(n, { name: `su${i}` }, { up: true })));
+    return names;
+  };
+  try {
+    const a = make();
+    const sync = await stallOf(() => {
+      for (const n of a) rt.linkDel(n);
+    });
+    const b = make();
+    const promises = await stallOf(async () => {
+      for (const n of b) await rt.promises.linkDel(n);
+    });
+    const c = make();
+    const concurrent = await stallOf(async () => {
+      await Promise.all(c.map((n) => rt.promises.linkDel(n)));
+    });
+    return { sync, promises, concurrent };
+  } finally {
+    rt.close();
+  }
+}
+
 /** Runs the netlink rows; returns printable lines, verdicts and the figures for latest.json. */
 export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; verdicts: Verdict[]; json: Record<string, unknown> }> {
   const cfg = quick ? { importN: 8, pairs: 500, dumpN: 8, events: 20_000 } : { importN: 30, pairs: 2500, dumpN: 20, events: 100_000 };
   const imp = importCost(cfg.importN);
-  const names = ['nlbench-links', 'nlbench-events'];
+  const names = ['nlbench-links', 'nlbench-events', 'nlbench-stall'];
   const handles = names.map((n) => createNamedNetns(n));
   try {
     const dump = await linkDump(handles[0]!, names[0]!, cfg.pairs, cfg.dumpN);
@@ -130,6 +177,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
     host.close();
     const big = await monitorBurst(handles[1]!, 10, cfg.events, 512 << 20);
     const small = await monitorBurst(handles[1]!, 60, cfg.events, 212_992);
+    const stalls = await deleteStalls(handles[2]!, 50);
     const importMs = imp.imported - imp.bare;
     const q = quick ? ' (--quick: fewer than the target names)' : '';
     const lines = [
@@ -146,15 +194,17 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
         ],
       ),
       `  monitor, burst of ${cfg.events} route events queued in the socket, then drained: ${big.received} received, ${big.resyncs} resyncs, ${fmtMs(big.ms)} ms = ${Math.round(big.perSecond)} events/s (SO_RCVBUF 512 MiB)`,
+      `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
       `  same burst with the kernel's default 208 KiB buffer: ${small.received} received (${cfg.events - small.received} lost), ${small.resyncs} resync event${small.resyncs === 1 ? '' : 's'}, drained at ${Math.round(small.perSecond)} events/s`,
     ];
     const verdicts = [
       verdict("import('tsnetlink') cost above node -e 0", importMs, 15, 'max', 'ms'),
       verdict(`dump of ${dump.links} links: Link objects (every Link field; attribute tree on first access) / raw receive`, dump.decoded / dump.raw, 1.5, 'max', 'x', quick ? `${dump.links} links, not 5000${q}` : undefined),
       verdict(`dump of ${dump.links} links: every attribute decoded / raw receive`, dump.tree / dump.raw, 1.5, 'max', 'x', quick ? `${dump.links} links, not 5000${q}` : undefined),
+      verdict('longest event-loop stall during 50 veth deletes through rt.promises', stalls.promises.stallMs, 2, 'max', 'ms', `sync: ${fmtMs(stalls.sync.stallMs)} ms`),
       verdict('monitor throughput with no loss / 50,000 events/s', big.received === cfg.events && big.resyncs === 0 ? big.perSecond / 50_000 : null, 1, 'min', 'x', `${Math.round(big.perSecond)} events/s, ${big.received}/${cfg.events} received`),
     ];
-    return { lines, verdicts, json: { import: { ...imp, deltaMs: round(importMs) }, dump, monitor: { noLoss: big, defaultBuffer: small, events: cfg.events } } };
+    return { lines, verdicts, json: { import: { ...imp, deltaMs: round(importMs) }, dump, monitor: { noLoss: big, defaultBuffer: small, events: cfg.events }, deleteStalls: stalls } };
   } finally {
     for (const h of handles) h.close();
     for (const n of names) deleteNamedNetns(n);

@@ -1,6 +1,7 @@
 /** tsnetlink/netlink: the netlink library and namespaces, without bridge networks or firewalls (imports less). */
 export * from '../errors.js';
-export { Rtnl } from '../netlink/route/rtnl.js';
+export { Rtnl, RtnlPromises, RtnlOps, RTNL_OPERATIONS } from '../netlink/route/rtnl.js';
+export { runSync, runAsync, batchOp, requestOp, dumpOp, exchangeOp, type Op, type Step } from '../netlink/core/op.js';
 export type {
   Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
   Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,

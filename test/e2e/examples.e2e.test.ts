@@ -65,7 +65,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'promises.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -73,6 +73,12 @@ test('rtnl: a bridge, a veth whose peer is born in c1 as eth0, configured from i
   const out = await example('rtnl');
   assert.is(out, '127.0.0.1/8 192.168.10.2/24\n');
   assertClean('rtnl');
+});
+
+test('promises: three veths made at once, one refusal alone, all deleted with the loop free; all removed', async () => {
+  const out = await example('promises');
+  assert.match(out, /^ex-a0 ex-b0 ex-c0\nok EEXIST\n0 veths left, longest event-loop delay \d+\.\d ms\n$/);
+  assertClean('promises');
 });
 
 test('networks: network create, a container with 8080:80, the port answers from the container; all removed', async () => {

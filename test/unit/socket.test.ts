@@ -172,6 +172,8 @@ test('batchAsync: acks read after the send completes; the socket refuses other w
   const s = new NetlinkSocket(k);
   const p = s.batchAsync([L.setUpRequest('a'), L.deleteRequest('b')]);
   assert.instance(catchError(() => s.batch([L.setUpRequest('c')])), ValidationError);
+  // The queue starts on a microtask, so that calls made in the same tick share one sendto.
+  await new Promise((r) => setImmediate(r));
   release();
   const res = await p;
   assert.is(res[0]!.error, undefined);

@@ -23,6 +23,8 @@ export interface Transport {
   sendAsync?(buf: Buffer): Promise<void>;
   /** One datagram, or null when none arrived within `timeoutMs`. */
   receive(timeoutMs: number): Buffer | null;
+  /** Like receive, but waits for the datagram without blocking the JS thread (optional: receive is used otherwise). */
+  receiveAsync?(timeoutMs: number): Promise<Buffer | null>;
   /**
    * Calls `onReadable` (on the JS thread) whenever a datagram may be waiting, until the returned
    * function is called; its promise settles once the transport may be closed. Event monitors use it.
@@ -131,6 +133,28 @@ export class KernelTransport implements Transport {
     }
   }
 
+  /**
+   * Takes a queued datagram at once; otherwise the libuv poller watches the fd and the JS thread
+   * runs on until it is readable or the deadline passes.
+   */
+  async receiveAsync(timeoutMs: number): Promise<Buffer | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const got = this.receive(0);
+      if (got) return got;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        watchFd(this.fd, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await unwatchFd(this.fd);
+    }
+  }
+
   watch(onReadable: () => void): () => Promise<void> {
     watchFd(this.fd, onReadable);
     return () => unwatchFd(this.fd);
@@ -191,14 +215,54 @@ export function parseError(msg: RawMessage, context?: string, typeName: TypeName
   return new NetlinkError(op, err, kernelMessage, offset, context);
 }
 
+/**
+ * What a reply reader asks its driver for: the next datagram's messages, for errors named `op`;
+ * with `wait` false only one already queued (null when there is none).
+ */
+interface Want {
+  op: string;
+  wait: boolean;
+}
+
+/**
+ * A reply reader: the matching logic of one exchange, written once as a generator and driven
+ * either by a blocking receive (the synchronous forms) or by a libuv-watched one (the async forms).
+ */
+type Reader<T> = Generator<Want, T, RawMessage[] | null>;
+
+/** A batch waiting in the async queue; consecutive ones go out together in one sendto. */
+interface BatchJob {
+  kind: 'batch';
+  reqs: readonly Request[];
+  context: string | undefined;
+  resolve: (r: BatchResult[]) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Any other exchange waiting in the async queue (a dump, a request without ack). */
+interface RunJob {
+  kind: 'run';
+  run: () => Promise<unknown>;
+  resolve: (r: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** How long the async reader may keep the JS thread before letting other callbacks run. */
+const SLICE_MS = 2;
+
 /** A netlink socket with per-socket sequence numbers. */
 export class NetlinkSocket {
   private seq: number;
   readonly timeoutMs: number;
   private readonly typeName: TypeNamer;
   private closed = false;
-  /** An async batch owns the socket until it settles: another request would read its acks. */
-  private asyncInFlight = false;
+  /**
+   * The async queue: one exchange owns the socket at a time (its replies are read by sequence
+   * number, and a concurrent reader would take and drop them), so async calls wait their turn
+   * here and the synchronous forms refuse to run while anything is queued.
+   */
+  private readonly jobs: (BatchJob | RunJob)[] = [];
+  private pumping = false;
 
   /** Opens a socket in the calling thread's current netns (see ns/ for other namespaces). */
   static open(opts: SocketOptions = {}): NetlinkSocket {
@@ -217,10 +281,15 @@ export class NetlinkSocket {
 
   private closeWhenIdle = false;
 
-  /** Closes the socket; idempotent. With an async batch in flight, closes once it settles. */
+  /** True while async work is queued or running on this socket. */
+  get busy(): boolean {
+    return this.pumping || this.jobs.length > 0;
+  }
+
+  /** Closes the socket; idempotent. With async work queued, closes once the queue has run. */
   close(): void {
     if (this.closed) return;
-    if (this.asyncInFlight) {
+    if (this.busy) {
       // A worker thread may still be sending on the fd: closing now could hit a reused fd.
       this.closeWhenIdle = true;
       return;
@@ -235,11 +304,118 @@ export class NetlinkSocket {
     return first;
   }
 
-  private receiveOrThrow(op: string): RawMessage[] {
-    if (this.closed) throw new SysError(op, 9, 'socket closed');
-    const dgram = this.transport.receive(this.timeoutMs);
-    if (dgram === null) throw new TimeoutError(op, this.timeoutMs);
-    return splitMessages(dgram);
+  private take(want: Want, dgram: Buffer | null): RawMessage[] | null {
+    if (dgram !== null) return splitMessages(dgram);
+    if (want.wait) throw new TimeoutError(want.op, this.timeoutMs);
+    return null;
+  }
+
+  /** Drives a reader with blocking receives (each bounded by the deadline). */
+  private readSync<T>(reader: Reader<T>): T {
+    let r = reader.next();
+    while (!r.done) {
+      let got: RawMessage[] | null;
+      try {
+        if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
+        got = this.take(r.value, this.transport.receive(r.value.wait ? this.timeoutMs : 0));
+      } catch (e) {
+        r = reader.throw(e);
+        continue;
+      }
+      r = reader.next(got);
+    }
+    return r.value;
+  }
+
+  /**
+   * Drives a reader with receives that wait on the libuv poller, and gives the event loop a
+   * turn every few milliseconds: the kernel fills each part of a long dump inside recvmsg.
+   */
+  private async readAsync<T>(reader: Reader<T>): Promise<T> {
+    let slice = performance.now();
+    let r = reader.next();
+    while (!r.done) {
+      let got: RawMessage[] | null;
+      try {
+        if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
+        const t = r.value.wait ? this.timeoutMs : 0;
+        got = this.take(r.value, this.transport.receiveAsync ? await this.transport.receiveAsync(t) : this.transport.receive(t));
+      } catch (e) {
+        r = reader.throw(e);
+        continue;
+      }
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        slice = performance.now();
+      }
+      r = reader.next(got);
+    }
+    return r.value;
+  }
+
+  private async sendAsync(buf: Buffer): Promise<void> {
+    if (this.transport.sendAsync) await this.transport.sendAsync(buf);
+    else this.transport.send(buf);
+  }
+
+  /** Queues async work; it runs once everything queued before it has settled. */
+  private enqueue<T>(run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.jobs.push({ kind: 'run', run, resolve: resolve as (r: unknown) => void, reject });
+      this.kick();
+    });
+  }
+
+  /**
+   * Starts the queue on a microtask, so that the calls made in the same tick are all queued
+   * before the first is sent and can share its sendto.
+   */
+  private kick(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    queueMicrotask(() => void this.pump());
+  }
+
+  /**
+   * Runs the async queue in order. Batches queued back to back (the single requests of many
+   * concurrent calls) are pipelined: up to 32 requests share one sendto, each ack matched to its
+   * own request by sequence number, each error delivered to its own caller.
+   */
+  private async pump(): Promise<void> {
+    try {
+      for (let job = this.jobs.shift(); job; job = this.jobs.shift()) {
+        if (job.kind === 'run') {
+          try {
+            job.resolve(await job.run());
+          } catch (e) {
+            job.reject(e);
+          }
+          continue;
+        }
+        const group = [job];
+        let n = job.reqs.length;
+        for (let next = this.jobs[0]; next?.kind === 'batch' && n + next.reqs.length <= MAX_BATCH; next = this.jobs[0]) {
+          group.push(this.jobs.shift() as BatchJob);
+          n += next.reqs.length;
+        }
+        try {
+          const res = await this.sendBatchAsync(
+            group.flatMap((j) => j.reqs),
+            group.flatMap((j) => j.reqs.map(() => j.context)),
+          );
+          let i = 0;
+          for (const j of group) {
+            j.resolve(res.slice(i, i + j.reqs.length));
+            i += j.reqs.length;
+          }
+        } catch (e) {
+          for (const j of group) j.reject(e);
+        }
+      }
+    } finally {
+      this.pumping = false;
+      if (this.closeWhenIdle) this.close();
+    }
   }
 
   /**
@@ -257,34 +433,33 @@ export class NetlinkSocket {
   }
 
   /**
-   * Like batch(), but the kernel's work happens on a worker thread, so slow requests (link
-   * deletion waits for RCU) do not block the event loop. The kernel handles rtnetlink requests
-   * inside sendmsg, so once the send completes every ack is queued and is read at once. Nothing
-   * else may use this socket until the promise settles: give it a socket of its own.
+   * Like batch(), but the kernel's work happens on a worker thread (koffi's asynchronous
+   * sendto), so slow requests (link deletion waits for RCU) do not block the event loop, and
+   * the acks are read from the fd as libuv reports it readable. Concurrent calls are queued and
+   * pipelined (see pump); the synchronous forms refuse to run until the queue is empty.
    */
-  async batchAsync(reqs: readonly Request[], context?: string): Promise<BatchResult[]> {
-    this.assertIdle();
-    this.asyncInFlight = true;
-    try {
-      const out: BatchResult[] = [];
-      for (let i = 0; i < reqs.length; i += MAX_BATCH) {
-        const chunk = reqs.slice(i, i + MAX_BATCH);
-        if (chunk.length === 0) continue;
-        const first = this.nextSeq(chunk.length);
-        const buf = this.encodeChunk(chunk, first);
-        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
-        else this.transport.send(buf);
-        out.push(...this.collect(chunk, first, context));
-      }
-      return out;
-    } finally {
-      this.asyncInFlight = false;
-      if (this.closeWhenIdle) this.close();
+  batchAsync(reqs: readonly Request[], context?: string): Promise<BatchResult[]> {
+    return new Promise<BatchResult[]>((resolve, reject) => {
+      // Checked before queueing, so that a bad request fails alone, not the batch it would join.
+      for (const r of reqs) assertResolved(r);
+      this.jobs.push({ kind: 'batch', reqs, context, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private async sendBatchAsync(reqs: readonly Request[], contexts: readonly (string | undefined)[]): Promise<BatchResult[]> {
+    const out: BatchResult[] = [];
+    for (let i = 0; i < reqs.length; i += MAX_BATCH) {
+      const chunk = reqs.slice(i, i + MAX_BATCH);
+      const first = this.nextSeq(chunk.length);
+      await this.sendAsync(this.encodeChunk(chunk, first));
+      out.push(...(await this.readAsync(this.collect(chunk, first, contexts.slice(i, i + MAX_BATCH)))));
     }
+    return out;
   }
 
   private assertIdle(): void {
-    if (this.asyncInFlight) throw new ValidationError('socket', 'an asynchronous batch is in flight on this socket; give concurrent work a socket of its own');
+    if (this.busy) throw new ValidationError('socket', 'asynchronous work is in flight on this socket; await it, or give synchronous work a socket of its own');
   }
 
   private encodeChunk(reqs: readonly Request[], first: number): Buffer {
@@ -300,21 +475,24 @@ export class NetlinkSocket {
     if (reqs.length === 0) return [];
     const first = this.nextSeq(reqs.length);
     this.transport.send(this.encodeChunk(reqs, first));
-    return this.collect(reqs, first, context);
+    return this.readSync(this.collect(reqs, first, context));
   }
 
-  /** Reads the acks (and echo replies) of requests sent with sequence numbers first, first + 1, ... */
-  private collect(reqs: readonly Request[], first: number, context?: string): BatchResult[] {
+  /**
+   * Reads the acks (and echo replies) of requests sent with sequence numbers first, first + 1, ...
+   * `context` names what errors are about: one text for all, or one per request.
+   */
+  private *collect(reqs: readonly Request[], first: number, context?: string | readonly (string | undefined)[]): Reader<BatchResult[]> {
     const results: BatchResult[] = reqs.map(() => ({ replies: [] }));
     let pending = reqs.length;
     const op = this.typeName(reqs[0]!.type);
     while (pending > 0) {
-      for (const m of this.receiveOrThrow(op)) {
+      for (const m of (yield { op, wait: true }) ?? []) {
         const i = (m.seq - first) >>> 0;
         if (i >= reqs.length || m.pid !== this.transport.portId) continue; // stale reply of an earlier request
         const r = results[i] as BatchResult;
         if (m.type === NLMSG.ERROR) {
-          const err = parseError(m, context, this.typeName);
+          const err = parseError(m, typeof context === 'object' ? context[i] : context, this.typeName);
           if (err) r.error = err;
           pending--;
         } else if (m.type !== NLMSG.NOOP && m.type !== NLMSG.DONE) {
@@ -332,25 +510,39 @@ export class NetlinkSocket {
    * that answer a whole batch inside sendmsg and reply to a request without NLM_F_ACK only when
    * it fails (nfnetlink transactions); `index` is the request's position in `reqs`.
    */
-  exchange(reqs: readonly Request[], done: (m: RawMessage, index: number) => boolean): { first: number; replies: { index: number; message: RawMessage }[] } {
+  exchange(reqs: readonly Request[], done: (m: RawMessage, index: number) => boolean): Exchanged {
     this.assertIdle();
+    const { first, buf, op } = this.exchangeMessage(reqs);
+    this.transport.send(buf);
+    return this.readSync(this.exchangeReader(reqs.length, first, op, done));
+  }
+
+  /** Like exchange(), sent off the JS thread and read as libuv reports the fd readable; queued like batchAsync. */
+  exchangeAsync(reqs: readonly Request[], done: (m: RawMessage, index: number) => boolean): Promise<Exchanged> {
+    return this.enqueue(async () => {
+      const { first, buf, op } = this.exchangeMessage(reqs);
+      await this.sendAsync(buf);
+      return this.readAsync(this.exchangeReader(reqs.length, first, op, done));
+    });
+  }
+
+  private exchangeMessage(reqs: readonly Request[]): { first: number; buf: Buffer; op: string } {
     for (const r of reqs) assertResolved(r);
     const first = this.nextSeq(reqs.length);
     const op = reqs.length > 0 ? this.typeName(reqs[Math.min(1, reqs.length - 1)]!.type) : 'netlink';
-    this.transport.send(encodeBatch(reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST })), first, this.transport.portId));
+    return { first, op, buf: encodeBatch(reqs.map((r) => ({ ...r, flags: r.flags | NLM_F.REQUEST })), first, this.transport.portId) };
+  }
+
+  private *exchangeReader(count: number, first: number, op: string, done: (m: RawMessage, index: number) => boolean): Reader<Exchanged> {
     const replies: { index: number; message: RawMessage }[] = [];
     let failed = false;
     for (;;) {
-      if (this.closed) throw new SysError(op, 9, 'socket closed');
-      const dgram = this.transport.receive(failed ? 0 : this.timeoutMs);
-      if (dgram === null) {
-        if (failed) return { first, replies };
-        throw new TimeoutError(op, this.timeoutMs);
-      }
+      const msgs = yield { op, wait: !failed };
+      if (msgs === null) return { first, replies };
       let finished = false;
-      for (const m of splitMessages(dgram)) {
+      for (const m of msgs) {
         const index = (m.seq - first) >>> 0;
-        if (index >= reqs.length || m.pid !== this.transport.portId) continue;
+        if (index >= count || m.pid !== this.transport.portId) continue;
         replies.push({ index, message: m });
         if (m.type === NLMSG.ERROR && m.payload.length >= 4 && m.payload.readInt32LE(0) !== 0) failed = true;
         if (done(m, index)) finished = true;
@@ -362,6 +554,13 @@ export class NetlinkSocket {
   /** Sends one request and waits for its ack; throws NetlinkError on refusal. Returns echo replies. */
   request(req: Request, context?: string): RawMessage[] {
     const [r] = this.batch([req], context);
+    if (r?.error) throw r.error;
+    return r?.replies ?? [];
+  }
+
+  /** Like request(), through the async queue (see batchAsync); rejects with the same NetlinkError. */
+  async requestAsync(req: Request, context?: string): Promise<RawMessage[]> {
+    const [r] = await this.batchAsync([req], context);
     if (r?.error) throw r.error;
     return r?.replies ?? [];
   }
@@ -382,7 +581,7 @@ export class NetlinkSocket {
       const seq = this.nextSeq(1);
       this.transport.send(this.dumpMessage(req, seq));
       try {
-        return this.collectDump(seq, op, decode);
+        return this.readSync(this.collectDump(seq, op, decode));
       } catch (e) {
         if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
       }
@@ -392,30 +591,23 @@ export class NetlinkSocket {
   /**
    * Like dump(), but the request is sent off the JS thread (koffi's asynchronous sendto): the
    * kernel fills the first part of a dump inside sendmsg, and for some tables (conntrack walks
-   * every hash bucket) that is where nearly all the time goes. The replies are read here.
+   * every hash bucket) that is where nearly all the time goes. The rest is read as libuv reports
+   * the fd readable, the event loop getting a turn every few milliseconds. Queued like batchAsync.
    */
-  async dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<DumpList<T>> {
-    this.assertIdle();
-    assertResolved(req);
-    const op = this.typeName(req.type);
-    for (let attempt = 0; ; attempt++) {
-      const seq = this.nextSeq(1);
-      const buf = this.dumpMessage(req, seq);
-      this.asyncInFlight = true;
-      try {
-        if (this.transport.sendAsync) await this.transport.sendAsync(buf);
-        else this.transport.send(buf);
-      } finally {
-        this.asyncInFlight = false;
+  dumpAsync<T>(req: Request, decode: (m: RawMessage) => T | undefined, opts: DumpOptions = {}): Promise<DumpList<T>> {
+    return this.enqueue(async () => {
+      assertResolved(req);
+      const op = this.typeName(req.type);
+      for (let attempt = 0; ; attempt++) {
+        const seq = this.nextSeq(1);
+        await this.sendAsync(this.dumpMessage(req, seq));
+        try {
+          return await this.readAsync(this.collectDump(seq, op, decode));
+        } catch (e) {
+          if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+        }
       }
-      try {
-        return this.collectDump(seq, op, decode);
-      } catch (e) {
-        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
-      } finally {
-        if (this.closeWhenIdle) this.close();
-      }
-    }
+    });
   }
 
   private dumpMessage(req: Request, seq: number): Buffer {
@@ -426,13 +618,13 @@ export class NetlinkSocket {
    * Reads one dump's replies. A message the decoder cannot read goes to `undecodable`; a dump the
    * kernel flagged as interrupted is DumpInterruptedError carrying what was read.
    */
-  private collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): DumpList<T> {
+  private *collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): Reader<DumpList<T>> {
     const out = Object.assign([] as T[], { undecodable: [] as Undecodable[] });
     let interrupted = false;
     let done = false;
     try {
       while (!done) {
-        for (const m of this.receiveOrThrow(op)) {
+        for (const m of (yield { op, wait: true }) ?? []) {
           if (m.seq !== seq || m.pid !== this.transport.portId) continue;
           if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
           if (m.type === NLMSG.DONE) {
@@ -461,7 +653,8 @@ export class NetlinkSocket {
       }
     } catch (e) {
       // The kernel keeps dumping until NLMSG_DONE and refuses another dump meanwhile (EBUSY):
-      // read the rest so the socket stays usable.
+      // read the rest so the socket stays usable. Only after a timeout or an overrun, so the
+      // async form does this synchronously too.
       if (!done) this.drainDump(seq);
       throw e;
     }
@@ -478,10 +671,16 @@ export class NetlinkSocket {
         for (const m of splitMessages(dgram)) if (m.seq === seq && (m.type === NLMSG.DONE || m.type === NLMSG.ERROR)) return;
       }
     } catch {
-      this.close();
+      this.closed = true;
+      this.transport.close();
     }
   }
+}
 
+/** What exchange() read: the first sequence number used, and each reply with its request's position. */
+export interface Exchanged {
+  first: number;
+  replies: { index: number; message: RawMessage }[];
 }
 
 /** Refuses a request that still names a link its message can only carry as an ifindex. */

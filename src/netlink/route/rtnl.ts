@@ -1,19 +1,22 @@
 /**
- * Rtnl: every rtnetlink object on one socket (one netns): links, addresses and routes (from
- * RtnlBase), nexthop objects, neighbours and the bridge FDB, policy rules and netns ids. Each
- * method states its `ip`/`bridge` equivalent; names resolve in the socket's own netns.
+ * Rtnl: every rtnetlink object on one socket (one netns), in two forms that share one
+ * implementation. `rt.linkDel('veth0')` blocks the JS thread until the kernel has answered;
+ * `await rt.promises.linkDel('veth0')` sends on a libuv worker thread and reads the ack from an
+ * fd libuv watches, so the event loop runs on while the kernel works (an RTM_DELLINK of a veth
+ * waits ~16 ms for RCU inside sendmsg). Both run the same operation of RtnlOps, a generator
+ * that yields its netlink exchanges; only the driver differs (core/op.ts).
+ *
+ * The shape follows Node's own fs and dns modules: the synchronous API stays where it was, and
+ * the promise API is a separate handle with the same method names (`fs.promises.readFile`,
+ * `dns.promises.lookup`), rather than `*Async`/`*Sync` name pairs.
  */
-import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
-import type * as L from './link.js';
-import { refText as ctx } from '../core/ref.js';
-import * as N from './neigh.js';
-import * as RU from './rule.js';
-import * as NS from './nsid.js';
-import * as NH from './nexthop.js';
-import * as TC from './tc.js';
-import { bpfObjGet, close } from '../../sys/libc.js';
+import { NetlinkSocket, type BatchResult, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
+import { runAsync, runSync, type Op } from '../core/op.js';
 import type { Request } from '../core/message.js';
-import { RtnlBase } from './rtnl-base.js';
+import type * as L from './link.js';
+import type * as R from './route.js';
+import type { LinkOptionsOf } from './kinds/registry.js';
+import { RtnlOps } from './rtnl-ops.js';
 
 export type { Link, LinkRef, LinkCreateOptions, LinkAddOptions, VethPeerOptions } from './link.js';
 export type { LinkFlags } from './link-set.js';
@@ -29,230 +32,122 @@ export type {
   Qdisc, TcClass, Filter, QdiscSpec, ClassSpec, FilterSpec, TbfSpec, HtbQdiscSpec, HtbClassSpec, ActionSpec, TcAction, ActionRef,
   FqCodelSpec, NetemSpec, PrioSpec, SfqSpec, FqSpec, FifoSpec, U32Spec, U32Match, MatchallSpec, FlowerSpec, BpfSpec, PoliceSpec, Verdict,
 } from './tc.js';
+export { RtnlOps } from './rtnl-ops.js';
 
-/** A handle for every rtnetlink operation on one NETLINK_ROUTE socket. */
-export class Rtnl extends RtnlBase {
+/** Operations whose type parameters or overloads a mapped type would lose: declared by hand below. */
+type Generic = 'linkAdd' | 'linkSetOptions' | 'routeList';
+
+/** The operations of T, each returning its result directly (run by runSync). */
+export type SyncMethods<T> = { [K in keyof T]: T[K] extends (...a: infer A) => Op<infer V> ? (...a: A) => V : never };
+
+/** The operations of T, each returning a promise of its result (run by runAsync). */
+export type PromiseMethods<T> = { [K in keyof T]: T[K] extends (...a: infer A) => Op<infer V> ? (...a: A) => Promise<V> : never };
+
+type RouteListFilter = { family?: 4 | 6 | 'mpls' | 'ipmr' | 'ip6mr'; table?: number; oif?: L.LinkRef };
+
+const OPS = new RtnlOps();
+
+/** Every operation's name, read from RtnlOps and its base (the two forms cannot forget one). */
+export const RTNL_OPERATIONS: readonly string[] = (() => {
+  const names = new Set<string>();
+  for (let p: object | null = RtnlOps.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const n of Object.getOwnPropertyNames(p)) if (n !== 'constructor') names.add(n);
+  }
+  return [...names].sort();
+})();
+
+/** Calls operation `name` of RtnlOps with `args`. */
+function op(name: string, args: unknown[]): Op<unknown> {
+  return (OPS as unknown as Record<string, (...a: unknown[]) => Op<unknown>>)[name]!.apply(OPS, args);
+}
+
+export interface Rtnl extends SyncMethods<Omit<RtnlOps, Generic>> {
+  /**
+   * Creates a link of any registered kind with its typed options, and returns it.
+   * `ip link add [link LOWER] NAME type KIND [options]` (vxlan, macvlan, macvtap, vlan, ipvlan, bond, dummy, ifb, geneve, gre, ipip, vrf, wireguard, ...)
+   */
+  linkAdd<K extends string>(name: string, kind: K, options?: LinkOptionsOf<K>, common?: Omit<L.LinkAddOptions, 'netnsFd'>): L.Link;
+  /** Changes a kind's options on an existing link, leaving the others as they are. `ip link set LINK type KIND OPTION VALUE ...` */
+  linkSetOptions<K extends string>(ref: L.LinkRef, kind: K, options: Partial<LinkOptionsOf<K>> | Buffer): void;
+  /**
+   * Lists routes of one table (main by default; 0 for all). With a family, IPv4 or IPv6 routes;
+   * without one, every family the kernel dumps (MPLS and multicast routes in their own shapes).
+   * `ip route show [table T]`, `ip -6 route`, `ip -f mpls route`, `ip mroute`
+   */
+  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions): DumpList<R.Route>;
+  routeList(filter?: RouteListFilter, opts?: DumpOptions): DumpList<R.AnyRoute>;
+}
+
+/** A handle for every rtnetlink operation on one NETLINK_ROUTE socket; `promises` is its async twin. */
+export class Rtnl {
+  #promises: RtnlPromises | undefined;
+
+  /** Wraps an open socket (ns/openRtnlIn opens one inside another netns). */
+  constructor(readonly socket: NetlinkSocket) {}
+
   /** Opens a handle in the calling thread's netns (ns/openRtnlIn opens one in another netns). */
   static open(opts: SocketOptions = {}): Rtnl {
     return new Rtnl(NetlinkSocket.open(opts));
   }
 
-  // ------------------------------------------------------------ nexthop objects
-
-  /** Adds a nexthop object. `ip nexthop add id N [via GW] [dev LINK] | blackhole | group ID[,W]/...` */
-  nexthopAdd(spec: NH.NexthopSpec): void {
-    this.request(NH.addNexthopRequest(spec));
+  /**
+   * The same operations returning promises, on the same socket (like `fs.promises`). Calls made
+   * while others are in flight are queued, and single requests pipelined; the synchronous
+   * methods refuse to run until the queue is empty, because they would read its replies.
+   */
+  get promises(): RtnlPromises {
+    return (this.#promises ??= new RtnlPromises(this.socket));
   }
 
-  /** Adds or replaces a nexthop object. `ip nexthop replace id N ...` */
-  nexthopReplace(spec: NH.NexthopSpec): void {
-    this.request(NH.replaceNexthopRequest(spec));
+  /** Like batch(), through the promise API (kept for callers written before `promises`). `ip -batch` */
+  batchAsync(reqs: readonly Request[]): Promise<BatchResult[]> {
+    return this.promises.batch(reqs);
   }
 
-  /** Deletes a nexthop object (routes using it go too). `ip nexthop del id N` */
-  nexthopDel(id: number): void {
-    this.request(NH.deleteNexthopRequest(id));
+  /** Closes the socket (once queued async work has run). */
+  close(): void {
+    this.socket.close();
   }
+}
 
-  /** Lists nexthop objects. `ip nexthop show` */
-  nexthopList(opts: DumpOptions = {}): DumpList<NH.NexthopObject> {
-    return this.socket.dump(NH.dumpNexthopRequest(), NH.decodeNexthop, opts);
+export interface RtnlPromises extends PromiseMethods<Omit<RtnlOps, Generic>> {
+  /** Creates a link of any registered kind with its typed options. `ip link add NAME type KIND [options]` */
+  linkAdd<K extends string>(name: string, kind: K, options?: LinkOptionsOf<K>, common?: Omit<L.LinkAddOptions, 'netnsFd'>): Promise<L.Link>;
+  /** Changes a kind's options on an existing link. `ip link set LINK type KIND OPTION VALUE ...` */
+  linkSetOptions<K extends string>(ref: L.LinkRef, kind: K, options: Partial<LinkOptionsOf<K>> | Buffer): Promise<void>;
+  /** Lists routes of one table (main by default; 0 for all). `ip route show [table T]` */
+  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions): Promise<DumpList<R.Route>>;
+  routeList(filter?: RouteListFilter, opts?: DumpOptions): Promise<DumpList<R.AnyRoute>>;
+}
+
+/**
+ * Every rtnetlink operation returning a promise (`rt.promises`, or `new RtnlPromises(socket)`).
+ * Open the socket inside a netns synchronously (openRtnlIn), then use it from anywhere: no
+ * namespace switch ever spans an await.
+ */
+export class RtnlPromises {
+  /** Wraps an open socket; the synchronous Rtnl on the same socket shares its queue. */
+  constructor(readonly socket: NetlinkSocket) {}
+
+  /** Closes the socket once every queued operation has settled. */
+  close(): void {
+    this.socket.close();
   }
+}
 
-  // ------------------------------------------------------------ neighbours and FDB
-
-  /** Adds an ARP/NDP entry. `ip neigh add ADDR [lladdr MAC] [nud STATE] [proxy] [router] dev LINK` */
-  neighAdd(spec: N.NeighSpec): void {
-    this.request(N.addNeighRequest(spec), ctx(spec.link));
-  }
-
-  /** Adds or updates an ARP/NDP entry. `ip neigh replace ADDR lladdr MAC dev LINK` */
-  neighReplace(spec: N.NeighSpec): void {
-    this.request(N.replaceNeighRequest(spec), ctx(spec.link));
-  }
-
-  /** Deletes an ARP/NDP (or proxy) entry. `ip neigh del ADDR dev LINK [proxy]` */
-  neighDel(spec: Pick<N.NeighSpec, 'dst' | 'link' | 'proxy'>): void {
-    this.request(N.deleteNeighRequest(spec), ctx(spec.link));
-  }
-
-  /** Lists ARP/NDP entries, or proxy entries. `ip neigh show [dev LINK] [proxy]` (`ip -4`/`-6` with family) */
-  neighList(filter: { family?: 4 | 6; link?: L.LinkRef; proxy?: boolean } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
-    const f: Parameters<typeof N.dumpNeighRequest>[0] = { ...(filter.family !== undefined ? { family: filter.family } : {}), ...(filter.proxy ? { proxy: true } : {}) };
-    if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
-    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
-  }
-
-  /** Adds a bridge FDB entry (a VXLAN remote with `dst`). `bridge fdb add MAC dev LINK [dst IP] [vni N] [self|master]` */
-  fdbAdd(spec: N.FdbSpec): void {
-    this.request(N.addFdbRequest(spec), ctx(spec.link));
-  }
-
-  /** Adds another remote for a MAC (VXLAN head-end replication). `bridge fdb append MAC dev LINK dst IP` */
-  fdbAppend(spec: N.FdbSpec): void {
-    this.request(N.appendFdbRequest(spec), ctx(spec.link));
-  }
-
-  /** Deletes a bridge FDB entry. `bridge fdb del MAC dev LINK [dst IP]` */
-  fdbDel(spec: N.FdbSpec): void {
-    this.request(N.deleteFdbRequest(spec), ctx(spec.link));
-  }
-
-  /** Lists bridge FDB entries, of one port or of one bridge. `bridge fdb show [dev LINK] [br BRIDGE]` */
-  fdbList(filter: { link?: L.LinkRef; master?: L.LinkRef } = {}, opts: DumpOptions = {}): DumpList<N.Neighbour> {
-    const f: Parameters<typeof N.dumpNeighRequest>[0] = { family: 'bridge' };
-    if (filter.link !== undefined) f.index = this.linkIndex(filter.link);
-    if (filter.master !== undefined) f.master = this.linkIndex(filter.master);
-    return this.socket.dump(N.dumpNeighRequest(f), N.decodeNeighbour, opts);
-  }
-
-  // ------------------------------------------------------------ rules
-
-  /** Adds a policy routing rule. `ip rule add [not] [priority N] [from CIDR] [to CIDR] [fwmark M/MASK] [iif DEV] [oif DEV] lookup T` */
-  ruleAdd(spec: RU.RuleSpec): void {
-    this.request(RU.addRuleRequest(spec));
-  }
-
-  /** Deletes the first rule matching what is given. `ip rule del ...` */
-  ruleDel(spec: RU.RuleSpec): void {
-    this.request(RU.deleteRuleRequest(spec));
-  }
-
-  /** Lists rules. `ip rule show` (`ip -6 rule` with family 6) */
-  ruleList(filter: { family?: 4 | 6 } = {}, opts: DumpOptions = {}): DumpList<RU.Rule> {
-    return this.socket.dump(RU.dumpRuleRequest(filter.family), RU.decodeRule, opts);
-  }
-
-  // ------------------------------------------------------------ netns ids
-
-  /** Assigns an id to another netns, as seen from this one (-1: the kernel picks). `ip netns set NAME ID` */
-  nsidSet(target: NS.NetnsTarget, nsid: number): void {
-    this.request(NS.setNsidRequest(target, nsid));
-  }
-
-  /** The id this netns has for another one (-1 when none). `ip netns list-id target-nsid` */
-  nsidGet(target: NS.NetnsTarget): number {
-    const [m] = this.request(NS.getNsidRequest(target));
-    return m ? NS.decodeNetnsId(m).nsid : -1;
-  }
-
-  /** Lists the ids this netns has assigned. `ip netns list-id` */
-  nsidList(opts: DumpOptions = {}): DumpList<NS.NetnsId> {
-    return this.socket.dump(NS.dumpNsidRequest(), NS.decodeNetnsId, opts);
-  }
-
-  // ------------------------------------------------------------ traffic control
-
-  /** Adds a qdisc. `tc qdisc add dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` (also htb, fq_codel, netem, prio, sfq, fq, pfifo, bfifo, ingress, clsact) */
-  qdiscAdd(spec: TC.QdiscSpec): void {
-    this.request(TC.addQdiscRequest(spec), ctx(spec.dev));
-  }
-
-  /** Adds or replaces a qdisc. `tc qdisc replace dev veth0 root tbf rate 1mbit burst 32kb latency 50ms` */
-  qdiscReplace(spec: TC.QdiscSpec): void {
-    this.request(TC.replaceQdiscRequest(spec), ctx(spec.dev));
-  }
-
-  /** Changes the options of the qdisc that is there (the kernel refuses another kind). `tc qdisc change dev veth0 root netem delay 50ms` */
-  qdiscChange(spec: TC.QdiscSpec): void {
-    this.request(TC.changeQdiscRequest(spec), ctx(spec.dev));
-  }
-
-  /** Deletes a qdisc (its classes and filters go with it). `tc qdisc del dev veth0 root` (or `ingress`, `clsact`) */
-  qdiscDel(spec: TC.QdiscSpec): void {
-    this.request(TC.deleteQdiscRequest(spec), ctx(spec.dev));
-  }
-
-  /** Lists qdiscs, of one device or all. `tc qdisc show [dev DEV]` */
-  qdiscList(filter: { dev?: L.LinkRef } = {}, opts: DumpOptions = {}): DumpList<TC.Qdisc> {
-    const index = filter.dev !== undefined ? this.linkIndex(filter.dev) : 0;
-    return this.socket.dump(TC.dumpQdiscRequest(index), (m) => {
-      const q = TC.decodeQdisc(m);
-      return index === 0 || q.index === index ? q : undefined;
-    }, opts);
-  }
-
-  /** Adds a class. `tc class add dev ifb0 parent 1: classid 1:10 htb rate 1mbit ceil 2mbit` */
-  classAdd(spec: TC.ClassSpec): void {
-    this.request(TC.addClassRequest(spec), ctx(spec.dev));
-  }
-
-  /** Adds or replaces a class. `tc class replace dev ifb0 parent 1: classid 1:10 htb rate 1mbit` */
-  classReplace(spec: TC.ClassSpec): void {
-    this.request(TC.replaceClassRequest(spec), ctx(spec.dev));
-  }
-
-  /** Changes the options of a class that is there. `tc class change dev ifb0 parent 1: classid 1:10 htb rate 2mbit` */
-  classChange(spec: TC.ClassSpec): void {
-    this.request(TC.changeClassRequest(spec), ctx(spec.dev));
-  }
-
-  /** Deletes a class. `tc class del dev ifb0 parent 1: classid 1:10` */
-  classDel(spec: Omit<TC.ClassSpec, 'kind' | 'htb'>): void {
-    this.request(TC.deleteClassRequest(spec), ctx(spec.dev));
-  }
-
-  /** Lists the classes of a device. `tc class show dev DEV` */
-  classList(dev: L.LinkRef, opts: DumpOptions = {}): DumpList<TC.TcClass> {
-    return this.socket.dump(TC.dumpClassRequest(this.linkIndex(dev)), TC.decodeClass, opts);
-  }
-
-  /** Sends a filter request, opening a pinned bpf program for it first and closing it after (the kernel holds its own reference). */
-  private filterRequest(build: (s: TC.FilterSpec) => Request, spec: TC.FilterSpec): void {
-    const pinned = spec.bpf?.pinned;
-    if (pinned === undefined || spec.bpf?.fd !== undefined) return void this.request(build(spec), ctx(spec.dev));
-    const fd = bpfObjGet(pinned);
-    try {
-      this.request(build({ ...spec, bpf: { ...spec.bpf, fd } }), ctx(spec.dev));
-    } finally {
-      close(fd);
-    }
-  }
-
-  /** Adds a filter. `tc filter add dev veth0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev ifb0` (also matchall, flower, bpf by fd or pinned path) */
-  filterAdd(spec: TC.FilterSpec): void {
-    this.filterRequest((s) => TC.addFilterRequest(s), spec);
-  }
-
-  /** Adds or replaces a filter. `tc filter replace dev veth0 parent ffff: prio 1 handle H u32 ...` */
-  filterReplace(spec: TC.FilterSpec): void {
-    this.filterRequest((s) => TC.replaceFilterRequest(s), spec);
-  }
-
-  /** Changes a filter that is there (give its handle). `tc filter change dev veth0 parent ffff: prio 1 handle H flower ...` */
-  filterChange(spec: TC.FilterSpec): void {
-    this.filterRequest((s) => TC.changeFilterRequest(s), spec);
-  }
-
-  /** Deletes filters (all of a priority when no handle is given). `tc filter del dev veth0 parent ffff: prio 1` */
-  filterDel(spec: Omit<TC.FilterSpec, 'u32' | 'matchall' | 'flower' | 'bpf'>): void {
-    this.request(TC.deleteFilterRequest(spec), ctx(spec.dev));
-  }
-
-  /** Lists the filters of a device under a parent (u32 lists its hash tables too, with no options). `tc filter show dev DEV parent P` */
-  filterList(dev: L.LinkRef, parent: string | number, opts: DumpOptions = {}): DumpList<TC.Filter> {
-    return this.socket.dump(TC.dumpFilterRequest(this.linkIndex(dev), parent), TC.decodeFilter, opts);
-  }
-
-  // ------------------------------------------------------------ standalone tc actions
-
-  /** Adds actions that filters can share by index. `tc actions add action police rate 1mbit burst 10k index 7` */
-  actionAdd(actions: readonly TC.ActionSpec[]): void {
-    this.request(TC.addActionRequest(actions));
-  }
-
-  /** Adds or replaces actions. `tc actions replace action gact drop index 5` */
-  actionReplace(actions: readonly TC.ActionSpec[]): void {
-    this.request(TC.replaceActionRequest(actions));
-  }
-
-  /** Deletes actions by kind and index. `tc actions del action mirred index 5` */
-  actionDel(refs: readonly TC.ActionRef[]): void {
-    this.request(TC.deleteActionRequest(refs));
-  }
-
-  /** Lists the actions of one kind. `tc actions ls action mirred` */
-  actionList(kind: string, opts: DumpOptions = {}): TC.TcAction[] {
-    return this.socket.dump(TC.dumpActionRequest(kind), (m) => TC.decodeActions(m), opts).flat();
-  }
+for (const name of RTNL_OPERATIONS) {
+  Object.defineProperty(Rtnl.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: function (this: Rtnl, ...args: unknown[]): unknown {
+      return runSync(this.socket, op(name, args));
+    },
+  });
+  Object.defineProperty(RtnlPromises.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: function (this: RtnlPromises, ...args: unknown[]): Promise<unknown> {
+      return runAsync(this.socket, op(name, args));
+    },
+  });
 }
