@@ -8,8 +8,8 @@ import type { Link } from '../netlink/route/rtnl.js';
 import { openNetns, openRtnlIn } from '../ns/netns.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { Ipam } from './ipam.js';
-import { bridgeTag, endpointTag } from './links.js';
-import { shapingProblems } from './shaping.js';
+import { bridgeTag, endpointTag, findLink } from './links.js';
+import { ifbNameFor, shapingProblems } from './shaping.js';
 import { portOwner } from './teardown.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { NetworkError } from './errors.js';
@@ -85,7 +85,12 @@ export async function checkEndpoint(ctx: BridgeContext, network: string, id: str
   const e = ctx.store.getEndpoint(network, id);
   if (!e) return [`no endpoint ${id} on ${network}`];
   const reserved = await ctx.store.withNetworkLock(net.name, () => reservationsOf(ctx, net));
-  const links = new Map(ctx.rtnl.linkList({}, { retries: 3 }).map((l) => [l.name, l]));
+  // The three links one endpoint's check reads, looked up by name: no dump of every link on the host.
+  const links = new Map<string, Link>();
+  for (const name of [net.bridge, e.hostIfname, ifbNameFor(network, id)]) {
+    const l = findLink(ctx.rtnl, name);
+    if (l) links.set(name, l);
+  }
   const out = [...networkProblems(ctx, net, links), ...endpointProblems(ctx, net, e, links, reserved, container)];
   for (const m of e.mappings) {
     if (!ctx.store.portHolders(m).some((h) => h.owner === portOwner(net.name, id))) out.push(`endpoint ${network}/${id}: host port ${m.protocol}/${m.hostPort} not reserved for it`);
@@ -124,7 +129,7 @@ function containerProblems(label: string, e: EndpointRecord, c: ContainerSide): 
   try {
     const rt = openRtnlIn(ns);
     try {
-      const link = rt.linkList({}).find((l) => l.name === c.ifname);
+      const link = findLink(rt, c.ifname);
       if (!link) return [`${label}: interface ${c.ifname} is missing in ${c.netns}`];
       if (link.mac !== e.mac) out.push(`${label}: interface ${c.ifname} has MAC ${link.mac ?? 'none'}, not ${e.mac}`);
       if (!link.up) out.push(`${label}: interface ${c.ifname} is down`);

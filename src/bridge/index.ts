@@ -13,5 +13,5 @@ export { parsePortMapping, normalizeMappings, formatMapping, type PortMapping } 
 export { parseSubnet, overlaps, type Subnet } from '../ip/cidr.js';
 export { Ipam, IpamError } from './ipam.js';
 export { Store, LockTimeoutError, StoreError, type CorruptRecord, type Listing, type PortReservation } from './store.js';
-export { TAG_PREFIX, bridgeTag, endpointTag, parseTag } from './links.js';
+export { TAG_PREFIX, bridgeTag, endpointTag, findLink, parseTag } from './links.js';
 export { checkBandwidth, ifbNameFor, ifbTag, type Bandwidth, type RateLimit } from './shaping.js';

@@ -8,7 +8,7 @@
  * free address left in each subnet.
  */
 import { readFileSync } from 'node:fs';
-import { NetworkError, type Networks } from '../bridge/index.js';
+import { findLink, NetworkError, type Networks } from '../bridge/index.js';
 import { CniError, CNI_CODES, toCniError } from './errors.js';
 import { endpointIdFor, type CniEnv, type PluginConfig } from './config.js';
 import { delegate, runDelegate } from './delegate.js';
@@ -29,8 +29,9 @@ function prevAddresses(prev: Record<string, unknown>, env: CniEnv): string[] {
  */
 async function problemsOf(nets: Networks, env: CniEnv, conf: PluginConfig): Promise<string[]> {
   const id = endpointIdFor(env.containerId, env.ifname);
-  const rec = nets.store.getNetwork(conf.network) ? nets.store.getEndpoint(conf.network, id) : undefined;
-  if (nets.store.getNetwork(conf.network) && !rec) return [`no endpoint ${id} for container ${env.containerId} interface ${env.ifname} on ${conf.network}`];
+  const net = nets.store.getNetwork(conf.network);
+  const rec = net ? nets.store.getEndpoint(conf.network, id) : undefined;
+  if (net && !rec) return [`no endpoint ${id} for container ${env.containerId} interface ${env.ifname} on ${conf.network}`];
   const out = await nets.checkEndpoint(conf.network, id, { netns: env.netns, ifname: env.ifname }).catch((e: unknown) => {
     throw e instanceof NetworkError && e.code === 'ENOCONTAINER' ? new CniError(CNI_CODES.unknownContainer, e.message) : e;
   });
@@ -69,7 +70,7 @@ export async function cmdStatus(env: CniEnv, conf: PluginConfig, stdin: string):
     const net = nets.store.getNetwork(conf.network);
     if (net) {
       const cutOff = nets.store.endpointIds(net.name).length > 0 ? CNI_CODES.limitedConnectivity : CNI_CODES.notAvailable;
-      const br = nets.host.linkList({}).find((l) => l.name === net.bridge);
+      const br = findLink(nets.host, net.bridge);
       if (!br || !br.up) throw new CniError(cutOff, `the bridge ${net.bridge} of ${conf.name} is ${br ? 'down' : 'missing'}`, 'tsnetlink network repair restores it');
       if (!net.internal && readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '0') throw new CniError(cutOff, 'net.ipv4.ip_forward is 0', 'tsnetlink network repair turns it back on');
       if (conf.ipam.type === 'tsnetlink') {
