@@ -11,9 +11,11 @@
  * count are losses (a tagged link that was up going down, a veth leaving its bridge, a bridge
  * or a bridge address deleted), which a repair never makes. If a pass still follows another,
  * check() finds nothing and nothing is done; and passes are capped per second, so a fight with
- * another manager of the same rules cannot spin.
+ * another manager of the same rules cannot spin. A loss on an endpoint whose operation is under
+ * way (its lock file exists: a disconnect sets the host veth down before it deletes it) waits for
+ * that operation to end before it counts, however slow a busy machine makes it.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Networks } from '../bridge/networks.js';
 import { monitor, type Monitor } from '../netlink/route/monitor.js';
 import { Rtnl } from '../netlink/route/rtnl.js';
@@ -52,7 +54,12 @@ export interface DriftStats {
   deferred: number;
   /** The last repair: when, why, how long from the first event to the end, what it did. */
   last?: { at: string; reasons: string[]; ms: number; actions: string[]; problems: string[] };
+  /** Why the last check ran, and when. */
+  lastCheck?: { at: string; reasons: string[] };
 }
+
+/** What a pass asks of a loss: still there (drift), gone (an own deletion), or its endpoint's operation still under way. */
+type Still = () => boolean | 'busy';
 
 /** iptables-nft's tables that hold tsnetlink's rules, and tsnetlink's own nf_tables tables. */
 const IPTABLES_TABLES = new Set(['filter', 'nat', 'raw']);
@@ -65,6 +72,14 @@ function tgidOf(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/**
+ * Longest wait for an endpoint's operation to end before a loss on it counts anyway: an operation
+ * killed half-way leaves its lock file behind, and the drift next to it must not go unrepaired.
+ */
+const BUSY_WAIT_MS = 2_000;
+/** How often a pass waiting for an endpoint's operation looks again. */
+const BUSY_POLL_MS = 20;
 
 /** How long a tool the engine started is remembered: its commit's event comes well within it. */
 const CHILD_MEMORY_MS = 60_000;
@@ -104,7 +119,9 @@ export class DriftWatcher {
   private readonly opts: Required<Omit<DriftOptions, 'log'>> & Pick<DriftOptions, 'log'>;
   private readonly links = new Map<number, Seen>();
   /** Why a pass is due; `still` says at pass time whether the loss is still there (an own deletion is not drift). */
-  private readonly reasons = new Map<string, (() => boolean) | undefined>();
+  private readonly reasons = new Map<string, Still | undefined>();
+  /** When a pass first found a loss's endpoint busy, by reason. */
+  private readonly busySince = new Map<string, number>();
   private rt: Rtnl | undefined;
   private firstAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -175,10 +192,11 @@ export class DriftWatcher {
     if (!before || !now) return;
     // A link being deleted goes down first: only one still there and down at pass time counts.
     const index = l.index;
-    if (before.up && !now.up) this.trigger(`${now.bridge ? 'bridge' : 'link'} ${now.name} went down`, () => this.linkNow(index)?.up === false);
+    if (before.up && !now.up) this.trigger(`${now.bridge ? 'bridge' : 'link'} ${now.name} went down`, () => this.endpointBusy(now.alias) || this.linkNow(index)?.up === false);
     // An endpoint's host veth ("tsnetlink/NET/ID"; an ifb has one more part) that left its bridge.
     else if (!now.bridge && now.alias.split('/').length === 3 && before.master !== undefined && now.master === undefined) {
       this.trigger(`veth ${now.name} left its bridge`, () => {
+        if (this.endpointBusy(now.alias)) return 'busy';
         const x = this.linkNow(index);
         return x !== undefined && x.master === undefined;
       });
@@ -204,6 +222,20 @@ export class DriftWatcher {
     this.trigger(`nf_tables commit by ${c.process ?? 'a process'}${c.pid !== undefined ? ` (pid ${c.pid})` : ''}: ${what}`);
   }
 
+  /**
+   * 'busy' while an operation holds the endpoint a link's tag names ("tsnetlink/NET/ID", an ifb's
+   * with one more part): its lock file exists only while the lock is held, or after a kill.
+   */
+  private endpointBusy(alias: string): 'busy' | false {
+    const [, net, id] = alias.split('/');
+    if (net === undefined || id === undefined) return false;
+    try {
+      return existsSync(this.nets.store.endpointLockPath(net, id)) ? 'busy' : false;
+    } catch {
+      return false;
+    }
+  }
+
   /** The tagged link of `index` as it is now, or undefined when it is gone (or no longer tagged). */
   private linkNow(index: number): Link | undefined {
     try {
@@ -215,7 +247,7 @@ export class DriftWatcher {
   }
 
   /** Schedules a pass for `reason` (debounced, its delay bounded); `still` is asked again when the pass comes. */
-  private trigger(reason: string, still?: () => boolean): void {
+  private trigger(reason: string, still?: Still): void {
     if (this.closed) return;
     this.stats.triggers++;
     this.reasons.set(reason, still);
@@ -251,20 +283,43 @@ export class DriftWatcher {
     if (this.deferred(this.checkTimes, this.opts.maxChecksPerSecond)) return;
     const firstAt = this.firstAt ?? performance.now();
     this.firstAt = undefined;
-    // Losses that are gone by now were deletions of our own (a disconnect, a network rm).
-    const reasons = [...this.reasons].filter(([, still]) => {
+    // Losses that are gone by now were deletions of our own (a disconnect, a network rm); those
+    // on an endpoint whose operation is under way wait for it (bounded: a killed one stays busy).
+    const now = performance.now();
+    const reasons: string[] = [];
+    const waiting = new Map<string, Still | undefined>();
+    for (const [r, still] of this.reasons) {
+      let v: boolean | 'busy';
       try {
-        return still === undefined || still();
+        v = still === undefined || still();
       } catch {
-        return true;
+        v = true;
       }
-    }).map(([r]) => r);
+      if (v === 'busy') {
+        const since = this.busySince.get(r) ?? now;
+        this.busySince.set(r, since);
+        if (now - since < BUSY_WAIT_MS) {
+          waiting.set(r, still);
+          continue;
+        }
+      }
+      this.busySince.delete(r);
+      if (v !== false) reasons.push(r);
+    }
     this.reasons.clear();
-    if (reasons.length === 0) return;
+    for (const [r, still] of waiting) this.reasons.set(r, still);
+    if (reasons.length === 0) {
+      if (waiting.size > 0) {
+        this.firstAt = firstAt;
+        this.timer = setTimeout(() => void this.pass(), BUSY_POLL_MS);
+      }
+      return;
+    }
     this.running = (async () => {
       try {
         this.checkTimes.push(performance.now());
         this.stats.checks++;
+        this.stats.lastCheck = { at: new Date().toISOString(), reasons };
         const t0 = performance.now();
         const problems = await this.nets.check();
         if (problems.length === 0) {
@@ -288,10 +343,12 @@ export class DriftWatcher {
     })();
     await this.running;
     this.running = undefined;
-    if (this.again && !this.closed) {
-      this.again = false;
-      this.trigger('changes during the last pass');
+    // Events heard during the pass, and losses still waiting for their endpoint's operation.
+    if (this.reasons.size > 0 && !this.closed && this.timer === undefined) {
+      this.firstAt ??= performance.now();
+      this.timer = setTimeout(() => void this.pass(), this.again ? this.opts.debounceMs : BUSY_POLL_MS);
     }
+    this.again = false;
   }
 
   /** Stops listening; resolves once a running pass has ended. */

@@ -524,7 +524,7 @@ test('drift repaired as it happens: nft flush ruleset, iptables -F, a host veth 
     }
     await new Promise((r) => setTimeout(r, 200));
     const quiet1 = (await status()).drift;
-    assert.equal([quiet1.checks - quiet0.checks, quiet1.repairs - quiet0.repairs], [0, 0], 'no check and no repair for its own calls');
+    assert.equal([quiet1.checks - quiet0.checks, quiet1.repairs - quiet0.repairs], [0, 0], `no check and no repair for its own calls (last check: ${JSON.stringify(quiet1.lastCheck)})`);
     const drifts: Record<string, () => void> = {
       'nft flush ruleset': () => execFileSync('nft', ['flush', 'ruleset']),
       'iptables -F': () => execFileSync('iptables', ['-w', '5', '-F']),

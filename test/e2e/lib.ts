@@ -149,6 +149,24 @@ export function rng(seed: number): () => number {
   };
 }
 
+/**
+ * A shaped rate, measured until it lands within 10% of its limit (at most `attempts` times). A
+ * rate above the bound fails at once: load on the machine can only slow a sender, so only a
+ * limit that is not applied makes the rate too high. A rate below it may be a sender or receiver
+ * starved of CPU on a busy machine, so the measure is taken again, and the test fails only when
+ * every attempt fell short. Returns the last rate measured, in bits/s.
+ */
+export async function shapedRate(label: string, limit: number, measure: () => Promise<number>, attempts = 3): Promise<number> {
+  const seen: number[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const rate = await measure();
+    seen.push(rate);
+    if (rate > 1.1 * limit) throw new Error(`${label}: ${Math.round(rate)} bit/s is above the limit ${limit} by more than 10%`);
+    if (rate >= 0.9 * limit) return rate;
+  }
+  throw new Error(`${label}: every attempt fell short of the limit ${limit} by more than 10%: ${seen.map((r) => Math.round(r)).join(', ')} bit/s`);
+}
+
 /** Bulk TCP from `fromNs` (undefined: here) to host:port in `toNs` for `ms`; returns bits/s as the receiver counts them. */
 export function measureTcp(toNs: string | undefined, fromNs: string | undefined, host: string, port: number, ms: number): Promise<number> {
   // The receiver times from its first byte to its last, so connection set-up does not count.
