@@ -53,3 +53,43 @@ export function defineOperations(names: readonly string[], sync: { prototype: Op
     });
   }
 }
+
+/** The promise form of a family's handle: the operations of `ops` on `socket`, each returning a promise. */
+export class PromiseHandle<O extends object> implements OpHost {
+  /** Wraps an open socket; a synchronous handle on the same socket shares its queue. */
+  constructor(
+    readonly socket: NetlinkSocket,
+    readonly ops: O,
+  ) {}
+
+  /** Closes the socket once every queued operation has settled. */
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/**
+ * The synchronous form of a family's handle. Its `promises` is the twin on the same socket and
+ * operations (caches included), made on first use: calls made while others are in flight are
+ * queued, and the synchronous methods refuse to run until the queue is empty.
+ */
+export class SyncHandle<O extends object, P> implements OpHost {
+  #promises: P | undefined;
+
+  /** `twin` makes the promise form from the socket and the operations. */
+  constructor(
+    readonly socket: NetlinkSocket,
+    readonly ops: O,
+    private readonly twin: new (socket: NetlinkSocket, ops: O) => P,
+  ) {}
+
+  /** The same operations returning promises, on the same socket (like `fs.promises`). */
+  get promises(): P {
+    return (this.#promises ??= new this.twin(this.socket, this.ops));
+  }
+
+  /** Closes the socket (once queued async work has run). */
+  close(): void {
+    this.socket.close();
+  }
+}

@@ -6,9 +6,9 @@
  */
 import { attr, flag, nested, repeated, strz, u8, u32, bytes, type Attrs, type Schema } from '../core/attr.js';
 import { Genl, type GenlOps } from './genl.js';
-import type { NetlinkSocket, SocketOptions } from '../core/socket.js';
+import type { SocketOptions } from '../core/socket.js';
 import type { Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { refKey, type LinkRef } from '../core/ref.js';
 
 export const ETHTOOL_GENL_NAME = 'ethtool';
@@ -184,10 +184,7 @@ export const ETHTOOL_OPERATIONS: readonly string[] = operationNames(EthtoolOps);
 export interface Ethtool extends SyncMethods<Omit<EthtoolOps, 'genl'>> {}
 
 /** The ethtool family on a generic netlink socket; `promises` is its async twin. */
-export class Ethtool {
-  readonly ops: EthtoolOps;
-  #promises: EthtoolPromises | undefined;
-
+export class Ethtool extends SyncHandle<EthtoolOps, EthtoolPromises> {
   /** Opens a generic netlink socket in the calling thread's netns. */
   static open(opts: SocketOptions = {}): Ethtool {
     return new Ethtool(Genl.open(opts));
@@ -195,40 +192,14 @@ export class Ethtool {
 
   /** Runs on `genl`'s socket, sharing its family cache. */
   constructor(readonly genl: Genl) {
-    this.ops = new EthtoolOps(genl.ops);
-  }
-
-  /** The socket of `genl`. */
-  get socket(): NetlinkSocket {
-    return this.genl.socket;
-  }
-
-  /** The same operations returning promises, on the same socket (like `fs.promises`). */
-  get promises(): EthtoolPromises {
-    return (this.#promises ??= new EthtoolPromises(this.socket, this.ops));
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.genl.close();
+    super(genl.socket, new EthtoolOps(genl.ops), EthtoolPromises);
   }
 }
 
 export interface EthtoolPromises extends PromiseMethods<Omit<EthtoolOps, 'genl'>> {}
 
 /** Every ethtool operation returning a promise (`Ethtool.open().promises`, or `new Ethtool(g).promises`). */
-export class EthtoolPromises {
-  /** Wraps a NETLINK_GENERIC socket and the operations to run on it. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: EthtoolOps,
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
-  }
-}
+export class EthtoolPromises extends PromiseHandle<EthtoolOps> {}
 
 defineOperations(ETHTOOL_OPERATIONS, Ethtool, EthtoolPromises);
 

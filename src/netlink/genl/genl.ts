@@ -12,7 +12,7 @@ import { decodePayload, request, struct, type MessageDef, type RawMessage, type 
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { messageTypeName } from '../core/constants.js';
 import { dumpOp, requestOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 
 /** struct genlmsghdr { u8 cmd; u8 version; u16 reserved; } */
 export const genlmsghdr = struct([['cmd', 'u8'], ['version', 'u8'], ['reserved', 'u16']] as const);
@@ -136,10 +136,7 @@ export interface Genl extends SyncMethods<Omit<GenlOps, Generic | 'names'>> {
 }
 
 /** A NETLINK_GENERIC socket that knows families by name; `promises` is its async twin. */
-export class Genl {
-  readonly ops: GenlOps;
-  #promises: GenlPromises | undefined;
-
+export class Genl extends SyncHandle<GenlOps, GenlPromises> {
   /** Opens a generic netlink socket in the calling thread's netns. */
   static open(opts: SocketOptions = {}): Genl {
     const names = new Map<number, string>();
@@ -147,26 +144,13 @@ export class Genl {
   }
 
   /** `socket` must be a NETLINK_GENERIC socket (or a fake one in tests); `names` receives resolved families' names by id. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    names = new Map<number, string>(),
-  ) {
-    this.ops = new GenlOps(names);
-  }
-
-  /** The same operations returning promises, on the same socket and family cache (like `fs.promises`). */
-  get promises(): GenlPromises {
-    return (this.#promises ??= new GenlPromises(this.socket, this.ops));
+  constructor(socket: NetlinkSocket, names = new Map<number, string>()) {
+    super(socket, new GenlOps(names), GenlPromises);
   }
 
   /** Names a message type for errors: the family's name ('ethtool'). */
   typeName(t: number): string {
     return this.ops.names.get(t) ?? messageTypeName(t);
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
   }
 }
 
@@ -178,16 +162,10 @@ export interface GenlPromises extends PromiseMethods<Omit<GenlOps, Generic | 'na
 }
 
 /** Every generic netlink operation returning a promise (`g.promises`). */
-export class GenlPromises {
+export class GenlPromises extends PromiseHandle<GenlOps> {
   /** Wraps an open NETLINK_GENERIC socket; `ops` (and its family cache) may be shared with a Genl. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: GenlOps = new GenlOps(),
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new GenlOps()) {
+    super(socket, ops);
   }
 }
 

@@ -12,9 +12,9 @@ import { NLM_F } from '../core/constants.js';
 import { Genl, genlMessage, genlRequest, type GenlMsgHdr, type GenlOps } from './genl.js';
 import { decodePayload, TAIL, type MessageDef, type RawMessage, type Request, type WithTail } from '../core/message.js';
 import { refKey, type LinkRef } from '../core/ref.js';
-import type { DumpOptions, NetlinkSocket, SocketOptions } from '../core/socket.js';
+import type { DumpOptions, SocketOptions } from '../core/socket.js';
 import { dumpOp, requestOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { validateU32 } from '../core/validate.js';
 import { parseCidr, parseIp } from '../../ip/parse.js';
 import { formatIPv6 } from '../../ip/bytes.js';
@@ -397,10 +397,7 @@ export const WIREGUARD_OPERATIONS: readonly string[] = operationNames(WireGuardO
 export interface WireGuard extends SyncMethods<Omit<WireGuardOps, 'genl'>> {}
 
 /** WireGuard devices over generic netlink, in the netns the socket was opened in; `promises` is its async twin. */
-export class WireGuard {
-  readonly ops: WireGuardOps;
-  #promises: WireGuardPromises | undefined;
-
+export class WireGuard extends SyncHandle<WireGuardOps, WireGuardPromises> {
   /** Opens a generic netlink socket in the calling thread's netns (`withNetns(ns, () => WireGuard.open())` for another one). */
   static open(opts: SocketOptions = {}): WireGuard {
     return new WireGuard(Genl.open(opts));
@@ -408,39 +405,13 @@ export class WireGuard {
 
   /** `genl` must be a NETLINK_GENERIC handle (or one on a fake socket in tests). */
   constructor(readonly genl: Genl) {
-    this.ops = new WireGuardOps(genl.ops);
-  }
-
-  /** The socket of `genl`. */
-  get socket(): NetlinkSocket {
-    return this.genl.socket;
-  }
-
-  /** The same operations returning promises, on the same socket (like `fs.promises`). */
-  get promises(): WireGuardPromises {
-    return (this.#promises ??= new WireGuardPromises(this.socket, this.ops));
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.genl.close();
+    super(genl.socket, new WireGuardOps(genl.ops), WireGuardPromises);
   }
 }
 
 export interface WireGuardPromises extends PromiseMethods<Omit<WireGuardOps, 'genl'>> {}
 
 /** Every WireGuard operation returning a promise (`wg.promises`). */
-export class WireGuardPromises {
-  /** Wraps a NETLINK_GENERIC socket and the operations to run on it. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: WireGuardOps,
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
-  }
-}
+export class WireGuardPromises extends PromiseHandle<WireGuardOps> {}
 
 defineOperations(WIREGUARD_OPERATIONS, WireGuard, WireGuardPromises);

@@ -17,7 +17,7 @@ import { checkFilter, filterMatches, kernelFilterAttrs, protocolNumber, type Che
 import { ConntrackMonitor, type ConntrackEventOptions } from './conntrack-events.js';
 import { validateU32 } from '../core/validate.js';
 import { batchOp, dumpOp, requestOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { parseIp } from '../../ip/parse.js';
 import type { ConntrackProtocol } from './conntrack.js';
 
@@ -124,9 +124,7 @@ export const CONNTRACK_OPERATIONS: readonly string[] = operationNames(ConntrackO
 export interface Conntrack extends SyncMethods<ConntrackOps> {}
 
 /** A handle on the conntrack table of the netns its socket was opened in; `promises` is its async twin. */
-export class Conntrack {
-  #promises: ConntrackPromises | undefined;
-
+export class Conntrack extends SyncHandle<ConntrackOps, ConntrackPromises> {
   /** Opens a handle in the calling thread's netns (ns/openConntrackIn opens one in another). */
   static open(opts: SocketOptions = {}): Conntrack {
     return Conntrack.openWith((o) => new KernelTransport(o), opts);
@@ -143,17 +141,11 @@ export class Conntrack {
    * and dump sockets in the same netns (a fake kernel in tests).
    */
   constructor(
-    readonly socket: NetlinkSocket,
+    socket: NetlinkSocket,
     private readonly opener?: TransportOpener,
-    readonly ops: ConntrackOps = new ConntrackOps(),
-  ) {}
-
-  /**
-   * The same operations returning promises, on the same socket (like `fs.promises`). Calls made
-   * while others are in flight are queued; the synchronous methods refuse to run meanwhile.
-   */
-  get promises(): ConntrackPromises {
-    return (this.#promises ??= new ConntrackPromises(this.socket, this.ops));
+    ops = new ConntrackOps(),
+  ) {
+    super(socket, ops, ConntrackPromises);
   }
 
   /** Like promises.list (kept for callers written before `promises`). `conntrack -L ...` */
@@ -164,11 +156,6 @@ export class Conntrack {
   /** Like promises.delete (kept for callers written before `promises`). `conntrack -D ...` */
   deleteAsync(filter: ConntrackFilter = {}, opts: DumpOptions = {}): Promise<number> {
     return this.promises.delete(filter, opts);
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
   }
 
   /**
@@ -195,16 +182,10 @@ export class Conntrack {
 export interface ConntrackPromises extends PromiseMethods<ConntrackOps> {}
 
 /** Every conntrack operation returning a promise (`ct.promises`); the socket is used from anywhere, never switching netns. */
-export class ConntrackPromises {
+export class ConntrackPromises extends PromiseHandle<ConntrackOps> {
   /** Wraps an open ctnetlink socket; the synchronous Conntrack on the same socket shares its queue. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: ConntrackOps = new ConntrackOps(),
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new ConntrackOps()) {
+    super(socket, ops);
   }
 }
 

@@ -13,7 +13,7 @@ import { NETLINK_NETFILTER, NFNL_SUBSYS, nfnlRequest } from './nfnetlink.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { validateU32 } from '../core/validate.js';
 import { dumpOp, requestOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import {
   IPSET_CADT_FLAG, IPSET_CMD, IPSET_ERR, IPSET_ERR_TYPE, IPSET_ERR_TYPE_SPECIFIC, IPSET_FLAG, IPSET_PROTOCOL, elemAttrs, ipsetTypeName, setAttrs, setMessage,
   type AdtDataAttrs, type CreateDataAttrs, type SetAttrs,
@@ -395,44 +395,25 @@ export const IPSET_OPERATIONS: readonly string[] = operationNames(IpsetOps);
 export interface Ipset extends SyncMethods<IpsetOps> {}
 
 /** A NETLINK_NETFILTER socket speaking ipset: the sets of the netns it was opened in; `promises` is its async twin. */
-export class Ipset {
-  #promises: IpsetPromises | undefined;
-
+export class Ipset extends SyncHandle<IpsetOps, IpsetPromises> {
   /** Opens an ipset socket in the calling thread's netns (`withNetns(ns, () => Ipset.open())` for another one). */
   static open(opts: SocketOptions = {}): Ipset {
     return new Ipset(NetlinkSocket.open({ ...opts, protocol: NETLINK_NETFILTER, typeName: ipsetTypeName }));
   }
 
   /** `socket` must be a NETLINK_NETFILTER socket (or a fake one in tests). */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: IpsetOps = new IpsetOps(),
-  ) {}
-
-  /** The same operations returning promises, on the same socket and type cache (like `fs.promises`). */
-  get promises(): IpsetPromises {
-    return (this.#promises ??= new IpsetPromises(this.socket, this.ops));
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new IpsetOps()) {
+    super(socket, ops, IpsetPromises);
   }
 }
 
 export interface IpsetPromises extends PromiseMethods<IpsetOps> {}
 
 /** Every ipset operation returning a promise (`s.promises`). */
-export class IpsetPromises {
+export class IpsetPromises extends PromiseHandle<IpsetOps> {
   /** Wraps an open ipset socket; `ops` (and its type cache) may be shared with an Ipset. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: IpsetOps = new IpsetOps(),
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new IpsetOps()) {
+    super(socket, ops);
   }
 }
 

@@ -16,7 +16,7 @@ import { decodePayload, request, struct, type MessageDef, type RawMessage, type 
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { validateU32 } from '../core/validate.js';
 import { dumpOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 
 /** The one message type of inet_diag requests and replies. */
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -239,44 +239,25 @@ export const SOCKDIAG_OPERATIONS: readonly string[] = operationNames(SockDiagOps
 export interface SockDiag extends SyncMethods<SockDiagOps> {}
 
 /** A NETLINK_SOCK_DIAG socket: lists the TCP and UDP sockets of the netns it was opened in; `promises` is its async twin. */
-export class SockDiag {
-  #promises: SockDiagPromises | undefined;
-
+export class SockDiag extends SyncHandle<SockDiagOps, SockDiagPromises> {
   /** Opens a sock_diag socket in the calling thread's netns. */
   static open(opts: SocketOptions = {}): SockDiag {
     return new SockDiag(NetlinkSocket.open({ ...opts, protocol: NETLINK.SOCK_DIAG, typeName: sockDiagTypeName }));
   }
 
   /** `socket` must be a NETLINK_SOCK_DIAG socket (or a fake one in tests). */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: SockDiagOps = new SockDiagOps(),
-  ) {}
-
-  /** The same operations returning promises, on the same socket (like `fs.promises`). */
-  get promises(): SockDiagPromises {
-    return (this.#promises ??= new SockDiagPromises(this.socket, this.ops));
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new SockDiagOps()) {
+    super(socket, ops, SockDiagPromises);
   }
 }
 
 export interface SockDiagPromises extends PromiseMethods<SockDiagOps> {}
 
 /** Every sock_diag operation returning a promise (`sd.promises`). */
-export class SockDiagPromises {
+export class SockDiagPromises extends PromiseHandle<SockDiagOps> {
   /** Wraps an open NETLINK_SOCK_DIAG socket; the synchronous SockDiag on the same socket shares its queue. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: SockDiagOps = new SockDiagOps(),
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new SockDiagOps()) {
+    super(socket, ops);
   }
 }
 

@@ -11,7 +11,7 @@ import { CodecError } from '../../errors.js';
 import { NETLINK } from '../core/constants.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { dumpOp, requestOp, type Op } from '../core/op.js';
-import { defineOperations, operationNames, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { XFRM_MSG, xfrmTypeName } from './xfrm-schema.js';
 import {
   addStateRequest, allocSpiRequest, decodeState, deleteStateRequest, dumpStateRequest, flushStateRequest, getStateRequest, updateStateRequest,
@@ -111,44 +111,25 @@ export const XFRM_OPERATIONS: readonly string[] = operationNames(XfrmOps);
 export interface Xfrm extends SyncMethods<XfrmOps> {}
 
 /** A NETLINK_XFRM socket: the IPsec SAs and policies of the netns it was opened in; `promises` is its async twin. */
-export class Xfrm {
-  #promises: XfrmPromises | undefined;
-
+export class Xfrm extends SyncHandle<XfrmOps, XfrmPromises> {
   /** Opens an XFRM socket in the calling thread's netns (`withNetns(ns, () => Xfrm.open())` for another one). */
   static open(opts: SocketOptions = {}): Xfrm {
     return new Xfrm(NetlinkSocket.open({ ...opts, protocol: NETLINK.XFRM, typeName: xfrmTypeName }));
   }
 
   /** `socket` must be a NETLINK_XFRM socket (or a fake one in tests). */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: XfrmOps = new XfrmOps(),
-  ) {}
-
-  /** The same operations returning promises, on the same socket (like `fs.promises`); see Rtnl.promises. */
-  get promises(): XfrmPromises {
-    return (this.#promises ??= new XfrmPromises(this.socket, this.ops));
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new XfrmOps()) {
+    super(socket, ops, XfrmPromises);
   }
 }
 
 export interface XfrmPromises extends PromiseMethods<XfrmOps> {}
 
 /** Every XFRM operation returning a promise (`x.promises`); the socket is used from anywhere, never switching netns. */
-export class XfrmPromises {
+export class XfrmPromises extends PromiseHandle<XfrmOps> {
   /** Wraps an open NETLINK_XFRM socket; the synchronous Xfrm on the same socket shares its queue. */
-  constructor(
-    readonly socket: NetlinkSocket,
-    readonly ops: XfrmOps = new XfrmOps(),
-  ) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops = new XfrmOps()) {
+    super(socket, ops);
   }
 }
 
