@@ -4,8 +4,8 @@
  * protocol, extensions, a bitmask of TCP states, a socket id); each reply is struct
  * inet_diag_msg (state, ports, addresses, queues, uid, inode) plus INET_DIAG_* attributes.
  * Codec and typed views are pure; SockDiagOps holds the dumps, which SockDiag runs synchronously
- * and SockDiag.promises asynchronously; socketOwners maps inodes to the
- * processes holding them through /proc.
+ * and SockDiag.promises asynchronously; socketOwners maps inodes to the processes holding them
+ * through /proc.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { CodecError, ValidationError } from '../../errors.js';
