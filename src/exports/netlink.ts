@@ -2,6 +2,7 @@
 export * from '../errors.js';
 export { Rtnl, RtnlPromises, RtnlOps, RTNL_OPERATIONS } from '../netlink/route/rtnl.js';
 export { runSync, runAsync, batchOp, requestOp, dumpOp, exchangeOp, type Op, type Step } from '../netlink/core/op.js';
+export { defineOperations, operationNames, type SyncMethods, type PromiseMethods, type OpHost } from '../netlink/core/op-handle.js';
 export type {
   Link, LinkRef, LinkCreateOptions, VethPeerOptions, Address, AddrOptions, Route, RouteSpec, AnyRoute, MplsRoute, MulticastRoute, OtherRoute, MplsRouteSpec,
   Neighbour, NeighSpec, FdbSpec, Rule, RuleSpec, NetnsId, NetnsTarget, NexthopObject, NexthopObjectSpec,
@@ -29,23 +30,24 @@ export * as attrs from '../netlink/core/attr.js';
 export { Monitor, openMonitorTransport, groupsOf, type MonitorEvent, type ChangeEvent, type MonitorOptions } from '../netlink/route/monitor.js';
 export { watchWith, objectKey, dumpKind, type WatchEvent } from '../netlink/route/watch.js';
 export { monitor, watch, type NetnsMonitorOptions } from '../ns/monitor.js';
-export { Genl, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr } from '../netlink/genl/genl.js';
+export { Genl, GenlPromises, GenlOps, GENL_OPERATIONS, genlRequest, genlMessage, decodeFamily, getFamilyRequest, GENL_ID_CTRL, CTRL_CMD, type GenlFamily, type GenlMsgHdr, type GenlReply } from '../netlink/genl/genl.js';
 export * as ethtool from '../netlink/genl/ethtool.js';
-export { SockDiag, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from '../netlink/sockdiag/sockdiag.js';
+export { Ethtool, EthtoolPromises, EthtoolOps, ETHTOOL_OPERATIONS } from '../netlink/genl/ethtool.js';
+export { SockDiag, SockDiagPromises, SockDiagOps, SOCKDIAG_OPERATIONS, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from '../netlink/sockdiag/sockdiag.js';
 export * as sockdiag from '../netlink/sockdiag/sockdiag.js';
 export {
-  Xfrm, XFRM_INF, type XfrmState, type XfrmPolicy, type XfrmTemplate, type XfrmSelector, type XfrmLifetime, type XfrmCurrent, type XfrmStateSpec, type XfrmStateId, type XfrmStateFilter,
+  Xfrm, XfrmPromises, XfrmOps, XFRM_OPERATIONS, XFRM_INF, type XfrmState, type XfrmPolicy, type XfrmTemplate, type XfrmSelector, type XfrmLifetime, type XfrmCurrent, type XfrmStateSpec, type XfrmStateId, type XfrmStateFilter,
   type XfrmAllocSpiSpec, type XfrmPolicySpec, type XfrmPolicyId, type XfrmTemplateSpec, type XfrmSelectorSpec, type XfrmLifetimeSpec, type XfrmMarkSpec, type XfrmKey,
 } from '../netlink/xfrm/xfrm.js';
 export * as xfrm from '../netlink/xfrm/xfrm.js';
 export * as xfrmSchema from '../netlink/xfrm/xfrm-schema.js';
-export { Ipset, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, type IpsetEntry, type IpsetEntryOptions, type IpsetCreateSpec } from '../netlink/netfilter/ipset.js';
+export { Ipset, IpsetPromises, IpsetOps, IPSET_OPERATIONS, IpsetError, type IpsetSet, type IpsetMember, type IpsetHeader, type IpsetEntry, type IpsetEntryOptions, type IpsetCreateSpec } from '../netlink/netfilter/ipset.js';
 export * as ipset from '../netlink/netfilter/ipset.js';
 export * as ipsetSchema from '../netlink/netfilter/ipset-schema.js';
 export * as nfnetlink from '../netlink/netfilter/nfnetlink.js';
-export { WireGuard, type WireGuardDevice, type WireGuardPeer, type WireGuardDeviceSpec, type WireGuardPeerSpec, type WgKey } from '../netlink/genl/wireguard.js';
+export { WireGuard, WireGuardPromises, WireGuardOps, WIREGUARD_OPERATIONS, type WireGuardDevice, type WireGuardPeer, type WireGuardDeviceSpec, type WireGuardPeerSpec, type WgKey } from '../netlink/genl/wireguard.js';
 export * as wireguard from '../netlink/genl/wireguard.js';
-export { Conntrack, type ConntrackLookup, type ConntrackFlushFilter, type TransportOpener } from '../netlink/netfilter/conntrack-client.js';
+export { Conntrack, ConntrackPromises, ConntrackOps, CONNTRACK_OPERATIONS, type ConntrackLookup, type ConntrackFlushFilter, type TransportOpener } from '../netlink/netfilter/conntrack-client.js';
 export { ConntrackMonitor, type ConntrackEvent, type ConntrackEventOptions } from '../netlink/netfilter/conntrack-events.js';
 export type { ConntrackFilter, ConntrackTupleFilter } from '../netlink/netfilter/conntrack-filter.js';
 export { CT_STATUS, CT_PROTOCOLS, type ConntrackEntry, type ConntrackTuple, type ConntrackCounters, type ConntrackStatus, type ConntrackProtocol, type ConntrackEventType } from '../netlink/netfilter/conntrack.js';

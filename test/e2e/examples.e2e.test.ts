@@ -65,7 +65,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'promises.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'families.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'promises.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -127,6 +127,14 @@ test('events: the monitor sees the link come and go; watch yields the state', as
   assert.match(out, /^del ifb7$/m);
   assert.match(out, /^\d+ links$/m);
   assertClean('events');
+});
+
+test('families: ipset, xfrm, conntrack, genl and sock_diag calls in flight together through their promise forms; all removed', async () => {
+  const out = await example('families');
+  assert.is(out, 'ethtool 192.0.2.1 192.0.2.2 192.0.2.3 1 0 0\nthe event loop turned meanwhile: true\n');
+  assert.is(spawnSync('ipset', ['list', '-n'], { encoding: 'utf8' }).stdout, '');
+  assert.is(spawnSync('ip', ['xfrm', 'policy', 'list'], { encoding: 'utf8' }).stdout, '');
+  assertClean('families');
 });
 
 test('genl: the ethtool family; rx-gro turned off, then back as it was (ethtool -k as the oracle)', async () => {

@@ -9,7 +9,8 @@ import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ack, dial, dumpReply, parseHexFixture, reply, type Handler } from '../../src/netlink/core/testing.js';
-import { splitMessages, type RawMessage } from '../../src/netlink/core/message.js';
+import { splitMessages } from '../../src/netlink/core/message.js';
+import { plain, wire } from '../twins.js';
 import { NLM_F, RTM } from '../../src/netlink/core/constants.js';
 import { Rtnl, RtnlPromises, RTNL_OPERATIONS } from '../../src/netlink/route/rtnl.js';
 import * as L from '../../src/netlink/route/link.js';
@@ -128,21 +129,6 @@ const ARGS: { [K in Operation]: () => Parameters<Rtnl[K]> } = {
   // An invalid name fails before any ioctl: the unit tests never make a device.
   tuntapAdd: () => ['a-name-longer-than-ifnamsiz', { mode: 'tap' }],
 };
-
-/** A value with sequence numbers and port ids dropped and bytes as hex, for comparing two runs. */
-function plain(v: unknown): unknown {
-  if (Buffer.isBuffer(v)) return v.toString('hex');
-  if (typeof v === 'function') return 'function';
-  if (Array.isArray(v)) {
-    const extra = Object.keys(v).filter((k) => !/^\d+$/.test(k));
-    const items = v.map(plain);
-    return extra.length ? { items, ...Object.fromEntries(extra.map((k) => [k, plain((v as unknown as Record<string, unknown>)[k])])) } : items;
-  }
-  if (v instanceof Error) return { class: v.constructor.name, message: v.message, ...(plain({ ...v }) as object) };
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'seq' && k !== 'pid').map(([k, x]) => [k, plain(x)]));
-  return v;
-}
-const wire = (sent: RawMessage[]): string[] => sent.map((m) => `${m.type} ${m.flags.toString(16)} ${m.payload.toString('hex')}`);
 
 async function both(name: Operation, handler: Handler): Promise<{ sync: unknown; async: unknown; syncWire: string[]; asyncWire: string[] }> {
   const a = dial(handler);

@@ -1,9 +1,14 @@
 /**
  * The ethtool generic netlink family: link info and state, features (offloads) with their
  * names, and setting features. Bitsets are requested verbose, so every bit comes with its name.
+ * The Ethtool handle runs the operations synchronously and its `promises` twin asynchronously;
+ * the functions taking a Genl (getFeatures(g, link), ...) are the synchronous form kept as they were.
  */
 import { attr, flag, nested, repeated, strz, u8, u32, bytes, type Attrs, type Schema } from '../core/attr.js';
-import type { Genl } from './genl.js';
+import { Genl, type GenlOps } from './genl.js';
+import type { SocketOptions } from '../core/socket.js';
+import type { Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { refKey, type LinkRef } from '../core/ref.js';
 
 export const ETHTOOL_GENL_NAME = 'ethtool';
@@ -78,28 +83,6 @@ export function bitsetNames(b: Bitset | undefined, names: readonly string[] = []
   return out;
 }
 
-const namesCache = new WeakMap<Genl, string[]>();
-/** The names of the feature bits, by bit index (ETH_SS_FEATURES). `ethtool --show-features` uses the same list */
-export function featureNames(g: Genl): string[] {
-  let n = namesCache.get(g);
-  if (!n) {
-    const [r] = g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.STRSET_GET, strsetAttrs, strsetRequestAttrs(ETH_SS.FEATURES));
-    const byIndex = new Map<number, string>();
-    let count = 0;
-    for (const set of r?.attrs.stringsets?.stringset ?? []) {
-      for (const st of set.strings?.string ?? []) {
-        count++;
-        if (st.index !== undefined) byIndex.set(st.index, st.value ?? '');
-      }
-    }
-    // The kernel numbers a set's strings 0..count-1 and sends them all: an index beyond the
-    // strings received names nothing, and a sparse array up to it could take minutes to walk.
-    n = Array.from({ length: count }, (_, i) => byIndex.get(i) ?? '');
-    namesCache.set(g, n);
-  }
-  return n;
-}
-
 /** The attributes of a STRSET_GET for one string set, as ethtool sends them. */
 export function strsetRequestAttrs(id: number): Attrs<typeof strsetAttrs> {
   return { header: {}, stringsets: { stringset: [{ id }] } };
@@ -124,40 +107,123 @@ function devHeader(link: LinkRef, flags = 0): Attrs<typeof headerAttrs> {
   return { ...(typeof k === 'number' ? { devIndex: k } : { devName: k }), ...(flags ? { flags } : {}) };
 }
 
-/** A device's features by name. `ethtool -k DEV` */
-export function getFeatures(g: Genl, link: LinkRef): Record<string, Feature> {
-  const all = featureNames(g);
-  const [r] = g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.FEATURES_GET, featuresAttrs, getFeaturesAttrs(link));
-  const a = r?.attrs ?? {};
-  const hw = bitsetNames(a.hw, all);
-  const active = bitsetNames(a.active, all);
-  const wanted = bitsetNames(a.wanted, all);
-  const nochange = bitsetNames(a.nochange, all);
-  const names = new Set([...all.filter(Boolean), ...hw, ...active, ...wanted, ...nochange]);
-  const out: Record<string, Feature> = {};
-  for (const n of names) out[n] = { active: active.has(n), fixed: !hw.has(n) || nochange.has(n), wanted: wanted.has(n) };
-  return out;
-}
-
 /** The attributes of ETHTOOL_MSG_FEATURES_SET: the listed bits are the mask, VALUE marks those turned on. */
 export function setFeaturesAttrs(link: LinkRef, changes: Record<string, boolean>): Attrs<typeof featuresAttrs> {
   return { header: devHeader(link, ETHTOOL_FLAG.COMPACT_BITSETS), wanted: { bits: { bit: Object.entries(changes).map(([name, on]) => ({ name, ...(on ? { value: true as const } : {}) })) } } };
 }
 
+/** The names of the feature bits of each handle's family cache, asked of the kernel once. */
+const namesCache = new WeakMap<GenlOps, string[]>();
+
+/**
+ * The ethtool operations, each written once as a generator of netlink exchanges (core/op.ts):
+ * Ethtool and the functions below run them synchronously, Ethtool.promises asynchronously.
+ */
+export class EthtoolOps {
+  /** Runs over a generic netlink handle's operations (its family cache is shared). */
+  constructor(readonly genl: GenlOps) {}
+
+  /** The names of the feature bits, by bit index (ETH_SS_FEATURES). `ethtool --show-features` uses the same list */
+  *featureNames(): Op<string[]> {
+    let n = namesCache.get(this.genl);
+    if (!n) {
+      const [r] = yield* this.genl.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.STRSET_GET, strsetAttrs, strsetRequestAttrs(ETH_SS.FEATURES));
+      const byIndex = new Map<number, string>();
+      let count = 0;
+      for (const set of r?.attrs.stringsets?.stringset ?? []) {
+        for (const st of set.strings?.string ?? []) {
+          count++;
+          if (st.index !== undefined) byIndex.set(st.index, st.value ?? '');
+        }
+      }
+      // The kernel numbers a set's strings 0..count-1 and sends them all: an index beyond the
+      // strings received names nothing, and a sparse array up to it could take minutes to walk.
+      n = Array.from({ length: count }, (_, i) => byIndex.get(i) ?? '');
+      namesCache.set(this.genl, n);
+    }
+    return n;
+  }
+
+  /** A device's features by name. `ethtool -k DEV` */
+  *getFeatures(link: LinkRef): Op<Record<string, Feature>> {
+    const all = yield* this.featureNames();
+    const [r] = yield* this.genl.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.FEATURES_GET, featuresAttrs, getFeaturesAttrs(link));
+    const a = r?.attrs ?? {};
+    const hw = bitsetNames(a.hw, all);
+    const active = bitsetNames(a.active, all);
+    const wanted = bitsetNames(a.wanted, all);
+    const nochange = bitsetNames(a.nochange, all);
+    const names = new Set([...all.filter(Boolean), ...hw, ...active, ...wanted, ...nochange]);
+    const out: Record<string, Feature> = {};
+    for (const n of names) out[n] = { active: active.has(n), fixed: !hw.has(n) || nochange.has(n), wanted: wanted.has(n) };
+    return out;
+  }
+
+  /** Turns features on or off by name. `ethtool -K DEV NAME on|off ...` */
+  *setFeatures(link: LinkRef, changes: Record<string, boolean>): Op<void> {
+    yield* this.genl.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.FEATURES_SET, featuresAttrs, setFeaturesAttrs(link, changes));
+  }
+
+  /** Whether the link has carrier, as `ethtool DEV` reports "Link detected". */
+  *getLinkState(link: LinkRef): Op<{ link?: boolean }> {
+    const [r] = yield* this.genl.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.LINKSTATE_GET, linkstateAttrs, { header: devHeader(link) });
+    return r?.attrs.link === undefined ? {} : { link: r.attrs.link === 1 };
+  }
+
+  /** Port type and transceiver of a link. `ethtool DEV` (the link info part) */
+  *getLinkInfo(link: LinkRef): Op<{ port?: number; transceiver?: number; phyaddr?: number }> {
+    const [r] = yield* this.genl.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.LINKINFO_GET, linkinfoAttrs, { header: devHeader(link) });
+    const a = r?.attrs ?? {};
+    return { ...(a.port !== undefined ? { port: a.port } : {}), ...(a.transceiver !== undefined ? { transceiver: a.transceiver } : {}), ...(a.phyaddr !== undefined ? { phyaddr: a.phyaddr } : {}) };
+  }
+}
+
+/** Every ethtool operation's name, read from EthtoolOps. */
+export const ETHTOOL_OPERATIONS: readonly string[] = operationNames(EthtoolOps);
+
+export interface Ethtool extends SyncMethods<Omit<EthtoolOps, 'genl'>> {}
+
+/** The ethtool family on a generic netlink socket; `promises` is its async twin. */
+export class Ethtool extends SyncHandle<EthtoolOps, EthtoolPromises> {
+  /** Opens a generic netlink socket in the calling thread's netns. */
+  static open(opts: SocketOptions = {}): Ethtool {
+    return new Ethtool(Genl.open(opts));
+  }
+
+  /** Runs on `genl`'s socket, sharing its family cache. */
+  constructor(readonly genl: Genl) {
+    super(genl.socket, new EthtoolOps(genl.ops), EthtoolPromises);
+  }
+}
+
+export interface EthtoolPromises extends PromiseMethods<Omit<EthtoolOps, 'genl'>> {}
+
+/** Every ethtool operation returning a promise (`Ethtool.open().promises`, or `new Ethtool(g).promises`). */
+export class EthtoolPromises extends PromiseHandle<EthtoolOps> {}
+
+defineOperations(ETHTOOL_OPERATIONS, Ethtool, EthtoolPromises);
+
+/** The names of the feature bits, by bit index (ETH_SS_FEATURES). `ethtool --show-features` uses the same list */
+export function featureNames(g: Genl): string[] {
+  return new Ethtool(g).featureNames();
+}
+
+/** A device's features by name. `ethtool -k DEV` */
+export function getFeatures(g: Genl, link: LinkRef): Record<string, Feature> {
+  return new Ethtool(g).getFeatures(link);
+}
+
 /** Turns features on or off by name. `ethtool -K DEV NAME on|off ...` */
 export function setFeatures(g: Genl, link: LinkRef, changes: Record<string, boolean>): void {
-  g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.FEATURES_SET, featuresAttrs, setFeaturesAttrs(link, changes));
+  new Ethtool(g).setFeatures(link, changes);
 }
 
 /** Whether the link has carrier, as `ethtool DEV` reports "Link detected". */
 export function getLinkState(g: Genl, link: LinkRef): { link?: boolean } {
-  const [r] = g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.LINKSTATE_GET, linkstateAttrs, { header: devHeader(link) });
-  return r?.attrs.link === undefined ? {} : { link: r.attrs.link === 1 };
+  return new Ethtool(g).getLinkState(link);
 }
 
 /** Port type and transceiver of a link. `ethtool DEV` (the link info part) */
 export function getLinkInfo(g: Genl, link: LinkRef): { port?: number; transceiver?: number; phyaddr?: number } {
-  const [r] = g.request(ETHTOOL_GENL_NAME, ETHTOOL_MSG.LINKINFO_GET, linkinfoAttrs, { header: devHeader(link) });
-  const a = r?.attrs ?? {};
-  return { ...(a.port !== undefined ? { port: a.port } : {}), ...(a.transceiver !== undefined ? { transceiver: a.transceiver } : {}), ...(a.phyaddr !== undefined ? { phyaddr: a.phyaddr } : {}) };
+  return new Ethtool(g).getLinkInfo(link);
 }

@@ -2,6 +2,8 @@
  * Generic netlink: families resolved by name through the controller (CTRL_CMD_GETFAMILY:
  * id, version, operations, multicast groups), and requests and dumps of any family given its
  * command number and attribute schema. A new family (wireguard, devlink, ...) is a schema.
+ * The operations (GenlOps) run through the Genl handle synchronously or its `promises` twin
+ * asynchronously.
  */
 import { CodecError, NetlinkError } from '../../errors.js';
 import { NETLINK } from '../core/constants.js';
@@ -9,6 +11,8 @@ import { attr, nested, nestedArray, strz, u16, u32, type Attrs, type Schema } fr
 import { decodePayload, request, struct, type MessageDef, type RawMessage, type Request } from '../core/message.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { messageTypeName } from '../core/constants.js';
+import { dumpOp, requestOp, type Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 
 /** struct genlmsghdr { u8 cmd; u8 version; u16 reserved; } */
 export const genlmsghdr = struct([['cmd', 'u8'], ['version', 'u8'], ['reserved', 'u16']] as const);
@@ -73,37 +77,22 @@ export function getFamilyRequest(name: string): Request {
   return genlRequest(GENL_ID_CTRL, CTRL_CMD.GETFAMILY, 1, ctrlAttrs, { familyName: name });
 }
 
-/** A NETLINK_GENERIC socket that knows families by name. */
-export class Genl {
+/**
+ * The generic netlink operations, each written once as a generator of netlink exchanges
+ * (core/op.ts): Genl runs them synchronously, Genl.promises asynchronously. They keep the
+ * families resolved so far, shared by both forms of one handle.
+ */
+export class GenlOps {
   private readonly families = new Map<string, GenlFamily>();
 
-  /** Opens a generic netlink socket in the calling thread's netns. */
-  static open(opts: SocketOptions = {}): Genl {
-    const names = new Map<number, string>();
-    return new Genl(NetlinkSocket.open({ ...opts, protocol: NETLINK.GENERIC, typeName: (t) => names.get(t) ?? (t === GENL_ID_CTRL ? 'nlctrl' : messageTypeName(t)) }), names);
-  }
-
-  /** `socket` must be a NETLINK_GENERIC socket (or a fake one in tests). */
-  constructor(
-    readonly socket: NetlinkSocket,
-    private readonly names = new Map<number, string>(),
-  ) {}
-
-  /** Names a message type for errors: the family's name ('ethtool'). */
-  typeName(t: number): string {
-    return this.names.get(t) ?? messageTypeName(t);
-  }
-
-  /** Closes the socket. */
-  close(): void {
-    this.socket.close();
-  }
+  /** `names` receives each resolved family's name by id, for the socket's error messages. */
+  constructor(readonly names = new Map<number, string>()) {}
 
   /** Resolves a family by name (cached); a missing family is NetlinkError ENOENT. `genl ctrl get name NAME` */
-  family(name: string): GenlFamily {
+  *family(name: string): Op<GenlFamily> {
     const cached = this.families.get(name);
     if (cached) return cached;
-    const [m] = this.socket.request(getFamilyRequest(name), `family "${name}"`);
+    const [m] = yield* requestOp(getFamilyRequest(name), `family "${name}"`);
     if (!m) throw new NetlinkError('CTRL_CMD_GETFAMILY', 2, `no reply for family ${name}`);
     const f = decodeFamily(m);
     this.families.set(name, f);
@@ -112,20 +101,72 @@ export class Genl {
   }
 
   /** Lists every family the kernel has. `genl ctrl list` */
-  familyList(opts: DumpOptions = {}): DumpList<GenlFamily> {
-    return this.socket.dump(genlRequest(GENL_ID_CTRL, CTRL_CMD.GETFAMILY, 1, ctrlAttrs, {}), decodeFamily, opts);
+  *familyList(opts: DumpOptions = {}): Op<DumpList<GenlFamily>> {
+    return yield* dumpOp(genlRequest(GENL_ID_CTRL, CTRL_CMD.GETFAMILY, 1, ctrlAttrs, {}), decodeFamily, opts);
   }
 
   /** Sends a command of a family and returns the decoded replies (a GET's answer, an echo). */
-  request<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S>, opts: { flags?: number } = {}): { header: GenlMsgHdr; attrs: Attrs<S> }[] {
-    const f = this.family(family);
-    const replies = this.socket.request(genlRequest(f.id, cmd, f.version, schema, attrs, opts.flags ?? 0), family);
+  *request<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S>, opts: { flags?: number } = {}): Op<GenlReply<S>[]> {
+    const f = yield* this.family(family);
+    const replies = yield* requestOp(genlRequest(f.id, cmd, f.version, schema, attrs, opts.flags ?? 0), family);
     return replies.map((m) => decodePayload(genlMessage(schema), m.payload));
   }
 
   /** Dumps a command of a family (NLM_F_DUMP), decoding each message with the schema. */
-  dump<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S> = {}, opts: DumpOptions = {}): DumpList<{ header: GenlMsgHdr; attrs: Attrs<S> }> {
-    const f = this.family(family);
-    return this.socket.dump(genlRequest(f.id, cmd, f.version, schema, attrs), (m) => decodePayload(genlMessage(schema), m.payload), opts);
+  *dump<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S> = {}, opts: DumpOptions = {}): Op<DumpList<GenlReply<S>>> {
+    const f = yield* this.family(family);
+    return yield* dumpOp(genlRequest(f.id, cmd, f.version, schema, attrs), (m) => decodePayload(genlMessage(schema), m.payload), opts);
   }
 }
+
+/** A decoded message of a family: its genlmsghdr and its attributes. */
+export type GenlReply<S extends Schema> = { header: GenlMsgHdr; attrs: Attrs<S> };
+
+/** Every generic netlink operation's name, read from GenlOps. */
+export const GENL_OPERATIONS: readonly string[] = operationNames(GenlOps);
+
+/** Operations whose type parameters a mapped type would lose: declared by hand below. */
+type Generic = 'request' | 'dump';
+
+export interface Genl extends SyncMethods<Omit<GenlOps, Generic | 'names'>> {
+  /** Sends a command of a family and returns the decoded replies (a GET's answer, an echo). */
+  request<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S>, opts?: { flags?: number }): GenlReply<S>[];
+  /** Dumps a command of a family (NLM_F_DUMP), decoding each message with the schema. */
+  dump<S extends Schema>(family: string, cmd: number, schema: S, attrs?: Attrs<S>, opts?: DumpOptions): DumpList<GenlReply<S>>;
+}
+
+/** A NETLINK_GENERIC socket that knows families by name; `promises` is its async twin. */
+export class Genl extends SyncHandle<GenlOps, GenlPromises> {
+  /** Opens a generic netlink socket in the calling thread's netns. */
+  static open(opts: SocketOptions = {}): Genl {
+    const names = new Map<number, string>();
+    return new Genl(NetlinkSocket.open({ ...opts, protocol: NETLINK.GENERIC, typeName: (t) => names.get(t) ?? (t === GENL_ID_CTRL ? 'nlctrl' : messageTypeName(t)) }), names);
+  }
+
+  /** `socket` must be a NETLINK_GENERIC socket (or a fake one in tests); `names` receives resolved families' names by id. */
+  constructor(socket: NetlinkSocket, names = new Map<number, string>()) {
+    super(socket, new GenlOps(names), GenlPromises);
+  }
+
+  /** Names a message type for errors: the family's name ('ethtool'). */
+  typeName(t: number): string {
+    return this.ops.names.get(t) ?? messageTypeName(t);
+  }
+}
+
+export interface GenlPromises extends PromiseMethods<Omit<GenlOps, Generic | 'names'>> {
+  /** Sends a command of a family and returns the decoded replies. */
+  request<S extends Schema>(family: string, cmd: number, schema: S, attrs: Attrs<S>, opts?: { flags?: number }): Promise<GenlReply<S>[]>;
+  /** Dumps a command of a family (NLM_F_DUMP), decoding each message with the schema. */
+  dump<S extends Schema>(family: string, cmd: number, schema: S, attrs?: Attrs<S>, opts?: DumpOptions): Promise<DumpList<GenlReply<S>>>;
+}
+
+/** Every generic netlink operation returning a promise (`g.promises`). */
+export class GenlPromises extends PromiseHandle<GenlOps> {
+  /** Wraps an open NETLINK_GENERIC socket; `ops` (and its family cache) may be shared with a Genl. */
+  constructor(socket: NetlinkSocket, ops = new GenlOps()) {
+    super(socket, ops);
+  }
+}
+
+defineOperations(GENL_OPERATIONS, Genl, GenlPromises);

@@ -9,10 +9,12 @@
 import { CodecError, ValidationError } from '../../errors.js';
 import { attr, ipAddr, nested, repeated, strz, u8, u16, u32, u64, bytes, type Attrs, type Codec, type Schema } from '../core/attr.js';
 import { NLM_F } from '../core/constants.js';
-import { Genl, genlMessage, genlRequest, type GenlMsgHdr } from './genl.js';
+import { Genl, genlMessage, genlRequest, type GenlMsgHdr, type GenlOps } from './genl.js';
 import { decodePayload, TAIL, type MessageDef, type RawMessage, type Request, type WithTail } from '../core/message.js';
 import { refKey, type LinkRef } from '../core/ref.js';
 import type { DumpOptions, SocketOptions } from '../core/socket.js';
+import { dumpOp, requestOp, type Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import { validateU32 } from '../core/validate.js';
 import { parseCidr, parseIp } from '../../ip/parse.js';
 import { formatIPv6 } from '../../ip/bytes.js';
@@ -363,35 +365,53 @@ export function assembleDevice(parts: readonly DeviceAttrs[]): WireGuardDevice {
 
 // ------------------------------------------------------------ the handle
 
-/** WireGuard devices over generic netlink, in the netns the socket was opened in. */
-export class WireGuard {
+/** The family's id; NetlinkError ENOENT when the kernel has no WireGuard. */
+function* familyId(genl: GenlOps): Op<number> {
+  return (yield* genl.family(WG_GENL_NAME)).id;
+}
+
+/**
+ * The WireGuard operations, each written once as a generator of netlink exchanges (core/op.ts):
+ * WireGuard runs them synchronously, WireGuard.promises asynchronously.
+ */
+export class WireGuardOps {
+  /** Runs over a generic netlink handle's operations (its family cache is shared). */
+  constructor(readonly genl: GenlOps) {}
+
+  /** A device's keys, port, mark and peers (EOPNOTSUPP when it is not a WireGuard link). `wg show DEV` */
+  *get(dev: LinkRef, opts: DumpOptions = {}): Op<WireGuardDevice> {
+    const parts = yield* dumpOp(getDeviceRequest(yield* familyId(this.genl), dev), decodeDeviceAttrs, opts);
+    if (parts.undecodable.length) throw parts.undecodable[0]!.error;
+    return assembleDevice(parts);
+  }
+
+  /** Changes a device's configuration (in several messages when it is large). `wg set DEV ...` */
+  *set(dev: LinkRef, s: WireGuardDeviceSpec): Op<void> {
+    for (const r of setDeviceRequests(yield* familyId(this.genl), dev, s)) yield* requestOp(r, WG_GENL_NAME);
+  }
+}
+
+/** Every WireGuard operation's name, read from WireGuardOps. */
+export const WIREGUARD_OPERATIONS: readonly string[] = operationNames(WireGuardOps);
+
+export interface WireGuard extends SyncMethods<Omit<WireGuardOps, 'genl'>> {}
+
+/** WireGuard devices over generic netlink, in the netns the socket was opened in; `promises` is its async twin. */
+export class WireGuard extends SyncHandle<WireGuardOps, WireGuardPromises> {
   /** Opens a generic netlink socket in the calling thread's netns (`withNetns(ns, () => WireGuard.open())` for another one). */
   static open(opts: SocketOptions = {}): WireGuard {
     return new WireGuard(Genl.open(opts));
   }
 
   /** `genl` must be a NETLINK_GENERIC handle (or one on a fake socket in tests). */
-  constructor(readonly genl: Genl) {}
-
-  /** Closes the socket. */
-  close(): void {
-    this.genl.close();
-  }
-
-  /** The family's id; NetlinkError ENOENT when the kernel has no WireGuard. */
-  private familyId(): number {
-    return this.genl.family(WG_GENL_NAME).id;
-  }
-
-  /** A device's keys, port, mark and peers (EOPNOTSUPP when it is not a WireGuard link). `wg show DEV` */
-  get(dev: LinkRef, opts: DumpOptions = {}): WireGuardDevice {
-    const parts = this.genl.socket.dump(getDeviceRequest(this.familyId(), dev), decodeDeviceAttrs, opts);
-    if (parts.undecodable.length) throw parts.undecodable[0]!.error;
-    return assembleDevice(parts);
-  }
-
-  /** Changes a device's configuration (in several messages when it is large). `wg set DEV ...` */
-  set(dev: LinkRef, s: WireGuardDeviceSpec): void {
-    for (const r of setDeviceRequests(this.familyId(), dev, s)) this.genl.socket.request(r, WG_GENL_NAME);
+  constructor(readonly genl: Genl) {
+    super(genl.socket, new WireGuardOps(genl.ops), WireGuardPromises);
   }
 }
+
+export interface WireGuardPromises extends PromiseMethods<Omit<WireGuardOps, 'genl'>> {}
+
+/** Every WireGuard operation returning a promise (`wg.promises`). */
+export class WireGuardPromises extends PromiseHandle<WireGuardOps> {}
+
+defineOperations(WIREGUARD_OPERATIONS, WireGuard, WireGuardPromises);

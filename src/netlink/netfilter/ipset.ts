@@ -12,6 +12,8 @@ import { decodePayload, type RawMessage, type Request } from '../core/message.js
 import { NETLINK_NETFILTER, NFNL_SUBSYS, nfnlRequest } from './nfnetlink.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { validateU32 } from '../core/validate.js';
+import { dumpOp, requestOp, type Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import {
   IPSET_CADT_FLAG, IPSET_CMD, IPSET_ERR, IPSET_ERR_TYPE, IPSET_ERR_TYPE_SPECIFIC, IPSET_FLAG, IPSET_PROTOCOL, elemAttrs, ipsetTypeName, setAttrs, setMessage,
   type AdtDataAttrs, type CreateDataAttrs, type SetAttrs,
@@ -256,92 +258,87 @@ export function decodeSet(m: RawMessage): IpsetSet {
 
 // ------------------------------------------------------------ the handle
 
-/** A NETLINK_NETFILTER socket speaking ipset: the sets of the netns it was opened in. */
-export class Ipset {
-  /** Set types by name, learnt from HEADER, so that text entries can be read. */
+/** The kernel's own ipset errors (4097 and up) as IpsetError; others as they are. */
+function ipsetError(e: unknown, setType?: string): unknown {
+  return e instanceof NetlinkError && -e.errno > 4096 ? new IpsetError(e, setType) : e;
+}
+
+/** Sends one request and waits for its ack, the kernel's ipset errors thrown as IpsetError. */
+function* ipsetRequest(req: Request, setType?: string): Op<RawMessage[]> {
+  try {
+    return yield* requestOp(req);
+  } catch (e) {
+    throw ipsetError(e, setType);
+  }
+}
+
+/**
+ * The ipset operations, each written once as a generator of netlink exchanges (core/op.ts): Ipset
+ * runs them synchronously, Ipset.promises asynchronously. They remember set types by name
+ * (learnt from HEADER, to read text entries) and each type's newest revision, for both forms.
+ */
+export class IpsetOps {
   private readonly types = new Map<string, string>();
   private readonly revisions = new Map<string, number>();
 
-  /** Opens an ipset socket in the calling thread's netns (`withNetns(ns, () => Ipset.open())` for another one). */
-  static open(opts: SocketOptions = {}): Ipset {
-    return new Ipset(NetlinkSocket.open({ ...opts, protocol: NETLINK_NETFILTER, typeName: ipsetTypeName }));
-  }
-
-  /** `socket` must be a NETLINK_NETFILTER socket (or a fake one in tests). */
-  constructor(readonly socket: NetlinkSocket) {}
-
-  /** Closes the socket. */
-  close(): void {
-    this.socket.close();
-  }
-
-  private request(req: Request, setType?: string): RawMessage[] {
-    try {
-      return this.socket.request(req);
-    } catch (e) {
-      if (e instanceof NetlinkError && -e.errno > 4096) throw new IpsetError(e, setType);
-      throw e;
-    }
-  }
-
   /** The protocol versions the kernel speaks. `ipset version` */
-  protocol(): { protocol: number; min: number } {
-    const [m] = this.request(protocolRequest());
+  *protocol(): Op<{ protocol: number; min: number }> {
+    const [m] = yield* ipsetRequest(protocolRequest());
     if (!m) throw new CodecError('IPSET_CMD_PROTOCOL: no reply');
     const a = decodeSetAttrs(m);
     return { protocol: a.protocol ?? 0, min: a.protocolMin ?? a.protocol ?? 0 };
   }
 
   /** The newest and oldest revision the kernel has of a set type (IPSET_ERR_FIND_TYPE when it has none). */
-  typeRevision(type: string): { max: number; min: number } {
-    const [m] = this.request(typeRequest(type));
+  *typeRevision(type: string): Op<{ max: number; min: number }> {
+    const [m] = yield* ipsetRequest(typeRequest(type));
     if (!m) throw new CodecError('IPSET_CMD_TYPE: no reply');
     const a = decodeSetAttrs(m);
     return { max: a.revision ?? 0, min: a.protocolMin ?? 0 };
   }
 
   /** Creates a set with the kernel's newest revision of its type, as ipset does. `ipset create NAME TYPE [options]` */
-  create(s: IpsetCreateSpec & { revision?: number }): void {
+  *create(s: IpsetCreateSpec & { revision?: number }): Op<void> {
     let rev = s.revision ?? this.revisions.get(s.type);
     if (rev === undefined) {
-      rev = this.typeRevision(s.type).max;
+      rev = (yield* this.typeRevision(s.type)).max;
       this.revisions.set(s.type, rev);
     }
-    this.request(createRequest(s, rev), s.type);
+    yield* ipsetRequest(createRequest(s, rev), s.type);
     this.types.set(s.name, s.type);
   }
 
   /** Destroys a set (ENOENT when there is none; IPSET_ERR_BUSY when a rule uses it), or every set. `ipset destroy [NAME]` */
-  destroy(name?: string): void {
-    this.request(destroyRequest(name));
+  *destroy(name?: string): Op<void> {
+    yield* ipsetRequest(destroyRequest(name));
     if (name === undefined) this.types.clear();
     else this.types.delete(name);
   }
 
   /** Removes every member of a set, or of every set. `ipset flush [NAME]` */
-  flush(name?: string): void {
-    this.request(flushRequest(name));
+  *flush(name?: string): Op<void> {
+    yield* ipsetRequest(flushRequest(name));
   }
 
   /** Renames a set. `ipset rename FROM TO` */
-  rename(from: string, to: string): void {
-    this.request(renameRequest(from, to));
+  *rename(from: string, to: string): Op<void> {
+    yield* ipsetRequest(renameRequest(from, to));
     this.types.delete(from);
     this.types.delete(to);
   }
 
   /** Swaps the contents (and types) of two sets. `ipset swap A B` */
-  swap(a: string, b: string): void {
-    this.request(swapRequest(a, b));
+  *swap(a: string, b: string): Op<void> {
+    yield* ipsetRequest(swapRequest(a, b));
     this.types.delete(a);
     this.types.delete(b);
   }
 
   /** A set's type, asked of the kernel once (IPSET_CMD_HEADER). */
-  setType(name: string): string {
+  *setType(name: string): Op<string> {
     let t = this.types.get(name);
     if (t === undefined) {
-      const [m] = this.request(headerRequest(name));
+      const [m] = yield* ipsetRequest(headerRequest(name));
       t = m ? decodeSetAttrs(m).typename : undefined;
       if (t === undefined) throw new CodecError('IPSET_CMD_HEADER: no type in the reply');
       this.types.set(name, t);
@@ -350,22 +347,22 @@ export class Ipset {
   }
 
   /** Adds an element (IPSET_ERR_EXIST when it is there, unless `exist`). `ipset [-exist] add NAME ENTRY [options]` */
-  add(name: string, entry: string | IpsetEntry, o: IpsetEntryOptions & { exist?: boolean } = {}): void {
-    const type = typeof entry === 'string' ? this.setType(name) : this.types.get(name);
-    this.request(addRequest(name, type, entry, o), type);
+  *add(name: string, entry: string | IpsetEntry, o: IpsetEntryOptions & { exist?: boolean } = {}): Op<void> {
+    const type = typeof entry === 'string' ? yield* this.setType(name) : this.types.get(name);
+    yield* ipsetRequest(addRequest(name, type, entry, o), type);
   }
 
   /** Deletes an element (IPSET_ERR_EXIST when it is not there, unless `exist`). `ipset [-exist] del NAME ENTRY` */
-  del(name: string, entry: string | IpsetEntry, o: { exist?: boolean } = {}): void {
-    const type = typeof entry === 'string' ? this.setType(name) : this.types.get(name);
-    this.request(delRequest(name, type, entry, o), type);
+  *del(name: string, entry: string | IpsetEntry, o: { exist?: boolean } = {}): Op<void> {
+    const type = typeof entry === 'string' ? yield* this.setType(name) : this.types.get(name);
+    yield* ipsetRequest(delRequest(name, type, entry, o), type);
   }
 
   /** Whether an element is in a set. `ipset test NAME ENTRY` */
-  test(name: string, entry: string | IpsetEntry): boolean {
-    const type = typeof entry === 'string' ? this.setType(name) : this.types.get(name);
+  *test(name: string, entry: string | IpsetEntry): Op<boolean> {
+    const type = typeof entry === 'string' ? yield* this.setType(name) : this.types.get(name);
     try {
-      this.request(testRequest(name, type, entry), type);
+      yield* ipsetRequest(testRequest(name, type, entry), type);
       return true;
     } catch (e) {
       if (e instanceof IpsetError && e.code === 'IPSET_ERR_EXIST') return false;
@@ -374,13 +371,12 @@ export class Ipset {
   }
 
   /** One set or every set, with members. `ipset list [NAME]` */
-  list(name?: string, opts: DumpOptions = {}): DumpList<IpsetSet> {
+  *list(name?: string, opts: DumpOptions = {}): Op<DumpList<IpsetSet>> {
     let parts;
     try {
-      parts = this.socket.dump(listRequest(name), decodeSetAttrs, opts);
+      parts = yield* dumpOp(listRequest(name), decodeSetAttrs, opts);
     } catch (e) {
-      if (e instanceof NetlinkError && -e.errno > 4096) throw new IpsetError(e);
-      throw e;
+      throw ipsetError(e);
     }
     const sets = assembleSets(parts);
     for (const s of sets) this.types.set(s.name, s.type);
@@ -388,7 +384,37 @@ export class Ipset {
   }
 
   /** The names of every set. `ipset list -name` */
-  names(opts: DumpOptions = {}): string[] {
-    return this.socket.dump(listRequest(undefined, { names: true }), (m) => decodeSetAttrs(m).setname, opts);
+  *names(opts: DumpOptions = {}): Op<DumpList<string>> {
+    return yield* dumpOp(listRequest(undefined, { names: true }), (m) => decodeSetAttrs(m).setname, opts);
   }
 }
+
+/** Every ipset operation's name, read from IpsetOps. */
+export const IPSET_OPERATIONS: readonly string[] = operationNames(IpsetOps);
+
+export interface Ipset extends SyncMethods<IpsetOps> {}
+
+/** A NETLINK_NETFILTER socket speaking ipset: the sets of the netns it was opened in; `promises` is its async twin. */
+export class Ipset extends SyncHandle<IpsetOps, IpsetPromises> {
+  /** Opens an ipset socket in the calling thread's netns (`withNetns(ns, () => Ipset.open())` for another one). */
+  static open(opts: SocketOptions = {}): Ipset {
+    return new Ipset(NetlinkSocket.open({ ...opts, protocol: NETLINK_NETFILTER, typeName: ipsetTypeName }));
+  }
+
+  /** `socket` must be a NETLINK_NETFILTER socket (or a fake one in tests). */
+  constructor(socket: NetlinkSocket, ops = new IpsetOps()) {
+    super(socket, ops, IpsetPromises);
+  }
+}
+
+export interface IpsetPromises extends PromiseMethods<IpsetOps> {}
+
+/** Every ipset operation returning a promise (`s.promises`). */
+export class IpsetPromises extends PromiseHandle<IpsetOps> {
+  /** Wraps an open ipset socket; `ops` (and its type cache) may be shared with an Ipset. */
+  constructor(socket: NetlinkSocket, ops = new IpsetOps()) {
+    super(socket, ops);
+  }
+}
+
+defineOperations(IPSET_OPERATIONS, Ipset, IpsetPromises);

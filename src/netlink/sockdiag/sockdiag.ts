@@ -3,8 +3,9 @@
  * `ss` lists them. A request is SOCK_DIAG_BY_FAMILY with struct inet_diag_req_v2 (family,
  * protocol, extensions, a bitmask of TCP states, a socket id); each reply is struct
  * inet_diag_msg (state, ports, addresses, queues, uid, inode) plus INET_DIAG_* attributes.
- * Codec and typed views are pure; SockDiag runs the dumps; socketOwners maps inodes to the
- * processes holding them through /proc.
+ * Codec and typed views are pure; SockDiagOps holds the dumps, which SockDiag runs synchronously
+ * and SockDiag.promises asynchronously; socketOwners maps inodes to the processes holding them
+ * through /proc.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { CodecError, ValidationError } from '../../errors.js';
@@ -14,6 +15,8 @@ import { readIp } from '../core/codecs.js';
 import { decodePayload, request, struct, type MessageDef, type RawMessage, type Request } from '../core/message.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { validateU32 } from '../core/validate.js';
+import { dumpOp, type Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 
 /** The one message type of inet_diag requests and replies. */
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -211,34 +214,54 @@ export function decodeSocket(m: RawMessage, protocol: SocketProtocol): InetSocke
   return s;
 }
 
-/** A NETLINK_SOCK_DIAG socket: lists the TCP and UDP sockets of the netns it was opened in. */
-export class SockDiag {
+/**
+ * The sock_diag operations, each written once as a generator of netlink exchanges (core/op.ts):
+ * SockDiag runs them synchronously, SockDiag.promises asynchronously.
+ */
+export class SockDiagOps {
+  /**
+   * Lists sockets of one family and protocol, in the states asked for (all by default), bound to
+   * `sport` when given. `ss -ltn` is { protocol: 'tcp', states: ['listen'] } for each family;
+   * `ss -lun` is { protocol: 'udp', states: ['close'] }; `ss -tn -4` is { family: 4, protocol: 'tcp' }.
+   */
+  *socketList(q: SocketQuery, opts: DumpOptions = {}): Op<DumpList<InetSocket>> {
+    const sport = q.sport === undefined ? undefined : validateU32(q.sport, 'sport', 0, 65535);
+    return yield* dumpOp(socketDumpRequest(q), (m) => {
+      const s = decodeSocket(m, q.protocol);
+      return sport === undefined || s.local.port === sport ? s : undefined;
+    }, opts);
+  }
+}
+
+/** Every sock_diag operation's name, read from SockDiagOps. */
+export const SOCKDIAG_OPERATIONS: readonly string[] = operationNames(SockDiagOps);
+
+export interface SockDiag extends SyncMethods<SockDiagOps> {}
+
+/** A NETLINK_SOCK_DIAG socket: lists the TCP and UDP sockets of the netns it was opened in; `promises` is its async twin. */
+export class SockDiag extends SyncHandle<SockDiagOps, SockDiagPromises> {
   /** Opens a sock_diag socket in the calling thread's netns. */
   static open(opts: SocketOptions = {}): SockDiag {
     return new SockDiag(NetlinkSocket.open({ ...opts, protocol: NETLINK.SOCK_DIAG, typeName: sockDiagTypeName }));
   }
 
   /** `socket` must be a NETLINK_SOCK_DIAG socket (or a fake one in tests). */
-  constructor(readonly socket: NetlinkSocket) {}
-
-  /** Closes the socket. */
-  close(): void {
-    this.socket.close();
-  }
-
-  /**
-   * Lists sockets of one family and protocol, in the states asked for (all by default), bound to
-   * `sport` when given. `ss -ltn` is { protocol: 'tcp', states: ['listen'] } for each family;
-   * `ss -lun` is { protocol: 'udp', states: ['close'] }; `ss -tn -4` is { family: 4, protocol: 'tcp' }.
-   */
-  socketList(q: SocketQuery, opts: DumpOptions = {}): DumpList<InetSocket> {
-    const sport = q.sport === undefined ? undefined : validateU32(q.sport, 'sport', 0, 65535);
-    return this.socket.dump(socketDumpRequest(q), (m) => {
-      const s = decodeSocket(m, q.protocol);
-      return sport === undefined || s.local.port === sport ? s : undefined;
-    }, opts);
+  constructor(socket: NetlinkSocket, ops = new SockDiagOps()) {
+    super(socket, ops, SockDiagPromises);
   }
 }
+
+export interface SockDiagPromises extends PromiseMethods<SockDiagOps> {}
+
+/** Every sock_diag operation returning a promise (`sd.promises`). */
+export class SockDiagPromises extends PromiseHandle<SockDiagOps> {
+  /** Wraps an open NETLINK_SOCK_DIAG socket; the synchronous SockDiag on the same socket shares its queue. */
+  constructor(socket: NetlinkSocket, ops = new SockDiagOps()) {
+    super(socket, ops);
+  }
+}
+
+defineOperations(SOCKDIAG_OPERATIONS, SockDiag, SockDiagPromises);
 
 /** A process holding a socket. */
 export interface SocketOwner {
