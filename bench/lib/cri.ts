@@ -102,8 +102,27 @@ const REAL: Record<string, string> = {
 /** The plugins whose calls the wrapped rounds time: every top-level plugin of every row, and loopback. */
 const TIMED = ['bridge', 'portmap', 'loopback', 'tsnetlink', 'tsnetlink-noengine'];
 
+/** How long at least one of the intervals was running, ms. */
+function unionMs(intervals: readonly { from: number; to: number }[]): number {
+  let total = 0;
+  let end = -Infinity;
+  for (const { from, to } of [...intervals].sort((a, b) => a.from - b.from)) {
+    if (to <= end) continue;
+    total += to - Math.max(from, end);
+    end = to;
+  }
+  return total;
+}
+
+/** Every number of `o` rounded for the JSON record. */
+function roundAll(o: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
+}
+
 /** One sample of a row: ms per CRI call. */
 interface Sample {
+  /** The pod's sandbox id (CNI_CONTAINERID). */
+  id: string;
   run: number;
   stop: number;
   remove: number;
@@ -112,7 +131,7 @@ interface Sample {
 /**
  * Fills the CRI's plugin directory: the stock plugins and the shim as symlinks (as installed), or,
  * `wrapped`, the top-level ones behind a sh wrapper that appends "COMMAND PLUGIN CONTAINERID
- * MICROSECONDS" to `log`. tsnetlink-noengine is always a wrapper that sets TSNETLINK_ENGINE=off.
+ * START END" (microseconds of the realtime clock) to `log`. tsnetlink-noengine is always a wrapper that sets TSNETLINK_ENGINE=off.
  */
 function fillBinDir(binDir: string, log: string, wrapped: boolean): void {
   const noEngine = join(binDir, 'tsnetlink-noengine.real');
@@ -122,7 +141,7 @@ function fillBinDir(binDir: string, log: string, wrapped: boolean): void {
     const path = join(binDir, name);
     rmSync(path, { force: true });
     if (wrapped && TIMED.includes(name)) {
-      writeFileSync(path, `#!/bin/sh\ns=$(date +%s%N)\n${target}\nrc=$?\ne=$(date +%s%N)\necho "$CNI_COMMAND ${name} $CNI_CONTAINERID $(( (e - s) / 1000 ))" >> ${log}\nexit $rc\n`, { mode: 0o755 });
+      writeFileSync(path, `#!/bin/sh\ns=$(date +%s%N)\n${target}\nrc=$?\ne=$(date +%s%N)\necho "$CNI_COMMAND ${name} $CNI_CONTAINERID $(( s / 1000 )) $(( e / 1000 ))" >> ${log}\nexit $rc\n`, { mode: 0o755 });
     } else {
       symlinkSync(target, path);
     }
@@ -178,7 +197,7 @@ async function onePod(c: Cri, row: Row, name: string, hostPort: number, outside:
   await c.stopPod(id);
   const t2 = performance.now();
   await c.removePod(id);
-  return { run, stop: t2 - t1, remove: performance.now() - t2 };
+  return { id, run, stop: t2 - t1, remove: performance.now() - t2 };
 }
 
 /** Runs `rounds` samples of every row (plus a dropped warm-up round), rotating the order each round. */
@@ -207,7 +226,7 @@ export async function criBench(quick: boolean): Promise<{ lines: string[]; verdi
   const n = quick ? 3 : 20;
   const profileN = quick ? 2 : 10;
   const load0 = os.loadavg()[0]!;
-  const containerdVersion = spawnSync('containerd', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ').slice(1, 3).join(' ');
+  const containerdVersion = spawnSync('containerd', ['--version'], { encoding: 'utf8' }).stdout.trim().split(' ')[2] ?? 'unknown';
   hideUnifiedCgroup();
   mkdirSync(STATE, { recursive: true, mode: 0o700 });
   let engine: Awaited<ReturnType<typeof startEngineProcess>> | undefined;
@@ -257,20 +276,21 @@ export async function criBench(quick: boolean): Promise<{ lines: string[]; verdi
     const runOf = (s: Sample) => s.run;
     const teardownOf = (s: Sample) => s.stop + s.remove;
     const p50 = (k: string, f: (s: Sample) => number) => stat(k, f).p50;
-    // The wrapped rounds: per pod (its sandbox id), the sum of a command's calls of the given
-    // plugins; each row's first pod is the dropped warm-up round's.
-    const podTotal = (cmd: string, id: string, plugins: readonly string[]): number =>
-      calls.filter((x) => x[0] === cmd && x[2] === id && plugins.includes(x[1]!)).reduce((sum, x) => sum + Number(x[3]) / 1000, 0);
+    // The wrapped rounds, pod by pod: the time inside plugin calls (the union of their intervals,
+    // as go-cni may run the loopback network beside the pod's), the network's own plugins and
+    // loopback apart, and the rest of the CRI call, which is containerd's.
+    const callsOf = (cmd: string, id: string, plugins?: readonly string[]): { from: number; to: number }[] =>
+      calls.filter((x) => x[0] === cmd && x[2] === id && (plugins === undefined || plugins.includes(x[1]!))).map((x) => ({ from: Number(x[3]) / 1000, to: Number(x[4]) / 1000 }));
     const profile = ROWS.map((r) => {
-      const ids = [...new Set(calls.filter((x) => r.plugins.includes(x[1]!)).map((x) => x[2]!))].slice(1);
-      const of = (cmd: string, plugins: readonly string[]): number => summarize(ids.map((id) => podTotal(cmd, id, plugins))).p50;
-      const dels = ids.map((id) => calls.filter((x) => x[0] === 'DEL' && x[2] === id && x[1] === r.plugins[0]).length);
-      return {
-        key: r.key, label: r.label,
-        run: summarize(profiled[r.key]!.map(runOf)).p50, add: of('ADD', r.plugins), loopbackAdd: of('ADD', ['loopback']),
-        teardown: summarize(profiled[r.key]!.map(teardownOf)).p50, del: of('DEL', r.plugins), loopbackDel: of('DEL', ['loopback']),
-        delsPerPod: dels.length ? Math.max(...dels) : 0,
+      const split = (cmd: string, total: (s: Sample) => number) => {
+        const per = profiled[r.key]!.map((s) => {
+          const inPlugins = unionMs(callsOf(cmd, s.id));
+          return { total: total(s), inPlugins, own: unionMs(callsOf(cmd, s.id, r.plugins)), loopback: unionMs(callsOf(cmd, s.id, ['loopback'])), rest: total(s) - inPlugins, calls: callsOf(cmd, s.id, [r.plugins[0]!]).length };
+        });
+        const p = (f: (x: (typeof per)[number]) => number) => summarize(per.map(f)).p50;
+        return { total: p((x) => x.total), inPlugins: p((x) => x.inPlugins), own: p((x) => x.own), loopback: p((x) => x.loopback), rest: p((x) => x.rest), calls: Math.max(0, ...per.map((x) => x.calls)) };
       };
+      return { key: r.key, label: r.label, add: split('ADD', runOf), del: split('DEL', teardownOf) };
     });
     const lines = [
       `CRI (containerd ${containerdVersion}'s CRI plugin over gRPC, the kubelet's calls): one pod with one hostPort per sample, ${n} samples per row, rows interleaved (rotating order), a keeper pod on every network; each pod's address and hostPort checked (untimed) before it is stopped`,
@@ -284,12 +304,16 @@ export async function criBench(quick: boolean): Promise<{ lines: string[]; verdi
         ]),
       ),
       '',
-      `Where the time goes (rounds of their own, ${profileN} per row, every top-level plugin behind a sh wrapper that times its calls; loopback's ADD runs beside the network's, its DEL after)`,
+      `Where the time goes, ms (rounds of their own, ${profileN} per row, every top-level plugin behind a sh wrapper that logs when each call starts and ends; p50 of each column, pod by pod)`,
       table(
-        ['', 'RunPodSandbox p50', 'plugin ADDs', 'loopback ADD', 'the rest (containerd)', 'Stop+Remove p50', `plugin DELs`, 'loopback DELs', 'the rest (containerd)'],
-        profile.map((p) => [p.label, fmtMs(p.run), fmtMs(p.add), fmtMs(p.loopbackAdd), fmtMs(p.run - p.add), fmtMs(p.teardown), `${fmtMs(p.del)} (${p.delsPerPod} calls)`, fmtMs(p.loopbackDel), fmtMs(p.teardown - p.del - p.loopbackDel)]),
+        ['', 'RunPodSandbox', 'in plugins', 'network ADD', 'loopback ADD', 'containerd', 'Stop+Remove', 'in plugins', 'network DELs', 'loopback DELs', 'containerd'],
+        profile.map((p) => [
+          p.label,
+          fmtMs(p.add.total), fmtMs(p.add.inPlugins), fmtMs(p.add.own), fmtMs(p.add.loopback), fmtMs(p.add.rest),
+          fmtMs(p.del.total), fmtMs(p.del.inPlugins), `${fmtMs(p.del.own)} (${p.del.calls}x)`, fmtMs(p.del.loopback), fmtMs(p.del.rest),
+        ]),
       ),
-      `  (plugin ADDs/DELs: the sum of the network's top-level plugins per pod, p50; host-local runs inside bridge; the engine's drift watcher meanwhile: ${engineDrift})`,
+      `  (in plugins: the time any plugin call of the pod was running; containerd: the CRI call's time outside them; host-local runs inside bridge; the engine's drift watcher meanwhile: ${engineDrift})`,
       `  load average (1 min) ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end`,
     ];
     const verdicts = [
@@ -302,7 +326,7 @@ export async function criBench(quick: boolean): Promise<{ lines: string[]; verdi
     const json = {
       n, profileN, containerd: containerdVersion, load: [round(load0), round(load1)], engineDrift,
       rows: Object.fromEntries(ROWS.map((r) => [r.key, { label: r.label, run: summ(r.key, runOf), stop: summ(r.key, (s) => s.stop), remove: summ(r.key, (s) => s.remove), stopRemove: summ(r.key, teardownOf) }])),
-      profile: Object.fromEntries(profile.map((p) => [p.key, Object.fromEntries(Object.entries(p).map(([k, v]) => [k, typeof v === 'number' ? round(v) : v]))])),
+      profile: Object.fromEntries(profile.map((p) => [p.key, { add: roundAll(p.add), del: roundAll(p.del) }])),
     };
     return { lines, verdicts, json };
   } finally {
