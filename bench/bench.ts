@@ -85,7 +85,7 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cri')) {
   // Only the CRI rows: npm run bench -- --cri [--quick] [--check]
   const r = await criBench(QUICK);
   console.log([...r.lines, '', 'Targets, CRI:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(checkExitCode(r.verdicts));
+  process.exit(r.failed !== undefined ? 1 : checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
@@ -434,7 +434,7 @@ async function main(): Promise<void> {
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
-  process.exitCode = checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts, ...eng.verdicts, ...criRows.verdicts]);
+  process.exitCode = criRows.failed !== undefined ? 1 : checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts, ...eng.verdicts, ...criRows.verdicts]);
 }
 
 main().catch((e: unknown) => {
