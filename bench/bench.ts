@@ -34,16 +34,17 @@ import { measureBursts, type BurstResult } from './lib/burst.js';
 import { cliMissing } from './lib/processes.js';
 import { nftBench } from './lib/nft.js';
 import { engineBench } from './lib/engine.js';
+import { criBench } from './lib/cri.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const CHECK = args.includes('--check');
-const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni] [--nft] [--engine] [--concurrency]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)\n  --nft      only the firewall-backend rows (native nf_tables against iptables-restore)\n  --engine   only the engine rows (CNI and CLI calls through tsnetlink engine, drift repair)\n  --concurrency  only the concurrency rows (bursts of CLI connect -p against netavark setup -p)';
+const USAGE = 'usage: npm run bench [-- [--quick] [--check] [--netlink] [--cni] [--nft] [--engine] [--cri] [--concurrency]]   (runs dist/bench/bench.js inside scripts/sandbox.mjs, as root)\n  --quick    small counts (the CI smoke run)\n  --check    exit 1 when a target is MISSED\n  --netlink  only the netlink library rows\n  --cni      only the CNI plugin rows (Podman runs containers on both plugins)\n  --nft      only the firewall-backend rows (native nf_tables against iptables-restore)\n  --engine   only the engine rows (CNI and CLI calls through tsnetlink engine, drift repair)\n  --cri      only the CRI rows (containerd RunPodSandbox / StopPodSandbox / RemovePodSandbox on the stock chain and on tsnetlink with and without an engine)\n  --concurrency  only the concurrency rows (bursts of CLI connect -p against netavark setup -p)';
 if (args.includes('--help') || args.includes('-h')) {
   console.log(USAGE);
   process.exit(0);
 }
-const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni', '--nft', '--engine', '--concurrency'].includes(a));
+const unknown = args.filter((a) => !['--quick', '--check', '--netlink', '--cni', '--nft', '--engine', '--cri', '--concurrency'].includes(a));
 if (unknown.length > 0) {
   console.error(`bench: unknown argument ${unknown.join(' ')}\n${USAGE}`);
   process.exit(2);
@@ -79,6 +80,12 @@ if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--engine')) {
   const r = await engineBench(QUICK);
   console.log([...r.lines, '', 'Targets, engine:', ...r.verdicts.map(verdictLine)].join('\n'));
   process.exit(checkExitCode(r.verdicts));
+}
+if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cri')) {
+  // Only the CRI rows: npm run bench -- --cri [--quick] [--check]
+  const r = await criBench(QUICK);
+  console.log([...r.lines, '', 'Targets, CRI:', ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(r.failed !== undefined ? 1 : checkExitCode(r.verdicts));
 }
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
@@ -403,11 +410,13 @@ async function main(): Promise<void> {
   out.push('', ...nf.lines, '', 'Targets, firewall backends:', ...nf.verdicts.map(verdictLine));
   const eng = await engineBench(QUICK);
   out.push('', ...eng.lines, '', 'Targets, engine:', ...eng.verdicts.map(verdictLine));
+  const criRows = await criBench(QUICK);
+  out.push('', ...criRows.lines, '', 'Targets, CRI:', ...criRows.verdicts.map(verdictLine));
   const text = out.join('\n');
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json, nftables: nf.json, engine: eng.json,
+    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json, nftables: nf.json, engine: eng.json, cri: criRows.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
     disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,
@@ -425,7 +434,7 @@ async function main(): Promise<void> {
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
-  process.exitCode = checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts, ...eng.verdicts]);
+  process.exitCode = criRows.failed !== undefined ? 1 : checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts, ...eng.verdicts, ...criRows.verdicts]);
 }
 
 main().catch((e: unknown) => {

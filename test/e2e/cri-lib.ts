@@ -157,6 +157,8 @@ export interface CriOptions {
    * uses does not depend on what containerd passes on of its environment.
    */
   firewall: string | undefined;
+  /** Variables added to containerd's environment, which it passes on to every plugin it runs. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A containerd with the CRI plugin, and a CRI client for it. */
@@ -164,6 +166,8 @@ export class Cri {
   /** Removes the cgroups runc made for the pods, once they are gone. */
   dropCgroups: () => void = () => undefined;
   readonly dir: string;
+  /** The CNI plugin directory: the logging shim as `tsnetlink` and the stock loopback; a caller may add plugins. */
+  readonly binDir: string;
   readonly sock: string;
   readonly log: string;
   readonly errLog: string;
@@ -180,6 +184,7 @@ export class Cri {
     this.dir = mkdtempSync('/run/cri-e2e-');
     this.root = mkdtempSync('/var/lib/containerd/cri-e2e-');
     this.state = join(this.dir, 'state');
+    this.binDir = join(this.dir, 'cni-bin');
     this.sock = join(this.dir, 'containerd.sock');
     this.log = join(this.dir, 'cni-calls.log');
     this.errLog = join(this.dir, 'cni-stderr.log');
@@ -199,7 +204,7 @@ export class Cri {
   }
 
   private async boot(): Promise<void> {
-    const binDir = join(this.dir, 'cni-bin');
+    const binDir = this.binDir;
     mkdirSync(binDir);
     // The plugin behind a shim that logs each call (command, ids, the backend it runs with, and
     // its stdin, which holds the runtimeConfig the CRI passed) and keeps the plugin's stderr.
@@ -272,7 +277,7 @@ export class Cri {
       ].join('\n'),
     );
     process.on('exit', this.onExit);
-    this.proc = spawn('containerd', ['--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.proc = spawn('containerd', ['--config', config], { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc.stderr!.setEncoding('utf8').on('data', (d: string) => (this.daemonLog = (this.daemonLog + d).slice(-20_000)));
     this.startWatchdog();
     const end = Date.now() + 20_000;
