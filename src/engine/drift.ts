@@ -90,15 +90,17 @@ const BUILTIN_CHAINS = new Set(['FORWARD', 'PREROUTING', 'OUTPUT', 'POSTROUTING'
 /**
  * Whether an nf_tables commit may have changed what tsnetlink's rules do: anything in its own
  * table; in iptables-nft's tables, a table or chain deleted, a rule deleted from one of its TSN-*
- * chains or from a built-in chain (where its jumps are), or a built-in chain re-declared (a policy
- * change). Another tool adding rules, or deleting rules of its own chains (the stock CNI
- * plugins' CNI-* chains at every container's end), cannot remove ours, and starts no check.
+ * chains, a rule deleted from a built-in chain that jumps to one of them (or whose content the
+ * event does not carry), or a built-in chain re-declared (a policy change). Another tool adding
+ * rules, or deleting rules of its own (the stock CNI plugins' CNI-* chains and their POSTROUTING
+ * jumps at every container's end), cannot remove ours, and starts no check.
  */
 export function touchesOurs(c: NftCommit): boolean {
   return c.changes.some((x) => {
     if (x.table === 'tsnetlink') return true;
     if ((x.family !== NFPROTO.ip && x.family !== NFPROTO.ip6) || !IPTABLES_TABLES.has(x.table)) return false;
     const ours = x.chain === undefined || x.chain.startsWith('TSN-') || BUILTIN_CHAINS.has(x.chain);
+    if (x.op === 'del' && x.object === 'rule' && x.chain !== undefined && BUILTIN_CHAINS.has(x.chain)) return x.mentionsOurs !== false;
     if (x.op === 'del') return x.object === 'table' || ((x.object === 'chain' || x.object === 'rule') && ours);
     return x.object === 'chain' && x.chain !== undefined && BUILTIN_CHAINS.has(x.chain);
   });

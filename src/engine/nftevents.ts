@@ -24,6 +24,12 @@ export interface NftChange {
   table: string;
   /** The chain of a rule (NFTA_RULE_CHAIN) or the name of a chain (NFTA_CHAIN_NAME). */
   chain?: string;
+  /**
+   * Of a rule: whether it names one of tsnetlink's chains or carries its comment (a jump to a
+   * TSN-* chain, "tsnetlink:" in its user data); undefined when the message has neither its
+   * expressions nor its user data, so nothing is known.
+   */
+  mentionsOurs?: boolean;
 }
 
 /** One committed transaction: its changes, and the process that committed it (NFTA_GEN_PROC_PID, _NAME). */
@@ -45,6 +51,18 @@ const KINDS: Record<number, [NftChange['op'], NftChange['object']]> = {
 function stringAttr(payload: Buffer, type: number): string | undefined {
   for (const a of rawAttrs(payload, 4, payload.length)) if ((a.type & 0x3fff) === type) return a.data.toString('utf8').replace(/\0.*$/s, '');
   return undefined;
+}
+
+/** Whether a rule message names a TSN-* chain or carries a "tsnetlink:" comment (NFTA_RULE_EXPRESSIONS 4, NFTA_RULE_USERDATA 7). */
+function ruleMentionsOurs(payload: Buffer): boolean | undefined {
+  let seen = false;
+  for (const a of rawAttrs(payload, 4, payload.length)) {
+    const type = a.type & 0x3fff;
+    if (type !== 4 && type !== 7) continue;
+    seen = true;
+    if (a.data.includes('TSN-') || a.data.includes('tsnetlink:')) return true;
+  }
+  return seen ? false : undefined;
 }
 
 function u32Attr(payload: Buffer, type: number): number | undefined {
@@ -72,7 +90,8 @@ export class CommitReader {
     if (kind) {
       // NFTA_RULE_CHAIN is attribute 2 of a rule, NFTA_CHAIN_NAME attribute 3 of a chain.
       const chain = kind[1] === 'rule' ? stringAttr(m.payload, 2) : kind[1] === 'chain' ? stringAttr(m.payload, 3) : undefined;
-      this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '', ...(chain !== undefined ? { chain } : {}) });
+      const mentionsOurs = kind[1] === 'rule' ? ruleMentionsOurs(m.payload) : undefined;
+      this.pending.push({ op: kind[0], object: kind[1], family: m.payload[0] ?? 0, table: stringAttr(m.payload, 1) ?? '', ...(chain !== undefined ? { chain } : {}), ...(mentionsOurs !== undefined ? { mentionsOurs } : {}) });
     }
     return undefined;
   }

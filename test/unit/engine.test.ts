@@ -147,7 +147,11 @@ test('nf_tables events: object messages grouped into their commit, with the comm
   assert.is(r.read(rule), undefined);
   assert.is(r.read(del), undefined);
   const c = r.read({ len: 16 + gen.length, type: (10 << 8) | 15, flags: 0, seq: 0, pid: 0, payload: gen });
-  assert.equal(c, { changes: [{ op: 'new', object: 'rule', family: 2, table: 'filter', chain: 'FORWARD' }, { op: 'del', object: 'table', family: 1, table: 'tsnetlink' }], pid: 4321, process: 'nft' });
+  assert.equal(c, { changes: [{ op: 'new', object: 'rule', family: 2, table: 'filter', chain: 'FORWARD', mentionsOurs: false }, { op: 'del', object: 'table', family: 1, table: 'tsnetlink' }], pid: 4321, process: 'nft' });
+  // A rule jumping to one of our chains is told apart by its expressions.
+  const jump = splitMessages(encode(addRuleRequest({ family: 'ip', table: 'nat', chain: 'POSTROUTING', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'TSN-POSTROUTING' } }] }), 3))[0]!;
+  r.read(jump);
+  assert.equal(r.read({ len: 16 + gen.length, type: (10 << 8) | 15, flags: 0, seq: 0, pid: 0, payload: gen })?.changes, [{ op: 'new', object: 'rule', family: 2, table: 'nat', chain: 'POSTROUTING', mentionsOurs: true }]);
 });
 
 test('drift: only commits that may have removed or overridden our rules start a check', () => {
@@ -156,12 +160,14 @@ test('drift: only commits that may have removed or overridden our rules start a 
   // Ours: our table, a flush of our chains or of a built-in chain holding our jumps, a policy change, a table gone.
   assert.ok(touchesOurs(commit({ op: 'new', object: 'element', family: 1, table: 'tsnetlink' })));
   assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'TSN-HOSTPORTS' })));
-  assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'filter', chain: 'FORWARD' })));
+  assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'filter', chain: 'FORWARD' })), 'a built-in chain rule whose content is unknown');
+  assert.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'POSTROUTING', mentionsOurs: true })), 'our jump deleted');
   assert.ok(touchesOurs(commit({ op: 'new', object: 'chain', family: ip, table: 'filter', chain: 'FORWARD' })));
   assert.ok(touchesOurs(commit({ op: 'del', object: 'table', family: 10, table: 'nat' })));
   // Not ours: another tool adding rules, or deleting its own chains' rules (the stock CNI plugins at every DEL).
   assert.not.ok(touchesOurs(commit({ op: 'new', object: 'rule', family: ip, table: 'nat', chain: 'PREROUTING' })));
   assert.not.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'CNI-HOSTPORT-DNAT' })));
+  assert.not.ok(touchesOurs(commit({ op: 'del', object: 'rule', family: ip, table: 'nat', chain: 'POSTROUTING', mentionsOurs: false })), 'the stock plugins\' own POSTROUTING jump deleted');
   assert.not.ok(touchesOurs(commit({ op: 'del', object: 'chain', family: ip, table: 'nat', chain: 'CNI-DN-1234' })));
   assert.not.ok(touchesOurs(commit({ op: 'new', object: 'chain', family: ip, table: 'nat', chain: 'CNI-DN-1234' })));
   assert.not.ok(touchesOurs(commit({ op: 'del', object: 'table', family: 1, table: 'firewalld' })));
