@@ -102,6 +102,35 @@ kernelTest(test, FILE, 'tun/tap created as ip tuntap does; decoded from the kern
   assert.equal([tap.kind, tap.options?.['type'], tap.options?.['pi'], tap.options?.['persist']], ['tun', 'tap', 0, 1]);
 });
 
+// The IPv6 tunnels and IPsec interfaces: each request as iproute2 builds it (d0 = 3 in the capture).
+const tunnels6: [string, () => ReturnType<typeof L.addLinkRequest>][] = [
+  ['link-add-vti.req.txt', () => L.addLinkRequest('vti1', 'vti', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 7, okey: 8, fwmark: 9 })],
+  ['link-add-vti6.req.txt', () => L.addLinkRequest('vti61', 'vti6', { local: 'fd00::1', remote: 'fd00::2', ikey: 7, okey: 7 })],
+  ['link-add-ip6tnl.req.txt', () => L.addLinkRequest('ip6t1', 'ip6tnl', { proto: 41, local: 'fd00::1', remote: 'fd00::2', ttl: 64, flags: 1 })],
+  ['link-add-ip6gre.req.txt', () => L.addLinkRequest('g61', 'ip6gre', { local: 'fd00::1', remote: 'fd00::2', ttl: 64, ikey: 5, okey: 5, iflags: 0x2000, oflags: 0x2000 })],
+  ['link-add-xfrm.req.txt', () => L.addLinkRequest('xfrm1', 'xfrm', { ifId: 7, link: 3 })],
+];
+
+kernelTest(test, FILE, 'vti, vti6, ip6tnl, ip6gre, xfrm: typed options in, the same read back; ip -d shows the kind and endpoints', ['link:vti', 'link:vti6', 'link:ip6tnl', 'link:ip6gre', 'link:xfrm'], () => {
+  const made = [
+    rt.linkAdd('vti1', 'vti', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 7, okey: 8 }),
+    rt.linkAdd('vti61', 'vti6', { local: 'fd00:1::1', remote: 'fd00:1::2', ikey: 7, okey: 7 }),
+    rt.linkAdd('ip6t1', 'ip6tnl', { proto: 41, local: 'fd00:1::1', remote: 'fd00:1::3' }),
+    rt.linkAdd('g61', 'ip6gre', { local: 'fd00:1::1', remote: 'fd00:1::4', ikey: 5, okey: 5, iflags: 0x2000, oflags: 0x2000 }),
+  ];
+  for (const l of made) {
+    const d = info(l.name);
+    assert.is(d.linkinfo.info_kind, l.kind, l.name);
+    assert.equal([l.options?.['local'], l.options?.['remote']], [d.linkinfo.info_data.local, d.linkinfo.info_data.remote], l.name);
+    rt.linkDel(l.name);
+  }
+  const x = rt.linkAdd('xfrm1', 'xfrm', { ifId: 7, link: 'd0' });
+  assert.equal([info('xfrm1').linkinfo.info_kind, x.options?.['ifId'], x.options?.['link']], ['xfrm', 7, rt.linkIndex('d0')]);
+  rt.linkDel('xfrm1');
+}, () => {
+  for (const [file, build] of tunnels6) assert.ok(sameAsCapture(file, build()), file);
+});
+
 kernelTest(test, FILE, 'ifb, txqlen, altnames', ['link:ifb'], () => {
   rt.linkAdd('ifb9', 'ifb');
   assert.is(info('ifb9').linkinfo.info_kind, 'ifb');

@@ -38,6 +38,13 @@ const requests: [string, () => Request][] = [
   ['link-add-ipip.req.txt', () => L.addLinkRequest('ipip1', 'ipip', { local: '10.1.0.1', remote: '10.1.0.2', ttl: 64 })],
   ['link-add-wireguard.req.txt', () => L.addLinkRequest('wg0', 'wireguard')],
   ['link-add-vrf.req.txt', () => L.addLinkRequest('vrf0', 'vrf', { table: 10 })],
+  ['link-add-vti.req.txt', () => L.addLinkRequest('vti1', 'vti', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 7, okey: 8, fwmark: 9 })],
+  ['link-add-vti6.req.txt', () => L.addLinkRequest('vti61', 'vti6', { local: 'fd00::1', remote: 'fd00::2', ikey: 7, okey: 7 })],
+  // mode ip6ip6 is proto 41; encaplimit none is IP6_TNL_F_IGN_ENCAP_LIMIT (flag 1), the limit itself left at 4.
+  ['link-add-ip6tnl.req.txt', () => L.addLinkRequest('ip6t1', 'ip6tnl', { proto: 41, local: 'fd00::1', remote: 'fd00::2', ttl: 64, flags: 1 })],
+  // A key sets GRE_KEY (0x2000) in both flag words, as iproute2 does.
+  ['link-add-ip6gre.req.txt', () => L.addLinkRequest('g61', 'ip6gre', { local: 'fd00::1', remote: 'fd00::2', ttl: 64, ikey: 5, okey: 5, iflags: 0x2000, oflags: 0x2000 })],
+  ['link-add-xfrm.req.txt', () => L.addLinkRequest('xfrm1', 'xfrm', { ifId: 7, link: 3 })],
   ['link-add-bridge-opts.req.txt', () => L.addLinkRequest('br1', 'bridge', { forwardDelay: 400, stpState: 1, priority: 100, vlanFiltering: 0, mcastSnooping: 0 })],
   ['link-set-brport.req.txt', () => L.setBridgePortRequest(2, { learning: 0, unicastFlood: 0, isolated: 1, guard: 1, mcastFlood: 0, neighSuppress: 1 })],
   ['link-set-txqlen.req.txt', () => L.setTxqlenRequest(3, 500)],
@@ -50,6 +57,21 @@ for (const [file, build] of requests) {
     assert.fixture(rows(wire(build())), rows(fixture(file)));
   });
 }
+
+test('IPv6 tunnel and IPsec kinds: iproute2\'s requests decode to the typed options they were built from', () => {
+  const opts = (file: string) => L.decodeLink(splitMessages(fixture(file))[0]!).options;
+  assert.equal(opts('link-add-vti.req.txt'), { ikey: 7, okey: 8, local: '10.1.0.1', remote: '10.1.0.2', fwmark: 9 });
+  assert.equal(opts('link-add-vti6.req.txt'), { ikey: 7, okey: 7, local: 'fd00::1', remote: 'fd00::2', fwmark: 0 });
+  assert.equal(opts('link-add-ip6tnl.req.txt'), { proto: 41, local: 'fd00::1', remote: 'fd00::2', ttl: 64, encapLimit: 4, flowinfo: 0, flags: 1, link: 0, fwmark: 0, encapType: 0, encapFlags: 2, encapSport: 0, encapDport: 0 });
+  assert.equal(opts('link-add-ip6gre.req.txt')?.['erspanVer'], 1);
+  assert.equal(opts('link-add-xfrm.req.txt'), { ifId: 7, link: 3 });
+});
+
+test('xfrm: ifId is required unless collectMetadata, which takes neither ifId nor link', () => {
+  assert.is(catchError(() => L.addLinkRequest('x0', 'xfrm', {})).code, 'EINVAL');
+  assert.is(catchError(() => L.addLinkRequest('x0', 'xfrm', { collectMetadata: true, ifId: 3 })).code, 'EINVAL');
+  L.addLinkRequest('x0', 'xfrm', { collectMetadata: true });
+});
 
 const links = splitMessages(fixture('link-dump-kinds.reply.txt')).filter((m) => m.type === 16).map(L.decodeLink);
 const by = (name: string) => links.find((l) => l.name === name)!;

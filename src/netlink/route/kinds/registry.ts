@@ -16,6 +16,7 @@ import { geneveKind, greKind, gretapKind, ipipKind, sitKind, vxlanKind, type Gen
 import { ipvlanKind, ipvtapKind, macvlanKind, macvtapKind, vlanKind, type IpvlanOptions, type MacvlanOptions, type VlanOptions } from './lower.js';
 import { bondKind, type BondOptions } from './bond.js';
 import { dummyKind, ifbKind, nlmonKind, tunKind, vrfKind, wireguardKind, type VrfOptions } from './simple.js';
+import { ip6greKind, ip6gretapKind, ip6tnlKind, vti6Kind, vtiKind, xfrmKind, type Ip6greOptions, type Ip6tnlOptions, type VtiOptions, type XfrmLinkOptions } from './tunnels6.js';
 
 /** A link kind: what `ip link add ... type KIND ...` accepts and `ip -d link show` prints for it. */
 export interface LinkKind<S extends Schema = Schema> {
@@ -59,6 +60,12 @@ export interface LinkKindOptions {
   ifb: Record<string, never>;
   nlmon: Record<string, never>;
   wireguard: Record<string, never>;
+  ip6tnl: WithLower<Ip6tnlOptions>;
+  ip6gre: WithLower<Ip6greOptions>;
+  ip6gretap: WithLower<Ip6greOptions>;
+  vti: WithLower<VtiOptions>;
+  vti6: WithLower<VtiOptions>;
+  xfrm: WithLower<XfrmLinkOptions>;
 }
 
 /** The options `linkAdd` takes for a kind: typed for a known kind, attributes or raw IFLA_INFO_DATA bytes otherwise. */
@@ -68,7 +75,7 @@ let table: Map<string, LinkKind> | undefined;
 /** The kinds table, seeded with the built-ins on first use (so no module does work at import). */
 function kinds(): Map<string, LinkKind> {
   if (!table) {
-    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind];
+    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind];
     table = new Map(builtins.map((k) => [k.kind, k as unknown as LinkKind]));
   }
   return table;
