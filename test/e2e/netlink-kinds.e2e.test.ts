@@ -131,6 +131,21 @@ kernelTest(test, FILE, 'vti, vti6, ip6tnl, ip6gre, xfrm: typed options in, the s
   for (const [file, build] of tunnels6) assert.ok(sameAsCapture(file, build()), file);
 });
 
+kernelTest(test, FILE, 'erspan, ip6erspan, macsec: typed options in, the same read back; ip -d shows the kind', ['link:erspan', 'link:ip6erspan', 'link:macsec'], () => {
+  const made = [
+    rt.linkAdd('ers1', 'erspan', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanIndex: 123 }),
+    rt.linkAdd('ers61', 'ip6erspan', { local: 'fd00:1::1', remote: 'fd00:1::2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanVer: 2, erspanDir: 'egress', erspanHwid: 7 }),
+    rt.linkAdd('macsec0', 'macsec', { port: 11, encrypt: 1 }, { link: 'd0' }),
+  ];
+  assert.equal(made.map((l) => info(l.name).linkinfo.info_kind), ['erspan', 'ip6erspan', 'macsec']);
+  assert.equal([made[0]!.options?.['erspanIndex'], made[1]!.options?.['erspanDir'], made[1]!.options?.['erspanHwid'], made[2]!.options?.['port'], made[2]!.options?.['encrypt']], [123, 'egress', 7, 11, 1]);
+  for (const l of made) rt.linkDel(l.name);
+}, () => {
+  assert.ok(sameAsCapture('link-add-erspan.req.txt', L.addLinkRequest('ers1', 'erspan', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanIndex: 123 })));
+  assert.ok(sameAsCapture('link-add-ip6erspan.req.txt', L.addLinkRequest('ers61', 'ip6erspan', { local: 'fd00::1', remote: 'fd00::2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanVer: 2, erspanDir: 'egress', erspanHwid: 7 })));
+  assert.ok(sameAsCapture('link-add-macsec.req.txt', L.addLinkRequest('macsec0', 'macsec', { port: 11, encrypt: 1, window: 32, replayProtect: 1 }, { link: 3 })));
+});
+
 kernelTest(test, FILE, 'ifb, txqlen, altnames', ['link:ifb'], () => {
   rt.linkAdd('ifb9', 'ifb');
   assert.is(info('ifb9').linkinfo.info_kind, 'ifb');

@@ -45,6 +45,10 @@ const requests: [string, () => Request][] = [
   // A key sets GRE_KEY (0x2000) in both flag words, as iproute2 does.
   ['link-add-ip6gre.req.txt', () => L.addLinkRequest('g61', 'ip6gre', { local: 'fd00::1', remote: 'fd00::2', ttl: 64, ikey: 5, okey: 5, iflags: 0x2000, oflags: 0x2000 })],
   ['link-add-xfrm.req.txt', () => L.addLinkRequest('xfrm1', 'xfrm', { ifId: 7, link: 3 })],
+  // seq key 10: GRE_SEQ | GRE_KEY (0x3000) in both flag words; version 1 (the default) carries the session index.
+  ['link-add-erspan.req.txt', () => L.addLinkRequest('ers1', 'erspan', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanIndex: 123 })],
+  ['link-add-ip6erspan.req.txt', () => L.addLinkRequest('ers61', 'ip6erspan', { local: 'fd00::1', remote: 'fd00::2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanVer: 2, erspanDir: 'egress', erspanHwid: 7 })],
+  ['link-add-macsec.req.txt', () => L.addLinkRequest('macsec0', 'macsec', { port: 11, encrypt: 1, window: 32, replayProtect: 1 }, { link: 3 })],
   ['link-add-bridge-opts.req.txt', () => L.addLinkRequest('br1', 'bridge', { forwardDelay: 400, stpState: 1, priority: 100, vlanFiltering: 0, mcastSnooping: 0 })],
   ['link-set-brport.req.txt', () => L.setBridgePortRequest(2, { learning: 0, unicastFlood: 0, isolated: 1, guard: 1, mcastFlood: 0, neighSuppress: 1 })],
   ['link-set-txqlen.req.txt', () => L.setTxqlenRequest(3, 500)],
@@ -58,13 +62,15 @@ for (const [file, build] of requests) {
   });
 }
 
-test('IPv6 tunnel and IPsec kinds: iproute2\'s requests decode to the typed options they were built from', () => {
+test('IPv6 tunnel, ERSPAN, IPsec and MACsec kinds: iproute2\'s requests decode to the typed options they were built from', () => {
   const opts = (file: string) => L.decodeLink(splitMessages(fixture(file))[0]!).options;
   assert.equal(opts('link-add-vti.req.txt'), { ikey: 7, okey: 8, local: '10.1.0.1', remote: '10.1.0.2', fwmark: 9 });
   assert.equal(opts('link-add-vti6.req.txt'), { ikey: 7, okey: 7, local: 'fd00::1', remote: 'fd00::2', fwmark: 0 });
   assert.equal(opts('link-add-ip6tnl.req.txt'), { proto: 41, local: 'fd00::1', remote: 'fd00::2', ttl: 64, encapLimit: 4, flowinfo: 0, flags: 1, link: 0, fwmark: 0, encapType: 0, encapFlags: 2, encapSport: 0, encapDport: 0 });
   assert.equal(opts('link-add-ip6gre.req.txt')?.['erspanVer'], 1);
   assert.equal(opts('link-add-xfrm.req.txt'), { ifId: 7, link: 3 });
+  assert.equal(opts('link-add-macsec.req.txt'), { port: 11, encrypt: 1, window: 32, replayProtect: 1 });
+  assert.equal([opts('link-add-ip6erspan.req.txt')?.['erspanDir'], opts('link-add-ip6erspan.req.txt')?.['erspanHwid'], opts('link-add-erspan.req.txt')?.['erspanIndex']], ['egress', 7, 123]);
 });
 
 test('xfrm: ifId is required unless collectMetadata, which takes neither ifId nor link', () => {

@@ -1,9 +1,9 @@
 /**
- * IPv6 tunnels and IPsec interfaces: ip6tnl, ip6gre/ip6gretap, vti/vti6 and xfrm. Attributes in
+ * IPv6 tunnels and IPsec interfaces: ip6tnl, ip6gre/ip6gretap/ip6erspan, vti/vti6, xfrm and macsec. Attributes in
  * the order iproute2 6.1 sends them (test/fixtures/link-add-*.req.txt); the values it always
  * sends are defaults.
  */
-import { attr, be16, be32, flag, ipAddr, u8, u16, u32, type Attrs, type Schema } from '../../core/attr.js';
+import { attr, be16, be32, be64, flag, ipAddr, named, u8, u16, u32, u64, type Attrs, type Schema } from '../../core/attr.js';
 import { ValidationError } from '../../../errors.js';
 import type { LinkKind } from './registry.js';
 
@@ -51,7 +51,11 @@ export const ip6greAttrs = {
   flowinfo: attr(12, be32),
   flags: attr(13, u32),
   fwmark: attr(20, u32),
+  /** ERSPAN (ip6erspan kind): the version (1 or 2), the session index of version 1, the direction and hardware id of version 2. */
   erspanVer: attr(22, u8),
+  erspanIndex: attr(21, u32),
+  erspanDir: attr(23, named(u8, { ingress: 0, egress: 1 })),
+  erspanHwid: attr(24, u16),
   encapType: attr(14, u16),
   encapFlags: attr(15, u16),
   encapSport: attr(16, be16),
@@ -63,6 +67,7 @@ export type Ip6greOptions = Attrs<typeof ip6greAttrs>;
 const ip6greDefaults: Ip6greOptions = { ikey: 0, okey: 0, iflags: 0, oflags: 0, ttl: 64, encapLimit: 4, flowinfo: 0, flags: 0, fwmark: 0, erspanVer: 1, encapType: 0, encapFlags: ENCAP_CSUM6, encapSport: 0, encapDport: 0 };
 export const ip6greKind: LinkKind<typeof ip6greAttrs> = { kind: 'ip6gre', data: ip6greAttrs, defaults: ip6greDefaults };
 export const ip6gretapKind: LinkKind<typeof ip6greAttrs> = { kind: 'ip6gretap', data: ip6greAttrs, defaults: ip6greDefaults };
+export const ip6erspanKind: LinkKind<typeof ip6greAttrs> = { kind: 'ip6erspan', data: ip6greAttrs, defaults: ip6greDefaults };
 
 /** IFLA_VTI_* (vti over IPv4, vti6 over IPv6): the keys select the IPsec policy (as marks), in network order. */
 export const vtiAttrs = {
@@ -94,3 +99,26 @@ export const xfrmKind: LinkKind<typeof xfrmAttrs> = {
     } else if (o.ifId === undefined || o.ifId === 0) throw new ValidationError('xfrm ifId', 'needs a non-zero ifId (the if_id of its states and policies) unless collectMetadata');
   },
 };
+
+/**
+ * IFLA_MACSEC_*: the SCI (or just its port), cipher suite, and the TX SA's settings. Stacked on a
+ * lower device. The order of port, encrypt, window and replayProtect is iproute2's (captured).
+ */
+export const macsecAttrs = {
+  sci: attr(1, be64),
+  port: attr(2, be16),
+  cipherSuite: attr(4, u64),
+  icvLen: attr(3, u8),
+  encrypt: attr(7, u8),
+  protect: attr(8, u8),
+  incSci: attr(9, u8),
+  es: attr(10, u8),
+  scb: attr(11, u8),
+  window: attr(5, u32),
+  replayProtect: attr(12, u8),
+  validation: attr(13, named(u8, { disabled: 0, check: 1, strict: 2 })),
+  encodingSa: attr(6, u8),
+  offload: attr(15, named(u8, { off: 0, phy: 1, mac: 2 })),
+} as const satisfies Schema;
+export type MacsecOptions = Attrs<typeof macsecAttrs>;
+export const macsecKind: LinkKind<typeof macsecAttrs> = { kind: 'macsec', data: macsecAttrs, needsLower: true };
