@@ -146,6 +146,27 @@ kernelTest(test, FILE, 'erspan, ip6erspan, macsec: typed options in, the same re
   assert.ok(sameAsCapture('link-add-macsec.req.txt', L.addLinkRequest('macsec0', 'macsec', { port: 11, encrypt: 1, window: 32, replayProtect: 1 }, { link: 3 })));
 });
 
+const smallKinds: [string, () => ReturnType<typeof L.addLinkRequest>][] = [
+  ['link-add-bareudp.req.txt', () => L.addLinkRequest('bu0', 'bareudp', { port: 6635, ethertype: 0x8847, srcportMin: 1000 })],
+  ['link-add-amt.req.txt', () => L.addLinkRequest('amt0', 'amt', { mode: 'gateway', localIp: '10.1.0.1', discoveryIp: '10.1.0.2', link: 3 })],
+  ['link-add-hsr.req.txt', () => L.addLinkRequest('hsr0', 'hsr', { slave1: 3, slave2: 2, multicastSpec: 45, version: 1 })],
+  ['link-add-vxcan.req.txt', () => L.addLinkRequest('vxc0', 'vxcan', { peer: { header: {}, attrs: { ifname: 'vxc1' } } })],
+];
+
+kernelTest(test, FILE, 'bareudp, amt, hsr, vxcan: typed options in, the same read back; ip -d shows the kind', ['link:bareudp', 'link:amt', 'link:hsr', 'link:vxcan'], () => {
+  const made = [
+    rt.linkAdd('bu0', 'bareudp', { port: 6635, ethertype: 0x8847 }),
+    rt.linkAdd('amt0', 'amt', { mode: 'gateway', localIp: '10.1.0.1', discoveryIp: '10.1.0.2', link: 'd0' }),
+    rt.linkAdd('hsr0', 'hsr', { slave1: rt.linkIndex('d0'), slave2: rt.linkIndex('d1'), multicastSpec: 45, version: 1 }),
+    rt.linkAdd('vxc0', 'vxcan', { peer: { header: {}, attrs: { ifname: 'vxc1' } } }),
+  ];
+  assert.equal(made.map((l) => info(l.name).linkinfo.info_kind), ['bareudp', 'amt', 'hsr', 'vxcan']);
+  assert.equal([made[0]!.options?.['port'], made[1]!.options?.['mode'], made[2]!.options?.['slave1']], [6635, 'gateway', rt.linkIndex('d0')]);
+  for (const l of made) rt.linkDel(l.name);
+}, () => {
+  for (const [file, build] of smallKinds) assert.ok(sameAsCapture(file, build()), file);
+});
+
 kernelTest(test, FILE, 'ifb, txqlen, altnames', ['link:ifb'], () => {
   rt.linkAdd('ifb9', 'ifb');
   assert.is(info('ifb9').linkinfo.info_kind, 'ifb');

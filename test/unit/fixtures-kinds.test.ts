@@ -48,6 +48,10 @@ const requests: [string, () => Request][] = [
   // seq key 10: GRE_SEQ | GRE_KEY (0x3000) in both flag words; version 1 (the default) carries the session index.
   ['link-add-erspan.req.txt', () => L.addLinkRequest('ers1', 'erspan', { local: '10.1.0.1', remote: '10.1.0.2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanIndex: 123 })],
   ['link-add-ip6erspan.req.txt', () => L.addLinkRequest('ers61', 'ip6erspan', { local: 'fd00::1', remote: 'fd00::2', ikey: 10, okey: 10, iflags: 0x3000, oflags: 0x3000, erspanVer: 2, erspanDir: 'egress', erspanHwid: 7 })],
+  ['link-add-bareudp.req.txt', () => L.addLinkRequest('bu0', 'bareudp', { port: 6635, ethertype: 0x8847, srcportMin: 1000 })],
+  ['link-add-amt.req.txt', () => L.addLinkRequest('amt0', 'amt', { mode: 'gateway', localIp: '10.1.0.1', discoveryIp: '10.1.0.2', link: 3 })],
+  ['link-add-hsr.req.txt', () => L.addLinkRequest('hsr0', 'hsr', { slave1: 3, slave2: 2, multicastSpec: 45, version: 1 })],
+  ['link-add-vxcan.req.txt', () => L.addLinkRequest('vxc0', 'vxcan', { peer: { header: {}, attrs: { ifname: 'vxc1' } } })],
   ['link-add-macsec.req.txt', () => L.addLinkRequest('macsec0', 'macsec', { port: 11, encrypt: 1, window: 32, replayProtect: 1 }, { link: 3 })],
   ['link-add-bridge-opts.req.txt', () => L.addLinkRequest('br1', 'bridge', { forwardDelay: 400, stpState: 1, priority: 100, vlanFiltering: 0, mcastSnooping: 0 })],
   ['link-set-brport.req.txt', () => L.setBridgePortRequest(2, { learning: 0, unicastFlood: 0, isolated: 1, guard: 1, mcastFlood: 0, neighSuppress: 1 })],
@@ -62,7 +66,7 @@ for (const [file, build] of requests) {
   });
 }
 
-test('IPv6 tunnel, ERSPAN, IPsec and MACsec kinds: iproute2\'s requests decode to the typed options they were built from', () => {
+test('IPv6 tunnel, ERSPAN, IPsec, MACsec, bareudp, AMT, HSR and vxcan kinds: iproute2\'s requests decode to the typed options they were built from', () => {
   const opts = (file: string) => L.decodeLink(splitMessages(fixture(file))[0]!).options;
   assert.equal(opts('link-add-vti.req.txt'), { ikey: 7, okey: 8, local: '10.1.0.1', remote: '10.1.0.2', fwmark: 9 });
   assert.equal(opts('link-add-vti6.req.txt'), { ikey: 7, okey: 7, local: 'fd00::1', remote: 'fd00::2', fwmark: 0 });
@@ -70,6 +74,10 @@ test('IPv6 tunnel, ERSPAN, IPsec and MACsec kinds: iproute2\'s requests decode t
   assert.equal(opts('link-add-ip6gre.req.txt')?.['erspanVer'], 1);
   assert.equal(opts('link-add-xfrm.req.txt'), { ifId: 7, link: 3 });
   assert.equal(opts('link-add-macsec.req.txt'), { port: 11, encrypt: 1, window: 32, replayProtect: 1 });
+  assert.equal(opts('link-add-bareudp.req.txt'), { port: 6635, ethertype: 0x8847, srcportMin: 1000 });
+  assert.equal(opts('link-add-amt.req.txt'), { mode: 'gateway', localIp: '10.1.0.1', discoveryIp: '10.1.0.2', link: 3 });
+  assert.equal(opts('link-add-hsr.req.txt'), { slave1: 3, slave2: 2, multicastSpec: 45, version: 1 });
+  assert.is((opts('link-add-vxcan.req.txt')?.['peer'] as { attrs: { ifname: string } }).attrs.ifname, 'vxc1');
   assert.equal([opts('link-add-ip6erspan.req.txt')?.['erspanDir'], opts('link-add-ip6erspan.req.txt')?.['erspanHwid'], opts('link-add-erspan.req.txt')?.['erspanIndex']], ['egress', 7, 123]);
 });
 

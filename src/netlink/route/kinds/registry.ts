@@ -11,11 +11,11 @@ import { ValidationError } from '../../../errors.js';
 import type { Attrs, Schema } from '../../core/attr.js';
 import type { LinkRef } from '../../core/ref.js';
 import { bridgeKind, type BridgeAttrs } from './bridge.js';
-import { vethKind } from './veth.js';
+import { vethKind, vxcanKind, type VethAttrs } from './veth.js';
 import { erspanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vxlanKind, type GeneveOptions, type GreOptions, type IptunOptions, type VxlanOptions } from './tunnels.js';
 import { ipvlanKind, ipvtapKind, macvlanKind, macvtapKind, vlanKind, type IpvlanOptions, type MacvlanOptions, type VlanOptions } from './lower.js';
 import { bondKind, type BondOptions } from './bond.js';
-import { dummyKind, ifbKind, nlmonKind, tunKind, vrfKind, wireguardKind, type VrfOptions } from './simple.js';
+import { amtKind, bareudpKind, dummyKind, hsrKind, ifbKind, nlmonKind, tunKind, vrfKind, wireguardKind, type AmtOptions, type BareudpOptions, type HsrOptions, type VrfOptions } from './simple.js';
 import { ip6erspanKind, ip6greKind, ip6gretapKind, ip6tnlKind, macsecKind, vti6Kind, vtiKind, xfrmKind, type Ip6greOptions, type Ip6tnlOptions, type MacsecOptions, type VtiOptions, type XfrmLinkOptions } from './tunnels6.js';
 
 /** A link kind: what `ip link add ... type KIND ...` accepts and `ip -d link show` prints for it. */
@@ -69,6 +69,10 @@ export interface LinkKindOptions {
   vti6: WithLower<VtiOptions>;
   xfrm: WithLower<XfrmLinkOptions>;
   macsec: MacsecOptions;
+  bareudp: BareudpOptions;
+  amt: WithLower<AmtOptions>;
+  hsr: HsrOptions;
+  vxcan: VethAttrs;
 }
 
 /** The options `linkAdd` takes for a kind: typed for a known kind, attributes or raw IFLA_INFO_DATA bytes otherwise. */
@@ -78,7 +82,7 @@ let table: Map<string, LinkKind> | undefined;
 /** The kinds table, seeded with the built-ins on first use (so no module does work at import). */
 function kinds(): Map<string, LinkKind> {
   if (!table) {
-    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind, erspanKind, ip6erspanKind, macsecKind];
+    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind, erspanKind, ip6erspanKind, macsecKind, bareudpKind, amtKind, hsrKind, vxcanKind];
     table = new Map(builtins.map((k) => [k.kind, k as unknown as LinkKind]));
   }
   return table;
