@@ -11,7 +11,7 @@ import { ValidationError } from '../../../errors.js';
 import type { Attrs, Schema } from '../../core/attr.js';
 import type { LinkRef } from '../../core/ref.js';
 import { bridgeKind, type BridgeAttrs } from './bridge.js';
-import { vethKind, vxcanKind, type VethAttrs } from './veth.js';
+import { netkitKind, vethKind, vxcanKind, type NetkitOptions, type VethAttrs } from './veth.js';
 import { erspanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vxlanKind, type GeneveOptions, type GreOptions, type IptunOptions, type VxlanOptions } from './tunnels.js';
 import { ipvlanKind, ipvtapKind, macvlanKind, macvtapKind, vlanKind, type IpvlanOptions, type MacvlanOptions, type VlanOptions } from './lower.js';
 import { bondKind, type BondOptions } from './bond.js';
@@ -73,6 +73,7 @@ export interface LinkKindOptions {
   amt: WithLower<AmtOptions>;
   hsr: HsrOptions;
   vxcan: VethAttrs;
+  netkit: NetkitOptions;
 }
 
 /** The options `linkAdd` takes for a kind: typed for a known kind, attributes or raw IFLA_INFO_DATA bytes otherwise. */
@@ -82,7 +83,7 @@ let table: Map<string, LinkKind> | undefined;
 /** The kinds table, seeded with the built-ins on first use (so no module does work at import). */
 function kinds(): Map<string, LinkKind> {
   if (!table) {
-    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind, erspanKind, ip6erspanKind, macsecKind, bareudpKind, amtKind, hsrKind, vxcanKind];
+    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind, erspanKind, ip6erspanKind, macsecKind, bareudpKind, amtKind, hsrKind, vxcanKind, netkitKind];
     table = new Map(builtins.map((k) => [k.kind, k as unknown as LinkKind]));
   }
   return table;
