@@ -38,14 +38,18 @@ const kindConfig: Record<string, string> = {
   bridge: 'CONFIG_BRIDGE', veth: 'CONFIG_VETH', vxlan: 'CONFIG_VXLAN', macvlan: 'CONFIG_MACVLAN', macvtap: 'CONFIG_MACVTAP',
   ipvlan: 'CONFIG_IPVLAN', ifb: 'CONFIG_IFB', dummy: 'CONFIG_DUMMY', vlan: 'CONFIG_VLAN_8021Q', bond: 'CONFIG_BONDING',
   vrf: 'CONFIG_NET_VRF', wireguard: 'CONFIG_WIREGUARD', geneve: 'CONFIG_GENEVE', netkit: 'CONFIG_NETKIT', nlmon: 'CONFIG_NLMON',
-  tun: 'CONFIG_TUN',
+  tun: 'CONFIG_TUN', xfrm: 'CONFIG_XFRM_INTERFACE', vti: 'CONFIG_NET_IPVTI', vti6: 'CONFIG_IPV6_VTI', ip6tnl: 'CONFIG_IPV6_TUNNEL',
+  ip6gre: 'CONFIG_IPV6_GRE', erspan: 'CONFIG_NET_IPGRE', ip6erspan: 'CONFIG_IPV6_GRE', macsec: 'CONFIG_MACSEC',
+  bareudp: 'CONFIG_BAREUDP', amt: 'CONFIG_AMT', hsr: 'CONFIG_HSR', vxcan: 'CONFIG_CAN_VXCAN',
 };
 // The arguments `ip link add NAME type KIND ...` needs for each kind; LOWER names a veth made first.
 const kindArgs: Record<string, string> = {
   vxlan: 'id 1 dstport 4789', macvlan: 'mode bridge', macvtap: 'mode bridge', ipvlan: 'mode l2', vlan: 'id 5', vrf: 'table 10',
-  geneve: 'id 1 remote 192.0.2.1', bond: 'mode active-backup',
+  geneve: 'id 1 remote 192.0.2.1', bond: 'mode active-backup', xfrm: 'if_id 7',
+  erspan: 'remote 192.0.2.1 seq key 1 erspan 1', ip6erspan: 'remote fd00::2 seq key 1 erspan 1', macsec: 'port 1',
+  bareudp: 'dstport 6635 ethertype mpls_uc', amt: 'mode gateway local 192.0.2.1 discovery 192.0.2.2 dev l0', hsr: 'slave1 l0 slave2 l1', vxcan: 'peer name p1',
 };
-const needsLower = new Set(['vxlan', 'macvlan', 'macvtap', 'ipvlan', 'vlan']);
+const needsLower = new Set(['vxlan', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'macsec', 'amt', 'hsr']);
 
 let memo: Record<string, Capability> | undefined;
 function cache(): Record<string, Capability> {

@@ -14,6 +14,7 @@ import { table, verdict, type Verdict } from './report.js';
 import { decodePayload } from '../../src/netlink/core/message.js';
 import { linkMessage } from '../../src/netlink/route/schemas.js';
 import { fmtMs, round, summarize } from './stats.js';
+import { batchBench } from './batch.js';
 
 /** What `import('tsnetlink')` loads: the package's main, the bundled entry (dist/bench/lib/ -> dist/bundle/). */
 const INDEX = fileURLToPath(new URL('../../bundle/index.js', import.meta.url));
@@ -178,6 +179,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
     const big = await monitorBurst(handles[1]!, 10, cfg.events, 512 << 20);
     const small = await monitorBurst(handles[1]!, 60, cfg.events, 212_992);
     const stalls = await deleteStalls(handles[2]!, 50);
+    const batch = await batchBench(quick);
     const importMs = imp.imported - imp.bare;
     const q = quick ? ' (--quick: fewer than the target names)' : '';
     const lines = [
@@ -196,6 +198,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
       `  monitor, burst of ${cfg.events} route events queued in the socket, then drained: ${big.received} received, ${big.resyncs} resyncs, ${fmtMs(big.ms)} ms = ${Math.round(big.perSecond)} events/s (SO_RCVBUF 512 MiB)`,
       `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
       `  same burst with the kernel's default 208 KiB buffer: ${small.received} received (${cfg.events - small.received} lost), ${small.resyncs} resync event${small.resyncs === 1 ? '' : 's'}, drained at ${Math.round(small.perSecond)} events/s`,
+      ...batch.lines,
     ];
     const verdicts = [
       verdict("import('tsnetlink') cost above node -e 0", importMs, 15, 'max', 'ms'),
@@ -203,8 +206,9 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
       verdict(`dump of ${dump.links} links: every attribute decoded / raw receive`, dump.tree / dump.raw, 1.5, 'max', 'x', quick ? `${dump.links} links, not 5000${q}` : undefined),
       verdict('longest event-loop stall during 50 veth deletes through rt.promises', stalls.promises.stallMs, 2, 'max', 'ms', `sync: ${fmtMs(stalls.sync.stallMs)} ms`),
       verdict('monitor throughput with no loss / 50,000 events/s', big.received === cfg.events && big.resyncs === 0 ? big.perSecond / 50_000 : null, 1, 'min', 'x', `${Math.round(big.perSecond)} events/s, ${big.received}/${cfg.events} received`),
+      ...batch.verdicts,
     ];
-    return { lines, verdicts, json: { import: { ...imp, deltaMs: round(importMs) }, dump, monitor: { noLoss: big, defaultBuffer: small, events: cfg.events }, deleteStalls: stalls } };
+    return { lines, verdicts, json: { import: { ...imp, deltaMs: round(importMs) }, dump, monitor: { noLoss: big, defaultBuffer: small, events: cfg.events }, deleteStalls: stalls, batch: batch.json } };
   } finally {
     for (const h of handles) h.close();
     for (const n of names) deleteNamedNetns(n);

@@ -65,7 +65,7 @@ function assertClean(what: string): void {
 
 test('every example file is compiled, and each is run by a test below', () => {
   const sources = readdirSync(join(ROOT, 'examples')).sort();
-  assert.equal(sources, ['cli.sh', 'cni.sh', 'dualstack.ts', 'events.ts', 'families.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'promises.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
+  assert.equal(sources, ['cli.sh', 'cni.sh', 'conntrack.ts', 'dualstack.ts', 'events.ts', 'families.ts', 'genl.ts', 'install.sh', 'kinds.ts', 'networks.ts', 'objects.ts', 'promises.ts', 'rtnl.ts', 'tc.ts', 'testing.ts']);
   for (const f of sources.filter((s) => s.endsWith('.ts'))) assert.ok(existsSync(join(DIST_EXAMPLES, f.replace(/\.ts$/, '.js'))), `${f} compiled`);
 });
 
@@ -146,6 +146,13 @@ test('genl: the ethtool family; rx-gro turned off, then back as it was (ethtool 
   assert.match(out, /\{ active: (true|false), fixed: (true|false), wanted: (true|false) \}/);
   assert.match(out, /^false$/m, 'wanted is off after ethtool -K lo gro off');
   assert.is(gro(), before, 'restored');
+});
+
+test('conntrack: a UDP exchange on lo tracked, listed, looked up and deleted; the nft table removed', async () => {
+  const out = await example('conntrack');
+  assert.is(out, ['udp 127.0.0.1:40000 -> 127.0.0.1:5353 CONFIRMED', 'get: true', 'deleted: 1', 'left for port 5353: 0', ''].join('\n'));
+  assert.not.match(spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' }).stdout ?? '', /ctdemo/, 'nft table left');
+  assertClean('conntrack');
 });
 
 test('tc: tbf added then changed, htb class on an ifb, u32 match with a mirred redirect to it; all removed', async () => {

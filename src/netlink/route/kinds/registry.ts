@@ -11,11 +11,12 @@ import { ValidationError } from '../../../errors.js';
 import type { Attrs, Schema } from '../../core/attr.js';
 import type { LinkRef } from '../../core/ref.js';
 import { bridgeKind, type BridgeAttrs } from './bridge.js';
-import { vethKind } from './veth.js';
-import { geneveKind, greKind, gretapKind, ipipKind, sitKind, vxlanKind, type GeneveOptions, type GreOptions, type IptunOptions, type VxlanOptions } from './tunnels.js';
+import { netkitKind, vethKind, vxcanKind, type NetkitOptions, type VethAttrs } from './veth.js';
+import { erspanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vxlanKind, type GeneveOptions, type GreOptions, type IptunOptions, type VxlanOptions } from './tunnels.js';
 import { ipvlanKind, ipvtapKind, macvlanKind, macvtapKind, vlanKind, type IpvlanOptions, type MacvlanOptions, type VlanOptions } from './lower.js';
 import { bondKind, type BondOptions } from './bond.js';
-import { dummyKind, ifbKind, nlmonKind, tunKind, vrfKind, wireguardKind, type VrfOptions } from './simple.js';
+import { amtKind, bareudpKind, dummyKind, hsrKind, ifbKind, nlmonKind, tunKind, vrfKind, wireguardKind, type AmtOptions, type BareudpOptions, type HsrOptions, type VrfOptions } from './simple.js';
+import { ip6erspanKind, ip6greKind, ip6gretapKind, ip6tnlKind, macsecKind, vti6Kind, vtiKind, xfrmKind, type Ip6greOptions, type Ip6tnlOptions, type MacsecOptions, type VtiOptions, type XfrmLinkOptions } from './tunnels6.js';
 
 /** A link kind: what `ip link add ... type KIND ...` accepts and `ip -d link show` prints for it. */
 export interface LinkKind<S extends Schema = Schema> {
@@ -46,6 +47,7 @@ export interface LinkKindOptions {
   geneve: GeneveOptions;
   gre: WithLower<GreOptions>;
   gretap: WithLower<GreOptions>;
+  erspan: WithLower<GreOptions>;
   ipip: WithLower<IptunOptions>;
   sit: WithLower<IptunOptions>;
   vlan: VlanOptions;
@@ -59,6 +61,19 @@ export interface LinkKindOptions {
   ifb: Record<string, never>;
   nlmon: Record<string, never>;
   wireguard: Record<string, never>;
+  ip6tnl: WithLower<Ip6tnlOptions>;
+  ip6gre: WithLower<Ip6greOptions>;
+  ip6gretap: WithLower<Ip6greOptions>;
+  ip6erspan: WithLower<Ip6greOptions>;
+  vti: WithLower<VtiOptions>;
+  vti6: WithLower<VtiOptions>;
+  xfrm: WithLower<XfrmLinkOptions>;
+  macsec: MacsecOptions;
+  bareudp: BareudpOptions;
+  amt: WithLower<AmtOptions>;
+  hsr: HsrOptions;
+  vxcan: VethAttrs;
+  netkit: NetkitOptions;
 }
 
 /** The options `linkAdd` takes for a kind: typed for a known kind, attributes or raw IFLA_INFO_DATA bytes otherwise. */
@@ -68,7 +83,7 @@ let table: Map<string, LinkKind> | undefined;
 /** The kinds table, seeded with the built-ins on first use (so no module does work at import). */
 function kinds(): Map<string, LinkKind> {
   if (!table) {
-    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind];
+    const builtins = [bridgeKind, vethKind, vxlanKind, geneveKind, greKind, gretapKind, ipipKind, sitKind, vlanKind, macvlanKind, macvtapKind, ipvlanKind, ipvtapKind, bondKind, dummyKind, ifbKind, nlmonKind, wireguardKind, vrfKind, tunKind, ip6tnlKind, ip6greKind, ip6gretapKind, vtiKind, vti6Kind, xfrmKind, erspanKind, ip6erspanKind, macsecKind, bareudpKind, amtKind, hsrKind, vxcanKind, netkitKind];
     table = new Map(builtins.map((k) => [k.kind, k as unknown as LinkKind]));
   }
   return table;

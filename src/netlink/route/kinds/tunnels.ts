@@ -1,4 +1,4 @@
-/** Tunnel kinds: vxlan, geneve, gre/gretap, ipip/sit. Attributes in the order iproute2 sends them; the zeros it always sends are defaults. */
+/** Tunnel kinds: vxlan, geneve, gre/gretap/erspan, ipip/sit. Attributes in the order iproute2 sends them; the zeros it always sends are defaults. */
 import { attr, be16, be32, flag, ipAddr, named, u8, u16, u32, type Attrs, type Codec, type Schema } from '../../core/attr.js';
 import { struct, structCodec } from '../../core/message.js';
 import { CodecError, ValidationError } from '../../../errors.js';
@@ -89,7 +89,7 @@ export const geneveAttrs = {
 export type GeneveOptions = Attrs<typeof geneveAttrs>;
 export const geneveKind: LinkKind<typeof geneveAttrs> = { kind: 'geneve', data: geneveAttrs, defaults: { label: 0, ttl: 0, tos: 0 } };
 
-/** IFLA_GRE_* (gre, gretap; ip6gre keys alike). Keys and flags are in network order. */
+/** IFLA_GRE_* (gre, gretap, erspan; ip6gre keys alike). Keys and flags are in network order. */
 export const greAttrs = {
   ikey: attr(4, be32),
   okey: attr(5, be32),
@@ -101,6 +101,11 @@ export const greAttrs = {
   tos: attr(9, u8),
   ttl: attr(8, u8),
   fwmark: attr(20, u32),
+  /** ERSPAN (erspan kind): the version (1 or 2), the session index of version 1, the direction and hardware id of version 2. */
+  erspanVer: attr(22, u8),
+  erspanIndex: attr(21, u32),
+  erspanDir: attr(23, named(u8, { ingress: 0, egress: 1 })),
+  erspanHwid: attr(24, u16),
   encapType: attr(14, u16),
   encapFlags: attr(15, u16),
   encapSport: attr(16, be16),
@@ -116,6 +121,7 @@ export type GreOptions = Attrs<typeof greAttrs>;
 const greDefaults: GreOptions = { ikey: 0, okey: 0, iflags: 0, oflags: 0, pmtudisc: 1, tos: 0, ttl: 0, fwmark: 0, encapType: 0, encapFlags: 0, encapSport: 0, encapDport: 0 };
 export const greKind: LinkKind<typeof greAttrs> = { kind: 'gre', data: greAttrs, defaults: greDefaults };
 export const gretapKind: LinkKind<typeof greAttrs> = { kind: 'gretap', data: greAttrs, defaults: greDefaults };
+export const erspanKind: LinkKind<typeof greAttrs> = { kind: 'erspan', data: greAttrs, defaults: { ...greDefaults, erspanVer: 1 } };
 
 /** IFLA_IPTUN_* (ipip, sit, ip6tnl). */
 export const iptunAttrs = {
