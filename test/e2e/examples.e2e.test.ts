@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipJson, requireSandbox } from '../helpers.js';
-import { CLI, SAVE } from './lib.js';
+import { LAUNCHER, SAVE } from './lib.js';
 
 requireSandbox('examples');
 
@@ -159,7 +159,7 @@ test('testing: the fake kernel answers a dump and an error (no root needed)', as
 test('cli.sh: every command once, with tsnetlink on PATH; run passes exit 3 through; all removed', async () => {
   const bin = join(tmp, 'bin');
   mkdirSync(bin);
-  symlinkSync(CLI, join(bin, 'tsnetlink'));
+  symlinkSync(LAUNCHER, join(bin, 'tsnetlink'));
   const r = await run('bash', [join(ROOT, 'examples', 'cli.sh')], { cwd: tmp, env: { ...quiet, PATH: `${bin}:${process.env['PATH']}` }, timeoutMs: 60_000 });
   assert.is(r.code, 0, r.err + r.out);
   assert.match(r.out, /^testbridge\s+bridge\s+192\.168\.10\.0\/24\s+192\.168\.10\.1\s+testbridge$/m, 'network ls');
@@ -176,7 +176,7 @@ test('cni.sh: the plugin linked into a throwaway CNI bin dir, its conflist, ADD 
   const dir = join(tmp, 'cni');
   for (const d of ['path', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   symlinkSync(join(ROOT, 'bin', 'tsnetlink-cni'), join(dir, 'path', 'tsnetlink-cni'));
-  symlinkSync(CLI, join(dir, 'path', 'tsnetlink'));
+  symlinkSync(LAUNCHER, join(dir, 'path', 'tsnetlink'));
   // As a reader runs it: no CNI_BIN_DIR or CNI_CONF_DIR, so the script's own mktemp -d (here under TMPDIR).
   const hostCni = ['/opt/cni/bin/tsnetlink', '/etc/cni/net.d/10-tsnet.conflist'];
   const before = hostCni.map((f) => existsSync(f));
