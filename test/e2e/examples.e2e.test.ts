@@ -237,7 +237,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   // A copy of the clone, so that prepack's rebuild of dist/ cannot disturb this test run's files.
   const repo = join(tmp, 'tsnetlink');
   mkdirSync(repo);
-  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
+  for (const f of ['src', 'scripts', 'bin', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(repo, 'node_modules'));
   const { server, url } = await localRegistry(mkdtempSync(join(tmp, 'registry-')));
   try {
@@ -254,6 +254,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   const app = join(tmp, 'my-app');
   const listed = spawnSync('tar', ['-tzf', join(repo, readdirSync(repo).find((f) => f.endsWith('.tgz'))!)], { encoding: 'utf8' }).stdout.split('\n');
   assert.ok(listed.includes('package/LICENSE'), 'LICENSE shipped');
+  assert.ok(['tsnetlink', 'tsnetlink-cni', 'tsnetlink-engine.bash', 'tsnetlink-engine.sh'].every((b) => listed.includes(`package/bin/${b}`)), 'the launcher, the CNI shim and their engine clients shipped');
   assert.ok(listed.includes('package/docs/library.md') && listed.includes('package/docs/bench/connect-vs-endpoints.svg'), 'the docs the README links to are shipped');
   assert.equal(listed.filter((f) => f.endsWith('.map')), [], 'no source maps that point to unshipped sources');
   assert.equal(listed.filter((f) => /^package\/dist\/(test|bench|demo|examples)\//.test(f)), [], 'only the library and the CLI are shipped');
