@@ -9,8 +9,9 @@
  *   without NODE_EXTRA_CA_CERTS in the caller's environment; against the stock chain Podman
  *   writes for the same network (bridge + host-local, portmap, firewall, tuning: one process
  *   each, chained with prevResult; DEL in reverse order).
- * - The CLI's connect -p and disconnect as processes through the engine and without one,
- *   against netavark setup -p and teardown -p.
+ * - The CLI's connect -p and disconnect as processes (its launcher, bin/tsnetlink, as the package
+ *   installs it) through the engine by the bash client and by Node's, and without one, with and
+ *   without NODE_EXTRA_CA_CERTS, against netavark setup -p and teardown -p.
  * - Drift: from `nft flush ruleset`, `iptables -F` and a host veth set down to the published
  *   port answering again from an upstream namespace, with the engine repairing.
  *
@@ -31,7 +32,10 @@ import { fmtRatio, table, verdict, type Verdict } from './report.js';
 import { fmtMs, round, summarize } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url)); // dist/bench/lib -> repo root
-const CLI = join(ROOT, 'dist/bundle/tsnetlink.js');
+/** The CLI as the package installs it: the launcher, whose shell clients forward before any Node starts. */
+const CLI = join(ROOT, 'bin/tsnetlink');
+/** The CLI's Node entry, which the engine runs as. */
+const NODE_CLI = join(ROOT, 'dist/bundle/tsnetlink.js');
 const SHIM = join(ROOT, 'bin/tsnetlink-cni');
 const STOCK = '/usr/lib/cni';
 const STATE = '/run/tsnetlink-engine-bench';
@@ -44,6 +48,8 @@ function baseEnv(): NodeJS.ProcessEnv {
   delete e['NODE_EXTRA_CA_CERTS'];
   delete e['TSNETLINK_ENGINE'];
   delete e['TSNETLINK_ENGINE_CLIENT'];
+  // The launcher runs this Node where a call runs in Node.
+  e['TSNETLINK_NODE'] = process.execPath;
   return e;
 }
 
@@ -114,14 +120,14 @@ function tsnAddDel(id: string, ns: string, hostPort: number, extra: NodeJS.Proce
 /** The CLI's connect -p and disconnect as processes, ms each. */
 function cliConnectDisconnect(ns: string, hostPort: number, extra: NodeJS.ProcessEnv): { add: number; del: number } {
   const env = { ...baseEnv(), ...extra };
-  const add = timed([process.execPath, CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '-p', `${hostPort}:80`, `/run/netns/${ns}`], env);
-  const del = timed([process.execPath, CLI, 'disconnect', '--state-dir', STATE, '-net', 'benchcli', `/run/netns/${ns}`], env);
+  const add = timed([CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '-p', `${hostPort}:80`, `/run/netns/${ns}`], env);
+  const del = timed([CLI, 'disconnect', '--state-dir', STATE, '-net', 'benchcli', `/run/netns/${ns}`], env);
   return { add: add.ms, del: del.ms };
 }
 
 /** The engine as a process of its own on the bench's state directory; resolves once it listens. */
 export async function startEngineProcess(stateDir = STATE): Promise<{ proc: ChildProcess; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'engine', '--state-dir', stateDir], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [NODE_CLI, 'engine', '--state-dir', stateDir], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d) => (log += d));
   // Whatever ends the bench, the engine it started ends with it.
@@ -199,9 +205,9 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
   try {
     const env = baseEnv();
     // The networks, each with a keeper container: made through the engine, untimed.
-    timed([process.execPath, CLI, 'network', 'create', '--state-dir', STATE, '--subnet', '10.97.0.0/16', 'benchcli'], env);
+    timed([CLI, 'network', 'create', '--state-dir', STATE, '--subnet', '10.97.0.0/16', 'benchcli'], env);
     netns('bekeepcli').close();
-    timed([process.execPath, CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '/run/netns/bekeepcli'], env);
+    timed([CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '/run/netns/bekeepcli'], env);
     netns('bekeepcni').close();
     timed([SHIM], cniEnv(env, 'ADD', 'keeper', 'bekeepcni'), pluginConf(tsnEntry(), CNI_NET, 1));
     if (missing.length === 0) {
@@ -220,9 +226,11 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
       { key: 'node', label: 'tsnetlink via engine (Node client)', run: (i, ns, p) => tsnAddDel(`bn${i}`, ns, p, { TSNETLINK_ENGINE_CLIENT: 'node' }) },
       { key: 'off', label: 'tsnetlink without engine', run: (i, ns, p) => tsnAddDel(`bo${i}`, ns, p, { TSNETLINK_ENGINE: 'off' }) },
       ...(ca ? [{ key: 'offca', label: '  the same, NODE_EXTRA_CA_CERTS set', run: (i: number, ns: string, p: number) => tsnAddDel(`ba${i}`, ns, p, { TSNETLINK_ENGINE: 'off', ...ca }) }] : []),
-      { key: 'cli', label: 'CLI connect -p via engine', run: (_i, ns, p) => cliConnectDisconnect(ns, p, {}) },
+      { key: 'cli', label: 'CLI connect -p via engine (bash client)', run: (_i, ns, p) => cliConnectDisconnect(ns, p, {}) },
+      ...(ca ? [{ key: 'clica', label: '  the same, NODE_EXTRA_CA_CERTS set', run: (_i: number, ns: string, p: number) => cliConnectDisconnect(ns, p, ca) }] : []),
+      { key: 'clinode', label: 'CLI connect -p via engine (Node client)', run: (_i, ns, p) => cliConnectDisconnect(ns, p, { TSNETLINK_ENGINE_CLIENT: 'node' }) },
       { key: 'clioff', label: 'CLI connect -p without engine', run: (_i, ns, p) => cliConnectDisconnect(ns, p, { TSNETLINK_ENGINE: 'off' }) },
-      ...(ca ? [{ key: 'clica', label: '  CLI via engine, NODE_EXTRA_CA_CERTS set', run: (_i: number, ns: string, p: number) => cliConnectDisconnect(ns, p, ca) }] : []),
+      ...(ca ? [{ key: 'clioffca', label: '  the same, NODE_EXTRA_CA_CERTS set', run: (_i: number, ns: string, p: number) => cliConnectDisconnect(ns, p, { TSNETLINK_ENGINE: 'off', ...ca }) }] : []),
       ...(netavark ? [{ key: 'nv', label: 'netavark setup -p / teardown -p', run: (_i: number, ns: string, p: number) => {
         const s = { ...newSlot(), ns, hostPort: p };
         const t0 = performance.now();
@@ -279,7 +287,7 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
     spawnSync('ip', ['-n', 'beup', 'link', 'set', 'eth0', 'up']);
     const srv = netns('besrv');
     servers.push(withNetns(srv, () => net.createServer((c) => c.end('drift-ok\n')).listen(80)));
-    const ep = JSON.parse(timed([process.execPath, CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '-p', '18099:80', '/run/netns/besrv'], env).out) as { hostIfname: string };
+    const ep = JSON.parse(timed([CLI, 'connect', '--state-dir', STATE, '-net', 'benchcli', '-p', '18099:80', '/run/netns/besrv'], env).out) as { hostIfname: string };
     const drift = await measureDrift(driftN, up, 18099, ep.hostIfname);
     up.close();
     srv.close();
@@ -296,7 +304,7 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
       table(['client of the engine (a call refused at once)', 'p50', 'p90'], clients.map(([k, label]) => { const x = summarize(clientMs[k]!); return [label, fmtMs(x.p50), fmtMs(x.p90)]; })),
       '',
       table(['CLI as a process', 'connect -p p50', 'p90', 'vs netavark', 'disconnect p50', 'p90', 'vs netavark'], cliRows.map((r) => [r.label, ...cell(r.key, 'add', 'nv'), ...cell(r.key, 'del', 'nv')])),
-      '  (rows without NODE_EXTRA_CA_CERTS unless they say so: the shim clears it before Node; the CLI is Node itself and pays it)',
+      '  (rows without NODE_EXTRA_CA_CERTS unless they say so: the CNI shim and the CLI\'s launcher clear it before Node)',
       '',
       table(['drift, engine running', 'n', 'to answering again p50', 'p90', 'max'], Object.entries(drift).map(([k, v]) => { const x = summarize(v); return [k, String(x.n), fmtMs(x.p50), fmtMs(x.p90), fmtMs(x.max)]; })),
       '  (from the command\'s exit to the published port answering from an upstream netns, polled every 10 ms)',
@@ -307,6 +315,8 @@ export async function engineBench(quick: boolean): Promise<{ lines: string[]; ve
       verdict('CNI DEL via engine (bash client) / stock chain DELs', p50('bash', 'del') / p50('stock', 'del'), 0.3, 'max', 'x', missing.length ? `stock plugins missing: ${missing.join(', ')}` : undefined),
       verdict('CLI connect -p as a process via engine / netavark setup -p', p50('cli', 'add') / p50('nv', 'add'), 1.0, 'max', 'x', netavark ? undefined : 'netavark not installed'),
       verdict('CNI ADD without engine, NODE_EXTRA_CA_CERTS set / not set', p50('offca', 'add') / p50('off', 'add'), 1.1, 'max', 'x', ca ? undefined : `${CA} not found`),
+      verdict('CLI connect -p via engine, NODE_EXTRA_CA_CERTS set / not set', p50('clica', 'add') / p50('cli', 'add'), 1.1, 'max', 'x', ca ? undefined : `${CA} not found`),
+      verdict('CLI connect -p without engine, NODE_EXTRA_CA_CERTS set / not set', p50('clioffca', 'add') / p50('clioff', 'add'), 1.1, 'max', 'x', ca ? undefined : `${CA} not found`),
       verdict('drift: nft flush ruleset to the port answering again, p50', dp50('nft flush ruleset'), 100, 'max', 'ms'),
       verdict('drift: iptables -F to the port answering again, p50', dp50('iptables -F'), 100, 'max', 'ms'),
       verdict('drift: host veth set down to the port answering again, p50', dp50('host veth set down'), 100, 'max', 'ms'),

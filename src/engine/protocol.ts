@@ -195,7 +195,7 @@ export function stateDirOfArgv(argv: readonly string[]): string {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') break;
-    const m = /^--?state-dir(?:=(.*))?$/.exec(a);
+    const m = /^--?state-dir(?:=(.*))?$/s.exec(a);
     if (!m) continue;
     const v = m[1] ?? argv[++i];
     if (v !== undefined) dir = v;

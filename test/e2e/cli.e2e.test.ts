@@ -1,6 +1,7 @@
 /**
- * End-to-end: the `tsnetlink` command as a user runs it (node dist/bundle/tsnetlink.js ..., the bundle the package ships), in the
- * sandbox scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
+ * End-to-end: the `tsnetlink` command as a user runs it (bin/tsnetlink, the launcher the package
+ * installs, which runs the bundle dist/bundle/tsnetlink.js in Node), in the sandbox
+ * scripts/test.mjs provides. Exit codes and output are checked, and every effect is read
  * back with `ip -j`, iptables-save (on the native nf_tables backend, which the CLI picks from
  * $TSNETLINK_FIREWALL as scripts/test.mjs sets it, `nft -j list ruleset`: test/e2e/fw-oracle.ts),
  * the state directory and real traffic.
@@ -15,7 +16,9 @@ import { NFT, nftExpr as X, nftHasRule, nftHasTable, nftMappings, rulesHeldBy } 
 
 requireSandbox('cli');
 
-const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../../bin/tsnetlink', import.meta.url));
+/** The launcher's environment: this Node for what it runs in Node. */
+const ENV = { ...process.env, TSNETLINK_NODE: process.execPath };
 const SAVE = (process.env['TSNETLINK_IPTABLES_RESTORE'] ?? 'iptables-restore').replace(/-restore$/, '-save');
 const IPTABLES = SAVE.replace(/-save$/, '');
 const STATE = '/run/tsnetlink';
@@ -23,13 +26,13 @@ const NET = 'testbridge';
 
 /** Runs the CLI to completion. */
 function tsn(...args: string[]): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(CLI, args, { encoding: 'utf8', timeout: 30_000, env: ENV });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 /** Starts the CLI in the background, collecting its output. */
 function tsnBackground(...args: string[]): { proc: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));
@@ -299,10 +302,10 @@ test('run killed with SIGKILL: its command dies too, and prune (or the next run 
 });
 
 test('as a user without CAP_NET_ADMIN: a clear "needs root" message, exit 1', () => {
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, CLI, 'network', 'ls'], { encoding: 'utf8' });
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', CLI, 'network', 'ls'], { encoding: 'utf8', env: ENV });
   assert.is(r.status, 1, r.stderr);
   assert.match(r.stderr, /needs root \(CAP_NET_ADMIN, CAP_SYS_ADMIN\)/);
-  const help = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, '--help'], { encoding: 'utf8' });
+  const help = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, '--help'], { encoding: 'utf8', env: ENV });
   assert.is(help.status, 0, 'help needs no privileges');
 });
 

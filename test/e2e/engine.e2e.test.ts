@@ -1,8 +1,9 @@
 /**
  * End-to-end: the resident engine (`tsnetlink engine`, a process of this file's own, killed on
- * every path) in the sandbox, with the CLI and the CNI plugin as users and runtimes run them.
- * Calls forwarded to it answer exactly as the same calls run in their own process (output, exit
- * code, state files and firewall after every step), by each client of the shim; calls run in
+ * every path) in the sandbox, with the CLI (its launcher, bin/tsnetlink) and the CNI plugin as
+ * users and runtimes run them. Calls forwarded to it answer exactly as the same calls run in
+ * their own process (output, exit code, state files and firewall after every step), by each
+ * client of the launcher and of the shim; NODE_EXTRA_CA_CERTS never reaches the Node they run; calls run in
  * their process when it is stopped, killed or started by socket activation; it and in-process
  * callers work on one network at once and stay consistent; a kill -9 during calls leaves what
  * one prune settles, and no caller a wrong answer; drift (`nft flush ruleset`, `iptables -F`, a
@@ -19,7 +20,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Networks, createNamedNetns, deleteNamedNetns, type NetnsHandle } from '../../src/index.js';
-import { encodeFields } from '../../src/engine/protocol.js';
+import { encodeFields, stateDirOfArgv } from '../../src/engine/protocol.js';
 import { probeTcp, requireSandbox, stateFiles } from '../helpers.js';
 import { box, rng, serveIn, type Box } from './lib.js';
 import { normalizedNft } from './fw-oracle.js';
@@ -27,7 +28,12 @@ import { PLUGIN, STOCK } from './cni-lib.js';
 
 requireSandbox('engine');
 
+/** The CLI's Node entry (the engine runs as it; the Node client's own checks call it). */
 const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
+/** The CLI as the package installs it: the launcher, whose shell clients forward before any Node starts. */
+const LAUNCHER = fileURLToPath(new URL('../../../bin/tsnetlink', import.meta.url));
+/** The launcher's environment: this Node for the calls it runs in Node. */
+const launcherEnv = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({ ...process.env, TSNETLINK_NODE: process.execPath, ...env });
 const STATE = '/run/tsnetlink';
 const SOCK = join(STATE, 'engine.sock');
 const NET = 'engnet';
@@ -111,16 +117,16 @@ interface Outcome {
   err: string;
 }
 
-/** The CLI as a process, to completion; `off` runs it in its own process whatever engine runs. */
+/** The CLI as a process (the launcher), to completion; `off` runs it in its own process whatever engine runs. */
 function tsn(args: string[], env: NodeJS.ProcessEnv = {}): Outcome {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  const r = spawnSync(LAUNCHER, args, { encoding: 'utf8', timeout: 60_000, env: launcherEnv(env) });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 /** The CLI as a process in the background. */
 function tsnAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(LAUNCHER, args, { env: launcherEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout!.on('data', (d) => (out += d));
@@ -153,6 +159,8 @@ function cniAsync(command: string, conf: unknown, id: string, netns: string, ext
 }
 
 const OFF = { TSNETLINK_ENGINE: 'off' };
+const haveCurl = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
+const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
 
 /** What differs between two runs of the same call for no fault of either: random veth names and their MACs, times. */
 function normalize(s: string): string {
@@ -233,7 +241,18 @@ test('CLI commands forwarded to the engine answer exactly as in their own proces
     ['network', 'rm', NET],
     ['network', 'bogus'],
     ['connect', '--help'],
+    ['network', '--help'],
+    ['connect'],
+    // Arguments a shell client must carry byte for byte, and paths: a relative netns path is
+    // refused alike; a relative --state-dir names one under the caller's cwd and is not forwarded.
+    ['connect', '-net', NET, '--name', 'a b\n$(x) é€', '/run/netns/x y'],
+    ['network', 'create', '--subnet', '192.168.33.0/24', '-o', 'mtu=é\n', 'ñet'],
+    ['connect', '-net', NET, './x'],
+    ['network', 'ls', '--state-dir', 'rel'],
+    ['network', 'ls', '--json', `-state-dir=${STATE}/`],
+    ['disconnect', '-net', NET, '99999999999999999999'],
   ];
+  const forwarded = steps.filter((s) => stateDirOfArgv(s).startsWith('/')).length;
   const run = (env: NodeJS.ProcessEnv) => {
     resetHost();
     return steps.map((s) => ({ ...tsn(s, env), state: snapshot() }));
@@ -241,9 +260,20 @@ test('CLI commands forwarded to the engine answer exactly as in their own proces
   const alone = run(OFF);
   await startEngine();
   try {
-    const before = served(await status());
-    const via = run({});
-    assert.is(served(await status()) - before, steps.length, 'every step was run by the engine');
+    // Through each client of the launcher, the Node client in the CLI's entry last.
+    for (const client of ['bash', ...(haveSocat ? ['socat'] : []), ...(haveCurl ? ['curl'] : []), 'node']) {
+      const before = served(await status());
+      const via = run({ TSNETLINK_ENGINE_CLIENT: client });
+      assert.is(served(await status()) - before, forwarded, `${client}: every step was run by the engine (but the one with a relative --state-dir)`);
+      steps.forEach((s, i) => {
+        const [a, e] = [alone[i]!, via[i]!];
+        const what = `${client}: tsnetlink ${s.map((x) => JSON.stringify(x)).join(' ')}`;
+        assert.is(e.code, a.code, `${what}: exit code`);
+        assert.fixture(normalize(e.out), normalize(a.out));
+        assert.fixture(normalize(e.err), normalize(a.err));
+        assert.fixture(e.state, a.state);
+      });
+    }
     // A forwarded command loads neither the commands bundle nor koffi (the bridge and netlink code).
     const hook = 'data:text/javascript,export async function resolve(s,c,n){process._rawDebug("RESOLVE "+s);return n(s,c)}';
     const traced = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, CLI, 'network', 'ls'], { encoding: 'utf8' });
@@ -252,14 +282,6 @@ test('CLI commands forwarded to the engine answer exactly as in their own proces
     assert.ok(!loaded.some((m) => /commands\.js|koffi/.test(m)), `loaded: ${loaded.join(', ')}`);
     const local = spawnSync(process.execPath, ['--no-warnings', '--experimental-loader', hook, CLI, 'network', 'ls'], { encoding: 'utf8', env: { ...process.env, ...OFF } });
     assert.ok(local.stderr.includes('RESOLVE ./commands.js'), 'the hook sees the commands bundle when the command runs here');
-    steps.forEach((s, i) => {
-      const [a, e] = [alone[i]!, via[i]!];
-      const what = `tsnetlink ${s.join(' ')}`;
-      assert.is(e.code, a.code, `${what}: exit code`);
-      assert.fixture(normalize(e.out), normalize(a.out));
-      assert.fixture(normalize(e.err), normalize(a.err));
-      assert.fixture(e.state, a.state);
-    });
   } finally {
     await stopEngine();
   }
@@ -271,8 +293,6 @@ const conflist = (extra: Record<string, unknown> = {}) => ({
   ipam: { type: 'tsnetlink', ranges: [[{ subnet: '10.89.40.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] }, capabilities: { portMappings: true },
   runtimeConfig: { portMappings: [{ hostPort: 8086, containerPort: 80, protocol: 'tcp' }] }, ...extra,
 });
-const haveCurl = spawnSync('sh', ['-c', 'command -v curl']).status === 0;
-const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
 
 test(`CNI calls through each client of the shim (bash, ${haveCurl ? 'curl, ' : ''}${haveSocat ? 'socat, ' : ''}node) answer exactly as the plugin in its own process`, async () => {
   const b = box('cni');
@@ -352,6 +372,14 @@ async function fallbackSteps(b: Box): Promise<void> {
   const add = cni('ADD', conflist(), 'fb1', b.path);
   assert.is(add.code, 0, add.out);
   assert.is(cni('DEL', conflist(), 'fb1', b.path).code, 0);
+  // NODE_EXTRA_CA_CERTS does not reach the Node the launcher runs (Node warns about an
+  // unreadable file when it does): without an engine, and for a command that never goes to one.
+  for (const args of [['network', 'ls'], ['--version']]) {
+    const ca = { NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' };
+    assert.match(spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...ca } }).stderr, 'Ignoring extra certs', 'the oracle: Node run directly reads it');
+    r = tsn(args, ca);
+    assert.equal([r.code, r.err], [0, ''], args.join(' '));
+  }
   // A call the engine declines (the caller's lock timeout differs from the engine's) runs here.
   await startEngine();
   const s0 = await status();
@@ -408,7 +436,7 @@ test('the engine and in-process callers on one network at once: every call succe
     assert.is(nets.inspect(NET).endpoints.length, bs.length);
     for (let i = 0; i < bs.length; i += 5) assert.is(await probeTcp(undefined, '10.45.0.1', 9100 + i, 3000), bs[i]!.name, `published port ${9100 + i}`);
     const st = await status();
-    assert.ok(st.served.cli >= 6 && st.served.cni >= 6, `the engine served its half: ${JSON.stringify(st.served)}`);
+    assert.ok(st.served.cli >= 6 && st.served.cni >= 6, `the engine served its half: ${JSON.stringify(st)}; its log:\n${engine?.log().split('\n').slice(-40).join('\n')}`);
     const gone = await Promise.all(bs.map((b, i) => (i % 3 ? tsnAsync(['disconnect', '-net', NET, b.path], i % 2 ? OFF : {}) : cniAsync('DEL', { ...conflist(), name: NET, bridge: NET }, `cc${i}`, b.path, i % 2 ? OFF : {}))));
     gone.forEach((r, i) => assert.is(r.code, 0, `disconnect ${i}: ${r.out}${r.err}`));
     assert.equal(await nets.check(), [], 'consistent after the disconnects');
@@ -582,6 +610,17 @@ test('a non-root peer is refused, a bad token too; malformed requests get a clea
     // The CLI run as nobody falls back to its own process, which says it needs root.
     const cliAsNobody = spawnSync('setpriv', [...nobody, process.execPath, CLI, 'network', 'ls'], { encoding: 'utf8' });
     assert.match(cliAsNobody.stderr, 'needs root');
+    // So does the launcher by each client, also as a nobody that can read the port file and reach
+    // the socket: the bash client finds no CAP_NET_ADMIN and runs it itself; the others are refused.
+    let refusedByLauncher = 0;
+    for (const client of ['bash', ...(haveSocat ? ['socat'] : []), ...(haveCurl ? ['curl'] : []), 'node']) {
+      for (const caps of [[], ['--inh-caps=+dac_override', '--ambient-caps=+dac_override']]) {
+        const l = spawnSync('setpriv', [...nobody, ...caps, LAUNCHER, 'network', 'ls'], { encoding: 'utf8', env: launcherEnv({ TSNETLINK_ENGINE_CLIENT: client }) });
+        assert.equal([l.status, l.stdout], [1, ''], `${client} ${caps.join(' ')}: ${l.stderr}`);
+        assert.match(l.stderr, 'needs root', `${client} ${caps.join(' ')}`);
+        if (caps.length && client !== 'bash') refusedByLauncher++;
+      }
+    }
     // Loopback TCP without the token from the root-only file.
     const port = Number(readFileSync(join(STATE, 'engine.tcp'), 'utf8').split(' ')[0]);
     const tcp = await new Promise<string>((resolve) => {
@@ -604,7 +643,7 @@ test('a non-root peer is refused, a bad token too; malformed requests get a clea
     ];
     for (const [request, want] of bad) assert.match(await raw(request), want, String(request).slice(0, 60));
     const s1 = await status();
-    assert.equal([served(s1) - served(s0), s1.refused - s0.refused, s1.badRequests - s0.badRequests], [0, 2, bad.length]);
+    assert.equal([served(s1) - served(s0), s1.refused - s0.refused, s1.badRequests - s0.badRequests], [0, 2 + refusedByLauncher, bad.length]);
     assert.fixture(snapshot(), before, 'nothing changed');
     assert.match(engine!.log(), /refused a call from pid \d+ \(uid 65534\): refused: the peer .* is not root/);
   } finally {

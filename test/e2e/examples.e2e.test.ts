@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ipJson, requireSandbox } from '../helpers.js';
-import { CLI, SAVE } from './lib.js';
+import { LAUNCHER, SAVE } from './lib.js';
 
 requireSandbox('examples');
 
@@ -174,7 +174,7 @@ test('testing: the fake kernel answers a dump and an error (no root needed)', as
 test('cli.sh: every command once, with tsnetlink on PATH; run passes exit 3 through; all removed', async () => {
   const bin = join(tmp, 'bin');
   mkdirSync(bin);
-  symlinkSync(CLI, join(bin, 'tsnetlink'));
+  symlinkSync(LAUNCHER, join(bin, 'tsnetlink'));
   const r = await run('bash', [join(ROOT, 'examples', 'cli.sh')], { cwd: tmp, env: { ...quiet, PATH: `${bin}:${process.env['PATH']}` }, timeoutMs: 60_000 });
   assert.is(r.code, 0, r.err + r.out);
   assert.match(r.out, /^testbridge\s+bridge\s+192\.168\.10\.0\/24\s+192\.168\.10\.1\s+testbridge$/m, 'network ls');
@@ -191,7 +191,7 @@ test('cni.sh: the plugin linked into a throwaway CNI bin dir, its conflist, ADD 
   const dir = join(tmp, 'cni');
   for (const d of ['path', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
   symlinkSync(join(ROOT, 'bin', 'tsnetlink-cni'), join(dir, 'path', 'tsnetlink-cni'));
-  symlinkSync(CLI, join(dir, 'path', 'tsnetlink'));
+  symlinkSync(LAUNCHER, join(dir, 'path', 'tsnetlink'));
   // As a reader runs it: no CNI_BIN_DIR or CNI_CONF_DIR, so the script's own mktemp -d (here under TMPDIR).
   const hostCni = ['/opt/cni/bin/tsnetlink', '/etc/cni/net.d/10-tsnet.conflist'];
   const before = hostCni.map((f) => existsSync(f));
@@ -252,7 +252,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   // A copy of the clone, so that prepack's rebuild of dist/ cannot disturb this test run's files.
   const repo = join(tmp, 'tsnetlink');
   mkdirSync(repo);
-  for (const f of ['src', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
+  for (const f of ['src', 'scripts', 'bin', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.dist.json', 'README.md', 'docs', 'LICENSE']) cpSync(join(ROOT, f), join(repo, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(repo, 'node_modules'));
   const { server, url } = await localRegistry(mkdtempSync(join(tmp, 'registry-')));
   try {
@@ -269,6 +269,7 @@ test('install.sh: npm pack, then a new app installs the tarball, imports it, and
   const app = join(tmp, 'my-app');
   const listed = spawnSync('tar', ['-tzf', join(repo, readdirSync(repo).find((f) => f.endsWith('.tgz'))!)], { encoding: 'utf8' }).stdout.split('\n');
   assert.ok(listed.includes('package/LICENSE'), 'LICENSE shipped');
+  assert.ok(['tsnetlink', 'tsnetlink-cni', 'tsnetlink-engine.bash', 'tsnetlink-engine.sh'].every((b) => listed.includes(`package/bin/${b}`)), 'the launcher, the CNI shim and their engine clients shipped');
   assert.ok(listed.includes('package/docs/library.md') && listed.includes('package/docs/bench/connect-vs-endpoints.svg'), 'the docs the README links to are shipped');
   assert.equal(listed.filter((f) => f.endsWith('.map')), [], 'no source maps that point to unshipped sources');
   assert.equal(listed.filter((f) => /^package\/dist\/(test|bench|demo|examples)\//.test(f)), [], 'only the library and the CLI are shipped');

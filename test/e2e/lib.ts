@@ -116,6 +116,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The built CLI, run as a user runs it. */
 export const CLI = fileURLToPath(new URL('../../bundle/tsnetlink.js', import.meta.url));
+/** The CLI's launcher, the package's `tsnetlink` bin (what npm link puts on PATH). */
+export const LAUNCHER = fileURLToPath(new URL('../../../bin/tsnetlink', import.meta.url));
 
 /** A CLI process in the background: its exit code (null when killed) and output. */
 export interface CliRun {

@@ -85,6 +85,9 @@ test('the state directory of a CLI argv: --state-dir as the parser reads it (las
   assert.is(stateDirOfArgv(['network', 'ls', '--state-dir', '/a', '--state-dir=/b']), '/b');
   assert.is(stateDirOfArgv(['connect', '-state-dir', 'rel', '-net', 'x', '1']), 'rel');
   assert.is(stateDirOfArgv(['network', 'ls', '--', '--state-dir', '/c']), '/run/tsnetlink');
+  // The value as the parser takes it: everything after the first =, newlines too.
+  assert.is(stateDirOfArgv(['network', 'ls', '--state-dir=/d\n']), '/d\n');
+  assert.is(stateDirOfArgv(['network', 'ls', '--state-dir', '--']), '--');
 });
 
 // ------------------------------------------------------------------ requests and their refusals
@@ -293,6 +296,112 @@ for (const client of ['curl', 'bash'] as const) {
     }
   });
 }
+
+const LAUNCHER = fileURLToPath(new URL('../../../bin/tsnetlink', import.meta.url));
+const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
+
+/** A stand-in for node: prints what reached it (NODE_EXTRA_CA_CERTS, TSNETLINK_ENGINE, each argument after the entry in brackets). */
+function fakeNode(): string {
+  const bin = join(tempDir(), 'fake-node');
+  writeFileSync(bin, '#!/bin/sh\nshift\nprintf "%s|%s|" "${NODE_EXTRA_CA_CERTS-unset}" "${TSNETLINK_ENGINE-}"\nfor a; do printf "[%s]" "$a"; done\n', { mode: 0o755 });
+  return bin;
+}
+
+/** Runs the CLI's launcher asynchronously (the fake engine answers from this process). */
+function cli(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(LAUNCHER, argv, { env: { PATH: process.env['PATH'], ...env }, encoding: 'utf8', timeout: 30_000 }, (e, out, err) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err }));
+  });
+}
+
+/** Arguments a shell client must carry byte for byte: spaces, newlines (a trailing one too), non-ASCII, quotes, backslashes, expansions, an empty one. */
+const HARD_ARGS = ['a b', 'x\ny\n', 'é€😀', `'"\\n $(c) \`d\` $HOME *`, '', '-', '\t'];
+const bracketed = (argv: readonly string[]): string => argv.map((a) => `[${a}]`).join('');
+
+for (const client of ['bash', 'socat', 'curl'] as const) {
+  const skip = client === 'curl' ? !haveCurl : client === 'socat' ? !haveSocat : !isRoot;
+  (skip ? test.skip : test)(`CLI launcher, ${client} client: the fields the Node client sends, the answer exactly, the fallback to Node with the same argv when declined, an error when cut short`, async () => {
+    const tokens = { client: 'c'.repeat(32), proof: 'p'.repeat(32) };
+    const proof = `X-Tsnetlink-Engine: 4242\r\n${client === 'bash' ? `X-Tsnetlink-Proof: ${tokens.proof}\r\n` : ''}`;
+    const opts = client === 'bash' ? { tcp: tokens } : {};
+    const node = fakeNode();
+    const env = { TSNETLINK_ENGINE_CLIENT: client, TSNETLINK_FIREWALL: 'x y', TSNETLINK_IPTABLES_RESTORE: 'é', TSNETLINK_NODE: node, NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt' };
+    const answer = encodeAnswer({ writes: [{ fd: 1, data: Buffer.from('{"ok":1}\nno newline') }, { fd: 2, data: Buffer.from('a $(warning) \\n\n') }] }, 7).toString();
+    let fake = await fakeEngine(() => taken(answer, proof), opts);
+    const argv = ['connect', ...HARD_ARGS, '--state-dir', fake.dir];
+    let r = await cli(argv, env);
+    assert.equal([r.code, r.out, r.err], [7, '{"ok":1}\nno newline', 'a $(warning) \\n\n']);
+    // The fields exactly as the Node client sends them for the same argv and environment.
+    const want = [...argv.map((a) => ['arg', a]), ['statedir', fake.dir], ['TSNETLINK_FIREWALL', 'x y'], ['TSNETLINK_LOCK_TIMEOUT_MS', ''], ['TSNETLINK_IPTABLES_RESTORE', 'é']];
+    assert.equal(fake.requests[0]!.fields.map((x) => [x.name, x.value.toString()]), want);
+    if (client !== 'bash') {
+      await forwardCli(argv, env, { write: () => undefined });
+      assert.equal(fake.requests[1]!.fields.map((x) => [x.name, x.value.toString('hex')]), fake.requests[0]!.fields.map((x) => [x.name, x.value.toString('hex')]), 'the Node client\'s body, byte for byte');
+    } else assert.match(fake.requests[0]!.head, `X-Tsnetlink-Token: ${tokens.client}`);
+    await fake.close();
+    // Declined: Node runs the command with the same argv, without NODE_EXTRA_CA_CERTS, not asking the engine again.
+    fake = await fakeEngine(() => DECLINE, opts);
+    const argv3 = ['network', 'ls', ...HARD_ARGS, `--state-dir=${fake.dir}`];
+    r = await cli(argv3, env);
+    assert.equal([r.code, r.out], [0, `unset|off|${bracketed(argv3)}`]);
+    assert.is(fake.requests.length, 1);
+    await fake.close();
+    // Cut short after the 200: an error naming the engine, nothing run here.
+    fake = await fakeEngine(() => taken('opartial\nOno', proof), opts);
+    r = await cli(['disconnect', '-net', 'n', '1', '--state-dir', fake.dir], env);
+    assert.equal([r.code, r.out], [1, 'partial\n'], 'a last line without its newline was cut: dropped, as the Node client drops it');
+    assert.match(r.err, /^tsnetlink: the engine \(pid \d+\) took the call and its answer never came whole .*: it may have done part of it; `tsnetlink network prune` settles/);
+    await fake.close();
+    if (client === 'bash') {
+      fake = await fakeEngine(() => taken(encodeAnswer({ writes: [] }, 0).toString(), 'X-Tsnetlink-Proof: wrong\r\n'), opts);
+      r = await cli(['network', 'ls', '--state-dir', fake.dir], env);
+      assert.is(r.out, `unset|off|${bracketed(['network', 'ls', '--state-dir', fake.dir])}`, 'a listener without the proof took nothing');
+      await fake.close();
+    }
+  });
+}
+
+(haveSocat ? test : test.skip)('CLI launcher: the state directory it asks is the one stateDirOfArgv reads, for every way of naming it', async () => {
+  const node = fakeNode();
+  const fake = await fakeEngine(() => DECLINE);
+  try {
+    const d = fake.dir;
+    const cases = [
+      ['network', 'ls', '--state-dir', d], ['network', 'ls', `--state-dir=${d}`], ['connect', '-state-dir', d, '-net', 'x', '1'], [`-state-dir=${d}`],
+      ['network', 'ls', '--state-dir', '/nonexistent', '--state-dir', d], ['network', 'ls', '--state-dir', d, '--state-dir=/nonexistent'],
+      ['network', 'ls', '--', '--state-dir', d], ['network', 'ls', '--state-dir', '--', d], ['network', 'ls', '--state-dir'], ['network', 'ls', `--state-dir=${d}\n`],
+      ['network', 'ls', '--state-dir', `${d}/`], ['network', 'ls', '--state-dir', 'rel'], ['network', 'ls', '--state-dir='], ['network', 'ls', '---state-dir', d], ['network', 'ls', '--state-dirx', d],
+    ].map((argv) => (argv[0]!.startsWith('-') ? ['network', ...argv] : argv));
+    for (const argv of cases) {
+      fake.requests.length = 0;
+      const r = await cli(argv, { TSNETLINK_ENGINE_CLIENT: 'socat', TSNETLINK_NODE: node });
+      const dir = stateDirOfArgv(argv);
+      const asked = fake.requests.map((q) => q.fields.find((x) => x.name === 'statedir')!.value.toString());
+      assert.equal(asked, dir.replace(/\/+$/, '') === d ? [dir] : [], `${JSON.stringify(argv)}: asked ${JSON.stringify(asked)}, stateDirOfArgv says ${JSON.stringify(dir)}`);
+      assert.is(r.out, `unset|${asked.length ? 'off' : ''}|${bracketed(argv)}`, JSON.stringify(argv));
+    }
+  } finally {
+    await fake.close();
+  }
+});
+
+test('CLI launcher without an engine: every command reaches Node with its argv exactly; NODE_EXTRA_CA_CERTS cleared but for run, whose program inherits the environment', async () => {
+  const node = fakeNode();
+  const dir = tempDir();
+  const ca = '/etc/ssl/certs/ca-certificates.crt';
+  for (const [argv, extra, want] of [
+    [['network', 'ls', '--state-dir', dir, ...HARD_ARGS], {}, 'unset|'],
+    [['connect', '-net', 'n', '1', '--state-dir', 'rel'], {}, 'unset|'],
+    [['disconnect', '--state-dir', dir], { TSNETLINK_ENGINE: 'off' }, 'unset|off'],
+    [['--help'], {}, 'unset|'],
+    [[], {}, 'unset|'],
+    [['engine', '--state-dir', dir], {}, 'unset|'],
+    [['run', '-net', 'n', 'node', '-e', '0'], {}, `${ca}|`],
+  ] as [string[], NodeJS.ProcessEnv, string][]) {
+    const r = await cli(argv, { TSNETLINK_NODE: node, NODE_EXTRA_CA_CERTS: ca, ...extra });
+    assert.is(r.out, `${want}|${bracketed(argv)}`, JSON.stringify(argv));
+  }
+});
 
 test('shim without an engine: Node runs the plugin with stdin exactly as given and without NODE_EXTRA_CA_CERTS', async () => {
   const dir = tempDir();
