@@ -43,7 +43,7 @@ const kernel: Handler = (req) => {
 /** A kernel that refuses everything, with an extended-ack message. */
 const refusing: Handler = (req) => [ack(req, 19, { message: 'fake: no such device', offset: 20 })];
 
-type Operation = Exclude<keyof Rtnl, 'socket' | 'promises' | 'close' | 'batchAsync'>;
+type Operation = Exclude<keyof Rtnl, 'socket' | 'ops' | 'promises' | 'close' | 'batchAsync'>;
 /** Arguments for each operation: the test fails when an operation has none here. */
 const ARGS: { [K in Operation]: () => Parameters<Rtnl[K]> } = {
   actionAdd: () => [[{ kind: 'gact', verdict: 'drop', index: 5 }]],

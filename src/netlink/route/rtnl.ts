@@ -11,7 +11,7 @@
  * `dns.promises.lookup`), rather than `*Async`/`*Sync` name pairs.
  */
 import { NetlinkSocket, type BatchResult, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
-import { runAsync, runSync, type Op } from '../core/op.js';
+import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 import type { Request } from '../core/message.js';
 import type * as L from './link.js';
 import type * as R from './route.js';
@@ -37,29 +37,14 @@ export { RtnlOps } from './rtnl-ops.js';
 /** Operations whose type parameters or overloads a mapped type would lose: declared by hand below. */
 type Generic = 'linkAdd' | 'linkSetOptions' | 'routeList';
 
-/** The operations of T, each returning its result directly (run by runSync). */
-export type SyncMethods<T> = { [K in keyof T]: T[K] extends (...a: infer A) => Op<infer V> ? (...a: A) => V : never };
-
-/** The operations of T, each returning a promise of its result (run by runAsync). */
-export type PromiseMethods<T> = { [K in keyof T]: T[K] extends (...a: infer A) => Op<infer V> ? (...a: A) => Promise<V> : never };
+export type { SyncMethods, PromiseMethods } from '../core/op-handle.js';
 
 type RouteListFilter = { family?: 4 | 6 | 'mpls' | 'ipmr' | 'ip6mr'; table?: number; oif?: L.LinkRef };
 
 const OPS = new RtnlOps();
 
 /** Every operation's name, read from RtnlOps and its base (the two forms cannot forget one). */
-export const RTNL_OPERATIONS: readonly string[] = (() => {
-  const names = new Set<string>();
-  for (let p: object | null = RtnlOps.prototype; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
-    for (const n of Object.getOwnPropertyNames(p)) if (n !== 'constructor') names.add(n);
-  }
-  return [...names].sort();
-})();
-
-/** Calls operation `name` of RtnlOps with `args`. */
-function op(name: string, args: unknown[]): Op<unknown> {
-  return (OPS as unknown as Record<string, (...a: unknown[]) => Op<unknown>>)[name]!.apply(OPS, args);
-}
+export const RTNL_OPERATIONS: readonly string[] = operationNames(RtnlOps);
 
 export interface Rtnl extends SyncMethods<Omit<RtnlOps, Generic>> {
   /**
@@ -79,34 +64,20 @@ export interface Rtnl extends SyncMethods<Omit<RtnlOps, Generic>> {
 }
 
 /** A handle for every rtnetlink operation on one NETLINK_ROUTE socket; `promises` is its async twin. */
-export class Rtnl {
-  #promises: RtnlPromises | undefined;
-
+export class Rtnl extends SyncHandle<RtnlOps, RtnlPromises> {
   /** Wraps an open socket (ns/openRtnlIn opens one inside another netns). */
-  constructor(readonly socket: NetlinkSocket) {}
+  constructor(socket: NetlinkSocket) {
+    super(socket, OPS, RtnlPromises);
+  }
 
   /** Opens a handle in the calling thread's netns (ns/openRtnlIn opens one in another netns). */
   static open(opts: SocketOptions = {}): Rtnl {
     return new Rtnl(NetlinkSocket.open(opts));
   }
 
-  /**
-   * The same operations returning promises, on the same socket (like `fs.promises`). Calls made
-   * while others are in flight are queued, and single requests pipelined; the synchronous
-   * methods refuse to run until the queue is empty, because they would read its replies.
-   */
-  get promises(): RtnlPromises {
-    return (this.#promises ??= new RtnlPromises(this.socket));
-  }
-
   /** Like batch(), through the promise API (kept for callers written before `promises`). `ip -batch` */
   batchAsync(reqs: readonly Request[]): Promise<BatchResult[]> {
     return this.promises.batch(reqs);
-  }
-
-  /** Closes the socket (once queued async work has run). */
-  close(): void {
-    this.socket.close();
   }
 }
 
@@ -125,29 +96,11 @@ export interface RtnlPromises extends PromiseMethods<Omit<RtnlOps, Generic>> {
  * Open the socket inside a netns synchronously (openRtnlIn), then use it from anywhere: no
  * namespace switch ever spans an await.
  */
-export class RtnlPromises {
+export class RtnlPromises extends PromiseHandle<RtnlOps> {
   /** Wraps an open socket; the synchronous Rtnl on the same socket shares its queue. */
-  constructor(readonly socket: NetlinkSocket) {}
-
-  /** Closes the socket once every queued operation has settled. */
-  close(): void {
-    this.socket.close();
+  constructor(socket: NetlinkSocket, ops: RtnlOps = OPS) {
+    super(socket, ops);
   }
 }
 
-for (const name of RTNL_OPERATIONS) {
-  Object.defineProperty(Rtnl.prototype, name, {
-    configurable: true,
-    writable: true,
-    value: function (this: Rtnl, ...args: unknown[]): unknown {
-      return runSync(this.socket, op(name, args));
-    },
-  });
-  Object.defineProperty(RtnlPromises.prototype, name, {
-    configurable: true,
-    writable: true,
-    value: function (this: RtnlPromises, ...args: unknown[]): Promise<unknown> {
-      return runAsync(this.socket, op(name, args));
-    },
-  });
-}
+defineOperations(RTNL_OPERATIONS, Rtnl, RtnlPromises);
