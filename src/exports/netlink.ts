@@ -35,6 +35,7 @@ export * as ethtool from '../netlink/genl/ethtool.js';
 export { Ethtool, EthtoolPromises, EthtoolOps, ETHTOOL_OPERATIONS } from '../netlink/genl/ethtool.js';
 export { SockDiag, SockDiagPromises, SockDiagOps, SOCKDIAG_OPERATIONS, socketOwners, socketDumpRequest, decodeSocket, TCP_STATE, type InetSocket, type SocketQuery, type SocketState, type SocketProtocol, type SocketOwner } from '../netlink/sockdiag/sockdiag.js';
 export * as sockdiag from '../netlink/sockdiag/sockdiag.js';
+export { unixDumpRequest, decodeUnixSocket, UNIX_TYPE, UDIAG_SHOW, type UnixSocket, type UnixQuery, type UnixSocketType, type UnixShow } from '../netlink/sockdiag/unix.js';
 export {
   Xfrm, XfrmPromises, XfrmOps, XFRM_OPERATIONS, XFRM_INF, type XfrmState, type XfrmPolicy, type XfrmTemplate, type XfrmSelector, type XfrmLifetime, type XfrmCurrent, type XfrmStateSpec, type XfrmStateId, type XfrmStateFilter,
   type XfrmAllocSpiSpec, type XfrmPolicySpec, type XfrmPolicyId, type XfrmTemplateSpec, type XfrmSelectorSpec, type XfrmLifetimeSpec, type XfrmMarkSpec, type XfrmKey,

@@ -200,6 +200,54 @@ live('sock_diag: listeners listed concurrently, each query with its own sockets,
   }
 });
 
+live('sock_diag: UNIX sockets (a path, an abstract name, a connection) and a TCP connection filtered by remote port and address, as ss -xa and ss -tn show them', [], async () => {
+  const path = '/run/tsn-e2e.sock';
+  const abstract = '\0tsn-e2e-abstract';
+  const accepted: net.Socket[] = [];
+  const listen = (...args: [string] | [number, string]) => new Promise<net.Server>((resolve) => {
+    const s = net.createServer((c) => accepted.push(c));
+    s.listen(...(args as [number, string]), () => resolve(s));
+  });
+  const dial = (...args: [string] | [number, string]) => new Promise<net.Socket>((resolve) => {
+    const c = net.connect(...(args as [number, string]), () => resolve(c));
+  });
+  const servers = await Promise.all([listen(path), listen(abstract), listen(7201, '127.0.0.1')]);
+  const clients = await Promise.all([dial(path), dial(7201, '127.0.0.1')]);
+  const d = SockDiag.open();
+  try {
+    const [unix, listeners, tcp] = await Promise.all([
+      d.promises.unixList(),
+      d.promises.unixList({ states: ['listen'], types: ['stream'] }),
+      d.promises.socketList({ family: 4, protocol: 'tcp', states: ['established'], dport: 7201, dst: '127.0.0.1' }),
+    ]);
+    // ss -xaH: netid, state, recv-q, send-q, local name (or *), inode, peer name (or *), peer inode.
+    const ss = new Map(execFileSync('ss', ['-xaH'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)).map((f) => [Number(f[5]), f]));
+    const ssState = (inode: number) => ss.get(inode)?.[1];
+    // Node binds an abstract name with the whole sun_path (NUL-padded), which ss shows as "@" each.
+    for (const name of [path, '@tsn-e2e-abstract']) {
+      const l = unix.find((s) => s.name?.startsWith(name) && s.state === 'listen');
+      assert.ok(l, `${name} listed`);
+      assert.equal([ssState(l.inode), ss.get(l.inode)?.[4], l.type], ['LISTEN', l.name, 'stream'], `${name} as ss shows it`);
+    }
+    assert.equal(listeners.filter((s) => s.name?.includes('tsn-e2e')).length, 2, 'listeners only, when asked');
+    assert.ok(listeners.every((s) => s.state === 'listen' && s.type === 'stream'));
+    // The connection: the client's end (unnamed) and the accepted end (the listener's name) name each other.
+    const client = unix.find((s) => s.state === 'established' && s.name === undefined && unix.find((t) => t.inode === s.peer)?.name === path);
+    assert.ok(client, 'the client end of the connection to the path');
+    assert.is(unix.find((t) => t.inode === client.peer)?.peer, client.inode);
+    assert.equal([ssState(client.inode), Number(ss.get(client.inode)?.[7])], ['ESTAB', client.peer], 'ss names the same peer');
+    // TCP: only the client's end has remote port 7201.
+    assert.equal(tcp.map((s) => [s.remote.address, s.remote.port, s.local.address]), [['127.0.0.1', 7201, '127.0.0.1']]);
+    const sst = execFileSync('ss', ['-tnH', 'state', 'established', 'dport', '= :7201'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/));
+    // With a state filter ss leaves the state column out: recv-q, send-q, local, peer.
+    assert.equal(tcp.map((s) => [`${s.local.address}:${s.local.port}`, `${s.remote.address}:${s.remote.port}`]), sst.map((f) => [f[2], f[3]]));
+  } finally {
+    d.close();
+    for (const c of [...clients, ...accepted]) c.destroy();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+});
+
 const keys = wgFixtureKeys();
 kernelTest(test, FILE, 'wireguard: a device set and read back through the promise form, concurrently with other calls', ['genl:wireguard', 'link:wireguard'], async () => {
   ip(['link', 'add', 'pwg0', 'type', 'wireguard']);

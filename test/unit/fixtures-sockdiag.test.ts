@@ -13,6 +13,7 @@ import { NLM_F } from '../../src/netlink/core/constants.js';
 import { parseHexFixture, dial, dumpReply } from '../../src/netlink/core/testing.js';
 import { CodecError } from '../../src/errors.js';
 import * as D from '../../src/netlink/sockdiag/sockdiag.js';
+import * as U from '../../src/netlink/sockdiag/unix.js';
 import { catchError } from '../helpers.js';
 
 const dir = fileURLToPath(new URL('../../../test/fixtures/', import.meta.url));
@@ -85,6 +86,68 @@ test('SockDiag.socketList sends ss\'s dump and filters by local port; an unknown
   const sent = sock.transport.sent[0]!;
   assert.equal([sent.type, sent.flags & NLM_F.DUMP, sent.payload[0], sent.payload[1], sent.payload.readUInt32LE(4)], [D.SOCK_DIAG_BY_FAMILY, NLM_F.DUMP, 10, 6, 1 << 10]);
   assert.is(catchError(() => D.stateMask(['listening' as D.SocketState])).code, 'EINVAL');
+});
+
+test('socketList filters by remote port and by addresses in any spelling; an address of the other family is refused', () => {
+  const tcp6 = splitMessages(fixture('sockdiag-tcp6.reply.txt')).find((m) => m.type === D.SOCK_DIAG_BY_FAMILY)!;
+  const diag = new D.SockDiag(dial((req) => dumpReply(req, D.SOCK_DIAG_BY_FAMILY, [tcp6.payload])));
+  assert.is(diag.socketList({ family: 6, protocol: 'tcp', src: '0:0::0', dport: 0 }).length, 1, 'the listener on [::]:8080, src written long');
+  assert.is(diag.socketList({ family: 6, protocol: 'tcp', dst: '::1' }).length, 0);
+  assert.is(diag.socketList({ family: 6, protocol: 'tcp', dport: 80 }).length, 0);
+  assert.is(catchError(() => diag.socketList({ family: 6, protocol: 'tcp', src: '10.0.0.1' })).code, 'EINVAL');
+  assert.is(catchError(() => diag.socketList({ family: 4, protocol: 'tcp', dst: 'nonsense' })).code, 'EINVAL');
+});
+
+const unixSockets = (): U.UnixSocket[] => splitMessages(fixture('sockdiag-unix.reply.txt')).filter((m) => m.type === D.SOCK_DIAG_BY_FAMILY).map((m) => U.decodeUnixSocket(m));
+
+test('unix_diag: the encoder matches ss -xa (states 0-11, name, peer and queue lengths)', () => {
+  assert.fixture(rows(wire(U.unixDumpRequest({ show: ['name', 'peer', 'rqlen'] }))), rows(fixture('sockdiag-unix.req.txt')));
+  assert.is(catchError(() => U.unixDumpRequest({ show: ['names' as U.UnixShow] })).code, 'EINVAL');
+  assert.is(catchError(() => U.unixDumpRequest({ types: ['raw' as U.UnixSocketType] })).code, 'EINVAL');
+  assert.is(catchError(() => U.unixDumpRequest({ name: 'a\0b' })).code, 'EINVAL');
+});
+
+test('unix_diag: ss -xa\'s reply decodes to a listener and both ends of its connection, each naming the other', () => {
+  const all = unixSockets();
+  const listener = all.find((s) => s.state === 'listen')!;
+  assert.equal([listener.type, listener.name, listener.peer], ['stream', '/run/tsn-fixture.sock', undefined]);
+  const ends = all.filter((s) => s.state === 'established');
+  assert.is(ends.length, 2);
+  const [a, b] = ends as [U.UnixSocket, U.UnixSocket];
+  assert.equal([a.peer, b.peer], [b.inode, a.inode], 'each end names the other as its peer');
+  for (const s of all) assert.ok(s.rqueue !== undefined && s.wqueue !== undefined, 'queue lengths asked for and decoded');
+  for (const m of splitMessages(fixture('sockdiag-unix.reply.txt'))) {
+    if (m.type !== D.SOCK_DIAG_BY_FAMILY) continue;
+    assert.is(reencode(U.unixDiagMessage, m, decodePayload(U.unixDiagMessage, m.payload)).subarray(16).toString('hex'), m.payload.toString('hex'), 're-encodes to the captured bytes');
+  }
+});
+
+test('unix_diag: a reply cut anywhere, or with a queue pair of odd length, is a CodecError', () => {
+  const m = splitMessages(fixture('sockdiag-unix.reply.txt')).find((x) => x.type === D.SOCK_DIAG_BY_FAMILY)!;
+  for (let len = 0; len < m.payload.length; len++) {
+    try {
+      U.decodeUnixSocket({ ...m, payload: m.payload.subarray(0, len) });
+    } catch (e) {
+      assert.instance(e, CodecError, `cut at ${len}`);
+      continue;
+    }
+    if (len < U.unixDiagMsg.size) assert.unreachable(`cut at ${len} decoded`);
+  }
+  // UNIX_DIAG_RQLEN with 6 bytes: a header of 4 + 6, padded.
+  const bad = Buffer.concat([m.payload.subarray(0, U.unixDiagMsg.size), Buffer.from([10, 0, 4, 0, 1, 0, 0, 0, 2, 0, 0, 0])]);
+  assert.instance(catchError(() => U.decodeUnixSocket({ ...m, payload: bad })), CodecError);
+});
+
+test('SockDiag.unixList filters by type and name after the dump', () => {
+  const payloads = splitMessages(fixture('sockdiag-unix.reply.txt')).filter((m) => m.type === D.SOCK_DIAG_BY_FAMILY).map((m) => m.payload);
+  const diag = new D.SockDiag(dial((req) => dumpReply(req, D.SOCK_DIAG_BY_FAMILY, payloads)));
+  assert.is(diag.unixList().length, 3);
+  assert.is(diag.unixList({ types: ['dgram'] }).length, 0);
+  const named = diag.unixList({ name: '/run/tsn-fixture.sock', states: ['listen'] });
+  assert.ok(named.length >= 1);
+  assert.equal(named.map((x) => x.inode), unixSockets().filter((x) => x.name === '/run/tsn-fixture.sock').map((x) => x.inode));
+  const sent = (diag.socket as unknown as { transport: { sent: { payload: Buffer }[] } }).transport.sent.at(-1)!;
+  assert.equal([sent.payload[0], sent.payload.readUInt32LE(4)], [U.AF_UNIX, 1 << 10], 'the kernel is asked for listeners only');
 });
 
 test('socketOwners finds this process behind its own listening socket', async () => {

@@ -203,9 +203,10 @@ twinTests(test, {
   name: 'SockDiag',
   operations: SOCKDIAG_OPERATIONS,
   make: (s) => new SockDiag(s),
-  kernel: (req) => dumpReply(req, SOCK_DIAG_BY_FAMILY, messages('sockdiag-tcp4.reply.txt').map((m) => m.payload)),
+  // By the request's family: AF_UNIX is answered with ss -xa's reply, the others with ss -ltn's.
+  kernel: (req) => dumpReply(req, SOCK_DIAG_BY_FAMILY, messages(req.payload[0] === 1 ? 'sockdiag-unix.reply.txt' : 'sockdiag-tcp4.reply.txt').filter((m) => m.type === SOCK_DIAG_BY_FAMILY).map((m) => m.payload)),
   socket: { typeName: sockDiagTypeName },
-  args: { socketList: () => [{ family: 4, protocol: 'tcp', states: ['listen'] }] },
+  args: { socketList: () => [{ family: 4, protocol: 'tcp', states: ['listen'] }], unixList: () => [{ states: ['listen', 'established'] }] },
 });
 
 // ------------------------------------------------------------ beyond the generic checks

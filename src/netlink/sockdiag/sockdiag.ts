@@ -12,39 +12,20 @@ import { CodecError, ValidationError } from '../../errors.js';
 import { attr, bytes, strz, u8, u16, u32, u64, type Attrs, type Schema } from '../core/attr.js';
 import { NETLINK, messageTypeName } from '../core/constants.js';
 import { readIp } from '../core/codecs.js';
+import { ipBytes } from '../../ip/bytes.js';
 import { decodePayload, request, struct, type MessageDef, type RawMessage, type Request } from '../core/message.js';
 import { NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions } from '../core/socket.js';
 import { validateU32 } from '../core/validate.js';
+import { SOCK_DIAG_BY_FAMILY, STATE_NAMES, stateMask, type SocketState } from './common.js';
+import { decodeUnixSocket, unixDumpRequest, unixMatches, type UnixQuery, type UnixSocket } from './unix.js';
 import { dumpOp, type Op } from '../core/op.js';
 import { defineOperations, operationNames, PromiseHandle, SyncHandle, type PromiseMethods, type SyncMethods } from '../core/op-handle.js';
 
-/** The one message type of inet_diag requests and replies. */
-export const SOCK_DIAG_BY_FAMILY = 20;
 /** IPPROTO_* numbers of the protocols socketList asks for. */
 export const IPPROTO = { tcp: 6, udp: 17 } as const;
 export type SocketProtocol = keyof typeof IPPROTO;
 
-/**
- * TCP states (include/net/tcp_states.h), which inet_diag also uses for UDP: an unconnected UDP
- * socket is 'close' (ss shows UNCONN), a connected one 'established'.
- */
-export const TCP_STATE = {
-  established: 1,
-  'syn-sent': 2,
-  'syn-recv': 3,
-  'fin-wait-1': 4,
-  'fin-wait-2': 5,
-  'time-wait': 6,
-  close: 7,
-  'close-wait': 8,
-  'last-ack': 9,
-  listen: 10,
-  closing: 11,
-  'new-syn-recv': 12,
-  'bound-inactive': 13,
-} as const;
-export type SocketState = keyof typeof TCP_STATE;
-const STATE_NAMES = new Map<number, SocketState>(Object.entries(TCP_STATE).map(([k, v]) => [v, k as SocketState]));
+export { SOCK_DIAG_BY_FAMILY, TCP_STATE, stateMask, type SocketState } from './common.js';
 
 /** The struct inet_diag_sockid fields, in wire order; the ports and addresses are big-endian. */
 const sockidFields = [
@@ -133,8 +114,14 @@ export interface SocketQuery {
   protocol: SocketProtocol;
   /** States to dump (default: every state). */
   states?: readonly SocketState[];
-  /** Keep only sockets bound to this local port (filtered here, after the dump). */
+  /** Keep only sockets bound to this local port (filtered here, after the dump, as the next three). */
   sport?: number;
+  /** Keep only sockets connected to this remote port. */
+  dport?: number;
+  /** Keep only sockets whose local address is this one (`ss src ADDRESS`). */
+  src?: string;
+  /** Keep only sockets whose remote address is this one (`ss dst ADDRESS`). */
+  dst?: string;
 }
 
 /** A socket as inet_diag reports it. */
@@ -163,18 +150,6 @@ function familyNumber(f: 4 | 6): number {
   return f === 4 ? 2 : 10;
 }
 
-/** The bitmask of `states` (every state when none is given), as idiag_states wants it. */
-export function stateMask(states?: readonly SocketState[]): number {
-  if (states === undefined) return 0xffffffff;
-  let mask = 0;
-  for (const s of states) {
-    const n = TCP_STATE[s];
-    if (n === undefined) throw new ValidationError('states', `unknown socket state ${JSON.stringify(s)}; one of ${Object.keys(TCP_STATE).join(', ')}`);
-    mask |= 1 << n;
-  }
-  return mask >>> 0;
-}
-
 /** ss -t|-u -4|-6 [state ...] (a SOCK_DIAG_BY_FAMILY dump request; NLM_F_DUMP is added by the socket) */
 export function socketDumpRequest(q: SocketQuery): Request {
   const protocol = IPPROTO[q.protocol];
@@ -190,6 +165,13 @@ function address(h: InetDiagMsg, which: 'src' | 'dst', family: 4 | 6): string {
   addrBuf.writeUInt32BE(h[`${which}2`], 8);
   addrBuf.writeUInt32BE(h[`${which}3`], 12);
   return readIp(addrBuf, 0, family === 4 ? 4 : 16);
+}
+
+/** An address filter in the text form decodeSocket gives (ipaddr's normal form), refused when it is not of the query's family. */
+function addressFilter(text: string, family: 4 | 6, field: string): string {
+  const bytes = typeof text === 'string' ? ipBytes(text) : undefined;
+  if (bytes === undefined || bytes.length !== (family === 4 ? 4 : 16)) throw new ValidationError(field, `${JSON.stringify(text)} is not an IPv${family} address`);
+  return readIp(Buffer.from(bytes), 0, bytes.length);
 }
 
 /** Decodes one inet_diag_msg; a payload shorter than the struct or a bad attribute is a CodecError. */
@@ -226,9 +208,26 @@ export class SockDiagOps {
    */
   *socketList(q: SocketQuery, opts: DumpOptions = {}): Op<DumpList<InetSocket>> {
     const sport = q.sport === undefined ? undefined : validateU32(q.sport, 'sport', 0, 65535);
+    const dport = q.dport === undefined ? undefined : validateU32(q.dport, 'dport', 0, 65535);
+    const src = q.src === undefined ? undefined : addressFilter(q.src, q.family, 'src');
+    const dst = q.dst === undefined ? undefined : addressFilter(q.dst, q.family, 'dst');
     return yield* dumpOp(socketDumpRequest(q), (m) => {
       const s = decodeSocket(m, q.protocol);
-      return sport === undefined || s.local.port === sport ? s : undefined;
+      if (sport !== undefined && s.local.port !== sport) return undefined;
+      if (dport !== undefined && s.remote.port !== dport) return undefined;
+      if (src !== undefined && s.local.address !== src) return undefined;
+      return dst === undefined || s.remote.address === dst ? s : undefined;
+    }, opts);
+  }
+
+  /**
+   * Lists the UNIX domain sockets of the netns, in the states asked for (all by default), of the
+   * types and bound name asked for. `ss -xa`; `ss -xl` is { states: ['listen'] }.
+   */
+  *unixList(q: UnixQuery = {}, opts: DumpOptions = {}): Op<DumpList<UnixSocket>> {
+    return yield* dumpOp(unixDumpRequest(q), (m) => {
+      const s = decodeUnixSocket(m);
+      return unixMatches(s, q) ? s : undefined;
     }, opts);
   }
 }
