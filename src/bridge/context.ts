@@ -2,7 +2,7 @@
  * What every bridge operation works with: the store, the host seam, the firewall, and the
  * host-side netlink handle; plus the translation of records into the firewall's desired state.
  */
-import { Rtnl } from '../netlink/route/rtnl.js';
+import { Rtnl, type RtnlPromises } from '../netlink/route/rtnl.js';
 import type { Firewall, FirewallEndpoint, FirewallNetwork, FirewallState } from '../firewall/types.js';
 import type { HostSystem } from './host.js';
 import { StoreError, type Listing, type Store } from './store.js';
@@ -34,6 +34,22 @@ export class BridgeContext {
   /** A new host-side socket, for asynchronous requests that must not share one. */
   openHostRtnl(): Rtnl {
     return new Rtnl(this.host.openHostSocket());
+  }
+
+  /**
+   * Runs `fn` with the promise API on a host socket of its own, closed afterwards. The slow
+   * kernel calls (a veth's deletion waits for RCU inside sendmsg, a dump of a big table takes
+   * tens of ms) go through it so that the event loop runs on meanwhile; the shared `rtnl` stays
+   * synchronous, since a sync call refuses to run while async work is queued on its socket. The
+   * socket is opened here, in the host netns, so no namespace switch spans an await.
+   */
+  async withHostPromises<T>(fn: (rt: RtnlPromises) => Promise<T>): Promise<T> {
+    const rtnl = this.openHostRtnl();
+    try {
+      return await fn(rtnl.promises);
+    } finally {
+      rtnl.close();
+    }
   }
 
   /** The bridge's ifindex (cached; `refresh` looks it up again); EBRIDGEDOWN when it is gone. */
