@@ -9,13 +9,16 @@ import { StoreError, type Listing, type Store } from './store.js';
 import { addressOf, subnetOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import type { FaultHook } from './steps.js';
 import { NetworkError } from './errors.js';
-import { findLink } from './links.js';
+import { deleteLinksAsync, findLink } from './links.js';
 import { RoutedFirewall } from '../firewall/router.js';
 
 /** The shared state of one Networks manager. */
 export class BridgeContext {
   private hostRtnl: Rtnl | undefined;
   private readonly bridgeIndexes = new Map<string, number>();
+  /** True while a link deletion runs; `queued` holds the ones asked for meanwhile. */
+  private deleting = false;
+  private queued: { names: string[]; waiters: { resolve: () => void; reject: (e: unknown) => void }[] } | undefined;
 
   constructor(
     readonly store: Store,
@@ -50,6 +53,38 @@ export class BridgeContext {
     } finally {
       rtnl.close();
     }
+  }
+
+  /**
+   * Deletes host links (ENODEV, already gone, is fine) through the promise API. Deletions asked
+   * for while one runs are sent together when it ends, as one device group (deleteLinksAsync), so
+   * concurrent disconnects share an RCU grace period instead of queueing for one each inside
+   * the kernel (RTM_DELLINK holds the rtnl lock while it waits). A lone deletion goes at once.
+   */
+  deleteHostLinks(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (this.deleting) {
+        this.queued ??= { names: [], waiters: [] };
+        this.queued.names.push(...names);
+        this.queued.waiters.push({ resolve, reject });
+        return;
+      }
+      this.deleting = true;
+      void this.runDeletions({ names: [...names], waiters: [{ resolve, reject }] });
+    });
+  }
+
+  private async runDeletions(first: NonNullable<BridgeContext['queued']>): Promise<void> {
+    for (let round: typeof first | undefined = first; round; round = this.queued, this.queued = undefined) {
+      try {
+        await this.withHostPromises((rt) => deleteLinksAsync(rt, round!.names));
+        for (const w of round.waiters) w.resolve();
+      } catch (e) {
+        for (const w of round.waiters) w.reject(e);
+      }
+    }
+    this.deleting = false;
   }
 
   /** The bridge's ifindex (cached; `refresh` looks it up again); EBRIDGEDOWN when it is gone. */

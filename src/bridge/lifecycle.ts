@@ -13,7 +13,7 @@ import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord, type SubnetRecord } from './records.js';
 import { StoreError } from '../sys/fsio.js';
 import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
-import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
+import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
 import { RoutedFirewall } from '../firewall/router.js';
 import { BACKENDS, defaultBackend, type BackendName } from '../firewall/registry.js';
@@ -368,14 +368,14 @@ function withoutNetwork(ctx: BridgeContext, name: string) {
 
 /** Deletes a network's bridge (if it is ours) and every veth tagged with the network, in one go. */
 async function deleteNetworkLinks(ctx: BridgeContext, network: string, bridge: string): Promise<void> {
-  await ctx.withHostPromises(async (rt) => {
+  const names = await ctx.withHostPromises(async (rt) => {
     const tagged = listTaggedLinks(await rt.linkList({}, { retries: 3 }));
-    const names = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
+    const veths = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
     const br = await findLinkAsync(rt, bridge);
     // A bridge from before tags existed has none; a foreign link of that name is left alone.
-    if (br && (br.alias === bridgeTag(network) || (br.alias === undefined && br.kind === 'bridge'))) names.push(bridge);
-    await deleteLinksAsync(rt, names);
+    return br && (br.alias === bridgeTag(network) || (br.alias === undefined && br.kind === 'bridge')) ? [...veths, bridge] : veths;
   });
+  await ctx.deleteHostLinks(names);
 }
 
 /** rm --force of a network whose record cannot be read: its tagged links, rules, ports and state go. */

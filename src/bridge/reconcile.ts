@@ -18,7 +18,7 @@ import { Ipam } from './ipam.js';
 import { removeFile } from '../sys/fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
-import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
+import { bridgeTag, bridgeUpRequests, createBridge, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
@@ -56,10 +56,6 @@ async function scan(ctx: BridgeContext): Promise<Scan> {
   return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all), ifbs: listTaggedIfbs(all) };
 }
 
-async function deleteNames(ctx: BridgeContext, names: readonly string[]): Promise<void> {
-  await ctx.withHostPromises((rt) => deleteLinksAsync(rt, names));
-}
-
 /**
  * Prune (and, with `repair`, repair) every network. Takes the global lock, then each network's
  * lock in turn, then the firewall lock for the rules.
@@ -94,7 +90,7 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       ...[...s.ifbs].filter(([k]) => !known.has(k.split('/')[0]!)).map(([, l]) => l.name),
     ];
     if (orphans.length > 0) {
-      await deleteNames(ctx, orphans);
+      await ctx.deleteHostLinks(orphans);
       report.actions.push(`deleted links of networks that no longer exist: ${orphans.join(', ')}`);
     }
     const nets = listing.records.filter((n) => opts.network === undefined || n.name === opts.network);
@@ -193,14 +189,14 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   const live = new Set(listing.records.filter((r) => r.state === 'active' && s.links.has(r.hostIfname)).map((r) => r.id));
   const strayVeths = [...s.veths].filter(([k]) => k.startsWith(`${net.name}/`) && !live.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
   if (strayVeths.length > 0) {
-    await deleteNames(ctx, strayVeths);
+    await ctx.deleteHostLinks(strayVeths);
     report.actions.push(`deleted veths of ${net.name} that no endpoint owns: ${strayVeths.join(', ')}`);
   }
   // An ifb is kept only for a live endpoint that limits its outgoing traffic.
   const limited = new Set(listing.records.filter((r) => live.has(r.id) && r.bandwidth?.egress).map((r) => r.id));
   const strayIfbs = [...s.ifbs].filter(([k]) => k.startsWith(`${net.name}/`) && !limited.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
   if (strayIfbs.length > 0) {
-    await deleteNames(ctx, strayIfbs);
+    await ctx.deleteHostLinks(strayIfbs);
     report.actions.push(`deleted ifb devices of ${net.name} that no rate-limited endpoint owns: ${strayIfbs.join(', ')}`);
   }
   // Owners of what is freed below: connects that died before writing their record.

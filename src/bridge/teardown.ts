@@ -7,7 +7,7 @@ import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
 import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.js';
 import * as L from '../netlink/route/link.js';
-import { deleteLinksAsync, endpointTag, findLink } from './links.js';
+import { endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { ownIfbs } from './shaping.js';
 
@@ -63,7 +63,7 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
       // Sent off the JS thread too: closing a device waits for an expedited RCU grace period.
       for (const r of await rt.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
       // A reused address must not receive a flow of the container that had it.
-      await Promise.all([deleteLinksAsync(rt, names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
+      await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
     }),
   );
   steps.run('release', () => {
