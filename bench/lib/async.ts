@@ -103,7 +103,15 @@ async function disconnectStalls(bed: Bed, rounds: number, per: number): Promise<
         for (const r of left) await bed.nets.disconnect(bed.network, r.id);
       });
       a.push(one);
-      s.push(await stallOf(() => right.forEach((r) => syncKernelCalls(rt, r))));
+      // A turn of the event loop between two disconnects, as between two requests a server answers.
+      s.push(
+        await stallOf(async () => {
+          for (const r of right) {
+            syncKernelCalls(rt, r);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        }),
+      );
       for (const r of right) await bed.nets.disconnect(bed.network, r.id);
       idle.push(await stallOf(async () => void (await sleep(one.ms))));
       bed.dropContainers();
