@@ -43,9 +43,8 @@ class Bed {
     for (let i = 0; i < names.length; i += 32) recs.push(...(await this.nets.connectMany(this.network, names.slice(i, i + 32).map((name) => ({ container: { name } })))));
     const sock = createSocket('udp4');
     await new Promise<void>((resolve) => sock.bind(0, resolve));
-    for (const r of recs) for (const a of r.addresses) if (a.family === 4) sock.send('x', 9, a.ip);
+    for (const r of recs) for (const a of r.addresses) if (a.family === 4) await new Promise((resolve) => sock.send('x', 9, a.ip, resolve));
     await new Promise<void>((resolve) => sock.close(() => resolve()));
-    await sleep(20);
     return recs;
   }
 

@@ -29,7 +29,7 @@ const MAX_DATAGRAM = 64 * 1024;
  */
 class OffThreadTransport implements Transport {
   readonly portId: number;
-  private readonly buf = Buffer.alloc(MAX_DATAGRAM);
+  private readonly buf = Buffer.allocUnsafe(MAX_DATAGRAM);
   private readonly from = Buffer.alloc(12);
 
   constructor(private readonly inner: KernelTransport) {
