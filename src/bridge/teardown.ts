@@ -60,7 +60,7 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
     ctx.withHostPromises(async (rt) => {
       // Down first: no packet of the container crosses the bridge any more, so the flush of its
       // tracked connections can run during the deletion's RCU wait without missing a new one.
-      // Sent off the JS thread too: closing a device waits for an expedited RCU grace period.
+      // Sent off the JS thread too: closing a device can wait in the kernel as well.
       for (const r of await rt.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
       // A reused address must not receive a flow of the container that had it.
       await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
