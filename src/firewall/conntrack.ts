@@ -4,7 +4,9 @@
  * pipelined batch deleting every entry that matches, as `conntrack -D` does but without a
  * process per filter. A container's address can be handed to a new container right after it
  * leaves, and its flows must not follow the address. The ctnetlink work is the public Conntrack
- * handle's (netlink/conntrack-client.ts); what to forget is decided here.
+ * handle's (netlink/conntrack-client.ts), on a transport that receives off the JS thread, with the
+ * deletes run by the async driver (core/op.ts); what to forget, and which calls share a dump, is
+ * decided here.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { Conntrack } from '../netlink/netfilter/conntrack-client.js';
