@@ -59,8 +59,8 @@ export class BridgeContext {
    * Deletes host links (ENODEV, already gone, is fine) through the promise API. Deletions asked
    * for while one runs are sent together when it ends, as one device group (deleteLinksAsync), so
    * concurrent disconnects share an RCU grace period instead of paying one each (the kernel
-   * overlaps separate deletions little: 100 on a socket each took 3.4x less than one after
-   * another, as one group 40x less). A lone deletion goes at once. A failure (other than ENODEV)
+   * overlaps separate deletions little: 100 on a socket each took ~3x less time than one after
+   * another, as one group ~45x less). A lone deletion goes at once. A failure (other than ENODEV)
    * fails every call of its round; each leaves its record 'removing', which a retry or prune finishes.
    */
   deleteHostLinks(names: readonly string[]): Promise<void> {
