@@ -28,6 +28,7 @@ import { addBackground, dropBackground, measureDisconnect, measureFloor, sampleD
 import { fmtMs, Progress, round, summarize, type Summary } from './lib/stats.js';
 import { lineChart } from './lib/svg.js';
 import { netlinkBench } from './lib/netlink.js';
+import { asyncBench } from './lib/async.js';
 import { measureDualStack } from './lib/dualstack.js';
 import { cniPluginBench } from './lib/cni-plugin.js';
 import { measureBursts, type BurstResult } from './lib/burst.js';
@@ -60,8 +61,9 @@ function checkExitCode(vs: readonly Verdict[]): number {
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
   // Only the netlink library rows: npm run bench -- --netlink [--quick] [--check]
   const r = await netlinkBench(QUICK);
-  console.log([...r.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(checkExitCode(r.verdicts));
+  const a = await asyncBench(QUICK);
+  console.log([...r.lines, ...a.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine), ...a.verdicts.map(verdictLine)].join('\n'));
+  process.exit(checkExitCode([...r.verdicts, ...a.verdicts]));
 }
 if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
   // Only the CNI plugin rows: npm run bench -- --cni [--quick] [--check]
@@ -403,7 +405,8 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`${leakLine(fdDelta, leaks.netns)} Took ${((Date.now() - t0) / 1000).toFixed(0)} s.`);
   const nl = await netlinkBench(QUICK);
-  out.push('', ...nl.lines, '', 'Targets, netlink library:', ...nl.verdicts.map(verdictLine));
+  const nlAsync = await asyncBench(QUICK);
+  out.push('', ...nl.lines, ...nlAsync.lines, '', 'Targets, netlink library:', ...[...nl.verdicts, ...nlAsync.verdicts].map(verdictLine));
   const cniRows = await cniPluginBench(QUICK);
   out.push('', ...cniRows.lines, '', 'Targets, CNI plugin:', ...cniRows.verdicts.map(verdictLine));
   const nf = await nftBench(QUICK);
@@ -416,7 +419,7 @@ async function main(): Promise<void> {
   console.log(text);
 
   const json = {
-    facts, quick: QUICK, config: CFG, netlink: nl.json, cniPlugin: cniRows.json, nftables: nf.json, engine: eng.json, cri: criRows.json,
+    facts, quick: QUICK, config: CFG, netlink: { ...nl.json, eventLoop: nlAsync.json }, cniPlugin: cniRows.json, nftables: nf.json, engine: eng.json, cri: criRows.json,
     connect: Object.fromEntries(all.map((m) => [m.key, { label: m.label, procs: m.procs, mapping: m.mapping, table: m.table ?? 'connect', ...rows.get(m.key)! }])),
     disconnectRows: Object.fromEntries(discMethods.map((m) => [m.key, { label: m.label, procs: m.procs, ...discRows.get(m.key)! }])),
     floorWithMapping: floorPort,
@@ -434,7 +437,7 @@ async function main(): Promise<void> {
     pick(scaleKeys).map((m) => ({ label: m.label, points: scale.map((s) => ({ x: s.endpoints, y: s.connect[m.key]?.summary?.p50 ?? NaN })) })));
   writeFileSync(new URL(QUICK ? 'connect-vs-endpoints.quick.svg' : 'connect-vs-endpoints.svg', RESULTS), svg);
   console.error(`wrote ${new URL(QUICK ? 'quick.json' : 'latest.json', RESULTS).pathname}`);
-  process.exitCode = criRows.failed !== undefined ? 1 : checkExitCode([...targets, ...nl.verdicts, ...cniRows.verdicts, ...eng.verdicts, ...criRows.verdicts]);
+  process.exitCode = criRows.failed !== undefined ? 1 : checkExitCode([...targets, ...nl.verdicts, ...nlAsync.verdicts, ...cniRows.verdicts, ...eng.verdicts, ...criRows.verdicts]);
 }
 
 main().catch((e: unknown) => {

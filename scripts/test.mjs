@@ -166,7 +166,7 @@ if (!unitOnly) {
     // inherit $TSNETLINK_FIREWALL), dual-stack, and the CRI file (its plugin shim passes
     // $TSNETLINK_FIREWALL on to every plugin call containerd makes), and the engine's (drift repair
     // of the other backend's rules).
-    const native = ['bridge', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli', 'cri', 'cni', 'hostport-listener', 'bandwidth', 'engine'].map((n) => `${n}.e2e.test.js`);
+    const native = ['bridge', 'bridge-async', 'bridge-concurrency', 'bridge-errors', 'isolation', 'reconcile', 'crash', 'race', 'dualstack', 'cli', 'cri', 'cni', 'hostport-listener', 'bandwidth', 'engine'].map((n) => `${n}.e2e.test.js`);
     // A rerun needs what the kernel may lack (nf_tables; x_tables for the legacy tools): asked of
     // the kernel (test/kernel.ts), and where it lacks it each rerun is named as not applicable.
     const rerun = (list, feature, tag, title, env) => {

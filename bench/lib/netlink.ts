@@ -120,7 +120,7 @@ async function monitorBurst(ns: NetnsHandle, base: number, count: number, receiv
 }
 
 /** The longest event-loop delay (ms) while `run` goes, and how long it took. */
-async function stallOf(run: () => Promise<void> | void): Promise<{ stallMs: number; ms: number }> {
+export async function stallOf(run: () => Promise<void> | void): Promise<{ stallMs: number; ms: number }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   // The histogram's timer drops its first sample: let it run before the work starts.

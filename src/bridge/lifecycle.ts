@@ -10,13 +10,14 @@ import type { GatewayMode } from '../firewall/types.js';
 import { NetworkError } from './errors.js';
 import { parseSubnet, overlaps, type Subnet } from '../ip/cidr.js';
 import { Steps } from './steps.js';
-import { macForIp, subnetOf, subnetRecord, type NetworkRecord } from './records.js';
+import { macForIp, subnetOf, subnetRecord, type NetworkRecord, type SubnetRecord } from './records.js';
 import { StoreError } from '../sys/fsio.js';
 import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
-import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, deleteLinksAsync, findLink, listTaggedLinks, parseTag } from './links.js';
+import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
 import { RoutedFirewall } from '../firewall/router.js';
 import { BACKENDS, defaultBackend, type BackendName } from '../firewall/registry.js';
+import type { RtnlPromises } from '../netlink/route/rtnl.js';
 
 /** `tsnetlink network create --driver bridge --subnet CIDR NAME` */
 export interface CreateNetworkOptions {
@@ -104,24 +105,32 @@ function checkSubnetList(value: string | readonly string[]): Subnet[] {
   return subs.sort((a, b) => a.family - b.family);
 }
 
-/** Refuses a subnet that overlaps another network, a host route or a host address. */
-function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly NetworkRecord[]): void {
-  for (const sub of rec.subnets) {
-    for (const n of others) {
-      const clash = subnetOf(n, sub.family);
-      if (clash && overlaps(clash.subnet, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${n.name} (${clash.subnet})`);
+/**
+ * Refuses a subnet that overlaps another network, a host route or a host address. The route and
+ * address dumps go through the promise API: a host with a full routing table takes tens of ms.
+ */
+async function checkOverlaps(ctx: BridgeContext, rec: NetworkRecord, others: readonly NetworkRecord[]): Promise<void> {
+  await ctx.withHostPromises(async (rt) => {
+    for (const sub of rec.subnets) await checkOverlapsOf(rt, sub, others);
+  });
+}
+
+/** One subnet's overlap check, on dumps of the host's routes and addresses of its family. */
+async function checkOverlapsOf(rt: RtnlPromises, sub: SubnetRecord, others: readonly NetworkRecord[]): Promise<void> {
+  for (const n of others) {
+    const clash = subnetOf(n, sub.family);
+    if (clash && overlaps(clash.subnet, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${n.name} (${clash.subnet})`);
+  }
+  const bits = sub.family === 4 ? 32 : 128;
+  for (const r of await rt.routeList({ family: sub.family }, { retries: 3 })) {
+    // The host's multicast and link-local routes never overlap a valid subnet; defaults do not count.
+    if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst.includes('/') ? r.dst : `${r.dst}/${bits}`, sub.subnet)) {
+      throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps the host route ${r.dst}`);
     }
-    const bits = sub.family === 4 ? 32 : 128;
-    for (const r of ctx.rtnl.routeList({ family: sub.family }, { retries: 3 })) {
-      // The host's multicast and link-local routes never overlap a valid subnet; defaults do not count.
-      if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst.includes('/') ? r.dst : `${r.dst}/${bits}`, sub.subnet)) {
-        throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps the host route ${r.dst}`);
-      }
-    }
-    for (const a of ctx.rtnl.addrList({ family: sub.family }, { retries: 3 })) {
-      if (a.address.startsWith('127.') || a.address === '::1') continue;
-      if (overlaps(`${a.address}/${bits}`, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} contains the host address ${a.address}`);
-    }
+  }
+  for (const a of await rt.addrList({ family: sub.family }, { retries: 3 })) {
+    if (a.address.startsWith('127.') || a.address === '::1') continue;
+    if (overlaps(`${a.address}/${bits}`, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} contains the host address ${a.address}`);
   }
 }
 
@@ -196,7 +205,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     if (sharing) throw new NetworkError('ENETEXISTS', `the bridge ${rec.bridge} belongs to network ${sharing.name}`);
     rec.firewall = newNetworkBackend(ctx, listing.records);
     const notices = backendNotices(ctx, rec.firewall, listing.records);
-    checkOverlaps(ctx, rec, listing.records);
+    await checkOverlaps(ctx, rec, listing.records);
     const existing = findLink(ctx.rtnl, rec.bridge);
     if (existing) {
       // A bridge tagged as this network's with no record is what a killed create or rm left.
@@ -359,17 +368,14 @@ function withoutNetwork(ctx: BridgeContext, name: string) {
 
 /** Deletes a network's bridge (if it is ours) and every veth tagged with the network, in one go. */
 async function deleteNetworkLinks(ctx: BridgeContext, network: string, bridge: string): Promise<void> {
-  const tagged = listTaggedLinks(ctx.rtnl.linkList({}, { retries: 3 }));
-  const names = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
-  const br = findLink(ctx.rtnl, bridge);
-  // A bridge from before tags existed has none; a foreign link of that name is left alone.
-  if (br && (br.alias === bridgeTag(network) || (br.alias === undefined && br.kind === 'bridge'))) names.push(bridge);
-  const rtnl = ctx.openHostRtnl();
-  try {
-    await deleteLinksAsync(rtnl.socket, names);
-  } finally {
-    rtnl.close();
-  }
+  const names = await ctx.withHostPromises(async (rt) => {
+    const tagged = listTaggedLinks(await rt.linkList({}, { retries: 3 }));
+    const veths = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
+    const br = await findLinkAsync(rt, bridge);
+    // A bridge from before tags existed has none; a foreign link of that name is left alone.
+    return br && (br.alias === bridgeTag(network) || (br.alias === undefined && br.kind === 'bridge')) ? [...veths, bridge] : veths;
+  });
+  await ctx.deleteHostLinks(names);
 }
 
 /** rm --force of a network whose record cannot be read: its tagged links, rules, ports and state go. */

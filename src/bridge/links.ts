@@ -4,7 +4,7 @@
  * when no record of it survived. Requests are built here once and sent pipelined.
  */
 import { randomBytes } from 'node:crypto';
-import type { Rtnl, Link } from '../netlink/route/rtnl.js';
+import type { Rtnl, Link, RtnlPromises } from '../netlink/route/rtnl.js';
 import type { Request } from '../netlink/core/message.js';
 import type { NetlinkSocket } from '../netlink/core/socket.js';
 import * as L from '../netlink/route/link.js';
@@ -46,6 +46,16 @@ export function randomVethName(): string {
 export function findLink(rtnl: Rtnl, ref: string | number): Link | undefined {
   try {
     return rtnl.linkGet(ref);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENODEV') return undefined;
+    throw e;
+  }
+}
+
+/** Like findLink, through the promise API. */
+export async function findLinkAsync(rt: RtnlPromises, ref: string | number): Promise<Link | undefined> {
+  try {
+    return await rt.linkGet(ref);
   } catch (e) {
     if ((e as { code?: string }).code === 'ENODEV') return undefined;
     throw e;
@@ -263,12 +273,13 @@ export function deleteLinks(rtnl: Rtnl | NetlinkSocket, names: readonly string[]
 }
 
 /**
- * Deletes links off the JS thread: each deletion waits for an RCU grace period inside the kernel,
- * which would otherwise freeze the event loop. `sock` must be a socket of its own.
+ * Deletes links through the promise API: each deletion waits for an RCU grace period inside the
+ * kernel's sendmsg, which would otherwise freeze the event loop, so every request (the group
+ * changes too) is sent off the JS thread. Give it a socket of its own (BridgeContext.withHostPromises).
  */
-export async function deleteLinksAsync(sock: NetlinkSocket, names: readonly string[]): Promise<void> {
+export async function deleteLinksAsync(rt: RtnlPromises, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
   const plan = deletion(names);
-  const grouped = plan.prepare.length === 0 || check(sock.batch(plan.prepare));
-  check(await sock.batchAsync(plan.remove(grouped)));
+  const grouped = plan.prepare.length === 0 || check(await rt.batch(plan.prepare));
+  check(await rt.batch(plan.remove(grouped)));
 }

@@ -18,7 +18,7 @@ import { Ipam } from './ipam.js';
 import { removeFile } from '../sys/fsio.js';
 import { desiredFirewall, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
-import { bridgeTag, bridgeUpRequests, createBridge, deleteLinksAsync, endpointTag, listTaggedLinks } from './links.js';
+import { bridgeTag, bridgeUpRequests, createBridge, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { applyShaping, listTaggedIfbs, shapingProblems } from './shaping.js';
 import { subnetsOf, type NetworkRecord } from './records.js';
@@ -50,18 +50,10 @@ interface Scan {
   ifbs: Map<string, Link>;
 }
 
-function scan(ctx: BridgeContext): Scan {
-  const all = ctx.rtnl.linkList({}, { retries: 3 });
+/** Every host link, dumped through the promise API (a host with thousands of links takes tens of ms). */
+async function scan(ctx: BridgeContext): Promise<Scan> {
+  const all = await ctx.withHostPromises((rt) => rt.linkList({}, { retries: 3 }));
   return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all), ifbs: listTaggedIfbs(all) };
-}
-
-async function deleteNames(ctx: BridgeContext, names: readonly string[]): Promise<void> {
-  const rtnl = ctx.openHostRtnl();
-  try {
-    await deleteLinksAsync(rtnl.socket, names);
-  } finally {
-    rtnl.close();
-  }
 }
 
 /**
@@ -89,7 +81,7 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
     // networks that have no record; endpoints change under their network's lock, so each
     // network is judged on a scan taken once its lock is held (an endpoint connected meanwhile
     // must never look like one whose container died).
-    const s = scan(ctx);
+    const s = await scan(ctx);
     // Bridges and veths tagged for a network that has no record: a create or rm died before it
     // could write or after it removed the record.
     const orphans = [
@@ -98,14 +90,14 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
       ...[...s.ifbs].filter(([k]) => !known.has(k.split('/')[0]!)).map(([, l]) => l.name),
     ];
     if (orphans.length > 0) {
-      await deleteNames(ctx, orphans);
+      await ctx.deleteHostLinks(orphans);
       report.actions.push(`deleted links of networks that no longer exist: ${orphans.join(', ')}`);
     }
     const nets = listing.records.filter((n) => opts.network === undefined || n.name === opts.network);
     for (const net of nets) {
       await ctx.store.withNetworkLock(net.name, async () => {
-        await reconcileNetwork(ctx, net, scan(ctx), report);
-        if (opts.repair) ensureNetwork(ctx, net, scan(ctx), report);
+        await reconcileNetwork(ctx, net, await scan(ctx), report);
+        if (opts.repair) ensureNetwork(ctx, net, await scan(ctx), report);
       });
     }
     // Host ports held for networks that no longer exist.
@@ -197,14 +189,14 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   const live = new Set(listing.records.filter((r) => r.state === 'active' && s.links.has(r.hostIfname)).map((r) => r.id));
   const strayVeths = [...s.veths].filter(([k]) => k.startsWith(`${net.name}/`) && !live.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
   if (strayVeths.length > 0) {
-    await deleteNames(ctx, strayVeths);
+    await ctx.deleteHostLinks(strayVeths);
     report.actions.push(`deleted veths of ${net.name} that no endpoint owns: ${strayVeths.join(', ')}`);
   }
   // An ifb is kept only for a live endpoint that limits its outgoing traffic.
   const limited = new Set(listing.records.filter((r) => live.has(r.id) && r.bandwidth?.egress).map((r) => r.id));
   const strayIfbs = [...s.ifbs].filter(([k]) => k.startsWith(`${net.name}/`) && !limited.has(k.slice(net.name.length + 1))).map(([, l]) => l.name);
   if (strayIfbs.length > 0) {
-    await deleteNames(ctx, strayIfbs);
+    await ctx.deleteHostLinks(strayIfbs);
     report.actions.push(`deleted ifb devices of ${net.name} that no rate-limited endpoint owns: ${strayIfbs.join(', ')}`);
   }
   // Owners of what is freed below: connects that died before writing their record.
@@ -362,7 +354,7 @@ export async function checkConsistency(ctx: BridgeContext): Promise<string[]> {
       for (const c of listing.corrupt) out.push(`unreadable network record ${c.path}`);
       for (const f of ctx.store.globalTempFiles()) out.push(`temp file ${f}`);
       for (const name of ctx.store.orphanNetworkDirs()) out.push(`state directory of network ${name} without a record (a create or rm was interrupted; prune removes it)`);
-      const s = scan(ctx);
+      const s = await scan(ctx);
       const names = new Set(listing.records.map((n) => n.name));
       for (const [net, l] of s.bridges) if (!names.has(net)) out.push(`bridge ${l.name} tagged for network ${net}, which has no record`);
       for (const [k, l] of s.veths) if (!names.has(k.split('/')[0]!)) out.push(`veth ${l.name} tagged for ${k}, whose network has no record`);

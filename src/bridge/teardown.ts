@@ -7,7 +7,7 @@ import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
 import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.js';
 import * as L from '../netlink/route/link.js';
-import { deleteLinksAsync, endpointTag, findLink } from './links.js';
+import { endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { ownIfbs } from './shaping.js';
 
@@ -57,16 +57,13 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
   // An endpoint's ifb (traffic from it, rate-limited) goes with it.
   names = [...names, ...ownIfbs(ctx.rtnl, net.name, recs.filter((r) => r.bandwidth?.egress).map((r) => r.id))];
   await steps.runAsync('delete veth', async () => {
-    // Down first (fast): no packet of the container crosses the bridge any more, so the flush of
-    // its tracked connections can run during the deletion's RCU wait without missing a new one.
+    // Down first: no packet of the container crosses the bridge any more, so the flush of its
+    // tracked connections can run during the deletion's RCU wait without missing a new one.
+    // Synchronous (about a millisecond), so that the deletion is sent right after it: a tagged
+    // link that is down and still there a few milliseconds later is drift to the engine.
     for (const r of ctx.rtnl.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
-    const rtnl = ctx.openHostRtnl();
-    try {
-      // A reused address must not receive a flow of the container that had it.
-      await Promise.all([deleteLinksAsync(rtnl.socket, names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
-    } finally {
-      rtnl.close();
-    }
+    // A reused address must not receive a flow of the container that had it.
+    await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
   });
   steps.run('release', () => {
     const ipams = subnetsOf(net).map((sub) => new Ipam(ctx.store, net.name, sub));

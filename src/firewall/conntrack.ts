@@ -4,13 +4,82 @@
  * pipelined batch deleting every entry that matches, as `conntrack -D` does but without a
  * process per filter. A container's address can be handed to a new container right after it
  * leaves, and its flows must not follow the address. The ctnetlink work is the public Conntrack
- * handle's (netlink/conntrack-client.ts); what to forget is decided here.
+ * handle's (netlink/conntrack-client.ts), on a transport that receives off the JS thread, with the
+ * deletes run by the async driver (core/op.ts); what to forget, and which calls share a dump, is
+ * decided here.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Conntrack } from '../netlink/netfilter/conntrack-client.js';
-import { CT_PROTOCOLS, type ConntrackEntry } from '../netlink/netfilter/conntrack.js';
-import { DumpInterruptedError } from '../errors.js';
+import { CT_PROTOCOLS, ctDeleteRequest, type ConntrackEntry } from '../netlink/netfilter/conntrack.js';
+import { batchOp, runAsync } from '../netlink/core/op.js';
+import { KernelTransport, type Transport } from '../netlink/core/socket.js';
+import { unwatchFd, watchFd } from '../netlink/core/poller.js';
+import { CodecError, DumpInterruptedError } from '../errors.js';
+import * as libc from '../sys/libc.js';
 import type { ConnectionFilter } from './types.js';
+
+/** The largest datagram a netlink socket is sent: a dump's part is at most 32 KiB. */
+const MAX_DATAGRAM = 64 * 1024;
+
+/**
+ * A ctnetlink transport whose async receives run on a libuv worker thread. The kernel builds
+ * each part of a dump after the first inside recvmsg, and a conntrack dump's part walks the hash
+ * table on from where the last one stopped (262,144 buckets, however few entries, ~13 ms in
+ * all): read on the JS thread, that walk stalled the event loop for milliseconds per disconnect.
+ * Waiting for the fd stays on the libuv poller; the synchronous receives are the kernel
+ * transport's own.
+ */
+class OffThreadTransport implements Transport {
+  readonly portId: number;
+  private readonly buf = Buffer.allocUnsafe(MAX_DATAGRAM);
+  private readonly from = Buffer.alloc(12);
+
+  constructor(private readonly inner: KernelTransport) {
+    this.portId = inner.portId;
+  }
+
+  send(buf: Buffer): void {
+    this.inner.send(buf);
+  }
+
+  sendAsync(buf: Buffer): Promise<void> {
+    return this.inner.sendAsync(buf);
+  }
+
+  receive(timeoutMs: number): Buffer | null {
+    return this.inner.receive(timeoutMs);
+  }
+
+  async receiveAsync(timeoutMs: number): Promise<Buffer | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const n = await libc.recvfromAsync(this.inner.fd, this.buf, libc.MSG_TRUNC, this.from);
+      if (n > this.buf.length) throw new CodecError(`a ctnetlink datagram of ${n} bytes, larger than the ${this.buf.length} read`);
+      // Only the kernel (nl_pid 0) may answer; anything else is dropped.
+      if (n >= 0 && this.from.readUInt32LE(4) === 0) return Buffer.from(this.buf.subarray(0, n));
+      if (n >= 0) continue;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        watchFd(this.inner.fd, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await unwatchFd(this.inner.fd);
+    }
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
+
+/** A Conntrack handle in the calling thread's netns whose async calls do no kernel work on the JS thread. */
+function openOffThread(): Conntrack {
+  return Conntrack.openWith((o) => new OffThreadTransport(new KernelTransport(o)));
+}
 
 /** Whether a mapping's host IP covers a flow's original destination address. */
 function hostIpCovers(hostIp: string | undefined, dst: string): boolean {
@@ -36,37 +105,100 @@ export function trackedCount(): number | undefined {
   }
 }
 
+/** A call of forgetConnections waiting for its dump. */
+interface Forget {
+  filter: ConnectionFilter;
+  ips: ReadonlySet<string>;
+  resolve: (n: number) => void;
+  reject: (e: unknown) => void;
+}
+
+/** By netns: the calls that came while a dump of that netns ran, served together by the next one. */
+const waiting = new Map<string, Forget[]>();
+
+/** The calling thread's netns as "dev-ino". */
+function threadNetns(): string {
+  const st = statSync('/proc/thread-self/ns/net');
+  return `${st.dev}-${st.ino}`;
+}
+
+/** Whether a filter needs IPv6 entries: an IPv6 address, or a UDP port published on every address or an IPv6 one (a dual-stack or IPv6-only network). */
+function needsIpv6(f: ConnectionFilter, ips: ReadonlySet<string>): boolean {
+  return [...ips].some((ip) => ip.includes(':')) || (f.udpPorts ?? []).some((p) => p.hostIp === undefined || p.hostIp === '0.0.0.0' || p.hostIp.includes(':'));
+}
+
 /**
  * Deletes every conntrack entry matching `filter` in the calling thread's netns (IPv4 entries,
  * and IPv6 ones too when the filter names an IPv6 address or a UDP port of every address);
  * resolves to how many went. The dump walks the kernel's whole conntrack hash table (~13 ms for
  * 262,144 buckets on this kind of machine, however few entries, whichever families it returns),
- * so it is sent off the JS thread. An entry that vanished between the dump and the delete
- * (ENOENT) is not an error.
+ * so no part of it runs on the JS thread (OffThreadTransport), and calls made while a dump of the
+ * same netns runs share the next one: 100 disconnects at once walk the table a few times, not
+ * 100. The socket is opened by the call that finds no dump running, inside whatever namespace
+ * section it was made from. An entry that vanished between the dump and the delete (ENOENT) is
+ * not an error.
  * `conntrack -D [-f ipv4|ipv6] --orig-src IP`, `--reply-src IP`, `-p udp --orig-port-dst PORT`
  */
-export async function forgetConnections(filter: ConnectionFilter): Promise<number> {
+export function forgetConnections(filter: ConnectionFilter): Promise<number> {
   const ips = new Set(filter.ips ?? []);
-  if (ips.size === 0 && (filter.udpPorts ?? []).length === 0) return 0;
+  if (ips.size === 0 && (filter.udpPorts ?? []).length === 0) return Promise.resolve(0);
   // The per-netns entry count is one small read; with no entry there is no table to walk.
-  if (trackedCount() === 0) return 0;
-  const ct = Conntrack.open();
+  if (trackedCount() === 0) return Promise.resolve(0);
+  const key = threadNetns();
+  return new Promise<number>((resolve, reject) => {
+    const f: Forget = { filter, ips, resolve, reject };
+    const queued = waiting.get(key);
+    if (queued) return void queued.push(f);
+    let ct: Conntrack;
+    try {
+      ct = openOffThread();
+    } catch (e) {
+      return reject(e);
+    }
+    waiting.set(key, []);
+    void serve(key, ct, [f]);
+  });
+}
+
+/** Runs dumps for a netns until no call waits; then closes its socket. */
+async function serve(key: string, ct: Conntrack, first: Forget[]): Promise<void> {
+  try {
+    for (let round = first; round.length > 0; round = waiting.get(key)?.splice(0) ?? []) await forgetRound(ct, round);
+  } finally {
+    waiting.delete(key);
+    ct.close();
+  }
+}
+
+/** One dump for every call of the round, then one pipelined delete of every entry any of them matches. */
+async function forgetRound(ct: Conntrack, round: readonly Forget[]): Promise<void> {
   try {
     let all: ConntrackEntry[];
     try {
-      // A UDP port published without a host IP covers IPv6 flows too (on a dual-stack or
-      // IPv6-only network), so any such port needs the dump of both families.
-      const v6 = [...ips].some((ip) => ip.includes(':')) || (filter.udpPorts ?? []).some((p) => p.hostIp === undefined || p.hostIp === '0.0.0.0' || p.hostIp.includes(':'));
-      all = await ct.listAsync(v6 ? {} : { family: 4 }, { retries: 3 });
+      all = await ct.listAsync(round.some((f) => needsIpv6(f.filter, f.ips)) ? {} : { family: 4 }, { retries: 3 });
     } catch (e) {
       // A table that keeps changing under the dump: what was read is still worth flushing.
       if (!(e instanceof DumpInterruptedError)) throw e;
       all = e.partial as ConntrackEntry[];
     }
-    return ct.deleteEntries(all.filter((e) => matches(e, filter, ips)));
-  } finally {
-    ct.close();
+    const mine = round.map((f) => all.filter((e) => matches(e, f.filter, f.ips)));
+    const gone = await deleteAsync(ct, [...new Set(mine.flat())]);
+    round.forEach((f, i) => f.resolve(mine[i]!.filter((e) => gone.has(e)).length));
+  } catch (e) {
+    for (const f of round) f.reject(e);
   }
+}
+
+/** Deletes dumped entries through the socket's async queue; returns those that went (ENOENT: already gone). */
+async function deleteAsync(ct: Conntrack, entries: readonly ConntrackEntry[]): Promise<Set<ConntrackEntry>> {
+  const gone = new Set<ConntrackEntry>();
+  if (entries.length === 0) return gone;
+  const res = await runAsync(ct.socket, batchOp(entries.map(ctDeleteRequest)));
+  res.forEach((r, i) => {
+    if (!r.error) gone.add(entries[i]!);
+    else if (r.error.code !== 'ENOENT') throw r.error;
+  });
+  return gone;
 }
 
 /**

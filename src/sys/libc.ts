@@ -243,6 +243,29 @@ export function recvfromNonBlocking(fd: number, buf: Buffer, flags: number, addr
   }
 }
 
+/**
+ * recvfrom(2) without blocking, on a libuv worker thread: for sockets whose kernel side works
+ * inside recvmsg (a netlink dump builds each part after the first there, and a conntrack dump's
+ * part walks the rest of the hash table). Resolves to the datagram length (the full one with
+ * MSG_TRUNC) or -1 when nothing is queued. errno is not carried back from the worker, so a
+ * failure is retried synchronously to learn it (nothing was taken off the queue).
+ */
+export function recvfromAsync(fd: number, buf: Buffer, flags: number, addr: Buffer): Promise<number> {
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(addr.length);
+  return new Promise((resolve, reject) => {
+    C().recvfrom.async(fd, buf, buf.length, flags | MSG_DONTWAIT, addr, len, (err: unknown, n: unknown) => {
+      if (err) return reject(err);
+      if (Number(n) >= 0) return resolve(Number(n));
+      try {
+        resolve(recvfromNonBlocking(fd, buf, flags, addr));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
 const pollBuf = Buffer.alloc(8);
 /** poll(2) one fd for input; returns true when readable, false on timeout. */
 export function pollIn(fd: number, timeoutMs: number): boolean {

@@ -226,6 +226,23 @@ test('two connects of one container at once: one connects, the other waits for i
   await assertAgree(r, 'after the concurrent connects of one container');
 });
 
+test('disconnects at once share their veth deletions: those asked for while one runs go as one device group', async () => {
+  const r = rig();
+  await r.nets.create({ name: 'n1', subnet: '10.1.0.0/24' });
+  const eps = [];
+  for (let i = 0; i < 8; i++) eps.push(await r.nets.connect('n1', r.box().handle, { id: `c${i}` }));
+  r.world.log.length = 0;
+  assert.equal(await Promise.all(eps.map((e) => r.nets.disconnect('n1', e.id))), eps.map(() => true));
+  const dels = r.world.log.filter((l) => l.startsWith('DELLINK'));
+  assert.ok(dels.length < eps.length, `${dels.length} RTM_DELLINK for ${eps.length} veths: ${dels.join(', ')}`);
+  assert.ok(dels.some((l) => l.startsWith('DELLINK group')), dels.join(', '));
+  assert.equal(r.fw.forgotten.slice(-eps.length).map((f) => f.ips).flat().sort(), eps.map((e) => e.ip).sort(), 'every endpoint\'s connections forgotten');
+  await assertAgree(r, 'after the disconnects');
+  assert.equal([...r.world.host.links.values()].filter((l) => l.kind === 'veth'), []);
+  await r.nets.remove('n1');
+  assert.equal(stateFiles(r.root), []);
+});
+
 test('a second network in the same container: eth1, no second default route', async () => {
   const r = rig();
   await r.nets.create({ name: 'a', subnet: '10.1.0.0/24' });
