@@ -13,22 +13,24 @@ shift 3
 node=${TSNETLINK_NODE:-node}
 export TSNETLINK_ENGINE=off # the code run here need not ask the engine again
 
-# Runs the call here: the CNI call's stdin as it was read, the CLI's argv as given.
+# Runs the call here: the CNI call's stdin as it was read, the CLI's argv as given. With
+# TSNETLINK_ENGINE_DEBUG set, says on stderr why the engine did not run it.
 here() {
+  [[ -n ${TSNETLINK_ENGINE_DEBUG-} ]] && printf 'tsnetlink: engine client: running the call here: %s\n' "$1" >&2
   if [[ $mode == cni && -n ${input+set} ]]; then exec "$node" "$entry" < <(printf '%s' "$input"); fi
   exec "$node" "$entry" "${args[@]}"
 }
 args=("$@")
 unset input # set only once read (a variable of that name in the environment is not the call's stdin)
 
-read -r port ctok stok epid _ < "$state/engine.tcp" 2> /dev/null || here
+read -r port ctok stok epid _ < "$state/engine.tcp" 2> /dev/null || here "no $state/engine.tcp"
 # The engine acts in its own network and mount namespaces: only calls made from those are its
 # to take (a dead engine's pid fails the test too).
-[[ -n $epid && /proc/self/ns/net -ef /proc/$epid/ns/net && /proc/self/ns/mnt -ef /proc/$epid/ns/mnt ]] || here
+[[ -n $epid && /proc/self/ns/net -ef /proc/$epid/ns/net && /proc/self/ns/mnt -ef /proc/$epid/ns/mnt ]] || here "not in the namespaces of engine pid ${epid:-?}"
 # Nor from a root without CAP_NET_ADMIN and CAP_SYS_ADMIN, for whom the call would fail here.
 caps=0
 while read -r k v; do [[ $k == CapEff: ]] && caps=$((16#$v)) && break; done < /proc/self/status
-(((caps >> 12) & 1 && (caps >> 21) & 1)) || here
+(((caps >> 12) & 1 && (caps >> 21) & 1)) || here "no CAP_NET_ADMIN and CAP_SYS_ADMIN"
 
 # The request (src/engine/protocol.ts): one field per value, "NAME LENGTH\nVALUE\n", LENGTH in
 # bytes (what ${#value} counts in the C locale; set here only, so that ENTRY gets the caller's).
@@ -65,11 +67,11 @@ bytes
 # A write to an engine that died is an error to handle (run the call here), not a signal that
 # ends this client without a word.
 trap '' PIPE
-{ exec 3<> "/dev/tcp/127.0.0.1/$port"; } 2> /dev/null || here
-printf 'POST /v1/%s HTTP/1.0\r\nContent-Length: %d\r\nX-Tsnetlink-Token: %s\r\n\r\n%s' "$mode" "$n" "$ctok" "$body" >&3 2> /dev/null || here
+{ exec 3<> "/dev/tcp/127.0.0.1/$port"; } 2> /dev/null || here "cannot connect to 127.0.0.1:$port"
+printf 'POST /v1/%s HTTP/1.0\r\nContent-Length: %d\r\nX-Tsnetlink-Token: %s\r\n\r\n%s' "$mode" "$n" "$ctok" "$body" >&3 2> /dev/null || here "the request could not be written"
 # Taken only with a 200, the engine's content type and its proof; anything else ran nothing.
-IFS= read -r -t 3600 l <&3 || here
-[[ $l == 'HTTP/1.'[01]' 200 '* ]] || here
+IFS= read -r -t 3600 l <&3 || here "no answer"
+[[ $l == 'HTTP/1.'[01]' 200 '* ]] || here "answered ${l%$'\r'}"
 ok=0
 while IFS= read -r -t 3600 l <&3; do
   case $l in
@@ -78,7 +80,7 @@ while IFS= read -r -t 3600 l <&3; do
     [Xx]-[Tt]snetlink-[Pp]roof:" $stok"$'\r') ((ok |= 2)) ;;
   esac
 done
-((ok == 3)) || here
+((ok == 3)) || here "a 200 without the engine's content type and proof"
 while IFS= read -r -t 3600 l <&3; do
   case $l in
     o*) printf '%s\n' "${l#o}" ;;

@@ -220,7 +220,11 @@ export class EngineServer {
     let bodyStart = 0;
     let length = 0;
     let finished = false;
-    const timer = setTimeout(() => finish(() => this.reject(sock, 408, 'the request did not arrive in time')), REQUEST_DEADLINE_MS);
+    const timer = setTimeout(() => finish(() => {
+      this.stats.declined++;
+      logLine(`tsnetlink engine: declined a call over ${via}: its request did not arrive within ${REQUEST_DEADLINE_MS} ms`);
+      this.reject(sock, 408, 'the request did not arrive in time');
+    }), REQUEST_DEADLINE_MS);
     const finish = (then: () => void): void => {
       if (finished) return;
       finished = true;
@@ -313,7 +317,11 @@ export class EngineServer {
         if (sock.destroyed || !sock.writable) return resolve(false);
         sock.write(`HTTP/1.0 200 OK\r\nContent-Type: ${OUTPUT_TYPE}\r\nX-Tsnetlink-Engine: ${process.pid}\r\n${proof}\r\n`, (e) => resolve(!e));
       });
-      if (!taken) return;
+      if (!taken) {
+        this.stats.declined++;
+        logLine(`tsnetlink engine: a ${route} call's client left before the engine took it; nothing ran`);
+        return;
+      }
       const outcome = await this.calls.run(call);
       this.stats.served[route]++;
       this.answered.add(sock);
