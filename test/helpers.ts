@@ -338,3 +338,23 @@ export function wgFixtureKeys(): { priv: string; pub: string; peer1: string; pee
   };
   return { priv: pick(/device private key (\S+),/), pub: pick(/public (\S+)\n/), peer1: pick(/peer 1 public key (\S+);/), peer2: pick(/peer 2 (\S+);/), psk: pick(/preshared key (\S+)\n/) };
 }
+
+/**
+ * A path to this Node binary that a user without privileges (uid 65534) can run: this one when
+ * every directory above it lets others through, otherwise the same file bind-mounted at
+ * /run/tsnetlink-test-node/node (inside the sandbox's own mount namespace, gone with it). A Node
+ * taken into root's home (/root is 0700), as CI does for other Node versions, is not reachable by
+ * another user, while one installed in /usr/bin is.
+ */
+export function nodeForOtherUsers(): string {
+  if (spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', 'sh', '-c', 'test -x "$0"', process.execPath]).status === 0) return process.execPath;
+  const dir = '/run/tsnetlink-test-node';
+  const path = join(dir, 'node');
+  if (!existsSync(path)) {
+    if (process.env['TSNETLINK_IN_SANDBOX'] !== '1') throw new Error('nodeForOtherUsers: a bind mount is made only inside the sandbox');
+    execFileSync('mkdir', ['-p', '-m', '0755', dir]);
+    execFileSync('install', ['-m', '0755', '/dev/null', path]);
+    execFileSync('mount', ['--bind', process.execPath, path]);
+  }
+  return path;
+}

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ipJson, tcpGet, requireSandbox, stateFiles } from '../helpers.js';
+import { ipJson, nodeForOtherUsers, tcpGet, requireSandbox, stateFiles } from '../helpers.js';
 import { NFT, nftExpr as X, nftHasRule, nftHasTable, nftMappings, rulesHeldBy } from './fw-oracle.js';
 
 requireSandbox('cli');
@@ -302,10 +302,11 @@ test('run killed with SIGKILL: its command dies too, and prune (or the next run 
 });
 
 test('as a user without CAP_NET_ADMIN: a clear "needs root" message, exit 1', () => {
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', CLI, 'network', 'ls'], { encoding: 'utf8', env: ENV });
+  const env = { ...ENV, TSNETLINK_NODE: nodeForOtherUsers() };
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', CLI, 'network', 'ls'], { encoding: 'utf8', env });
   assert.is(r.status, 1, r.stderr);
   assert.match(r.stderr, /needs root \(CAP_NET_ADMIN, CAP_SYS_ADMIN\)/);
-  const help = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, '--help'], { encoding: 'utf8', env: ENV });
+  const help = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, '--help'], { encoding: 'utf8', env });
   assert.is(help.status, 0, 'help needs no privileges');
 });
 
