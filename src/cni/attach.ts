@@ -27,6 +27,18 @@ export function lendNetworks(lend: (() => Networks) | undefined): void {
   lent = lend;
 }
 
+let deferred: ((task: () => Promise<void>) => void) | undefined;
+
+/**
+ * Where a DEL hands the removal of the network it emptied (one the plugin made): the engine runs
+ * it right after the DEL has answered, since the caller does not wait for it (the stock bridge
+ * plugin never removes its bridge at all); undefined, the default, removes it inside the DEL.
+ * Removal stays safe against an ADD that comes meanwhile: it re-checks under the network's lock.
+ */
+export function deferNetworkRemovals(run: ((task: () => Promise<void>) => void) | undefined): void {
+  deferred = run;
+}
+
 /** The state directory and lock timeout the plugin runs with (tests point them elsewhere). */
 export function openNetworks(): Networks {
   if (lent) return lent();
@@ -325,7 +337,17 @@ export async function cmdDel(env: CniEnv, conf: PluginConfig, stdin: string): Pr
       } catch (e) {
         if ((e as { code?: string }).code !== 'ENONET') throw e;
       }
-      await removeIfEmpty(nets, conf.network);
+      if (deferred) {
+        const network = conf.network;
+        deferred(async () => {
+          const later = openNetworks();
+          try {
+            await removeIfEmpty(later, network);
+          } finally {
+            later.close();
+          }
+        });
+      } else await removeIfEmpty(nets, conf.network);
     }
   } finally {
     nets.close();

@@ -11,7 +11,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { Networks, type NetworksOptions } from '../bridge/networks.js';
 import { lendNetworks as lendCliNetworks } from '../cli/manager.js';
 import { runInProcess } from '../cli/main.js';
-import { lendNetworks as lendCniNetworks } from '../cni/attach.js';
+import { deferNetworkRemovals, lendNetworks as lendCniNetworks } from '../cni/attach.js';
 import { runCommand } from '../cni/dispatch.js';
 import { CURRENT_VERSION } from '../cni/version.js';
 import { captured, currentSink, logLine } from './capture.js';
@@ -110,6 +110,7 @@ export class Calls {
     process.env['TSNETLINK_STATE_DIR'] = this.stateDir;
     lendCliNetworks((opts) => this.lend(opts));
     lendCniNetworks(() => this.lend({ stateDir: this.stateDir }));
+    deferNetworkRemovals((task) => this.defer(task));
     process.removeAllListeners('warning');
     process.on('warning', this.onWarning);
   }
@@ -173,6 +174,29 @@ export class Calls {
     } else logLine(`tsnetlink engine: warning: ${w.message}`);
   }
 
+  /** Work a call left to run after its answer, one task at a time, in order. */
+  private background: Promise<void> = Promise.resolve();
+  /** How many such tasks have not finished yet (the status call reports it). */
+  pendingWork = 0;
+
+  /** Runs `task` after what is already queued; a failure is logged (what it left, prune settles). */
+  private defer(task: () => Promise<void>): void {
+    this.pendingWork++;
+    this.background = this.background
+      .then(task)
+      .catch((e: unknown) => logLine(`tsnetlink engine: work after a call failed: ${(e as Error)?.message ?? String(e)}`))
+      .finally(() => void this.pendingWork--);
+  }
+
+  /** Resolves once the work calls left behind has run (the engine waits for it before it stops). */
+  async settle(): Promise<void> {
+    let seen: Promise<void>;
+    do {
+      seen = this.background;
+      await seen;
+    } while (seen !== this.background);
+  }
+
   /** The kept default manager (the one drift repair uses). */
   defaultNetworks(): Networks {
     return this.lend({ stateDir: this.stateDir });
@@ -182,6 +206,7 @@ export class Calls {
   close(): void {
     lendCliNetworks(undefined);
     lendCniNetworks(undefined);
+    deferNetworkRemovals(undefined);
     process.off('warning', this.onWarning);
     for (const l of this.saved.warningListeners) process.on('warning', l);
     if (this.saved.stateDirEnv === undefined) delete process.env['TSNETLINK_STATE_DIR'];

@@ -52,7 +52,7 @@ export async function startEngine(opts: EngineOptions = {}): Promise<Engine> {
     throw e;
   }
   const drift = opts.repair === false ? undefined : DriftWatcher.start(calls.defaultNetworks(), { log: logLine, verbose: opts.verbose === true });
-  server.statusExtra = () => ({ drift: drift?.stats ?? null });
+  server.statusExtra = () => ({ drift: drift?.stats ?? null, pendingWork: calls.pendingWork });
   let stopping: Promise<void> | undefined;
   return {
     server,
@@ -60,6 +60,7 @@ export async function startEngine(opts: EngineOptions = {}): Promise<Engine> {
     stop: () =>
       (stopping ??= (async () => {
         await server.stop();
+        await calls.settle();
         await drift?.close();
         calls.close();
       })()),
