@@ -58,37 +58,28 @@ function checkExitCode(vs: readonly Verdict[]): number {
   console.error(`bench --check: ${missed.length} target${missed.length === 1 ? '' : 's'} MISSED: ${missed.map((v) => v.target).join('; ')}`);
   return 1;
 }
-if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--netlink')) {
-  // Only the netlink library rows: npm run bench -- --netlink [--quick] [--check]
+/** A section's rows and its targets, printed alone; `failed` makes the exit code 1 whatever the targets say. */
+type Section = { lines: string[]; verdicts: Verdict[]; failed?: string };
+
+/**
+ * Runs one section alone (`npm run bench -- --FLAG [--quick] [--check]`) when its flag is given,
+ * prints its rows and targets, and exits; `checked` false: its targets never set the exit code.
+ */
+async function only(flag: string, title: string, run: () => Promise<Section>, checked = true): Promise<void> {
+  if (process.env.TSNETLINK_IN_SANDBOX !== '1' || !args.includes(flag)) return;
+  const r = await run();
+  console.log([...r.lines, '', `Targets, ${title}:`, ...r.verdicts.map(verdictLine)].join('\n'));
+  process.exit(r.failed !== undefined ? 1 : checked ? checkExitCode(r.verdicts) : 0);
+}
+await only('--netlink', 'netlink library', async () => {
   const r = await netlinkBench(QUICK);
   const a = await asyncBench(QUICK);
-  console.log([...r.lines, ...a.lines, '', 'Targets, netlink library:', ...r.verdicts.map(verdictLine), ...a.verdicts.map(verdictLine)].join('\n'));
-  process.exit(checkExitCode([...r.verdicts, ...a.verdicts]));
-}
-if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cni')) {
-  // Only the CNI plugin rows: npm run bench -- --cni [--quick] [--check]
-  const r = await cniPluginBench(QUICK);
-  console.log([...r.lines, '', 'Targets, CNI plugin:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(checkExitCode(r.verdicts));
-}
-if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--nft')) {
-  // Only the firewall-backend rows: npm run bench -- --nft [--quick]
-  const r = await nftBench(QUICK);
-  console.log([...r.lines, '', 'Targets, firewall backends:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(0);
-}
-if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--engine')) {
-  // Only the engine rows: npm run bench -- --engine [--quick] [--check]
-  const r = await engineBench(QUICK);
-  console.log([...r.lines, '', 'Targets, engine:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(checkExitCode(r.verdicts));
-}
-if (process.env.TSNETLINK_IN_SANDBOX === '1' && args.includes('--cri')) {
-  // Only the CRI rows: npm run bench -- --cri [--quick] [--check]
-  const r = await criBench(QUICK);
-  console.log([...r.lines, '', 'Targets, CRI:', ...r.verdicts.map(verdictLine)].join('\n'));
-  process.exit(r.failed !== undefined ? 1 : checkExitCode(r.verdicts));
-}
+  return { lines: [...r.lines, ...a.lines], verdicts: [...r.verdicts, ...a.verdicts] };
+});
+await only('--cni', 'CNI plugin', () => cniPluginBench(QUICK));
+await only('--nft', 'firewall backends', () => nftBench(QUICK), false);
+await only('--engine', 'engine', () => engineBench(QUICK));
+await only('--cri', 'CRI', () => criBench(QUICK));
 if (process.env.TSNETLINK_IN_SANDBOX !== '1') {
   console.error('bench: refusing to run outside the sandbox (it creates bridges, netns and iptables rules).\n  use: npm run bench [-- --quick]   or: node scripts/sandbox.mjs node dist/bench/bench.js [--quick]');
   process.exit(2);
