@@ -23,10 +23,12 @@ here() {
 args=("$@")
 unset input # set only once read (a variable of that name in the environment is not the call's stdin)
 
-read -r port ctok stok epid _ < "$state/engine.tcp" 2> /dev/null || here "no $state/engine.tcp"
+read -r port ctok stok epid etid _ < "$state/engine.tcp" 2> /dev/null || here "no $state/engine.tcp"
 # The engine acts in its own network and mount namespaces: only calls made from those are its
-# to take (a dead engine's pid fails the test too).
-[[ -n $epid && /proc/self/ns/net -ef /proc/$epid/ns/net && /proc/self/ns/mnt -ef /proc/$epid/ns/mnt ]] || here "not in the namespaces of engine pid ${epid:-?}"
+# to take (a dead engine's pid fails the test too). They are read from the engine's thread
+# `etid`, not its JS thread, which is inside a container's netns for a moment during a connect.
+et=/proc/$epid/task/${etid:-$epid}/ns
+[[ -n $epid && /proc/self/ns/net -ef $et/net && /proc/self/ns/mnt -ef $et/mnt ]] || here "not in the namespaces of engine pid ${epid:-?}"
 # Nor from a root without CAP_NET_ADMIN and CAP_SYS_ADMIN, for whom the call would fail here.
 caps=0
 while read -r k v; do [[ $k == CapEff: ]] && caps=$((16#$v)) && break; done < /proc/self/status

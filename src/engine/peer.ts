@@ -5,7 +5,7 @@
  * runs in and resolves paths and pids in its mount namespace, the engine runs only calls made
  * from its own network and mount namespaces, by a process that could have run them itself.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { peerCredentials } from '../sys/libc.js';
 
@@ -22,13 +22,38 @@ export interface Namespaces {
   mnt: string;
 }
 
-/** The namespaces of process `pid` ('self' for this one). */
-export function namespacesOf(pid: number | 'self'): Namespaces {
+/** The namespaces of process `pid` ('self' for this one, or a /proc path below it such as 'self/task/TID'). */
+export function namespacesOf(pid: number | string): Namespaces {
   const id = (kind: string): string => {
     const st = statSync(`/proc/${pid}/ns/${kind}`);
     return `${st.dev}:${st.ino}`;
   };
   return { net: id('net'), mnt: id('mnt') };
+}
+
+/**
+ * A thread of this process, other than the JS thread, that is in the process's own namespaces
+ * (`home`); undefined when there is none. /proc/PID/ns names the JS thread's namespaces, and
+ * the JS thread enters a container's network namespace for a moment during every connect; only
+ * the JS thread ever calls setns, so a client that compares its namespaces with the engine's
+ * reads them from this thread instead and never sees the engine "elsewhere" mid-connect.
+ */
+export function steadyThread(home: Namespaces): number | undefined {
+  let tids: number[];
+  try {
+    tids = readdirSync('/proc/self/task').map(Number).filter((t) => t !== process.pid);
+  } catch {
+    return undefined;
+  }
+  for (const tid of tids.sort((a, b) => a - b)) {
+    try {
+      const ns = namespacesOf(`self/task/${tid}`);
+      if (ns.net === home.net && ns.mnt === home.mnt) return tid;
+    } catch {
+      // The thread ended between the listing and the stat.
+    }
+  }
+  return undefined;
 }
 
 /** The fd under a Node socket (libuv's handle keeps it; there is no public accessor). */

@@ -15,7 +15,7 @@ import { errCode, writeFileAtomic } from '../sys/fsio.js';
 import { Calls, readCall } from './calls.js';
 import { logLine } from './capture.js';
 import { EngineError } from './errors.js';
-import { namespacesOf, peerOf, refusalFor, type Namespaces } from './peer.js';
+import { namespacesOf, steadyThread, peerOf, refusalFor, type Namespaces } from './peer.js';
 import {
   decodeFields, encodeAnswer, LOCK_NAME, MAX_BODY_BYTES, MAX_HEAD_BYTES, OUTPUT_TYPE, parseHead, SOCKET_NAME, TCP_FILE_NAME, TOKEN_HEADER, type Head,
 } from './protocol.js';
@@ -193,7 +193,8 @@ export class EngineServer {
       const client = randomBytes(16).toString('hex');
       const proof = randomBytes(16).toString('hex');
       this.tcpTokens = { client: Buffer.from(client), proof };
-      writeFileAtomic(join(this.calls.stateDir, TCP_FILE_NAME), `${port} ${client} ${proof} ${process.pid}\n`, { fsync: false });
+      // The fifth field is a thread whose namespaces the bash client compares with its own (see steadyThread).
+      writeFileAtomic(join(this.calls.stateDir, TCP_FILE_NAME), `${port} ${client} ${proof} ${process.pid} ${steadyThread(this.home) ?? process.pid}\n`, { fsync: false });
       return;
     }
     logLine('tsnetlink engine: no free loopback port for the bash client; clients use the unix socket');
@@ -355,7 +356,8 @@ export class EngineServer {
     if (this.tcp) {
       try {
         const f = join(this.calls.stateDir, TCP_FILE_NAME);
-        if (readFileSync(f, 'utf8').endsWith(` ${process.pid}\n`)) unlinkSync(f);
+        // Ours when its fourth field (port, two tokens, pid, thread) is this process.
+        if (readFileSync(f, 'utf8').split(' ')[3] === String(process.pid)) unlinkSync(f);
       } catch {
         // already gone
       }

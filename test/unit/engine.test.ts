@@ -19,6 +19,7 @@ import { BadRequest, Calls, readCall } from '../../src/engine/calls.js';
 import { call, forwardCli, forwardCni } from '../../src/engine/client.js';
 import { CommitReader, type NftChange, type NftCommit } from '../../src/engine/nftevents.js';
 import { touchesOurs } from '../../src/engine/drift.js';
+import { namespacesOf, steadyThread } from '../../src/engine/peer.js';
 import { encode, splitMessages } from '../../src/netlink/core/message.js';
 import { addRuleRequest, delTableRequest } from '../../src/netlink/nftables/objects.js';
 import { catchError } from '../helpers.js';
@@ -185,7 +186,7 @@ interface Fake {
 }
 
 /** An engine stand-in on DIR/engine.sock (or a loopback port): reads one request, answers `reply(request)` raw. */
-async function fakeEngine(reply: (fields: Field[]) => string | Buffer, opts: { tcp?: { client: string; proof: string } } = {}): Promise<Fake> {
+async function fakeEngine(reply: (fields: Field[]) => string | Buffer, opts: { tcp?: { client: string; proof: string }; thread?: number } = {}): Promise<Fake> {
   const dir = tempDir();
   const requests: Fake['requests'] = [];
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -206,7 +207,7 @@ async function fakeEngine(reply: (fields: Field[]) => string | Buffer, opts: { t
   if (opts.tcp) {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as net.AddressInfo).port;
-    writeFileSync(join(dir, 'engine.tcp'), `${port} ${opts.tcp.client} ${opts.tcp.proof} ${process.pid}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'engine.tcp'), `${port} ${opts.tcp.client} ${opts.tcp.proof} ${process.pid}${opts.thread !== undefined ? ` ${opts.thread}` : ''}\n`, { mode: 0o600 });
   } else await new Promise<void>((r) => server.listen(join(dir, 'engine.sock'), () => r()));
   return { dir, requests, close: () => new Promise((r) => server.close(() => r())) };
 }
@@ -296,6 +297,28 @@ for (const client of ['curl', 'bash'] as const) {
     }
   });
 }
+
+(isRoot ? test : test.skip)('shim, bash client: the namespaces compared are those of the thread engine.tcp names, not of the JS thread', async () => {
+  const tokens = { client: 'c'.repeat(32), proof: 'p'.repeat(32) };
+  const proof = `X-Tsnetlink-Proof: ${tokens.proof}\r\n`;
+  const home = namespacesOf('self');
+  const steady = steadyThread(home);
+  assert.ok(steady !== undefined && steady !== process.pid, 'a thread other than the JS thread');
+  assert.equal(namespacesOf(`self/task/${steady}`), home);
+  const env = (dir: string) => ({ ...BAD_ADD, TSNETLINK_STATE_DIR: dir, TSNETLINK_ENGINE_CLIENT: 'bash', TSNETLINK_ENGINE_DEBUG: '1' });
+  // The steady thread named: the engine takes the call.
+  let fake = await fakeEngine(() => taken(encodeAnswer({ writes: [{ fd: 1, data: Buffer.from('{"ok":1}\n') }] }, 0).toString(), proof), { tcp: tokens, thread: steady });
+  let r = await shim(env(fake.dir), CONF);
+  assert.equal([r.code, r.out], [0, '{"ok":1}\n'], r.err);
+  await fake.close();
+  // A thread that is not the engine's: the client cannot tell where the engine is, and runs the call itself.
+  fake = await fakeEngine(() => taken(encodeAnswer({ writes: [] }, 0).toString(), proof), { tcp: tokens, thread: 1 });
+  r = await shim(env(fake.dir), CONF);
+  assert.is(fake.requests.length, 0);
+  assert.match(r.err, 'not in the namespaces of engine pid');
+  assert.is(JSON.parse(r.out).code, 4);
+  await fake.close();
+});
 
 const LAUNCHER = fileURLToPath(new URL('../../../bin/tsnetlink', import.meta.url));
 const haveSocat = spawnSync('sh', ['-c', 'command -v socat']).status === 0;
