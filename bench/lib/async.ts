@@ -10,10 +10,10 @@ import { createSocket } from 'node:dgram';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Conntrack, Networks, Rtnl, createNamedNetns, deleteNamedNetns, linkRequests, openRtnlIn, routeRequests, type EndpointRecord, type NetnsHandle } from '../../src/index.js';
 import { verdict, type Verdict } from './report.js';
-import { stallOf } from './netlink.js';
+import { stallOf, type Stall as Measured } from './stall.js';
 import { fmtMs } from './stats.js';
 
-type Stall = { stallMs: number; ms: number; gcMs?: number };
+type Stall = Measured & { gcMs?: number };
 
 /** Like stallOf, with the longest garbage-collection pause seen meanwhile (the stall it explains). */
 async function stallGc(run: () => Promise<void> | void): Promise<Stall> {
@@ -32,9 +32,20 @@ async function stallGc(run: () => Promise<void> | void): Promise<Stall> {
   }
 }
 
+/** A stall as printed: the longest gap, and what the process itself spent of it when known. */
+function fmtStall(s: Measured): string {
+  return `${fmtMs(s.stallMs)} ms${s.ownMs !== undefined ? ` (own ${fmtMs(s.ownMs)} ms)` : ''}`;
+}
+
+/** What the process itself spent of its longest stall, or why that is not known. */
+function fmtOwn(s: Measured): string {
+  return s.ownMs !== undefined ? `${fmtMs(s.ownMs)} ms` : 'not measured (no /proc schedstat)';
+}
+
 /** The worst of several runs: the longest stall of any, and the total time. */
 function worst(xs: readonly Stall[]): Stall {
-  return { stallMs: Math.max(...xs.map((x) => x.stallMs)), ms: xs.reduce((n, x) => n + x.ms, 0), gcMs: Math.max(0, ...xs.map((x) => x.gcMs ?? 0)) };
+  const own = xs.every((x) => x.ownMs !== undefined) ? Math.max(...xs.map((x) => x.ownMs as number)) : undefined;
+  return { stallMs: Math.max(...xs.map((x) => x.stallMs)), ownMs: own, ms: xs.reduce((n, x) => n + x.ms, 0), gcMs: Math.max(0, ...xs.map((x) => x.gcMs ?? 0)) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -140,10 +151,11 @@ async function disconnectStalls(bed: Bed, rounds: number, per: number): Promise<
 }
 
 /** Disconnects of `n` endpoints one after another against all at once (Promise.all), interleaved; total ms of each. */
-async function disconnectConcurrency(bed: Bed, rounds: number, n: number): Promise<{ sequential: number; concurrent: number; concurrentStallMs: number }> {
+async function disconnectConcurrency(bed: Bed, rounds: number, n: number): Promise<{ sequential: number; concurrent: number; concurrentStallMs: number; concurrentOwnMs: number | undefined }> {
   let sequential = 0;
   let concurrent = 0;
   let stall = 0;
+  let own: number | undefined;
   for (let i = 0; i < rounds; i++) {
     const seq = await bed.connect(n);
     sequential += (
@@ -157,9 +169,10 @@ async function disconnectConcurrency(bed: Bed, rounds: number, n: number): Promi
     });
     concurrent += c.ms;
     stall = Math.max(stall, c.stallMs);
+    if (c.ownMs !== undefined) own = Math.max(own ?? 0, c.ownMs);
     bed.dropContainers();
   }
-  return { sequential: sequential / rounds, concurrent: concurrent / rounds, concurrentStallMs: stall };
+  return { sequential: sequential / rounds, concurrent: concurrent / rounds, concurrentStallMs: stall, concurrentOwnMs: own };
 }
 
 /**
@@ -245,16 +258,16 @@ export async function asyncBench(quick: boolean): Promise<{ lines: string[]; ver
     const n = cfg.rounds * cfg.per;
     const ratio = conc.sequential / conc.concurrent;
     const lines = [
-      `Event loop${quick ? ' --quick' : ''} (monitorEventLoopDelay, 1 ms resolution; an idle wait is the machine's own floor)`,
-      `  longest stall during ${n} disconnects through Networks, one after another (~${disc.entries} conntrack entries in the table): ${fmtMs(disc.promises.stallMs)} ms (${fmtMs(disc.promises.ms / n)} ms each; longest GC pause ${fmtMs(disc.promises.gcMs ?? 0)} ms); the same kernel calls made synchronously (down, delete, conntrack dump and delete): ${fmtMs(disc.sync.stallMs)} ms (${fmtMs(disc.sync.ms / n)} ms each); an idle wait as long: ${fmtMs(disc.idle.stallMs)} ms`,
-      `  longest stall during a dump of ${dump.routes} routes: rt.promises ${fmtMs(dump.promises.stallMs)} ms (${fmtMs(dump.promises.ms / cfg.dumpRounds)} ms a dump; longest GC pause ${fmtMs(dump.promises.gcMs ?? 0)} ms), sync ${fmtMs(dump.sync.stallMs)} ms (${fmtMs(dump.sync.ms / cfg.dumpRounds)} ms a dump)`,
-      `  ${cfg.concN} disconnects through Networks: one after another ${fmtMs(conc.sequential)} ms, all at once ${fmtMs(conc.concurrent)} ms (${ratio.toFixed(2)}x; longest stall ${fmtMs(conc.concurrentStallMs)} ms)`,
+      `Event loop${quick ? ' --quick' : ''} (longest gap of monitorEventLoopDelay's 1 ms timer, less the 1 ms; "own": the same gaps less the time the JS thread waited for a CPU, from /proc schedstat; an idle wait is the machine's own floor)`,
+      `  longest stall during ${n} disconnects through Networks, one after another (~${disc.entries} conntrack entries in the table): ${fmtStall(disc.promises)} (${fmtMs(disc.promises.ms / n)} ms each; longest GC pause ${fmtMs(disc.promises.gcMs ?? 0)} ms); the same kernel calls made synchronously (down, delete, conntrack dump and delete): ${fmtStall(disc.sync)} (${fmtMs(disc.sync.ms / n)} ms each); an idle wait as long: ${fmtStall(disc.idle)}`,
+      `  longest stall during a dump of ${dump.routes} routes: rt.promises ${fmtStall(dump.promises)} (${fmtMs(dump.promises.ms / cfg.dumpRounds)} ms a dump; longest GC pause ${fmtMs(dump.promises.gcMs ?? 0)} ms), sync ${fmtStall(dump.sync)} (${fmtMs(dump.sync.ms / cfg.dumpRounds)} ms a dump)`,
+      `  ${cfg.concN} disconnects through Networks: one after another ${fmtMs(conc.sequential)} ms, all at once ${fmtMs(conc.concurrent)} ms (${ratio.toFixed(2)}x; longest stall ${fmtMs(conc.concurrentStallMs)} ms${conc.concurrentOwnMs !== undefined ? `, own ${fmtMs(conc.concurrentOwnMs)} ms` : ''})`,
       `  ${cfg.concN} veth deletes through rt.promises: one after another ${fmtMs(raw.sequential)} ms, all at once on one socket ${fmtMs(raw.oneSocket)} ms, on a socket each ${fmtMs(raw.ownSockets)} ms, one device group ${fmtMs(raw.group)} ms`,
     ];
     const q = quick ? `${cfg.concN}, not 100 (--quick)` : undefined;
     const verdicts = [
-      verdict(`longest event-loop stall during ${n} disconnects through Networks`, disc.promises.stallMs, 2, 'max', 'ms', `same kernel calls made synchronously: ${fmtMs(disc.sync.stallMs)} ms; an idle wait as long: ${fmtMs(disc.idle.stallMs)} ms`),
-      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises`, dump.promises.stallMs, 2, 'max', 'ms', `sync: ${fmtMs(dump.sync.stallMs)} ms; longest GC pause during it ${fmtMs(dump.promises.gcMs ?? 0)} ms`),
+      verdict(`longest event-loop stall during ${n} disconnects through Networks`, disc.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(disc.promises)}; same kernel calls made synchronously: ${fmtMs(disc.sync.stallMs)} ms; an idle wait as long: ${fmtStall(disc.idle)}`),
+      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises`, dump.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(dump.promises)}; sync: ${fmtMs(dump.sync.stallMs)} ms; longest GC pause during it ${fmtMs(dump.promises.gcMs ?? 0)} ms`),
       verdict(`${cfg.concN} disconnects through Networks in flight at once / one after another, speed-up`, ratio, 5, 'min', 'x', q),
     ];
     return { lines, verdicts, json: { disconnectStalls: disc, routeDump: dump, concurrency: { ...conc, n: cfg.concN }, rawDeletes: { ...raw, n: cfg.concN } } };

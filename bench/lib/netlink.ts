@@ -5,7 +5,6 @@
  * of route events, with a buffer large enough for no loss and with the kernel's default one.
  */
 import { spawnSync } from 'node:child_process';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { decodePayload } from '../../src/netlink/core/message.js';
 import { linkMessage } from '../../src/netlink/route/schemas.js';
 import { fmtMs, round, summarize } from './stats.js';
 import { batchBench } from './batch.js';
+import { stallOf, type Stall } from './stall.js';
 
 /** What `import('tsnetlink')` loads: the package's main, the bundled entry (dist/bench/lib/ -> dist/bundle/). */
 const INDEX = fileURLToPath(new URL('../../bundle/index.js', import.meta.url));
@@ -119,27 +119,12 @@ async function monitorBurst(ns: NetnsHandle, base: number, count: number, receiv
   }
 }
 
-/** The longest event-loop delay (ms) while `run` goes, and how long it took. */
-export async function stallOf(run: () => Promise<void> | void): Promise<{ stallMs: number; ms: number }> {
-  const h = monitorEventLoopDelay({ resolution: 1 });
-  h.enable();
-  // The histogram's timer drops its first sample: let it run before the work starts.
-  await new Promise((r) => setTimeout(r, 20));
-  const t0 = performance.now();
-  await run();
-  const ms = performance.now() - t0;
-  // One more turn, so that a stall at the very end is sampled too.
-  await new Promise((r) => setTimeout(r, 5));
-  h.disable();
-  return { stallMs: h.max / 1e6, ms };
-}
-
 /**
  * `count` veths deleted one after another through the sync API and through rt.promises, then
  * all at once through rt.promises: the longest event-loop stall of each (a veth delete waits for
  * an RCU grace period inside sendmsg) and the total time.
  */
-async function deleteStalls(ns: NetnsHandle, count: number): Promise<Record<'sync' | 'promises' | 'concurrent', { stallMs: number; ms: number }>> {
+async function deleteStalls(ns: NetnsHandle, count: number): Promise<Record<'sync' | 'promises' | 'concurrent', Stall>> {
   const rt = openRtnlIn(ns);
   const make = (): string[] => {
     const names = Array.from({ length: count }, (_, i) => `st${i}`);
@@ -196,7 +181,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
         ],
       ),
       `  monitor, burst of ${cfg.events} route events queued in the socket, then drained: ${big.received} received, ${big.resyncs} resyncs, ${fmtMs(big.ms)} ms = ${Math.round(big.perSecond)} events/s (SO_RCVBUF 512 MiB)`,
-      `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
+      `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms${stalls.promises.ownMs !== undefined ? ` (own ${fmtMs(stalls.promises.ownMs)} ms)` : ''} (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
       `  same burst with the kernel's default 208 KiB buffer: ${small.received} received (${cfg.events - small.received} lost), ${small.resyncs} resync event${small.resyncs === 1 ? '' : 's'}, drained at ${Math.round(small.perSecond)} events/s`,
       ...batch.lines,
     ];

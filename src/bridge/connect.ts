@@ -30,6 +30,7 @@ import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequest
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
 import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
+import { turnDue, yieldTurn } from '../sys/turn.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -181,6 +182,7 @@ export async function connectMany(
     });
     // Checked before the lock too, so that a typo does not leave a lock file behind.
     if (!ctx.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
+    if (turnDue()) await yieldTurn();
     try {
       return await ctx.store.withNetworkLock(network, () => connectLocked(ctx, network, plans, onTimings), { shared: true });
     } catch (e) {
@@ -297,6 +299,8 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
         });
       });
     }
+    // The kernel part runs as one synchronous stretch from here; many connects in flight take turns before it.
+    if (turnDue()) await yieldTurn();
     steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
     // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
     // container's side is configured: its exit is seen only when this thread is idle.

@@ -26,6 +26,7 @@ import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js
 import { checkEndpoint, type ContainerSide } from './health.js';
 import type { FaultHook } from './steps.js';
 import { NetnsHandle } from '../ns/netns.js';
+import { turnDue, yieldTurn } from '../sys/turn.js';
 import type { Rtnl } from '../netlink/route/rtnl.js';
 
 export type { EndpointRecord, NetworkRecord, ConnectOptions, ContainerRef, CreateNetworkOptions, CreateResult, ReconcileReport };
@@ -173,6 +174,7 @@ export class Networks {
     checkNetworkName(network, 'network');
     endpointIds.forEach((id) => checkEndpointId(id, 'endpoint'));
     if (!this.store.hasNetwork(network)) throw new NetworkError('ENONET', `no such network: ${network}`);
+    if (turnDue()) await yieldTurn();
     // Shared, as connects hold it: disconnects and connects of other endpoints go on meanwhile;
     // the endpoints' own locks keep a second operation on these endpoints out.
     const count = await this.store.withNetworkLock(network, async () => {
@@ -180,6 +182,7 @@ export class Networks {
       // Removed while we waited for its lock: taking the lock re-made the directory (cleared below).
       if (!net) return undefined;
       return this.store.withEndpointLocks(network, endpointIds, async () => {
+        if (turnDue()) await yieldTurn();
         const recs = endpointIds.map((id) => this.store.getEndpoint(network, id)).filter((e): e is EndpointRecord => e !== undefined);
         const unique = recs.filter((r, i) => recs.findIndex((o) => o.id === r.id) === i);
         await teardownEndpoints(this.ctx, net, unique.filter((r) => r.state === 'active'));

@@ -10,6 +10,7 @@ import * as L from '../netlink/route/link.js';
 import { endpointTag, findLink } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { ownIfbs } from './shaping.js';
+import { turnDue, yieldTurn } from '../sys/turn.js';
 
 /** The "<network>/<endpoint id>" that a host-port reservation names as its owner. */
 export function portOwner(network: string, id: string): string {
@@ -27,6 +28,7 @@ export function portOwner(network: string, id: string): string {
  */
 export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, recs: readonly EndpointRecord[], opts: { verifyTag?: boolean; operation?: string } = {}): Promise<void> {
   if (recs.length === 0) return;
+  if (turnDue()) await yieldTurn();
   const steps = new Steps(opts.operation ?? `disconnect from ${net.name}`, ctx.faults, 'disconnect');
   const mark = (): void => {
     for (const r of recs) {
@@ -56,6 +58,7 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
   }
   // An endpoint's ifb (traffic from it, rate-limited) goes with it.
   names = [...names, ...ownIfbs(ctx.rtnl, net.name, recs.filter((r) => r.bandwidth?.egress).map((r) => r.id))];
+  if (turnDue()) await yieldTurn();
   await steps.runAsync('delete veth', async () => {
     // Down first: no packet of the container crosses the bridge any more, so the flush of its
     // tracked connections can run during the deletion's RCU wait without missing a new one.
@@ -65,6 +68,7 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
     // A reused address must not receive a flow of the container that had it.
     await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
   });
+  if (turnDue()) await yieldTurn();
   steps.run('release', () => {
     const ipams = subnetsOf(net).map((sub) => new Ipam(ctx.store, net.name, sub));
     for (const r of recs) {

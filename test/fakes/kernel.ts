@@ -104,6 +104,11 @@ export class FakeWorld {
   readonly log: string[] = [];
   /** When set, called on every request; throwing a KernelError-like { errno } fails it. */
   inject?: (type: number, attrs: LinkAttrs | undefined, ns: FakeNs) => number | undefined;
+  /**
+   * When set, a request sent through the async path (rt.promises) is acted on this many ms
+   * later, as the real kernel takes an RCU grace period inside sendmsg to delete a veth.
+   */
+  asyncSendDelayMs?: number;
 
   constructor() {
     this.host = new FakeNs(this.nsSeq++);
@@ -130,6 +135,10 @@ export class FakeWorld {
     return {
       portId,
       send: (buf: Buffer) => {
+        for (const m of splitMessages(buf)) queue.push(...this.handle(ns, m));
+      },
+      sendAsync: async (buf: Buffer) => {
+        if (this.asyncSendDelayMs !== undefined) await new Promise((r) => setTimeout(r, this.asyncSendDelayMs));
         for (const m of splitMessages(buf)) queue.push(...this.handle(ns, m));
       },
       receive: () => queue.shift() ?? null,

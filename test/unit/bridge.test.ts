@@ -232,7 +232,10 @@ test('disconnects at once share their veth deletions: those asked for while one 
   const eps = [];
   for (let i = 0; i < 8; i++) eps.push(await r.nets.connect('n1', r.box().handle, { id: `c${i}` }));
   r.world.log.length = 0;
+  // A veth's deletion takes a few milliseconds in the kernel; the disconnects take turns meanwhile.
+  r.world.asyncSendDelayMs = 5;
   assert.equal(await Promise.all(eps.map((e) => r.nets.disconnect('n1', e.id))), eps.map(() => true));
+  delete r.world.asyncSendDelayMs;
   const dels = r.world.log.filter((l) => l.startsWith('DELLINK'));
   assert.ok(dels.length < eps.length, `${dels.length} RTM_DELLINK for ${eps.length} veths: ${dels.join(', ')}`);
   assert.ok(dels.some((l) => l.startsWith('DELLINK group')), dels.join(', '));

@@ -1,0 +1,44 @@
+/**
+ * Cooperative turns for many operations in flight. Each bridge operation does a little
+ * synchronous work between its awaits (a lock file, a record read or written, a netlink batch),
+ * well under a millisecond; but when a hundred run at once, their continuations follow one
+ * another as microtasks and the event loop gets no turn until all of them reach real I/O (a
+ * hundred disconnects started together kept it for 70-100 ms). An operation that calls
+ * `yieldIfDue()` at its step boundaries gives the event loop a turn once the JS thread has run
+ * for `budgetMs` since its current turn began, so timers and sockets are served in between.
+ */
+
+/** When the current turn's first yieldIfDue() ran; -1 until then. A setImmediate ends the turn. */
+let turnStart = -1;
+
+function endTurn(): void {
+  turnStart = -1;
+}
+
+/** True once the current turn has run `budgetMs`; the first call of a turn starts its clock. */
+export function turnDue(budgetMs = 2): boolean {
+  const now = performance.now();
+  if (turnStart < 0) {
+    turnStart = now;
+    // The check phase that runs this ends the turn: continuations that yielded behind it start a new one.
+    setImmediate(endTurn);
+  }
+  return now - turnStart >= budgetMs;
+}
+
+/** A later turn of the event loop (setImmediate: behind the I/O callbacks and timers already due). */
+export function nextTurn(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Waits for a later turn while the current one has run `budgetMs`, checking again on resuming,
+ * since many continuations resume in one turn. Call it as `if (turnDue()) await yieldTurn()`:
+ * the check is synchronous, so a young turn goes on without even a microtask's delay (an
+ * `await` that resolves at once would run the rest later in the same turn, after every other
+ * continuation queued meanwhile, which is what batches a hundred operations together).
+ */
+export async function yieldTurn(budgetMs = 2): Promise<void> {
+  do await nextTurn();
+  while (turnDue(budgetMs));
+}
