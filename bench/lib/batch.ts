@@ -7,15 +7,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { createNamedNetns, deleteNamedNetns, linkRequests, openRtnlIn, type Request, type Rtnl } from '../../src/index.js';
 import { run } from './exec.js';
 import { verdict, type Verdict } from './report.js';
 import { fmtMs, round, summarize } from './stats.js';
+import { gc } from './stall.js';
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 /** One set of links to create: the requests tsnetlink builds and the `ip -batch` lines for the same messages. */
 interface Workload {

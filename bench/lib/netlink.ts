@@ -5,8 +5,6 @@
  * of route events, with a buffer large enough for no loss and with the kernel's default one.
  */
 import { spawnSync } from 'node:child_process';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { createNamedNetns, deleteNamedNetns, linkRequests, routeRequests, monitor, openRtnlIn, type NetnsHandle } from '../../src/index.js';
 import { table, verdict, type Verdict } from './report.js';
@@ -14,7 +12,7 @@ import { decodePayload } from '../../src/netlink/core/message.js';
 import { linkMessage } from '../../src/netlink/route/schemas.js';
 import { fmtMs, round, summarize } from './stats.js';
 import { batchBench } from './batch.js';
-import { stallOf, type Stall } from './stall.js';
+import { gc, stallOf, type Stall } from './stall.js';
 
 /** What `import('tsnetlink')` loads: the package's main, the bundled entry (dist/bench/lib/ -> dist/bundle/). */
 const INDEX = fileURLToPath(new URL('../../bundle/index.js', import.meta.url));
@@ -23,8 +21,6 @@ function median(xs: number[]): number {
   return summarize(xs).p50;
 }
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 /** Times `f` from a collected heap, so no row pays for the garbage of the one before it. */
 function time(f: () => void): number {

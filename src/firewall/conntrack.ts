@@ -4,82 +4,16 @@
  * pipelined batch deleting every entry that matches, as `conntrack -D` does but without a
  * process per filter. A container's address can be handed to a new container right after it
  * leaves, and its flows must not follow the address. The ctnetlink work is the public Conntrack
- * handle's (netlink/conntrack-client.ts), on a transport that receives off the JS thread, with the
- * deletes run by the async driver (core/op.ts); what to forget, and which calls share a dump, is
- * decided here.
+ * handle's (netlink/conntrack-client.ts): its async dump receives each part off the JS thread
+ * (the kernel walks the table inside recvmsg), and the deletes are run by the async driver
+ * (core/op.ts); what to forget, and which calls share a dump, is decided here.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { Conntrack } from '../netlink/netfilter/conntrack-client.js';
 import { CT_PROTOCOLS, ctDeleteRequest, type ConntrackEntry } from '../netlink/netfilter/conntrack.js';
 import { batchOp, runAsync } from '../netlink/core/op.js';
-import { KernelTransport, type Transport } from '../netlink/core/socket.js';
-import { unwatchFd, watchFd } from '../netlink/core/poller.js';
-import { CodecError, DumpInterruptedError } from '../errors.js';
-import * as libc from '../sys/libc.js';
+import { DumpInterruptedError } from '../errors.js';
 import type { ConnectionFilter } from './types.js';
-
-/** The largest datagram a netlink socket is sent: a dump's part is at most 32 KiB. */
-const MAX_DATAGRAM = 64 * 1024;
-
-/**
- * A ctnetlink transport whose async receives run on a libuv worker thread. The kernel builds
- * each part of a dump after the first inside recvmsg, and a conntrack dump's part walks the hash
- * table on from where the last one stopped (262,144 buckets, however few entries, ~13 ms in
- * all): read on the JS thread, that walk stalled the event loop for milliseconds per disconnect.
- * Waiting for the fd stays on the libuv poller; the synchronous receives are the kernel
- * transport's own.
- */
-class OffThreadTransport implements Transport {
-  readonly portId: number;
-  private readonly buf = Buffer.allocUnsafe(MAX_DATAGRAM);
-  private readonly from = Buffer.alloc(12);
-
-  constructor(private readonly inner: KernelTransport) {
-    this.portId = inner.portId;
-  }
-
-  send(buf: Buffer): void {
-    this.inner.send(buf);
-  }
-
-  sendAsync(buf: Buffer): Promise<void> {
-    return this.inner.sendAsync(buf);
-  }
-
-  receive(timeoutMs: number): Buffer | null {
-    return this.inner.receive(timeoutMs);
-  }
-
-  async receiveAsync(timeoutMs: number): Promise<Buffer | null> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const n = await libc.recvfromAsync(this.inner.fd, this.buf, libc.MSG_TRUNC, this.from);
-      if (n > this.buf.length) throw new CodecError(`a ctnetlink datagram of ${n} bytes, larger than the ${this.buf.length} read`);
-      // Only the kernel (nl_pid 0) may answer; anything else is dropped.
-      if (n >= 0 && this.from.readUInt32LE(4) === 0) return Buffer.from(this.buf.subarray(0, n));
-      if (n >= 0) continue;
-      const left = deadline - performance.now();
-      if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        watchFd(this.inner.fd, () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      await unwatchFd(this.inner.fd);
-    }
-  }
-
-  close(): void {
-    this.inner.close();
-  }
-}
-
-/** A Conntrack handle in the calling thread's netns whose async calls do no kernel work on the JS thread. */
-function openOffThread(): Conntrack {
-  return Conntrack.openWith((o) => new OffThreadTransport(new KernelTransport(o)));
-}
 
 /** Whether a mapping's host IP covers a flow's original destination address. */
 function hostIpCovers(hostIp: string | undefined, dst: string): boolean {
@@ -132,7 +66,7 @@ function needsIpv6(f: ConnectionFilter, ips: ReadonlySet<string>): boolean {
  * and IPv6 ones too when the filter names an IPv6 address or a UDP port of every address);
  * resolves to how many went. The dump walks the kernel's whole conntrack hash table (~13 ms for
  * 262,144 buckets on this kind of machine, however few entries, whichever families it returns),
- * so no part of it runs on the JS thread (OffThreadTransport), and calls made while a dump of the
+ * so no part of it runs on the JS thread (the async dump receives off it), and calls made while a dump of the
  * same netns runs share the next one: 100 disconnects at once walk the table a few times, not
  * 100. The socket is opened by the call that finds no dump running, inside whatever namespace
  * section it was made from. An entry that vanished between the dump and the delete (ENOENT) is
@@ -151,7 +85,7 @@ export function forgetConnections(filter: ConnectionFilter): Promise<number> {
     if (queued) return void queued.push(f);
     let ct: Conntrack;
     try {
-      ct = openOffThread();
+      ct = Conntrack.open();
     } catch (e) {
       return reject(e);
     }

@@ -75,9 +75,9 @@ test('rtnl: a bridge, a veth whose peer is born in c1 as eth0, configured from i
   assertClean('rtnl');
 });
 
-test('promises: three veths made at once, one refusal alone, all deleted with the loop free; all removed', async () => {
+test('promises: three veths made at once, one refusal alone, all deleted with the loop free, the routes walked with each; all removed', async () => {
   const out = await example('promises');
-  assert.match(out, /^ex-a0 ex-b0 ex-c0\nok EEXIST\n0 veths left, longest event-loop delay \d+\.\d ms\n$/);
+  assert.match(out, /^ex-a0 ex-b0 ex-c0\nok EEXIST\n0 veths left, longest event-loop delay \d+\.\d ms\neach saw every route\n$/);
   assertClean('promises');
 });
 

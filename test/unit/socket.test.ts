@@ -152,6 +152,34 @@ test('dump: a retry that is not interrupted succeeds', () => {
   assert.is(s.dump(L.dumpRequest(), L.decodeLink, { retries: 1 }).length, 1);
 });
 
+test('dump with `each`: every item handed over in order and none kept; false stops it and the rest is drained; no retry once items went out', async () => {
+  const three = (req: RawMessage, f = 0): Buffer[] => [Buffer.concat([linkMsg(1, 'lo', req.seq, NLM_F.MULTI | f), linkMsg(2, 'br0', req.seq, NLM_F.MULTI | f)]), linkMsg(3, 'br1', req.seq, NLM_F.MULTI | f), msg(NLMSG.DONE, NLM_F.MULTI | f, req.seq, Buffer.alloc(4))];
+  const k = new FakeKernel((req) => (req.type === RTM.GETLINK ? three(req) : [ack(req)]));
+  const s = new NetlinkSocket(k);
+  const seen: string[] = [];
+  const list = s.dump(L.dumpRequest(), L.decodeLink, { each: (l) => void seen.push(l.name) });
+  assert.equal([seen, list.length], [['lo', 'br0', 'br1'], 0]);
+  // Stopped after the first: the two datagrams after it were read and dropped, so the socket works on.
+  seen.length = 0;
+  s.dump(L.dumpRequest(), L.decodeLink, { each: (l) => (seen.push(l.name), false) });
+  assert.equal([seen, k.queue.length], [['lo'], 0]);
+  assert.is(s.batch([L.setUpRequest('lo')])[0]!.error, undefined);
+  // The same through the async form.
+  seen.length = 0;
+  const a = await s.dumpAsync(L.dumpRequest(), L.decodeLink, { each: (l) => void seen.push(l.name) });
+  assert.equal([seen, a.length], [['lo', 'br0', 'br1'], 0]);
+  // A callback that throws ends the dump with its error, the socket drained.
+  const e = catchError(() => s.dump(L.dumpRequest(), L.decodeLink, { each: () => { throw new Error('mine'); } }));
+  assert.is(e.message, 'mine');
+  assert.is(k.queue.length, 0);
+  // Interrupted: items already handed over cannot be taken back, so no retry, however many are allowed.
+  let calls = 0;
+  const ki = new FakeKernel((req) => (calls++, three(req, NLM_F.DUMP_INTR)));
+  const e2 = catchError(() => new NetlinkSocket(ki).dump(L.dumpRequest(), L.decodeLink, { each: () => undefined, retries: 3 }));
+  assert.instance(e2, DumpInterruptedError);
+  assert.is(calls, 1);
+});
+
 test('dump: an error in NLMSG_DONE is thrown', () => {
   const done = Buffer.alloc(4);
   done.writeInt32LE(-95);

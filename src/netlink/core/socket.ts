@@ -23,8 +23,13 @@ export interface Transport {
   sendAsync?(buf: Buffer): Promise<void>;
   /** One datagram, or null when none arrived within `timeoutMs`. */
   receive(timeoutMs: number): Buffer | null;
-  /** Like receive, but waits for the datagram without blocking the JS thread (optional: receive is used otherwise). */
-  receiveAsync?(timeoutMs: number): Promise<Buffer | null>;
+  /**
+   * Like receive, but waits for the datagram without blocking the JS thread (optional: receive
+   * is used otherwise). With `kernelWork`, the receive itself runs off the JS thread too: the
+   * kernel builds each part of a dump after the first inside recvmsg (a conntrack dump walks its
+   * whole hash table there, a route dump formats the next few hundred routes).
+   */
+  receiveAsync?(timeoutMs: number, kernelWork?: boolean): Promise<Buffer | null>;
   /**
    * Calls `onReadable` (on the JS thread) whenever a datagram may be waiting, until the returned
    * function is called; its promise settles once the transport may be closed. Event monitors use it.
@@ -135,12 +140,13 @@ export class KernelTransport implements Transport {
 
   /**
    * Takes a queued datagram at once; otherwise the libuv poller watches the fd and the JS thread
-   * runs on until it is readable or the deadline passes.
+   * runs on until it is readable or the deadline passes. With `kernelWork` (a dump's parts), each
+   * recvmsg runs on a libuv worker thread, since that is where the kernel builds the next part.
    */
-  async receiveAsync(timeoutMs: number): Promise<Buffer | null> {
+  async receiveAsync(timeoutMs: number, kernelWork = false): Promise<Buffer | null> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const got = this.receive(0);
+      const got = kernelWork ? await this.receiveOffThread() : this.receive(0);
       if (got) return got;
       const left = deadline - performance.now();
       if (left <= 0) return null;
@@ -152,6 +158,28 @@ export class KernelTransport implements Transport {
         });
       });
       await unwatchFd(this.fd);
+    }
+  }
+
+  /**
+   * One queued datagram read on a libuv worker thread, or null when none is queued: a peek learns
+   * its size (the buffer grows to fit, pitfall 2), then the read takes it; both run off the JS thread.
+   */
+  private async receiveOffThread(): Promise<Buffer | null> {
+    for (;;) {
+      let n: number;
+      try {
+        n = await libc.recvfromAsync(this.fd, this.buf, libc.MSG_PEEK | libc.MSG_TRUNC, this.from);
+      } catch (e) {
+        throw enobufs(e);
+      }
+      if (n < 0) return null;
+      if (n > this.buf.length) this.buf = Buffer.alloc(align4(n) + 4096);
+      const got = await libc.recvfromAsync(this.fd, this.buf, 0, this.from);
+      if (got < 0) continue;
+      // Only the kernel (nl_pid 0) may answer; anything else is dropped.
+      if (this.from.readUInt32LE(4) !== 0) continue;
+      return Buffer.from(this.buf.subarray(0, got));
     }
   }
 
@@ -178,9 +206,18 @@ export interface BatchResult {
 }
 
 /** Options for a dump. */
-export interface DumpOptions {
-  /** Retry an interrupted dump up to this many times before throwing (default 0). */
+export interface DumpOptions<T = any> {
+  /** Retry an interrupted dump up to this many times before throwing (default 0; not with `each`). */
   retries?: number;
+  /**
+   * Called with each item as it is decoded, instead of collecting it: the dump's list comes back
+   * empty (its `undecodable` is still kept), so a table of a million routes is walked in the
+   * memory of one datagram. Return false to stop: the rest of the dump is read and dropped. An
+   * interrupted dump cannot be retried once items were handed out: it throws
+   * DumpInterruptedError at its end, and the caller starts again. (vishvananda/netlink's
+   * RouteListFilteredIter, pyroute2's generators.)
+   */
+  each?: (item: T) => boolean | void;
 }
 
 /** A dumped message that its decoder could not read: kept with its bytes and the reason, never dropped. */
@@ -222,6 +259,8 @@ export function parseError(msg: RawMessage, context?: string, typeName: TypeName
 interface Want {
   op: string;
   wait: boolean;
+  /** The kernel does work inside the receive (a dump's next part is built there). */
+  kernelWork?: boolean;
 }
 
 /**
@@ -248,7 +287,7 @@ interface RunJob {
 }
 
 /** How long the async reader may keep the JS thread before letting other callbacks run. */
-const SLICE_MS = 2;
+const SLICE_MS = 1;
 
 /** A netlink socket with per-socket sequence numbers. */
 export class NetlinkSocket {
@@ -339,7 +378,7 @@ export class NetlinkSocket {
       try {
         if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
         const t = r.value.wait ? this.timeoutMs : 0;
-        got = this.take(r.value, this.transport.receiveAsync ? await this.transport.receiveAsync(t) : this.transport.receive(t));
+        got = this.take(r.value, this.transport.receiveAsync ? await this.transport.receiveAsync(t, r.value.kernelWork) : this.transport.receive(t));
       } catch (e) {
         r = reader.throw(e);
         continue;
@@ -581,9 +620,9 @@ export class NetlinkSocket {
       const seq = this.nextSeq(1);
       this.transport.send(this.dumpMessage(req, seq));
       try {
-        return this.readSync(this.collectDump(seq, op, decode));
+        return this.readSync(this.collectDump(seq, op, decode, opts.each));
       } catch (e) {
-        if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+        if (!(e instanceof DumpInterruptedError) || opts.each || attempt >= (opts.retries ?? 0)) throw e;
       }
     }
   }
@@ -602,9 +641,9 @@ export class NetlinkSocket {
         const seq = this.nextSeq(1);
         await this.sendAsync(this.dumpMessage(req, seq));
         try {
-          return await this.readAsync(this.collectDump(seq, op, decode));
+          return await this.readAsync(this.collectDump(seq, op, decode, opts.each));
         } catch (e) {
-          if (!(e instanceof DumpInterruptedError) || attempt >= (opts.retries ?? 0)) throw e;
+          if (!(e instanceof DumpInterruptedError) || opts.each || attempt >= (opts.retries ?? 0)) throw e;
         }
       }
     });
@@ -618,13 +657,15 @@ export class NetlinkSocket {
    * Reads one dump's replies. A message the decoder cannot read goes to `undecodable`; a dump the
    * kernel flagged as interrupted is DumpInterruptedError carrying what was read.
    */
-  private *collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined): Reader<DumpList<T>> {
+  private *collectDump<T>(seq: number, op: string, decode: (m: RawMessage) => T | undefined, each?: (item: T) => boolean | void): Reader<DumpList<T>> {
     const out = Object.assign([] as T[], { undecodable: [] as Undecodable[] });
     let interrupted = false;
     let done = false;
+    // Set once `each` asked to stop: the rest is read up to NLMSG_DONE and dropped.
+    let stopped = false;
     try {
       while (!done) {
-        for (const m of (yield { op, wait: true }) ?? []) {
+        for (const m of (yield { op, wait: true, kernelWork: true }) ?? []) {
           if (m.seq !== seq || m.pid !== this.transport.portId) continue;
           if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
           if (m.type === NLMSG.DONE) {
@@ -640,6 +681,7 @@ export class NetlinkSocket {
             if (err) throw err;
             break;
           }
+          if (stopped) continue;
           let v: T | undefined;
           try {
             v = decode(m);
@@ -648,7 +690,9 @@ export class NetlinkSocket {
             out.undecodable.push({ message: { ...m, payload: Buffer.from(m.payload) }, error: e });
             continue;
           }
-          if (v !== undefined) out.push(v);
+          if (v === undefined) continue;
+          if (each) stopped = each(v) === false;
+          else out.push(v);
         }
       }
     } catch (e) {

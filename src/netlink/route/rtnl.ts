@@ -59,8 +59,8 @@ export interface Rtnl extends SyncMethods<Omit<RtnlOps, Generic>> {
    * without one, every family the kernel dumps (MPLS and multicast routes in their own shapes).
    * `ip route show [table T]`, `ip -6 route`, `ip -f mpls route`, `ip mroute`
    */
-  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions): DumpList<R.Route>;
-  routeList(filter?: RouteListFilter, opts?: DumpOptions): DumpList<R.AnyRoute>;
+  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions<R.Route>): DumpList<R.Route>;
+  routeList(filter?: RouteListFilter, opts?: DumpOptions<R.AnyRoute>): DumpList<R.AnyRoute>;
 }
 
 /** A handle for every rtnetlink operation on one NETLINK_ROUTE socket; `promises` is its async twin. */
@@ -86,9 +86,9 @@ export interface RtnlPromises extends PromiseMethods<Omit<RtnlOps, Generic>> {
   linkAdd<K extends string>(name: string, kind: K, options?: LinkOptionsOf<K>, common?: Omit<L.LinkAddOptions, 'netnsFd'>): Promise<L.Link>;
   /** Changes a kind's options on an existing link. `ip link set LINK type KIND OPTION VALUE ...` */
   linkSetOptions<K extends string>(ref: L.LinkRef, kind: K, options: Partial<LinkOptionsOf<K>> | Buffer): Promise<void>;
-  /** Lists routes of one table (main by default; 0 for all). `ip route show [table T]` */
-  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions): Promise<DumpList<R.Route>>;
-  routeList(filter?: RouteListFilter, opts?: DumpOptions): Promise<DumpList<R.AnyRoute>>;
+  /** Lists routes of one table (main by default; 0 for all); with `each`, hands each over instead of keeping it. `ip route show [table T]` */
+  routeList(filter: { family: 4 | 6; table?: number; oif?: L.LinkRef }, opts?: DumpOptions<R.Route>): Promise<DumpList<R.Route>>;
+  routeList(filter?: RouteListFilter, opts?: DumpOptions<R.AnyRoute>): Promise<DumpList<R.AnyRoute>>;
 }
 
 /**
