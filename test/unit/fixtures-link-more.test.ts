@@ -71,6 +71,15 @@ test('ip route get: the answer decodes to a route (a clone, with uid), and re-en
   const r6 = R.decodeRoute(v6!);
   assert.equal([r6.family, r6.dst, r6.oif, r6.prefsrc], [6, 'fd00:2::9/128', 2, 'fd00:2::1']);
   for (const m of [v4!, v6!]) assert.is(reencode(R.routeMessage, m, decodePayload(R.routeMessage, m.payload)).subarray(16).toString('hex'), m.payload.toString('hex'));
+  // A route's `raw` is built from its bytes on first access (as a Link's): the same tree, the same
+  // bytes again, even once the datagram's other messages were decoded; JSON shows the fields only.
+  for (const m of [v4!, v6!]) {
+    const route = R.decodeRoute(m);
+    assert.equal(route.raw, decodePayload(R.routeMessage, m.payload));
+    assert.is(reencode(R.routeMessage, m, route.raw).subarray(16).toString('hex'), m.payload.toString('hex'));
+    assert.is(route.raw, route.raw, 'decoded once');
+    assert.not.ok('raw' in JSON.parse(JSON.stringify(route)));
+  }
 });
 
 test('Rtnl.routeGet sends the request without NLM_F_ACK, resolves names, returns the route; a refusal is its NetlinkError', () => {
