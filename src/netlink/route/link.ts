@@ -114,21 +114,31 @@ const linkViewAttrs = {
  * of thousands of links does not build thousands of attribute trees nobody reads.
  */
 class LinkView {
-  #payload: Buffer;
+  // The message's bytes as the datagram's memory and a span of it, not a Buffer view per link
+  // (about a hundred bytes more of each), as a Route keeps them.
+  #bytes: ArrayBufferLike;
+  #offset: number;
+  #length: number;
   #raw: { header: IfInfoMsg; attrs: LinkAttrs } | undefined;
   #stats: LinkStats | null | undefined;
   constructor(payload: Buffer) {
-    this.#payload = payload;
+    this.#bytes = payload.buffer;
+    this.#offset = payload.byteOffset;
+    this.#length = payload.length;
   }
   get raw(): { header: IfInfoMsg; attrs: LinkAttrs } {
-    return (this.#raw ??= decodePayload(linkMessage, this.#payload));
+    return (this.#raw ??= decodePayload(linkMessage, this.#payload()));
   }
   get stats(): LinkStats | undefined {
     if (this.#stats === undefined) {
-      const a = readAttrsSparse(linkStatsAttrs, this.#payload, ifinfomsg.size, this.#payload.length);
+      const p = this.#payload();
+      const a = readAttrsSparse(linkStatsAttrs, p, ifinfomsg.size, p.length);
       this.#stats = linkStatsOf(a.stats64, a.stats) ?? null;
     }
     return this.#stats ?? undefined;
+  }
+  #payload(): Buffer {
+    return Buffer.from(this.#bytes, this.#offset, this.#length);
   }
 }
 
