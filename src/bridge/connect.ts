@@ -30,7 +30,7 @@ import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequest
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
 import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
-import { turnDue, yieldTurn } from '../sys/turn.js';
+import { nextTurn, turnDue, yieldTurn } from '../sys/turn.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -304,7 +304,7 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
     steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
     // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
     // container's side is configured: its exit is seen only when this thread is idle.
-    if (rules) await new Promise<void>((r) => setImmediate(r));
+    if (rules) await nextTurn();
     steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
     const shaped = plans.filter((p) => p.bandwidth !== undefined);
     if (shaped.length > 0) {

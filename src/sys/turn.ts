@@ -3,12 +3,12 @@
  * synchronous work between its awaits (a lock file, a record read or written, a netlink batch),
  * well under a millisecond; but when a hundred run at once, their continuations follow one
  * another as microtasks and the event loop gets no turn until all of them reach real I/O (a
- * hundred disconnects started together kept it for 70-100 ms). An operation that calls
- * `yieldIfDue()` at its step boundaries gives the event loop a turn once the JS thread has run
+ * hundred disconnects started together kept it for 70-100 ms). An operation that checks
+ * `turnDue()` at its step boundaries, and awaits `yieldTurn()` when it says so, gives the event loop a turn once the JS thread has run
  * for `budgetMs` since its current turn began, so timers and sockets are served in between.
  */
 
-/** When the current turn's first yieldIfDue() ran; -1 until then. A setImmediate ends the turn. */
+/** When the current turn's first turnDue() ran; -1 until then. A setImmediate ends the turn. */
 let turnStart = -1;
 
 function endTurn(): void {

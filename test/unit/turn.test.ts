@@ -32,10 +32,8 @@ test('a hundred operations in flight give the event loop a turn every budget, an
     if (ticking) setTimeout(tick, 0);
   };
   setTimeout(tick, 0);
-  const t0 = performance.now();
   await Promise.all(Array.from({ length: 100 }, () => operation(3, 0.2, log)));
   ticking = false;
-  const ms = performance.now() - t0;
   assert.is(log.filter((x) => x === 'step').length, 300);
   // The longest run of steps between two of the timer's turns: about budget / step (10), plus
   // the one step each continuation resumed together may take; never all 300 of them.
@@ -47,8 +45,6 @@ test('a hundred operations in flight give the event loop a turn every budget, an
   }
   assert.ok(longest <= 40, `${longest} steps ran without the event loop getting a turn`);
   assert.ok(log.filter((x) => x === 'tick').length >= 5, 'the timer ran between the steps');
-  // Taking turns costs little: 60 ms of steps.
-  assert.ok(ms < 60 * 3, `${ms.toFixed(1)} ms for 60 ms of work`);
 });
 
 test('without an operation to take turns with, no step waits for another turn', async () => {

@@ -13,6 +13,7 @@ import { NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } fr
 import { encodeBatch, splitMessages, NLMSG_HDRLEN, type RawMessage, type Request } from './message.js';
 import { rawAttrs, align4 } from './attr.js';
 import { unwatchFd, watchFd } from './poller.js';
+import { turnDue, yieldTurn } from '../../sys/turn.js';
 
 /** The kernel side of a socket; tests can stand in a fake that replays captured replies. */
 export interface Transport {
@@ -368,10 +369,10 @@ export class NetlinkSocket {
 
   /**
    * Drives a reader with receives that wait on the libuv poller, and gives the event loop a
-   * turn every few milliseconds: the kernel fills each part of a long dump inside recvmsg.
+   * turn once this turn has run SLICE_MS (the turn clock other operations share, sys/turn.ts):
+   * decoding a long dump's parts back to back would otherwise keep it.
    */
   private async readAsync<T>(reader: Reader<T>): Promise<T> {
-    let slice = performance.now();
     let r = reader.next();
     while (!r.done) {
       let got: RawMessage[] | null;
@@ -383,10 +384,7 @@ export class NetlinkSocket {
         r = reader.throw(e);
         continue;
       }
-      if (performance.now() - slice > SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        slice = performance.now();
-      }
+      if (turnDue(SLICE_MS)) await yieldTurn(SLICE_MS);
       r = reader.next(got);
     }
     return r.value;
