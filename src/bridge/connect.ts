@@ -24,7 +24,7 @@ import { Steps } from './steps.js';
 import { checkAttachment, macForIp, subnetsOf, type AddressRecord, type EndpointAttachment, type EndpointRecord, type NetworkRecord } from './records.js';
 import { canonicalIp, ipFamily } from '../ip/cidr.js';
 import { randomHex, StoreError } from '../sys/fsio.js';
-import { changeEndpointRules, desiredFirewall, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
+import { changeEndpointRules, desiredFirewall, DUMP_RETRIES, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
 import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
@@ -400,7 +400,7 @@ function checkFamilies(ctx: BridgeContext, net: NetworkRecord, plans: readonly P
         throw new ValidationError('ports', `${formatMapping(m)}: network ${net.name} has no IPv${family} subnet, so nothing can be published on an IPv${family} address`);
       }
       if (m.hostIp === '::' || m.hostIp.startsWith('127.')) continue;
-      local ??= new Set(ctx.rtnl.addrList({}, { retries: 3 }).map((a) => a.address));
+      local ??= new Set(ctx.rtnl.addrList({}, { retries: DUMP_RETRIES }).map((a) => a.address));
       if (!local.has(m.hostIp)) throw new NetworkError('ENOTLOCAL', `${formatMapping(m)}: ${m.hostIp} is not an address of this host`);
     }
   }

@@ -12,6 +12,13 @@ import { NetworkError } from './errors.js';
 import { deleteLinksAsync, findLink } from './links.js';
 import { RoutedFirewall } from '../firewall/router.js';
 
+/**
+ * How many times a dump the bridge layer needs whole (links, addresses, routes, sockets) is
+ * retried when the kernel flags it interrupted. Each retry is a millisecond or two; with dozens
+ * of operations changing links at once, three retries were seen all interrupted.
+ */
+export const DUMP_RETRIES = 10;
+
 /** The shared state of one Networks manager. */
 export class BridgeContext {
   private hostRtnl: Rtnl | undefined;

@@ -11,6 +11,7 @@ import { NetlinkSocket as Socket } from '../netlink/core/socket.js';
 import { NetnsHandle, openNetns, withNetns, type NetnsSpec } from '../ns/netns.js';
 import { errCode } from '../sys/fsio.js';
 import { SockDiag, socketOwners, type InetSocket, type SocketOwner, type SocketQuery } from '../netlink/sockdiag/sockdiag.js';
+import { DUMP_RETRIES } from './context.js';
 
 /** A container: its pid, a netns path or name, or an open handle (not closed by us). */
 export type ContainerRef = number | NetnsSpec | NetnsHandle;
@@ -114,7 +115,7 @@ export class KernelHost implements HostSystem {
     // costs a few microseconds next to the dumps.
     const diag = SockDiag.open();
     try {
-      return queries.flatMap((q) => diag.socketList(q, { retries: 3 }));
+      return queries.flatMap((q) => diag.socketList(q, { retries: DUMP_RETRIES }));
     } finally {
       diag.close();
     }

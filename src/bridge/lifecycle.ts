@@ -12,7 +12,7 @@ import { parseSubnet, overlaps, type Subnet } from '../ip/cidr.js';
 import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord, type SubnetRecord } from './records.js';
 import { StoreError } from '../sys/fsio.js';
-import { assertFirewallRewritable, desiredFirewall, fwNetwork, type BridgeContext } from './context.js';
+import { assertFirewallRewritable, desiredFirewall, DUMP_RETRIES, fwNetwork, type BridgeContext } from './context.js';
 import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
 import { RoutedFirewall } from '../firewall/router.js';
@@ -122,13 +122,13 @@ async function checkOverlapsOf(rt: RtnlPromises, sub: SubnetRecord, others: read
     if (clash && overlaps(clash.subnet, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps network ${n.name} (${clash.subnet})`);
   }
   const bits = sub.family === 4 ? 32 : 128;
-  for (const r of await rt.routeList({ family: sub.family }, { retries: 3 })) {
+  for (const r of await rt.routeList({ family: sub.family }, { retries: DUMP_RETRIES })) {
     // The host's multicast and link-local routes never overlap a valid subnet; defaults do not count.
     if (r.dst !== 'default' && r.dst !== '' && overlaps(r.dst.includes('/') ? r.dst : `${r.dst}/${bits}`, sub.subnet)) {
       throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} overlaps the host route ${r.dst}`);
     }
   }
-  for (const a of await rt.addrList({ family: sub.family }, { retries: 3 })) {
+  for (const a of await rt.addrList({ family: sub.family }, { retries: DUMP_RETRIES })) {
     if (a.address.startsWith('127.') || a.address === '::1') continue;
     if (overlaps(`${a.address}/${bits}`, sub.subnet)) throw new NetworkError('EOVERLAP', `subnet ${sub.subnet} contains the host address ${a.address}`);
   }
@@ -369,7 +369,7 @@ function withoutNetwork(ctx: BridgeContext, name: string) {
 /** Deletes a network's bridge (if it is ours) and every veth tagged with the network, in one go. */
 async function deleteNetworkLinks(ctx: BridgeContext, network: string, bridge: string): Promise<void> {
   const names = await ctx.withHostPromises(async (rt) => {
-    const tagged = listTaggedLinks(await rt.linkList({}, { retries: 3 }));
+    const tagged = listTaggedLinks(await rt.linkList({}, { retries: DUMP_RETRIES }));
     const veths = [...tagged.veths.values()].filter((l) => parseTag(l.alias)?.network === network).map((l) => l.name);
     const br = await findLinkAsync(rt, bridge);
     // A bridge from before tags existed has none; a foreign link of that name is left alone.

@@ -16,7 +16,7 @@ import * as L from '../netlink/route/link.js';
 import * as N from '../netlink/route/neigh.js';
 import { Ipam } from './ipam.js';
 import { removeFile } from '../sys/fsio.js';
-import { desiredFirewall, type BridgeContext } from './context.js';
+import { desiredFirewall, DUMP_RETRIES, type BridgeContext } from './context.js';
 import { FORWARDING, bridgeSysctls, settleNetworks } from './lifecycle.js';
 import { bridgeTag, bridgeUpRequests, createBridge, endpointTag, listTaggedLinks } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
@@ -52,7 +52,7 @@ interface Scan {
 
 /** Every host link, dumped through the promise API (a host with thousands of links takes tens of ms). */
 async function scan(ctx: BridgeContext): Promise<Scan> {
-  const all = await ctx.withHostPromises((rt) => rt.linkList({}, { retries: 3 }));
+  const all = await ctx.withHostPromises((rt) => rt.linkList({}, { retries: DUMP_RETRIES }));
   return { links: new Map(all.map((l) => [l.name, l])), ...listTaggedLinks(all), ifbs: listTaggedIfbs(all) };
 }
 
