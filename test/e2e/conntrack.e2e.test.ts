@@ -99,8 +99,16 @@ async function udp(family: 4 | 6, sport: number, port = 5353): Promise<void> {
 
 /** A TCP connection from c1, held open until the file ends. */
 async function tcp(family: 4 | 6, port = 8080): Promise<net.Socket> {
-  const s = connectFrom(c1, A[family].c2, port);
-  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
+  let s: net.Socket;
+  for (let attempt = 1; ; attempt++) {
+    s = connectFrom(c1, A[family].c2, port);
+    const err = await new Promise<Error | undefined>((resolve) => s.once('connect', () => resolve(undefined)).once('error', resolve));
+    if (!err) break;
+    // The host resolves c2's IPv6 address by neighbour discovery; on a loaded machine the first
+    // SYN can find it unresolved and come back unreachable. Anything else, or a third time, fails.
+    if ((err as NodeJS.ErrnoException).code !== 'EHOSTUNREACH' || attempt === 3) throw err;
+    await new Promise((r) => setTimeout(r, 500));
+  }
   open.push(s);
   // The server's side of the handshake and the first ACK are tracked by the time it reads.
   await new Promise((r) => setTimeout(r, 50));
