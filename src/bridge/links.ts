@@ -277,6 +277,17 @@ export function deleteLinks(rtnl: Rtnl | NetlinkSocket, names: readonly string[]
  * kernel's sendmsg, which would otherwise freeze the event loop, so every request (the group
  * changes too) is sent off the JS thread. Give it a socket of its own (BridgeContext.withHostPromises).
  */
+/**
+ * Sets links down through the promise API (ENODEV, already gone, is fine): off the JS thread, since
+ * another thread's link deletion holds the RTNL lock through its RCU wait, and a synchronous
+ * request would wait for that lock on the event loop (8 ms seen with 100 disconnects at once).
+ * `ip link set NAME down` for each
+ */
+export async function setLinksDownAsync(rt: RtnlPromises, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return;
+  for (const r of await rt.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+}
+
 export async function deleteLinksAsync(rt: RtnlPromises, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
   const plan = deletion(names);

@@ -6,8 +6,7 @@
 import { Ipam } from './ipam.js';
 import { Steps } from './steps.js';
 import { changeEndpointRules, fwEndpoint, type BridgeContext } from './context.js';
-import * as L from '../netlink/route/link.js';
-import { endpointTag, findLink } from './links.js';
+import { endpointTag, findLink, setLinksDownAsync } from './links.js';
 import { subnetsOf, type EndpointRecord, type NetworkRecord } from './records.js';
 import { ownIfbs } from './shaping.js';
 import { turnDue, yieldTurn } from '../sys/turn.js';
@@ -61,10 +60,9 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
   if (turnDue()) await yieldTurn();
   await steps.runAsync('delete veth', async () => {
     // Down first: no packet of the container crosses the bridge any more, so the flush of its
-    // tracked connections can run during the deletion's RCU wait without missing a new one.
-    // Synchronous (about a millisecond), so that the deletion is sent right after it: a tagged
-    // link that is down and still there a few milliseconds later is drift to the engine.
-    for (const r of ctx.rtnl.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+    // tracked connections can run during the deletion's RCU wait without missing a new one. Off
+    // the JS thread like the deletion: a concurrent operation's deletion may hold the RTNL lock.
+    await ctx.withHostPromises((rt) => setLinksDownAsync(rt, names));
     // A reused address must not receive a flow of the container that had it.
     await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
   });

@@ -14,6 +14,7 @@ import { CT_PROTOCOLS, ctDeleteRequest, type ConntrackEntry } from '../netlink/n
 import { batchOp, runAsync } from '../netlink/core/op.js';
 import { DumpInterruptedError } from '../errors.js';
 import type { ConnectionFilter } from './types.js';
+import { turnDue, yieldTurn } from '../sys/turn.js';
 
 /** Whether a mapping's host IP covers a flow's original destination address. */
 function hostIpCovers(hostIp: string | undefined, dst: string): boolean {
@@ -115,6 +116,8 @@ async function forgetRound(ct: Conntrack, round: readonly Forget[]): Promise<voi
       if (!(e instanceof DumpInterruptedError)) throw e;
       all = e.partial as ConntrackEntry[];
     }
+    // The dump's decoding has had the JS thread; the deletes' encoding waits for a turn if due.
+    if (turnDue()) await yieldTurn();
     const mine = round.map((f) => all.filter((e) => matches(e, f.filter, f.ips)));
     const gone = await deleteAsync(ct, [...new Set(mine.flat())]);
     round.forEach((f, i) => f.resolve(mine[i]!.filter((e) => gone.has(e)).length));

@@ -8,6 +8,13 @@
  * for `budgetMs` since its current turn began, so timers and sockets are served in between.
  */
 
+/**
+ * How long (ms) operations may keep the JS thread in one turn. A check comes only at a step
+ * boundary, and the turn's clock starts at its first check, so a turn runs to about twice this:
+ * at 1 ms, under the 2 ms an event-loop stall may cost a server answering meanwhile.
+ */
+export const TURN_BUDGET_MS = 1;
+
 /** When the current turn's first turnDue() ran; -1 until then. A setImmediate ends the turn. */
 let turnStart = -1;
 
@@ -16,7 +23,7 @@ function endTurn(): void {
 }
 
 /** True once the current turn has run `budgetMs`; the first call of a turn starts its clock. */
-export function turnDue(budgetMs = 2): boolean {
+export function turnDue(budgetMs = TURN_BUDGET_MS): boolean {
   const now = performance.now();
   if (turnStart < 0) {
     turnStart = now;
@@ -26,9 +33,15 @@ export function turnDue(budgetMs = 2): boolean {
   return now - turnStart >= budgetMs;
 }
 
-/** A later turn of the event loop (setImmediate: behind the I/O callbacks and timers already due). */
+/**
+ * A later turn of the event loop, after its timers and I/O callbacks have run. One setImmediate
+ * is not enough: made from an I/O callback (where a kernel reply resumes an operation) it runs
+ * in the same iteration's check phase, straight after the poll and before any timer, so nothing
+ * else would be served. An immediate queued from the check phase waits for the next iteration,
+ * which first runs the timers that are due and polls for I/O; hence two.
+ */
 export function nextTurn(): Promise<void> {
-  return new Promise<void>((resolve) => setImmediate(resolve));
+  return new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
 }
 
 /**
@@ -38,7 +51,7 @@ export function nextTurn(): Promise<void> {
  * `await` that resolves at once would run the rest later in the same turn, after every other
  * continuation queued meanwhile, which is what batches a hundred operations together).
  */
-export async function yieldTurn(budgetMs = 2): Promise<void> {
+export async function yieldTurn(budgetMs = TURN_BUDGET_MS): Promise<void> {
   do await nextTurn();
   while (turnDue(budgetMs));
 }

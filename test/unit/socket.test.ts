@@ -180,6 +180,43 @@ test('dump with `each`: every item handed over in order and none kept; false sto
   assert.is(calls, 1);
 });
 
+test('dumpAsync: a long datagram is decoded in slices, with timers run between them', async () => {
+  // One datagram of 300 links, each taking ~0.1 ms to decode: 30 ms in all, that the async form
+  // must not keep the event loop for. A 1 ms timer counts the links decoded between its runs.
+  const k = new FakeKernel((req) => [Buffer.concat(Array.from({ length: 300 }, (_, i) => linkMsg(i + 1, `l${i}`, req.seq))), msg(NLMSG.DONE, NLM_F.MULTI, req.seq, Buffer.alloc(4))]);
+  const s = new NetlinkSocket(k);
+  let decoded = 0;
+  let sinceTick = 0;
+  let longest = 0;
+  let ticks = 0;
+  const slow = (m: RawMessage) => {
+    const until = performance.now() + 0.1;
+    while (performance.now() < until);
+    decoded++;
+    longest = Math.max(longest, ++sinceTick);
+    return L.decodeLink(m);
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const tick = (): void => {
+    ticks++;
+    sinceTick = 0;
+    timer = setTimeout(tick, 1);
+  };
+  timer = setTimeout(tick, 1);
+  try {
+    const links = await s.dumpAsync(L.dumpRequest(), slow);
+    assert.is(links.length, 300);
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.is(decoded, 300);
+  // A slice is 1 ms (~10 links) and a turn is offered every 16: far fewer than 300 in one go.
+  assert.ok(longest <= 64, `${longest} links were decoded without a timer running`);
+  assert.ok(ticks >= 3, `the timer ran ${ticks} times in 30 ms of decoding`);
+  // The synchronous form decodes the same datagram straight through.
+  assert.is(s.dump(L.dumpRequest(), L.decodeLink).length, 300);
+});
+
 test('dump: an error in NLMSG_DONE is thrown', () => {
   const done = Buffer.alloc(4);
   done.writeInt32LE(-95);

@@ -5,6 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { stat } from 'node:fs';
 import { nextTurn, turnDue, yieldTurn } from '../../src/sys/turn.js';
 
 /** Keeps the JS thread busy for `ms`, as a step's synchronous work does. */
@@ -66,6 +67,24 @@ test('yieldTurn waits at least one turn, and again while the new turn is already
   await yieldTurn(2);
   assert.ok(immediates >= 1);
   assert.is(turnDue(2), false);
+});
+
+
+test('nextTurn, awaited in an I/O callback, lets the timers that are due run before it resumes', async () => {
+  // A kernel reply resumes an operation in an I/O callback (libuv's poll phase); one setImmediate
+  // from there runs in the same iteration's check phase, before any timer.
+  const order: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    stat('.', () => {
+      setTimeout(() => order.push('timer'), 0);
+      busy(2);
+      nextTurn().then(() => {
+        order.push('resumed');
+        resolve();
+      }, reject);
+    });
+  });
+  assert.equal(order, ['timer', 'resumed']);
 });
 
 test.run();

@@ -7,6 +7,7 @@
  * synchronous socket is what lets a namespace switch stay inside one critical section.
  * Every wait still has a deadline, so a lost reply is a TimeoutError, never a hang.
  */
+import { nextTurn } from '../../sys/turn.js';
 import { CodecError, DumpInterruptedError, NetlinkError, OverrunError, SysError, TimeoutError, ValidationError } from '../../errors.js';
 import * as libc from '../../sys/libc.js';
 import { NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSGERR_ATTR, messageTypeName } from './constants.js';
@@ -261,7 +262,16 @@ interface Want {
   wait: boolean;
   /** The kernel does work inside the receive (a dump's next part is built there). */
   kernelWork?: boolean;
+  /**
+   * No receive: the reader is part-way through a long datagram and offers the event loop a turn.
+   * The async driver takes one when its slice is spent; the synchronous one goes straight on.
+   * Either hands back null.
+   */
+  pause?: boolean;
 }
+
+/** How many decoded messages a dump reader goes between offers of a turn (see Want.pause). */
+const PAUSE_EVERY = 16;
 
 /**
  * A reply reader: the matching logic of one exchange, written once as a generator and driven
@@ -354,6 +364,10 @@ export class NetlinkSocket {
     let r = reader.next();
     while (!r.done) {
       let got: RawMessage[] | null;
+      if (r.value.pause) {
+        r = reader.next(null);
+        continue;
+      }
       try {
         if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
         got = this.take(r.value, this.transport.receive(r.value.wait ? this.timeoutMs : 0));
@@ -379,6 +393,15 @@ export class NetlinkSocket {
     let r = reader.next();
     while (!r.done) {
       let got: RawMessage[] | null;
+      if (r.value.pause) {
+        // A long datagram part-way decoded: the turn is given only when this slice is spent.
+        if (performance.now() - slice > SLICE_MS) {
+          await nextTurn();
+          slice = performance.now();
+        }
+        r = reader.next(null);
+        continue;
+      }
       try {
         if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
         const t = r.value.wait ? this.timeoutMs : 0;
@@ -388,7 +411,7 @@ export class NetlinkSocket {
         continue;
       }
       if (performance.now() - slice > SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
         slice = performance.now();
       }
       r = reader.next(got);
@@ -669,8 +692,12 @@ export class NetlinkSocket {
     let stopped = false;
     try {
       while (!done) {
+        let decoded = 0;
         for (const m of (yield { op, wait: true, kernelWork: true }) ?? []) {
           if (m.seq !== seq || m.pid !== this.transport.portId) continue;
+          // A part holds up to ~32 KiB of messages (a few hundred conntrack entries): decoding
+          // it whole could keep the JS thread for milliseconds, so the driver is offered a turn.
+          if (++decoded % PAUSE_EVERY === 0) yield { op, wait: false, pause: true };
           if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
           if (m.type === NLMSG.DONE) {
             done = true;
