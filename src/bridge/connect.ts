@@ -26,11 +26,12 @@ import { canonicalIp, ipFamily } from '../ip/cidr.js';
 import { randomHex, StoreError } from '../sys/fsio.js';
 import { changeEndpointRules, desiredFirewall, DUMP_RETRIES, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
-import { configureContainer, createVeths, deleteLinks, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
+import type { Rtnl, RtnlPromises } from '../netlink/route/rtnl.js';
+import { configureContainer, createVeths, deleteLinks, deleteLinksAsync, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
 import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
-import { nextTurn, turnDue, yieldTurn } from '../sys/turn.js';
+import { turnDue, yieldTurn } from '../sys/turn.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -232,6 +233,7 @@ async function connectLocked(ctx: BridgeContext, network: string, plans: Plan[],
 async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, plans: Plan[], onTimings?: (t: readonly { step: string; ms: number; kernelMs?: number }[]) => void): Promise<EndpointRecord[]> {
   const label = plans.length === 1 ? `connect ${plans[0]!.id} to ${net.name}` : `connect ${plans.length} containers to ${net.name}`;
   const steps = new Steps(label, ctx.faults, 'connect');
+  let hostRt: Rtnl | undefined;
   try {
     steps.run('check container', () => claimContainers(ctx, net, plans), () => releaseContainers(ctx, net, plans));
     steps.run('reserve ports', () => reservePorts(ctx, net, plans), () => releasePorts(ctx, net, plans));
@@ -299,13 +301,15 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
         });
       });
     }
-    // The kernel part runs as one synchronous stretch from here; many connects in flight take turns before it.
     if (turnDue()) await yieldTurn();
-    steps.run('create veth', () => createVeths(ctx.rtnl, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinks(ctx.rtnl, plans.map((p) => p.hostIfname)));
-    // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
-    // container's side is configured: its exit is seen only when this thread is idle.
-    if (rules) await nextTurn();
-    steps.run('configure container', () => plans.forEach((p) => configure(ctx, net, p)));
+    // The kernel requests go off the JS thread (a socket of this connect's own on the host, one
+    // per container in its netns): a link deletion of another operation, here or in another
+    // process, holds the RTNL lock through its RCU wait, and a synchronous request would wait
+    // for it on the event loop.
+    hostRt = ctx.openHostRtnl();
+    const rt = hostRt.promises;
+    await steps.runAsync('create veth', () => createVeths(rt, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinksAsync(rt, plans.map((p) => p.hostIfname)));
+    await steps.runAsync('configure container', () => settledAll(plans.map((p) => configure(ctx, net, p))));
     const shaped = plans.filter((p) => p.bandwidth !== undefined);
     if (shaped.length > 0) {
       // Before the host side is up, so that no packet crosses the veth unshaped.
@@ -315,7 +319,7 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
         () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
       );
     }
-    steps.run('host side up', () => finishHostSide(ctx, net, plans));
+    await steps.runAsync('host side up', () => finishHostSide(rt, net, plans));
     if (rules) {
       await steps.runAsync('port mappings', async () => {
         const err = await rules;
@@ -333,8 +337,15 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
   } catch (e) {
     return await steps.fail(e, isRefusal);
   } finally {
+    hostRt?.close();
     onTimings?.(steps.timings);
   }
+}
+
+/** Waits for every promise, then throws the first failure: no request is still in flight when a rollback starts. */
+async function settledAll(ps: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**
@@ -479,14 +490,14 @@ function releasePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Pl
  * duplicate address detection for its link-local address either (the MAC is unique on the
  * bridge, and DAD would hold the address tentative for a second), then the batch.
  */
-function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
+async function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): Promise<void> {
   const sysctls = [
     { path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true },
     ...(p.containerLinkLocal ? [{ path: `net/ipv6/conf/${p.ifname}/accept_dad`, value: '0', optional: true }] : []),
   ];
   const sock = ctx.host.openContainerSocket(p.ns, sysctls);
   try {
-    p.defaultRoute = configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })));
+    p.defaultRoute = await configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })));
   } finally {
     sock.close();
   }
@@ -499,7 +510,7 @@ function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): void {
  * at create, and the container interface's are the ones that matter; the isolation e2e test
  * forges an RA with the host veth's accept_ra at 1 and the host learns nothing).
  */
-function finishHostSide(ctx: BridgeContext, net: Readonly<NetworkRecord>, plans: readonly Plan[]): void {
+async function finishHostSide(rt: RtnlPromises, net: Readonly<NetworkRecord>, plans: readonly Plan[]): Promise<void> {
   const reqs = plans.flatMap((p) => hostSideRequests(p, { hairpin: p.mappings.length > 0, isolated: !net.icc }));
-  for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
+  for (const r of await rt.batch(reqs)) if (r.error) throw r.error;
 }

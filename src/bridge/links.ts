@@ -132,9 +132,11 @@ const IFF_UP = 1;
  * by hostSideRequests (the kernel ignores an alias in a creating message); until then the
  * endpoint's intent record names it. A random host name that is taken is retried with another (as CNI does); a default
  * container name that is taken (a second network) becomes the next ethN. On failure every link
- * made is deleted before the error is thrown.
+ * made is deleted before the error is thrown. Through the promise API: another thread's link
+ * deletion holds the RTNL lock through its RCU wait, and a synchronous request would wait for
+ * it on the event loop. `ip link add NAME type veth peer name IFNAME netns NS; ip link set NAME master BRIDGE`
  */
-export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: boolean) => number, plans: readonly VethPlan[]): void {
+export async function createVeths(rt: RtnlPromises, bridge: string, masterIndex: (refresh: boolean) => number, plans: readonly VethPlan[]): Promise<void> {
   let pending = [...plans];
   const made: string[] = [];
   let refresh = false;
@@ -156,7 +158,7 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
           L.getRequest(p.hostIfname),
         ]),
       ];
-      const res = rtnl.batch(reqs);
+      const res = await rt.batch(reqs);
       const br = res[0]!;
       const retry: VethPlan[] = [];
       let failure: unknown;
@@ -199,7 +201,7 @@ export function createVeths(rtnl: Rtnl, bridge: string, masterIndex: (refresh: b
       pending = retry;
     }
   } catch (e) {
-    deleteLinks(rtnl, made);
+    await deleteLinksAsync(rt, made);
     throw e;
   }
 }
@@ -228,9 +230,9 @@ export interface ContainerAddress {
  * (IPv6 ones without duplicate address detection: IPAM made them unique, and a tentative address
  * cannot be used for a second), and a default route per family via its gateway. A default route
  * that exists already (the container is on another network) is left alone: returns whether this
- * endpoint installed one.
+ * endpoint installed one. Sent off the JS thread, on a socket opened in the container's netns.
  */
-export function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: readonly ContainerAddress[]): boolean {
+export async function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: readonly ContainerAddress[]): Promise<boolean> {
   const idx = p.peerIndex!;
   const routes = addrs.filter((a) => a.gateway !== undefined);
   const reqs = [
@@ -240,7 +242,7 @@ export function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: read
     ...addrs.map((a) => A.addAddrRequest(idx, a.cidr, a.family === 6 ? { nodad: true } : {})),
     ...routes.map((a) => R.addRouteRequest({ gateway: a.gateway!, oif: idx })),
   ];
-  const res = sock.batch(reqs);
+  const res = await sock.batchAsync(reqs);
   const firstRoute = reqs.length - routes.length;
   res.forEach((r, i) => {
     if (r.error && !(i >= firstRoute && r.error.code === 'EEXIST')) throw r.error;
