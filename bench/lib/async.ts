@@ -36,9 +36,9 @@ async function stallGc(run: () => Promise<void> | void): Promise<Stall> {
   }
 }
 
-/** A stall as printed: the longest gap, and what the process itself spent of it when known. */
+/** A stall as printed: the longest gap, what the process itself spent of it when known, and the 99th percentile. */
 function fmtStall(s: Measured): string {
-  return `${fmtMs(s.stallMs)} ms${s.ownMs !== undefined ? ` (own ${fmtMs(s.ownMs)} ms)` : ''}`;
+  return `${fmtMs(s.stallMs)} ms${s.ownMs !== undefined ? ` (own ${fmtMs(s.ownMs)} ms)` : ''}${s.cpuMs !== undefined ? ` [cpu ${fmtMs(s.cpuMs)} ms]` : ''}${s.p99Ms !== undefined ? ` [p99 ${fmtMs(s.p99Ms)} ms]` : ''}`;
 }
 
 /** What the process itself spent of its longest stall, or why that is not known. */
@@ -49,7 +49,9 @@ function fmtOwn(s: Measured): string {
 /** The worst of several runs: the longest stall of any, and the total time. */
 function worst(xs: readonly Stall[]): Stall {
   const own = xs.every((x) => x.ownMs !== undefined) ? Math.max(...xs.map((x) => x.ownMs as number)) : undefined;
-  return { stallMs: Math.max(...xs.map((x) => x.stallMs)), ownMs: own, ms: xs.reduce((n, x) => n + x.ms, 0), gcMs: Math.max(0, ...xs.map((x) => x.gcMs ?? 0)) };
+  const p99 = xs.every((x) => x.p99Ms !== undefined) ? Math.max(...xs.map((x) => x.p99Ms as number)) : undefined;
+  const cpu = xs.every((x) => x.cpuMs !== undefined) ? Math.max(...xs.map((x) => x.cpuMs as number)) : undefined;
+  return { stallMs: Math.max(...xs.map((x) => x.stallMs)), ownMs: own, cpuMs: cpu, p99Ms: p99, ms: xs.reduce((n, x) => n + x.ms, 0), gcMs: Math.max(0, ...xs.map((x) => x.gcMs ?? 0)) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -277,7 +279,7 @@ export async function asyncBench(quick: boolean): Promise<{ lines: string[]; ver
     const n = cfg.rounds * cfg.per;
     const ratio = conc.sequential / conc.concurrent;
     const lines = [
-      `Event loop${quick ? ' --quick' : ''} (longest gap of monitorEventLoopDelay's 1 ms timer, less the 1 ms; "own": the same gaps less the time the JS thread waited for a CPU, from /proc schedstat; an idle wait is the machine's own floor)`,
+      `Event loop${quick ? ' --quick' : ''} (longest gap of monitorEventLoopDelay's 1 ms timer, less the 1 ms; "own": the same gaps less the time the JS thread waited for a CPU, from /proc schedstat; [cpu]: the most CPU the JS thread used between two runs of that timer (its own work, GC included, no waits); [p99]: the 99th percentile of the gaps, less the 1 ms, the worst round's; an idle wait is the machine's own floor)`,
       `  longest stall during ${n} disconnects through Networks, one after another (~${disc.entries} conntrack entries in the table): ${fmtStall(disc.promises)} (${fmtMs(disc.promises.ms / n)} ms each; longest GC pause ${fmtMs(disc.promises.gcMs ?? 0)} ms); the same kernel calls made synchronously (down, delete, conntrack dump and delete): ${fmtStall(disc.sync)} (${fmtMs(disc.sync.ms / n)} ms each); an idle wait as long: ${fmtStall(disc.idle)}`,
       `  longest stall during a dump of ${dump.routes} routes: rt.promises kept in a list ${fmtStall(dump.promises)} (${fmtMs(dump.promises.ms / cfg.dumpRounds)} ms a dump; longest GC pause ${fmtMs(dump.promises.gcMs ?? 0)} ms), rt.promises handed over one by one (each) ${fmtStall(dump.each)} (${fmtMs(dump.each.ms / cfg.dumpRounds)} ms a dump; longest GC pause ${fmtMs(dump.each.gcMs ?? 0)} ms), sync ${fmtStall(dump.sync)} (${fmtMs(dump.sync.ms / cfg.dumpRounds)} ms a dump)`,
       `  ${cfg.concN} disconnects through Networks: one after another ${fmtMs(conc.sequential)} ms, all at once ${fmtMs(conc.concurrent)} ms (${ratio.toFixed(2)}x; longest stall ${fmtMs(conc.concurrentStallMs)} ms${conc.concurrentOwnMs !== undefined ? `, own ${fmtMs(conc.concurrentOwnMs)} ms` : ''})`,
@@ -285,9 +287,9 @@ export async function asyncBench(quick: boolean): Promise<{ lines: string[]; ver
     ];
     const q = quick ? `${cfg.concN}, not 100 (--quick)` : undefined;
     const verdicts = [
-      verdict(`longest event-loop stall during ${n} disconnects through Networks`, disc.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(disc.promises)}; same kernel calls made synchronously: ${fmtMs(disc.sync.stallMs)} ms; an idle wait as long: ${fmtStall(disc.idle)}`),
-      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises, kept in a list`, dump.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(dump.promises)}; sync: ${fmtMs(dump.sync.stallMs)} ms; longest GC pause during it ${fmtMs(dump.promises.gcMs ?? 0)} ms`),
-      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises, handed over one by one (each)`, dump.each.stallMs, 2, 'max', 'ms', `own ${fmtOwn(dump.each)}; an idle wait: ${fmtStall(disc.idle)}`),
+      verdict(`longest event-loop stall during ${n} disconnects through Networks`, disc.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(disc.promises)}, cpu ${fmtMs(disc.promises.cpuMs ?? NaN)} ms, p99 ${fmtMs(disc.promises.p99Ms ?? NaN)} ms; same kernel calls made synchronously: ${fmtMs(disc.sync.stallMs)} ms; an idle wait as long: ${fmtStall(disc.idle)}`),
+      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises, kept in a list`, dump.promises.stallMs, 2, 'max', 'ms', `own ${fmtOwn(dump.promises)}, cpu ${fmtMs(dump.promises.cpuMs ?? NaN)} ms, p99 ${fmtMs(dump.promises.p99Ms ?? NaN)} ms; sync: ${fmtMs(dump.sync.stallMs)} ms; longest GC pause during it ${fmtMs(dump.promises.gcMs ?? 0)} ms`),
+      verdict(`longest event-loop stall during a dump of ${dump.routes} routes through rt.promises, handed over one by one (each)`, dump.each.stallMs, 2, 'max', 'ms', `own ${fmtOwn(dump.each)}, cpu ${fmtMs(dump.each.cpuMs ?? NaN)} ms, p99 ${fmtMs(dump.each.p99Ms ?? NaN)} ms; an idle wait: ${fmtStall(disc.idle)}`),
       verdict(`${cfg.concN} disconnects through Networks in flight at once / one after another, speed-up`, ratio, 5, 'min', 'x', q),
     ];
     return { lines, verdicts, json: { disconnectStalls: disc, routeDump: dump, concurrency: { ...conc, n: cfg.concN }, rawDeletes: { ...raw, n: cfg.concN } } };

@@ -177,7 +177,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
         ],
       ),
       `  monitor, burst of ${cfg.events} route events queued in the socket, then drained: ${big.received} received, ${big.resyncs} resyncs, ${fmtMs(big.ms)} ms = ${Math.round(big.perSecond)} events/s (SO_RCVBUF 512 MiB)`,
-      `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms${stalls.promises.ownMs !== undefined ? ` (own ${fmtMs(stalls.promises.ownMs)} ms)` : ''} (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
+      `  longest event-loop stall during 50 veth deletes: sync ${fmtMs(stalls.sync.stallMs)} ms (${fmtMs(stalls.sync.ms)} ms in all), rt.promises one at a time ${fmtMs(stalls.promises.stallMs)} ms${stalls.promises.ownMs !== undefined ? ` (own ${fmtMs(stalls.promises.ownMs)} ms)` : ''}${stalls.promises.cpuMs !== undefined ? ` [cpu ${fmtMs(stalls.promises.cpuMs)} ms]` : ''} (${fmtMs(stalls.promises.ms)} ms), rt.promises all at once ${fmtMs(stalls.concurrent.stallMs)} ms (${fmtMs(stalls.concurrent.ms)} ms)`,
       `  same burst with the kernel's default 208 KiB buffer: ${small.received} received (${cfg.events - small.received} lost), ${small.resyncs} resync event${small.resyncs === 1 ? '' : 's'}, drained at ${Math.round(small.perSecond)} events/s`,
       ...batch.lines,
     ];
@@ -185,7 +185,7 @@ export async function netlinkBench(quick: boolean): Promise<{ lines: string[]; v
       verdict("import('tsnetlink') cost above node -e 0", importMs, 15, 'max', 'ms'),
       verdict(`dump of ${dump.links} links: Link objects (every Link field; attribute tree on first access) / raw receive`, dump.decoded / dump.raw, 1.5, 'max', 'x', quick ? `${dump.links} links, not 5000${q}` : undefined),
       verdict(`dump of ${dump.links} links: every attribute decoded / raw receive`, dump.tree / dump.raw, 1.5, 'max', 'x', quick ? `${dump.links} links, not 5000${q}` : undefined),
-      verdict('longest event-loop stall during 50 veth deletes through rt.promises', stalls.promises.stallMs, 2, 'max', 'ms', `sync: ${fmtMs(stalls.sync.stallMs)} ms`),
+      verdict('longest event-loop stall during 50 veth deletes through rt.promises', stalls.promises.stallMs, 2, 'max', 'ms', `cpu ${fmtMs(stalls.promises.cpuMs ?? NaN)} ms; sync: ${fmtMs(stalls.sync.stallMs)} ms`),
       verdict('monitor throughput with no loss / 50,000 events/s', big.received === cfg.events && big.resyncs === 0 ? big.perSecond / 50_000 : null, 1, 'min', 'x', `${Math.round(big.perSecond)} events/s, ${big.received}/${cfg.events} received`),
       ...batch.verdicts,
     ];

@@ -7,11 +7,15 @@
  * milliseconds even when the event loop is idle. A timer of our own reads the thread's
  * /proc schedstat (time on a CPU, time waiting for one) at every turn, so each gap splits into
  * what the process itself spent, busy or blocked in a system call, and what it waited for a CPU.
+ * The same timer reads the JS thread's CPU clock: the most CPU it used between two runs is the
+ * longest stretch of its own work, which neither a late timer of the machine's nor a wait for a
+ * CPU inflates (schedstat's figures move only at context switches and scheduler ticks).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { threadCpuNs } from '../../src/sys/libc.js';
 
 setFlagsFromString('--expose-gc');
 /** A full garbage collection: rows start from a collected heap, so none pays for the garbage of the one before it. */
@@ -23,6 +27,14 @@ export interface Stall {
   stallMs: number;
   /** The same gaps less the time the JS thread waited for a CPU during each (undefined without /proc schedstat). */
   ownMs?: number | undefined;
+  /**
+   * The most CPU the JS thread used between two runs of a 1 ms timer of our own (ms; clock_gettime
+   * CLOCK_THREAD_CPUTIME_ID): its own work, garbage collection included, and none of its waits
+   * (for a CPU, for a late timer), nor time blocked in a system call.
+   */
+  cpuMs?: number | undefined;
+  /** The 99th percentile of the same gaps, less the 1 ms: where a single late timer of the machine's weighs less than in the longest. */
+  p99Ms?: number | undefined;
   /** Wall time of the run. */
   ms: number;
 }
@@ -64,31 +76,38 @@ export async function stallOf(run: () => Promise<void> | void): Promise<Stall> {
   let own = 0;
   let prevT = performance.now();
   let prevW = waits?.read() ?? 0;
+  let cpu = 0;
+  let prevC = threadCpuNs();
   let timer: NodeJS.Timeout | undefined;
   const tick = (): void => {
     const t = performance.now();
-    const w = waits!.read();
-    own = Math.max(own, t - prevT - RESOLUTION_MS - (w - prevW) / 1e6);
+    const c = threadCpuNs();
+    cpu = Math.max(cpu, (c - prevC) / 1e6);
+    if (waits) {
+      const w = waits.read();
+      own = Math.max(own, t - prevT - RESOLUTION_MS - (w - prevW) / 1e6);
+      prevW = w;
+    }
     prevT = t;
-    prevW = w;
+    prevC = c;
     timer = setTimeout(tick, RESOLUTION_MS);
   };
   h.enable();
   try {
     // The histogram's timer drops its first sample: let it run before the work starts.
     await new Promise((r) => setTimeout(r, 20));
-    if (waits) {
-      prevT = performance.now();
-      prevW = waits.read();
-      own = 0;
-      timer = setTimeout(tick, RESOLUTION_MS);
-    }
+    prevT = performance.now();
+    prevW = waits?.read() ?? 0;
+    prevC = threadCpuNs();
+    own = 0;
+    cpu = 0;
+    timer = setTimeout(tick, RESOLUTION_MS);
     const t0 = performance.now();
     await run();
     const ms = performance.now() - t0;
     // One more turn, so that a stall at the very end is sampled too.
     await new Promise((r) => setTimeout(r, 5));
-    return { stallMs: Math.max(0, h.max / 1e6 - RESOLUTION_MS), ownMs: waits ? Math.max(0, own) : undefined, ms };
+    return { stallMs: Math.max(0, h.max / 1e6 - RESOLUTION_MS), cpuMs: cpu, p99Ms: Math.max(0, h.percentile(99) / 1e6 - RESOLUTION_MS), ownMs: waits ? Math.max(0, own) : undefined, ms };
   } finally {
     h.disable();
     if (timer) clearTimeout(timer);

@@ -66,12 +66,15 @@ export async function teardownEndpoints(ctx: BridgeContext, net: NetworkRecord, 
     // A reused address must not receive a flow of the container that had it.
     await Promise.all([ctx.deleteHostLinks(names), ctx.firewall.forgetConnections({ ips: recs.flatMap((r) => r.addresses.map((a) => a.ip)) })]);
   });
-  if (turnDue()) await yieldTurn();
-  steps.run('release', () => {
+  await steps.runAsync('release', async () => {
     const ipams = subnetsOf(net).map((sub) => new Ipam(ctx.store, net.name, sub));
+    // Each part takes a lock file and reads or writes a record (a few dozen system calls in all):
+    // the event loop may get a turn between them.
     for (const r of recs) {
+      if (turnDue()) await yieldTurn();
       ctx.store.withPortsLockSync(() => r.mappings.forEach((m) => ctx.store.releasePort(m, portOwner(net.name, r.id))));
       for (const ipam of ipams) ipam.release(r.id);
+      if (turnDue()) await yieldTurn();
       if (ctx.store.markerOwner(net.name, r.netnsKey) === r.id) ctx.store.removeMarker(net.name, r.netnsKey);
       ctx.store.removeEndpoint(net.name, r.id);
     }
