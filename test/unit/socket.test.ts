@@ -210,7 +210,7 @@ test('dumpAsync: a long datagram is decoded in slices, with timers run between t
     clearTimeout(timer);
   }
   assert.is(decoded, 300);
-  // A slice is 1 ms (~10 links) and a turn is offered every 16: far fewer than 300 in one go.
+  // A slice is 1 ms (~10 links), checked between handfuls of 16: far fewer than 300 in one go.
   assert.ok(longest <= 64, `${longest} links were decoded without a timer running`);
   assert.ok(ticks >= 3, `the timer ran ${ticks} times in 30 ms of decoding`);
   // The synchronous form decodes the same datagram straight through.

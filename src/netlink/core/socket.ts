@@ -262,16 +262,14 @@ interface Want {
   wait: boolean;
   /** The kernel does work inside the receive (a dump's next part is built there). */
   kernelWork?: boolean;
-  /**
-   * No receive: the reader is part-way through a long datagram and offers the event loop a turn.
-   * The async driver takes one when its slice is spent; the synchronous one goes straight on.
-   * Either hands back null.
-   */
-  pause?: boolean;
 }
 
-/** How many decoded messages a dump reader goes between offers of a turn (see Want.pause). */
-const PAUSE_EVERY = 16;
+/**
+ * How many messages of a datagram the async driver hands a reader at a time. A dump's part holds
+ * up to ~32 KiB of messages (a few hundred conntrack entries): decoded whole it could keep the JS
+ * thread for milliseconds, so the driver checks its slice between handfuls.
+ */
+const HANDFUL = 16;
 
 /**
  * A reply reader: the matching logic of one exchange, written once as a generator and driven
@@ -364,10 +362,6 @@ export class NetlinkSocket {
     let r = reader.next();
     while (!r.done) {
       let got: RawMessage[] | null;
-      if (r.value.pause) {
-        r = reader.next(null);
-        continue;
-      }
       try {
         if (this.closed) throw new SysError(r.value.op, 9, 'socket closed');
         got = this.take(r.value, this.transport.receive(r.value.wait ? this.timeoutMs : 0));
@@ -390,16 +384,18 @@ export class NetlinkSocket {
    */
   private async readAsync<T>(reader: Reader<T>): Promise<T> {
     let slice = performance.now();
+    // The rest of a long datagram, handed over HANDFUL messages at a time.
+    let rest: RawMessage[] = [];
+    let at = 0;
     let r = reader.next();
     while (!r.done) {
       let got: RawMessage[] | null;
-      if (r.value.pause) {
-        // A long datagram part-way decoded: the turn is given only when this slice is spent.
+      if (at < rest.length) {
         if (performance.now() - slice > SLICE_MS) {
           await nextTurn();
           slice = performance.now();
         }
-        r = reader.next(null);
+        r = reader.next(rest.slice(at, (at += HANDFUL)));
         continue;
       }
       try {
@@ -410,9 +406,17 @@ export class NetlinkSocket {
         r = reader.throw(e);
         continue;
       }
-      if (performance.now() - slice > SLICE_MS) {
+      if (r.value.kernelWork) {
+        // Received on a worker thread: the event loop ran its timers and I/O meanwhile.
+        slice = performance.now();
+      } else if (performance.now() - slice > SLICE_MS) {
         await nextTurn();
         slice = performance.now();
+      }
+      if (got !== null && got.length > HANDFUL) {
+        rest = got;
+        at = HANDFUL;
+        got = got.slice(0, HANDFUL);
       }
       r = reader.next(got);
     }
@@ -692,12 +696,8 @@ export class NetlinkSocket {
     let stopped = false;
     try {
       while (!done) {
-        let decoded = 0;
         for (const m of (yield { op, wait: true, kernelWork: true }) ?? []) {
           if (m.seq !== seq || m.pid !== this.transport.portId) continue;
-          // A part holds up to ~32 KiB of messages (a few hundred conntrack entries): decoding
-          // it whole could keep the JS thread for milliseconds, so the driver is offered a turn.
-          if (++decoded % PAUSE_EVERY === 0) yield { op, wait: false, pause: true };
           if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
           if (m.type === NLMSG.DONE) {
             done = true;
