@@ -26,8 +26,9 @@ import { canonicalIp, ipFamily } from '../ip/cidr.js';
 import { randomHex, StoreError } from '../sys/fsio.js';
 import { changeEndpointRules, desiredFirewall, DUMP_RETRIES, fwEndpoint, fwNetwork, withDriftRepair, type BridgeContext } from './context.js';
 import { netnsKey, type ContainerRef } from './host.js';
-import type { Rtnl, RtnlPromises } from '../netlink/route/rtnl.js';
-import { configureContainer, createVeths, deleteLinks, deleteLinksAsync, findLink, hostSideRequests, randomVethName, type VethPlan } from './links.js';
+import type { Rtnl } from '../netlink/route/rtnl.js';
+import { configureContainer, createVeths, deleteLinks, deleteLinksAsync, findLink, hostSideRequests, randomVethName, type Batcher, type VethPlan } from './links.js';
+import { rtnlBusy, timedRtnl } from './rtnl-lock.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
 import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
@@ -302,14 +303,16 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
       });
     }
     if (turnDue()) await yieldTurn();
-    // The kernel requests go off the JS thread (a socket of this connect's own on the host, one
-    // per container in its netns): a link deletion of another operation, here or in another
-    // process, holds the RTNL lock through its RCU wait, and a synchronous request would wait
-    // for it on the event loop.
-    hostRt = ctx.openHostRtnl();
-    const rt = hostRt.promises;
-    await steps.runAsync('create veth', () => createVeths(rt, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => deleteLinksAsync(rt, plans.map((p) => p.hostIfname)));
-    await steps.runAsync('configure container', () => settledAll(plans.map((p) => configure(ctx, net, p))));
+    // The kernel requests go synchronously (a tenth of a millisecond each) unless the RTNL lock
+    // is likely held for long: a link deletion of this process in flight, or a slow request a
+    // moment ago. Then they go off the JS thread (a host socket of this connect's own, and one
+    // per container in its netns), so that the wait for the lock is not the event loop's.
+    const viaPromises = rtnlBusy();
+    const host = viaPromises ? (hostRt = ctx.openHostRtnl()).promises : undefined;
+    const batch: Batcher = host ? (reqs) => host.batch(reqs) : (reqs) => timedRtnl(() => ctx.rtnl.batch(reqs));
+    const remove = (names: readonly string[]): unknown => (host ? deleteLinksAsync(host, names) : deleteLinks(ctx.rtnl, names));
+    await steps.runAsync('create veth', () => createVeths(batch, remove, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => remove(plans.map((p) => p.hostIfname)));
+    await steps.runAsync('configure container', () => settledAll(plans.map((p) => configure(ctx, net, p, viaPromises))));
     const shaped = plans.filter((p) => p.bandwidth !== undefined);
     if (shaped.length > 0) {
       // Before the host side is up, so that no packet crosses the veth unshaped.
@@ -319,7 +322,7 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
         () => deleteLinks(ctx.rtnl, ownIfbs(ctx.rtnl, net.name, shaped.filter((p) => p.bandwidth!.egress).map((p) => p.id))),
       );
     }
-    await steps.runAsync('host side up', () => finishHostSide(rt, net, plans));
+    await steps.runAsync('host side up', () => finishHostSide(batch, net, plans));
     if (rules) {
       await steps.runAsync('port mappings', async () => {
         const err = await rules;
@@ -490,14 +493,14 @@ function releasePorts(ctx: BridgeContext, net: NetworkRecord, plans: readonly Pl
  * duplicate address detection for its link-local address either (the MAC is unique on the
  * bridge, and DAD would hold the address tentative for a second), then the batch.
  */
-async function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): Promise<void> {
+async function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan, viaPromises: boolean): Promise<void> {
   const sysctls = [
     { path: `net/ipv6/conf/${p.ifname}/accept_ra`, value: '0', optional: true },
     ...(p.containerLinkLocal ? [{ path: `net/ipv6/conf/${p.ifname}/accept_dad`, value: '0', optional: true }] : []),
   ];
   const sock = ctx.host.openContainerSocket(p.ns, sysctls);
   try {
-    p.defaultRoute = await configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })));
+    p.defaultRoute = await configureContainer(sock, p, p.addresses!.map((a) => ({ family: a.family, cidr: a.cidr, gateway: net.internal || !p.wantsDefaultRoute ? undefined : a.gateway })), viaPromises);
   } finally {
     sock.close();
   }
@@ -510,7 +513,7 @@ async function configure(ctx: BridgeContext, net: NetworkRecord, p: Plan): Promi
  * at create, and the container interface's are the ones that matter; the isolation e2e test
  * forges an RA with the host veth's accept_ra at 1 and the host learns nothing).
  */
-async function finishHostSide(rt: RtnlPromises, net: Readonly<NetworkRecord>, plans: readonly Plan[]): Promise<void> {
+async function finishHostSide(batch: Batcher, net: Readonly<NetworkRecord>, plans: readonly Plan[]): Promise<void> {
   const reqs = plans.flatMap((p) => hostSideRequests(p, { hairpin: p.mappings.length > 0, isolated: !net.icc }));
-  for (const r of await rt.batch(reqs)) if (r.error) throw r.error;
+  for (const r of await batch(reqs)) if (r.error) throw r.error;
 }

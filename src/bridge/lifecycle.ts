@@ -13,7 +13,7 @@ import { Steps } from './steps.js';
 import { macForIp, subnetOf, subnetRecord, type NetworkRecord, type SubnetRecord } from './records.js';
 import { StoreError } from '../sys/fsio.js';
 import { assertFirewallRewritable, desiredFirewall, DUMP_RETRIES, fwNetwork, type BridgeContext } from './context.js';
-import { bridgeTag, bridgeUpRequests, createBridge, deleteLinks, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
+import { bridgeTag, bridgeUpRequests, createBridge, findLink, findLinkAsync, listTaggedLinks, parseTag } from './links.js';
 import { teardownEndpoints } from './teardown.js';
 import { RoutedFirewall } from '../firewall/router.js';
 import { BACKENDS, defaultBackend, type BackendName } from '../firewall/registry.js';
@@ -209,7 +209,7 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
     const existing = findLink(ctx.rtnl, rec.bridge);
     if (existing) {
       // A bridge tagged as this network's with no record is what a killed create or rm left.
-      if (existing.alias === bridgeTag(rec.name)) deleteLinks(ctx.rtnl, [rec.bridge]);
+      if (existing.alias === bridgeTag(rec.name)) await ctx.deleteHostLinks([rec.bridge]);
       else throw new NetworkError('ENETEXISTS', `a link named ${rec.bridge} already exists on the host`);
     }
     ctx.store.clearNetworkDir(rec.name);
@@ -220,11 +220,15 @@ export async function createNetwork(ctx: BridgeContext, opts: CreateNetworkOptio
       const steps = new Steps(`network create ${rec.name}`, ctx.faults, 'create');
       try {
         steps.run('save intent', () => ctx.store.putNetwork(rec), () => ctx.store.removeNetwork(rec.name));
-        const index = steps.run('create bridge', () => createBridge(ctx.rtnl, rec), () => deleteLinks(ctx.rtnl, [rec.bridge]));
+        // Its requests go through the promise API: a link deletion elsewhere holds the RTNL lock
+        // through its RCU wait, and a synchronous request would wait for it on the event loop.
+        const index = await steps.runAsync('create bridge', () => ctx.withHostPromises((rt) => createBridge(rt, rec)), () => ctx.deleteHostLinks([rec.bridge]));
         steps.run('bridge sysctls', () => bridgeSysctls(rec).forEach((s) => ctx.host.writeSysctl(s)));
-        steps.run('gateway address', () => {
-          for (const r of ctx.rtnl.batch(bridgeUpRequests(rec, index))) if (r.error) throw r.error;
-        });
+        await steps.runAsync('gateway address', () =>
+          ctx.withHostPromises(async (rt) => {
+            for (const r of await rt.batch(bridgeUpRequests(rec, index))) if (r.error) throw r.error;
+          }),
+        );
         const others = listing.records.filter((n) => n.state !== 'removing');
         // Undone whether or not it succeeded: on nft a failed run may have committed some tables.
         steps.undoFirst('firewall', () => ctx.store.withFirewallLock(() => ctx.firewall.setNetworks(others.map(fwNetwork))));

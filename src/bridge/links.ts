@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Rtnl, Link, RtnlPromises } from '../netlink/route/rtnl.js';
 import type { Request } from '../netlink/core/message.js';
-import type { NetlinkSocket } from '../netlink/core/socket.js';
+import type { BatchResult, NetlinkSocket } from '../netlink/core/socket.js';
 import * as L from '../netlink/route/link.js';
 import * as A from '../netlink/route/addr.js';
 import * as R from '../netlink/route/route.js';
@@ -15,6 +15,7 @@ import { NetworkError } from './errors.js';
 import type { NetworkRecord } from './records.js';
 import { randomHex } from '../sys/fsio.js';
 import { PORT_GROUP } from '../firewall/types.js';
+import { holdingRtnl, timedRtnl } from './rtnl-lock.js';
 
 /** The alias prefix of every link tsnetlink creates. */
 export const TAG_PREFIX = 'tsnetlink/';
@@ -78,9 +79,11 @@ export function listTaggedLinks(links: readonly Link[]): { bridges: Map<string, 
 /**
  * Creates a network's bridge, down, with its fixed MAC (so the gateway's MAC never changes when
  * the port that lent it its address leaves) and its tag, in one sendto; returns its ifindex.
+ * Through the promise API, as a connect's requests (createVeths says why).
+ * `ip link add NAME address MAC type bridge; ip link set NAME alias TAG`
  */
-export function createBridge(rtnl: Rtnl, net: NetworkRecord): number {
-  const res = rtnl.batch([
+export async function createBridge(rt: RtnlPromises, net: NetworkRecord): Promise<number> {
+  const res = await rt.batch([
     L.addBridgeRequest(net.bridge, { mac: net.mac, ...(net.mtu !== undefined ? { mtu: net.mtu } : {}) }),
     L.setAliasRequest(net.bridge, bridgeTag(net.name)),
     L.getRequest(net.bridge),
@@ -132,11 +135,10 @@ const IFF_UP = 1;
  * by hostSideRequests (the kernel ignores an alias in a creating message); until then the
  * endpoint's intent record names it. A random host name that is taken is retried with another (as CNI does); a default
  * container name that is taken (a second network) becomes the next ethN. On failure every link
- * made is deleted before the error is thrown. Through the promise API: another thread's link
- * deletion holds the RTNL lock through its RCU wait, and a synchronous request would wait for
- * it on the event loop. `ip link add NAME type veth peer name IFNAME netns NS; ip link set NAME master BRIDGE`
+ * made is deleted (`remove`) before the error is thrown. `batch` sends synchronously or through
+ * the promise API, as rtnl-lock.ts decides. `ip link add NAME type veth peer name IFNAME netns NS; ip link set NAME master BRIDGE`
  */
-export async function createVeths(rt: RtnlPromises, bridge: string, masterIndex: (refresh: boolean) => number, plans: readonly VethPlan[]): Promise<void> {
+export async function createVeths(batch: Batcher, remove: (names: readonly string[]) => unknown, bridge: string, masterIndex: (refresh: boolean) => number, plans: readonly VethPlan[]): Promise<void> {
   let pending = [...plans];
   const made: string[] = [];
   let refresh = false;
@@ -158,7 +160,7 @@ export async function createVeths(rt: RtnlPromises, bridge: string, masterIndex:
           L.getRequest(p.hostIfname),
         ]),
       ];
-      const res = await rt.batch(reqs);
+      const res = await batch(reqs);
       const br = res[0]!;
       const retry: VethPlan[] = [];
       let failure: unknown;
@@ -201,10 +203,13 @@ export async function createVeths(rt: RtnlPromises, bridge: string, masterIndex:
       pending = retry;
     }
   } catch (e) {
-    await deleteLinksAsync(rt, made);
+    await remove(made);
     throw e;
   }
 }
+
+/** Sends requests and gives their results: a synchronous batch, or one through the promise API. */
+export type Batcher = (reqs: readonly Request[]) => BatchResult[] | Promise<BatchResult[]>;
 
 /**
  * Host ends: one change carrying the tag (alias), addrgenmode none (before up, so no link-local
@@ -230,9 +235,10 @@ export interface ContainerAddress {
  * (IPv6 ones without duplicate address detection: IPAM made them unique, and a tentative address
  * cannot be used for a second), and a default route per family via its gateway. A default route
  * that exists already (the container is on another network) is left alone: returns whether this
- * endpoint installed one. Sent off the JS thread, on a socket opened in the container's netns.
+ * endpoint installed one. With `viaPromises` sent off the JS thread (rtnl-lock.ts says when), on
+ * a socket opened in the container's netns.
  */
-export async function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: readonly ContainerAddress[]): Promise<boolean> {
+export async function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs: readonly ContainerAddress[], viaPromises: boolean): Promise<boolean> {
   const idx = p.peerIndex!;
   const routes = addrs.filter((a) => a.gateway !== undefined);
   const reqs = [
@@ -242,7 +248,7 @@ export async function configureContainer(sock: NetlinkSocket, p: VethPlan, addrs
     ...addrs.map((a) => A.addAddrRequest(idx, a.cidr, a.family === 6 ? { nodad: true } : {})),
     ...routes.map((a) => R.addRouteRequest({ gateway: a.gateway!, oif: idx })),
   ];
-  const res = await sock.batchAsync(reqs);
+  const res = viaPromises ? await sock.batchAsync(reqs) : timedRtnl(() => sock.batch(reqs));
   const firstRoute = reqs.length - routes.length;
   res.forEach((r, i) => {
     if (r.error && !(i >= firstRoute && r.error.code === 'EEXIST')) throw r.error;
@@ -287,12 +293,13 @@ export function deleteLinks(rtnl: Rtnl | NetlinkSocket, names: readonly string[]
  */
 export async function setLinksDownAsync(rt: RtnlPromises, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
-  for (const r of await rt.batch(names.map((n) => L.setDownRequest(n)))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+  // Down waits for an RCU grace period too (the device's queues are deactivated under the lock).
+  for (const r of await holdingRtnl(() => rt.batch(names.map((n) => L.setDownRequest(n))))) if (r.error && r.error.code !== 'ENODEV') throw r.error;
 }
 
 export async function deleteLinksAsync(rt: RtnlPromises, names: readonly string[]): Promise<void> {
   if (names.length === 0) return;
   const plan = deletion(names);
   const grouped = plan.prepare.length === 0 || check(await rt.batch(plan.prepare));
-  check(await rt.batch(plan.remove(grouped)));
+  check(await holdingRtnl(() => rt.batch(plan.remove(grouped))));
 }

@@ -11,7 +11,7 @@
  * enslaved host veths, IP forwarding, every rule).
  * check: reports every disagreement, changing nothing.
  */
-import type { Link } from '../netlink/route/rtnl.js';
+import type { Link, RtnlPromises } from '../netlink/route/rtnl.js';
 import * as L from '../netlink/route/link.js';
 import * as N from '../netlink/route/neigh.js';
 import { Ipam } from './ipam.js';
@@ -97,7 +97,10 @@ export async function reconcile(ctx: BridgeContext, opts: { repair: boolean; net
     for (const net of nets) {
       await ctx.store.withNetworkLock(net.name, async () => {
         await reconcileNetwork(ctx, net, await scan(ctx), report);
-        if (opts.repair) ensureNetwork(ctx, net, await scan(ctx), report);
+        if (opts.repair) {
+          const sc = await scan(ctx);
+          await ctx.withHostPromises((rt) => ensureNetwork(ctx, rt, net, sc, report));
+        }
       });
     }
     // Host ports held for networks that no longer exist.
@@ -251,8 +254,12 @@ async function reconcileNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan,
   for (const id of orphans) if (id !== '' && !report.pruned.includes(id)) report.pruned.push(id);
 }
 
-/** Repair of one network, under its lock: the bridge, its tag, MAC, address, sysctls, up; host veths enslaved and up. */
-function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: ReconcileReport): void {
+/**
+ * Repair of one network, under its lock: the bridge, its tag, MAC, address, sysctls, up; host
+ * veths enslaved and up. Its requests go through the promise API on `rt`, since a link deletion
+ * elsewhere holds the RTNL lock through its RCU wait; rate limits, rare, stay synchronous.
+ */
+async function ensureNetwork(ctx: BridgeContext, rt: RtnlPromises, net: NetworkRecord, s: Scan, report: ReconcileReport): Promise<void> {
   let br = s.links.get(net.bridge);
   if (br && br.kind !== 'bridge') {
     report.problems.push(`the link ${net.bridge} of network ${net.name} is a ${br.kind ?? 'non-bridge'} link, not ours; rename or delete it, then run repair again`);
@@ -261,7 +268,7 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
   const reqs = [];
   let index: number;
   if (!br) {
-    index = createBridge(ctx.rtnl, net);
+    index = await createBridge(rt, net);
     ctx.forgetBridge(net.name);
     report.actions.push(`re-created the missing bridge ${net.bridge}`);
   } else {
@@ -281,12 +288,12 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
     }
   }
   for (const sub of net.subnets) {
-    const addrs = ctx.rtnl.addrList({ link: index, family: sub.family });
+    const addrs = await rt.addrList({ link: index, family: sub.family });
     if (!addrs.some((a) => a.address === sub.gateway && a.prefix === sub.prefix)) report.actions.push(`bridge ${net.bridge}: gateway address ${sub.gateway}/${sub.prefix} restored`);
   }
   reqs.push(...bridgeUpRequests(net, index));
-  for (const r of ctx.rtnl.batch(reqs)) if (r.error) throw r.error;
-  br = ctx.rtnl.linkGet(index);
+  for (const r of await rt.batch(reqs)) if (r.error) throw r.error;
+  br = await rt.linkGet(index);
   // The bridge lost its carrier if it was down or missing, or a port was out of it or down.
   let carrierLost = s.links.get(net.bridge)?.up !== true;
   for (const e of ctx.store.listEndpoints(net.name).records) {
@@ -297,14 +304,14 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
     if (v.alias !== endpointTag(net.name, e.id)) fix.push(L.setAliasRequest(v.index, endpointTag(net.name, e.id)));
     if (!v.up || v.master !== index) fix.push(L.setUpRequest(v.index));
     if (fix.length === 0) continue;
-    for (const r of ctx.rtnl.batch(fix)) if (r.error) throw r.error;
+    for (const r of await rt.batch(fix)) if (r.error) throw r.error;
     if (!v.up || v.master !== index) carrierLost = true;
     report.actions.push(`host veth ${e.hostIfname} of endpoint ${e.id}: ${v.master !== index ? `enslaved to ${net.bridge}` : 'brought up'}`);
   }
-  if (carrierLost) refreshNeighbours(ctx, net, index);
+  if (carrierLost) await refreshNeighbours(ctx, rt, net, index);
   // Port flags need the port enslaved first.
   const flags = ctx.store.listEndpoints(net.name).records.filter((e) => s.links.has(e.hostIfname)).map((e) => L.setBridgePortRequest(e.hostIfname, { hairpin: e.mappings.length > 0 ? 1 : 0, isolated: net.icc ? 0 : 1 }));
-  for (const r of ctx.rtnl.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
+  for (const r of await rt.batch(flags)) if (r.error && r.error.code !== 'ENODEV') throw r.error;
   // Rate limits someone removed or changed (tc qdisc del, a deleted ifb) are applied again.
   for (const e of ctx.store.listEndpoints(net.name).records) {
     const v = s.links.get(e.hostIfname);
@@ -324,14 +331,14 @@ function ensureNetwork(ctx: BridgeContext, net: NetworkRecord, s: Scan, report: 
  * is given the MAC its record names, as STALE: the queued packets go out at once, and the kernel
  * confirms the address as for any stale entry.
  */
-function refreshNeighbours(ctx: BridgeContext, net: NetworkRecord, bridge: number): void {
-  const unresolved = new Set(ctx.rtnl.neighList({ link: bridge }).filter((n) => n.dst !== undefined && n.states.some((x) => x === 'incomplete' || x === 'failed')).map((n) => n.dst!));
+async function refreshNeighbours(ctx: BridgeContext, rt: RtnlPromises, net: NetworkRecord, bridge: number): Promise<void> {
+  const unresolved = new Set((await rt.neighList({ link: bridge })).filter((n) => n.dst !== undefined && n.states.some((x) => x === 'incomplete' || x === 'failed')).map((n) => n.dst!));
   if (unresolved.size === 0) return;
   const reqs = ctx.store.listEndpoints(net.name).records
     .filter((e) => e.state === 'active')
     .flatMap((e) => e.addresses.filter((a) => unresolved.has(a.ip)).map((a) => N.replaceNeighRequest({ dst: a.ip, link: bridge, lladdr: e.mac, state: 'stale' })));
   // A failure here leaves the kernel to resolve the address itself, as before.
-  ctx.rtnl.batch(reqs);
+  await rt.batch(reqs);
 }
 
 /** Runs `fn` holding every named network's lock at once, taken in name order. */
