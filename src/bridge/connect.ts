@@ -32,7 +32,7 @@ import { rtnlBusy, timedRtnl } from './rtnl-lock.js';
 import { portOwner, teardownEndpoints } from './teardown.js';
 import { FORWARDING } from './lifecycle.js';
 import { applyShaping, checkBandwidth, ownIfbs, type Bandwidth } from './shaping.js';
-import { turnDue, yieldTurn } from '../sys/turn.js';
+import { nextTurn, turnDue, yieldTurn } from '../sys/turn.js';
 
 /** Options for connect(). */
 export interface ConnectOptions {
@@ -312,6 +312,10 @@ async function connectClaimed(ctx: BridgeContext, net: Readonly<NetworkRecord>, 
     const batch: Batcher = host ? (reqs) => host.batch(reqs) : (reqs) => timedRtnl(() => ctx.rtnl.batch(reqs));
     const remove = (names: readonly string[]): unknown => (host ? deleteLinksAsync(host, names) : deleteLinks(ctx.rtnl, names));
     await steps.runAsync('create veth', () => createVeths(batch, remove, net.bridge, (refresh) => ctx.bridgeIndex(net, refresh), plans), () => remove(plans.map((p) => p.hostIfname)));
+    // A tool that has finished meanwhile lets go of the firewall lock here rather than after the
+    // container's side is configured: its exit is seen only when this thread is idle, which the
+    // synchronous requests do not let it be.
+    if (rules && !viaPromises) await nextTurn();
     await steps.runAsync('configure container', () => settledAll(plans.map((p) => configure(ctx, net, p, viaPromises))));
     const shaped = plans.filter((p) => p.bandwidth !== undefined);
     if (shaped.length > 0) {
