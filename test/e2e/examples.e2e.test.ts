@@ -131,7 +131,10 @@ test('events: the monitor sees the link come and go; watch yields the state', as
 
 test('families: ipset, xfrm, conntrack, genl and sock_diag calls in flight together through their promise forms; all removed', async () => {
   const out = await example('families');
-  assert.is(out, 'ethtool 192.0.2.1 192.0.2.2 192.0.2.3 1 0 0\nthe event loop turned meanwhile: true\n');
+  // The conntrack count is this sandbox's, which the examples before share: a TCP flow of theirs
+  // that closed after its endpoint was gone lingers a few seconds (its CLOSE or TIME_WAIT entry),
+  // so on a slow run it is counted. conntrack.e2e checks counts against `conntrack -C`.
+  assert.match(out, /^ethtool 192\.0\.2\.1 192\.0\.2\.2 192\.0\.2\.3 1 \d+ 0\nthe event loop turned meanwhile: true\n$/);
   assert.is(spawnSync('ipset', ['list', '-n'], { encoding: 'utf8' }).stdout, '');
   assert.is(spawnSync('ip', ['xfrm', 'policy', 'list'], { encoding: 'utf8' }).stdout, '');
   assertClean('families');
