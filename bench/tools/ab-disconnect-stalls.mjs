@@ -5,13 +5,16 @@
 // (clock_gettime CLOCK_THREAD_CPUTIME_ID): a gap with little CPU is the thread waiting (for a
 // CPU a worker thread's kernel work holds, or for a late timer), one with much is its own work.
 // Each container has a tracked UDP flow, so every disconnect flushes conntrack as in use.
+// --mix: as many fresh containers are connected one after another beside the disconnects (a
+// connect's requests can wait for the RTNL lock a deletion holds).
 // Usage (as root; NEW_DIST must have sys/libc.js's threadCpuNs):
 //   git worktree add /tmp/old REV && (cd /tmp/old && npm ci && npm run build)
-//   node scripts/sandbox.mjs node bench/tools/ab-disconnect-stalls.mjs /tmp/old/dist dist [rounds] [--per N]
+//   node scripts/sandbox.mjs node --expose-gc bench/tools/ab-disconnect-stalls.mjs /tmp/old/dist dist [rounds] [--per N] [--mix]
 import { createSocket } from 'node:dgram';
 
 const args = process.argv.slice(2);
 const perAt = args.indexOf('--per');
+const mix = args.includes('--mix');
 const per = perAt >= 0 ? Number(args[perAt + 1]) : 25;
 const [oldDist, newDist, rounds = '4'] = args.filter((a, i) => !a.startsWith('--') && !(perAt >= 0 && i === perAt + 1));
 if (!oldDist || !newDist) {
@@ -60,20 +63,32 @@ async function measure(s, recs) {
     if (on) timer = setTimeout(tick, 1);
   };
   timer = setTimeout(tick, 1);
-  for (const r of recs) await s.nets.disconnect(s.net, r.id);
+  const fresh = mix ? Array.from({ length: recs.length }, () => `ab${s.label}${s.made++}`) : [];
+  for (const name of fresh) s.mod.createNamedNetns(name).close();
+  await Promise.all([
+    (async () => {
+      for (const r of recs) await s.nets.disconnect(s.net, r.id);
+    })(),
+    (async () => {
+      for (const name of fresh) await s.nets.connect(s.net, { name });
+    })(),
+  ]);
   s.ops += recs.length;
   // One more run of the timer, so a stall at the very end is sampled too.
   await new Promise((r) => setTimeout(r, 3));
   on = false;
   clearTimeout(timer);
+  // The containers connected meanwhile go, untimed.
+  for (const e of (await s.nets.inspect(s.net)).endpoints) await s.nets.disconnect(s.net, e.id);
+  return fresh;
 }
 
 try {
   for (let i = 0; i < Number(rounds); i++) {
     for (const s of i % 2 ? sides : [...sides].reverse()) {
       const { names, recs } = await connect(s);
-      await measure(s, recs);
-      for (const name of names) s.mod.deleteNamedNetns(name);
+      const fresh = await measure(s, recs);
+      for (const name of [...names, ...fresh]) s.mod.deleteNamedNetns(name);
     }
   }
 } finally {
@@ -84,7 +99,7 @@ try {
 }
 const count = (xs, over) => xs.filter((x) => x > over).length;
 const pct = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))] ?? NaN;
-console.log(`disconnects one after another, ${rounds} rounds of ${per} per build, interleaved; per 100 disconnects:`);
+console.log(`disconnects one after another${mix ? ', as many connects one after another beside them' : ''}, ${rounds} rounds of ${per} per build, interleaved; per 100 disconnects:`);
 for (const s of sides) {
   const k = 100 / s.ops;
   console.log(
