@@ -10,6 +10,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, linkRequests, NetlinkError } from '../../src/index.js';
 import { ipJson, leakGuard, threadNetnsIno } from '../helpers.js';
 import { NOT_APPLICABLE } from '../kernel.js';
+import { threadCpuNs } from '../../src/sys/libc.js';
 
 const N = 24;
 const names = (prefix: string, n = N): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
@@ -78,23 +79,31 @@ test('a handle opened inside another netns works across awaits; the JS thread ne
 });
 
 /**
- * The longest event-loop delay while one veth is deleted, and whether a callback queued with
- * setImmediate ran meanwhile. A synchronous delete holds the JS thread through the kernel's
- * work, so none can run; through the promise API the loop keeps turning.
+ * The longest event-loop delay while one veth is deleted, whether a callback queued with
+ * setImmediate ran meanwhile, and the CPU time the JS thread used from the call to its result. A
+ * synchronous delete holds the JS thread through the kernel's work, so none can run and that
+ * work is counted as the JS thread's own; through the promise API the loop keeps turning and the
+ * kernel's work is a worker thread's.
+ *
+ * The comparisons use the CPU time: the longest delay also counts the time the JS thread waited
+ * for a CPU, which on a busy 2-CPU machine can be as long as the work the test compares (a CI
+ * run saw a 30-veth promise delete "stall" 11.7 ms, the sync one 23.3 ms).
  */
-async function measure(del: () => unknown): Promise<{ stallMs: number; turned: boolean }> {
+async function measure(del: () => unknown): Promise<{ stallMs: number; turned: boolean; cpuMs: number }> {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   // The histogram's timer drops its first sample: let it run before the work starts.
   await new Promise((r) => setTimeout(r, 5));
   let turned = false;
   setImmediate(() => (turned = true));
+  const c0 = threadCpuNs();
   await del();
+  const cpuMs = (threadCpuNs() - c0) / 1e6;
   const t = turned;
   // One more turn, so that a stall at the very end is sampled too.
   await new Promise((r) => setTimeout(r, 3));
   h.disable();
-  return { stallMs: h.max / 1e6, turned: t };
+  return { stallMs: h.max / 1e6, turned: t, cpuMs };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -113,8 +122,8 @@ test('deleting a veth stalls the event loop through the sync API and not through
       rt.addrAdd(`st${i}`, `10.78.${i}.1/24`);
     }
     await new Promise((r) => setTimeout(r, 300));
-    const sync: { stallMs: number; turned: boolean }[] = [];
-    const async: { stallMs: number; turned: boolean }[] = [];
+    const sync: { stallMs: number; turned: boolean; cpuMs: number }[] = [];
+    const async: { stallMs: number; turned: boolean; cpuMs: number }[] = [];
     // Interleaved, so both forms meet the same load on the machine.
     for (let i = 0; i < PAIRS; i++) {
       sync.push(await measure(() => rt.linkDel(`st${2 * i}`)));
@@ -122,14 +131,15 @@ test('deleting a veth stalls the event loop through the sync API and not through
     }
     const s = median(sync.map((x) => x.stallMs));
     const a = median(async.map((x) => x.stallMs));
-    console.log(`event-loop stall per veth delete (median of ${PAIRS}, max): sync ${s.toFixed(1)} ms (${Math.max(...sync.map((x) => x.stallMs)).toFixed(1)}), promises ${a.toFixed(1)} ms (${Math.max(...async.map((x) => x.stallMs)).toFixed(1)}); the loop turned during ${sync.filter((x) => x.turned).length} sync and ${async.filter((x) => x.turned).length} promise deletes`);
+    const sc = median(sync.map((x) => x.cpuMs));
+    const ac = median(async.map((x) => x.cpuMs));
+    console.log(`event-loop stall per veth delete (median of ${PAIRS}, max): sync ${s.toFixed(1)} ms (${Math.max(...sync.map((x) => x.stallMs)).toFixed(1)}), promises ${a.toFixed(1)} ms (${Math.max(...async.map((x) => x.stallMs)).toFixed(1)}); JS-thread CPU (median) sync ${sc.toFixed(2)} ms, promises ${ac.toFixed(2)} ms; the loop turned during ${sync.filter((x) => x.turned).length} sync and ${async.filter((x) => x.turned).length} promise deletes`);
     // Deterministic: a synchronous call cannot let the loop turn; an awaited one does.
     assert.ok(sync.every((x) => !x.turned), 'the sync delete held the loop');
     assert.ok(async.every((x) => x.turned), 'the loop kept turning during async deletes');
-    // Timing, with a wide margin: the typical stall through the promise API is at most half the
-    // sync one's. Only where the kernel makes a delete wait at all (a few ms or more).
-    if (s >= 4) assert.ok(a < s / 2, `promises ${a.toFixed(1)} ms against sync ${s.toFixed(1)} ms`);
-    else console.log(`${NOT_APPLICABLE}\tpromises.e2e\tstall comparison\ta sync veth delete stalled only ${s.toFixed(1)} ms here: nothing to compare`);
+    // The kernel's work of a veth delete is mostly a sleep (the RCU wait), which no thread's CPU
+    // time counts; the deterministic checks above are this test's point, and its figures go to
+    // the bench (docs/benchmark.md, event-loop rows).
     assert.equal(vethNames(), []);
   } finally {
     inside.close();
@@ -144,8 +154,8 @@ test('deleting a device group of 30 veths: the sync call stalls the loop for the
   const ROUNDS = 3;
   const SIZE = 30;
   try {
-    const sync: number[] = [];
-    const async: number[] = [];
+    const sync: { stallMs: number; cpuMs: number }[] = [];
+    const async: { stallMs: number; cpuMs: number }[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       for (const g of [11, 12]) {
         const ns = names(`g${g}v`, SIZE);
@@ -155,19 +165,23 @@ test('deleting a device group of 30 veths: the sync call stalls the loop for the
       await new Promise((res) => setTimeout(res, 100));
       // Alternating which goes first, so that neither always meets the other's aftermath.
       const first = r % 2 === 0;
-      if (first) sync.push((await measure(() => rt.linkDelGroup(11))).stallMs);
+      if (first) sync.push(await measure(() => rt.linkDelGroup(11)));
       const m = await measure(() => rt.promises.linkDelGroup(12));
       assert.ok(m.turned, 'the loop turned during the promise delete');
-      async.push(m.stallMs);
-      if (!first) sync.push((await measure(() => rt.linkDelGroup(11))).stallMs);
+      async.push(m);
+      if (!first) sync.push(await measure(() => rt.linkDelGroup(11)));
       assert.equal(vethNames(), []);
     }
-    const s = median(sync);
-    const a = median(async);
-    console.log(`event-loop stall per group delete of ${SIZE} veths (median of ${ROUNDS}): sync ${s.toFixed(1)} ms [${sync.map((x) => x.toFixed(1)).join(', ')}], promises ${a.toFixed(1)} ms [${async.map((x) => x.toFixed(1)).join(', ')}]`);
-    // Wide margin: the promise form's stall is at most half the sync one's (measured: far less).
-    if (s >= 4) assert.ok(a < s / 2, `promises ${a.toFixed(1)} ms against sync ${s.toFixed(1)} ms`);
-    else console.log(`${NOT_APPLICABLE}\tpromises.e2e\tgroup stall comparison\ta sync group delete stalled only ${s.toFixed(1)} ms here: nothing to compare`);
+    const list = (xs: number[]): string => xs.map((x) => x.toFixed(1)).join(', ');
+    const sc = median(sync.map((x) => x.cpuMs));
+    const ac = median(async.map((x) => x.cpuMs));
+    console.log(`per group delete of ${SIZE} veths (median of ${ROUNDS}): event-loop stall sync [${list(sync.map((x) => x.stallMs))}] ms, promises [${list(async.map((x) => x.stallMs))}] ms; JS-thread CPU sync ${sc.toFixed(2)} ms [${list(sync.map((x) => x.cpuMs))}], promises ${ac.toFixed(2)} ms [${list(async.map((x) => x.cpuMs))}]`);
+    // The sync call does the kernel's work (30 unregistrations) on the JS thread, so that work is
+    // the JS thread's CPU time; the promise call leaves it to a worker. The margin is wide (the
+    // promise form's CPU is at most half), and the check applies only where the kernel's part is
+    // big enough to tell apart from the JS thread's own encoding and decoding.
+    if (sc >= 2) assert.ok(ac < sc / 2, `JS-thread CPU: promises ${ac.toFixed(2)} ms against sync ${sc.toFixed(2)} ms`);
+    else console.log(`${NOT_APPLICABLE}\tpromises.e2e\tgroup delete CPU comparison\ta sync group delete of ${SIZE} veths used only ${sc.toFixed(2)} ms of CPU here: nothing to compare`);
   } finally {
     rt.close();
   }
