@@ -1,7 +1,8 @@
 /** The attribute codec: alignment, zeroed padding, str vs strz, nesting, unknown attributes, malformed input. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { attr, attrsSize, ipAddr, mac, nested, nestedArray, readAttrs, repeated, str, strz, u8, u16, u32, be16, be32, be64, uint, writeAttrs, type Schema } from '../../src/netlink/core/attr.js';
+import { attr, attrsSize, ipAddr, mac, nested, nestedArray, readAttrs, repeated, str, strz, u8, u16, u32, u64, be16, be32, be64, uint, writeAttrs, type Schema } from '../../src/netlink/core/attr.js';
+import { readU64 } from '../../src/netlink/core/codecs.js';
 import { decodePayload, encode, splitMessages, struct } from '../../src/netlink/core/message.js';
 import { linkMessage, addrMessage, routeMessage } from '../../src/netlink/route/schemas.js';
 import * as L from '../../src/netlink/route/link.js';
@@ -174,6 +175,23 @@ test('big-endian integer codecs and struct fields', () => {
   st.write(h, 0, { family: 2, resId: 10 });
   assert.is(h.toString('hex'), '0200000a');
   assert.equal(st.read(h, 0), { family: 2, version: 0, resId: 10 });
+});
+
+test('u64 values read in one step where they fit agree with Buffer.readBigUInt64LE at every edge', () => {
+  const edges = [0n, 1n, 0xffn, 0xffff_ffffn, 0x1_0000_0000n, 0x1_0000_0001n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 0x1f_ffff_ffff_ffffn, 0x20_0000_0000_0000n, 2n ** 63n, 2n ** 64n - 1n, 0x0101010101010101n];
+  const b = Buffer.alloc(9);
+  for (const v of edges) {
+    b.writeBigUInt64LE(v, 1);
+    assert.is(readU64(b, 1), v, `readU64 ${v}`);
+    assert.is(u64.read(b, 1, 8), v, `u64 codec ${v}`);
+  }
+  let x = 0x9e3779b97f4a7c15n;
+  for (let i = 0; i < 2000; i++) {
+    x = (x * 6364136223846793005n + 1442695040888963407n) & (2n ** 64n - 1n);
+    b.writeBigUInt64LE(x >> BigInt(i % 64), 1);
+    assert.is(readU64(b, 1), b.readBigUInt64LE(1));
+  }
+  assert.throws(() => u64.read(b, 2, 8), (e: unknown) => e instanceof RangeError || e instanceof CodecError, 'past the end of the buffer');
 });
 
 test('nested arrays keep their children numbered as on the wire', () => {
