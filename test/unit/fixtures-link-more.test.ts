@@ -122,7 +122,7 @@ test('link counters: the 25 of rtnl_link_stats64, the 32-bit IFLA_STATS when tha
   assert.is(linkStats32.read(Buffer.alloc(6), 0, 6).rxPackets, 0n);
 });
 
-test('a decoded link keeps fast properties: its attribute tree, its nested sets and its counters are no dictionaries', () => {
+test('decoded objects keep fast properties: a link\'s attribute tree, nested sets and counters, the Link view, a struct of 60 fields', () => {
   // V8 turns an object with more than a dozen out-of-object properties into a dictionary when
   // one more property is added with a computed key; the attribute reader once added its wire
   // record's symbols last, and every decoded link paid for it (41% of its decode). Checked in a
@@ -132,18 +132,28 @@ test('a decoded link keeps fast properties: its attribute tree, its nested sets 
     const { splitMessages, decodePayload } = await import(${JSON.stringify(new URL('../../src/netlink/core/message.js', import.meta.url).href)});
     const { parseHexFixture } = await import(${JSON.stringify(new URL('../../src/netlink/core/testing.js', import.meta.url).href)});
     const { linkMessage } = await import(${JSON.stringify(new URL('../../src/netlink/route/schemas.js', import.meta.url).href)});
+    const { decodeLink } = await import(${JSON.stringify(new URL('../../src/netlink/route/link.js', import.meta.url).href)});
+    const { decodeState } = await import(${JSON.stringify(new URL('../../src/netlink/xfrm/xfrm-state.js', import.meta.url).href)});
     const out = [];
     for (const m of splitMessages(parseHexFixture(readFileSync(${JSON.stringify(dir + 'link-dump.reply.txt')}, 'utf8')))) {
       if (m.type !== ${RTM.NEWLINK}) continue;
       const { attrs } = decodePayload(linkMessage, m.payload);
-      const objects = [['attrs', attrs], ['stats64', attrs.stats64], ['stats', attrs.stats], ['afSpec.inet6', attrs.afSpec?.inet6]];
+      const link = decodeLink(m);
+      const objects = [['attrs', attrs], ['stats64', attrs.stats64], ['stats', attrs.stats], ['afSpec.inet6', attrs.afSpec?.inet6], ['Link', link]];
       for (const [name, o] of objects) if (o !== undefined) out.push([attrs.ifname, name, Object.keys(o).length, %HasFastProperties(o)]);
+    }
+    // A struct of many fields (struct xfrm_usersa_info, 60-odd) is one literal too.
+    for (const m of splitMessages(parseHexFixture(readFileSync(${JSON.stringify(dir + 'xfrm-state-dump.reply.txt')}, 'utf8')))) {
+      if (m.type < 16) continue;
+      const header = decodeState(m).raw.header;
+      out.push(['xfrm', 'state header', Object.keys(header).length, %HasFastProperties(header)]);
     }
     console.log(JSON.stringify(out));`;
   const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8' });
   assert.is(r.status, 0, r.stderr);
   const seen = JSON.parse(r.stdout) as [string, string, number, boolean][];
   assert.ok(seen.some(([, name, keys]) => name === 'attrs' && keys > 30), 'links with over 30 attributes were checked');
+  assert.ok(seen.some(([, name, keys]) => name === 'state header' && keys > 40), 'an xfrm state header was checked');
   assert.equal(seen.filter(([, , , fast]) => !fast), [], 'objects in dictionary mode');
 });
 

@@ -47,6 +47,7 @@ export function struct<F extends string>(fields: readonly (readonly [F, FieldTyp
     plan.push({ name, off: size, rd: READ[t], wr: WRITE[t] });
     size += FIELD_SIZE[t];
   }
+  let read: ((buf: Buffer, off: number) => Record<F, number>) | undefined;
   return {
     size,
     fields,
@@ -55,11 +56,19 @@ export function struct<F extends string>(fields: readonly (readonly [F, FieldTyp
     },
     read(buf, off) {
       if (off + size > buf.length) throw new CodecError(`header needs ${size} bytes`, off);
-      const out = {} as Record<F, number>;
-      for (const f of plan) out[f.name] = f.rd(buf, off + f.off);
-      return out;
+      return (read ??= literalReader(plan))(buf, off);
     },
   };
+}
+
+/**
+ * A struct's reader as one object literal, generated from its fields once: every header it reads
+ * then has one shape, where setting the fields one by one by computed name went through a generic
+ * keyed store, and made a struct of more than a dozen fields (xfrm's) a dictionary.
+ */
+function literalReader<F extends string>(plan: readonly { name: F; off: number; rd: (b: Buffer, o: number) => number }[]): (buf: Buffer, off: number) => Record<F, number> {
+  const body = `return (buf, off) => ({ ${plan.map((f, i) => `${JSON.stringify(f.name)}: rd[${i}](buf, off + ${f.off})`).join(', ')} });`;
+  return new Function('rd', body)(plan.map((f) => f.rd)) as (buf: Buffer, off: number) => Record<F, number>;
 }
 
 /** A message family: its fixed header and its attribute schema. */

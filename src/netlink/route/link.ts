@@ -145,9 +145,6 @@ class LinkView {
 /** The attributes a Link's counters come from. */
 const linkStatsAttrs = { stats: linkAttrs.stats, stats64: linkAttrs.stats64 } as const satisfies Schema;
 
-/** Link fields copied as they are from the attribute of the same name. */
-const PLAIN_FIELDS = ['qdisc', 'promiscuity', 'allmulti', 'numTxQueues', 'numRxQueues', 'minMtu', 'maxMtu', 'gsoMaxSize', 'gsoMaxSegs', 'groMaxSize', 'tsoMaxSize', 'tsoMaxSegs'] as const;
-
 /** Decodes an RTM_NEWLINK message into a Link. */
 export function decodeLink(m: RawMessage): Link {
   const p = m.payload;
@@ -185,7 +182,21 @@ export function decodeLink(m: RawMessage): Link {
   if (attrs.linkNetnsid !== undefined) link.linkNetnsid = attrs.linkNetnsid;
   if (attrs.ifalias !== undefined && attrs.ifalias !== '') link.alias = attrs.ifalias;
   if (attrs.group !== undefined) link.group = attrs.group;
-  for (const k of PLAIN_FIELDS) if (attrs[k] !== undefined) (link as unknown as Record<string, unknown>)[k] = attrs[k];
+  // Named stores, one per field: a store by computed name onto an object that already has a
+  // dozen properties outside it makes V8 turn it into a dictionary (as a loop over the field
+  // names did, for every Link).
+  if (attrs.qdisc !== undefined) link.qdisc = attrs.qdisc;
+  if (attrs.promiscuity !== undefined) link.promiscuity = attrs.promiscuity;
+  if (attrs.allmulti !== undefined) link.allmulti = attrs.allmulti;
+  if (attrs.numTxQueues !== undefined) link.numTxQueues = attrs.numTxQueues;
+  if (attrs.numRxQueues !== undefined) link.numRxQueues = attrs.numRxQueues;
+  if (attrs.minMtu !== undefined) link.minMtu = attrs.minMtu;
+  if (attrs.maxMtu !== undefined) link.maxMtu = attrs.maxMtu;
+  if (attrs.gsoMaxSize !== undefined) link.gsoMaxSize = attrs.gsoMaxSize;
+  if (attrs.gsoMaxSegs !== undefined) link.gsoMaxSegs = attrs.gsoMaxSegs;
+  if (attrs.groMaxSize !== undefined) link.groMaxSize = attrs.groMaxSize;
+  if (attrs.tsoMaxSize !== undefined) link.tsoMaxSize = attrs.tsoMaxSize;
+  if (attrs.tsoMaxSegs !== undefined) link.tsoMaxSegs = attrs.tsoMaxSegs;
   const gen = attrs.afSpec?.inet6?.addrGenMode;
   if (gen !== undefined) link.addrGenMode = GEN_MODE_NAMES.get(gen) ?? 'eui64';
   return link;
