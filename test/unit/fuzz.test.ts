@@ -254,6 +254,29 @@ function feed(name: string, bytes: Buffer, messages: readonly RawMessage[]): voi
 
 // ------------------------------------------------------------------ the defects the fuzzer found
 
+test('regression: a request whose reply is a bare acknowledgement is a CodecError, whichever family asked', () => {
+  // Found by the fuzzer (seed 23757): a conntrack count answered by an ACK alone threw a
+  // ValidationError, whose EINVAL means input refused before the kernel was touched. linkGet and
+  // routeGet did the same; xfrm and ipset already said CodecError.
+  const ackOnly = (): ReturnType<typeof dial> => dial((req) => [ack(req)]);
+  const calls: [string, () => unknown][] = [
+    ['conntrack count', () => new Conntrack(ackOnly()).count()],
+    ['linkGet', () => new Rtnl(ackOnly()).linkGet(7)],
+    ['routeGet', () => new Rtnl(ackOnly()).routeGet({ dst: '10.2.0.9' })],
+    ['xfrm stateGet', () => new XF.Xfrm(ackOnly()).stateGet({ dst: '10.0.0.2', proto: 'esp', spi: 0x1000 })],
+    ['xfrm policyGet', () => new XF.Xfrm(ackOnly()).policyGet({ dir: 'fwd' })],
+  ];
+  for (const [what, call] of calls) {
+    let err: unknown;
+    try {
+      call();
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, CodecError, `${what}: ${String(err)}`);
+  }
+});
+
 test('regression: an error reply echoing a request length of 2^31 or more is the NetlinkError, not a RangeError', () => {
   // nlmsg_len 36, NLMSG_ERROR, flags ACK_TLVS|0x2; errno -17; the echoed header claims 0xb5000028 bytes.
   const [m] = splitMessages(Buffer.from('24000000020000020000000000000000efffffff280000b5021800000300000008000200', 'hex'));

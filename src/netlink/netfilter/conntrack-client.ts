@@ -5,7 +5,7 @@
  * `conntrack` equivalent; each operation is written once (ConntrackOps) and runs through the
  * Conntrack handle synchronously or its `promises` twin asynchronously.
  */
-import { NetlinkError, ValidationError } from '../../errors.js';
+import { CodecError, NetlinkError, ValidationError } from '../../errors.js';
 import { NETLINK } from '../core/constants.js';
 import type { RawMessage } from '../core/message.js';
 import { KernelTransport, NetlinkSocket, type DumpList, type DumpOptions, type SocketOptions, type Transport } from '../core/socket.js';
@@ -113,7 +113,7 @@ export class ConntrackOps {
   /** How many entries this netns tracks. `conntrack -C` */
   *count(): Op<number> {
     const [m] = yield* requestOp(ctCountRequest());
-    if (!m) throw new ValidationError('conntrack', 'the kernel sent no IPCTNL_MSG_CT_GET_STATS reply');
+    if (!m) throw new CodecError('IPCTNL_MSG_CT_GET_STATS: no counters in the reply');
     return decodeConntrackCount(m).entries;
   }
 }

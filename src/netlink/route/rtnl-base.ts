@@ -3,7 +3,7 @@
  * Each method states its `ip` equivalent. Names resolve in the socket's own netns
  * (pitfall 7: ifindex is per netns).
  */
-import { NetlinkError, ValidationError } from '../../errors.js';
+import { CodecError, NetlinkError } from '../../errors.js';
 import { NLM_F, NLMSG, RTM, RT_TABLE, type AddrGenMode } from '../core/constants.js';
 import type { RawMessage, Request } from '../core/message.js';
 import { parseError, type BatchResult, type DumpList, type DumpOptions } from '../core/socket.js';
@@ -214,7 +214,7 @@ export class RtnlBaseOps {
   /** Gets one link, its counters included; a missing link is NetlinkError ENODEV, never index 0. `ip -s link show dev LINK` */
   *linkGet(ref: L.LinkRef): Op<L.Link> {
     const [m] = yield* this.request(L.getRequest(ref), ctx(ref));
-    if (!m) throw new ValidationError('link', `kernel sent no RTM_NEWLINK for ${ctx(ref)}`);
+    if (!m) throw new CodecError(`RTM_GETLINK ${ctx(ref)}: no link in the reply`);
     return L.decodeLink(m);
   }
 
@@ -315,7 +315,7 @@ export class RtnlBaseOps {
       }
     }
     const m = replies.find((r) => r.message.type === RTM.NEWROUTE);
-    if (!m) throw new ValidationError('route', `kernel sent no RTM_NEWROUTE for ${spec.dst}`);
+    if (!m) throw new CodecError(`RTM_GETROUTE to ${spec.dst}: no route in the reply`);
     return R.decodeRoute(m.message);
   }
 
