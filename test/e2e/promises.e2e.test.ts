@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, linkRequests, NetlinkError } from '../../src/index.js';
+import { Rtnl, createNamedNetns, deleteNamedNetns, openRtnlIn, linkRequests, NetlinkError, SysError } from '../../src/index.js';
 import { ipJson, leakGuard, threadNetnsIno } from '../helpers.js';
 import { NOT_APPLICABLE } from '../kernel.js';
 import { threadCpuNs } from '../../src/sys/libc.js';
@@ -55,6 +55,37 @@ test('veths created, changed and deleted concurrently through the promise API, a
     rt.close();
   }
   guard.check();
+});
+
+test('a dump part larger than the buffer it is read into: the promise dump starts again with a bigger buffer and loses nothing; with each, EMSGSIZE', async () => {
+  // A dump's parts are read off the JS thread in one call into a buffer that holds any part
+  // the kernel builds; a longer one is lost, so the buffer grows and the dump starts again.
+  // Forced here by shrinking the buffer below the kernel's smallest part (about 4 KB).
+  const rt = Rtnl.open();
+  try {
+    await Promise.all(names('pt', 30).map((n, i) => rt.promises.linkAddVeth(n, { name: `pu${i}` })));
+    const transport = rt.socket.transport as unknown as { buf: Buffer; dumpBufBytes: number };
+    const shrink = (): void => {
+      transport.dumpBufBytes = 1024;
+      transport.buf = Buffer.alloc(1024);
+    };
+    shrink();
+    const listed = await rt.promises.linkList();
+    assert.ok(transport.dumpBufBytes > 1024, 'the buffer grew to fit a part');
+    assert.equal(listed.map((l) => l.name).sort(), ipJson<{ ifname: string }[]>(['link', 'show']).map((l) => l.ifname).sort());
+    shrink();
+    const seen: string[] = [];
+    const e = await rt.promises.linkList({}, { each: (l) => void seen.push(l.name) }).catch((x: unknown) => x);
+    assert.instance(e, SysError);
+    assert.is((e as SysError).code, 'EMSGSIZE');
+    assert.equal(seen, [], 'nothing was handed over before the part that did not fit');
+    // The socket stays usable: the rest of that dump was read and dropped.
+    assert.is((await rt.promises.linkList({ kind: 'veth' })).length, 60);
+    await Promise.all(names('pt', 30).map((n) => rt.promises.linkDel(n)));
+    assert.equal(vethNames(), []);
+  } finally {
+    rt.close();
+  }
 });
 
 test('a handle opened inside another netns works across awaits; the JS thread never changes netns', async () => {
