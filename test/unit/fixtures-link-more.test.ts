@@ -125,7 +125,7 @@ test('link counters: the 25 of rtnl_link_stats64, the 32-bit IFLA_STATS when tha
 test('decoded objects keep fast properties: a link\'s attribute tree, nested sets and counters, the Link view, a struct of 60 fields', () => {
   // V8 turns an object with more than a dozen out-of-object properties into a dictionary when
   // one more property is added with a computed key; the attribute reader once added its wire
-  // record's symbols last, and every decoded link paid for it (41% of its decode). Checked in a
+  // record's symbols last, and every decoded link paid for it (the largest cost of its decode). Checked in a
   // child with V8's natives syntax, on the captured dump's links.
   const script = `
     const { readFileSync } = await import('node:fs');

@@ -335,7 +335,7 @@ function readerOf(schema: Schema, sparse = false): Reader {
   // The wire record's two symbol properties are set first, on the empty object: V8 turns an
   // object with more than a dozen out-of-object properties into a slow dictionary when one more
   // is added with a computed key (as a symbol is), which a link's forty attributes are. Set
-  // last, they made every decoded link a dictionary, and the store alone 40% of its decode.
+  // last, they made every decoded link a dictionary, the largest cost of its decode.
   const body = `
     const out = {};
     ${sparse ? '' : 'out[WIRE] = buf;\n    out[WIRE_SPAN] = 0;'}

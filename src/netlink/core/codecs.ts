@@ -25,7 +25,6 @@ export const s32 = intCodec(4, 's32', (b, o) => b.readInt32LE(o), (b, v, o) => b
 /** u32 in network byte order. */
 export const be32 = intCodec(4, 'be32', (b, o) => b.readUInt32BE(o), (b, v, o) => b.writeUInt32BE(v >>> 0, o));
 
-const ZERO = 0n;
 const TWO_32 = 0x1_0000_0000;
 /**
  * A little-endian u64 at b[o, o+8) as a bigint, the caller having checked the bounds. Counters
@@ -35,7 +34,7 @@ const TWO_32 = 0x1_0000_0000;
 export function readU64(b: Buffer, o: number): bigint {
   const lo = b[o]! + b[o + 1]! * 0x100 + b[o + 2]! * 0x10000 + b[o + 3]! * 0x1000000;
   const hi = b[o + 4]! + b[o + 5]! * 0x100 + b[o + 6]! * 0x10000 + b[o + 7]! * 0x1000000;
-  if (hi === 0) return lo === 0 ? ZERO : BigInt(lo);
+  if (hi === 0) return lo === 0 ? 0n : BigInt(lo);
   return hi < 0x200000 ? BigInt(hi * TWO_32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
 

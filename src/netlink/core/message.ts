@@ -47,7 +47,8 @@ export function struct<F extends string>(fields: readonly (readonly [F, FieldTyp
     plan.push({ name, off: size, rd: READ[t], wr: WRITE[t] });
     size += FIELD_SIZE[t];
   }
-  let read: ((buf: Buffer, off: number) => Record<F, number>) | undefined;
+  const field = (i: number, buf: Buffer, off: number): number => plan[i]!.rd(buf, off + plan[i]!.off);
+  let make: ((at: typeof field, buf: Buffer, off: number) => Record<F, number>) | undefined;
   return {
     size,
     fields,
@@ -56,19 +57,20 @@ export function struct<F extends string>(fields: readonly (readonly [F, FieldTyp
     },
     read(buf, off) {
       if (off + size > buf.length) throw new CodecError(`header needs ${size} bytes`, off);
-      return (read ??= literalReader(plan))(buf, off);
+      return (make ??= literalMaker(plan.map((f) => f.name)))(field, buf, off);
     },
   };
 }
 
 /**
- * A struct's reader as one object literal, generated from its fields once: every header it reads
- * then has one shape, where setting the fields one by one by computed name went through a generic
- * keyed store, and made a struct of more than a dozen fields (xfrm's) a dictionary.
+ * A maker of objects with exactly `names` as properties, in that order, the i-th value given by
+ * `at(i, buf, off)`: one object literal generated once, so that every object it makes has the
+ * same shape. Set one by one by computed name instead, more than a dozen properties make V8 turn
+ * the object into a slow dictionary (xfrm's 50-field headers, a link's 25 counters were). The
+ * bytes go as arguments, so that `at` is made once rather than a closure per object.
  */
-function literalReader<F extends string>(plan: readonly { name: F; off: number; rd: (b: Buffer, o: number) => number }[]): (buf: Buffer, off: number) => Record<F, number> {
-  const body = `return (buf, off) => ({ ${plan.map((f, i) => `${JSON.stringify(f.name)}: rd[${i}](buf, off + ${f.off})`).join(', ')} });`;
-  return new Function('rd', body)(plan.map((f) => f.rd)) as (buf: Buffer, off: number) => Record<F, number>;
+export function literalMaker<K extends string, V>(names: readonly K[]): (at: (i: number, buf: Buffer, off: number) => V, buf: Buffer, off: number) => Record<K, V> {
+  return new Function('at', 'buf', 'off', `return { ${names.map((k, i) => `${JSON.stringify(k)}: at(${i}, buf, off)`).join(', ')} };`) as (at: (i: number, buf: Buffer, off: number) => V, buf: Buffer, off: number) => Record<K, V>;
 }
 
 /** A message family: its fixed header and its attribute schema. */

@@ -175,8 +175,8 @@ export class KernelTransport implements Transport {
   /**
    * One queued datagram of a dump read on a libuv worker thread, or null when none is queued. One
    * read into a buffer that holds any part the kernel builds (DUMP_RECV_BUF): a peek first to learn
-   * the size cost a second worker-thread round trip per part, which made a 20,000-route dump
-   * through the promise API twice as long. MSG_TRUNC reports a longer datagram's real size; that
+   * the size cost a second worker-thread round trip per part (a 20,000-route dump through the
+   * promise API takes 0.80-0.92 of the time without it: bench/tools/ab-dump.mjs). MSG_TRUNC reports a longer datagram's real size; that
    * one is lost, so the buffer grows to fit and the read fails with EMSGSIZE, which dumpAsync
    * answers by starting the dump again (pitfall 2: never take a truncated part as the whole).
    */

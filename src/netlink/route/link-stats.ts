@@ -6,7 +6,7 @@
  */
 import { CodecError } from '../../errors.js';
 import type { Codec } from '../core/attr.js';
-import { TAIL, type WithTail } from '../core/message.js';
+import { literalMaker, TAIL, type WithTail } from '../core/message.js';
 import { readU64 } from '../core/codecs.js';
 
 /** The counters in their wire order, named as `ip -s -s link` groups them (rx_*, tx_*). */
@@ -21,20 +21,13 @@ export type LinkStatsField = (typeof LINK_STATS_FIELDS)[number];
 /** A link's counters; a field the kernel did not send (an older kernel's shorter struct) is absent. */
 export type LinkStats = { [K in LinkStatsField]?: bigint } & WithTail;
 
-/**
- * The reader of the first n counters as one object literal, built once per n: every object of
- * a dump then has the same shape, where setting the counters one by one by computed name went
- * through a generic keyed store (a third of a link's decode). IFLA_STATS64 has 25 counters on
- * kernels since 5.19, IFLA_STATS 24.
- */
-const literals: ((at: (i: number) => bigint) => LinkStats)[] = [];
-function literalOf(n: number): (at: (i: number) => bigint) => LinkStats {
-  return (literals[n] ??= new Function('at', `return { ${LINK_STATS_FIELDS.slice(0, n).map((k, i) => `${k}: at(${i})`).join(', ')} };`) as (at: (i: number) => bigint) => LinkStats);
-}
-function u32(b: Buffer, o: number): bigint {
-  const x = b[o]! + b[o + 1]! * 0x100 + b[o + 2]! * 0x10000 + b[o + 3]! * 0x1000000;
+/** Makers of the first n counters as one object literal each (literalMaker: one shape for every link). */
+const makers: ((at: (i: number, b: Buffer, o: number) => bigint, b: Buffer, o: number) => LinkStats)[] = [];
+const counter64 = (i: number, b: Buffer, o: number): bigint => readU64(b, o + 8 * i);
+const counter32 = (i: number, b: Buffer, o: number): bigint => {
+  const x = b.readUInt32LE(o + 4 * i);
   return x === 0 ? 0n : BigInt(x);
-}
+};
 /**
  * The codec of IFLA_STATS64 (8-byte counters) or IFLA_STATS (4-byte counters). A payload that is
  * not a whole number of counters keeps its last partial counter in the tail.
@@ -59,8 +52,7 @@ function statsCodec(width: 4 | 8): Codec<LinkStats> {
     read: (b, o, l) => {
       if (l < 0 || o + l > b.length) throw new CodecError(`link statistics of ${l} bytes overrun the message`, o);
       const n = Math.min(LINK_STATS_FIELDS.length, Math.floor(l / width));
-      const at = width === 8 ? (i: number): bigint => readU64(b, o + 8 * i) : (i: number): bigint => u32(b, o + 4 * i);
-      const v = literalOf(n)(at);
+      const v: LinkStats = (makers[n] ??= literalMaker(LINK_STATS_FIELDS.slice(0, n)))(width === 8 ? counter64 : counter32, b, o);
       if (l > n * width) v[TAIL] = b.subarray(o + n * width, o + l);
       return v;
     },
